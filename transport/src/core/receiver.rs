@@ -1,0 +1,753 @@
+//! The receiver's protocol state machine.
+//!
+//! Owns everything one node does as a receiver of other nodes' objects:
+//! collecting symbols per block, decoding with RaptorQ once enough arrived,
+//! handing out decoded blocks in order, noticing what is missing (blocks
+//! behind the sender's frontier, whole objects skipped), and NACKing it after
+//! a randomized backoff unless another receiver already asked for as much.
+//! No clock, no socket: time and datagrams are arguments, feedback packets
+//! are pulled with `poll_transmit`.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, VecDeque};
+use std::time::Duration;
+
+use raptorq::{EncodingPacket, ObjectTransmissionInformation, PayloadId, SourceBlockDecoder};
+
+use super::Transmit;
+use super::framer::Framer;
+use crate::backoff;
+use crate::geometry::Geometry;
+use crate::rng::Rng;
+use crate::seal::Seal;
+use crate::stats::{Drop, Stats};
+use crate::time::Time;
+use crate::wire::{self, Body, Command, DataHeader, Echo, Feedback, Frontier, NackEntry, ObjectKind};
+
+/// How a receiver behaves.
+#[derive(Clone, Debug)]
+pub struct ReceiverConfig {
+    /// Session (group) id; packets of other sessions are dropped.
+    pub session: u32,
+    /// This node's id.
+    pub node: u32,
+    /// NORM's backoff factor K (NACK window = K·GRTT); must match the senders'.
+    pub backoff_k: f64,
+    /// Group size estimate for the backoff distribution (λ = ln(size) + 1).
+    pub group_size: f64,
+    /// GRTT assumed until a sender advertises one.
+    pub initial_grtt: Duration,
+    /// Incomplete or undelivered blocks held per object; symbols past this window are dropped.
+    pub max_blocks: usize,
+    /// Objects in progress per sender.
+    pub max_objects: usize,
+    /// Senders tracked at once.
+    pub max_senders: usize,
+    /// Take objects a sender still holds from before we first heard it.
+    pub accept_backlog: bool,
+    /// Largest datagram to produce.
+    pub max_datagram: usize,
+    /// Seed of the receiver's random choices.
+    pub seed: u64,
+}
+
+impl Default for ReceiverConfig {
+    fn default() -> ReceiverConfig {
+        ReceiverConfig {
+            session: 1,
+            node: 2,
+            backoff_k: 4.0,
+            group_size: 1000.0,
+            initial_grtt: Duration::from_millis(50),
+            max_blocks: 256,
+            max_objects: 4096,
+            max_senders: 256,
+            accept_backlog: true,
+            max_datagram: 1472,
+            seed: 0,
+        }
+    }
+}
+
+/// What a receiver hands to its owner.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReceiverEvent {
+    /// A new object from `sender` was heard of.
+    ObjectStarted {
+        /// Sending node.
+        sender: u32,
+        /// Object id.
+        object: u32,
+        /// Object kind.
+        kind: ObjectKind,
+        /// Object length in bytes.
+        len: u64,
+    },
+    /// The next bytes of an object, in order (a whole decoded block).
+    ObjectData {
+        /// Sending node.
+        sender: u32,
+        /// Object id.
+        object: u32,
+        /// Offset of `data` in the object.
+        offset: u64,
+        /// The bytes.
+        data: Vec<u8>,
+    },
+    /// Every byte of the object was delivered.
+    ObjectComplete {
+        /// Sending node.
+        sender: u32,
+        /// Object id.
+        object: u32,
+    },
+    /// The sender can no longer repair the object: it will not complete.
+    ObjectLost {
+        /// Sending node.
+        sender: u32,
+        /// Object id.
+        object: u32,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Nack {
+    /// Not known to be missing yet.
+    Idle,
+    /// Will NACK at this time unless suppressed.
+    Waiting(Time),
+    /// Quiet until this time (after NACKing or hearing an equal-or-larger NACK).
+    Holdoff(Time),
+}
+
+struct InBlock {
+    buf: Vec<u8>,
+    have: Vec<bool>,
+    n_source: u32,
+    repairs: Vec<(u32, Vec<u8>)>,
+    /// Symbols held when the last decode attempt failed.
+    failed_at: u32,
+    failures: u32,
+    decoded: Option<Vec<u8>>,
+    nack: Nack,
+}
+
+impl InBlock {
+    fn new(g: &Geometry, b: u32) -> InBlock {
+        InBlock {
+            buf: vec![0u8; g.padded_block_len(b)],
+            have: vec![false; usize::from(g.symbols_in(b))],
+            n_source: 0,
+            repairs: Vec::new(),
+            failed_at: 0,
+            failures: 0,
+            decoded: None,
+            nack: Nack::Idle,
+        }
+    }
+    fn k(&self) -> u32 {
+        self.have.len() as u32
+    }
+    fn held(&self) -> u32 {
+        self.n_source + self.repairs.len() as u32
+    }
+    /// Symbols still needed (at least one more after each failed decode).
+    fn needed(&self) -> u32 {
+        (self.k() + self.failures).saturating_sub(self.held()).max(1)
+    }
+}
+
+struct InObject {
+    kind: ObjectKind,
+    geometry: Geometry,
+    next_deliver: u32,
+    /// Blocks below this have been looked at for NACKing.
+    swept: u32,
+    blocks: BTreeMap<u32, InBlock>,
+}
+
+/// Packet loss seen from one sender, from gaps in its packet counter.
+#[derive(Default)]
+struct LossMeter {
+    next_seq: Option<u64>,
+    expected: u64,
+    received: u64,
+    estimate: f64,
+}
+
+impl LossMeter {
+    fn on_seq(&mut self, seq: u64) {
+        match self.next_seq {
+            None => {
+                self.next_seq = Some(seq.wrapping_add(1));
+                self.expected += 1;
+            }
+            Some(next) if seq >= next => {
+                self.expected += (seq - next).min(1 << 20) + 1;
+                self.next_seq = Some(seq.wrapping_add(1));
+            }
+            Some(_) => {}
+        }
+        self.received += 1;
+        if self.expected >= 256 {
+            let sample = 1.0 - (self.received as f64 / self.expected as f64).min(1.0);
+            self.estimate = 0.5 * self.estimate + 0.5 * sample;
+            self.expected = 0;
+            self.received = 0;
+        }
+    }
+}
+
+struct Remote {
+    base: u32,
+    got_command: bool,
+    done_below: u32,
+    done: BTreeSet<u32>,
+    objects: BTreeMap<u32, InObject>,
+    frontier: Option<Frontier>,
+    grtt: Duration,
+    probe: Option<(u64, Time)>,
+    reply_due: Option<Time>,
+    missing: Nack,
+    loss: LossMeter,
+}
+
+impl Remote {
+    fn is_done(&self, object: u32) -> bool {
+        object < self.done_below || self.done.contains(&object)
+    }
+    fn mark_done(&mut self, object: u32) {
+        self.done.insert(object);
+        while self.done.remove(&self.done_below) {
+            self.done_below = self.done_below.wrapping_add(1);
+        }
+    }
+    /// Objects behind the frontier of which not one packet arrived (bounded).
+    fn missing_objects(&self, limit: usize) -> Vec<u32> {
+        let Some(f) = self.frontier else { return Vec::new() };
+        let end = if f.blocks_sent > 0 { f.object.wrapping_add(1) } else { f.object };
+        (self.done_below..end).filter(|o| !self.objects.contains_key(o) && !self.done.contains(o)).take(limit).collect()
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum TimerKey {
+    Block { sender: u32, object: u32, block: u32 },
+    Missing { sender: u32 },
+    Reply { sender: u32 },
+}
+
+/// The receiver core (see the module doc).
+pub struct Receiver<S> {
+    cfg: ReceiverConfig,
+    framer: Framer<S>,
+    stats: Stats,
+    rng: Rng,
+    now: Time,
+    remotes: HashMap<u32, Remote>,
+    timers: BinaryHeap<Reverse<(Time, TimerKey)>>,
+    outbox: VecDeque<Feedback>,
+    events: VecDeque<ReceiverEvent>,
+    scratch: Vec<u8>,
+}
+
+impl<S: Seal> Receiver<S> {
+    /// A receiver with `cfg`, opening packets with `seal`.
+    pub fn new(cfg: ReceiverConfig, seal: S) -> Receiver<S> {
+        Receiver {
+            framer: Framer::new(seal, cfg.session, cfg.node, true),
+            rng: Rng::new(cfg.seed),
+            cfg,
+            stats: Stats::default(),
+            now: Time::ZERO,
+            remotes: HashMap::new(),
+            timers: BinaryHeap::new(),
+            outbox: VecDeque::new(),
+            events: VecDeque::new(),
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// The seal, for the layer above to install new epochs.
+    pub fn seal_mut(&mut self) -> &mut S {
+        &mut self.framer.seal
+    }
+
+    /// This receiver's loss estimate for packets from `sender` (0..1).
+    pub fn loss_from(&self, sender: u32) -> Option<f64> {
+        self.remotes.get(&sender).map(|r| r.loss.estimate)
+    }
+
+    /// The next event, if any.
+    pub fn poll_event(&mut self) -> Option<ReceiverEvent> {
+        self.events.pop_front()
+    }
+
+    /// When `handle_timeout` should next be called.
+    pub fn poll_timeout(&self) -> Option<Time> {
+        self.timers.peek().map(|Reverse((t, _))| *t)
+    }
+
+    /// The next feedback packet, written into `buf`.
+    pub fn poll_transmit(&mut self, now: Time, buf: &mut Vec<u8>) -> Option<Transmit> {
+        self.now = self.now.max(now);
+        let fb = self.outbox.pop_front()?;
+        let len = self.framer.write(&Body::Feedback(fb), buf, &mut self.stats).ok()?;
+        self.stats.feedback_sent += 1;
+        Some(Transmit { len, packet_type: wire::PacketType::Feedback })
+    }
+
+    /// A datagram from the network. The authenticated node id in its header,
+    /// not the source address, names the peer.
+    pub fn handle_datagram(&mut self, now: Time, datagram: &[u8]) {
+        self.now = self.now.max(now);
+        let mut scratch = std::mem::take(&mut self.scratch);
+        if let Some((header, body)) = self.framer.open(datagram, &mut scratch, &mut self.stats) {
+            match body {
+                Body::Data(h, symbol) => {
+                    if let Some(r) = self.remote(header.node) {
+                        r.loss.on_seq(header.seq);
+                        self.on_data(now, header.node, h, symbol);
+                    }
+                }
+                Body::Command(c) => {
+                    if let Some(r) = self.remote(header.node) {
+                        r.loss.on_seq(header.seq);
+                        self.on_command(now, header.node, c);
+                    }
+                }
+                Body::Feedback(fb) => self.on_peer_feedback(now, &fb),
+            }
+        }
+        self.scratch = scratch;
+    }
+
+    /// Timers that fell due: NACKs go out, holdoffs end, probe replies are sent.
+    pub fn handle_timeout(&mut self, now: Time) {
+        self.now = self.now.max(now);
+        let mut due: BTreeMap<u32, Vec<NackEntry>> = BTreeMap::new();
+        let mut replies = BTreeSet::new();
+        while let Some(&Reverse((t, key))) = self.timers.peek() {
+            if t > now {
+                break;
+            }
+            self.timers.pop();
+            match key {
+                TimerKey::Block { sender, object, block } => {
+                    if let Some(e) = self.block_timer(now, sender, object, block) {
+                        due.entry(sender).or_default().push(e);
+                    }
+                }
+                TimerKey::Missing { sender } => due.entry(sender).or_default().extend(self.missing_timer(now, sender)),
+                TimerKey::Reply { sender } => {
+                    if self.remotes.get(&sender).and_then(|r| r.reply_due).is_some_and(|t| t <= now) {
+                        replies.insert(sender);
+                    }
+                }
+            }
+        }
+        for (&sender, _) in due.iter().filter(|(_, e)| !e.is_empty()) {
+            replies.insert(sender);
+        }
+        for sender in replies {
+            let entries = due.remove(&sender).unwrap_or_default();
+            self.queue_feedback(now, sender, entries);
+        }
+    }
+
+    fn remote(&mut self, node: u32) -> Option<&mut Remote> {
+        if !self.remotes.contains_key(&node) && self.remotes.len() >= self.cfg.max_senders {
+            self.stats.drop(Drop::Overload);
+            return None;
+        }
+        let grtt = self.cfg.initial_grtt;
+        Some(self.remotes.entry(node).or_insert_with(|| Remote {
+            base: 0,
+            got_command: false,
+            done_below: 0,
+            done: BTreeSet::new(),
+            objects: BTreeMap::new(),
+            frontier: None,
+            grtt,
+            probe: None,
+            reply_due: None,
+            missing: Nack::Idle,
+            loss: LossMeter::default(),
+        }))
+    }
+
+    fn on_data(&mut self, now: Time, sender: u32, h: DataHeader, symbol: &[u8]) {
+        let cfg_max_objects = self.cfg.max_objects;
+        let max_blocks = self.cfg.max_blocks as u32;
+        let Some(r) = self.remotes.get_mut(&sender) else { return };
+        if r.frontier.is_none() && r.objects.is_empty() && r.done.is_empty() && !r.got_command {
+            r.base = h.object;
+            r.done_below = h.object;
+        }
+        if !h.is_repair() {
+            let k = u32::from(h.geometry.symbols_in(h.block));
+            let f = if h.esi + 1 >= k {
+                Frontier { object: h.object, blocks_sent: h.block + 1 }
+            } else {
+                Frontier { object: h.object, blocks_sent: h.block }
+            };
+            advance(&mut r.frontier, f);
+        }
+        if r.is_done(h.object) || h.object < r.base {
+            self.stats.drop(Drop::Stale);
+            self.sweep(now, sender);
+            return;
+        }
+        if !r.objects.contains_key(&h.object) {
+            if r.objects.len() >= cfg_max_objects {
+                self.stats.drop(Drop::Overload);
+                return;
+            }
+            r.objects.insert(
+                h.object,
+                InObject { kind: h.kind, geometry: h.geometry, next_deliver: 0, swept: 0, blocks: BTreeMap::new() },
+            );
+            self.events.push_back(ReceiverEvent::ObjectStarted {
+                sender,
+                object: h.object,
+                kind: h.kind,
+                len: h.geometry.len(),
+            });
+        }
+        let Some(obj) = r.objects.get_mut(&h.object) else { return };
+        if obj.geometry != h.geometry || obj.kind != h.kind {
+            // Authentic but contradicting what this sender said before.
+            self.stats.drop(Drop::Invalid);
+            return;
+        }
+        if h.block < obj.next_deliver {
+            self.stats.drop(Drop::Stale);
+            self.sweep(now, sender);
+            return;
+        }
+        if h.block >= obj.next_deliver.saturating_add(max_blocks) {
+            self.stats.drop(Drop::Overload);
+            return;
+        }
+        let grtt = r.grtt;
+        let block = obj.blocks.entry(h.block).or_insert_with(|| InBlock::new(&h.geometry, h.block));
+        if block.decoded.is_some() {
+            self.stats.drop(Drop::Stale);
+        } else {
+            add_symbol(block, &h, symbol, &mut self.stats);
+            if block.decoded.is_none()
+                && h.is_repair()
+                && let Nack::Holdoff(t) = block.nack
+            {
+                // Repair is flowing: wait for the rest of it before asking again.
+                block.nack = Nack::Holdoff(t.max(now + grtt * 2));
+            }
+            if block.decoded.is_some() {
+                self.deliver(sender, h.object);
+            }
+        }
+        self.sweep(now, sender);
+    }
+
+    /// Hands out decoded blocks of `object` in order; completes it when all are out.
+    fn deliver(&mut self, sender: u32, object: u32) {
+        let Some(r) = self.remotes.get_mut(&sender) else { return };
+        let Some(obj) = r.objects.get_mut(&object) else { return };
+        while let Some(data) = obj.blocks.get_mut(&obj.next_deliver).and_then(|b| b.decoded.take()) {
+            let b = obj.next_deliver;
+            obj.blocks.remove(&b);
+            let mut data = data;
+            data.truncate(obj.geometry.block_len(b));
+            self.events.push_back(ReceiverEvent::ObjectData {
+                sender,
+                object,
+                offset: obj.geometry.block_offset(b),
+                data,
+            });
+            obj.next_deliver += 1;
+            obj.swept = obj.swept.max(obj.next_deliver);
+        }
+        if obj.next_deliver >= obj.geometry.blocks() {
+            r.objects.remove(&object);
+            r.mark_done(object);
+            self.events.push_back(ReceiverEvent::ObjectComplete { sender, object });
+        }
+    }
+
+    fn on_command(&mut self, now: Time, sender: u32, c: Command) {
+        let accept_backlog = self.cfg.accept_backlog;
+        let my_node = self.cfg.node;
+        let Some(r) = self.remotes.get_mut(&sender) else { return };
+        r.grtt = Duration::from_micros(u64::from(c.grtt_us)).max(Duration::from_millis(1));
+        if !r.got_command {
+            r.got_command = true;
+            let fresh = r.objects.is_empty() && r.done.is_empty() && r.frontier.is_none();
+            if fresh {
+                r.base = c.frontier.map_or(c.oldest, |f| f.object);
+                r.done_below = r.base;
+            }
+            if accept_backlog && c.oldest < r.base {
+                r.base = c.oldest;
+                r.done_below = r.done_below.min(c.oldest);
+            }
+        }
+        // Objects the sender no longer holds will not complete.
+        if c.oldest > r.done_below {
+            let lost: Vec<u32> = (r.done_below..c.oldest).filter(|o| !r.done.contains(o)).take(1 << 16).collect();
+            for object in lost {
+                r.objects.remove(&object);
+                self.events.push_back(ReceiverEvent::ObjectLost { sender, object });
+            }
+            r.done_below = c.oldest;
+            let below = c.oldest;
+            r.done.retain(|&o| o >= below);
+        }
+        if let Some(f) = c.frontier {
+            advance(&mut r.frontier, f);
+        }
+        if let Some(p) = c.probe {
+            r.probe = Some((p.time, now));
+            if reply_hash(my_node, p.time) < u32::from(p.reply_fraction) && r.reply_due.is_none() {
+                let at = now + r.grtt.mul_f64(self.rng.next_f64());
+                r.reply_due = Some(at);
+                self.timers.push(Reverse((at, TimerKey::Reply { sender })));
+            }
+        }
+        self.sweep(now, sender);
+    }
+
+    /// Another receiver's feedback: suppress our NACKs it already covers.
+    fn on_peer_feedback(&mut self, now: Time, fb: &Feedback) {
+        let k = self.cfg.backoff_k;
+        let Some(r) = self.remotes.get_mut(&fb.target) else { return };
+        let holdoff = now + backoff::nack_holdoff(r.grtt, k);
+        for e in &fb.entries {
+            match *e {
+                NackEntry::Block { object, block, needed } => {
+                    let Some(b) = r.objects.get_mut(&object).and_then(|o| o.blocks.get_mut(&block)) else { continue };
+                    if let Nack::Waiting(_) = b.nack
+                        && b.decoded.is_none()
+                        && b.needed() <= needed
+                    {
+                        b.nack = Nack::Holdoff(holdoff);
+                        self.stats.nacks_suppressed += 1;
+                    }
+                }
+                NackEntry::Objects { first, bitmap } => {
+                    if let Nack::Waiting(_) = r.missing {
+                        let mine = r.missing_objects(64);
+                        let covered = |o: &u32| {
+                            let i = o.wrapping_sub(first);
+                            i < 32 && bitmap & (1 << i) != 0
+                        };
+                        if !mine.is_empty() && mine.iter().all(covered) {
+                            r.missing = Nack::Holdoff(holdoff);
+                            self.stats.nacks_suppressed += 1;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Arms NACK timers for everything now known to be missing from `sender`.
+    fn sweep(&mut self, now: Time, sender: u32) {
+        let (k, gsize, max_blocks) = (self.cfg.backoff_k, self.cfg.group_size, self.cfg.max_blocks as u32);
+        let Some(r) = self.remotes.get_mut(&sender) else { return };
+        let Some(f) = r.frontier else { return };
+        let grtt = r.grtt;
+        let loss = r.loss.estimate;
+        for (&object, obj) in r.objects.range_mut(..=f.object) {
+            let end = if object < f.object { obj.geometry.blocks() } else { f.blocks_sent.min(obj.geometry.blocks()) };
+            let end = end.min(obj.next_deliver.saturating_add(max_blocks));
+            while obj.swept < end {
+                let b = obj.swept;
+                obj.swept += 1;
+                let g = obj.geometry;
+                let block = obj.blocks.entry(b).or_insert_with(|| InBlock::new(&g, b));
+                if block.decoded.is_none() && block.nack == Nack::Idle {
+                    let urgency = backoff::urgency(block.needed(), block.k(), loss);
+                    let at = now + backoff::nack_backoff(&mut self.rng, grtt, k, gsize, urgency);
+                    block.nack = Nack::Waiting(at);
+                    self.timers.push(Reverse((at, TimerKey::Block { sender, object, block: b })));
+                }
+            }
+        }
+        if r.missing == Nack::Idle && !r.missing_objects(1).is_empty() {
+            let at = now + backoff::nack_backoff(&mut self.rng, grtt, k, gsize, 0.0);
+            r.missing = Nack::Waiting(at);
+            self.timers.push(Reverse((at, TimerKey::Missing { sender })));
+        }
+    }
+
+    /// A block's timer fired: NACK it, or end its holdoff and re-arm.
+    fn block_timer(&mut self, now: Time, sender: u32, object: u32, b: u32) -> Option<NackEntry> {
+        let (k, gsize) = (self.cfg.backoff_k, self.cfg.group_size);
+        let r = self.remotes.get_mut(&sender)?;
+        let (grtt, loss) = (r.grtt, r.loss.estimate);
+        let block = r.objects.get_mut(&object)?.blocks.get_mut(&b)?;
+        if block.decoded.is_some() {
+            return None;
+        }
+        match block.nack {
+            Nack::Waiting(t) if t <= now => {
+                block.nack = Nack::Holdoff(now + backoff::nack_holdoff(grtt, k));
+                self.timers.push(Reverse((
+                    now + backoff::nack_holdoff(grtt, k),
+                    TimerKey::Block { sender, object, block: b },
+                )));
+                self.stats.nacks_sent += 1;
+                Some(NackEntry::Block { object, block: b, needed: block.needed() })
+            }
+            Nack::Holdoff(t) if t <= now => {
+                let urgency = backoff::urgency(block.needed(), block.k(), loss);
+                let at = now + backoff::nack_backoff(&mut self.rng, grtt, k, gsize, urgency);
+                block.nack = Nack::Waiting(at);
+                self.timers.push(Reverse((at, TimerKey::Block { sender, object, block: b })));
+                None
+            }
+            Nack::Holdoff(t) | Nack::Waiting(t) => {
+                // Moved later since this timer was armed.
+                self.timers.push(Reverse((t, TimerKey::Block { sender, object, block: b })));
+                None
+            }
+            Nack::Idle => None,
+        }
+    }
+
+    fn missing_timer(&mut self, now: Time, sender: u32) -> Vec<NackEntry> {
+        let (k, gsize) = (self.cfg.backoff_k, self.cfg.group_size);
+        let Some(r) = self.remotes.get_mut(&sender) else { return Vec::new() };
+        let mut entries = Vec::new();
+        match r.missing {
+            Nack::Waiting(t) if t <= now => {
+                let missing = r.missing_objects(32 * 8);
+                for o in &missing {
+                    match entries.last_mut() {
+                        Some(NackEntry::Objects { first, bitmap }) if o.wrapping_sub(*first) < 32 => {
+                            *bitmap |= 1 << o.wrapping_sub(*first);
+                        }
+                        _ => entries.push(NackEntry::Objects { first: *o, bitmap: 1 }),
+                    }
+                }
+                self.stats.nacks_sent += entries.len() as u64;
+                let until = now + backoff::nack_holdoff(r.grtt, k);
+                r.missing = Nack::Holdoff(until);
+                self.timers.push(Reverse((until, TimerKey::Missing { sender })));
+            }
+            Nack::Holdoff(t) if t <= now => {
+                r.missing = Nack::Idle;
+                if !r.missing_objects(1).is_empty() {
+                    let at = now + backoff::nack_backoff(&mut self.rng, r.grtt, k, gsize, 0.0);
+                    r.missing = Nack::Waiting(at);
+                    self.timers.push(Reverse((at, TimerKey::Missing { sender })));
+                }
+            }
+            _ => {}
+        }
+        entries
+    }
+
+    fn queue_feedback(&mut self, now: Time, sender: u32, entries: Vec<NackEntry>) {
+        let Some(r) = self.remotes.get_mut(&sender) else { return };
+        r.reply_due = None;
+        let echo = r.probe.map(|(probe_time, at)| Echo {
+            probe_time,
+            hold_us: u32::try_from(now.saturating_since(at).as_micros()).unwrap_or(u32::MAX),
+        });
+        let loss = (r.loss.estimate.clamp(0.0, 1.0) * 65_535.0) as u16;
+        let per_packet = Feedback::max_entries(self.cfg.max_datagram, self.framer.seal.tag_len()).max(1);
+        let mut chunks: Vec<Vec<NackEntry>> = entries.chunks(per_packet).map(<[NackEntry]>::to_vec).collect();
+        if chunks.is_empty() {
+            chunks.push(Vec::new());
+        }
+        for entries in chunks {
+            self.outbox.push_back(Feedback { target: sender, echo, loss, entries });
+        }
+    }
+}
+
+/// Moves a frontier forward (never back).
+fn advance(frontier: &mut Option<Frontier>, f: Frontier) {
+    let newer = match *frontier {
+        None => true,
+        Some(old) => (f.object, f.blocks_sent) > (old.object, old.blocks_sent),
+    };
+    if newer {
+        *frontier = Some(f);
+    }
+}
+
+/// Spreads receivers over [0, 2^16) per probe, so a probe's reply fraction picks a few of them.
+fn reply_hash(node: u32, probe_time: u64) -> u32 {
+    let mut x = (u64::from(node) << 32) ^ probe_time;
+    x = (x ^ (x >> 33)).wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x = (x ^ (x >> 33)).wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    ((x ^ (x >> 33)) & 0xffff) as u32
+}
+
+/// Adds one symbol to a block and decodes it once enough are held.
+fn add_symbol(block: &mut InBlock, h: &DataHeader, symbol: &[u8], stats: &mut Stats) {
+    let t = symbol.len();
+    let k = block.k();
+    if h.esi < k {
+        let i = h.esi as usize;
+        if block.have[i] {
+            stats.drop(Drop::Stale);
+            return;
+        }
+        block.have[i] = true;
+        block.n_source += 1;
+        block.buf[i * t..(i + 1) * t].copy_from_slice(symbol);
+    } else {
+        if block.repairs.iter().any(|(e, _)| *e == h.esi) {
+            stats.drop(Drop::Stale);
+            return;
+        }
+        block.repairs.push((h.esi, symbol.to_vec()));
+    }
+    if block.n_source == k {
+        block.decoded = Some(std::mem::take(&mut block.buf));
+        stats.blocks_decoded += 1;
+        if !block.repairs.is_empty() {
+            stats.blocks_repaired += 1;
+        }
+        block.repairs.clear();
+        return;
+    }
+    if block.held() >= k && block.held() > block.failed_at {
+        match decode(block, h, t) {
+            Some(data) => {
+                block.decoded = Some(data);
+                block.repairs.clear();
+                block.buf = Vec::new();
+                stats.blocks_decoded += 1;
+                stats.blocks_repaired += 1;
+            }
+            None => {
+                block.failed_at = block.held();
+                block.failures += 1;
+                stats.decode_failures += 1;
+            }
+        }
+    }
+}
+
+fn decode(block: &InBlock, h: &DataHeader, t: usize) -> Option<Vec<u8>> {
+    let sbn = h.block as u8;
+    let oti = ObjectTransmissionInformation::new(block.buf.len() as u64, t as u16, 1, 1, 1);
+    let mut decoder = SourceBlockDecoder::new(sbn, &oti, block.buf.len() as u64);
+    let sources = block
+        .have
+        .iter()
+        .enumerate()
+        .filter(|(_, have)| **have)
+        .map(|(i, _)| EncodingPacket::new(PayloadId::new(sbn, i as u32), block.buf[i * t..(i + 1) * t].to_vec()));
+    let repairs = block.repairs.iter().map(|(esi, data)| EncodingPacket::new(PayloadId::new(sbn, *esi), data.clone()));
+    decoder.decode(sources.chain(repairs))
+}

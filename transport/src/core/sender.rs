@@ -1,0 +1,657 @@
+//! The sender's protocol state machine.
+//!
+//! Owns everything one node does as the source of objects: cutting objects
+//! into blocks, sending source symbols in order under a pacer, proactive and
+//! on-demand repair with fresh RaptorQ symbols sized to the largest NACK,
+//! flushes, heartbeats and GRTT probes. It reads object bytes through
+//! `ObjectSource` a block at a time. No clock, no socket: time and datagrams
+//! are arguments, packets are pulled with `poll_transmit`.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::time::Duration;
+
+use raptorq::{ObjectTransmissionInformation, SourceBlockEncoder};
+
+use super::Transmit;
+use super::framer::Framer;
+use crate::backoff;
+use crate::geometry::{Geometry, GeometryError};
+use crate::grtt::Grtt;
+use crate::pacing::Pacer;
+use crate::seal::Seal;
+use crate::source::ObjectSource;
+use crate::stats::{Drop, Stats};
+use crate::time::Time;
+use crate::wire::{self, Body, Command, DataHeader, Feedback, Frontier, NackEntry, ObjectKind, Probe};
+
+/// How a sender behaves. `Default` gives values suited to a LAN or a radio cell.
+#[derive(Clone, Debug)]
+pub struct SenderConfig {
+    /// Session (group) id stamped on every packet.
+    pub session: u32,
+    /// This node's id.
+    pub node: u32,
+    /// Largest symbol size T in bytes (a packet is T + 47 bytes + the seal's tag).
+    pub symbol_size: u16,
+    /// Source symbols per block K.
+    pub block_symbols: u16,
+    /// Pacing rate in bytes per second; 0 sends as fast as polled.
+    pub rate: u64,
+    /// Pacer burst in bytes.
+    pub burst: u64,
+    /// Proactive repair symbols sent after each block, as a share of its K.
+    pub proactive: f64,
+    /// GRTT assumed before the first probe echo.
+    pub initial_grtt: Duration,
+    /// NORM's backoff factor K (NACK window = K·GRTT); the receivers must use the same.
+    pub backoff_k: f64,
+    /// Answer NACKs with `needed / (1 - worst reported loss)` symbols, so the
+    /// worst receiver likely completes in one round despite losing repair too.
+    pub loss_margin: bool,
+    /// Objects kept for repair after their source is sent.
+    pub retain_objects: usize,
+    /// Blocks (with their encoders) kept in memory; older ones are re-read on demand.
+    pub cached_blocks: usize,
+    /// Flushes sent (every 2·GRTT) after the last data before going idle.
+    pub flush_count: u32,
+    /// Interval of heartbeats once idle.
+    pub heartbeat: Duration,
+    /// Longest interval between GRTT probes while active.
+    pub probe_interval: Duration,
+    /// Receivers asked to answer each probe (the rest stay quiet).
+    pub probe_replies: u32,
+}
+
+impl Default for SenderConfig {
+    fn default() -> SenderConfig {
+        SenderConfig {
+            session: 1,
+            node: 1,
+            symbol_size: 1400,
+            block_symbols: 64,
+            rate: 1_250_000,
+            burst: 8 * 1500,
+            proactive: 0.0,
+            initial_grtt: Duration::from_millis(50),
+            backoff_k: 4.0,
+            loss_margin: true,
+            retain_objects: 4096,
+            cached_blocks: 32,
+            flush_count: 4,
+            heartbeat: Duration::from_secs(1),
+            probe_interval: Duration::from_secs(1),
+            probe_replies: 4,
+        }
+    }
+}
+
+/// What the sender tells its owner.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SenderEvent {
+    /// Every source symbol of the object has been sent (repairs may follow).
+    ObjectSent(u32),
+    /// The object could not be read and was abandoned.
+    ObjectFailed {
+        /// Object id.
+        object: u32,
+        /// What went wrong.
+        error: String,
+    },
+    /// The object left the retention window: no more repairs for it.
+    ObjectReleased(u32),
+    /// Everything is sent, flushed, and no NACK is outstanding.
+    Idle,
+}
+
+/// Refusal to queue an object.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// The object's size cannot be carried.
+    #[error("cannot send object: {0}")]
+    Geometry(#[from] GeometryError),
+}
+
+struct OutObject {
+    id: u32,
+    kind: ObjectKind,
+    geometry: Geometry,
+    source: Box<dyn ObjectSource + Send>,
+    /// Next repair symbol index per block (fresh ESIs for every answer).
+    next_repair: HashMap<u32, u32>,
+    failed: bool,
+}
+
+struct CachedBlock {
+    object: u32,
+    block: u32,
+    data: Vec<u8>,
+    encoder: Option<SourceBlockEncoder>,
+    used: u64,
+}
+
+/// Where the source stream stands: the next source symbol to send.
+#[derive(Clone, Copy, Debug)]
+struct Cursor {
+    object: u32,
+    block: u32,
+    esi: u32,
+}
+
+struct RepairJob {
+    object: u32,
+    block: u32,
+    left: u32,
+}
+
+#[derive(Clone, Copy)]
+enum Next {
+    Command { flush: bool },
+    Repair,
+    Source,
+}
+
+/// The sender core (see the module doc).
+pub struct Sender<S> {
+    cfg: SenderConfig,
+    framer: Framer<S>,
+    stats: Stats,
+    grtt: Grtt,
+    pacer: Pacer,
+    now: Time,
+    objects: VecDeque<OutObject>,
+    next_id: u32,
+    cursor: Option<Cursor>,
+    cache: Vec<CachedBlock>,
+    tick: u64,
+    pending: BTreeMap<(u32, u32), u32>,
+    deadlines: BTreeSet<(Time, u32, u32)>,
+    repairs: VecDeque<RepairJob>,
+    quiet_until: HashMap<(u32, u32), Time>,
+    receivers: HashMap<u32, (Time, u16)>,
+    flushes_sent: u32,
+    last_command: Time,
+    next_probe: Time,
+    idle_reported: bool,
+    events: VecDeque<SenderEvent>,
+    scratch: Vec<u8>,
+}
+
+impl<S: Seal> Sender<S> {
+    /// A sender with `cfg`, sealing with `seal`.
+    pub fn new(cfg: SenderConfig, seal: S) -> Sender<S> {
+        let framer = Framer::new(seal, cfg.session, cfg.node, false);
+        Sender {
+            grtt: Grtt::new(cfg.initial_grtt),
+            pacer: Pacer::new(cfg.rate, cfg.burst),
+            framer,
+            cfg,
+            stats: Stats::default(),
+            now: Time::ZERO,
+            objects: VecDeque::new(),
+            next_id: 0,
+            cursor: None,
+            cache: Vec::new(),
+            tick: 0,
+            pending: BTreeMap::new(),
+            deadlines: BTreeSet::new(),
+            repairs: VecDeque::new(),
+            quiet_until: HashMap::new(),
+            receivers: HashMap::new(),
+            flushes_sent: 0,
+            last_command: Time::ZERO,
+            next_probe: Time::ZERO,
+            idle_reported: true,
+            events: VecDeque::new(),
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Queues an object; returns its id. Its bytes are read as they are sent.
+    pub fn send(&mut self, kind: ObjectKind, source: Box<dyn ObjectSource + Send>) -> Result<u32, SendError> {
+        let geometry = Geometry::for_object(source.len(), self.cfg.symbol_size, self.cfg.block_symbols)?;
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1);
+        self.objects.push_back(OutObject { id, kind, geometry, source, next_repair: HashMap::new(), failed: false });
+        if self.cursor.is_none() {
+            self.cursor = Some(Cursor { object: id, block: 0, esi: 0 });
+        }
+        self.idle_reported = false;
+        self.release_old();
+        Ok(id)
+    }
+
+    /// Queues an in-memory object.
+    pub fn send_bytes(&mut self, kind: ObjectKind, bytes: Vec<u8>) -> Result<u32, SendError> {
+        self.send(kind, Box::new(bytes))
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// The current group RTT estimate.
+    pub fn grtt(&self) -> Duration {
+        self.grtt.get()
+    }
+
+    /// Changes the pacing rate (bytes per second).
+    pub fn set_rate(&mut self, rate: u64) {
+        self.pacer.set_rate(rate);
+    }
+
+    /// The seal, for the layer above to rotate keys.
+    pub fn seal_mut(&mut self) -> &mut S {
+        &mut self.framer.seal
+    }
+
+    /// Objects queued or retained.
+    pub fn retained(&self) -> usize {
+        self.objects.len()
+    }
+
+    /// True once everything queued has been sent and flushed with no repair outstanding.
+    pub fn is_idle(&self) -> bool {
+        !self.has_work() && self.pending.is_empty() && self.flushes_sent >= self.cfg.flush_count
+    }
+
+    /// The next event, if any.
+    pub fn poll_event(&mut self) -> Option<SenderEvent> {
+        self.events.pop_front()
+    }
+
+    /// A datagram from the network. The authenticated node id in its header,
+    /// not the source address, names the peer.
+    pub fn handle_datagram(&mut self, now: Time, datagram: &[u8]) {
+        self.now = self.now.max(now);
+        let mut scratch = std::mem::take(&mut self.scratch);
+        if let Some((header, body)) = self.framer.open(datagram, &mut scratch, &mut self.stats) {
+            match body {
+                Body::Feedback(fb) if fb.target == self.cfg.node => self.on_feedback(now, header.node, &fb),
+                // Others' feedback, others' data and commands: not the sender's business.
+                _ => {}
+            }
+        }
+        self.scratch = scratch;
+    }
+
+    /// Timers that fell due: NACK aggregation windows close into repair jobs.
+    pub fn handle_timeout(&mut self, now: Time) {
+        self.now = self.now.max(now);
+        while let Some(&(t, object, block)) = self.deadlines.first() {
+            if t > now {
+                break;
+            }
+            self.deadlines.pop_first();
+            if let Some(needed) = self.pending.remove(&(object, block)) {
+                self.queue_repair(object, block, needed);
+            }
+        }
+    }
+
+    /// When `handle_timeout` (and then `poll_transmit`) should next be called.
+    pub fn poll_timeout(&self) -> Option<Time> {
+        let mut t = self.deadlines.first().map(|&(t, _, _)| t);
+        let mut consider = |x: Time| t = Some(t.map_or(x, |t| t.min(x)));
+        if self.has_work() {
+            consider(self.pacer.next_ready(self.now, self.max_packet()));
+            consider(self.next_probe);
+        } else {
+            consider(self.next_command_time());
+        }
+        t
+    }
+
+    /// The next packet to send at `now`, written into `buf`; `None` when
+    /// nothing is due or the pacer says wait.
+    pub fn poll_transmit(&mut self, now: Time, buf: &mut Vec<u8>) -> Option<Transmit> {
+        self.now = self.now.max(now);
+        let next = self.next_packet(now)?;
+        if !self.pacer.ready(now, self.max_packet()) {
+            return None;
+        }
+        let sent = match next {
+            Next::Command { flush } => self.write_command(now, flush, buf),
+            Next::Repair => self.write_repair(buf),
+            Next::Source => self.write_source(buf),
+        };
+        let t = sent?;
+        self.pacer.spend(now, t.len);
+        if !matches!(next, Next::Command { .. }) {
+            self.flushes_sent = 0;
+            self.idle_reported = false;
+        }
+        Some(t)
+    }
+
+    fn max_packet(&self) -> usize {
+        wire::HEADER_LEN + wire::DATA_HEADER_LEN + usize::from(self.cfg.symbol_size) + self.framer.seal.tag_len()
+    }
+
+    fn has_work(&self) -> bool {
+        !self.repairs.is_empty() || self.cursor.is_some()
+    }
+
+    fn next_command_time(&self) -> Time {
+        if self.flushes_sent < self.cfg.flush_count {
+            if self.flushes_sent == 0 {
+                self.last_command.min(self.now)
+            } else {
+                self.last_command + self.grtt.get() * 2
+            }
+        } else {
+            self.last_command + self.cfg.heartbeat
+        }
+    }
+
+    fn next_packet(&mut self, now: Time) -> Option<Next> {
+        if self.has_work() {
+            if now >= self.next_probe {
+                return Some(Next::Command { flush: false });
+            }
+            return Some(if self.repairs.is_empty() { Next::Source } else { Next::Repair });
+        }
+        if now >= self.next_command_time() {
+            return Some(Next::Command { flush: self.flushes_sent < self.cfg.flush_count });
+        }
+        None
+    }
+
+    fn frontier(&self) -> Option<Frontier> {
+        match self.cursor {
+            Some(c) => Some(Frontier { object: c.object, blocks_sent: c.block }),
+            None => self.objects.back().map(|o| Frontier { object: o.id, blocks_sent: o.geometry.blocks() }),
+        }
+    }
+
+    fn write_command(&mut self, now: Time, flush: bool, buf: &mut Vec<u8>) -> Option<Transmit> {
+        let probe = if now >= self.next_probe || flush {
+            self.grtt.end_interval();
+            let interval = (self.grtt.get() * 4).clamp(Duration::from_millis(10), self.cfg.probe_interval);
+            self.next_probe = now + interval;
+            Some(Probe { time: now.as_micros(), reply_fraction: self.reply_fraction(now) })
+        } else {
+            None
+        };
+        let cmd = Command {
+            flush,
+            frontier: self.frontier(),
+            oldest: self.objects.front().map_or(self.next_id, |o| o.id),
+            grtt_us: u32::try_from(self.grtt.get().as_micros()).unwrap_or(u32::MAX),
+            probe,
+        };
+        let len = self.framer.write(&Body::Command(cmd), buf, &mut self.stats).ok()?;
+        self.stats.commands_sent += 1;
+        self.last_command = now;
+        if !self.has_work() {
+            self.flushes_sent = self.flushes_sent.saturating_add(1);
+            if self.is_idle() && !self.idle_reported {
+                self.idle_reported = true;
+                self.events.push_back(SenderEvent::Idle);
+            }
+        }
+        Some(Transmit { len, packet_type: wire::PacketType::Command })
+    }
+
+    /// Share of receivers (out of 65536) asked to answer a probe: enough for
+    /// `probe_replies` answers among the receivers heard from recently.
+    fn reply_fraction(&mut self, now: Time) -> u16 {
+        let horizon = Duration::from_secs(30);
+        self.receivers.retain(|_, (t, _)| now.saturating_since(*t) < horizon);
+        let known = self.receivers.len().max(1) as u64;
+        (65_536 * u64::from(self.cfg.probe_replies) / known).min(65_535) as u16
+    }
+
+    fn worst_loss(&self) -> f64 {
+        let worst = self.receivers.values().map(|&(_, l)| l).max().unwrap_or(0);
+        f64::from(worst) / 65_535.0
+    }
+
+    fn object_index(&self, id: u32) -> Option<usize> {
+        let first = self.objects.front()?.id;
+        let i = id.wrapping_sub(first) as usize;
+        (i < self.objects.len()).then_some(i)
+    }
+
+    /// True if every source symbol of (object, block) has gone out.
+    fn was_sent(&self, object: u32, block: u32) -> bool {
+        match self.cursor {
+            None => true,
+            Some(c) => object < c.object || (object == c.object && block < c.block),
+        }
+    }
+
+    fn on_feedback(&mut self, now: Time, from: u32, fb: &Feedback) {
+        self.receivers.insert(from, (now, fb.loss));
+        if let Some(echo) = fb.echo {
+            let sent = Time::from_micros(echo.probe_time);
+            if sent <= now {
+                let rtt = (now - sent).saturating_sub(Duration::from_micros(u64::from(echo.hold_us)));
+                self.grtt.sample(rtt);
+            }
+        }
+        for entry in &fb.entries {
+            self.stats.nacks_received += 1;
+            match *entry {
+                NackEntry::Block { object, block, needed } => self.on_nack(now, object, block, needed),
+                NackEntry::Objects { first, bitmap } => {
+                    for i in (0..32).filter(|i| bitmap & (1 << i) != 0) {
+                        let object = first.wrapping_add(i);
+                        let k = self.object_index(object).map(|ix| u32::from(self.objects[ix].geometry.symbols_in(0)));
+                        match k {
+                            Some(k) => self.on_nack(now, object, 0, k),
+                            None => self.stats.drop(Drop::Stale),
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_nack(&mut self, now: Time, object: u32, block: u32, needed: u32) {
+        let Some(ix) = self.object_index(object) else {
+            self.stats.drop(Drop::Stale);
+            return;
+        };
+        let o = &self.objects[ix];
+        if o.failed || !self.was_sent(object, block) {
+            self.stats.drop(Drop::Stale);
+            return;
+        }
+        if block >= o.geometry.blocks() {
+            self.stats.drop(Drop::Invalid);
+            return;
+        }
+        let k = u32::from(o.geometry.symbols_in(block));
+        // A receiver asks for at most K (nothing received) plus a few for failed decodes.
+        if needed == 0 || needed > k + 8 {
+            self.stats.drop(Drop::Invalid);
+            return;
+        }
+        if self.quiet_until.get(&(object, block)).is_some_and(|&t| t > now) {
+            return;
+        }
+        match self.pending.get_mut(&(object, block)) {
+            Some(n) => *n = (*n).max(needed),
+            None => {
+                self.pending.insert((object, block), needed);
+                let deadline = now + backoff::repair_aggregation(self.grtt.get(), self.cfg.backoff_k);
+                self.deadlines.insert((deadline, object, block));
+            }
+        }
+    }
+
+    fn queue_repair(&mut self, object: u32, block: u32, needed: u32) {
+        let count = if self.cfg.loss_margin {
+            let scaled = (f64::from(needed) / (1.0 - self.worst_loss().min(0.9))).round() as u32;
+            scaled.max(needed)
+        } else {
+            needed
+        };
+        self.stats.repair_rounds += 1;
+        if let Some(job) = self.repairs.iter_mut().find(|j| j.object == object && j.block == block) {
+            job.left = job.left.max(count);
+        } else {
+            self.repairs.push_back(RepairJob { object, block, left: count });
+        }
+    }
+
+    /// Loads (object, block) into the cache; returns its slot.
+    fn load_block(&mut self, ix: usize, block: u32) -> Result<usize, String> {
+        self.tick += 1;
+        let id = self.objects[ix].id;
+        if let Some(slot) = self.cache.iter().position(|c| c.object == id && c.block == block) {
+            self.cache[slot].used = self.tick;
+            return Ok(slot);
+        }
+        let o = &mut self.objects[ix];
+        let g = o.geometry;
+        let mut data = vec![0u8; g.padded_block_len(block)];
+        let len = g.block_len(block);
+        o.source
+            .read_at(g.block_offset(block), &mut data[..len])
+            .map_err(|e| format!("reading block {block} of object {id}: {e}"))?;
+        let entry = CachedBlock { object: id, block, data, encoder: None, used: self.tick };
+        if self.cache.len() < self.cfg.cached_blocks.max(1) {
+            self.cache.push(entry);
+            Ok(self.cache.len() - 1)
+        } else {
+            let slot = self.cache.iter().enumerate().min_by_key(|(_, c)| c.used).map_or(0, |(i, _)| i);
+            self.cache[slot] = entry;
+            Ok(slot)
+        }
+    }
+
+    fn fail_object(&mut self, ix: usize, error: String) {
+        let o = &mut self.objects[ix];
+        o.failed = true;
+        let object = o.id;
+        self.events.push_back(SenderEvent::ObjectFailed { object, error });
+        self.repairs.retain(|j| j.object != object);
+        if self.cursor.is_some_and(|c| c.object == object) {
+            self.advance_object(object);
+        }
+    }
+
+    fn advance_object(&mut self, finished: u32) {
+        let next = finished.wrapping_add(1);
+        self.cursor = self.object_index(next).map(|_| Cursor { object: next, block: 0, esi: 0 });
+    }
+
+    fn write_source(&mut self, buf: &mut Vec<u8>) -> Option<Transmit> {
+        let c = self.cursor?;
+        let ix = self.object_index(c.object)?;
+        let slot = match self.load_block(ix, c.block) {
+            Ok(s) => s,
+            Err(e) => {
+                self.fail_object(ix, e);
+                return None;
+            }
+        };
+        let o = &self.objects[ix];
+        let g = o.geometry;
+        let t = usize::from(g.symbol_size());
+        let start = c.esi as usize * t;
+        let header = DataHeader { object: o.id, kind: o.kind, geometry: g, block: c.block, esi: c.esi };
+        let symbol = &self.cache[slot].data[start..start + t];
+        let len = self.framer.write(&Body::Data(header, symbol), buf, &mut self.stats).ok()?;
+        self.stats.source_sent += 1;
+        // Advance: next symbol, next block (with its proactive share), next object.
+        let k = u32::from(g.symbols_in(c.block));
+        if c.esi + 1 < k {
+            self.cursor = Some(Cursor { esi: c.esi + 1, ..c });
+        } else {
+            let proactive = (f64::from(k) * self.cfg.proactive).ceil() as u32;
+            if proactive > 0 {
+                self.repairs.push_back(RepairJob { object: c.object, block: c.block, left: proactive });
+            }
+            if c.block + 1 < g.blocks() {
+                self.cursor = Some(Cursor { object: c.object, block: c.block + 1, esi: 0 });
+            } else {
+                self.events.push_back(SenderEvent::ObjectSent(c.object));
+                self.advance_object(c.object);
+            }
+        }
+        Some(Transmit { len, packet_type: wire::PacketType::Data })
+    }
+
+    fn write_repair(&mut self, buf: &mut Vec<u8>) -> Option<Transmit> {
+        loop {
+            let job = self.repairs.front()?;
+            let (object, block) = (job.object, job.block);
+            match self.object_index(object) {
+                Some(ix) if !self.objects[ix].failed => match self.repair_symbol(ix, block, buf) {
+                    Ok(t) => {
+                        let job = self.repairs.front_mut()?;
+                        job.left -= 1;
+                        if job.left == 0 {
+                            self.repairs.pop_front();
+                            // NACKs sent before this repair arrived are stale: ignore them for a GRTT.
+                            let quiet = self.now + self.grtt.get();
+                            self.quiet_until.insert((object, block), quiet);
+                            let now = self.now;
+                            self.quiet_until.retain(|_, t| *t > now);
+                        }
+                        return Some(t);
+                    }
+                    Err(e) => {
+                        self.repairs.pop_front();
+                        if let Some(e) = e {
+                            self.fail_object(ix, e);
+                        }
+                    }
+                },
+                _ => {
+                    self.repairs.pop_front();
+                }
+            }
+        }
+    }
+
+    /// One fresh repair symbol of (object, block). `Err(None)`: the block has
+    /// used up its repair symbols; `Err(Some(_))`: the object cannot be read.
+    fn repair_symbol(&mut self, ix: usize, block: u32, buf: &mut Vec<u8>) -> Result<Transmit, Option<String>> {
+        let slot = self.load_block(ix, block).map_err(Some)?;
+        let o = &mut self.objects[ix];
+        let g = o.geometry;
+        let next = o.next_repair.entry(block).or_insert(0);
+        if *next >= wire::MAX_REPAIR_SYMBOLS {
+            return Err(None);
+        }
+        let start = *next;
+        *next += 1;
+        let cached = &mut self.cache[slot];
+        let encoder = cached.encoder.get_or_insert_with(|| {
+            let oti = ObjectTransmissionInformation::new(cached.data.len() as u64, g.symbol_size(), 1, 1, 1);
+            SourceBlockEncoder::new(block as u8, &oti, &cached.data)
+        });
+        let packet = encoder.repair_packets(start, 1).pop().ok_or(None)?;
+        let header = DataHeader {
+            object: o.id,
+            kind: o.kind,
+            geometry: g,
+            block,
+            esi: packet.payload_id().encoding_symbol_id(),
+        };
+        let len = self.framer.write(&Body::Data(header, packet.data()), buf, &mut self.stats).map_err(|_| None)?;
+        self.stats.repair_sent += 1;
+        Ok(Transmit { len, packet_type: wire::PacketType::Data })
+    }
+
+    /// Drops the oldest objects past the retention limit once their source is sent.
+    fn release_old(&mut self) {
+        while self.objects.len() > self.cfg.retain_objects.max(1) {
+            let Some(front) = self.objects.front() else { break };
+            let id = front.id;
+            if !self.was_sent(id, u32::MAX) {
+                break;
+            }
+            self.objects.pop_front();
+            self.cache.retain(|c| c.object != id);
+            self.repairs.retain(|j| j.object != id);
+            self.pending.retain(|&(o, _), _| o != id);
+            self.deadlines.retain(|&(_, o, _)| o != id);
+            self.events.push_back(SenderEvent::ObjectReleased(id));
+        }
+    }
+}

@@ -1,0 +1,113 @@
+//! What a core counts.
+//!
+//! Owns `Stats` and `Drop`: packets and bytes in and out by kind, NACK entries
+//! sent and suppressed, and every dropped packet by reason. Counters only;
+//! the cores decide what to count.
+
+use std::fmt;
+
+use crate::wire::WireError;
+
+/// Why an incoming packet was dropped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Drop {
+    /// Not a packet of ours: wrong version, unknown type, truncated header.
+    Malformed,
+    /// A sealed packet whose tag failed (forged, damaged, or another group's key).
+    BadSeal,
+    /// Sealed under an epoch whose key this node does not hold.
+    UnknownEpoch,
+    /// Another session's packet.
+    OtherSession,
+    /// Our own packet, looped back.
+    Own,
+    /// Authentic, but claiming impossible sizes (block past the end, symbol of the
+    /// wrong length, a NACK for more symbols than the block has...).
+    Invalid,
+    /// Authentic and valid but useless now (a symbol of a finished block, a NACK
+    /// for an object no longer held, a replayed sequence number).
+    Stale,
+    /// Dropped because a configured memory bound was reached.
+    Overload,
+}
+
+impl Drop {
+    /// Every reason, in report order.
+    pub const ALL: [Drop; 8] = [
+        Drop::Malformed,
+        Drop::BadSeal,
+        Drop::UnknownEpoch,
+        Drop::OtherSession,
+        Drop::Own,
+        Drop::Invalid,
+        Drop::Stale,
+        Drop::Overload,
+    ];
+
+    /// The reason a decode error maps to.
+    pub fn of(err: &WireError) -> Drop {
+        use crate::seal::SealError;
+        match err {
+            WireError::Seal(SealError::UnknownEpoch(_)) => Drop::UnknownEpoch,
+            WireError::Seal(_) => Drop::BadSeal,
+            WireError::Geometry { .. } | WireError::Symbol { .. } => Drop::Invalid,
+            _ => Drop::Malformed,
+        }
+    }
+}
+
+impl fmt::Display for Drop {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+/// Counters of one core.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Datagrams handed in.
+    pub packets_in: u64,
+    /// Datagrams produced.
+    pub packets_out: u64,
+    /// Bytes produced.
+    pub bytes_out: u64,
+    /// Source symbols sent.
+    pub source_sent: u64,
+    /// Repair symbols sent (proactive and on demand).
+    pub repair_sent: u64,
+    /// Commands sent (flush, heartbeat, probe).
+    pub commands_sent: u64,
+    /// Feedback packets sent.
+    pub feedback_sent: u64,
+    /// NACK entries sent (one per block or object range asked for).
+    pub nacks_sent: u64,
+    /// NACK entries not sent because an equal-or-larger one was heard.
+    pub nacks_suppressed: u64,
+    /// NACK entries received (sender).
+    pub nacks_received: u64,
+    /// Blocks the sender answered with repair symbols (one per repair round).
+    pub repair_rounds: u64,
+    /// Blocks a receiver needed repair for (decoded with at least one repair symbol).
+    pub blocks_repaired: u64,
+    /// Blocks decoded.
+    pub blocks_decoded: u64,
+    /// Decode attempts that failed for want of one more symbol.
+    pub decode_failures: u64,
+    /// Dropped packets, by reason (indexed like `Drop::ALL`).
+    pub dropped: [u64; 8],
+}
+
+impl Stats {
+    /// Counts one dropped packet.
+    pub fn drop(&mut self, why: Drop) {
+        self.dropped[why as usize] += 1;
+    }
+    /// Dropped packets for one reason.
+    pub fn dropped(&self, why: Drop) -> u64 {
+        self.dropped[why as usize]
+    }
+    /// Dropped packets for every reason.
+    pub fn dropped_total(&self) -> u64 {
+        self.dropped.iter().sum()
+    }
+}

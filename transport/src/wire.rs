@@ -1,0 +1,758 @@
+//! The packet format on the wire (documented in `transport/WIRE.md`).
+//!
+//! Owns encoding and decoding of every packet: the common header, data
+//! symbols, feedback (NACKs and probe replies) and sender commands, and the
+//! order in which a packet is sealed and opened. It bounds every length it
+//! reads and never panics on any input; it knows nothing of protocol state.
+
+use thiserror::Error;
+
+use crate::geometry::{Geometry, GeometryError};
+use crate::seal::{Nonce, Seal, SealError};
+
+/// Wire format version carried in every packet.
+pub const VERSION: u8 = 1;
+/// Bytes of the common header (authenticated, not encrypted).
+pub const HEADER_LEN: usize = 22;
+/// Bytes of a data packet's body before the symbol.
+pub const DATA_HEADER_LEN: usize = 25;
+/// Bytes of a command body.
+pub const COMMAND_LEN: usize = 27;
+/// Bytes of a feedback body before its entries.
+pub const FEEDBACK_FIXED_LEN: usize = 21;
+/// Bytes of one NACK entry.
+pub const NACK_ENTRY_LEN: usize = 13;
+/// The largest UDP payload; nothing longer is accepted or produced.
+pub const MAX_DATAGRAM: usize = 65_507;
+/// Repair symbols a block may carry beyond its source symbols; an ESI past
+/// `K + MAX_REPAIR_SYMBOLS` is refused.
+pub const MAX_REPAIR_SYMBOLS: u32 = 1 << 20;
+
+/// Why bytes from the network were refused.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum WireError {
+    /// Fewer bytes than a field needs.
+    #[error("truncated {what}: need {need} bytes, have {have}")]
+    Truncated {
+        /// The field or structure being read.
+        what: &'static str,
+        /// Bytes it needs.
+        need: usize,
+        /// Bytes left.
+        have: usize,
+    },
+    /// Bytes left over after a structure that must end the packet.
+    #[error("{0} trailing bytes after {1}")]
+    Trailing(usize, &'static str),
+    /// A datagram longer than UDP allows.
+    #[error("datagram of {0} bytes exceeds {MAX_DATAGRAM}")]
+    Oversized(usize),
+    /// Another version of the protocol.
+    #[error("wire version {0}, expected {VERSION}")]
+    Version(u8),
+    /// Unknown packet type.
+    #[error("unknown packet type {0}")]
+    PacketType(u8),
+    /// Unknown object kind.
+    #[error("unknown object kind {0}")]
+    ObjectKind(u8),
+    /// Unknown NACK entry type.
+    #[error("unknown NACK entry type {0}")]
+    EntryType(u8),
+    /// Geometry that cannot describe an object.
+    #[error("object {object}: {source}")]
+    Geometry {
+        /// The object named.
+        object: u32,
+        /// What was wrong.
+        source: GeometryError,
+    },
+    /// A symbol reference outside its object.
+    #[error("object {object} block {block} esi {esi}: {why}")]
+    Symbol {
+        /// The object.
+        object: u32,
+        /// The block.
+        block: u32,
+        /// The encoding symbol id.
+        esi: u32,
+        /// What was wrong.
+        why: &'static str,
+    },
+    /// The packet's tag did not verify or its epoch is unknown.
+    #[error("seal: {0}")]
+    Seal(#[from] SealError),
+}
+
+/// A cursor over received bytes that cannot read past its end.
+pub struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    /// A reader over `buf`.
+    pub fn new(buf: &'a [u8]) -> Reader<'a> {
+        Reader { buf, pos: 0 }
+    }
+    /// Bytes not yet read.
+    pub fn left(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+    /// The next `n` bytes.
+    pub fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], WireError> {
+        if self.left() < n {
+            return Err(WireError::Truncated { what, need: n, have: self.left() });
+        }
+        let s = &self.buf[self.pos..self.pos + n];
+        self.pos += n;
+        Ok(s)
+    }
+    fn array<const N: usize>(&mut self, what: &'static str) -> Result<[u8; N], WireError> {
+        let mut a = [0u8; N];
+        a.copy_from_slice(self.take(N, what)?);
+        Ok(a)
+    }
+    /// A byte.
+    pub fn u8(&mut self, what: &'static str) -> Result<u8, WireError> {
+        Ok(self.array::<1>(what)?[0])
+    }
+    /// A big-endian u16.
+    pub fn u16(&mut self, what: &'static str) -> Result<u16, WireError> {
+        Ok(u16::from_be_bytes(self.array(what)?))
+    }
+    /// A big-endian u32.
+    pub fn u32(&mut self, what: &'static str) -> Result<u32, WireError> {
+        Ok(u32::from_be_bytes(self.array(what)?))
+    }
+    /// A big-endian u64.
+    pub fn u64(&mut self, what: &'static str) -> Result<u64, WireError> {
+        Ok(u64::from_be_bytes(self.array(what)?))
+    }
+    /// The rest of the buffer.
+    pub fn rest(&mut self) -> &'a [u8] {
+        let s = &self.buf[self.pos..];
+        self.pos = self.buf.len();
+        s
+    }
+    /// Fails unless everything was read.
+    pub fn finish(&self, what: &'static str) -> Result<(), WireError> {
+        match self.left() {
+            0 => Ok(()),
+            n => Err(WireError::Trailing(n, what)),
+        }
+    }
+}
+
+/// What a packet carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PacketType {
+    /// A source or repair symbol of an object.
+    Data = 1,
+    /// A receiver's NACKs and/or probe reply.
+    Feedback = 2,
+    /// A sender's flush / heartbeat / GRTT probe.
+    Command = 3,
+}
+
+impl PacketType {
+    fn from_u8(v: u8) -> Result<PacketType, WireError> {
+        Ok(match v {
+            1 => PacketType::Data,
+            2 => PacketType::Feedback,
+            3 => PacketType::Command,
+            _ => return Err(WireError::PacketType(v)),
+        })
+    }
+}
+
+/// The common header of every packet: sent in the clear, authenticated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Header {
+    /// What the body is.
+    pub packet_type: PacketType,
+    /// The session (group) this packet belongs to.
+    pub session: u32,
+    /// The node that sent it.
+    pub node: u32,
+    /// The key epoch it is sealed under.
+    pub epoch: u32,
+    /// The node's packet counter (with the node id, the seal's nonce).
+    pub seq: u64,
+}
+
+impl Header {
+    /// Writes the header.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        out.push(VERSION);
+        out.push(self.packet_type as u8);
+        out.extend_from_slice(&self.session.to_be_bytes());
+        out.extend_from_slice(&self.node.to_be_bytes());
+        out.extend_from_slice(&self.epoch.to_be_bytes());
+        out.extend_from_slice(&self.seq.to_be_bytes());
+    }
+    /// Reads a header.
+    pub fn read(r: &mut Reader<'_>) -> Result<Header, WireError> {
+        let version = r.u8("version")?;
+        if version != VERSION {
+            return Err(WireError::Version(version));
+        }
+        Ok(Header {
+            packet_type: PacketType::from_u8(r.u8("packet type")?)?,
+            session: r.u32("session")?,
+            node: r.u32("node")?,
+            epoch: r.u32("epoch")?,
+            seq: r.u64("seq")?,
+        })
+    }
+    /// The seal nonce of this packet.
+    pub fn nonce(&self) -> Nonce {
+        Nonce { node: self.node, seq: self.seq }
+    }
+}
+
+/// The three kinds of object the transport carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ObjectKind {
+    /// A chat message.
+    Chat = 1,
+    /// A file, streamed.
+    File = 2,
+    /// A key server's rekey message.
+    Rekey = 3,
+}
+
+impl ObjectKind {
+    fn from_u8(v: u8) -> Result<ObjectKind, WireError> {
+        Ok(match v {
+            1 => ObjectKind::Chat,
+            2 => ObjectKind::File,
+            3 => ObjectKind::Rekey,
+            _ => return Err(WireError::ObjectKind(v)),
+        })
+    }
+}
+
+/// The header of a data packet; the symbol (`geometry.symbol_size()` bytes) follows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct DataHeader {
+    /// The sender's object number.
+    pub object: u32,
+    /// What the object is.
+    pub kind: ObjectKind,
+    /// The object's layout (every data packet carries it, so a receiver can start anywhere).
+    pub geometry: Geometry,
+    /// Source block number.
+    pub block: u32,
+    /// Encoding symbol id in the block (below K: source; from K on: repair).
+    pub esi: u32,
+}
+
+impl DataHeader {
+    /// Writes the data header.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.object.to_be_bytes());
+        out.push(self.kind as u8);
+        out.extend_from_slice(&self.geometry.len().to_be_bytes());
+        out.extend_from_slice(&self.geometry.symbol_size().to_be_bytes());
+        out.extend_from_slice(&self.geometry.block_symbols().to_be_bytes());
+        out.extend_from_slice(&self.block.to_be_bytes());
+        out.extend_from_slice(&self.esi.to_be_bytes());
+    }
+    /// Reads a data header and checks that the symbol it names exists.
+    pub fn read(r: &mut Reader<'_>) -> Result<DataHeader, WireError> {
+        let object = r.u32("object")?;
+        let kind = ObjectKind::from_u8(r.u8("object kind")?)?;
+        let len = r.u64("object length")?;
+        let symbol_size = r.u16("symbol size")?;
+        let block_symbols = r.u16("block symbols")?;
+        let geometry =
+            Geometry::new(len, symbol_size, block_symbols).map_err(|source| WireError::Geometry { object, source })?;
+        let block = r.u32("block")?;
+        let esi = r.u32("esi")?;
+        let h = DataHeader { object, kind, geometry, block, esi };
+        if block >= geometry.blocks() {
+            return Err(h.symbol_error("block past the end of the object"));
+        }
+        if esi >= u32::from(geometry.symbols_in(block)) + MAX_REPAIR_SYMBOLS {
+            return Err(h.symbol_error("encoding symbol id beyond the repair limit"));
+        }
+        Ok(h)
+    }
+    /// True for a repair symbol.
+    pub fn is_repair(&self) -> bool {
+        self.esi >= u32::from(self.geometry.symbols_in(self.block))
+    }
+    fn symbol_error(&self, why: &'static str) -> WireError {
+        WireError::Symbol { object: self.object, block: self.block, esi: self.esi, why }
+    }
+}
+
+/// One thing a receiver asks a sender to repair.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum NackEntry {
+    /// Block `block` of `object` still needs `needed` symbols.
+    Block {
+        /// Object number.
+        object: u32,
+        /// Block number.
+        block: u32,
+        /// Symbols still needed to decode.
+        needed: u32,
+    },
+    /// Objects `first + i` for each set bit `i` of `bitmap` were never heard of.
+    Objects {
+        /// First object of the range.
+        first: u32,
+        /// Bit i set: object `first + i` is missing entirely.
+        bitmap: u32,
+    },
+}
+
+impl NackEntry {
+    fn encode(&self, out: &mut Vec<u8>) {
+        let (t, a, b, c) = match *self {
+            NackEntry::Block { object, block, needed } => (1u8, object, block, needed),
+            NackEntry::Objects { first, bitmap } => (2u8, first, bitmap, 0),
+        };
+        out.push(t);
+        out.extend_from_slice(&a.to_be_bytes());
+        out.extend_from_slice(&b.to_be_bytes());
+        out.extend_from_slice(&c.to_be_bytes());
+    }
+    fn read(r: &mut Reader<'_>) -> Result<NackEntry, WireError> {
+        let t = r.u8("NACK entry type")?;
+        let (a, b, c) = (r.u32("NACK entry")?, r.u32("NACK entry")?, r.u32("NACK entry")?);
+        match t {
+            1 => Ok(NackEntry::Block { object: a, block: b, needed: c }),
+            2 => Ok(NackEntry::Objects { first: a, bitmap: b }),
+            _ => Err(WireError::EntryType(t)),
+        }
+    }
+}
+
+/// A receiver's echo of the sender's latest GRTT probe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Echo {
+    /// The probe's send time, in the sender's clock (microseconds).
+    pub probe_time: u64,
+    /// Microseconds the receiver held the probe before answering.
+    pub hold_us: u32,
+}
+
+/// Feedback from a receiver to one sender: NACKs, a probe echo, its loss rate.
+/// Multicast, so that other receivers can suppress NACKs it already made.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Feedback {
+    /// The sender this feedback is for.
+    pub target: u32,
+    /// The echo of the sender's probe, if any.
+    pub echo: Option<Echo>,
+    /// The receiver's recent packet loss from this sender, in 1/65535ths.
+    pub loss: u16,
+    /// What to repair.
+    pub entries: Vec<NackEntry>,
+}
+
+impl Feedback {
+    /// Writes the feedback body.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.target.to_be_bytes());
+        let (flags, echo) = match self.echo {
+            Some(e) => (1u8, e),
+            None => (0u8, Echo { probe_time: 0, hold_us: 0 }),
+        };
+        out.push(flags);
+        out.extend_from_slice(&echo.probe_time.to_be_bytes());
+        out.extend_from_slice(&echo.hold_us.to_be_bytes());
+        out.extend_from_slice(&self.loss.to_be_bytes());
+        let n = u16::try_from(self.entries.len()).unwrap_or(u16::MAX);
+        out.extend_from_slice(&n.to_be_bytes());
+        for e in self.entries.iter().take(usize::from(n)) {
+            e.encode(out);
+        }
+    }
+    /// Reads a feedback body; the entry count must match the bytes present exactly.
+    pub fn read(r: &mut Reader<'_>) -> Result<Feedback, WireError> {
+        let target = r.u32("feedback target")?;
+        let flags = r.u8("feedback flags")?;
+        let probe_time = r.u64("probe time")?;
+        let hold_us = r.u32("probe hold")?;
+        let loss = r.u16("loss")?;
+        let n = usize::from(r.u16("entry count")?);
+        let need = n * NACK_ENTRY_LEN;
+        if r.left() != need {
+            return Err(WireError::Truncated { what: "NACK entries", need, have: r.left() });
+        }
+        let mut entries = Vec::with_capacity(n);
+        for _ in 0..n {
+            entries.push(NackEntry::read(r)?);
+        }
+        let echo = (flags & 1 != 0).then_some(Echo { probe_time, hold_us });
+        Ok(Feedback { target, echo, loss, entries })
+    }
+    /// Entries that fit one datagram of `max` bytes with the given tag length.
+    pub fn max_entries(max: usize, tag_len: usize) -> usize {
+        max.saturating_sub(HEADER_LEN + FEEDBACK_FIXED_LEN + tag_len) / NACK_ENTRY_LEN
+    }
+}
+
+/// How far the sender has got: every source symbol of objects before
+/// `object`, and of blocks before `blocks_sent` in `object`, has been sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Frontier {
+    /// The newest object the sender has started.
+    pub object: u32,
+    /// Blocks of that object whose source symbols are all sent.
+    pub blocks_sent: u32,
+}
+
+/// A sender command: FLUSH (after data) or heartbeat (idle), optionally a GRTT probe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Command {
+    /// True right after data (a flush), false for an idle heartbeat.
+    pub flush: bool,
+    /// How far the sender has got; `None` before its first object.
+    pub frontier: Option<Frontier>,
+    /// Oldest object the sender can still repair.
+    pub oldest: u32,
+    /// The sender's group RTT estimate, microseconds.
+    pub grtt_us: u32,
+    /// A probe to echo, if this command carries one.
+    pub probe: Option<Probe>,
+}
+
+/// A GRTT probe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Probe {
+    /// Send time in the sender's clock (microseconds).
+    pub time: u64,
+    /// Which receivers answer: those whose `reply_hash` falls below this (out of 65536).
+    pub reply_fraction: u16,
+}
+
+impl Command {
+    /// Writes the command body.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        let mut flags = 0u8;
+        if self.flush {
+            flags |= 1;
+        }
+        if self.frontier.is_some() {
+            flags |= 2;
+        }
+        if self.probe.is_some() {
+            flags |= 4;
+        }
+        out.push(flags);
+        let f = self.frontier.unwrap_or(Frontier { object: 0, blocks_sent: 0 });
+        out.extend_from_slice(&f.object.to_be_bytes());
+        out.extend_from_slice(&f.blocks_sent.to_be_bytes());
+        out.extend_from_slice(&self.oldest.to_be_bytes());
+        out.extend_from_slice(&self.grtt_us.to_be_bytes());
+        let p = self.probe.unwrap_or(Probe { time: 0, reply_fraction: 0 });
+        out.extend_from_slice(&p.time.to_be_bytes());
+        out.extend_from_slice(&p.reply_fraction.to_be_bytes());
+    }
+    /// Reads a command body.
+    pub fn read(r: &mut Reader<'_>) -> Result<Command, WireError> {
+        let flags = r.u8("command flags")?;
+        let object = r.u32("frontier object")?;
+        let blocks_sent = r.u32("frontier blocks")?;
+        let oldest = r.u32("oldest object")?;
+        let grtt_us = r.u32("grtt")?;
+        let time = r.u64("probe time")?;
+        let reply_fraction = r.u16("reply fraction")?;
+        r.finish("command")?;
+        Ok(Command {
+            flush: flags & 1 != 0,
+            frontier: (flags & 2 != 0).then_some(Frontier { object, blocks_sent }),
+            oldest,
+            grtt_us,
+            probe: (flags & 4 != 0).then_some(Probe { time, reply_fraction }),
+        })
+    }
+}
+
+/// A packet's body, borrowed from the opened datagram.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Body<'a> {
+    /// A symbol and its header.
+    Data(DataHeader, &'a [u8]),
+    /// Feedback.
+    Feedback(Feedback),
+    /// A command.
+    Command(Command),
+}
+
+impl Body<'_> {
+    /// The packet type of this body.
+    pub fn packet_type(&self) -> PacketType {
+        match self {
+            Body::Data(..) => PacketType::Data,
+            Body::Feedback(_) => PacketType::Feedback,
+            Body::Command(_) => PacketType::Command,
+        }
+    }
+
+    fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            Body::Data(h, symbol) => {
+                h.encode(out);
+                out.extend_from_slice(symbol);
+            }
+            Body::Feedback(f) => f.encode(out),
+            Body::Command(c) => c.encode(out),
+        }
+    }
+
+    fn read<'a>(packet_type: PacketType, body: &'a [u8]) -> Result<Body<'a>, WireError> {
+        let mut r = Reader::new(body);
+        Ok(match packet_type {
+            PacketType::Data => {
+                let h = DataHeader::read(&mut r)?;
+                let symbol = r.rest();
+                if symbol.len() != usize::from(h.geometry.symbol_size()) {
+                    return Err(h.symbol_error("symbol length differs from the object's symbol size"));
+                }
+                Body::Data(h, symbol)
+            }
+            PacketType::Feedback => Body::Feedback(Feedback::read(&mut r)?),
+            PacketType::Command => Body::Command(Command::read(&mut r)?),
+        })
+    }
+}
+
+/// Writes `header` and `body` into `out` (cleared first) and seals it: the
+/// header is associated data, the body is encrypted, the tag is appended.
+pub fn seal_packet<S: Seal + ?Sized>(
+    seal: &mut S,
+    header: &Header,
+    body: &Body<'_>,
+    out: &mut Vec<u8>,
+) -> Result<(), SealError> {
+    debug_assert_eq!(header.packet_type, body.packet_type());
+    out.clear();
+    header.encode(out);
+    body.encode(out);
+    let tag_len = seal.tag_len();
+    let body_end = out.len();
+    out.resize(body_end + tag_len, 0);
+    let (head, rest) = out.split_at_mut(HEADER_LEN);
+    let (payload, tag) = rest.split_at_mut(body_end - HEADER_LEN);
+    seal.seal(header.epoch, header.nonce(), head, payload, tag)
+}
+
+/// Reads only the common header, without opening the packet (to route or drop it early).
+pub fn peek_header(datagram: &[u8]) -> Result<Header, WireError> {
+    if datagram.len() > MAX_DATAGRAM {
+        return Err(WireError::Oversized(datagram.len()));
+    }
+    Header::read(&mut Reader::new(datagram))
+}
+
+/// Opens a datagram in place: checks the header, verifies and decrypts the
+/// body, and parses it. Nothing of a packet whose seal fails is parsed.
+pub fn open_packet<'a, S: Seal + ?Sized>(
+    seal: &mut S,
+    datagram: &'a mut [u8],
+) -> Result<(Header, Body<'a>), WireError> {
+    let header = peek_header(datagram)?;
+    let tag_len = seal.tag_len();
+    if datagram.len() < HEADER_LEN + tag_len {
+        return Err(WireError::Truncated { what: "tag", need: HEADER_LEN + tag_len, have: datagram.len() });
+    }
+    let (head, rest) = datagram.split_at_mut(HEADER_LEN);
+    let body_len = rest.len() - tag_len;
+    let (payload, tag) = rest.split_at_mut(body_len);
+    seal.open(header.epoch, header.nonce(), head, payload, tag)?;
+    let body = Body::read(header.packet_type, payload)?;
+    Ok((header, body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A keyed checksum seal for codec tests: not cryptography, but any change
+    /// to header, body or tag is caught.
+    pub(crate) struct SumSeal(pub u64);
+
+    impl SumSeal {
+        fn mac(&self, epoch: u32, nonce: Nonce, header: &[u8], payload: &[u8]) -> [u8; 8] {
+            let mut h = self.0 ^ u64::from(epoch) ^ (u64::from(nonce.node) << 32) ^ nonce.seq;
+            for &b in header.iter().chain(payload) {
+                h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+            }
+            h.to_be_bytes()
+        }
+    }
+
+    impl Seal for SumSeal {
+        fn tag_len(&self) -> usize {
+            8
+        }
+        fn current_epoch(&self) -> u32 {
+            1
+        }
+        fn seal(&mut self, e: u32, n: Nonce, h: &[u8], p: &mut [u8], t: &mut [u8]) -> Result<(), SealError> {
+            t.copy_from_slice(&self.mac(e, n, h, p));
+            Ok(())
+        }
+        fn open(&mut self, e: u32, n: Nonce, h: &[u8], p: &mut [u8], t: &[u8]) -> Result<(), SealError> {
+            if self.mac(e, n, h, p) == t { Ok(()) } else { Err(SealError::BadTag) }
+        }
+    }
+
+    fn header(packet_type: PacketType) -> impl Strategy<Value = Header> {
+        (any::<u32>(), any::<u32>(), any::<u32>(), any::<u64>()).prop_map(move |(session, node, epoch, seq)| Header {
+            packet_type,
+            session,
+            node,
+            epoch,
+            seq,
+        })
+    }
+
+    fn data() -> impl Strategy<Value = (DataHeader, Vec<u8>)> {
+        (1u64..5_000_000, 1u16..1500, 1u16..2000, any::<u32>(), any::<u32>(), 1u8..4).prop_flat_map(
+            |(len, t, k, object, esi_seed, kind)| {
+                let g = Geometry::new(len, t, k).unwrap();
+                (0..g.blocks()).prop_map(move |block| {
+                    let esi = esi_seed % (u32::from(g.symbols_in(block)) + MAX_REPAIR_SYMBOLS);
+                    let kind = ObjectKind::from_u8(kind).unwrap();
+                    let h = DataHeader { object, kind, geometry: g, block, esi };
+                    (h, vec![kind as u8; usize::from(t)])
+                })
+            },
+        )
+    }
+
+    fn entry() -> impl Strategy<Value = NackEntry> {
+        prop_oneof![
+            (any::<u32>(), any::<u32>(), any::<u32>()).prop_map(|(object, block, needed)| NackEntry::Block {
+                object,
+                block,
+                needed
+            }),
+            (any::<u32>(), any::<u32>()).prop_map(|(first, bitmap)| NackEntry::Objects { first, bitmap }),
+        ]
+    }
+
+    fn feedback() -> impl Strategy<Value = Feedback> {
+        (
+            any::<u32>(),
+            proptest::option::of((any::<u64>(), any::<u32>())),
+            any::<u16>(),
+            prop::collection::vec(entry(), 0..50),
+        )
+            .prop_map(|(target, echo, loss, entries)| Feedback {
+                target,
+                echo: echo.map(|(probe_time, hold_us)| Echo { probe_time, hold_us }),
+                loss,
+                entries,
+            })
+    }
+
+    fn command() -> impl Strategy<Value = Command> {
+        (
+            any::<bool>(),
+            proptest::option::of((any::<u32>(), any::<u32>())),
+            any::<u32>(),
+            any::<u32>(),
+            proptest::option::of((any::<u64>(), any::<u16>())),
+        )
+            .prop_map(|(flush, f, oldest, grtt_us, p)| Command {
+                flush,
+                frontier: f.map(|(object, blocks_sent)| Frontier { object, blocks_sent }),
+                oldest,
+                grtt_us,
+                probe: p.map(|(time, reply_fraction)| Probe { time, reply_fraction }),
+            })
+    }
+
+    fn round_trip(h: Header, body: Body<'_>) {
+        let mut seal = SumSeal(42);
+        let mut buf = Vec::new();
+        seal_packet(&mut seal, &h, &body, &mut buf).unwrap();
+        let (h2, b2) = open_packet(&mut seal, &mut buf).unwrap();
+        assert_eq!(h, h2);
+        assert_eq!(body, b2);
+    }
+
+    proptest! {
+        #[test]
+        fn data_round_trips(h in header(PacketType::Data), (d, sym) in data()) {
+            round_trip(h, Body::Data(d, &sym));
+        }
+
+        #[test]
+        fn feedback_round_trips(h in header(PacketType::Feedback), f in feedback()) {
+            round_trip(h, Body::Feedback(f));
+        }
+
+        #[test]
+        fn command_round_trips(h in header(PacketType::Command), c in command()) {
+            round_trip(h, Body::Command(c));
+        }
+
+        #[test]
+        fn random_bytes_never_panic(mut bytes in prop::collection::vec(any::<u8>(), 0..2000)) {
+            let _ = peek_header(&bytes);
+            let _ = open_packet(&mut SumSeal(1), &mut bytes);
+        }
+
+        /// Any single-byte change to a sealed packet is refused (never parsed into something else).
+        #[test]
+        fn mutated_packets_are_refused(h in header(PacketType::Feedback), f in feedback(), at in any::<usize>(), x in 1u8..=255) {
+            let mut seal = SumSeal(7);
+            let mut buf = Vec::new();
+            seal_packet(&mut seal, &h, &Body::Feedback(f), &mut buf).unwrap();
+            let i = at % buf.len();
+            buf[i] ^= x;
+            prop_assert!(open_packet(&mut seal, &mut buf).is_err());
+        }
+
+        /// Bodies parsed without a seal (as if the seal were broken) still never panic.
+        #[test]
+        fn unsealed_bodies_never_panic(t in 1u8..4, body in prop::collection::vec(any::<u8>(), 0..400)) {
+            let _ = Body::read(PacketType::from_u8(t).unwrap(), &body);
+        }
+    }
+
+    #[test]
+    fn refuses_symbols_outside_the_object() {
+        let g = Geometry::new(1000, 100, 4).unwrap();
+        let mut buf = Vec::new();
+        DataHeader { object: 3, kind: ObjectKind::File, geometry: g, block: 3, esi: 0 }.encode(&mut buf);
+        let err = DataHeader::read(&mut Reader::new(&buf)).unwrap_err();
+        assert_eq!(err.to_string(), "object 3 block 3 esi 0: block past the end of the object");
+    }
+
+    #[test]
+    fn feedback_count_must_match_bytes() {
+        let f = Feedback { target: 1, echo: None, loss: 0, entries: vec![NackEntry::Objects { first: 1, bitmap: 3 }] };
+        let mut buf = Vec::new();
+        f.encode(&mut buf);
+        buf[FEEDBACK_FIXED_LEN - 1] = 200; // claims 200 entries, carries one
+        assert!(matches!(Feedback::read(&mut Reader::new(&buf)), Err(WireError::Truncated { .. })));
+    }
+
+    #[test]
+    fn sizes_match_the_documented_layout() {
+        let mut buf = Vec::new();
+        Header { packet_type: PacketType::Data, session: 0, node: 0, epoch: 0, seq: 0 }.encode(&mut buf);
+        assert_eq!(buf.len(), HEADER_LEN);
+        buf.clear();
+        let g = Geometry::new(1, 1, 1).unwrap();
+        DataHeader { object: 0, kind: ObjectKind::Chat, geometry: g, block: 0, esi: 0 }.encode(&mut buf);
+        assert_eq!(buf.len(), DATA_HEADER_LEN);
+        buf.clear();
+        Command { flush: true, frontier: None, oldest: 0, grtt_us: 0, probe: None }.encode(&mut buf);
+        assert_eq!(buf.len(), COMMAND_LEN);
+        buf.clear();
+        Feedback { target: 0, echo: None, loss: 0, entries: vec![] }.encode(&mut buf);
+        assert_eq!(buf.len(), FEEDBACK_FIXED_LEN);
+    }
+}
