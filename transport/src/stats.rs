@@ -87,6 +87,8 @@ pub struct Stats {
     pub nacks_received: u64,
     /// Blocks the sender answered with repair symbols (one per repair round).
     pub repair_rounds: u64,
+    /// Distinct blocks the sender repaired on demand.
+    pub repaired_blocks: u64,
     /// Blocks a receiver needed repair for (decoded with at least one repair symbol).
     pub blocks_repaired: u64,
     /// Blocks decoded.

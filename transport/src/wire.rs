@@ -17,7 +17,7 @@ pub const HEADER_LEN: usize = 22;
 /// Bytes of a data packet's body before the symbol.
 pub const DATA_HEADER_LEN: usize = 25;
 /// Bytes of a command body.
-pub const COMMAND_LEN: usize = 27;
+pub const COMMAND_LEN: usize = 29;
 /// Bytes of a feedback body before its entries.
 pub const FEEDBACK_FIXED_LEN: usize = 21;
 /// Bytes of one NACK entry.
@@ -418,6 +418,8 @@ pub struct Command {
     pub oldest: u32,
     /// The sender's group RTT estimate, microseconds.
     pub grtt_us: u32,
+    /// The median loss the receivers reported lately, in 1/65535ths (scales NACK urgency).
+    pub group_loss: u16,
     /// A probe to echo, if this command carries one.
     pub probe: Option<Probe>,
 }
@@ -450,6 +452,7 @@ impl Command {
         out.extend_from_slice(&f.blocks_sent.to_be_bytes());
         out.extend_from_slice(&self.oldest.to_be_bytes());
         out.extend_from_slice(&self.grtt_us.to_be_bytes());
+        out.extend_from_slice(&self.group_loss.to_be_bytes());
         let p = self.probe.unwrap_or(Probe { time: 0, reply_fraction: 0 });
         out.extend_from_slice(&p.time.to_be_bytes());
         out.extend_from_slice(&p.reply_fraction.to_be_bytes());
@@ -461,6 +464,7 @@ impl Command {
         let blocks_sent = r.u32("frontier blocks")?;
         let oldest = r.u32("oldest object")?;
         let grtt_us = r.u32("grtt")?;
+        let group_loss = r.u16("group loss")?;
         let time = r.u64("probe time")?;
         let reply_fraction = r.u16("reply fraction")?;
         r.finish("command")?;
@@ -469,6 +473,7 @@ impl Command {
             frontier: (flags & 2 != 0).then_some(Frontier { object, blocks_sent }),
             oldest,
             grtt_us,
+            group_loss,
             probe: (flags & 4 != 0).then_some(Probe { time, reply_fraction }),
         })
     }
@@ -661,13 +666,15 @@ mod tests {
             proptest::option::of((any::<u32>(), any::<u32>())),
             any::<u32>(),
             any::<u32>(),
+            any::<u16>(),
             proptest::option::of((any::<u64>(), any::<u16>())),
         )
-            .prop_map(|(flush, f, oldest, grtt_us, p)| Command {
+            .prop_map(|(flush, f, oldest, grtt_us, group_loss, p)| Command {
                 flush,
                 frontier: f.map(|(object, blocks_sent)| Frontier { object, blocks_sent }),
                 oldest,
                 grtt_us,
+                group_loss,
                 probe: p.map(|(time, reply_fraction)| Probe { time, reply_fraction }),
             })
     }
@@ -749,7 +756,7 @@ mod tests {
         DataHeader { object: 0, kind: ObjectKind::Chat, geometry: g, block: 0, esi: 0 }.encode(&mut buf);
         assert_eq!(buf.len(), DATA_HEADER_LEN);
         buf.clear();
-        Command { flush: true, frontier: None, oldest: 0, grtt_us: 0, probe: None }.encode(&mut buf);
+        Command { flush: true, frontier: None, oldest: 0, grtt_us: 0, group_loss: 0, probe: None }.encode(&mut buf);
         assert_eq!(buf.len(), COMMAND_LEN);
         buf.clear();
         Feedback { target: 0, echo: None, loss: 0, entries: vec![] }.encode(&mut buf);

@@ -206,6 +206,8 @@ struct Remote {
     objects: BTreeMap<u32, InObject>,
     frontier: Option<Frontier>,
     grtt: Duration,
+    /// The median loss of the group, as the sender advertises it.
+    group_loss: f64,
     probe: Option<(u64, Time)>,
     reply_due: Option<Time>,
     missing: Nack,
@@ -374,6 +376,7 @@ impl<S: Seal> Receiver<S> {
             objects: BTreeMap::new(),
             frontier: None,
             grtt,
+            group_loss: 0.0,
             probe: None,
             reply_due: None,
             missing: Nack::Idle,
@@ -440,12 +443,16 @@ impl<S: Seal> Receiver<S> {
             self.stats.drop(Drop::Stale);
         } else {
             add_symbol(block, &h, symbol, &mut self.stats);
-            if block.decoded.is_none()
-                && h.is_repair()
-                && let Nack::Holdoff(t) = block.nack
-            {
-                // Repair is flowing: wait for the rest of it before asking again.
-                block.nack = Nack::Holdoff(t.max(now + grtt * 2));
+            if block.decoded.is_none() && h.is_repair() {
+                // Repair is flowing: wait for the rest of it before asking (again).
+                match block.nack {
+                    Nack::Holdoff(t) => block.nack = Nack::Holdoff(t.max(now + grtt * 2)),
+                    Nack::Waiting(_) => {
+                        block.nack = Nack::Holdoff(now + grtt * 2);
+                        self.stats.nacks_suppressed += 1;
+                    }
+                    Nack::Idle => {}
+                }
             }
             if block.decoded.is_some() {
                 self.deliver(sender, h.object);
@@ -484,6 +491,7 @@ impl<S: Seal> Receiver<S> {
         let my_node = self.cfg.node;
         let Some(r) = self.remotes.get_mut(&sender) else { return };
         r.grtt = Duration::from_micros(u64::from(c.grtt_us)).max(Duration::from_millis(1));
+        r.group_loss = f64::from(c.group_loss) / 65_535.0;
         if !r.got_command {
             r.got_command = true;
             let fresh = r.objects.is_empty() && r.done.is_empty() && r.frontier.is_none();
@@ -561,7 +569,7 @@ impl<S: Seal> Receiver<S> {
         let Some(r) = self.remotes.get_mut(&sender) else { return };
         let Some(f) = r.frontier else { return };
         let grtt = r.grtt;
-        let loss = r.loss.estimate;
+        let loss = r.loss.estimate.max(r.group_loss);
         for (&object, obj) in r.objects.range_mut(..=f.object) {
             let end = if object < f.object { obj.geometry.blocks() } else { f.blocks_sent.min(obj.geometry.blocks()) };
             let end = end.min(obj.next_deliver.saturating_add(max_blocks));
@@ -589,7 +597,7 @@ impl<S: Seal> Receiver<S> {
     fn block_timer(&mut self, now: Time, sender: u32, object: u32, b: u32) -> Option<NackEntry> {
         let (k, gsize) = (self.cfg.backoff_k, self.cfg.group_size);
         let r = self.remotes.get_mut(&sender)?;
-        let (grtt, loss) = (r.grtt, r.loss.estimate);
+        let (grtt, loss) = (r.grtt, r.loss.estimate.max(r.group_loss));
         let block = r.objects.get_mut(&object)?.blocks.get_mut(&b)?;
         if block.decoded.is_some() {
             return None;

@@ -2,19 +2,21 @@
 //!
 //! Owns everything one node does as the source of objects: cutting objects
 //! into blocks, sending source symbols in order under a pacer, proactive and
-//! on-demand repair with fresh RaptorQ symbols sized to the largest NACK,
+//! on-demand repair with fresh RaptorQ symbols sized to the largest NACK
+//! (answered at once and topped up when a larger count arrives, rather than
+//! after NORM's aggregation window: the first repair symbols are themselves
+//! what suppresses the other receivers' NACKs),
 //! flushes, heartbeats and GRTT probes. It reads object bytes through
 //! `ObjectSource` a block at a time. No clock, no socket: time and datagrams
 //! are arguments, packets are pulled with `poll_transmit`.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
 use raptorq::{ObjectTransmissionInformation, SourceBlockEncoder};
 
 use super::Transmit;
 use super::framer::Framer;
-use crate::backoff;
 use crate::geometry::{Geometry, GeometryError};
 use crate::grtt::Grtt;
 use crate::pacing::Pacer;
@@ -118,6 +120,8 @@ struct OutObject {
     source: Box<dyn ObjectSource + Send>,
     /// Next repair symbol index per block (fresh ESIs for every answer).
     next_repair: HashMap<u32, u32>,
+    /// Blocks that were NACKed at least once.
+    nacked: HashSet<u32>,
     failed: bool,
 }
 
@@ -135,6 +139,13 @@ struct Cursor {
     object: u32,
     block: u32,
     esi: u32,
+}
+
+/// A repair round of one block: symbols planned, and when it stops taking top-ups.
+struct Round {
+    planned: u32,
+    /// `None` while its symbols are still being sent.
+    closes: Option<Time>,
 }
 
 struct RepairJob {
@@ -163,10 +174,8 @@ pub struct Sender<S> {
     cursor: Option<Cursor>,
     cache: Vec<CachedBlock>,
     tick: u64,
-    pending: BTreeMap<(u32, u32), u32>,
-    deadlines: BTreeSet<(Time, u32, u32)>,
     repairs: VecDeque<RepairJob>,
-    quiet_until: HashMap<(u32, u32), Time>,
+    rounds: HashMap<(u32, u32), Round>,
     receivers: HashMap<u32, (Time, u16)>,
     flushes_sent: u32,
     last_command: Time,
@@ -192,10 +201,8 @@ impl<S: Seal> Sender<S> {
             cursor: None,
             cache: Vec::new(),
             tick: 0,
-            pending: BTreeMap::new(),
-            deadlines: BTreeSet::new(),
             repairs: VecDeque::new(),
-            quiet_until: HashMap::new(),
+            rounds: HashMap::new(),
             receivers: HashMap::new(),
             flushes_sent: 0,
             last_command: Time::ZERO,
@@ -211,7 +218,15 @@ impl<S: Seal> Sender<S> {
         let geometry = Geometry::for_object(source.len(), self.cfg.symbol_size, self.cfg.block_symbols)?;
         let id = self.next_id;
         self.next_id = self.next_id.wrapping_add(1);
-        self.objects.push_back(OutObject { id, kind, geometry, source, next_repair: HashMap::new(), failed: false });
+        self.objects.push_back(OutObject {
+            id,
+            kind,
+            geometry,
+            source,
+            next_repair: HashMap::new(),
+            nacked: HashSet::new(),
+            failed: false,
+        });
         if self.cursor.is_none() {
             self.cursor = Some(Cursor { object: id, block: 0, esi: 0 });
         }
@@ -252,7 +267,7 @@ impl<S: Seal> Sender<S> {
 
     /// True once everything queued has been sent and flushed with no repair outstanding.
     pub fn is_idle(&self) -> bool {
-        !self.has_work() && self.pending.is_empty() && self.flushes_sent >= self.cfg.flush_count
+        !self.has_work() && self.flushes_sent >= self.cfg.flush_count
     }
 
     /// The next event, if any.
@@ -275,23 +290,15 @@ impl<S: Seal> Sender<S> {
         self.scratch = scratch;
     }
 
-    /// Timers that fell due: NACK aggregation windows close into repair jobs.
+    /// Time passed: the pacer has credit again, a probe or flush may be due.
+    /// (What is due is decided in `poll_transmit`.)
     pub fn handle_timeout(&mut self, now: Time) {
         self.now = self.now.max(now);
-        while let Some(&(t, object, block)) = self.deadlines.first() {
-            if t > now {
-                break;
-            }
-            self.deadlines.pop_first();
-            if let Some(needed) = self.pending.remove(&(object, block)) {
-                self.queue_repair(object, block, needed);
-            }
-        }
     }
 
     /// When `handle_timeout` (and then `poll_transmit`) should next be called.
     pub fn poll_timeout(&self) -> Option<Time> {
-        let mut t = self.deadlines.first().map(|&(t, _, _)| t);
+        let mut t: Option<Time> = None;
         let mut consider = |x: Time| t = Some(t.map_or(x, |t| t.min(x)));
         if self.has_work() {
             consider(self.pacer.next_ready(self.now, self.max_packet()));
@@ -367,7 +374,7 @@ impl<S: Seal> Sender<S> {
     fn write_command(&mut self, now: Time, flush: bool, buf: &mut Vec<u8>) -> Option<Transmit> {
         let probe = if now >= self.next_probe || flush {
             self.grtt.end_interval();
-            let interval = (self.grtt.get() * 4).clamp(Duration::from_millis(10), self.cfg.probe_interval);
+            let interval = (self.grtt.get() * 8).clamp(Duration::from_millis(100), self.cfg.probe_interval);
             self.next_probe = now + interval;
             Some(Probe { time: now.as_micros(), reply_fraction: self.reply_fraction(now) })
         } else {
@@ -378,6 +385,7 @@ impl<S: Seal> Sender<S> {
             frontier: self.frontier(),
             oldest: self.objects.front().map_or(self.next_id, |o| o.id),
             grtt_us: u32::try_from(self.grtt.get().as_micros()).unwrap_or(u32::MAX),
+            group_loss: self.median_loss(),
             probe,
         };
         let len = self.framer.write(&Body::Command(cmd), buf, &mut self.stats).ok()?;
@@ -400,6 +408,14 @@ impl<S: Seal> Sender<S> {
         self.receivers.retain(|_, (t, _)| now.saturating_since(*t) < horizon);
         let known = self.receivers.len().max(1) as u64;
         (65_536 * u64::from(self.cfg.probe_replies) / known).min(65_535) as u16
+    }
+
+    /// The median of the receivers' reported losses (1/65535ths): what an
+    /// ordinary receiver of this group loses.
+    fn median_loss(&self) -> u16 {
+        let mut l: Vec<u16> = self.receivers.values().map(|&(_, l)| l).collect();
+        l.sort_unstable();
+        l.get(l.len() / 2).copied().unwrap_or(0)
     }
 
     fn worst_loss(&self) -> f64 {
@@ -468,29 +484,43 @@ impl<S: Seal> Sender<S> {
             self.stats.drop(Drop::Invalid);
             return;
         }
-        if self.quiet_until.get(&(object, block)).is_some_and(|&t| t > now) {
-            return;
-        }
-        match self.pending.get_mut(&(object, block)) {
-            Some(n) => *n = (*n).max(needed),
-            None => {
-                self.pending.insert((object, block), needed);
-                let deadline = now + backoff::repair_aggregation(self.grtt.get(), self.cfg.backoff_k);
-                self.deadlines.insert((deadline, object, block));
+        let want = self.with_margin(needed);
+        match self.rounds.get_mut(&(object, block)) {
+            Some(round) if round.closes.is_none_or(|t| now < t) => {
+                // The round is under way: a larger count is topped up. Every count
+                // a receiver states is relative to what it held before this round's
+                // symbols reached it, so topping up to the largest never over-repairs.
+                if want > round.planned {
+                    let extra = want - round.planned;
+                    round.planned = want;
+                    round.closes = None;
+                    self.add_repair(object, block, extra);
+                }
+            }
+            _ => {
+                self.rounds.insert((object, block), Round { planned: want, closes: None });
+                self.stats.repair_rounds += 1;
+                if self.objects[ix].nacked.insert(block) {
+                    self.stats.repaired_blocks += 1;
+                }
+                self.add_repair(object, block, want);
             }
         }
     }
 
-    fn queue_repair(&mut self, object: u32, block: u32, needed: u32) {
-        let count = if self.cfg.loss_margin {
-            let scaled = (f64::from(needed) / (1.0 - self.worst_loss().min(0.9))).round() as u32;
-            scaled.max(needed)
-        } else {
-            needed
-        };
-        self.stats.repair_rounds += 1;
+    /// `needed` scaled for the worst reported loss, so the neediest receiver
+    /// likely completes in this round despite losing some repair too.
+    fn with_margin(&self, needed: u32) -> u32 {
+        if !self.cfg.loss_margin {
+            return needed;
+        }
+        let scaled = (f64::from(needed) / (1.0 - self.worst_loss().min(0.9))).round() as u32;
+        scaled.max(needed)
+    }
+
+    fn add_repair(&mut self, object: u32, block: u32, count: u32) {
         if let Some(job) = self.repairs.iter_mut().find(|j| j.object == object && j.block == block) {
-            job.left = job.left.max(count);
+            job.left += count;
         } else {
             self.repairs.push_back(RepairJob { object, block, left: count });
         }
@@ -586,11 +616,12 @@ impl<S: Seal> Sender<S> {
                         job.left -= 1;
                         if job.left == 0 {
                             self.repairs.pop_front();
-                            // NACKs sent before this repair arrived are stale: ignore them for a GRTT.
-                            let quiet = self.now + self.grtt.get();
-                            self.quiet_until.insert((object, block), quiet);
+                            // The round stays open one GRTT for NACKs already in flight.
                             let now = self.now;
-                            self.quiet_until.retain(|_, t| *t > now);
+                            self.rounds.retain(|_, r| r.closes.is_none_or(|t| t > now));
+                            if let Some(r) = self.rounds.get_mut(&(object, block)) {
+                                r.closes = Some(now + self.grtt.get());
+                            }
                         }
                         return Some(t);
                     }
@@ -649,8 +680,7 @@ impl<S: Seal> Sender<S> {
             self.objects.pop_front();
             self.cache.retain(|c| c.object != id);
             self.repairs.retain(|j| j.object != id);
-            self.pending.retain(|&(o, _), _| o != id);
-            self.deadlines.retain(|&(_, o, _)| o != id);
+            self.rounds.retain(|&(o, _), _| o != id);
             self.events.push_back(SenderEvent::ObjectReleased(id));
         }
     }

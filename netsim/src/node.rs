@@ -1,0 +1,184 @@
+//! A simulated host: one transport core, its radio's loss process, and (for
+//! receivers) the check of everything it delivers.
+//!
+//! Owns `Node` and `Verifier`. It feeds the core the datagrams and timeouts
+//! the sim hands it and checks every delivered byte against the workload's
+//! SHA-256; it does not decide when anything happens.
+
+use std::collections::HashMap;
+
+use lsim_transport::rng::Rng;
+use lsim_transport::stats::Stats;
+use lsim_transport::{Receiver, ReceiverEvent, Sender, Time, Transmit};
+use sha2::{Digest, Sha256};
+
+use crate::loss::Loss;
+use crate::seal::TestSeal;
+use crate::workload::Expected;
+
+/// The core a node runs.
+pub enum Core {
+    /// The source of the workload.
+    Sender(Box<Sender<TestSeal>>),
+    /// A group member receiving it.
+    Receiver(Box<Receiver<TestSeal>>, Verifier),
+    /// An outsider without the key: it keeps the last packet it overheard
+    /// and sends forgeries.
+    Outsider(Option<Vec<u8>>),
+}
+
+/// A host on the simulated medium.
+pub struct Node {
+    /// Node id on the wire.
+    pub id: u32,
+    /// What it runs.
+    pub core: Core,
+    /// Its radio's loss process.
+    pub loss: Loss,
+    /// Its own random stream (loss, jitter).
+    pub rng: Rng,
+    /// The wake-up time currently scheduled for it.
+    pub wake: Option<Time>,
+    /// Counted as finished (a receiver that verified everything).
+    pub finished: bool,
+}
+
+impl Node {
+    /// Hands the core a datagram.
+    pub fn datagram(&mut self, now: Time, bytes: &[u8]) {
+        match &mut self.core {
+            Core::Sender(s) => s.handle_datagram(now, bytes),
+            Core::Receiver(r, _) => r.handle_datagram(now, bytes),
+            Core::Outsider(last) => *last = Some(bytes.to_vec()),
+        }
+    }
+
+    /// Tells the core its timer fired.
+    pub fn timeout(&mut self, now: Time) {
+        match &mut self.core {
+            Core::Sender(s) => s.handle_timeout(now),
+            Core::Receiver(r, _) => r.handle_timeout(now),
+            Core::Outsider(_) => {}
+        }
+    }
+
+    /// The core's next packet.
+    pub fn transmit(&mut self, now: Time, buf: &mut Vec<u8>) -> Option<Transmit> {
+        match &mut self.core {
+            Core::Sender(s) => s.poll_transmit(now, buf),
+            Core::Receiver(r, _) => r.poll_transmit(now, buf),
+            Core::Outsider(_) => None,
+        }
+    }
+
+    /// The core's next deadline.
+    pub fn next_timeout(&self) -> Option<Time> {
+        match &self.core {
+            Core::Sender(s) => s.poll_timeout(),
+            Core::Receiver(r, _) => r.poll_timeout(),
+            Core::Outsider(_) => None,
+        }
+    }
+
+    /// Drains the core's events (receivers verify what they deliver); returns
+    /// how many events there were, for the trace.
+    pub fn drain_events(&mut self, now: Time) -> u64 {
+        let mut n = 0;
+        match &mut self.core {
+            Core::Sender(s) => {
+                while s.poll_event().is_some() {
+                    n += 1;
+                }
+            }
+            Core::Receiver(r, v) => {
+                while let Some(e) = r.poll_event() {
+                    n += 1;
+                    v.on_event(now, e);
+                }
+            }
+            Core::Outsider(_) => {}
+        }
+        n
+    }
+
+    /// The core's counters.
+    pub fn stats(&self) -> Option<&Stats> {
+        match &self.core {
+            Core::Sender(s) => Some(s.stats()),
+            Core::Receiver(r, _) => Some(r.stats()),
+            Core::Outsider(_) => None,
+        }
+    }
+}
+
+struct Partial {
+    hasher: Sha256,
+    next_offset: u64,
+}
+
+/// Checks a receiver's deliveries against the expected objects.
+pub struct Verifier {
+    expected: Vec<Expected>,
+    partial: HashMap<u32, Partial>,
+    /// Objects delivered whole with the right SHA-256.
+    pub verified: u32,
+    /// Objects delivered with wrong bytes, out of order, or unknown.
+    pub corrupt: u32,
+    /// Objects reported lost by the core.
+    pub lost: u32,
+    /// Time the last expected object was verified.
+    pub completed_at: Option<Time>,
+}
+
+impl Verifier {
+    /// A verifier expecting `expected` (object ids are indexes).
+    pub fn new(expected: Vec<Expected>) -> Verifier {
+        Verifier { expected, partial: HashMap::new(), verified: 0, corrupt: 0, lost: 0, completed_at: None }
+    }
+
+    /// True once every expected object was verified.
+    pub fn done(&self) -> bool {
+        self.verified as usize == self.expected.len()
+    }
+
+    fn on_event(&mut self, now: Time, e: ReceiverEvent) {
+        match e {
+            ReceiverEvent::ObjectStarted { object, kind, len, .. } => {
+                let ok = self.expected.get(object as usize).is_some_and(|x| x.kind == kind && x.len == len);
+                if ok {
+                    self.partial.insert(object, Partial { hasher: Sha256::new(), next_offset: 0 });
+                } else {
+                    self.corrupt += 1;
+                }
+            }
+            ReceiverEvent::ObjectData { object, offset, data, .. } => match self.partial.get_mut(&object) {
+                Some(p) if p.next_offset == offset => {
+                    p.hasher.update(&data);
+                    p.next_offset += data.len() as u64;
+                }
+                _ => {
+                    self.partial.remove(&object);
+                    self.corrupt += 1;
+                }
+            },
+            ReceiverEvent::ObjectComplete { object, .. } => {
+                let Some(p) = self.partial.remove(&object) else { return };
+                let digest: [u8; 32] = p.hasher.finalize().into();
+                let good =
+                    self.expected.get(object as usize).is_some_and(|x| x.digest == digest && x.len == p.next_offset);
+                if good {
+                    self.verified += 1;
+                    if self.done() {
+                        self.completed_at = Some(now);
+                    }
+                } else {
+                    self.corrupt += 1;
+                }
+            }
+            ReceiverEvent::ObjectLost { object, .. } => {
+                self.partial.remove(&object);
+                self.lost += 1;
+            }
+        }
+    }
+}

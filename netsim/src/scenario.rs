@@ -1,0 +1,390 @@
+//! What a simulation run is: a scenario file (TOML) and a seed.
+//!
+//! Owns the scenario's schema, its defaults, and its validation with errors
+//! that name the field and the line. It builds the transport configurations
+//! the nodes run with; it does not run anything.
+
+use std::time::Duration;
+
+use lsim_transport::{ReceiverConfig, SenderConfig};
+use serde::Deserialize;
+use thiserror::Error;
+
+use crate::loss::Loss;
+
+/// A scenario that could not be read.
+#[derive(Debug, Error)]
+pub enum ScenarioError {
+    /// Not TOML, or a field of the wrong type or unknown (the message names line and field).
+    #[error("{0}")]
+    Parse(String),
+    /// A field with a value the simulator cannot run.
+    #[error("{}{field} = {value}: {why}", line.map(|l| format!("line {l}: ")).unwrap_or_default())]
+    Invalid {
+        /// Dotted field name.
+        field: String,
+        /// The line it was set on, if it was set in the file.
+        line: Option<usize>,
+        /// The value given.
+        value: String,
+        /// What is wrong with it.
+        why: String,
+    },
+}
+
+/// A whole scenario.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// Short name, for reports.
+    pub name: String,
+    /// What the scenario shows.
+    #[serde(default)]
+    pub description: String,
+    /// Seed of every random choice in the run.
+    #[serde(default = "one")]
+    pub seed: u64,
+    /// Receivers besides the sender.
+    pub receivers: u32,
+    /// Virtual seconds after which the run stops, finished or not.
+    #[serde(default = "default_time_limit")]
+    pub time_limit_s: f64,
+    /// Per-receiver loss.
+    #[serde(default)]
+    pub loss: LossSpec,
+    /// The shared medium.
+    #[serde(default)]
+    pub link: LinkSpec,
+    /// What the sender sends.
+    pub workload: Workload,
+    /// Sender settings.
+    #[serde(default)]
+    pub sender: SenderSpec,
+    /// Receiver settings.
+    #[serde(default)]
+    pub receiver: ReceiverSpec,
+    /// An outsider injecting packets.
+    #[serde(default)]
+    pub attack: AttackSpec,
+}
+
+/// Loss model, the same for every receiver (each draws independently).
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(tag = "model", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum LossSpec {
+    /// No loss.
+    #[default]
+    None,
+    /// Independent loss with probability `p`.
+    Bernoulli {
+        /// Loss probability, 0 ≤ p < 1.
+        p: f64,
+    },
+    /// Bursty loss: all packets lost in the bad state, average `mean_loss`, bursts of `mean_burst` packets.
+    GilbertElliott {
+        /// Average loss.
+        mean_loss: f64,
+        /// Mean burst length in packets.
+        mean_burst: f64,
+    },
+}
+
+/// The shared medium (one transmission at a time, like one radio channel).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LinkSpec {
+    /// Medium capacity in bits per second (0: unlimited).
+    pub bandwidth_bps: u64,
+    /// Per-packet bytes on the air besides the datagram (IP + UDP headers).
+    pub overhead_bytes: u32,
+    /// Bytes queued for the medium before further packets are dropped.
+    pub queue_bytes: u64,
+    /// Propagation delay.
+    pub delay_ms: f64,
+    /// Extra uniform random delay per packet per receiver.
+    pub jitter_ms: f64,
+    /// Probability that a delivery is held back by `reorder_ms` (reordering).
+    pub reorder: f64,
+    /// How long a reordered packet is held.
+    pub reorder_ms: f64,
+    /// Probability that a delivery happens twice.
+    pub duplicate: f64,
+}
+
+impl Default for LinkSpec {
+    fn default() -> Self {
+        LinkSpec {
+            bandwidth_bps: 11_000_000,
+            overhead_bytes: 28,
+            queue_bytes: 256 * 1024,
+            delay_ms: 1.0,
+            jitter_ms: 1.0,
+            reorder: 0.0,
+            reorder_ms: 5.0,
+            duplicate: 0.0,
+        }
+    }
+}
+
+/// What the sender sends, all from time zero.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Workload {
+    /// Size of one file object (0: none).
+    #[serde(default)]
+    pub file_bytes: u64,
+    /// Number of chat objects.
+    #[serde(default)]
+    pub chats: u32,
+    /// Bytes per chat message.
+    #[serde(default = "default_chat_bytes")]
+    pub chat_bytes: u32,
+    /// Interval between chat messages (0: all queued at once).
+    #[serde(default)]
+    pub chat_interval_ms: f64,
+}
+
+/// Sender settings; unset fields keep the transport's defaults.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SenderSpec {
+    /// Symbol size T.
+    pub symbol_size: Option<u16>,
+    /// Source symbols per block K.
+    pub block_symbols: Option<u16>,
+    /// Pacing rate in bits per second (0: unpaced).
+    pub rate_bps: Option<u64>,
+    /// Proactive repair share of each block.
+    pub proactive: Option<f64>,
+    /// Answer NACKs with a margin for the worst reported loss.
+    pub loss_margin: Option<bool>,
+    /// Backoff factor K (also given to the receivers).
+    pub backoff_k: Option<f64>,
+    /// GRTT before the first probe echo, milliseconds.
+    pub initial_grtt_ms: Option<f64>,
+    /// Blocks kept in the sender's cache.
+    pub cached_blocks: Option<usize>,
+}
+
+/// Receiver settings; unset fields keep the transport's defaults.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiverSpec {
+    /// Group size estimate for the NACK backoff.
+    pub group_size: Option<f64>,
+    /// Blocks held per object.
+    pub max_blocks: Option<usize>,
+}
+
+/// An outsider without the group key.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttackSpec {
+    /// Forged packets per second: captured packets with a flipped bit, and
+    /// packets sealed under a wrong key claiming to be the sender.
+    pub forged_per_second: f64,
+}
+
+fn one() -> u64 {
+    1
+}
+fn default_time_limit() -> f64 {
+    600.0
+}
+fn default_chat_bytes() -> u32 {
+    120
+}
+
+impl Scenario {
+    /// Parses and validates a scenario file's text.
+    pub fn parse(text: &str) -> Result<Scenario, ScenarioError> {
+        let s: Scenario = toml::from_str(text).map_err(|e| ScenarioError::Parse(e.to_string()))?;
+        s.validate(Some(text))?;
+        Ok(s)
+    }
+
+    /// Checks every value; `text` (the file) lets errors name the line.
+    pub fn validate(&self, text: Option<&str>) -> Result<(), ScenarioError> {
+        let bad = |field: &str, value: String, why: &str| ScenarioError::Invalid {
+            field: field.to_string(),
+            line: text.and_then(|t| line_of(t, field)),
+            value,
+            why: why.to_string(),
+        };
+        let prob = |field: &str, p: f64, max_excl: f64| {
+            if (0.0..max_excl).contains(&p) {
+                Ok(())
+            } else {
+                Err(bad(field, p.to_string(), &format!("must be at least 0 and below {max_excl}")))
+            }
+        };
+        if !(1..=10_000).contains(&self.receivers) {
+            return Err(bad("receivers", self.receivers.to_string(), "must be 1 to 10000"));
+        }
+        if !(self.time_limit_s > 0.0 && self.time_limit_s <= 1e6) {
+            return Err(bad("time_limit_s", self.time_limit_s.to_string(), "must be above 0 and at most 1e6"));
+        }
+        match self.loss {
+            LossSpec::None => {}
+            LossSpec::Bernoulli { p } => prob("loss.p", p, 0.95)?,
+            LossSpec::GilbertElliott { mean_loss, mean_burst } => {
+                prob("loss.mean_loss", mean_loss, 0.95)?;
+                if !(1.0..=1000.0).contains(&mean_burst) {
+                    return Err(bad("loss.mean_burst", mean_burst.to_string(), "must be 1 to 1000 packets"));
+                }
+            }
+        }
+        let l = &self.link;
+        for (field, v) in
+            [("link.delay_ms", l.delay_ms), ("link.jitter_ms", l.jitter_ms), ("link.reorder_ms", l.reorder_ms)]
+        {
+            if !(0.0..=60_000.0).contains(&v) {
+                return Err(bad(field, v.to_string(), "must be 0 to 60000 ms"));
+            }
+        }
+        prob("link.reorder", l.reorder, 1.0)?;
+        prob("link.duplicate", l.duplicate, 1.0)?;
+        if l.queue_bytes < 2048 {
+            return Err(bad("link.queue_bytes", l.queue_bytes.to_string(), "must hold at least one packet (2048)"));
+        }
+        let w = &self.workload;
+        if w.file_bytes == 0 && w.chats == 0 {
+            return Err(bad("workload.file_bytes", "0".into(), "the workload sends nothing (set file_bytes or chats)"));
+        }
+        if w.file_bytes > 1 << 40 {
+            return Err(bad("workload.file_bytes", w.file_bytes.to_string(), "must be at most 1 TiB"));
+        }
+        if w.chat_bytes > 65_000 {
+            return Err(bad("workload.chat_bytes", w.chat_bytes.to_string(), "must be at most 65000"));
+        }
+        if w.chats > 1_000_000 {
+            return Err(bad("workload.chats", w.chats.to_string(), "must be at most 1000000"));
+        }
+        let s = &self.sender;
+        if let Some(t) = s.symbol_size
+            && !(16..=1432).contains(&t)
+        {
+            return Err(bad("sender.symbol_size", t.to_string(), "must be 16 to 1432 (a packet must fit 1472 bytes)"));
+        }
+        if let Some(k) = s.block_symbols
+            && !(1..=lsim_transport::geometry::MAX_BLOCK_SYMBOLS).contains(&k)
+        {
+            return Err(bad("sender.block_symbols", k.to_string(), "must be 1 to 56403"));
+        }
+        if let Some(p) = s.proactive {
+            prob("sender.proactive", p, 4.0)?;
+        }
+        if let Some(k) = s.backoff_k
+            && !(0.0..=16.0).contains(&k)
+        {
+            return Err(bad("sender.backoff_k", k.to_string(), "must be 0 to 16"));
+        }
+        if !(0.0..=1e6).contains(&self.attack.forged_per_second) {
+            return Err(bad("attack.forged_per_second", self.attack.forged_per_second.to_string(), "must be 0 to 1e6"));
+        }
+        Ok(())
+    }
+
+    /// The loss process of one receiver.
+    pub fn loss_process(&self) -> Loss {
+        match self.loss {
+            LossSpec::None => Loss::None,
+            LossSpec::Bernoulli { p } => Loss::Bernoulli { p },
+            LossSpec::GilbertElliott { mean_loss, mean_burst } => Loss::bursty(mean_loss, mean_burst),
+        }
+    }
+
+    /// The sender's transport configuration.
+    pub fn sender_config(&self, node: u32) -> SenderConfig {
+        let d = SenderConfig::default();
+        let s = &self.sender;
+        SenderConfig {
+            session: 1,
+            node,
+            symbol_size: s.symbol_size.unwrap_or(d.symbol_size),
+            block_symbols: s.block_symbols.unwrap_or(d.block_symbols),
+            rate: s.rate_bps.map_or(self.default_rate(), |r| r / 8),
+            proactive: s.proactive.unwrap_or(d.proactive),
+            loss_margin: s.loss_margin.unwrap_or(d.loss_margin),
+            backoff_k: s.backoff_k.unwrap_or(d.backoff_k),
+            initial_grtt: s.initial_grtt_ms.map_or(d.initial_grtt, |ms| Duration::from_secs_f64(ms / 1e3)),
+            cached_blocks: s.cached_blocks.unwrap_or(d.cached_blocks),
+            ..d
+        }
+    }
+
+    /// Pacing that leaves room on the medium for feedback: 90 % of the link.
+    fn default_rate(&self) -> u64 {
+        self.link.bandwidth_bps / 8 * 9 / 10
+    }
+
+    /// A receiver's transport configuration.
+    pub fn receiver_config(&self, node: u32, seed: u64) -> ReceiverConfig {
+        let d = ReceiverConfig::default();
+        ReceiverConfig {
+            session: 1,
+            node,
+            backoff_k: self.sender.backoff_k.unwrap_or(d.backoff_k),
+            group_size: self.receiver.group_size.unwrap_or(d.group_size),
+            initial_grtt: self.sender_config(0).initial_grtt,
+            max_blocks: self.receiver.max_blocks.unwrap_or(d.max_blocks),
+            seed,
+            ..d
+        }
+    }
+}
+
+/// The line (1-based) on which dotted `field` is assigned in `text`, found by
+/// following `[table]` headers.
+fn line_of(text: &str, field: &str) -> Option<usize> {
+    let (table, key) = field.rsplit_once('.').unwrap_or(("", field));
+    let mut current = String::new();
+    for (i, line) in text.lines().enumerate() {
+        let l = line.trim();
+        if let Some(name) = l.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
+            current = name.trim().to_string();
+        } else if current == table
+            && let Some((k, _)) = l.split_once('=')
+            && k.trim() == key
+        {
+            return Some(i + 1);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: &str = "name = \"t\"\nreceivers = 3\n[workload]\nfile_bytes = 1000\n";
+
+    #[test]
+    fn minimal_file_parses_with_defaults() {
+        let s = Scenario::parse(MIN).unwrap();
+        assert_eq!(s.seed, 1);
+        assert_eq!(s.loss, LossSpec::None);
+        assert_eq!(s.link.bandwidth_bps, 11_000_000);
+        assert_eq!(s.sender_config(0).rate, 1_237_500);
+    }
+
+    #[test]
+    fn bad_values_name_field_and_line() {
+        let text = format!("{MIN}[loss]\nmodel = \"bernoulli\"\np = 1.5\n");
+        let e = Scenario::parse(&text).unwrap_err().to_string();
+        assert_eq!(e, "line 7: loss.p = 1.5: must be at least 0 and below 0.95");
+    }
+
+    #[test]
+    fn unknown_fields_name_line_and_field() {
+        let text = format!("{MIN}[link]\nbandwith_bps = 5\n");
+        let e = Scenario::parse(&text).unwrap_err().to_string();
+        assert!(e.contains("line 6") && e.contains("bandwith_bps"), "{e}");
+    }
+
+    #[test]
+    fn empty_workload_is_refused() {
+        let e = Scenario::parse("name = \"t\"\nreceivers = 1\n[workload]\n").unwrap_err().to_string();
+        assert!(e.contains("workload.file_bytes") && e.contains("sends nothing"), "{e}");
+    }
+}
