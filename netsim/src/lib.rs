@@ -17,7 +17,7 @@
 //!     file_bytes = 200000
 //!     chats = 20
 //! "#).unwrap();
-//! let report = Sim::new(scenario).run();
+//! let report = Sim::new(scenario).unwrap().run();
 //! assert!(report.delivered_all);
 //! assert!(report.per_receiver.iter().all(|r| r.verified == 21 && r.corrupt == 0));
 //! ```

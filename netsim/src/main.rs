@@ -49,7 +49,13 @@ fn main() -> ExitCode {
             if let Some(seed) = seed {
                 s.seed = seed;
             }
-            let report = Sim::new(s).run();
+            let report = match Sim::new(s) {
+                Ok(sim) => sim.run(),
+                Err(e) => {
+                    eprintln!("netsim: {}: {e}", scenario.display());
+                    return ExitCode::from(2);
+                }
+            };
             if json {
                 match serde_json::to_string_pretty(&report) {
                     Ok(j) => println!("{j}"),

@@ -14,7 +14,7 @@ use lsim_transport::rng::Rng;
 use lsim_transport::seal::Seal;
 use lsim_transport::stats::Drop;
 use lsim_transport::wire::{self, Body, DataHeader, Header, ObjectKind, PacketType};
-use lsim_transport::{Receiver, Sender, Time};
+use lsim_transport::{ConfigError, Receiver, Sender, Time};
 use sha2::{Digest, Sha256};
 
 use crate::clock::Agenda;
@@ -53,12 +53,13 @@ pub struct Sim {
 }
 
 impl Sim {
-    /// Builds the world of `scenario` (its seed decides everything).
-    pub fn new(scenario: Scenario) -> Sim {
+    /// Builds the world of `scenario` (its seed decides everything); fails if
+    /// the transport refuses the scenario's sender settings.
+    pub fn new(scenario: Scenario) -> Result<Sim, ConfigError> {
         let mut master = Rng::new(scenario.seed);
         let expected = workload::expected(&scenario.workload, scenario.seed);
         let mut nodes = Vec::new();
-        let sender = Sender::new(scenario.sender_config(1), TestSeal::new(GROUP_KEY));
+        let sender = Sender::new(scenario.sender_config(1), TestSeal::new(GROUP_KEY))?;
         nodes.push(Node {
             id: 1,
             core: Core::Sender(Box::new(sender)),
@@ -94,7 +95,7 @@ impl Sim {
         });
         let l = &scenario.link;
         let medium = Medium::new(nodes.len(), l.bandwidth_bps, u64::from(l.overhead_bytes), l.queue_bytes);
-        Sim {
+        Ok(Sim {
             scenario,
             nodes,
             agenda: Agenda::default(),
@@ -106,7 +107,7 @@ impl Sim {
             forged: 0,
             forger,
             buf: Vec::with_capacity(wire::MAX_DATAGRAM),
-        }
+        })
     }
 
     /// Runs to completion or the time limit and reports.

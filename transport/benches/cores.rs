@@ -4,11 +4,13 @@
 //! under a virtual clock: no socket, no sleeping. Without loss this measures
 //! the cores' cost per packet (framing, sealing, opening, block assembly, in
 //! order delivery). With 10% loss it adds the whole repair cycle: NACK
-//! backoff, aggregation, fresh RaptorQ repair symbols and decoding. The seal
+//! backoff, repair answered at once, fresh RaptorQ repair symbols and decoding. The seal
 //! is a toy keyed checksum, so real cryptography is not in the figures.
 //!
 //! Every iteration checks that the receiver completed the object and handed
 //! out exactly its bytes, so a broken path cannot pass for a fast one.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)] // bench harness: a broken path must abort the run
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -149,7 +151,7 @@ fn transfer(object: &Arc<[u8]>, case: Case) -> Outcome {
         rate: 0,
         ..Default::default()
     };
-    let mut tx = Sender::new(cfg, ToySeal { key: KEY });
+    let mut tx = Sender::new(cfg, ToySeal { key: KEY }).expect("valid sender config");
     let mut rx = Receiver::new(ReceiverConfig { node: 2, ..Default::default() }, ToySeal { key: KEY });
     if let Err(e) = tx.send(ObjectKind::File, Box::new(Arc::clone(object))) {
         panic!("sender refused the object: {e}");

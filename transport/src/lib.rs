@@ -26,7 +26,7 @@
 //!     fn open(&mut self, _: u32, _: Nonce, _: &[u8], _: &mut [u8], _: &[u8]) -> Result<(), SealError> { Ok(()) }
 //! }
 //!
-//! let mut tx = Sender::new(SenderConfig { node: 1, rate: 0, ..Default::default() }, Clear);
+//! let mut tx = Sender::new(SenderConfig { node: 1, rate: 0, ..Default::default() }, Clear).unwrap();
 //! let mut rx = Receiver::new(ReceiverConfig { node: 2, ..Default::default() }, Clear);
 //! tx.send_bytes(ObjectKind::Chat, b"hello, crew".to_vec()).unwrap();
 //!
@@ -47,6 +47,7 @@ pub mod core;
 pub mod geometry;
 pub mod grtt;
 pub mod pacing;
+pub mod replay;
 pub mod rng;
 pub mod seal;
 pub mod source;
@@ -55,6 +56,6 @@ pub mod time;
 pub mod wire;
 
 pub use crate::core::{
-    Receiver, ReceiverConfig, ReceiverEvent, SendError, Sender, SenderConfig, SenderEvent, Transmit,
+    ConfigError, Receiver, ReceiverConfig, ReceiverEvent, SendError, Sender, SenderConfig, SenderEvent, Transmit,
 };
 pub use crate::time::Time;

@@ -25,15 +25,17 @@ pub enum Drop {
     /// wrong length, a NACK for more symbols than the block has...).
     Invalid,
     /// Authentic and valid but useless now (a symbol of a finished block, a NACK
-    /// for an object no longer held, a replayed sequence number).
+    /// for an object no longer held).
     Stale,
     /// Dropped because a configured memory bound was reached.
     Overload,
+    /// Authentic, but a copy of a packet already accepted (or older than the replay window).
+    Replay,
 }
 
 impl Drop {
     /// Every reason, in report order.
-    pub const ALL: [Drop; 8] = [
+    pub const ALL: [Drop; 9] = [
         Drop::Malformed,
         Drop::BadSeal,
         Drop::UnknownEpoch,
@@ -42,6 +44,7 @@ impl Drop {
         Drop::Invalid,
         Drop::Stale,
         Drop::Overload,
+        Drop::Replay,
     ];
 
     /// The reason a decode error maps to.
@@ -96,7 +99,7 @@ pub struct Stats {
     /// Decode attempts that failed for want of one more symbol.
     pub decode_failures: u64,
     /// Dropped packets, by reason (indexed like `Drop::ALL`).
-    pub dropped: [u64; 8],
+    pub dropped: [u64; 9],
 }
 
 impl Stats {

@@ -56,6 +56,12 @@ pub enum WireError {
     /// Unknown object kind.
     #[error("unknown object kind {0}")]
     ObjectKind(u8),
+    /// Flag bits this version does not define.
+    #[error("unknown flags {0:#04x} in {1}")]
+    Flags(u8, &'static str),
+    /// A reserved field that is not zero.
+    #[error("reserved field of {0} is not zero")]
+    Reserved(&'static str),
     /// Unknown NACK entry type.
     #[error("unknown NACK entry type {0}")]
     EntryType(u8),
@@ -325,7 +331,8 @@ impl NackEntry {
         let (a, b, c) = (r.u32("NACK entry")?, r.u32("NACK entry")?, r.u32("NACK entry")?);
         match t {
             1 => Ok(NackEntry::Block { object: a, block: b, needed: c }),
-            2 => Ok(NackEntry::Objects { first: a, bitmap: b }),
+            2 if c == 0 => Ok(NackEntry::Objects { first: a, bitmap: b }),
+            2 => Err(WireError::Reserved("objects NACK entry")),
             _ => Err(WireError::EntryType(t)),
         }
     }
@@ -381,8 +388,14 @@ impl Feedback {
         let loss = r.u16("loss")?;
         let n = usize::from(r.u16("entry count")?);
         let need = n * NACK_ENTRY_LEN;
-        if r.left() != need {
+        if r.left() < need {
             return Err(WireError::Truncated { what: "NACK entries", need, have: r.left() });
+        }
+        if r.left() > need {
+            return Err(WireError::Trailing(r.left() - need, "NACK entries"));
+        }
+        if flags & !1 != 0 {
+            return Err(WireError::Flags(flags, "feedback"));
         }
         let mut entries = Vec::with_capacity(n);
         for _ in 0..n {
@@ -460,6 +473,9 @@ impl Command {
     /// Reads a command body.
     pub fn read(r: &mut Reader<'_>) -> Result<Command, WireError> {
         let flags = r.u8("command flags")?;
+        if flags & !7 != 0 {
+            return Err(WireError::Flags(flags, "command"));
+        }
         let object = r.u32("frontier object")?;
         let blocks_sent = r.u32("frontier blocks")?;
         let oldest = r.u32("oldest object")?;

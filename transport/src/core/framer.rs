@@ -2,9 +2,12 @@
 //!
 //! Owns the node's identity on the wire (session, node id, packet counter) and
 //! its seal. Every packet a core sends goes through `write`, every datagram it
-//! receives through `open`, which drops and names what is not ours or not
-//! authentic before any protocol state is touched.
+//! receives through `open`, which drops and names what is not ours, not
+//! authentic, or heard before, before any protocol state is touched.
 
+use std::collections::HashMap;
+
+use crate::replay::ReplayWindow;
 use crate::seal::{Seal, SealError};
 use crate::stats::{Drop, Stats};
 use crate::wire::{self, Body, Header};
@@ -13,16 +16,24 @@ use crate::wire::{self, Body, Header};
 /// packet, so a sender and a receiver sharing a node id never share a nonce.
 pub(crate) const RECEIVER_SEQ_BIT: u64 = 1 << 63;
 
+/// Peers whose replay windows are kept; past this the state is dropped wholesale.
+const MAX_PEERS: usize = 65_536;
+
 pub(crate) struct Framer<S> {
     pub(crate) seal: S,
     pub(crate) session: u32,
     pub(crate) node: u32,
     seq: u64,
+    replay: HashMap<(u32, bool), ReplayWindow>,
 }
 
 impl<S: Seal> Framer<S> {
-    pub(crate) fn new(seal: S, session: u32, node: u32, receiver: bool) -> Framer<S> {
-        Framer { seal, session, node, seq: if receiver { RECEIVER_SEQ_BIT } else { 0 } }
+    /// `first_seq` must exceed every counter this node id sealed under the
+    /// same key before (drivers use the wall clock in nanoseconds), or a
+    /// restarted node would reuse nonces and be refused as a replay.
+    pub(crate) fn new(seal: S, session: u32, node: u32, receiver: bool, first_seq: u64) -> Framer<S> {
+        let seq = (first_seq & !RECEIVER_SEQ_BIT) | if receiver { RECEIVER_SEQ_BIT } else { 0 };
+        Framer { seal, session, node, seq, replay: HashMap::new() }
     }
 
     /// Seals `body` into `out`; returns the packet's length.
@@ -35,7 +46,7 @@ impl<S: Seal> Framer<S> {
             seq: self.seq,
         };
         wire::seal_packet(&mut self.seal, &header, body, out)?;
-        self.seq = self.seq.wrapping_add(1);
+        self.seq = (self.seq & RECEIVER_SEQ_BIT) | (self.seq.wrapping_add(1) & !RECEIVER_SEQ_BIT);
         stats.packets_out += 1;
         stats.bytes_out += out.len() as u64;
         Ok(out.len())
@@ -68,7 +79,18 @@ impl<S: Seal> Framer<S> {
         scratch.clear();
         scratch.extend_from_slice(datagram);
         match wire::open_packet(&mut self.seal, scratch) {
-            Ok(p) => Some(p),
+            Ok(p) => {
+                let peer = (header.node, header.seq & RECEIVER_SEQ_BIT != 0);
+                if self.replay.len() >= MAX_PEERS && !self.replay.contains_key(&peer) {
+                    self.replay.clear();
+                }
+                if self.replay.entry(peer).or_default().accept(header.seq & !RECEIVER_SEQ_BIT) {
+                    Some(p)
+                } else {
+                    stats.drop(Drop::Replay);
+                    None
+                }
+            }
             Err(e) => {
                 stats.drop(Drop::of(&e));
                 None

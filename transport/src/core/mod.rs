@@ -10,7 +10,7 @@ mod receiver;
 mod sender;
 
 pub use receiver::{Receiver, ReceiverConfig, ReceiverEvent};
-pub use sender::{SendError, Sender, SenderConfig, SenderEvent};
+pub use sender::{ConfigError, SendError, Sender, SenderConfig, SenderEvent};
 
 use crate::wire::PacketType;
 

@@ -49,6 +49,8 @@ pub struct ReceiverConfig {
     pub max_datagram: usize,
     /// Seed of the receiver's random choices.
     pub seed: u64,
+    /// First packet counter of this node's feedback (see `SenderConfig::first_seq`).
+    pub first_seq: u64,
 }
 
 impl Default for ReceiverConfig {
@@ -65,6 +67,7 @@ impl Default for ReceiverConfig {
             accept_backlog: true,
             max_datagram: 1472,
             seed: 0,
+            first_seq: 0,
         }
     }
 }
@@ -257,7 +260,7 @@ impl<S: Seal> Receiver<S> {
     /// A receiver with `cfg`, opening packets with `seal`.
     pub fn new(cfg: ReceiverConfig, seal: S) -> Receiver<S> {
         Receiver {
-            framer: Framer::new(seal, cfg.session, cfg.node, true),
+            framer: Framer::new(seal, cfg.session, cfg.node, true, cfg.first_seq),
             rng: Rng::new(cfg.seed),
             cfg,
             stats: Stats::default(),
@@ -500,8 +503,14 @@ impl<S: Seal> Receiver<S> {
                 r.done_below = r.base;
             }
             if accept_backlog && c.oldest < r.base {
-                r.base = c.oldest;
-                r.done_below = r.done_below.min(c.oldest);
+                // Take the sender's backlog too. Objects completed since the first
+                // packet stay done: list them before the watermark moves down.
+                let completed = r.base..r.done_below;
+                if completed.len() <= 1 << 16 {
+                    r.done.extend(completed);
+                    r.base = c.oldest;
+                    r.done_below = c.oldest;
+                }
             }
         }
         // Objects the sender no longer holds will not complete.
@@ -520,7 +529,8 @@ impl<S: Seal> Receiver<S> {
         }
         if let Some(p) = c.probe {
             r.probe = Some((p.time, now));
-            if reply_hash(my_node, p.time) < u32::from(p.reply_fraction) && r.reply_due.is_none() {
+            let asked = p.reply_fraction == u16::MAX || reply_hash(my_node, p.time) < u32::from(p.reply_fraction);
+            if asked && r.reply_due.is_none() {
                 let at = now + r.grtt.mul_f64(self.rng.next_f64());
                 r.reply_due = Some(at);
                 self.timers.push(Reverse((at, TimerKey::Reply { sender })));
@@ -656,7 +666,11 @@ impl<S: Seal> Receiver<S> {
                     self.timers.push(Reverse((at, TimerKey::Missing { sender })));
                 }
             }
-            _ => {}
+            Nack::Holdoff(t) | Nack::Waiting(t) => {
+                // Moved later (suppressed) since this timer was armed.
+                self.timers.push(Reverse((t, TimerKey::Missing { sender })));
+            }
+            Nack::Idle => {}
         }
         entries
     }

@@ -62,6 +62,12 @@ pub struct SenderConfig {
     pub probe_interval: Duration,
     /// Receivers asked to answer each probe (the rest stay quiet).
     pub probe_replies: u32,
+    /// Largest datagram to produce (a data packet is T + 47 bytes + the seal's tag).
+    pub max_datagram: usize,
+    /// First packet counter. Must exceed every counter this node id used under
+    /// the same key before: drivers pass the wall clock in nanoseconds, so a
+    /// restarted sender never reuses a nonce and is not taken for a replay.
+    pub first_seq: u64,
 }
 
 impl Default for SenderConfig {
@@ -83,6 +89,8 @@ impl Default for SenderConfig {
             heartbeat: Duration::from_secs(1),
             probe_interval: Duration::from_secs(1),
             probe_replies: 4,
+            max_datagram: 1472,
+            first_seq: 0,
         }
     }
 }
@@ -103,6 +111,24 @@ pub enum SenderEvent {
     ObjectReleased(u32),
     /// Everything is sent, flushed, and no NACK is outstanding.
     Idle,
+}
+
+/// A sender configuration that cannot work.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    /// Packets of this symbol size would exceed the datagram limit.
+    #[error("symbol size {symbol_size} makes {packet}-byte packets; the limit is {max}")]
+    SymbolSize {
+        /// The configured T.
+        symbol_size: u16,
+        /// The resulting data packet size.
+        packet: usize,
+        /// The configured datagram limit.
+        max: usize,
+    },
+    /// Block size outside 1..=56403 symbols.
+    #[error("block of {0} symbols (must be 1..=56403)")]
+    BlockSymbols(u16),
 }
 
 /// Refusal to queue an object.
@@ -186,10 +212,18 @@ pub struct Sender<S> {
 }
 
 impl<S: Seal> Sender<S> {
-    /// A sender with `cfg`, sealing with `seal`.
-    pub fn new(cfg: SenderConfig, seal: S) -> Sender<S> {
-        let framer = Framer::new(seal, cfg.session, cfg.node, false);
-        Sender {
+    /// A sender with `cfg`, sealing with `seal`; refuses a symbol size whose
+    /// packets would not fit `max_datagram`.
+    pub fn new(cfg: SenderConfig, seal: S) -> Result<Sender<S>, ConfigError> {
+        let packet = wire::HEADER_LEN + wire::DATA_HEADER_LEN + usize::from(cfg.symbol_size) + seal.tag_len();
+        if cfg.symbol_size == 0 || packet > cfg.max_datagram.min(wire::MAX_DATAGRAM) {
+            return Err(ConfigError::SymbolSize { symbol_size: cfg.symbol_size, packet, max: cfg.max_datagram });
+        }
+        if cfg.block_symbols == 0 || cfg.block_symbols > crate::geometry::MAX_BLOCK_SYMBOLS {
+            return Err(ConfigError::BlockSymbols(cfg.block_symbols));
+        }
+        let framer = Framer::new(seal, cfg.session, cfg.node, false, cfg.first_seq);
+        Ok(Sender {
             grtt: Grtt::new(cfg.initial_grtt),
             pacer: Pacer::new(cfg.rate, cfg.burst),
             framer,
@@ -210,7 +244,7 @@ impl<S: Seal> Sender<S> {
             idle_reported: true,
             events: VecDeque::new(),
             scratch: Vec::new(),
-        }
+        })
     }
 
     /// Queues an object; returns its id. Its bytes are read as they are sent.

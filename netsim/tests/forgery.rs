@@ -1,0 +1,28 @@
+//! Forged packets (bad tag, or sealed under another key) are dropped and
+//! counted, and never change what a receiver delivers.
+
+mod common;
+
+use common::{assert_delivered, run, shipped};
+
+#[test]
+fn forged_packets_never_change_deliveries() {
+    let attacked = run(shipped("forged"));
+    assert_delivered(&attacked);
+    assert!(attacked.forged_sent > 1000, "the attack must actually run: {}", attacked.forged_sent);
+    for rx in &attacked.per_receiver {
+        // Each receiver hears ~90 % of the forgeries; every one it hears is dropped as forged.
+        assert!(
+            rx.dropped_bad_seal as f64 > 0.8 * attacked.forged_sent as f64,
+            "receiver {} dropped {} of {} forgeries as bad seals",
+            rx.node,
+            rx.dropped_bad_seal,
+            attacked.forged_sent
+        );
+    }
+    let mut clean = shipped("forged");
+    clean.attack.forged_per_second = 0.0;
+    let clean = run(clean);
+    assert_delivered(&clean);
+    assert!(clean.per_receiver.iter().all(|r| r.dropped_bad_seal == 0));
+}
