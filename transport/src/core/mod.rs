@@ -8,6 +8,8 @@
 mod framer;
 mod receiver;
 mod sender;
+#[cfg(test)]
+mod tests;
 
 pub use receiver::{Receiver, ReceiverConfig, ReceiverEvent};
 pub use sender::{ConfigError, SendError, Sender, SenderConfig, SenderEvent};

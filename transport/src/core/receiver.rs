@@ -41,6 +41,9 @@ pub struct ReceiverConfig {
     pub max_blocks: usize,
     /// Objects in progress per sender.
     pub max_objects: usize,
+    /// Bytes of symbols and decoded blocks held at once, over all senders;
+    /// symbols that would exceed it are dropped (and asked for again later).
+    pub max_buffered: usize,
     /// Senders tracked at once.
     pub max_senders: usize,
     /// Take objects a sender still holds from before we first heard it.
@@ -63,6 +66,7 @@ impl Default for ReceiverConfig {
             initial_grtt: Duration::from_millis(50),
             max_blocks: 256,
             max_objects: 4096,
+            max_buffered: 64 << 20,
             max_senders: 256,
             accept_backlog: true,
             max_datagram: 1472,
@@ -124,7 +128,10 @@ enum Nack {
 }
 
 struct InBlock {
+    /// Source symbols at their place; allocated with the first one.
     buf: Vec<u8>,
+    padded: usize,
+    repair_bytes: usize,
     have: Vec<bool>,
     n_source: u32,
     repairs: Vec<(u32, Vec<u8>)>,
@@ -138,7 +145,9 @@ struct InBlock {
 impl InBlock {
     fn new(g: &Geometry, b: u32) -> InBlock {
         InBlock {
-            buf: vec![0u8; g.padded_block_len(b)],
+            buf: Vec::new(),
+            padded: g.padded_block_len(b),
+            repair_bytes: 0,
             have: vec![false; usize::from(g.symbols_in(b))],
             n_source: 0,
             repairs: Vec::new(),
@@ -146,6 +155,20 @@ impl InBlock {
             failures: 0,
             decoded: None,
             nack: Nack::Idle,
+        }
+    }
+    /// Bytes this block holds in memory.
+    fn bytes(&self) -> usize {
+        self.buf.len() + self.repair_bytes + self.decoded.as_ref().map_or(0, Vec::len)
+    }
+    /// Bytes adding this symbol would allocate.
+    fn growth(&self, source: bool, t: usize) -> usize {
+        if !source {
+            t
+        } else if self.buf.is_empty() {
+            self.padded
+        } else {
+            0
         }
     }
     fn k(&self) -> u32 {
@@ -250,6 +273,8 @@ pub struct Receiver<S> {
     rng: Rng,
     now: Time,
     remotes: HashMap<u32, Remote>,
+    /// Bytes held in blocks (see `ReceiverConfig::max_buffered`).
+    buffered: usize,
     timers: BinaryHeap<Reverse<(Time, TimerKey)>>,
     outbox: VecDeque<Feedback>,
     events: VecDeque<ReceiverEvent>,
@@ -266,6 +291,7 @@ impl<S: Seal> Receiver<S> {
             stats: Stats::default(),
             now: Time::ZERO,
             remotes: HashMap::new(),
+            buffered: 0,
             timers: BinaryHeap::new(),
             outbox: VecDeque::new(),
             events: VecDeque::new(),
@@ -276,6 +302,16 @@ impl<S: Seal> Receiver<S> {
     /// Counters.
     pub fn stats(&self) -> &Stats {
         &self.stats
+    }
+
+    /// Bytes of symbols and blocks held now (bounded by `max_buffered`).
+    pub fn buffered(&self) -> usize {
+        self.buffered
+    }
+
+    /// Objects in progress from all senders.
+    pub fn objects_in_progress(&self) -> usize {
+        self.remotes.values().map(|r| r.objects.len()).sum()
     }
 
     /// The seal, for the layer above to install new epochs.
@@ -445,7 +481,13 @@ impl<S: Seal> Receiver<S> {
         if block.decoded.is_some() {
             self.stats.drop(Drop::Stale);
         } else {
+            let before = block.bytes();
+            if self.buffered + block.growth(!h.is_repair(), symbol.len()) > self.cfg.max_buffered {
+                self.stats.drop(Drop::Overload);
+                return;
+            }
             add_symbol(block, &h, symbol, &mut self.stats);
+            self.buffered = self.buffered + block.bytes() - before;
             if block.decoded.is_none() && h.is_repair() {
                 // Repair is flowing: wait for the rest of it before asking (again).
                 match block.nack {
@@ -468,10 +510,11 @@ impl<S: Seal> Receiver<S> {
     fn deliver(&mut self, sender: u32, object: u32) {
         let Some(r) = self.remotes.get_mut(&sender) else { return };
         let Some(obj) = r.objects.get_mut(&object) else { return };
-        while let Some(data) = obj.blocks.get_mut(&obj.next_deliver).and_then(|b| b.decoded.take()) {
+        while obj.blocks.get(&obj.next_deliver).is_some_and(|b| b.decoded.is_some()) {
             let b = obj.next_deliver;
-            obj.blocks.remove(&b);
-            let mut data = data;
+            let Some(block) = obj.blocks.remove(&b) else { break };
+            self.buffered -= block.bytes();
+            let Some(mut data) = block.decoded else { break };
             data.truncate(obj.geometry.block_len(b));
             self.events.push_back(ReceiverEvent::ObjectData {
                 sender,
@@ -517,7 +560,9 @@ impl<S: Seal> Receiver<S> {
         if c.oldest > r.done_below {
             let lost: Vec<u32> = (r.done_below..c.oldest).filter(|o| !r.done.contains(o)).take(1 << 16).collect();
             for object in lost {
-                r.objects.remove(&object);
+                if let Some(o) = r.objects.remove(&object) {
+                    self.buffered -= o.blocks.values().map(InBlock::bytes).sum::<usize>();
+                }
                 self.events.push_back(ReceiverEvent::ObjectLost { sender, object });
             }
             r.done_below = c.oldest;
@@ -723,6 +768,9 @@ fn add_symbol(block: &mut InBlock, h: &DataHeader, symbol: &[u8], stats: &mut St
             stats.drop(Drop::Stale);
             return;
         }
+        if block.buf.is_empty() {
+            block.buf = vec![0u8; block.padded];
+        }
         block.have[i] = true;
         block.n_source += 1;
         block.buf[i * t..(i + 1) * t].copy_from_slice(symbol);
@@ -732,6 +780,7 @@ fn add_symbol(block: &mut InBlock, h: &DataHeader, symbol: &[u8], stats: &mut St
             return;
         }
         block.repairs.push((h.esi, symbol.to_vec()));
+        block.repair_bytes += symbol.len();
     }
     if block.n_source == k {
         block.decoded = Some(std::mem::take(&mut block.buf));
@@ -739,14 +788,16 @@ fn add_symbol(block: &mut InBlock, h: &DataHeader, symbol: &[u8], stats: &mut St
         if !block.repairs.is_empty() {
             stats.blocks_repaired += 1;
         }
-        block.repairs.clear();
+        block.repairs = Vec::new();
+        block.repair_bytes = 0;
         return;
     }
     if block.held() >= k && block.held() > block.failed_at {
         match decode(block, h, t) {
             Some(data) => {
                 block.decoded = Some(data);
-                block.repairs.clear();
+                block.repairs = Vec::new();
+                block.repair_bytes = 0;
                 block.buf = Vec::new();
                 stats.blocks_decoded += 1;
                 stats.blocks_repaired += 1;
@@ -762,8 +813,8 @@ fn add_symbol(block: &mut InBlock, h: &DataHeader, symbol: &[u8], stats: &mut St
 
 fn decode(block: &InBlock, h: &DataHeader, t: usize) -> Option<Vec<u8>> {
     let sbn = h.block as u8;
-    let oti = ObjectTransmissionInformation::new(block.buf.len() as u64, t as u16, 1, 1, 1);
-    let mut decoder = SourceBlockDecoder::new(sbn, &oti, block.buf.len() as u64);
+    let oti = ObjectTransmissionInformation::new(block.padded as u64, t as u16, 1, 1, 1);
+    let mut decoder = SourceBlockDecoder::new(sbn, &oti, block.padded as u64);
     let sources = block
         .have
         .iter()

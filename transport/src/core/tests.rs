@@ -1,0 +1,358 @@
+//! Sender and receiver cores driven together in memory, no simulator: the
+//! properties that must hold packet by packet.
+
+use std::time::Duration;
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::geometry::Geometry;
+use crate::seal::{Nonce, Seal, SealError};
+use crate::stats::Drop;
+use crate::time::Time;
+use crate::wire::{
+    self, Body, Command, DataHeader, Echo, Feedback, Frontier, Header, NackEntry, ObjectKind, PacketType, Probe,
+};
+
+/// A keyed checksum: catches any change, cheap, not cryptography.
+#[derive(Clone)]
+struct KeyedSum(u64);
+
+impl KeyedSum {
+    fn tag(&self, e: u32, n: Nonce, h: &[u8], p: &[u8]) -> [u8; 8] {
+        let mut x = self.0 ^ u64::from(e) ^ (u64::from(n.node) << 32) ^ n.seq;
+        for &b in h.iter().chain(p) {
+            x = (x ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+        }
+        x.to_be_bytes()
+    }
+}
+
+impl Seal for KeyedSum {
+    fn tag_len(&self) -> usize {
+        8
+    }
+    fn current_epoch(&self) -> u32 {
+        0
+    }
+    fn seal(&mut self, e: u32, n: Nonce, h: &[u8], p: &mut [u8], t: &mut [u8]) -> Result<(), SealError> {
+        t.copy_from_slice(&self.tag(e, n, h, p));
+        Ok(())
+    }
+    fn open(&mut self, e: u32, n: Nonce, h: &[u8], p: &mut [u8], t: &[u8]) -> Result<(), SealError> {
+        if self.tag(e, n, h, p) == t { Ok(()) } else { Err(SealError::BadTag) }
+    }
+}
+
+const KEY: KeyedSum = KeyedSum(0x5eed);
+
+fn sender() -> Sender<KeyedSum> {
+    Sender::new(SenderConfig { node: 1, rate: 0, symbol_size: 100, block_symbols: 16, ..Default::default() }, KEY)
+        .unwrap()
+}
+
+fn receiver(node: u32) -> Receiver<KeyedSum> {
+    Receiver::new(ReceiverConfig { node, seed: u64::from(node), ..Default::default() }, KEY)
+}
+
+/// Everything the sender has to send at `now`.
+fn drain(tx: &mut Sender<KeyedSum>, now: Time) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut buf = Vec::new();
+    while let Some(t) = tx.poll_transmit(now, &mut buf) {
+        out.push(buf[..t.len].to_vec());
+    }
+    out
+}
+
+fn delivered(rx: &mut Receiver<KeyedSum>) -> (Vec<u8>, bool) {
+    let (mut data, mut complete) = (Vec::new(), false);
+    while let Some(e) = rx.poll_event() {
+        match e {
+            ReceiverEvent::ObjectData { data: d, .. } => data.extend(d),
+            ReceiverEvent::ObjectComplete { .. } => complete = true,
+            _ => {}
+        }
+    }
+    (data, complete)
+}
+
+fn object(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 7 % 251) as u8).collect()
+}
+
+/// Runs sender and receivers until quiet, dropping the sender's packets
+/// listed in `lose(receiver, packet number)`; feedback always arrives.
+fn exchange(tx: &mut Sender<KeyedSum>, rxs: &mut [Receiver<KeyedSum>], lose: impl Fn(usize, usize) -> bool) {
+    let mut now = Time::ZERO;
+    let mut sent = 0;
+    let mut buf = Vec::new();
+    for _ in 0..10_000 {
+        for p in drain(tx, now) {
+            for (i, rx) in rxs.iter_mut().enumerate() {
+                if !lose(i, sent) {
+                    rx.handle_datagram(now, &p);
+                }
+            }
+            sent += 1;
+        }
+        for i in 0..rxs.len() {
+            while let Some(t) = rxs[i].poll_transmit(now, &mut buf) {
+                tx.handle_datagram(now, &buf[..t.len]);
+                for (j, other) in rxs.iter_mut().enumerate() {
+                    if j != i {
+                        other.handle_datagram(now, &buf[..t.len]);
+                    }
+                }
+            }
+        }
+        let next = rxs.iter().filter_map(Receiver::poll_timeout).chain(tx.poll_timeout()).min();
+        match next {
+            Some(t) if t < Time::from_micros(60_000_000) => {
+                now = now.max(t);
+                tx.handle_timeout(now);
+                rxs.iter_mut().for_each(|r| r.handle_timeout(now));
+            }
+            _ => break,
+        }
+        if tx.is_idle() && rxs.iter().all(|r| r.objects_in_progress() == 0) && now > Time::from_micros(5_000_000) {
+            break;
+        }
+    }
+}
+
+#[test]
+fn a_forged_packet_changes_nothing() {
+    let mut tx = sender();
+    let data = object(5000);
+    tx.send_bytes(ObjectKind::File, data.clone()).unwrap();
+    let packets = drain(&mut tx, Time::ZERO);
+    let mut rx = receiver(2);
+    for p in &packets {
+        // A forgery first: same packet, one payload byte changed.
+        let mut f = p.clone();
+        let last = f.len() - 9;
+        f[last] ^= 0x40;
+        rx.handle_datagram(Time::ZERO, &f);
+        rx.handle_datagram(Time::ZERO, p);
+    }
+    let (got, complete) = delivered(&mut rx);
+    assert!(complete && got == data, "got {} of {} bytes, complete {complete}", got.len(), data.len());
+    assert_eq!(rx.stats().dropped(Drop::BadSeal), packets.len() as u64);
+}
+
+#[test]
+fn a_replayed_packet_is_dropped_and_counted() {
+    let mut tx = sender();
+    tx.send_bytes(ObjectKind::Chat, b"once".to_vec()).unwrap();
+    let packets = drain(&mut tx, Time::ZERO);
+    let mut rx = receiver(2);
+    for p in &packets {
+        rx.handle_datagram(Time::ZERO, p);
+        rx.handle_datagram(Time::ZERO, p);
+    }
+    let events: Vec<_> = std::iter::from_fn(|| rx.poll_event()).collect();
+    assert_eq!(events.iter().filter(|e| matches!(e, ReceiverEvent::ObjectComplete { .. })).count(), 1);
+    assert_eq!(rx.stats().dropped(Drop::Replay), packets.len() as u64);
+}
+
+#[test]
+fn lost_symbols_are_repaired_and_every_receiver_decodes() {
+    let mut tx = sender();
+    let data = object(50_000);
+    tx.send_bytes(ObjectKind::File, data.clone()).unwrap();
+    let mut rxs: Vec<_> = (2..6).map(receiver).collect();
+    // Each receiver loses its own random fifth of the packets.
+    exchange(&mut tx, &mut rxs, |i, n| crate::rng::Rng::new((i as u64) << 32 | n as u64).chance(0.2));
+    for rx in &mut rxs {
+        let (got, complete) = delivered(rx);
+        assert!(complete && got == data, "got {} of {} bytes, complete {complete}", got.len(), data.len());
+    }
+    let s = tx.stats();
+    assert!(s.repair_sent > 0);
+    // Repair follows the worst receiver (20 %), not the union of losses (everything).
+    assert!(s.repair_sent < s.source_sent / 2, "{} repair for {} source", s.repair_sent, s.source_sent);
+}
+
+fn feedback(target: u32, entries: Vec<NackEntry>) -> Body<'static> {
+    Body::Feedback(Feedback { target, echo: None, loss: 0, entries })
+}
+
+fn sealed(node: u32, seq: u64, body: &Body<'_>) -> Vec<u8> {
+    let h = Header { packet_type: body.packet_type(), session: 1, node, epoch: 0, seq };
+    let mut out = Vec::new();
+    wire::seal_packet(&mut KEY.clone(), &h, body, &mut out).unwrap();
+    out
+}
+
+#[test]
+fn repair_rounds_use_fresh_symbols() {
+    let mut tx = sender();
+    tx.send_bytes(ObjectKind::File, object(1600)).unwrap();
+    drain(&mut tx, Time::ZERO);
+    let nack = |seq| sealed(7, seq, &feedback(1, vec![NackEntry::Block { object: 0, block: 0, needed: 3 }]));
+    let esis = |packets: Vec<Vec<u8>>| -> Vec<u32> {
+        packets
+            .into_iter()
+            .filter_map(|mut p| match wire::open_packet(&mut KEY.clone(), &mut p) {
+                Ok((_, Body::Data(h, _))) => Some(h.esi),
+                _ => None,
+            })
+            .collect()
+    };
+    tx.handle_datagram(Time::ZERO, &nack(1));
+    let first = esis(drain(&mut tx, Time::ZERO));
+    // A second round, after the first closed.
+    let later = Time::from_micros(10_000_000);
+    tx.handle_datagram(later, &nack(2));
+    let second = esis(drain(&mut tx, later));
+    assert_eq!((first.len(), second.len()), (3, 3));
+    assert!(first.iter().chain(&second).all(|&e| e >= 16), "repair ESIs start at K");
+    assert!(first.iter().all(|e| !second.contains(e)), "{first:?} then {second:?}");
+}
+
+#[test]
+fn impossible_nacks_are_refused_and_counted() {
+    let mut tx = sender();
+    tx.send_bytes(ObjectKind::File, object(1600)).unwrap();
+    drain(&mut tx, Time::ZERO);
+    let entries = vec![
+        NackEntry::Block { object: 0, block: 0, needed: 9000 },
+        NackEntry::Block { object: 0, block: 0, needed: 0 },
+        NackEntry::Block { object: 0, block: 5, needed: 1 },
+    ];
+    tx.handle_datagram(Time::ZERO, &sealed(7, 1, &feedback(1, entries)));
+    assert_eq!(tx.stats().dropped(Drop::Invalid), 3);
+    assert!(drain(&mut tx, Time::ZERO).is_empty(), "nothing repaired");
+    tx.handle_datagram(
+        Time::ZERO,
+        &sealed(7, 2, &feedback(1, vec![NackEntry::Block { object: 9, block: 0, needed: 1 }])),
+    );
+    assert_eq!(tx.stats().dropped(Drop::Stale), 1, "an object never sent");
+}
+
+#[test]
+fn a_symbol_size_that_cannot_fit_a_datagram_is_refused() {
+    let cfg = SenderConfig { symbol_size: 1430, ..Default::default() };
+    assert!(matches!(Sender::new(cfg, KEY), Err(ConfigError::SymbolSize { packet: 1485, .. })));
+    let cfg = SenderConfig { block_symbols: 0, ..Default::default() };
+    assert!(matches!(Sender::new(cfg, KEY), Err(ConfigError::BlockSymbols(0))));
+}
+
+#[test]
+fn a_suppressed_receiver_asks_again_when_repair_never_comes() {
+    let mut tx = sender();
+    tx.send_bytes(ObjectKind::File, object(3200)).unwrap();
+    let packets = drain(&mut tx, Time::ZERO);
+    let mut rx = receiver(2);
+    // Lose the first symbol of block 0; the rest (and block 1) arrive.
+    for p in &packets[2..] {
+        rx.handle_datagram(Time::ZERO, p);
+    }
+    // Another receiver's larger NACK for block 0 suppresses ours...
+    let other = sealed(9, 1 << 63, &feedback(1, vec![NackEntry::Block { object: 0, block: 0, needed: 5 }]));
+    rx.handle_datagram(Time::from_micros(1), &other);
+    assert_eq!(rx.stats().nacks_suppressed, 1);
+    // ...but the repair is lost: after the holdoff we must NACK on our own.
+    let mut buf = Vec::new();
+    let mut asked = None;
+    while let Some(now) = rx.poll_timeout() {
+        rx.handle_timeout(now);
+        if let Some(tr) = rx.poll_transmit(now, &mut buf)
+            && let Ok((_, Body::Feedback(f))) = wire::open_packet(&mut KEY.clone(), &mut buf[..tr.len])
+            && !f.entries.is_empty()
+        {
+            asked = Some(f.entries);
+            break;
+        }
+        assert!(now < Time::from_micros(10_000_000), "never asked again");
+    }
+    assert_eq!(asked, Some(vec![NackEntry::Block { object: 0, block: 0, needed: 1 }]));
+}
+
+/// Packets a malicious or broken *member* could send (they pass the seal):
+/// any geometry, any NACK, any frontier.
+fn insider_body() -> impl Strategy<Value = Body<'static>> {
+    let data = (any::<u32>(), 1u64..1 << 40, 1u16..1200, 1u16..=56_403, any::<u32>(), any::<u32>()).prop_filter_map(
+        "valid geometry",
+        |(object, len, t, k, block, esi)| {
+            let g = Geometry::new(len, t, k).ok()?;
+            let block = block % g.blocks();
+            let esi = esi % (u32::from(g.symbols_in(block)) + wire::MAX_REPAIR_SYMBOLS);
+            let h = DataHeader { object: object % 64, kind: ObjectKind::File, geometry: g, block, esi };
+            Some(Body::Data(h, Box::leak(vec![0xa5u8; usize::from(t)].into_boxed_slice())))
+        },
+    );
+    let nack = (0u32..8, any::<u32>(), any::<u32>(), any::<bool>()).prop_map(|(o, b, n, objects)| {
+        let e = if objects {
+            NackEntry::Objects { first: o, bitmap: b }
+        } else {
+            NackEntry::Block { object: o, block: b % 4, needed: n % 40 }
+        };
+        Body::Feedback(Feedback {
+            target: 1,
+            echo: Some(Echo { probe_time: u64::from(n), hold_us: b }),
+            loss: n as u16,
+            entries: vec![e],
+        })
+    });
+    let cmd = (any::<u32>(), any::<u32>(), any::<u32>(), any::<u32>(), any::<u16>(), any::<u16>()).prop_map(
+        |(o, b, oldest, grtt, loss, frac)| {
+            Body::Command(Command {
+                flush: true,
+                frontier: Some(Frontier { object: o % 128, blocks_sent: b }),
+                oldest: oldest % 128,
+                grtt_us: grtt,
+                group_loss: loss,
+                probe: Some(Probe { time: u64::from(grtt), reply_fraction: frac }),
+            })
+        },
+    );
+    prop_oneof![data, nack, cmd]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// Whatever a member sends, the cores neither panic nor hold more than their bounds.
+    #[test]
+    fn insiders_cannot_break_the_bounds(bodies in prop::collection::vec(insider_body(), 1..120)) {
+        let mut rx = Receiver::new(ReceiverConfig { node: 2, max_buffered: 4 << 20, max_objects: 32, ..Default::default() }, KEY);
+        let mut tx = sender();
+        tx.send_bytes(ObjectKind::File, object(100_000)).unwrap();
+        let mut buf = Vec::new();
+        let mut now = Time::ZERO;
+        for (seq, body) in bodies.iter().enumerate() {
+            let p = sealed(if matches!(body, Body::Feedback(_)) { 3 } else { 1 }, seq as u64, body);
+            now = now + Duration::from_millis(3);
+            rx.handle_datagram(now, &p);
+            tx.handle_datagram(now, &p);
+            rx.handle_timeout(now);
+            tx.handle_timeout(now);
+            while rx.poll_transmit(now, &mut buf).is_some() {}
+            for _ in 0..200 {
+                if tx.poll_transmit(now, &mut buf).is_none() { break; }
+            }
+            while rx.poll_event().is_some() {}
+            prop_assert!(rx.buffered() <= 4 << 20, "buffered {}", rx.buffered());
+            prop_assert!(rx.objects_in_progress() <= 32);
+        }
+    }
+}
+
+#[test]
+fn packets_of_a_wrong_kind_of_header_are_dropped() {
+    let mut rx = receiver(2);
+    rx.handle_datagram(Time::ZERO, &[]);
+    rx.handle_datagram(Time::ZERO, &[9; 40]);
+    let mut other_session = sealed(1, 1, &feedback(2, vec![]));
+    other_session[2] ^= 1;
+    rx.handle_datagram(Time::ZERO, &other_session);
+    let h = Header { packet_type: PacketType::Command, session: 1, node: 2, epoch: 0, seq: 5 };
+    let mut own = Vec::new();
+    let c = Command { flush: false, frontier: None, oldest: 0, grtt_us: 1, group_loss: 0, probe: None };
+    wire::seal_packet(&mut KEY.clone(), &h, &Body::Command(c), &mut own).unwrap();
+    rx.handle_datagram(Time::ZERO, &own);
+    let s = rx.stats();
+    assert_eq!((s.dropped(Drop::Malformed), s.dropped(Drop::OtherSession), s.dropped(Drop::Own)), (2, 1, 1));
+}
