@@ -25,13 +25,16 @@ enum Command {
         /// Print one JSON object instead of a table.
         #[arg(long)]
         json: bool,
+        /// Override a field: `--set receivers=100 --set loss.p=0.2` (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
     },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Run { scenario, seed, json } => {
+        Command::Run { scenario, seed, json, overrides } => {
             let text = match std::fs::read_to_string(&scenario) {
                 Ok(t) => t,
                 Err(e) => {
@@ -39,7 +42,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            let mut s = match Scenario::parse(&text) {
+            let mut s = match Scenario::parse_with(&text, &overrides) {
                 Ok(s) => s,
                 Err(e) => {
                     eprintln!("netsim: {}: {e}", scenario.display());

@@ -85,6 +85,10 @@ pub struct Report {
     pub grtt_ms: f64,
     /// Events processed.
     pub events: u64,
+    /// Datagrams delivered to nodes (one per packet per hearing node).
+    pub deliveries: u64,
+    /// The simulator's own speed: deliveries per wall-clock second.
+    pub deliveries_per_wall_s: f64,
     /// SHA-256 of the event trace: equal seeds give equal hashes.
     pub trace_hash: String,
     /// Wall-clock seconds the run took (not part of the trace).
@@ -104,7 +108,13 @@ impl Report {
                 format!("{} ({} receivers × {} objects)", self.delivered_all, self.receivers, self.objects),
             ),
             ("object bytes", self.object_bytes.to_string()),
-            ("completion", format!("{:.3} s virtual ({:.2} s wall)", self.completion_s, self.wall_s)),
+            (
+                "completion",
+                format!(
+                    "{:.3} s virtual ({:.2} s wall, {:.0} deliveries/s)",
+                    self.completion_s, self.wall_s, self.deliveries_per_wall_s
+                ),
+            ),
             ("goodput", format!("{:.2} Mbit/s", self.goodput_mbps)),
             ("source packets", self.source_packets.to_string()),
             ("repair packets", format!("{} ({:.3} per source)", self.repair_packets, self.repair_per_source)),

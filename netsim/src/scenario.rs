@@ -196,6 +196,38 @@ fn default_chat_bytes() -> u32 {
 }
 
 impl Scenario {
+    /// Parses a scenario file's text with `overrides` (`dotted.key=value`, the
+    /// value in TOML syntax or a bare string) applied, then validates it.
+    pub fn parse_with(text: &str, overrides: &[String]) -> Result<Scenario, ScenarioError> {
+        if overrides.is_empty() {
+            return Scenario::parse(text);
+        }
+        let mut doc: toml::Table = toml::from_str(text).map_err(|e| ScenarioError::Parse(e.to_string()))?;
+        for o in overrides {
+            let (key, value) =
+                o.split_once('=').ok_or_else(|| ScenarioError::Parse(format!("--set {o}: expected key=value")))?;
+            let value: toml::Value = toml::from_str::<toml::Table>(&format!("v = {value}"))
+                .ok()
+                .and_then(|mut t| t.remove("v"))
+                .unwrap_or_else(|| toml::Value::String(value.to_string()));
+            let mut table = &mut doc;
+            let mut parts = key.trim().split('.').peekable();
+            while let Some(part) = parts.next() {
+                if parts.peek().is_none() {
+                    table.insert(part.to_string(), value.clone());
+                    break;
+                }
+                let next = table.entry(part.to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+                table = next
+                    .as_table_mut()
+                    .ok_or_else(|| ScenarioError::Parse(format!("--set {o}: {part} is not a table")))?;
+            }
+        }
+        let s: Scenario = doc.try_into().map_err(|e: toml::de::Error| ScenarioError::Parse(format!("with --set: {e}")))?;
+        s.validate(None)?;
+        Ok(s)
+    }
+
     /// Parses and validates a scenario file's text.
     pub fn parse(text: &str) -> Result<Scenario, ScenarioError> {
         let s: Scenario = toml::from_str(text).map_err(|e| ScenarioError::Parse(e.to_string()))?;
@@ -380,6 +412,15 @@ mod tests {
         let text = format!("{MIN}[link]\nbandwith_bps = 5\n");
         let e = Scenario::parse(&text).unwrap_err().to_string();
         assert!(e.contains("line 6") && e.contains("bandwith_bps"), "{e}");
+    }
+
+    #[test]
+    fn overrides_apply_and_are_validated() {
+        let s = Scenario::parse_with(MIN, &["receivers=100".into(), "loss.model=bernoulli".into(), "loss.p=0.2".into()])
+            .unwrap();
+        assert_eq!((s.receivers, s.loss.clone()), (100, LossSpec::Bernoulli { p: 0.2 }));
+        let e = Scenario::parse_with(MIN, &["loss.model=bernoulli".into(), "loss.p=2".into()]).unwrap_err();
+        assert!(e.to_string().contains("loss.p = 2"), "{e}");
     }
 
     #[test]

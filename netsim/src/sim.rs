@@ -47,6 +47,7 @@ pub struct Sim {
     now: Time,
     done: u32,
     events: u64,
+    deliveries: u64,
     forged: u64,
     forger: Option<usize>,
     buf: Vec<u8>,
@@ -104,6 +105,7 @@ impl Sim {
             now: Time::ZERO,
             done: 0,
             events: 0,
+            deliveries: 0,
             forged: 0,
             forger,
             buf: Vec::with_capacity(wire::MAX_DATAGRAM),
@@ -165,6 +167,7 @@ impl Sim {
                 }
             }
             Event::Deliver(i, bytes) => {
+                self.deliveries += 1;
                 self.record(b'r', i, bytes.len());
                 self.nodes[i].datagram(self.now, &bytes);
                 self.pump(i);
@@ -372,6 +375,8 @@ impl Sim {
             },
             grtt_ms,
             events: self.events,
+            deliveries: self.deliveries,
+            deliveries_per_wall_s: self.deliveries as f64 / wall.as_secs_f64().max(1e-9),
             trace_hash: trace.finalize().iter().map(|b| format!("{b:02x}")).collect(),
             wall_s: wall.as_secs_f64(),
             per_receiver,
