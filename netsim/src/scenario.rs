@@ -223,7 +223,8 @@ impl Scenario {
                     .ok_or_else(|| ScenarioError::Parse(format!("--set {o}: {part} is not a table")))?;
             }
         }
-        let s: Scenario = doc.try_into().map_err(|e: toml::de::Error| ScenarioError::Parse(format!("with --set: {e}")))?;
+        let s: Scenario =
+            doc.try_into().map_err(|e: toml::de::Error| ScenarioError::Parse(format!("with --set: {e}")))?;
         s.validate(None)?;
         Ok(s)
     }
@@ -416,8 +417,9 @@ mod tests {
 
     #[test]
     fn overrides_apply_and_are_validated() {
-        let s = Scenario::parse_with(MIN, &["receivers=100".into(), "loss.model=bernoulli".into(), "loss.p=0.2".into()])
-            .unwrap();
+        let s =
+            Scenario::parse_with(MIN, &["receivers=100".into(), "loss.model=bernoulli".into(), "loss.p=0.2".into()])
+                .unwrap();
         assert_eq!((s.receivers, s.loss.clone()), (100, LossSpec::Bernoulli { p: 0.2 }));
         let e = Scenario::parse_with(MIN, &["loss.model=bernoulli".into(), "loss.p=2".into()]).unwrap_err();
         assert!(e.to_string().contains("loss.p = 2"), "{e}");

@@ -1,5 +1,7 @@
 //! The `netsim` tool as a user runs it.
 
+#![allow(clippy::unwrap_used)] // test helpers: a failure is the test failing
+
 use std::process::Command;
 
 fn netsim(args: &[&str]) -> std::process::Output {
@@ -32,7 +34,10 @@ fn json_report_has_the_documented_fields_and_repeats_per_seed() {
     ] {
         assert!(r.get(field).is_some(), "missing {field}");
     }
-    assert_eq!((r["delivered_all"].as_bool(), r["receivers"].as_u64(), r["seed"].as_u64()), (Some(true), Some(5), Some(3)));
+    assert_eq!(
+        (r["delivered_all"].as_bool(), r["receivers"].as_u64(), r["seed"].as_u64()),
+        (Some(true), Some(5), Some(3))
+    );
     assert_eq!(r["object_bytes"].as_u64(), Some(100 * 120));
     let again: serde_json::Value = serde_json::from_slice(&netsim(&args).stdout).unwrap();
     assert_eq!(r["trace_hash"], again["trace_hash"]);
