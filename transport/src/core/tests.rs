@@ -7,42 +7,12 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::geometry::Geometry;
-use crate::seal::{Nonce, Seal, SealError};
+use crate::seal::KeyedSum;
 use crate::stats::Drop;
 use crate::time::Time;
 use crate::wire::{
     self, Body, Command, DataHeader, Echo, Feedback, Frontier, Header, NackEntry, ObjectKind, PacketType, Probe,
 };
-
-/// A keyed checksum: catches any change, cheap, not cryptography.
-#[derive(Clone)]
-struct KeyedSum(u64);
-
-impl KeyedSum {
-    fn tag(&self, e: u32, n: Nonce, h: &[u8], p: &[u8]) -> [u8; 8] {
-        let mut x = self.0 ^ u64::from(e) ^ (u64::from(n.node) << 32) ^ n.seq;
-        for &b in h.iter().chain(p) {
-            x = (x ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
-        }
-        x.to_be_bytes()
-    }
-}
-
-impl Seal for KeyedSum {
-    fn tag_len(&self) -> usize {
-        8
-    }
-    fn current_epoch(&self) -> u32 {
-        0
-    }
-    fn seal(&mut self, e: u32, n: Nonce, h: &[u8], p: &mut [u8], t: &mut [u8]) -> Result<(), SealError> {
-        t.copy_from_slice(&self.tag(e, n, h, p));
-        Ok(())
-    }
-    fn open(&mut self, e: u32, n: Nonce, h: &[u8], p: &mut [u8], t: &[u8]) -> Result<(), SealError> {
-        if self.tag(e, n, h, p) == t { Ok(()) } else { Err(SealError::BadTag) }
-    }
-}
 
 const KEY: KeyedSum = KeyedSum(0x5eed);
 
