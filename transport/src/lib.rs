@@ -46,6 +46,8 @@ pub mod backoff;
 pub mod core;
 pub mod geometry;
 pub mod grtt;
+#[cfg(feature = "net")]
+pub mod net;
 pub mod pacing;
 pub mod replay;
 pub mod rng;
@@ -56,6 +58,6 @@ pub mod time;
 pub mod wire;
 
 pub use crate::core::{
-    ConfigError, Receiver, ReceiverConfig, ReceiverEvent, SendError, Sender, SenderConfig, SenderEvent, Transmit,
+    ConfigError, Core, Receiver, ReceiverConfig, ReceiverEvent, SendError, Sender, SenderConfig, SenderEvent, Transmit,
 };
 pub use crate::time::Time;

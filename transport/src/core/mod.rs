@@ -14,7 +14,52 @@ mod tests;
 pub use receiver::{Receiver, ReceiverConfig, ReceiverEvent};
 pub use sender::{ConfigError, SendError, Sender, SenderConfig, SenderEvent};
 
+use crate::seal::Seal;
+use crate::time::Time;
 use crate::wire::PacketType;
+
+/// What every core offers a driver: datagrams and time in, datagrams and
+/// events out. The socket driver and the simulator run any core through it.
+pub trait Core {
+    /// What the core tells its owner.
+    type Event;
+    /// A datagram from the network.
+    fn handle_datagram(&mut self, now: Time, datagram: &[u8]);
+    /// Time passed; timers at or before `now` fire.
+    fn handle_timeout(&mut self, now: Time);
+    /// When `handle_timeout` should next be called.
+    fn poll_timeout(&self) -> Option<Time>;
+    /// The next datagram to send, written into `buf`.
+    fn poll_transmit(&mut self, now: Time, buf: &mut Vec<u8>) -> Option<Transmit>;
+    /// The next event.
+    fn poll_event(&mut self) -> Option<Self::Event>;
+}
+
+macro_rules! impl_core {
+    ($core:ident, $event:ty) => {
+        impl<S: Seal> Core for $core<S> {
+            type Event = $event;
+            fn handle_datagram(&mut self, now: Time, datagram: &[u8]) {
+                $core::handle_datagram(self, now, datagram)
+            }
+            fn handle_timeout(&mut self, now: Time) {
+                $core::handle_timeout(self, now)
+            }
+            fn poll_timeout(&self) -> Option<Time> {
+                $core::poll_timeout(self)
+            }
+            fn poll_transmit(&mut self, now: Time, buf: &mut Vec<u8>) -> Option<Transmit> {
+                $core::poll_transmit(self, now, buf)
+            }
+            fn poll_event(&mut self) -> Option<$event> {
+                $core::poll_event(self)
+            }
+        }
+    };
+}
+
+impl_core!(Sender, SenderEvent);
+impl_core!(Receiver, ReceiverEvent);
 
 /// A datagram a core produced: its bytes are the first `len` of the buffer
 /// passed to `poll_transmit`; it goes to the group.

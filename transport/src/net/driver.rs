@@ -1,0 +1,248 @@
+//! Running a core on a real socket.
+//!
+//! Owns the loop quinn's driver has: transmit what the core produced, hand
+//! out its events, then wait for whichever comes first — a datagram, a command
+//! from the application, or the core's next deadline. Also the real clock
+//! (`Clock`) and the wall-clock start of packet counters. The loop makes no
+//! protocol decision.
+
+use std::io;
+use std::ops::ControlFlow;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::socket::MulticastSocket;
+use crate::core::Core;
+use crate::rng::Rng;
+use crate::time::Time;
+use crate::wire::MAX_DATAGRAM;
+
+/// Datagrams read in one wake-up before the core gets to transmit again.
+const RECV_BATCH: usize = 256;
+
+/// The real clock, as `Time` since the driver started.
+#[derive(Clone, Copy, Debug)]
+pub struct Clock {
+    origin: Instant,
+}
+
+impl Clock {
+    /// A clock whose origin is now.
+    pub fn new() -> Clock {
+        Clock { origin: Instant::now() }
+    }
+    /// The time now.
+    pub fn now(&self) -> Time {
+        Time::from_micros(u64::try_from(self.origin.elapsed().as_micros()).unwrap_or(u64::MAX))
+    }
+    fn instant(&self, t: Time) -> Instant {
+        self.origin + Duration::from_micros(t.as_micros())
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Clock {
+        Clock::new()
+    }
+}
+
+/// A packet-counter start that exceeds every counter an earlier run of this
+/// node could have used: the wall clock in nanoseconds (a node sends far
+/// fewer than one packet per nanosecond). See `SenderConfig::first_seq`.
+pub fn wall_clock_seq() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+/// Driver settings.
+#[derive(Clone, Debug, Default)]
+pub struct DriverConfig {
+    /// Drop this share of received datagrams before the core sees them
+    /// (simulated radio loss for tests and the demo; 0 in real use).
+    pub simulated_loss: f64,
+    /// Seed of the simulated loss.
+    pub seed: u64,
+}
+
+/// What the driver counted.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DriverStats {
+    /// Datagrams received from the socket.
+    pub datagrams_in: u64,
+    /// Bytes received.
+    pub bytes_in: u64,
+    /// Datagrams sent.
+    pub datagrams_out: u64,
+    /// Bytes sent.
+    pub bytes_out: u64,
+    /// Received datagrams dropped by the simulated loss.
+    pub simulated_drops: u64,
+    /// Sends the kernel refused (the datagram is lost; the protocol repairs it).
+    pub send_errors: u64,
+}
+
+type Command<C> = Box<dyn FnOnce(&mut C) -> ControlFlow<()> + Send>;
+
+/// Lets other tasks act on a running driver's core.
+pub struct Handle<C> {
+    tx: mpsc::UnboundedSender<Command<C>>,
+}
+
+impl<C> Clone for Handle<C> {
+    fn clone(&self) -> Self {
+        Handle { tx: self.tx.clone() }
+    }
+}
+
+impl<C> Handle<C> {
+    /// Runs `f` on the core inside the driver's loop (e.g. to queue an
+    /// object). False if the driver is gone.
+    pub fn with(&self, f: impl FnOnce(&mut C) + Send + 'static) -> bool {
+        self.tx
+            .send(Box::new(move |c| {
+                f(c);
+                ControlFlow::Continue(())
+            }))
+            .is_ok()
+    }
+
+    /// Makes the driver's `run` return `Ok(None)`. False if the driver is gone.
+    pub fn stop(&self) -> bool {
+        self.tx.send(Box::new(|_| ControlFlow::Break(()))).is_ok()
+    }
+}
+
+/// A core on a socket.
+pub struct Driver<C> {
+    core: C,
+    socket: MulticastSocket,
+    clock: Clock,
+    loss: Option<(f64, Rng)>,
+    stats: DriverStats,
+    commands: mpsc::UnboundedReceiver<Command<C>>,
+    handle: Handle<C>,
+    tx_buf: Vec<u8>,
+    rx_buf: Vec<u8>,
+}
+
+impl<C: Core> Driver<C> {
+    /// A driver for `core` on `socket`.
+    pub fn new(core: C, socket: MulticastSocket, cfg: DriverConfig) -> Driver<C> {
+        let (tx, commands) = mpsc::unbounded_channel();
+        let loss = (cfg.simulated_loss > 0.0).then(|| (cfg.simulated_loss, Rng::new(cfg.seed)));
+        Driver {
+            core,
+            socket,
+            clock: Clock::new(),
+            loss,
+            stats: DriverStats::default(),
+            commands,
+            handle: Handle { tx },
+            tx_buf: Vec::with_capacity(MAX_DATAGRAM),
+            rx_buf: vec![0u8; MAX_DATAGRAM],
+        }
+    }
+
+    /// A handle for other tasks.
+    pub fn handle(&self) -> Handle<C> {
+        self.handle.clone()
+    }
+
+    /// The core.
+    pub fn core(&self) -> &C {
+        &self.core
+    }
+
+    /// The core, to queue objects before running.
+    pub fn core_mut(&mut self) -> &mut C {
+        &mut self.core
+    }
+
+    /// The driver's clock (the core's `Time` origin).
+    pub fn clock(&self) -> Clock {
+        self.clock
+    }
+
+    /// What the driver counted.
+    pub fn stats(&self) -> &DriverStats {
+        &self.stats
+    }
+
+    /// The socket.
+    pub fn socket(&self) -> &MulticastSocket {
+        &self.socket
+    }
+
+    /// Runs the core until `on_event` breaks (returns `Some(value)`) or a
+    /// handle calls `stop` (returns `None`). Cancel-safe: dropping the future
+    /// loses no state, so it can run under `tokio::time::timeout`.
+    pub async fn run<B>(
+        &mut self,
+        mut on_event: impl FnMut(&mut C, C::Event) -> ControlFlow<B>,
+    ) -> io::Result<Option<B>> {
+        loop {
+            let now = self.clock.now();
+            self.core.handle_timeout(now);
+            self.transmit(now).await;
+            while let Some(e) = self.core.poll_event() {
+                if let ControlFlow::Break(b) = on_event(&mut self.core, e) {
+                    return Ok(Some(b));
+                }
+            }
+            let deadline = self.core.poll_timeout().map(|t| self.clock.instant(t));
+            let sleep = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                r = self.socket.socket().recv_from(&mut self.rx_buf) => {
+                    let (n, _) = r?;
+                    self.receive(n);
+                    // Drain what else is queued before transmitting again.
+                    for _ in 1..RECV_BATCH {
+                        match self.socket.socket().try_recv_from(&mut self.rx_buf) {
+                            Ok((n, _)) => self.receive(n),
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                            Err(e) => return Err(e),
+                        }
+                    }
+                }
+                Some(cmd) = self.commands.recv() => {
+                    if cmd(&mut self.core).is_break() {
+                        return Ok(None);
+                    }
+                }
+                () = sleep => {}
+            }
+        }
+    }
+
+    fn receive(&mut self, n: usize) {
+        self.stats.datagrams_in += 1;
+        self.stats.bytes_in += n as u64;
+        if let Some((p, rng)) = &mut self.loss
+            && rng.chance(*p)
+        {
+            self.stats.simulated_drops += 1;
+            return;
+        }
+        let now = self.clock.now();
+        self.core.handle_datagram(now, &self.rx_buf[..n]);
+    }
+
+    async fn transmit(&mut self, now: Time) {
+        let group = self.socket.group();
+        while let Some(t) = self.core.poll_transmit(now, &mut self.tx_buf) {
+            match self.socket.socket().send_to(&self.tx_buf[..t.len], group).await {
+                Ok(_) => {
+                    self.stats.datagrams_out += 1;
+                    self.stats.bytes_out += t.len as u64;
+                }
+                Err(_) => self.stats.send_errors += 1,
+            }
+        }
+    }
+}

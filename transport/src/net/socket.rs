@@ -1,0 +1,94 @@
+//! A UDP socket joined to a multicast group.
+//!
+//! Owns socket set-up: address reuse (so several members on one host share
+//! the group's port), binding, joining the group on a chosen interface, the
+//! outgoing interface, loop and TTL, and large buffers read back after
+//! setting (the kernel caps them at `net.core.rmem_max`/`wmem_max`).
+
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use tokio::net::UdpSocket;
+
+/// Where and how to join a group.
+#[derive(Clone, Debug)]
+pub struct MulticastConfig {
+    /// The group address and port.
+    pub group: SocketAddrV4,
+    /// The local interface's address to join on and send from (`0.0.0.0`: the kernel's choice).
+    pub interface: Ipv4Addr,
+    /// Hops multicast may travel (1: the local link).
+    pub ttl: u32,
+    /// Deliver our own multicast back to sockets on this host (needed when
+    /// several members share a host, as in tests and the demo).
+    pub loopback: bool,
+    /// Receive buffer to ask for, bytes.
+    pub recv_buffer: usize,
+    /// Send buffer to ask for, bytes.
+    pub send_buffer: usize,
+}
+
+impl MulticastConfig {
+    /// A group on the loopback interface, for tests and the one-host demo.
+    pub fn loopback(group: SocketAddrV4) -> MulticastConfig {
+        MulticastConfig {
+            group,
+            interface: Ipv4Addr::LOCALHOST,
+            ttl: 0,
+            loopback: true,
+            recv_buffer: 8 << 20,
+            send_buffer: 4 << 20,
+        }
+    }
+}
+
+/// An open multicast socket, ready for tokio.
+pub struct MulticastSocket {
+    socket: UdpSocket,
+    group: SocketAddr,
+    /// Receive buffer the kernel granted, bytes.
+    pub recv_buffer: usize,
+    /// Send buffer the kernel granted, bytes.
+    pub send_buffer: usize,
+}
+
+impl MulticastSocket {
+    /// Opens, binds and joins. Must be called inside a tokio runtime.
+    pub fn open(cfg: &MulticastConfig) -> io::Result<MulticastSocket> {
+        if !cfg.group.ip().is_multicast() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{} is not a multicast address", cfg.group),
+            ));
+        }
+        let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+        s.set_reuse_address(true)?;
+        #[cfg(unix)]
+        s.set_reuse_port(true)?;
+        // Bound to the group address, the socket hears only this group on this port.
+        s.bind(&SockAddr::from(SocketAddrV4::new(*cfg.group.ip(), cfg.group.port())))?;
+        s.join_multicast_v4(cfg.group.ip(), &cfg.interface)?;
+        s.set_multicast_if_v4(&cfg.interface)?;
+        s.set_multicast_loop_v4(cfg.loopback)?;
+        s.set_multicast_ttl_v4(cfg.ttl)?;
+        // Best effort: the kernel may grant less; what it granted is reported.
+        let _ = s.set_recv_buffer_size(cfg.recv_buffer);
+        let _ = s.set_send_buffer_size(cfg.send_buffer);
+        let recv_buffer = s.recv_buffer_size()?;
+        let send_buffer = s.send_buffer_size()?;
+        s.set_nonblocking(true)?;
+        let socket = UdpSocket::from_std(s.into())?;
+        Ok(MulticastSocket { socket, group: SocketAddr::V4(cfg.group), recv_buffer, send_buffer })
+    }
+
+    /// The group datagrams are sent to.
+    pub fn group(&self) -> SocketAddr {
+        self.group
+    }
+
+    /// The tokio socket.
+    pub fn socket(&self) -> &UdpSocket {
+        &self.socket
+    }
+}
