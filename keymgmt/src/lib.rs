@@ -8,3 +8,9 @@
 #![forbid(unsafe_code)]
 
 pub mod key;
+pub mod member;
+pub mod registrar;
+pub mod rekey;
+pub mod suite;
+pub mod tree;
+pub mod users;

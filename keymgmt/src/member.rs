@@ -1,0 +1,1 @@
+//! The member key store (being written).

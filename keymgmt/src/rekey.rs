@@ -1,0 +1,1 @@
+//! Rekey messages (being written).

@@ -1,0 +1,1 @@
+//! Cipher suites (being written).
