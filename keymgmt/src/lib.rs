@@ -11,6 +11,7 @@ pub mod key;
 pub mod member;
 pub mod registrar;
 pub mod rekey;
+pub mod store;
 pub mod suite;
 pub mod tree;
 pub mod users;
