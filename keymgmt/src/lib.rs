@@ -7,10 +7,12 @@
 //! the keys of the group's cipher suite, which seal every transport packet.
 #![forbid(unsafe_code)]
 
+pub mod client;
 pub mod key;
 pub mod member;
 pub mod registrar;
 pub mod rekey;
+pub mod server;
 pub mod store;
 pub mod suite;
 pub mod tree;

@@ -175,6 +175,7 @@ impl Verifier {
                     self.corrupt += 1;
                 }
             }
+            ReceiverEvent::EpochAhead { .. } => {}
             ReceiverEvent::ObjectLost { object, .. } => {
                 self.partial.remove(&object);
                 self.lost += 1;

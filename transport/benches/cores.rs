@@ -181,7 +181,7 @@ fn transfer(object: &Arc<[u8]>, case: Case) -> Outcome {
                 }
                 ReceiverEvent::ObjectComplete { .. } => complete = true,
                 ReceiverEvent::ObjectLost { object, .. } => panic!("object {object} lost at {now}"),
-                ReceiverEvent::ObjectStarted { .. } => {}
+                ReceiverEvent::ObjectStarted { .. } | ReceiverEvent::EpochAhead { .. } => {}
             }
         }
         if !moved && !complete {

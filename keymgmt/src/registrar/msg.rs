@@ -8,6 +8,7 @@
 use thiserror::Error;
 
 use crate::key::SecretKey;
+use crate::tree::{MemberId, MemberPath, NodeId, PathKey};
 
 /// Protocol version carried in every message.
 pub const VERSION: u8 = 1;
@@ -46,17 +47,6 @@ pub enum MsgError {
     /// A string that is not UTF-8.
     #[error("{0} is not UTF-8")]
     Utf8(&'static str),
-}
-
-/// One key of a member's path, as the registrar hands it over.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PathKey {
-    /// Tree node id.
-    pub node: u32,
-    /// Key version.
-    pub version: u32,
-    /// The key.
-    pub key: SecretKey,
 }
 
 /// What a client asks.
@@ -100,14 +90,10 @@ pub enum Response {
     },
     /// The member's keys for a group (after Join or Resync).
     Keys {
-        /// Group id on the wire.
-        group_id: u32,
-        /// The epoch these keys are for.
-        epoch: u32,
         /// The group's cipher suite code.
         suite: u8,
-        /// Leaf-to-root path keys (the last is the group key).
-        path: Vec<PathKey>,
+        /// The member's path (group id, epoch, leaf, keys up to the group key).
+        path: MemberPath,
     },
     /// Left; the rest of the group was rekeyed to this epoch.
     Left {
@@ -285,15 +271,18 @@ impl Response {
                 out.extend_from_slice(individual_key.as_bytes());
                 out.extend_from_slice(server_key);
             }
-            Response::Keys { group_id, epoch, suite, path } => {
+            Response::Keys { suite, path } => {
                 start(out, 2);
-                out.extend_from_slice(&group_id.to_be_bytes());
-                out.extend_from_slice(&epoch.to_be_bytes());
+                out.extend_from_slice(&path.group.to_be_bytes());
+                out.extend_from_slice(&path.epoch.to_be_bytes());
+                out.extend_from_slice(&path.member.0.to_be_bytes());
+                out.extend_from_slice(&path.leaf.0.to_be_bytes());
+                out.extend_from_slice(&path.leaf_version.to_be_bytes());
                 out.push(*suite);
-                let n = path.len().min(MAX_PATH);
+                let n = path.keys.len().min(MAX_PATH);
                 out.push(n as u8);
-                for p in &path[..n] {
-                    out.extend_from_slice(&p.node.to_be_bytes());
+                for p in &path.keys[..n] {
+                    out.extend_from_slice(&p.node.0.to_be_bytes());
                     out.extend_from_slice(&p.version.to_be_bytes());
                     out.extend_from_slice(p.key.as_bytes());
                 }
@@ -320,22 +309,25 @@ impl Response {
                 server_key: r.key("server key")?,
             },
             2 => {
-                let group_id = r.u32("group id")?;
+                let group = r.u32("group id")?;
                 let epoch = r.u32("epoch")?;
+                let member = MemberId(r.u64("member")?);
+                let leaf = NodeId(r.u32("leaf")?);
+                let leaf_version = r.u32("leaf version")?;
                 let suite = r.u8("suite")?;
                 let n = usize::from(r.u8("path length")?);
                 if n > MAX_PATH {
                     return Err(MsgError::TooLong { what: "path", len: n, max: MAX_PATH });
                 }
-                let mut path = Vec::with_capacity(n);
+                let mut keys = Vec::with_capacity(n);
                 for _ in 0..n {
-                    path.push(PathKey {
-                        node: r.u32("path node")?,
+                    keys.push(PathKey {
+                        node: NodeId(r.u32("path node")?),
                         version: r.u32("path version")?,
                         key: SecretKey::from_bytes(r.key("path key")?),
                     });
                 }
-                Response::Keys { group_id, epoch, suite, path }
+                Response::Keys { suite, path: MemberPath { group, epoch, member, leaf, leaf_version, keys } }
             }
             3 => Response::Left { epoch: r.u32("epoch")? },
             4 => Response::Error { code: ErrorCode::from_u8(r.u8("code")?), message: r.string("message")? },
@@ -366,20 +358,26 @@ mod tests {
 
     fn response() -> impl Strategy<Value = Response> {
         let key = any::<[u8; 32]>().prop_map(SecretKey::from_bytes);
-        let path = prop::collection::vec((any::<u32>(), any::<u32>(), key.clone()), 0..20)
-            .prop_map(|v| v.into_iter().map(|(node, version, key)| PathKey { node, version, key }).collect());
+        let keys = prop::collection::vec((any::<u32>(), any::<u32>(), key.clone()), 0..20).prop_map(|v| {
+            v.into_iter().map(|(node, version, key)| PathKey { node: NodeId(node), version, key }).collect()
+        });
+        let path = (any::<u32>(), any::<u32>(), any::<u64>(), any::<u32>(), any::<u32>(), keys).prop_map(
+            |(group, epoch, member, leaf, leaf_version, keys)| MemberPath {
+                group,
+                epoch,
+                member: MemberId(member),
+                leaf: NodeId(leaf),
+                leaf_version,
+                keys,
+            },
+        );
         prop_oneof![
             (any::<u64>(), key, any::<[u8; 32]>()).prop_map(|(member, individual_key, server_key)| Response::Welcome {
                 member,
                 individual_key,
                 server_key
             }),
-            (any::<u32>(), any::<u32>(), any::<u8>(), path).prop_map(|(group_id, epoch, suite, path)| Response::Keys {
-                group_id,
-                epoch,
-                suite,
-                path
-            }),
+            (any::<u8>(), path).prop_map(|(suite, path)| Response::Keys { suite, path }),
             any::<u32>().prop_map(|epoch| Response::Left { epoch }),
             (1u8..9, text()).prop_map(|(c, message)| Response::Error { code: ErrorCode::from_u8(c), message }),
         ]

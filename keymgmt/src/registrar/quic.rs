@@ -239,7 +239,7 @@ pub trait Handler: Send + Sync + 'static {
     type Session: Send + Default;
     /// Answers one request.
     fn handle(
-        &self,
+        self: &Arc<Self>,
         session: &mut Self::Session,
         from: SocketAddr,
         req: Request,
@@ -293,7 +293,7 @@ mod tests {
 
     impl Handler for Echo {
         type Session = u32;
-        async fn handle(&self, session: &mut u32, _from: SocketAddr, req: Request) -> Response {
+        async fn handle(self: &Arc<Self>, session: &mut u32, _from: SocketAddr, req: Request) -> Response {
             *session += 1;
             match req {
                 Request::Join { group } => Response::Left { epoch: group.len() as u32 + *session },
@@ -344,7 +344,8 @@ mod tests {
         let fp = [0xab; 32];
         let hex = fingerprint_hex(&fp);
         assert_eq!(parse_fingerprint(&hex), Some(fp));
-        let colons: String = hex.as_bytes().chunks(2).map(|c| std::str::from_utf8(c).unwrap()).collect::<Vec<_>>().join(":");
+        let colons: String =
+            hex.as_bytes().chunks(2).map(|c| std::str::from_utf8(c).unwrap()).collect::<Vec<_>>().join(":");
         assert_eq!(parse_fingerprint(&colons), Some(fp));
         assert_eq!(parse_fingerprint("abc"), None);
     }

@@ -115,6 +115,16 @@ pub enum ReceiverEvent {
         /// Object id.
         object: u32,
     },
+    /// Packets arrive sealed under an epoch newer than any this receiver's
+    /// seal holds: it missed rekeys and should resync. Reported once per
+    /// newer epoch. The epoch number is not authenticated (nobody here can
+    /// open the packet), so the layer above must rate-limit its resyncs.
+    EpochAhead {
+        /// The claimed sending node.
+        sender: u32,
+        /// The epoch the packet claims.
+        epoch: u32,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -273,6 +283,8 @@ pub struct Receiver<S> {
     rng: Rng,
     now: Time,
     remotes: HashMap<u32, Remote>,
+    /// The newest unknown epoch already reported (`EpochAhead`).
+    epoch_ahead: u32,
     /// Bytes held in blocks (see `ReceiverConfig::max_buffered`).
     buffered: usize,
     timers: BinaryHeap<Reverse<(Time, TimerKey)>>,
@@ -291,6 +303,7 @@ impl<S: Seal> Receiver<S> {
             stats: Stats::default(),
             now: Time::ZERO,
             remotes: HashMap::new(),
+            epoch_ahead: 0,
             buffered: 0,
             timers: BinaryHeap::new(),
             outbox: VecDeque::new(),
@@ -348,7 +361,12 @@ impl<S: Seal> Receiver<S> {
     pub fn handle_datagram(&mut self, now: Time, datagram: &[u8]) {
         self.now = self.now.max(now);
         let mut scratch = std::mem::take(&mut self.scratch);
-        if let Some((header, body)) = self.framer.open(datagram, &mut scratch, &mut self.stats) {
+        let unknown_before = self.stats.dropped(Drop::UnknownEpoch);
+        let opened = self.framer.open(datagram, &mut scratch, &mut self.stats);
+        if opened.is_none() && self.stats.dropped(Drop::UnknownEpoch) > unknown_before {
+            self.note_unknown_epoch(datagram);
+        }
+        if let Some((header, body)) = opened {
             match body {
                 Body::Data(h, symbol) => {
                     if let Some(r) = self.remote(header.node) {
@@ -366,6 +384,16 @@ impl<S: Seal> Receiver<S> {
             }
         }
         self.scratch = scratch;
+    }
+
+    fn note_unknown_epoch(&mut self, datagram: &[u8]) {
+        if let Ok(h) = wire::peek_header(datagram)
+            && h.epoch > self.framer.seal.current_epoch()
+            && h.epoch > self.epoch_ahead
+        {
+            self.epoch_ahead = h.epoch;
+            self.events.push_back(ReceiverEvent::EpochAhead { sender: h.node, epoch: h.epoch });
+        }
     }
 
     /// Timers that fell due: NACKs go out, holdoffs end, probe replies are sent.

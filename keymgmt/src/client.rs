@@ -1,0 +1,248 @@
+//! A member's side of the key server: log in, join, leave, resync, and
+//! follow the group's rekeys as they arrive on the multicast transport.
+//!
+//! Owns the client half of the registrar protocol and the glue between a
+//! member's key store (`member::MemberKeys`) and its transport seal: each
+//! verified rekey installs the new epoch in the seal of the receiver that
+//! carried it. It makes no key decision of its own.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::ops::ControlFlow;
+
+use ed25519_dalek::VerifyingKey;
+use lsim_transport::net::{Driver, DriverConfig, Handle, MulticastConfig, MulticastSocket};
+use lsim_transport::wire::ObjectKind;
+use lsim_transport::{Receiver, ReceiverConfig, ReceiverEvent};
+use thiserror::Error;
+use tokio::sync::watch;
+
+use crate::key::SecretKey;
+use crate::member::MemberKeys;
+use crate::registrar::msg::{ErrorCode, Request, Response};
+use crate::registrar::quic::{ChannelError, Client};
+use crate::rekey::RekeyError;
+use crate::server::KEY_SERVER_NODE;
+use crate::suite::{GroupSeal, SuiteId};
+use crate::tree::MemberId;
+
+/// Largest rekey object a member assembles (a leave at 2^20 members is ~1.3 MB).
+pub const MAX_REKEY: u64 = 4 << 20;
+
+/// What went wrong for the member.
+#[derive(Debug, Error)]
+pub enum ClientError {
+    /// The channel failed.
+    #[error(transparent)]
+    Channel(#[from] ChannelError),
+    /// The server refused.
+    #[error("refused ({code:?}): {message}")]
+    Refused {
+        /// Why.
+        code: ErrorCode,
+        /// The server's words.
+        message: String,
+    },
+    /// The server answered something else than the request calls for.
+    #[error("unexpected answer: {0}")]
+    Unexpected(String),
+    /// The server's keys could not be installed.
+    #[error(transparent)]
+    Rekey(#[from] RekeyError),
+    /// The group uses a suite this build does not know.
+    #[error("unknown suite code {0}")]
+    Suite(u8),
+    /// Multicast set-up failed.
+    #[error("multicast: {0}")]
+    Multicast(String),
+}
+
+/// A member's keys for one group.
+pub struct GroupKeys {
+    /// The group's suite.
+    pub suite: SuiteId,
+    /// The keys.
+    pub keys: MemberKeys,
+}
+
+impl GroupKeys {
+    /// A transport seal at the member's current epoch.
+    pub fn seal(&self) -> Option<GroupSeal> {
+        let epoch = self.keys.epoch()?;
+        Some(GroupSeal::new(self.suite, epoch, self.keys.group_key()?))
+    }
+}
+
+/// A logged-in member.
+pub struct Registration {
+    client: Client,
+    member: MemberId,
+    individual: SecretKey,
+    server: VerifyingKey,
+}
+
+fn refused(resp: Response) -> ClientError {
+    match resp {
+        Response::Error { code, message } => ClientError::Refused { code, message },
+        other => ClientError::Unexpected(format!("{other:?}").chars().take(200).collect()),
+    }
+}
+
+impl Registration {
+    /// Connects to the registrar (trusting only the pinned certificate) and logs in.
+    pub async fn login(
+        addr: SocketAddr,
+        pin: [u8; 32],
+        user: &str,
+        password: &str,
+    ) -> Result<Registration, ClientError> {
+        let client = Client::connect(addr, pin).await?;
+        match client.call(&Request::Hello { user: user.into(), password: password.into() }).await? {
+            Response::Welcome { member, individual_key, server_key } => {
+                let server = VerifyingKey::from_bytes(&server_key)
+                    .map_err(|_| ClientError::Unexpected("invalid server key".into()))?;
+                Ok(Registration { client, member: MemberId(member), individual: individual_key, server })
+            }
+            other => Err(refused(other)),
+        }
+    }
+
+    /// This member's id.
+    pub fn member(&self) -> MemberId {
+        self.member
+    }
+
+    /// The key that signs the group's rekeys.
+    pub fn server_key(&self) -> &VerifyingKey {
+        &self.server
+    }
+
+    /// The raw channel (for tests of the server's error handling).
+    pub fn channel(&self) -> &Client {
+        &self.client
+    }
+
+    async fn keys(&self, req: Request) -> Result<GroupKeys, ClientError> {
+        match self.client.call(&req).await? {
+            Response::Keys { suite, path } => {
+                let suite = SuiteId::from_u8(suite).map_err(|_| ClientError::Suite(suite))?;
+                let mut keys = MemberKeys::new(path.group, self.member, self.individual.clone());
+                keys.install_path(&path)?;
+                Ok(GroupKeys { suite, keys })
+            }
+            other => Err(refused(other)),
+        }
+    }
+
+    /// Joins `group`; returns the member's keys at the join's epoch.
+    pub async fn join(&self, group: &str) -> Result<GroupKeys, ClientError> {
+        self.keys(Request::Join { group: group.into() }).await
+    }
+
+    /// Fetches the member's current path again (after missed rekeys).
+    pub async fn resync(&self, group: &str) -> Result<GroupKeys, ClientError> {
+        self.keys(Request::Resync { group: group.into() }).await
+    }
+
+    /// Leaves `group`; returns the epoch the rest of the group moved to.
+    pub async fn leave(&self, group: &str) -> Result<u32, ClientError> {
+        match self.client.call(&Request::Leave { group: group.into() }).await? {
+            Response::Left { epoch } => Ok(epoch),
+            other => Err(refused(other)),
+        }
+    }
+}
+
+/// What the rekey follower reports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Followed {
+    /// The member is at this epoch.
+    Epoch(u32),
+    /// A rekey showed a gap: the member must resync.
+    NeedsResync {
+        /// The member's epoch.
+        current: u32,
+    },
+}
+
+/// A running rekey follower.
+pub struct Follower {
+    /// Acts on the follower's transport receiver (`stop` ends it).
+    pub handle: Handle<Receiver<GroupSeal>>,
+    /// The member's epoch as rekeys arrive.
+    pub epochs: watch::Receiver<Followed>,
+    /// Ends with the member's keys when the follower stops.
+    pub task: tokio::task::JoinHandle<GroupKeys>,
+}
+
+/// Follows a group's rekeys on its multicast address: assembles `Rekey`
+/// objects from the key server, applies them to `keys`, and installs each new
+/// epoch in the receiver's seal. After a `NeedsResync`, stop it, resync over
+/// the registrar and follow again with the new keys.
+pub fn follow_rekeys(
+    mc: &MulticastConfig,
+    node: u32,
+    mut keys: GroupKeys,
+    server: VerifyingKey,
+) -> Result<Follower, ClientError> {
+    let seal = keys.seal().ok_or_else(|| ClientError::Unexpected("no keys to follow with".into()))?;
+    let socket = MulticastSocket::open(mc).map_err(|e| ClientError::Multicast(e.to_string()))?;
+    let cfg = ReceiverConfig {
+        session: keys.keys.group(),
+        node,
+        seed: u64::from(node),
+        // Rekeys from before this member joined are of no use to it.
+        accept_backlog: false,
+        first_seq: lsim_transport::net::driver::wall_clock_seq(),
+        ..ReceiverConfig::default()
+    };
+    let epoch = keys.keys.epoch().unwrap_or(0);
+    let (tx, rx) = watch::channel(Followed::Epoch(epoch));
+    let mut driver = Driver::new(Receiver::new(cfg, seal), socket, DriverConfig::default());
+    let handle = driver.handle();
+    let task = tokio::spawn(async move {
+        let mut partial: HashMap<(u32, u32), Vec<u8>> = HashMap::new();
+        let _ = driver
+            .run(|rx_core: &mut Receiver<GroupSeal>, e| {
+                match e {
+                    ReceiverEvent::ObjectStarted { sender, object, kind, len } => {
+                        if sender == KEY_SERVER_NODE && kind == ObjectKind::Rekey && len <= MAX_REKEY {
+                            partial.insert((sender, object), Vec::new());
+                        }
+                    }
+                    ReceiverEvent::ObjectData { sender, object, data, .. } => {
+                        if let Some(b) = partial.get_mut(&(sender, object)) {
+                            b.extend_from_slice(&data);
+                        }
+                    }
+                    ReceiverEvent::ObjectComplete { sender, object } => {
+                        if let Some(bytes) = partial.remove(&(sender, object)) {
+                            match keys.keys.apply(&bytes, &server) {
+                                Ok(applied) => {
+                                    if let Some(k) = keys.keys.group_key() {
+                                        let _ = rx_core.seal_mut().install(applied.epoch, k);
+                                    }
+                                    let _ = tx.send(Followed::Epoch(applied.epoch));
+                                }
+                                Err(RekeyError::Gap { current, .. }) => {
+                                    let _ = tx.send(Followed::NeedsResync { current });
+                                }
+                                Err(_) => {}
+                            }
+                        }
+                    }
+                    ReceiverEvent::ObjectLost { sender, object } => {
+                        partial.remove(&(sender, object));
+                    }
+                    ReceiverEvent::EpochAhead { .. } => {
+                        let current = keys.keys.epoch().unwrap_or(0);
+                        let _ = tx.send(Followed::NeedsResync { current });
+                    }
+                }
+                if tx.is_closed() { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+            })
+            .await;
+        keys
+    });
+    Ok(Follower { handle, epochs: rx, task })
+}

@@ -1,0 +1,481 @@
+//! The key server: groups, their key trees, and the registrar that serves them.
+//!
+//! Owns the server's state and its rules: who may log in (password check,
+//! rate-limited), who may join which group, the batching of join and leave
+//! requests into one rekey per window, persisting every committed batch
+//! before anyone hears of it (so a restart never loses a member or reuses an
+//! epoch), signing each rekey and multicasting it to the group on the
+//! transport (sealed under the epoch the members still hold, with proactive
+//! FEC). The channel (`registrar::quic`) and the tree (`tree`) do the rest.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, SocketAddrV4};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ed25519_dalek::SigningKey;
+use lsim_transport::net::{Driver, DriverConfig, Handle, MulticastConfig, MulticastSocket};
+use lsim_transport::seal::Seal;
+use lsim_transport::wire::ObjectKind;
+use lsim_transport::{Sender, SenderConfig};
+use thiserror::Error;
+use tokio::sync::{Mutex, oneshot};
+use zeroize::Zeroizing;
+
+use crate::key::SecretKey;
+use crate::registrar::msg::{ErrorCode, Request, Response};
+use crate::registrar::quic::{self, ChannelError, Identity};
+use crate::rekey::SignedRekey;
+use crate::store::{Store, StoreError};
+use crate::suite::{GroupSeal, SuiteId};
+use crate::tree::{DEFAULT_DEGREE, KeyTree, MemberId};
+use crate::users::{Cost, PasswordVerifier, UserError, check_name};
+
+/// The transport node id the key server sends rekeys from.
+pub const KEY_SERVER_NODE: u32 = 0xffff_fff0;
+/// Failed logins per user name within `LOGIN_WINDOW` before further tries are refused.
+pub const MAX_FAILED_LOGINS: u32 = 5;
+/// The window of the login rate limit.
+pub const LOGIN_WINDOW: Duration = Duration::from_secs(60);
+
+/// One group the server keys.
+#[derive(Clone, Debug)]
+pub struct GroupConfig {
+    /// Name (the XMPP room's).
+    pub name: String,
+    /// Cipher suite of the group's traffic.
+    pub suite: SuiteId,
+    /// Where rekeys are multicast (`None`: members learn epochs by resync only).
+    pub multicast: Option<MulticastConfig>,
+    /// Users allowed to join (`None`: every registered user).
+    pub allowed: Option<Vec<String>>,
+}
+
+impl GroupConfig {
+    /// A group on loopback multicast, open to every user (tests, the demo).
+    pub fn loopback(name: &str, suite: SuiteId, group: SocketAddrV4) -> GroupConfig {
+        GroupConfig { name: name.into(), suite, multicast: Some(MulticastConfig::loopback(group)), allowed: None }
+    }
+}
+
+/// How the server runs.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Where the store (`keys.redb`) lives.
+    pub data_dir: PathBuf,
+    /// The registrar's UDP address (QUIC).
+    pub listen: SocketAddr,
+    /// The groups.
+    pub groups: Vec<GroupConfig>,
+    /// Requests arriving within this window after the first are committed together.
+    pub batch_window: Duration,
+    /// Password hashing cost for new users.
+    pub cost: Cost,
+}
+
+impl ServerConfig {
+    /// Defaults around a data directory: registrar on 127.0.0.1:0 (any port), 2 ms batches.
+    pub fn new(data_dir: PathBuf, groups: Vec<GroupConfig>) -> ServerConfig {
+        ServerConfig {
+            data_dir,
+            listen: ([127, 0, 0, 1], 0).into(),
+            groups,
+            batch_window: Duration::from_millis(2),
+            cost: Cost::RECOMMENDED,
+        }
+    }
+}
+
+/// Why the server could not start or act.
+#[derive(Debug, Error)]
+pub enum ServerError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The registrar channel failed.
+    #[error(transparent)]
+    Channel(#[from] ChannelError),
+    /// A stored group could not be read.
+    #[error("group {group}: {why}")]
+    Group {
+        /// The group.
+        group: String,
+        /// What is wrong.
+        why: String,
+    },
+    /// A user could not be added.
+    #[error(transparent)]
+    User(#[from] UserError),
+    /// Socket set-up failed.
+    #[error("multicast for group {group}: {why}")]
+    Multicast {
+        /// The group.
+        group: String,
+        /// Why.
+        why: String,
+    },
+}
+
+struct Waiter {
+    member: MemberId,
+    join: bool,
+    reply: oneshot::Sender<Response>,
+}
+
+struct Group {
+    suite: SuiteId,
+    tree: KeyTree,
+    allowed: Option<Vec<String>>,
+    waiting: Vec<Waiter>,
+    batch_due: bool,
+    rekeys: Option<Handle<Sender<GroupSeal>>>,
+}
+
+const GROUP_FORMAT: u8 = 1;
+
+impl Group {
+    fn record(&self) -> Zeroizing<Vec<u8>> {
+        let mut v = Zeroizing::new(vec![GROUP_FORMAT, self.suite.to_u8()]);
+        v.extend_from_slice(&self.tree.to_bytes());
+        v
+    }
+}
+
+struct Inner {
+    store: Store,
+    signing: SigningKey,
+    groups: Mutex<HashMap<String, Group>>,
+    failures: std::sync::Mutex<HashMap<String, (u32, Instant)>>,
+    window: Duration,
+}
+
+/// A running key server.
+pub struct KeyServer {
+    inner: Arc<Inner>,
+    endpoint: quinn::Endpoint,
+    fingerprint: [u8; 32],
+}
+
+/// Per-connection state: who logged in.
+#[derive(Default)]
+pub struct Session {
+    user: Option<(String, MemberId, SecretKey)>,
+}
+
+impl KeyServer {
+    /// Opens the store in `cfg.data_dir`, loads or creates the signing key,
+    /// the TLS identity and every group, and serves the registrar. Must run
+    /// inside a tokio runtime.
+    pub async fn start(cfg: ServerConfig) -> Result<KeyServer, ServerError> {
+        std::fs::create_dir_all(&cfg.data_dir)
+            .map_err(|e| StoreError::Corrupt { what: "data dir", key: e.to_string() })?;
+        let store = Store::open(&cfg.data_dir.join("keys.redb"))?;
+        let seed = store.secret("signing-key", || {
+            let k = SecretKey::random().map_err(|e| StoreError::Corrupt { what: "random", key: e.0 })?;
+            Ok(Zeroizing::new(k.as_bytes().to_vec()))
+        })?;
+        let mut seed_bytes = [0u8; 32];
+        if seed.len() != 32 {
+            return Err(StoreError::Corrupt { what: "secret", key: "signing-key".into() }.into());
+        }
+        seed_bytes.copy_from_slice(&seed);
+        let signing = SigningKey::from_bytes(&seed_bytes);
+        zeroize::Zeroize::zeroize(&mut seed_bytes);
+        let identity = load_identity(&store)?;
+        let mut groups = HashMap::new();
+        for (i, g) in cfg.groups.iter().enumerate() {
+            let group = load_group(&store, g, i as u32 + 1)?;
+            groups.insert(g.name.clone(), group);
+        }
+        let endpoint = quic::server_endpoint(cfg.listen, &identity)?;
+        let inner = Arc::new(Inner {
+            store,
+            signing,
+            groups: Mutex::new(groups),
+            failures: std::sync::Mutex::new(HashMap::new()),
+            window: cfg.batch_window,
+        });
+        for g in &cfg.groups {
+            if let Some(mc) = &g.multicast {
+                start_rekey_sender(&inner, &g.name, mc).await?;
+            }
+        }
+        tokio::spawn(quic::serve(endpoint.clone(), inner.clone()));
+        Ok(KeyServer { inner, endpoint, fingerprint: identity.fingerprint() })
+    }
+
+    /// Where the registrar listens.
+    pub fn addr(&self) -> Result<SocketAddr, ServerError> {
+        self.endpoint.local_addr().map_err(|e| ServerError::Channel(ChannelError::Io(e)))
+    }
+
+    /// The certificate fingerprint clients pin.
+    pub fn fingerprint(&self) -> [u8; 32] {
+        self.fingerprint
+    }
+
+    /// The key that signs rekeys.
+    pub fn verifying_key(&self) -> [u8; 32] {
+        self.inner.signing.verifying_key().to_bytes()
+    }
+
+    /// Adds (or changes the password of) a user.
+    pub fn add_user(&self, name: &str, password: &str, cost: Cost) -> Result<(), ServerError> {
+        check_name(name)?;
+        self.inner.store.put_user(name, &PasswordVerifier::new(password, cost)?)?;
+        Ok(())
+    }
+
+    /// A group's current epoch and member count.
+    pub async fn group_state(&self, name: &str) -> Option<(u32, usize)> {
+        self.inner.groups.lock().await.get(name).map(|g| (g.tree.epoch(), g.tree.len()))
+    }
+
+    /// A group's current group key (for tests that check what members hold).
+    pub async fn group_key(&self, name: &str) -> Option<SecretKey> {
+        self.inner.groups.lock().await.get(name).map(|g| g.tree.group_key().clone())
+    }
+
+    /// Stops serving.
+    pub fn close(&self) {
+        self.endpoint.close(0u32.into(), b"shutdown");
+    }
+}
+
+fn load_identity(store: &Store) -> Result<Identity, ServerError> {
+    let mut made = None;
+    let bytes = store.secret("tls-identity", || {
+        let id = Identity::generate().map_err(|e| StoreError::Corrupt { what: "identity", key: e.to_string() })?;
+        let mut v = Zeroizing::new((id.cert.len() as u32).to_be_bytes().to_vec());
+        v.extend_from_slice(&id.cert);
+        v.extend_from_slice(&id.key);
+        made = Some(id);
+        Ok(v)
+    })?;
+    if let Some(id) = made {
+        return Ok(id);
+    }
+    let corrupt = || StoreError::Corrupt { what: "secret", key: "tls-identity".into() };
+    let len = u32::from_be_bytes(bytes.get(..4).and_then(|b| b.try_into().ok()).ok_or_else(corrupt)?) as usize;
+    let cert = bytes.get(4..4 + len).ok_or_else(corrupt)?.to_vec();
+    let key = Zeroizing::new(bytes.get(4 + len..).ok_or_else(corrupt)?.to_vec());
+    Ok(Identity { cert, key })
+}
+
+fn load_group(store: &Store, cfg: &GroupConfig, id: u32) -> Result<Group, ServerError> {
+    let bad = |why: String| ServerError::Group { group: cfg.name.clone(), why };
+    let (suite, tree) = match store.group(&cfg.name)? {
+        Some(rec) => {
+            let rec = Zeroizing::new(rec);
+            if rec.len() < 2 || rec[0] != GROUP_FORMAT {
+                return Err(bad("unknown record format".into()));
+            }
+            let suite = SuiteId::from_u8(rec[1]).map_err(|e| bad(e.to_string()))?;
+            (suite, KeyTree::from_bytes(&rec[2..]).map_err(|e| bad(e.to_string()))?)
+        }
+        None => (cfg.suite, KeyTree::new(id, DEFAULT_DEGREE).map_err(|e| bad(e.to_string()))?),
+    };
+    if suite != cfg.suite {
+        return Err(bad(format!("stored with suite {suite}, configured {}", cfg.suite)));
+    }
+    let group =
+        Group { suite, tree, allowed: cfg.allowed.clone(), waiting: Vec::new(), batch_due: false, rekeys: None };
+    store.put_group(&cfg.name, &group.record())?;
+    Ok(group)
+}
+
+async fn start_rekey_sender(inner: &Arc<Inner>, name: &str, mc: &MulticastConfig) -> Result<(), ServerError> {
+    let mut groups = inner.groups.lock().await;
+    let Some(g) = groups.get_mut(name) else { return Ok(()) };
+    let bad = |why: String| ServerError::Multicast { group: name.into(), why };
+    let socket = MulticastSocket::open(mc).map_err(|e| bad(e.to_string()))?;
+    let seal = GroupSeal::new(g.suite, g.tree.epoch(), g.tree.group_key());
+    let cfg = SenderConfig {
+        session: g.tree.group(),
+        node: KEY_SERVER_NODE,
+        proactive: 1.0,
+        rate: 0,
+        symbol_size: 1200,
+        first_seq: lsim_transport::net::driver::wall_clock_seq(),
+        ..SenderConfig::default()
+    };
+    let sender = Sender::new(cfg, seal).map_err(|e| bad(e.to_string()))?;
+    let mut driver = Driver::new(sender, socket, DriverConfig::default());
+    g.rekeys = Some(driver.handle());
+    tokio::spawn(async move {
+        let _ = driver.run(|_, _| std::ops::ControlFlow::<()>::Continue(())).await;
+    });
+    Ok(())
+}
+
+impl Inner {
+    fn rate_limited(&self, user: &str) -> bool {
+        let Ok(f) = self.failures.lock() else { return false };
+        f.get(user).is_some_and(|(n, since)| *n >= MAX_FAILED_LOGINS && since.elapsed() < LOGIN_WINDOW)
+    }
+
+    fn failed_login(&self, user: &str) {
+        if let Ok(mut f) = self.failures.lock() {
+            let e = f.entry(user.to_string()).or_insert((0, Instant::now()));
+            if e.1.elapsed() >= LOGIN_WINDOW {
+                *e = (0, Instant::now());
+            }
+            e.0 += 1;
+        }
+    }
+
+    async fn hello(&self, session: &mut Session, user: String, password: String) -> Response {
+        if self.rate_limited(&user) {
+            return error(ErrorCode::RateLimited, format!("too many failed logins for {user}; wait a minute"));
+        }
+        let verifier = match self.store.user(&user) {
+            Ok(v) => v,
+            Err(e) => return error(ErrorCode::Internal, e.to_string()),
+        };
+        let ok = match verifier {
+            // Argon2 takes tens of milliseconds: keep it off the runtime's threads.
+            Some(v) => tokio::task::spawn_blocking(move || v.verify(&password)).await.unwrap_or(false),
+            None => false,
+        };
+        if !ok {
+            self.failed_login(&user);
+            return error(ErrorCode::BadCredentials, "unknown user or wrong password".into());
+        }
+        match self.store.member(&user) {
+            Ok(rec) => {
+                let resp = Response::Welcome {
+                    member: rec.id,
+                    individual_key: rec.key.clone(),
+                    server_key: self.signing.verifying_key().to_bytes(),
+                };
+                session.user = Some((user, MemberId(rec.id), rec.key));
+                resp
+            }
+            Err(e) => error(ErrorCode::Internal, e.to_string()),
+        }
+    }
+
+    async fn membership(self: &Arc<Self>, session: &Session, group: String, join: bool) -> Response {
+        let Some((user, member, key)) = &session.user else {
+            return error(ErrorCode::NotLoggedIn, "log in first (Hello)".into());
+        };
+        let rx = {
+            let mut groups = self.groups.lock().await;
+            let Some(g) = groups.get_mut(&group) else {
+                return error(ErrorCode::UnknownGroup, format!("no group {group:?}"));
+            };
+            if join && g.allowed.as_ref().is_some_and(|a| !a.contains(user)) {
+                return error(ErrorCode::NotAllowed, format!("{user} may not join {group}"));
+            }
+            if join && g.tree.contains(*member) && !g.waiting.iter().any(|w| w.member == *member) {
+                // Already in (e.g. logged in again after a restart): hand over the current path.
+                return keys(g, *member);
+            }
+            let queued = if join { g.tree.request_join(*member, key.clone()) } else { g.tree.request_leave(*member) };
+            if let Err(e) = queued {
+                return error(ErrorCode::State, e.to_string());
+            }
+            let (tx, rx) = oneshot::channel();
+            g.waiting.push(Waiter { member: *member, join, reply: tx });
+            if !g.batch_due {
+                g.batch_due = true;
+                let inner = self.clone();
+                let name = group.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(inner.window).await;
+                    inner.commit(&name).await;
+                });
+            }
+            rx
+        };
+        rx.await.unwrap_or_else(|_| error(ErrorCode::Internal, "the batch was dropped".into()))
+    }
+
+    /// Commits a group's queued requests: new keys, persisted, signed, multicast, answered.
+    async fn commit(&self, name: &str) {
+        let mut groups = self.groups.lock().await;
+        let Some(g) = groups.get_mut(name) else { return };
+        g.batch_due = false;
+        let waiting = std::mem::take(&mut g.waiting);
+        let before = g.tree.clone();
+        let (old_epoch, old_key) = (g.tree.epoch(), g.tree.group_key().clone());
+        let batch = match g.tree.commit() {
+            Ok(b) => b,
+            Err(e) => return fail(waiting, &e),
+        };
+        // Persist before anyone hears of the new epoch: a crash after this point
+        // replays nothing and reuses no epoch; a crash before it loses only
+        // requests nobody was answered for.
+        if let Err(e) = self.store.put_group(name, &g.record()) {
+            g.tree = before;
+            return fail(waiting, &e);
+        }
+        let signed = SignedRekey::sign(&batch.rekey, &self.signing).encode();
+        if let Some(h) = &g.rekeys {
+            h.with(move |s: &mut Sender<GroupSeal>| {
+                // Sealed under the epoch the members still hold.
+                if s.seal_mut().current_epoch() != old_epoch {
+                    let _ = s.seal_mut().install(old_epoch, &old_key);
+                }
+                let _ = s.send_bytes(ObjectKind::Rekey, signed);
+            });
+        }
+        for w in waiting {
+            let resp = if w.join {
+                match batch.joiner_paths.iter().find(|p| p.member == w.member) {
+                    Some(p) => Response::Keys { suite: g.suite.to_u8(), path: p.clone() },
+                    None => error(ErrorCode::Internal, "joiner missing from batch".into()),
+                }
+            } else {
+                Response::Left { epoch: batch.epoch }
+            };
+            let _ = w.reply.send(resp);
+        }
+    }
+
+    fn resync(&self, session: &Session, groups: &HashMap<String, Group>, group: &str) -> Response {
+        let Some((_, member, _)) = &session.user else {
+            return error(ErrorCode::NotLoggedIn, "log in first (Hello)".into());
+        };
+        match groups.get(group) {
+            None => error(ErrorCode::UnknownGroup, format!("no group {group:?}")),
+            Some(g) => keys(g, *member),
+        }
+    }
+}
+
+fn keys(g: &Group, member: MemberId) -> Response {
+    match g.tree.path_keys(member) {
+        Ok(path) => Response::Keys { suite: g.suite.to_u8(), path },
+        Err(e) => error(ErrorCode::State, e.to_string()),
+    }
+}
+
+fn fail(waiting: Vec<Waiter>, e: &dyn std::fmt::Display) {
+    for w in waiting {
+        let _ = w.reply.send(error(ErrorCode::Internal, format!("commit failed: {e}")));
+    }
+}
+
+fn error(code: ErrorCode, message: String) -> Response {
+    Response::Error { code, message }
+}
+
+impl quic::Handler for Inner {
+    type Session = Session;
+
+    async fn handle(self: &Arc<Self>, session: &mut Session, _from: SocketAddr, req: Request) -> Response {
+        match req {
+            Request::Hello { user, password } => self.hello(session, user, password).await,
+            Request::Join { group } => self.membership(session, group, true).await,
+            Request::Leave { group } => self.membership(session, group, false).await,
+            Request::Resync { group } => {
+                let groups = self.groups.lock().await;
+                self.resync(session, &groups, &group)
+            }
+        }
+    }
+
+    async fn closed(&self, _session: Session) {}
+}

@@ -1,0 +1,267 @@
+//! A real key server on loopback: members register over QUIC, join and
+//! leave, and follow rekeys that arrive over real multicast.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test harness
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use lsim_keymgmt::client::{Followed, Follower, GroupKeys, Registration, follow_rekeys};
+use lsim_keymgmt::registrar::msg::{ErrorCode, Request, Response};
+use lsim_keymgmt::server::{GroupConfig, KeyServer, ServerConfig};
+use lsim_keymgmt::suite::SuiteId;
+use lsim_keymgmt::users::Cost;
+use lsim_transport::net::MulticastConfig;
+use tokio::sync::watch;
+
+const CHEAP: Cost = Cost { memory_kib: 256, passes: 1, lanes: 1 };
+
+fn data_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("lsim-keyserver-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+fn group(test: u8) -> SocketAddrV4 {
+    let pid = std::process::id();
+    SocketAddrV4::new(Ipv4Addr::new(239, 78, (pid % 250) as u8, test), 30_000 + (pid % 20_000) as u16 + u16::from(test))
+}
+
+async fn wait_epoch(w: &mut watch::Receiver<Followed>, epoch: u32) -> Followed {
+    let reached = |f: &Followed| *f == Followed::Epoch(epoch) || matches!(f, Followed::NeedsResync { .. });
+    let got = match tokio::time::timeout(Duration::from_secs(10), w.wait_for(reached)).await {
+        Ok(Ok(f)) => Some(f.clone()),
+        _ => None,
+    };
+    got.unwrap_or_else(|| panic!("member never reached epoch {epoch}: at {:?}", *w.borrow()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eight_members_join_leave_and_follow_rekeys_over_multicast() {
+    let mc = MulticastConfig::loopback(group(1));
+    let cfg = ServerConfig::new(data_dir("eight"), vec![GroupConfig::loopback("lsim", SuiteId::Aes256Gcm, group(1))]);
+    let server = KeyServer::start(cfg).await.unwrap();
+    let (addr, pin) = (server.addr().unwrap(), server.fingerprint());
+    let names: Vec<String> = (0..8).map(|i| format!("crew{i}")).collect();
+    for n in &names {
+        server.add_user(n, &format!("pw-{n}"), CHEAP).unwrap();
+    }
+
+    // Everyone registers and joins, one after another; earlier members follow each join's rekey.
+    let mut regs = Vec::new();
+    let mut follows: Vec<Follower> = Vec::new();
+    for (i, n) in names.iter().enumerate() {
+        let reg = Registration::login(addr, pin, n, &format!("pw-{n}")).await.unwrap();
+        let keys = reg.join("lsim").await.unwrap();
+        let epoch = keys.keys.epoch().unwrap();
+        assert_eq!(server.group_state("lsim").await, Some((epoch, i + 1)));
+        for f in &mut follows {
+            assert_eq!(wait_epoch(&mut f.epochs, epoch).await, Followed::Epoch(epoch));
+        }
+        follows.push(follow_rekeys(&mc, 100 + i as u32, keys, *reg.server_key()).unwrap());
+        regs.push(reg);
+    }
+
+    // Two leave; the other six follow; the leavers' last keys are not the new group key.
+    let before = server.group_key("lsim").await.unwrap();
+    regs[6].leave("lsim").await.unwrap();
+    let epoch = regs[7].leave("lsim").await.unwrap();
+    assert_eq!(server.group_state("lsim").await, Some((epoch, 6)));
+    let after = server.group_key("lsim").await.unwrap();
+    assert_ne!(before, after);
+    for f in follows.iter_mut().take(6) {
+        assert_eq!(wait_epoch(&mut f.epochs, epoch).await, Followed::Epoch(epoch));
+    }
+    // Every remaining member holds exactly the server's group key.
+    let mut held: Vec<GroupKeys> = Vec::new();
+    for f in follows.drain(..6) {
+        f.handle.stop();
+        held.push(f.task.await.unwrap());
+    }
+    for k in &held {
+        assert_eq!(k.keys.epoch(), Some(epoch));
+        assert_eq!(k.keys.group_key(), Some(&after));
+    }
+
+    // Member 0 goes offline for three rekeys (a join and two leaves), then comes back.
+    let offline = held.remove(0);
+    let mut online: Vec<_> = held
+        .into_iter()
+        .enumerate()
+        .map(|(i, k)| follow_rekeys(&mc, 200 + i as u32, k, *regs[0].server_key()).unwrap())
+        .collect();
+    let e1 = regs[6].join("lsim").await.unwrap().keys.epoch().unwrap();
+    let e2 = regs[6].leave("lsim").await.unwrap();
+    let e3 = regs[5].leave("lsim").await.unwrap();
+    assert_eq!((e2, e3), (e1 + 1, e1 + 2));
+    for f in online.iter_mut().take(4) {
+        assert_eq!(wait_epoch(&mut f.epochs, e3).await, Followed::Epoch(e3));
+    }
+    // Back online: the next rekey shows the gap; resync over QUIC catches up.
+    let mut f0 = follow_rekeys(&mc, 300, offline, *regs[0].server_key()).unwrap();
+    let e4 = regs[7].join("lsim").await.unwrap().keys.epoch().unwrap();
+    assert_eq!(wait_epoch(&mut f0.epochs, e4).await, Followed::NeedsResync { current: epoch });
+    f0.handle.stop();
+    let resynced = regs[0].resync("lsim").await.unwrap();
+    assert_eq!(resynced.keys.epoch(), Some(e4));
+    assert_eq!(resynced.keys.group_key(), server.group_key("lsim").await.as_ref());
+    for f in online.iter_mut().take(4) {
+        assert_eq!(wait_epoch(&mut f.epochs, e4).await, Followed::Epoch(e4));
+    }
+    server.close();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_credentials_unknown_groups_and_garbage_get_clear_errors() {
+    let cfg =
+        ServerConfig::new(data_dir("errors"), vec![GroupConfig::loopback("lsim", SuiteId::ChaCha20Poly1305, group(2))]);
+    let server = KeyServer::start(cfg).await.unwrap();
+    let (addr, pin) = (server.addr().unwrap(), server.fingerprint());
+    server.add_user("ayen", "right", CHEAP).unwrap();
+
+    let e = Registration::login(addr, pin, "ayen", "wrong").await.err().unwrap();
+    assert!(e.to_string().contains("BadCredentials"), "{e}");
+    let e = Registration::login(addr, pin, "nobody", "x").await.err().unwrap();
+    assert!(e.to_string().contains("BadCredentials"), "{e}");
+
+    let reg = Registration::login(addr, pin, "ayen", "right").await.unwrap();
+    let e = reg.join("no-such-room").await.err().unwrap();
+    assert!(e.to_string().contains("UnknownGroup"), "{e}");
+    let e = reg.leave("lsim").await.err().unwrap();
+    assert!(e.to_string().contains("State"), "{e}");
+    let r = reg.channel().call_raw(b"\x01\x02\xff\xff").await.unwrap();
+    assert!(matches!(r, Response::Error { code: ErrorCode::Malformed, .. }), "{r:?}");
+    // Requests before logging in are refused on a fresh connection.
+    let anon = lsim_keymgmt::registrar::quic::Client::connect(addr, pin).await.unwrap();
+    let r = anon.call(&Request::Join { group: "lsim".into() }).await.unwrap();
+    assert!(matches!(r, Response::Error { code: ErrorCode::NotLoggedIn, .. }), "{r:?}");
+    // The server is still up and serving.
+    let k = reg.join("lsim").await.unwrap();
+    assert_eq!(k.suite, SuiteId::ChaCha20Poly1305);
+    assert_eq!(server.group_state("lsim").await.map(|s| s.1), Some(1));
+
+    // Password guessing is rate limited.
+    for _ in 0..5 {
+        let _ = Registration::login(addr, pin, "ayen", "guess").await;
+    }
+    let e = Registration::login(addr, pin, "ayen", "right").await.err().unwrap();
+    assert!(e.to_string().contains("RateLimited"), "{e}");
+    server.close();
+}
+
+/// The key server as a separate process, so the restart test can kill -9 it.
+/// Not a test: the restart test runs this test binary again with
+/// `--ignored --exact keyserver_process` and LSIM_KEYSERVER_DIR set.
+#[test]
+#[ignore = "harness: started as a child process by the restart test"]
+fn keyserver_process() {
+    let Ok(dir) = std::env::var("LSIM_KEYSERVER_DIR") else { return };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let groups = vec![GroupConfig::loopback("lsim", SuiteId::BlowfishCbcHmacSha256, group(3))];
+        let server = KeyServer::start(ServerConfig::new(dir.into(), groups)).await.unwrap();
+        for user in std::env::var("LSIM_USERS").unwrap_or_default().split(',').filter(|u| !u.is_empty()) {
+            server.add_user(user, "pw", CHEAP).unwrap();
+        }
+        let fp: String = server.fingerprint().iter().map(|b| format!("{b:02x}")).collect();
+        println!("READY {} {fp}", server.addr().unwrap());
+        std::future::pending::<()>().await;
+    });
+}
+
+struct Child {
+    child: std::process::Child,
+    addr: std::net::SocketAddr,
+    pin: [u8; 32],
+}
+
+fn start_child(dir: &std::path::Path, users: &str) -> Child {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--ignored", "--exact", "keyserver_process", "--nocapture"])
+        .env("LSIM_KEYSERVER_DIR", dir)
+        .env("LSIM_USERS", users)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = std::io::BufReader::new(child.stdout.take().unwrap());
+    for line in out.lines() {
+        let line = line.unwrap();
+        if let Some(rest) = line.strip_prefix("READY ") {
+            let (addr, fp) = rest.split_once(' ').unwrap();
+            let pin = lsim_keymgmt::registrar::quic::parse_fingerprint(fp).unwrap();
+            return Child { child, addr: addr.parse().unwrap(), pin };
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("key server process ended before it was ready");
+}
+
+impl Child {
+    /// kill -9: no chance to flush or clean up.
+    fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_server_restarts_with_its_members_identity_and_epochs() {
+    let dir = data_dir("restart");
+    let users = "ayen,ganesh,crew0,crew1,crew2,crew3,crew4,crew5";
+    // Between operations: two members in, kill -9, restart.
+    let s = start_child(&dir, users);
+    let pin = s.pin;
+    let a = Registration::login(s.addr, pin, "ayen", "pw").await.unwrap();
+    a.join("lsim").await.unwrap();
+    let g = Registration::login(s.addr, pin, "ganesh", "pw").await.unwrap();
+    let epoch = g.join("lsim").await.unwrap().keys.epoch().unwrap();
+    let member = g.member();
+    s.kill();
+
+    let s = start_child(&dir, "");
+    assert_eq!(s.pin, pin, "the certificate is kept");
+    let g = Registration::login(s.addr, pin, "ganesh", "pw").await.unwrap();
+    assert_eq!(g.member(), member, "member ids are kept");
+    let k = g.resync("lsim").await.unwrap();
+    assert_eq!(k.keys.epoch(), Some(epoch), "no member and no epoch lost");
+    let mut highest = epoch;
+
+    // During operations: six logged-in members ask to join at once and the
+    // server is killed while their batch is being committed.
+    let mut regs = Vec::new();
+    for i in 0..6 {
+        regs.push(Registration::login(s.addr, pin, &format!("crew{i}"), "pw").await.unwrap());
+    }
+    let mut tasks = Vec::new();
+    for (i, r) in regs.into_iter().enumerate() {
+        tasks.push(tokio::spawn(async move {
+            r.join("lsim").await.ok().map(|k| (format!("crew{i}"), k.keys.epoch().unwrap_or(0)))
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(2)).await;
+    s.kill();
+    let mut answered = Vec::new();
+    for t in tasks {
+        if let Some((name, e)) = t.await.unwrap() {
+            highest = highest.max(e);
+            answered.push(name);
+        }
+    }
+
+    // Restarted: everyone who was answered is still a member; epochs go on from the highest seen.
+    let s = start_child(&dir, "");
+    for name in &answered {
+        let r = Registration::login(s.addr, pin, name, "pw").await.unwrap();
+        let k = r.resync("lsim").await.unwrap();
+        assert!(k.keys.epoch().unwrap() >= highest, "{name} resynced to an epoch older than one already handed out");
+    }
+    drop(g);
+    let g = Registration::login(s.addr, pin, "ganesh", "pw").await.unwrap();
+    let next = g.leave("lsim").await.unwrap();
+    assert!(next > highest, "epoch {next} after restart must exceed every epoch handed out ({highest})");
+    eprintln!("answered before the kill: {answered:?}; epochs continued at {next}");
+    s.kill();
+    let _ = std::fs::remove_dir_all(dir);
+}
