@@ -187,7 +187,13 @@ pub fn client_endpoint(pin: [u8; 32]) -> Result<quinn::Endpoint, ChannelError> {
     let quic = QuicClientConfig::try_from(tls).map_err(|e| ChannelError::Tls(e.to_string()))?;
     let bind: SocketAddr = ([0, 0, 0, 0], 0).into();
     let mut endpoint = quinn::Endpoint::client(bind)?;
-    endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(quic)));
+    let mut cfg = quinn::ClientConfig::new(Arc::new(quic));
+    // A key server that vanished is noticed in seconds, not QUIC's default 30.
+    let mut transport = quinn::TransportConfig::default();
+    transport.keep_alive_interval(Some(std::time::Duration::from_secs(2)));
+    transport.max_idle_timeout(Some(quinn::VarInt::from_u32(10_000).into()));
+    cfg.transport_config(Arc::new(transport));
+    endpoint.set_default_client_config(cfg);
     Ok(endpoint)
 }
 
