@@ -31,8 +31,9 @@ async fn main() -> Res<()> {
     let dir = std::env::temp_dir().join(format!("lsim-table41-{}", std::process::id()));
     let addr = SocketAddrV4::new(Ipv4Addr::new(239, 79, 1, 1), 31_411);
     let mc = MulticastConfig::loopback(addr);
-    let server = KeyServer::start(ServerConfig::new(dir.clone(), vec![GroupConfig::loopback("lsim", SuiteId::Aes256Gcm, addr)]))
-        .await?;
+    let server =
+        KeyServer::start(ServerConfig::new(dir.clone(), vec![GroupConfig::loopback("lsim", SuiteId::Aes256Gcm, addr)]))
+            .await?;
     let (raddr, pin) = (server.addr()?, server.fingerprint());
     println!("lsim key server on {raddr}, {members} members per run, Argon2id {:?}", Cost::RECOMMENDED);
     println!("| run | registration (ms) | join (ms) | leave (ms) |");

@@ -4,5 +4,6 @@
 //! `msg` is the protocol's encoding; `quic` the channel (quinn, rustls with
 //! ring, a certificate the server generates and clients pin).
 
+pub mod known;
 pub mod msg;
 pub mod quic;

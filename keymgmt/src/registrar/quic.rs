@@ -173,10 +173,81 @@ impl ServerCertVerifier for Pinned {
     }
 }
 
+/// Accepts any certificate but remembers its fingerprint (trust on first
+/// use); the handshake signature is still checked against it.
+#[derive(Debug)]
+struct Learn {
+    seen: std::sync::Mutex<Option<[u8; 32]>>,
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl ServerCertVerifier for Learn {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        if let Ok(mut seen) = self.seen.lock() {
+            *seen = Some(fingerprint(end_entity));
+        }
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Err(rustls::Error::General("TLS 1.2 is not offered".into()))
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+/// Connects once, trusting whatever certificate the server shows, and
+/// returns its fingerprint: trust on first use. Callers store it and pin it
+/// from then on (see `known`).
+pub async fn learn_fingerprint(addr: SocketAddr) -> Result<[u8; 32], ChannelError> {
+    let provider = provider();
+    let learn =
+        Arc::new(Learn { seen: std::sync::Mutex::new(None), algorithms: provider.signature_verification_algorithms });
+    let endpoint = endpoint_with(provider, learn.clone())?;
+    let conn = endpoint
+        .connect(addr, SERVER_NAME)
+        .map_err(|e| ChannelError::Connect { addr, why: e.to_string() })?
+        .await
+        .map_err(|e| ChannelError::Connect { addr, why: e.to_string() })?;
+    conn.close(0u32.into(), b"learned");
+    let seen = learn.seen.lock().ok().and_then(|s| *s);
+    seen.ok_or(ChannelError::Connect { addr, why: "no certificate seen".into() })
+}
+
 /// A client endpoint whose connections trust only the server with this pin.
 pub fn client_endpoint(pin: [u8; 32]) -> Result<quinn::Endpoint, ChannelError> {
     let provider = provider();
     let verifier = Arc::new(Pinned { pin, algorithms: provider.signature_verification_algorithms });
+    endpoint_with(provider, verifier)
+}
+
+fn endpoint_with(
+    provider: Arc<CryptoProvider>,
+    verifier: Arc<dyn ServerCertVerifier>,
+) -> Result<quinn::Endpoint, ChannelError> {
     let mut tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| ChannelError::Tls(e.to_string()))?
