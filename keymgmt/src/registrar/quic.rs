@@ -125,15 +125,24 @@ pub fn server_endpoint(addr: SocketAddr, id: &Identity) -> Result<quinn::Endpoin
     Ok(quinn::Endpoint::server(cfg, addr)?)
 }
 
-/// Accepts a server certificate only if its SHA-256 is the pinned one, and
-/// checks the handshake signatures with the certificate's key.
+/// How a client decides to trust the server's certificate.
 #[derive(Debug)]
-struct Pinned {
-    pin: [u8; 32],
+enum Trust {
+    /// Only the certificate with this SHA-256.
+    Pinned([u8; 32]),
+    /// Any, remembering its fingerprint (trust on first use).
+    FirstUse(std::sync::Mutex<Option<[u8; 32]>>),
+}
+
+/// Checks the server's certificate by `Trust`, and the handshake signatures
+/// with the certificate's key.
+#[derive(Debug)]
+struct ServerCheck {
+    trust: Trust,
     algorithms: WebPkiSupportedAlgorithms,
 }
 
-impl ServerCertVerifier for Pinned {
+impl ServerCertVerifier for ServerCheck {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -143,57 +152,18 @@ impl ServerCertVerifier for Pinned {
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
         use subtle::ConstantTimeEq;
-        if bool::from(fingerprint(end_entity).ct_eq(&self.pin)) {
-            Ok(ServerCertVerified::assertion())
-        } else {
-            Err(rustls::Error::General("server certificate does not match the pinned fingerprint".into()))
+        match &self.trust {
+            Trust::Pinned(pin) if bool::from(fingerprint(end_entity).ct_eq(pin)) => Ok(ServerCertVerified::assertion()),
+            Trust::Pinned(_) => {
+                Err(rustls::Error::General("server certificate does not match the pinned fingerprint".into()))
+            }
+            Trust::FirstUse(seen) => {
+                if let Ok(mut seen) = seen.lock() {
+                    *seen = Some(fingerprint(end_entity));
+                }
+                Ok(ServerCertVerified::assertion())
+            }
         }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        _message: &[u8],
-        _cert: &CertificateDer<'_>,
-        _dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Err(rustls::Error::General("TLS 1.2 is not offered".into()))
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
-    }
-}
-
-/// Accepts any certificate but remembers its fingerprint (trust on first
-/// use); the handshake signature is still checked against it.
-#[derive(Debug)]
-struct Learn {
-    seen: std::sync::Mutex<Option<[u8; 32]>>,
-    algorithms: WebPkiSupportedAlgorithms,
-}
-
-impl ServerCertVerifier for Learn {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        if let Ok(mut seen) = self.seen.lock() {
-            *seen = Some(fingerprint(end_entity));
-        }
-        Ok(ServerCertVerified::assertion())
     }
 
     fn verify_tls12_signature(
@@ -224,24 +194,30 @@ impl ServerCertVerifier for Learn {
 /// from then on (see `known`).
 pub async fn learn_fingerprint(addr: SocketAddr) -> Result<[u8; 32], ChannelError> {
     let provider = provider();
-    let learn =
-        Arc::new(Learn { seen: std::sync::Mutex::new(None), algorithms: provider.signature_verification_algorithms });
-    let endpoint = endpoint_with(provider, learn.clone())?;
+    let check = Arc::new(ServerCheck {
+        trust: Trust::FirstUse(std::sync::Mutex::new(None)),
+        algorithms: provider.signature_verification_algorithms,
+    });
+    let endpoint = endpoint_with(provider, check.clone())?;
     let conn = endpoint
         .connect(addr, SERVER_NAME)
         .map_err(|e| ChannelError::Connect { addr, why: e.to_string() })?
         .await
         .map_err(|e| ChannelError::Connect { addr, why: e.to_string() })?;
     conn.close(0u32.into(), b"learned");
-    let seen = learn.seen.lock().ok().and_then(|s| *s);
+    let seen = match &check.trust {
+        Trust::FirstUse(seen) => seen.lock().ok().and_then(|s| *s),
+        Trust::Pinned(_) => None,
+    };
     seen.ok_or(ChannelError::Connect { addr, why: "no certificate seen".into() })
 }
 
 /// A client endpoint whose connections trust only the server with this pin.
 pub fn client_endpoint(pin: [u8; 32]) -> Result<quinn::Endpoint, ChannelError> {
     let provider = provider();
-    let verifier = Arc::new(Pinned { pin, algorithms: provider.signature_verification_algorithms });
-    endpoint_with(provider, verifier)
+    let check =
+        Arc::new(ServerCheck { trust: Trust::Pinned(pin), algorithms: provider.signature_verification_algorithms });
+    endpoint_with(provider, check)
 }
 
 fn endpoint_with(
