@@ -1,0 +1,6 @@
+//! lsim's XMPP control plane: who is in the group (room presence), the
+//! group's parameters, file offers. Chat and files do not ride on it by
+//! default; they go on the multicast transport.
+#![forbid(unsafe_code)]
+
+pub mod xmpp;

@@ -1,0 +1,1 @@
+//! XMPP (being written).
