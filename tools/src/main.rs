@@ -1,0 +1,361 @@
+//! `lsim`: the command line.
+//!
+//! Standalone file transfer over encrypted multicast (`keygen`, `send`,
+//! `recv`); the group commands (server, chat, demo) come with the group client.
+
+mod envelope;
+mod keyfile;
+mod landing;
+
+use std::fs::File;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::{Parser, Subcommand};
+use lsim_keymgmt::key::random_bytes;
+use lsim_keymgmt::suite::{GroupSeal, SuiteId};
+use lsim_transport::net::driver::wall_clock_seq;
+use lsim_transport::net::{Driver, DriverConfig, MulticastConfig, MulticastSocket};
+use lsim_transport::source::FileSource;
+use lsim_transport::stats::Drop;
+use lsim_transport::wire::ObjectKind;
+use lsim_transport::{Receiver, ReceiverConfig, ReceiverEvent, Sender, SenderConfig, SenderEvent};
+
+use crate::envelope::{Incoming, Outgoing};
+use crate::keyfile::KeyFile;
+use crate::landing::Landing;
+
+#[derive(Parser)]
+#[command(name = "lsim", version, about = "Secure group communication over reliable multicast")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args, Clone)]
+struct Net {
+    /// Multicast group and port, e.g. 239.1.2.3:5000.
+    #[arg(long)]
+    group: SocketAddrV4,
+    /// Address of the interface to use (default: the kernel's choice; 127.0.0.1 for loopback).
+    #[arg(long)]
+    iface: Option<Ipv4Addr>,
+    /// Multicast TTL (hops).
+    #[arg(long, default_value_t = 1)]
+    ttl: u32,
+    /// The group key file (from `lsim keygen`).
+    #[arg(long)]
+    key_file: PathBuf,
+    /// Print one JSON object of statistics at the end.
+    #[arg(long)]
+    json: bool,
+}
+
+impl Net {
+    fn multicast(&self) -> MulticastConfig {
+        let interface = self.iface.unwrap_or(Ipv4Addr::UNSPECIFIED);
+        MulticastConfig {
+            group: self.group,
+            interface,
+            ttl: self.ttl,
+            loopback: true,
+            recv_buffer: 8 << 20,
+            send_buffer: 4 << 20,
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Write a new group key file.
+    Keygen {
+        /// Cipher suite: aes-256-gcm, chacha20-poly1305 or blowfish-cbc-hmac-sha256.
+        #[arg(long, default_value = "aes-256-gcm")]
+        suite: SuiteId,
+        /// Where to write it.
+        #[arg(long)]
+        out: PathBuf,
+        /// Replace an existing file.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Send files to everyone listening on the group.
+    Send {
+        /// Files to send.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        #[command(flatten)]
+        net: Net,
+        /// Sending rate in Mbit/s.
+        #[arg(long, default_value_t = 100.0)]
+        rate: f64,
+        /// Seconds to keep answering repair requests after the last file went out.
+        #[arg(long, default_value_t = 2.0)]
+        linger: f64,
+        /// Proactive repair symbols per block, as a share of the block.
+        #[arg(long, default_value_t = 0.0)]
+        proactive: f64,
+    },
+    /// Receive files from the group into a directory.
+    Recv {
+        #[command(flatten)]
+        net: Net,
+        /// Where files land.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Exit after the first file.
+        #[arg(long)]
+        once: bool,
+        /// Replace existing files instead of choosing a free name.
+        #[arg(long)]
+        overwrite: bool,
+        /// Give up on a file (or, with --once, on waiting) after this many seconds without a packet.
+        #[arg(long, default_value_t = 30.0)]
+        idle_timeout: f64,
+        /// Drop this share of received packets (to try lossy radio on a LAN).
+        #[arg(long, default_value_t = 0.0, hide = true)]
+        simulated_loss: f64,
+    },
+}
+
+fn node_id() -> Result<u32> {
+    let mut b = [0u8; 4];
+    random_bytes(&mut b).map_err(|e| anyhow!(e))?;
+    // Avoid 0 and the key server's reserved ids.
+    Ok(u32::from_be_bytes(b) % 0xfff0_0000 + 1)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("lsim: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(async {
+        match cli.command {
+            Command::Keygen { suite, out, force } => keygen(suite, &out, force),
+            Command::Send { files, net, rate, linger, proactive } => send(&files, &net, rate, linger, proactive).await,
+            Command::Recv { net, dir, once, overwrite, idle_timeout, simulated_loss } => {
+                recv(&net, &dir, once, overwrite, idle_timeout, simulated_loss).await
+            }
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("lsim: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn keygen(suite: SuiteId, out: &Path, force: bool) -> Result<()> {
+    KeyFile::generate(suite)?.write(out, force)?;
+    println!("wrote a new {suite} group key to {}", out.display());
+    Ok(())
+}
+
+async fn send(files: &[PathBuf], net: &Net, rate_mbit: f64, linger: f64, proactive: f64) -> Result<()> {
+    let key = KeyFile::read(&net.key_file)?;
+    let socket = MulticastSocket::open(&net.multicast()).with_context(|| format!("joining {}", net.group))?;
+    let cfg = SenderConfig {
+        session: key.session,
+        node: node_id()?,
+        rate: (rate_mbit * 1e6 / 8.0) as u64,
+        proactive,
+        first_seq: wall_clock_seq(),
+        ..SenderConfig::default()
+    };
+    let mut driver = Driver::new(Sender::new(cfg, key.seal())?, socket, DriverConfig::default());
+    let mut total = 0u64;
+    for path in files {
+        let f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "file".into());
+        let source = FileSource::new(f)?;
+        total += lsim_transport::source::ObjectSource::len(&source);
+        driver.core_mut().send(ObjectKind::File, Box::new(Outgoing::new(&name, source)))?;
+    }
+    let start = Instant::now();
+    let mut sent = 0usize;
+    let mut failed = Vec::new();
+    driver
+        .run(|_, e| {
+            match e {
+                SenderEvent::ObjectSent(_) => sent += 1,
+                SenderEvent::ObjectFailed { error, .. } => failed.push(error),
+                SenderEvent::Idle if sent + failed.len() == files.len() => return ControlFlow::Break(()),
+                _ => {}
+            }
+            ControlFlow::Continue(())
+        })
+        .await?;
+    let elapsed = start.elapsed();
+    // Late NACKs still get their repair.
+    let _ =
+        tokio::time::timeout(Duration::from_secs_f64(linger), driver.run(|_, _| ControlFlow::<()>::Continue(()))).await;
+    let s = driver.core().stats().clone();
+    let goodput = total as f64 * 8.0 / elapsed.as_secs_f64().max(1e-9) / 1e6;
+    if net.json {
+        let j = serde_json::json!({
+            "files": files.len(), "bytes": total, "wall_s": elapsed.as_secs_f64(), "goodput_mbps": goodput,
+            "packets_sent": s.packets_out, "bytes_sent": s.bytes_out, "source_packets": s.source_sent,
+            "repair_packets": s.repair_sent, "nacks_received": s.nacks_received, "failed": failed,
+        });
+        println!("{j}");
+    } else {
+        println!(
+            "sent {} file(s), {total} bytes in {:.2} s ({goodput:.1} Mbit/s): {} packets, {} repair, {} NACKs answered",
+            files.len(),
+            elapsed.as_secs_f64(),
+            s.packets_out,
+            s.repair_sent,
+            s.nacks_received
+        );
+    }
+    if !failed.is_empty() {
+        bail!("{} file(s) could not be read: {}", failed.len(), failed.join("; "));
+    }
+    Ok(())
+}
+
+struct InFile {
+    landing: Landing,
+    incoming: Incoming<std::io::BufWriter<File>>,
+}
+
+#[derive(Default)]
+struct Arrivals {
+    files: std::collections::HashMap<(u32, u32), InFile>,
+    done: Vec<(String, u64, PathBuf)>,
+    failed: Vec<String>,
+}
+
+async fn recv(net: &Net, dir: &Path, once: bool, overwrite: bool, idle: f64, loss: f64) -> Result<()> {
+    let key = KeyFile::read(&net.key_file)?;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let socket = MulticastSocket::open(&net.multicast()).with_context(|| format!("joining {}", net.group))?;
+    let node = node_id()?;
+    let cfg = ReceiverConfig {
+        session: key.session,
+        node,
+        seed: u64::from(node),
+        first_seq: wall_clock_seq(),
+        ..Default::default()
+    };
+    let mut driver: Driver<Receiver<GroupSeal>> = Driver::new(
+        Receiver::new(cfg, key.seal()),
+        socket,
+        DriverConfig { simulated_loss: loss, seed: u64::from(node) },
+    );
+    let mut a = Arrivals::default();
+    let start = Instant::now();
+    let (mut last_in, mut last_count) = (Instant::now(), 0u64);
+    let idle = Duration::from_secs_f64(idle);
+    loop {
+        let slice = tokio::time::timeout(
+            Duration::from_millis(250),
+            driver.run(|_, e| on_event(e, dir, overwrite, once, &mut a)),
+        )
+        .await;
+        if let Ok(r) = slice {
+            r?;
+            break;
+        }
+        let count = driver.stats().datagrams_in;
+        if count != last_count {
+            (last_in, last_count) = (Instant::now(), count);
+        } else if last_in.elapsed() >= idle && (once || !a.files.is_empty()) {
+            for (_, f) in a.files.drain() {
+                f.landing.abandon();
+            }
+            report(net.json, &a, &driver, start);
+            bail!("no packet for {:.0} s: the sender is gone; nothing incomplete was kept", idle.as_secs_f64());
+        }
+    }
+    report(net.json, &a, &driver, start);
+    if a.done.is_empty() {
+        bail!("no file received: {}", a.failed.join("; "));
+    }
+    Ok(())
+}
+
+fn on_event(e: ReceiverEvent, dir: &Path, overwrite: bool, once: bool, a: &mut Arrivals) -> ControlFlow<()> {
+    match e {
+        ReceiverEvent::ObjectStarted { sender, object, kind: ObjectKind::File, .. } => {
+            match Landing::create(dir, &format!("{sender:08x}-{object}")) {
+                Ok((landing, f)) => {
+                    let incoming = Incoming::new(std::io::BufWriter::new(f));
+                    a.files.insert((sender, object), InFile { landing, incoming });
+                }
+                Err(err) => a.failed.push(format!("cannot create a file in {}: {err}", dir.display())),
+            }
+        }
+        ReceiverEvent::ObjectData { sender, object, data, .. } => {
+            if let Some(f) = a.files.get_mut(&(sender, object))
+                && let Err(err) = f.incoming.push(&data)
+                && let Some(f) = a.files.remove(&(sender, object))
+            {
+                f.landing.abandon();
+                a.failed.push(format!("object {object} from {sender:08x}: {err}"));
+            }
+        }
+        ReceiverEvent::ObjectComplete { sender, object } => {
+            if let Some(f) = a.files.remove(&(sender, object)) {
+                match f.incoming.finish().and_then(|(r, w)| Ok((r, w.into_inner().map_err(|e| e.into_error())?))) {
+                    Ok((r, file)) => match f.landing.commit(file, &r.name, overwrite) {
+                        Ok(path) => {
+                            eprintln!("received {} ({} bytes) -> {}", r.name, r.size, path.display());
+                            a.done.push((r.name, r.size, path));
+                            if once {
+                                return ControlFlow::Break(());
+                            }
+                        }
+                        Err(err) => a.failed.push(format!("{}: {err}", r.name)),
+                    },
+                    Err(err) => {
+                        f.landing.abandon();
+                        a.failed.push(format!("object {object} from {sender:08x}: {err}"));
+                    }
+                }
+            }
+        }
+        ReceiverEvent::ObjectLost { sender, object } => {
+            if let Some(f) = a.files.remove(&(sender, object)) {
+                f.landing.abandon();
+                a.failed.push(format!("object {object} from {sender:08x} was lost: the sender no longer has it"));
+            }
+        }
+        _ => {}
+    }
+    ControlFlow::Continue(())
+}
+
+fn report(json: bool, a: &Arrivals, driver: &Driver<Receiver<GroupSeal>>, start: Instant) {
+    let s = driver.core().stats();
+    let bytes: u64 = a.done.iter().map(|d| d.1).sum();
+    let wall = start.elapsed().as_secs_f64();
+    if json {
+        let j = serde_json::json!({
+            "files": a.done.iter().map(|d| serde_json::json!({"name": d.0, "bytes": d.1, "path": d.2})).collect::<Vec<_>>(),
+            "bytes": bytes, "wall_s": wall, "packets_in": s.packets_in, "nacks_sent": s.nacks_sent,
+            "dropped_bad_seal": s.dropped(Drop::BadSeal), "dropped_total": s.dropped_total(),
+            "simulated_drops": driver.stats().simulated_drops, "failed": a.failed,
+        });
+        println!("{j}");
+    } else {
+        println!(
+            "received {} file(s), {bytes} bytes; {} packets, {} NACKs sent, {} forged or foreign packets dropped",
+            a.done.len(),
+            s.packets_in,
+            s.nacks_sent,
+            s.dropped(Drop::BadSeal)
+        );
+    }
+}

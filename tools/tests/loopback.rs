@@ -1,0 +1,163 @@
+//! `lsim keygen`, `send` and `recv` as separate processes over loopback multicast.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test harness
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+fn lsim() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_lsim"))
+}
+
+fn temp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("lsim-tools-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn group(test: u8) -> String {
+    let pid = std::process::id();
+    format!("239.80.{}.{test}:{}", pid % 250, 40_000 + pid % 20_000 + u32::from(test))
+}
+
+fn keygen(dir: &Path, name: &str, suite: &str) -> PathBuf {
+    let key = dir.join(name);
+    let out = lsim().args(["keygen", "--suite", suite, "--out"]).arg(&key).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    key
+}
+
+fn recv(group: &str, key: &Path, dir: &Path, extra: &[&str]) -> Child {
+    lsim()
+        .args(["recv", "--once", "--json", "--iface", "127.0.0.1", "--group", group, "--key-file"])
+        .arg(key)
+        .arg("--dir")
+        .arg(dir)
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn data(len: usize, seed: u32) -> Vec<u8> {
+    (0..len as u32).map(|i| (i.wrapping_mul(2_654_435_761).wrapping_add(seed) >> 11) as u8).collect()
+}
+
+#[test]
+fn a_file_reaches_three_receivers_through_loss_bit_exact() {
+    let dir = temp("three");
+    let key = keygen(&dir, "group.key", "aes-256-gcm");
+    let g = group(1);
+    let file = dir.join("map of sector 4.bin");
+    let content = data(6_000_000, 1);
+    std::fs::write(&file, &content).unwrap();
+    let outs: Vec<PathBuf> = (0..3).map(|i| dir.join(format!("rx{i}"))).collect();
+    let rxs: Vec<Child> =
+        outs.iter().map(|o| recv(&g, &key, o, &["--simulated-loss", "0.05", "--idle-timeout", "20"])).collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let sent = lsim()
+        .args(["send", "--json", "--iface", "127.0.0.1", "--rate", "200", "--group", &g, "--key-file"])
+        .arg(&key)
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(sent.status.success(), "{}", String::from_utf8_lossy(&sent.stderr));
+    let stats: serde_json::Value = serde_json::from_slice(&sent.stdout).unwrap();
+    assert!(stats["repair_packets"].as_u64().unwrap() > 0, "the loss must have been repaired: {stats}");
+    for (rx, out) in rxs.into_iter().zip(&outs) {
+        let o = rx.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let got = std::fs::read(out.join("map of sector 4.bin")).unwrap();
+        assert!(got == content, "file differs at a receiver");
+        // Nothing but the file: no temporary left behind.
+        assert_eq!(std::fs::read_dir(out).unwrap().count(), 1);
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn packets_under_another_key_are_dropped_and_counted() {
+    let dir = temp("wrongkey");
+    let right = keygen(&dir, "right.key", "chacha20-poly1305");
+    let wrong = keygen(&dir, "wrong.key", "chacha20-poly1305");
+    // Same session as the right key, so only the seal tells them apart.
+    let right_text = std::fs::read_to_string(&right).unwrap();
+    let session = right_text.lines().find(|l| l.starts_with("session")).unwrap();
+    let wrong_text = std::fs::read_to_string(&wrong).unwrap();
+    let forged: String =
+        wrong_text.lines().map(|l| if l.starts_with("session") { session } else { l }).collect::<Vec<_>>().join("\n");
+    std::fs::write(&wrong, forged + "\n").unwrap();
+    let g = group(2);
+    let file = dir.join("secret.txt");
+    std::fs::write(&file, data(100_000, 2)).unwrap();
+    let out = dir.join("rx");
+    let rx = recv(&g, &right, &out, &["--idle-timeout", "2"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let sent = lsim()
+        .args(["send", "--iface", "127.0.0.1", "--linger", "0", "--group", &g, "--key-file"])
+        .arg(&wrong)
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(sent.status.success());
+    let o = rx.wait_with_output().unwrap();
+    assert!(!o.status.success(), "nothing may be received");
+    let stats: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(stats["dropped_bad_seal"].as_u64().unwrap() >= 70, "{stats}");
+    assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0, "no file, not even a temporary one");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_sender_killed_mid_file_leaves_no_file_under_its_name() {
+    let dir = temp("killed");
+    let key = keygen(&dir, "k", "blowfish-cbc-hmac-sha256");
+    let g = group(3);
+    let file = dir.join("big.bin");
+    std::fs::write(&file, data(4_000_000, 3)).unwrap();
+    let out = dir.join("rx");
+    let rx = recv(&g, &key, &out, &["--idle-timeout", "1.5"]);
+    std::thread::sleep(Duration::from_millis(300));
+    // 8 Mbit/s: 4 MB takes 4 s; kill it after one.
+    let mut sender = lsim()
+        .args(["send", "--iface", "127.0.0.1", "--rate", "8", "--group", &g, "--key-file"])
+        .arg(&key)
+        .arg(&file)
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1000));
+    sender.kill().unwrap();
+    sender.wait().unwrap();
+    let o = rx.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(err.contains("sender is gone"), "{err}");
+    assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0, "no file and no temporary left");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn keygen_refuses_to_overwrite_and_recv_refuses_a_bad_key_file() {
+    let dir = temp("keygen");
+    let key = keygen(&dir, "k", "aes-256-gcm");
+    let again = lsim().args(["keygen", "--out"]).arg(&key).output().unwrap();
+    assert!(!again.status.success());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    std::fs::write(dir.join("bad"), "lsim-key 1\nsuite rot13\n").unwrap();
+    let o = lsim()
+        .args(["recv", "--group", "239.1.1.1:5000", "--dir"])
+        .arg(&dir)
+        .arg("--key-file")
+        .arg(dir.join("bad"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("line 2") && err.contains("rot13"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
