@@ -25,6 +25,8 @@ use lsim_transport::stats::Drop;
 use lsim_transport::wire::ObjectKind;
 use lsim_transport::{Receiver, ReceiverConfig, ReceiverEvent, Sender, SenderConfig, SenderEvent};
 
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
 use crate::envelope::{Incoming, Outgoing};
 use crate::keyfile::KeyFile;
 use crate::landing::Landing;
@@ -41,9 +43,9 @@ struct Net {
     /// Multicast group and port, e.g. 239.1.2.3:5000.
     #[arg(long)]
     group: SocketAddrV4,
-    /// Address of the interface to use (default: the kernel's choice; 127.0.0.1 for loopback).
+    /// Interface to use, by name (eth0, wlan0, lo) or IPv4 address (default: the kernel's choice).
     #[arg(long)]
-    iface: Option<Ipv4Addr>,
+    iface: Option<String>,
     /// Multicast TTL (hops).
     #[arg(long, default_value_t = 1)]
     ttl: u32,
@@ -56,17 +58,39 @@ struct Net {
 }
 
 impl Net {
-    fn multicast(&self) -> MulticastConfig {
-        let interface = self.iface.unwrap_or(Ipv4Addr::UNSPECIFIED);
-        MulticastConfig {
+    fn multicast(&self) -> Result<MulticastConfig> {
+        let interface = match &self.iface {
+            None => Ipv4Addr::UNSPECIFIED,
+            Some(s) => match s.parse::<Ipv4Addr>() {
+                Ok(a) => a,
+                Err(_) => interface_addr(s)?,
+            },
+        };
+        Ok(MulticastConfig {
             group: self.group,
             interface,
             ttl: self.ttl,
             loopback: true,
             recv_buffer: 8 << 20,
             send_buffer: 4 << 20,
-        }
+        })
     }
+}
+
+/// The IPv4 address of the interface called `name`.
+fn interface_addr(name: &str) -> Result<Ipv4Addr> {
+    let ifs = if_addrs::get_if_addrs().context("listing network interfaces")?;
+    let v4 = ifs.iter().filter(|i| i.name == name).find_map(|i| match i.ip() {
+        std::net::IpAddr::V4(a) => Some(a),
+        std::net::IpAddr::V6(_) => None,
+    });
+    v4.ok_or_else(|| {
+        let names: std::collections::BTreeSet<&str> = ifs.iter().map(|i| i.name.as_str()).collect();
+        anyhow!(
+            "no interface {name:?} with an IPv4 address (have: {})",
+            names.into_iter().collect::<Vec<_>>().join(", ")
+        )
+    })
 }
 
 #[derive(Subcommand)]
@@ -164,7 +188,7 @@ fn keygen(suite: SuiteId, out: &Path, force: bool) -> Result<()> {
 
 async fn send(files: &[PathBuf], net: &Net, rate_mbit: f64, linger: f64, proactive: f64) -> Result<()> {
     let key = KeyFile::read(&net.key_file)?;
-    let socket = MulticastSocket::open(&net.multicast()).with_context(|| format!("joining {}", net.group))?;
+    let socket = MulticastSocket::open(&net.multicast()?).with_context(|| format!("joining {}", net.group))?;
     let cfg = SenderConfig {
         session: key.session,
         node: node_id()?,
@@ -183,6 +207,20 @@ async fn send(files: &[PathBuf], net: &Net, rate_mbit: f64, linger: f64, proacti
         driver.core_mut().send(ObjectKind::File, Box::new(Outgoing::new(&name, source)))?;
     }
     let start = Instant::now();
+    let bar = progress_bar(total, "sending");
+    let ticker = {
+        let (h, bar) = (driver.handle(), bar.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                let b = bar.clone();
+                // Source symbols sent × symbol size: the share of the file on its way.
+                if !h.with(move |s: &mut Sender<GroupSeal>| b.set_position((s.stats().source_sent * 1400).min(total))) {
+                    break;
+                }
+            }
+        })
+    };
     let mut sent = 0usize;
     let mut failed = Vec::new();
     driver
@@ -197,6 +235,8 @@ async fn send(files: &[PathBuf], net: &Net, rate_mbit: f64, linger: f64, proacti
         })
         .await?;
     let elapsed = start.elapsed();
+    ticker.abort();
+    bar.finish_and_clear();
     // Late NACKs still get their repair.
     let _ =
         tokio::time::timeout(Duration::from_secs_f64(linger), driver.run(|_, _| ControlFlow::<()>::Continue(()))).await;
@@ -228,6 +268,17 @@ async fn send(files: &[PathBuf], net: &Net, rate_mbit: f64, linger: f64, proacti
 struct InFile {
     landing: Landing,
     incoming: Incoming<std::io::BufWriter<File>>,
+    progress: ProgressBar,
+}
+
+/// A per-file progress bar on a terminal (drawn on stderr only when it is one).
+fn progress_bar(len: u64, what: &str) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
+    if let Ok(style) = ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}") {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message(what.to_string());
+    bar
 }
 
 #[derive(Default)]
@@ -240,7 +291,7 @@ struct Arrivals {
 async fn recv(net: &Net, dir: &Path, once: bool, overwrite: bool, idle: f64, loss: f64) -> Result<()> {
     let key = KeyFile::read(&net.key_file)?;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let socket = MulticastSocket::open(&net.multicast()).with_context(|| format!("joining {}", net.group))?;
+    let socket = MulticastSocket::open(&net.multicast()?).with_context(|| format!("joining {}", net.group))?;
     let node = node_id()?;
     let cfg = ReceiverConfig {
         session: key.session,
@@ -288,26 +339,32 @@ async fn recv(net: &Net, dir: &Path, once: bool, overwrite: bool, idle: f64, los
 
 fn on_event(e: ReceiverEvent, dir: &Path, overwrite: bool, once: bool, a: &mut Arrivals) -> ControlFlow<()> {
     match e {
-        ReceiverEvent::ObjectStarted { sender, object, kind: ObjectKind::File, .. } => {
+        ReceiverEvent::ObjectStarted { sender, object, kind: ObjectKind::File, len } => {
             match Landing::create(dir, &format!("{sender:08x}-{object}")) {
                 Ok((landing, f)) => {
                     let incoming = Incoming::new(std::io::BufWriter::new(f));
-                    a.files.insert((sender, object), InFile { landing, incoming });
+                    let progress = progress_bar(len, &format!("receiving from {sender:08x}"));
+                    a.files.insert((sender, object), InFile { landing, incoming, progress });
                 }
                 Err(err) => a.failed.push(format!("cannot create a file in {}: {err}", dir.display())),
             }
         }
         ReceiverEvent::ObjectData { sender, object, data, .. } => {
-            if let Some(f) = a.files.get_mut(&(sender, object))
-                && let Err(err) = f.incoming.push(&data)
+            let pushed = a.files.get_mut(&(sender, object)).map(|f| {
+                f.progress.inc(data.len() as u64);
+                f.incoming.push(&data)
+            });
+            if let Some(Err(err)) = pushed
                 && let Some(f) = a.files.remove(&(sender, object))
             {
+                f.progress.abandon();
                 f.landing.abandon();
                 a.failed.push(format!("object {object} from {sender:08x}: {err}"));
             }
         }
         ReceiverEvent::ObjectComplete { sender, object } => {
             if let Some(f) = a.files.remove(&(sender, object)) {
+                f.progress.finish_and_clear();
                 match f.incoming.finish().and_then(|(r, w)| Ok((r, w.into_inner().map_err(|e| e.into_error())?))) {
                     Ok((r, file)) => match f.landing.commit(file, &r.name, overwrite) {
                         Ok(path) => {
