@@ -1,0 +1,206 @@
+#!/usr/bin/env python3
+"""Side by side on one emulated network: lsim against uftp and udpcast.
+
+One sender and three receivers in network namespaces on a bridge that floods
+multicast like a radio; per-receiver random loss with nftables; optionally a
+token bucket on the sender's link. The same file goes to all three receivers
+with each tool; every receiver's copy is checked (uftp exits 0 even when a
+receiver missed the file). Reports wall time until the last receiver holds a
+verified copy, goodput, sender wire bytes / file size (the sender interface's
+tx counter), feedback bytes (the receivers' tx counters) and failures.
+
+Run as root from the repository root (needs iproute2, nftables, uftp, udpcast;
+builds lsim in release):
+
+    sudo python3 bench/peers.py --size-mib 64 --loss 0 5 20
+    sudo python3 bench/peers.py --size-mib 8 --loss 5 --rate-mbit 11
+"""
+import argparse, hashlib, json, os, shutil, subprocess, sys, tempfile, time
+
+P = f"peer{os.getpid() % 10000}"
+HOSTS = ["s", "r0", "r1", "r2"]
+GROUP, PORT = "239.214.0.1", 47100
+
+
+def sh(*args, check=True, **kw):
+    return subprocess.run(list(args), check=check, capture_output=True, text=True, **kw)
+
+
+def ns(h):
+    return f"{P}-{h}"
+
+
+def addr(i):
+    return f"10.214.0.{10 + i}"
+
+
+def lab_up(loss, rate):
+    hub = ns("hub")
+    sh("ip", "netns", "add", hub)
+    sh("ip", "-n", hub, "link", "add", "br0", "type", "bridge", "mcast_snooping", "0")
+    sh("ip", "-n", hub, "link", "set", "br0", "up")
+    for i, h in enumerate(HOSTS):
+        n, a, b = ns(h), f"{P}h{i}", f"{P}p{i}"
+        sh("ip", "netns", "add", n)
+        sh("ip", "link", "add", a, "type", "veth", "peer", "name", b)
+        sh("ip", "link", "set", a, "netns", n)
+        sh("ip", "link", "set", b, "netns", hub)
+        sh("ip", "-n", n, "link", "set", a, "name", "eth0")
+        sh("ip", "-n", n, "addr", "add", f"{addr(i)}/24", "dev", "eth0")
+        for dev in ("eth0", "lo"):
+            sh("ip", "-n", n, "link", "set", dev, "up")
+        sh("ip", "-n", n, "route", "add", "224.0.0.0/4", "dev", "eth0")
+        sh("ip", "-n", hub, "link", "set", b, "master", "br0")
+        sh("ip", "-n", hub, "link", "set", b, "up")
+        if i > 0 and loss > 0:
+            ex = ["ip", "netns", "exec", n, "nft"]
+            sh(*ex, "add", "table", "inet", "lab")
+            sh(*ex, "add chain inet lab input { type filter hook input priority 0 ; }")
+            sh(*ex, f"add rule inet lab input meta l4proto udp numgen random mod 100 < {loss} drop")
+    if rate:
+        sh("ip", "netns", "exec", ns("s"), "tc", "qdisc", "add", "dev", "eth0", "root", "tbf", "rate",
+           f"{rate}mbit", "burst", "10kb", "latency", "100ms")
+
+
+def lab_down():
+    for h in HOSTS + ["hub"]:
+        sh("ip", "netns", "del", ns(h), check=False)
+
+
+def tx_bytes(h):
+    out = sh("ip", "-n", ns(h), "-j", "-s", "link", "show", "dev", "eth0").stdout
+    return json.loads(out)[0]["stats64"]["tx"]["bytes"]
+
+
+def in_ns(h, *cmd):
+    return ["ip", "netns", "exec", ns(h), *cmd]
+
+
+def run_lsim(work, src, rate, lsim):
+    key = os.path.join(work, "k")
+    sh(lsim, "keygen", "--out", key, "--force")
+    rx = []
+    for i in (1, 2, 3):
+        d = os.path.join(work, f"lsim-r{i}")
+        rx.append((subprocess.Popen(in_ns(HOSTS[i], lsim, "recv", "--once", "--idle-timeout", "30", "--group",
+                                          f"{GROUP}:{PORT}", "--iface", addr(i), "--key-file", key, "--dir", d),
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), d))
+    time.sleep(0.5)
+    t0 = time.time()
+    sender = subprocess.Popen(in_ns("s", lsim, "send", "--rate", str(rate), "--linger", "3", "--group", f"{GROUP}:{PORT}",
+                                    "--iface", addr(0), "--key-file", key, src), stdout=subprocess.DEVNULL)
+    ends = []
+    for p, d in rx:
+        p.wait(timeout=900)
+        ends.append(time.time())
+    sender.wait(timeout=60)
+    return max(ends) - t0, [os.path.join(d, os.path.basename(src)) for _, d in rx]
+
+
+def run_uftp(work, src, rate):
+    rx = []
+    for i in (1, 2, 3):
+        d = os.path.join(work, f"uftp-r{i}")
+        os.makedirs(d, exist_ok=True)
+        rx.append((subprocess.Popen(in_ns(HOSTS[i], "uftpd", "-d", "-U", f"0x{0x10 + i:08x}", "-D", d,
+                                          "-I", "eth0", "-M", GROUP, "-p", str(PORT + 1)),
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), d))
+    time.sleep(0.5)
+    ids = ",".join(f"0x{0x10 + i:08x}" for i in (1, 2, 3))
+    t0 = time.time()
+    r = "-1" if rate == 0 else str(int(rate * 1000))
+    subprocess.run(in_ns("s", "uftp", "-Y", "aes256-gcm", "-h", "sha256", "-R", r, "-H", ids, "-I", "eth0", "-M", GROUP,
+                         "-P", "239.214.0.2", "-p", str(PORT + 1), src), stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL, timeout=900)
+    wall = time.time() - t0
+    for p, _ in rx:
+        p.terminate()
+        p.wait(timeout=10)
+    return wall, [os.path.join(d, os.path.basename(src)) for _, d in rx]
+
+
+def run_udpcast(work, src, rate):
+    rx = []
+    for i in (1, 2, 3):
+        out = os.path.join(work, f"udpcast-r{i}", os.path.basename(src))
+        os.makedirs(os.path.dirname(out), exist_ok=True)
+        rx.append((subprocess.Popen(["timeout", "-k", "5", "600"] + in_ns(
+            HOSTS[i], "udp-receiver", "--nokbd", "--interface", "eth0", "--portbase", str(PORT + 10), "--file", out),
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), out))
+    time.sleep(0.5)
+    t0 = time.time()
+    args = ["udp-sender", "--nokbd", "--interface", "eth0", "--portbase", str(PORT + 10), "--min-receivers", "3",
+            "--mcast-data-address", "239.214.0.3", "--file", src]
+    if rate:
+        args += ["--max-bitrate", f"{rate}m"]
+    subprocess.run(["timeout", "-k", "5", "600"] + in_ns("s", *args), stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
+    ends = []
+    for p, _ in rx:
+        p.wait(timeout=700)
+        ends.append(time.time())
+    return max(ends) - t0, [out for _, out in rx]
+
+
+def digest(path):
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    except OSError:
+        return None
+    return h.hexdigest()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--size-mib", type=int, default=64)
+    ap.add_argument("--loss", type=int, nargs="+", default=[0, 5, 20])
+    ap.add_argument("--rate-mbit", type=float, default=0, help="tbf on the sender's link (0: none)")
+    ap.add_argument("--lsim-rate", type=float, default=0, help="lsim --rate (default: link rate, or 1500)")
+    ap.add_argument("--tools", nargs="+", default=["lsim", "uftp", "udpcast"])
+    a = ap.parse_args()
+    sh("cargo", "build", "--release", "-q", "-p", "lsim-tools")
+    lsim = os.path.abspath("target/release/lsim")
+    work = tempfile.mkdtemp(prefix="lsim-peers-")
+    src = os.path.join(work, "payload.bin")
+    with open(src, "wb") as f:
+        f.write(os.urandom(a.size_mib << 20))
+    want, size = digest(src), a.size_mib << 20
+    rate = a.lsim_rate or (a.rate_mbit or 1500)
+    print(f"| tool | loss | link | wall s | goodput Mbit/s | wire bytes / file | feedback bytes | receivers with a verified copy |")
+    print("|---|---|---|---|---|---|---|---|")
+    for loss in a.loss:
+        for tool in a.tools:
+            lab_down()
+            lab_up(loss, a.rate_mbit)
+            try:
+                before = {h: tx_bytes(h) for h in HOSTS}
+                if tool == "lsim":
+                    wall, outs = run_lsim(work, src, rate, lsim)
+                elif tool == "uftp":
+                    wall, outs = run_uftp(work, src, a.rate_mbit)
+                else:
+                    wall, outs = run_udpcast(work, src, a.rate_mbit)
+                after = {h: tx_bytes(h) for h in HOSTS}
+                ok = sum(digest(o) == want for o in outs)
+                wire = (after["s"] - before["s"]) / size
+                fb = sum(after[h] - before[h] for h in HOSTS[1:])
+                link = f"{a.rate_mbit:g} Mbit/s" if a.rate_mbit else "veth"
+                print(f"| {tool} | {loss} % | {link} | {wall:.2f} | {size * 8 / wall / 1e6:.1f} | {wire:.3f} | {fb} | {ok}/3 |",
+                      flush=True)
+            except Exception as e:  # a tool that hangs or fails is a row, not the end of the run
+                print(f"| {tool} | {loss} % | | failed: {e} | | | | 0/3 |", flush=True)
+            finally:
+                lab_down()
+                for d in os.listdir(work):
+                    if d != "payload.bin" and d != "k":
+                        shutil.rmtree(os.path.join(work, d), ignore_errors=True)
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    if os.geteuid() != 0:
+        sys.exit("run as root: it creates network namespaces")
+    main()
