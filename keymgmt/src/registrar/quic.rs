@@ -264,11 +264,7 @@ impl Client {
     pub async fn call(&self, req: &Request) -> Result<Response, ChannelError> {
         let mut buf = Vec::new();
         req.encode(&mut buf);
-        let (mut send, mut recv) = self.conn.open_bi().await.map_err(|e| ChannelError::Stream(e.to_string()))?;
-        send.write_all(&buf).await.map_err(|e| ChannelError::Stream(e.to_string()))?;
-        send.finish().map_err(|e| ChannelError::Stream(e.to_string()))?;
-        let bytes = recv.read_to_end(MAX_MESSAGE).await.map_err(|e| ChannelError::Stream(e.to_string()))?;
-        Ok(Response::decode(&bytes)?)
+        self.call_raw(&buf).await
     }
 
     /// Sends raw bytes as a request (for tests of the server's error handling).

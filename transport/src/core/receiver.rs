@@ -459,6 +459,10 @@ impl<S: Seal> Receiver<S> {
             r.base = h.object;
             r.done_below = h.object;
         }
+        // Something new may be missing only when the frontier moves, an object
+        // appears or delivery moves a block window: only then is a sweep needed
+        // (this is the per-packet path).
+        let mut moved = false;
         if !h.is_repair() {
             let k = u32::from(h.geometry.symbols_in(h.block));
             let f = if h.esi + 1 >= k {
@@ -466,11 +470,13 @@ impl<S: Seal> Receiver<S> {
             } else {
                 Frontier { object: h.object, blocks_sent: h.block }
             };
-            advance(&mut r.frontier, f);
+            moved = advance(&mut r.frontier, f);
         }
         if r.is_done(h.object) || h.object < r.base {
             self.stats.drop(Drop::Stale);
-            self.sweep(now, sender);
+            if moved {
+                self.sweep(now, sender);
+            }
             return;
         }
         if !r.objects.contains_key(&h.object) {
@@ -488,6 +494,7 @@ impl<S: Seal> Receiver<S> {
                 kind: h.kind,
                 len: h.geometry.len(),
             });
+            moved = true;
         }
         let Some(obj) = r.objects.get_mut(&h.object) else { return };
         if obj.geometry != h.geometry || obj.kind != h.kind {
@@ -497,7 +504,9 @@ impl<S: Seal> Receiver<S> {
         }
         if h.block < obj.next_deliver {
             self.stats.drop(Drop::Stale);
-            self.sweep(now, sender);
+            if moved {
+                self.sweep(now, sender);
+            }
             return;
         }
         if h.block >= obj.next_deliver.saturating_add(max_blocks) {
@@ -529,9 +538,12 @@ impl<S: Seal> Receiver<S> {
             }
             if block.decoded.is_some() {
                 self.deliver(sender, h.object);
+                moved = true;
             }
         }
-        self.sweep(now, sender);
+        if moved {
+            self.sweep(now, sender);
+        }
     }
 
     /// Hands out decoded blocks of `object` in order; completes it when all are out.
@@ -598,7 +610,7 @@ impl<S: Seal> Receiver<S> {
             r.done.retain(|&o| o >= below);
         }
         if let Some(f) = c.frontier {
-            advance(&mut r.frontier, f);
+            let _ = advance(&mut r.frontier, f);
         }
         if let Some(p) = c.probe {
             r.probe = Some((p.time, now));
@@ -768,7 +780,8 @@ impl<S: Seal> Receiver<S> {
 }
 
 /// Moves a frontier forward (never back).
-fn advance(frontier: &mut Option<Frontier>, f: Frontier) {
+/// Moves a frontier forward (never back); true if it moved.
+fn advance(frontier: &mut Option<Frontier>, f: Frontier) -> bool {
     let newer = match *frontier {
         None => true,
         Some(old) => (f.object, f.blocks_sent) > (old.object, old.blocks_sent),
@@ -776,6 +789,7 @@ fn advance(frontier: &mut Option<Frontier>, f: Frontier) {
     if newer {
         *frontier = Some(f);
     }
+    newer
 }
 
 /// Spreads receivers over [0, 2^16) per probe, so a probe's reply fraction picks a few of them.
