@@ -7,8 +7,11 @@
 //! themselves.
 
 pub mod element;
+pub mod jid;
+pub mod sasl;
 pub mod stanza;
 pub mod stream;
+pub mod tls;
 
 pub use element::{Element, Node};
 pub use stanza::{Iq, IqType, Message, MessageType, MucItem, MucUser, Presence, PresenceType, StanzaError};
