@@ -1,13 +1,17 @@
-//! The XMPP stream layer: an owned element tree, the incremental stream
-//! parser with its limits and stream errors, and typed stanza views.
+//! XMPP, lsim's control plane: the stream layer (element tree, bounded
+//! incremental parser, stanza views), SASL, TLS, JIDs, our `urn:lsim:0`
+//! payloads, the client (connection, rooms, reconnect) and the embedded
+//! server.
 //!
-//! Owns everything between bytes and stanzas. It must not touch sockets,
-//! TLS, SASL or group logic: callers hand it a read half and get
-//! [`stream::StreamEvent`]s back, and serialize [`element::Element`]s
-//! themselves.
+//! Each module owns one layer; the sans-IO ones (`sasl`, `room`,
+//! `payload`, `stanza`) never touch sockets, and nothing here touches the
+//! multicast transport or group keys.
 
+pub mod client;
 pub mod element;
 pub mod jid;
+pub mod payload;
+pub mod room;
 pub mod sasl;
 pub mod stanza;
 pub mod stream;

@@ -1,0 +1,174 @@
+//! Test servers the client scenarios run against: Prosody started from
+//! Debian's package in a private directory (plaintext or STARTTLS), and
+//! (in other test files) the embedded server. Each starts what it needs
+//! and stops it on drop.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use lsim_im::xmpp::tls::ServerIdentity;
+
+/// A free loopback port (bound and released; good enough for tests).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Whether an external server is required (CI sets `LSIM_REQUIRE_SERVERS=1`
+/// after installing them); otherwise a missing one skips the test.
+pub fn required() -> bool {
+    std::env::var("LSIM_REQUIRE_SERVERS").is_ok_and(|v| v == "1")
+}
+
+pub fn have(cmd: &str) -> bool {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {cmd}"))
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn wait_port(addr: SocketAddr, child: &mut Child, log: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if TcpStream::connect(addr).is_ok() {
+            return;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("server exited with {status}: {}", std::fs::read_to_string(log).unwrap_or_default());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("server did not open {addr}: {}", std::fs::read_to_string(log).unwrap_or_default());
+}
+
+/// A Prosody instance in its own directory on a loopback port.
+pub struct Prosody {
+    pub dir: PathBuf,
+    pub port: u16,
+    pub tls: bool,
+    pub fingerprint: Option<[u8; 32]>,
+    config: PathBuf,
+    child: Option<Child>,
+}
+
+impl Prosody {
+    /// Starts Prosody (STARTTLS required when `tls`), or `None` when it is
+    /// not installed and not required.
+    pub fn start(name: &str, tls: bool, users: &[(&str, &str)]) -> Option<Prosody> {
+        if !have("prosody") {
+            assert!(!required(), "prosody is required (LSIM_REQUIRE_SERVERS=1) but not installed");
+            eprintln!("prosody not installed: skipping");
+            return None;
+        }
+        let dir = std::env::temp_dir().join(format!("lsim-prosody-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("data")).unwrap();
+        let port = free_port();
+        let mut fingerprint = None;
+        let tls_lines = if tls {
+            // A certificate generated now, with the host and the MUC host.
+            let id =
+                ServerIdentity::load_or_create(&dir, &["localhost".into(), "conference.localhost".into()]).unwrap();
+            fingerprint = Some(id.fingerprint());
+            format!(
+                "c2s_require_encryption = true\nssl = {{ certificate = \"{0}/xmpp-cert.pem\"; key = \"{0}/xmpp-key.pem\"; }}\n",
+                dir.display()
+            )
+        } else {
+            "c2s_require_encryption = false\nallow_unencrypted_plain_auth = true\n".to_string()
+        };
+        let tls_module = if tls { "\"tls\";" } else { "" };
+        let config = format!(
+            r#"run_as_root = true
+daemonize = false
+pidfile = "{d}/prosody.pid"
+data_path = "{d}/data"
+certificates = "{d}"
+log = {{ {{ levels = {{ min = "info" }}, to = "file", filename = "{d}/prosody.log" }} }}
+interfaces = {{ "127.0.0.1" }}
+c2s_ports = {{ {port} }}
+s2s_ports = {{ }}
+http_ports = {{ }}
+https_ports = {{ }}
+component_ports = {{ }}
+network_settings = {{ nagle = false }}
+modules_enabled = {{ "roster"; "saslauth"; "disco"; "ping"; "posix"; {tls_module} }}
+modules_disabled = {{ "s2s"; "offline" }}
+authentication = "internal_plain"
+{tls_lines}
+VirtualHost "localhost"
+Component "conference.localhost" "muc"
+    muc_room_locking = false
+"#,
+            d = dir.display()
+        );
+        let config_path = dir.join("prosody.cfg.lua");
+        std::fs::write(&config_path, config).unwrap();
+        for (user, password) in users {
+            let status = Command::new("prosodyctl")
+                .arg("--config")
+                .arg(&config_path)
+                .args(["register", user, "localhost", password])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .unwrap();
+            assert!(status.success(), "prosodyctl register {user}");
+        }
+        let mut p = Prosody { dir, port, tls, fingerprint, config: config_path, child: None };
+        p.run();
+        Some(p)
+    }
+
+    fn run(&mut self) {
+        let log = self.dir.join("stdout.log");
+        let mut child = Command::new("prosody")
+            .arg("--config")
+            .arg(&self.config)
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        wait_port(SocketAddr::from(([127, 0, 0, 1], self.port)), &mut child, &self.dir.join("prosody.log"));
+        self.child = Some(child);
+    }
+
+    /// Stops it (SIGTERM, then SIGKILL).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill").arg(child.id().to_string()).status();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Stops and starts again on the same port with the same data.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.run();
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Prosody {
+    fn drop(&mut self) {
+        self.stop();
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
