@@ -8,6 +8,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ring::digest;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -72,6 +73,9 @@ pub fn parse_fingerprint(s: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
+/// How long a generated server certificate is valid: ten years.
+pub const DEFAULT_VALIDITY: Duration = Duration::from_secs(10 * 365 * 86_400);
+
 /// The embedded server's certificate and key.
 pub struct ServerIdentity {
     /// Certificate chain, DER (one self-signed certificate when generated).
@@ -88,17 +92,35 @@ impl ServerIdentity {
         let cert_path = dir.join("xmpp-cert.pem");
         let key_path = dir.join("xmpp-key.pem");
         if !cert_path.exists() || !key_path.exists() {
-            let ck =
-                rcgen::generate_simple_self_signed(names.to_vec()).map_err(|e| TlsError::Generate(e.to_string()))?;
-            let file_err = |path: &Path| {
-                let path = path.to_path_buf();
-                move |source| TlsError::File { path, source }
-            };
-            std::fs::create_dir_all(dir).map_err(file_err(dir))?;
-            let key_pem = Zeroizing::new(pem("PRIVATE KEY", &ck.signing_key.serialize_der()));
-            write_private(&key_path, key_pem.as_bytes()).map_err(file_err(&key_path))?;
-            std::fs::write(&cert_path, pem("CERTIFICATE", ck.cert.der())).map_err(file_err(&cert_path))?;
+            return ServerIdentity::create(dir, names, DEFAULT_VALIDITY);
         }
+        ServerIdentity::from_files(&cert_path, &key_path)
+    }
+
+    /// Generates a self-signed certificate for `names`, valid from now for
+    /// `valid_for`, and writes `xmpp-cert.pem` and `xmpp-key.pem` (the key
+    /// readable by the owner only) into `dir`, replacing what was there.
+    pub fn create(dir: &Path, names: &[String], valid_for: Duration) -> Result<ServerIdentity, TlsError> {
+        let cert_path = dir.join("xmpp-cert.pem");
+        let key_path = dir.join("xmpp-key.pem");
+        let generate = |e: rcgen::Error| TlsError::Generate(e.to_string());
+        let mut params = rcgen::CertificateParams::new(names.to_vec()).map_err(generate)?;
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        let epoch = rcgen::date_time_ymd(1970, 1, 1);
+        // A day of slack for clocks behind ours.
+        params.not_before = epoch + now.saturating_sub(Duration::from_secs(86_400));
+        params.not_after = epoch + now + valid_for;
+        params.distinguished_name.push(rcgen::DnType::CommonName, names.first().cloned().unwrap_or_default());
+        let key = rcgen::KeyPair::generate().map_err(generate)?;
+        let cert = params.self_signed(&key).map_err(generate)?;
+        let file_err = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| TlsError::File { path, source }
+        };
+        std::fs::create_dir_all(dir).map_err(file_err(dir))?;
+        let key_pem = Zeroizing::new(pem("PRIVATE KEY", &key.serialize_der()));
+        write_private(&key_path, key_pem.as_bytes()).map_err(file_err(&key_path))?;
+        std::fs::write(&cert_path, pem("CERTIFICATE", cert.der())).map_err(file_err(&cert_path))?;
         ServerIdentity::from_files(&cert_path, &key_path)
     }
 

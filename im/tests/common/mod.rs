@@ -172,3 +172,143 @@ impl Drop for Prosody {
         }
     }
 }
+
+/// An ejabberd instance (Debian's package) started directly with `erl`
+/// and its own config, Mnesia directory and no epmd.
+pub struct Ejabberd {
+    pub dir: PathBuf,
+    pub port: u16,
+    pub fingerprint: Option<[u8; 32]>,
+    users: Vec<(String, String)>,
+    child: Option<Child>,
+}
+
+const EJABBERD_LIBS: &str = "/usr/lib/x86_64-linux-gnu";
+
+impl Ejabberd {
+    /// Starts ejabberd (STARTTLS required when `tls`), or `None` when it
+    /// is not installed and not required.
+    pub fn start(name: &str, tls: bool, users: &[(&str, &str)]) -> Option<Ejabberd> {
+        if !Path::new("/usr/sbin/ejabberdctl").exists() || !have("erl") {
+            assert!(!required(), "ejabberd is required (LSIM_REQUIRE_SERVERS=1) but not installed");
+            eprintln!("ejabberd not installed: skipping");
+            return None;
+        }
+        let dir = std::env::temp_dir().join(format!("lsim-ejabberd-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let port = free_port();
+        let mut fingerprint = None;
+        let (certfiles, tls_opts) = if tls {
+            // ejabberd 23.01's pkix sets an Erlang timer until expiry, which
+            // must fit in 2^32 ms (49 days): a short-lived certificate.
+            let names = ["localhost".into(), "conference.localhost".into()];
+            let id = ServerIdentity::create(&dir, &names, Duration::from_secs(30 * 86_400)).unwrap();
+            fingerprint = Some(id.fingerprint());
+            (
+                format!("certfiles:\n  - \"{0}/xmpp-cert.pem\"\n  - \"{0}/xmpp-key.pem\"\n", dir.display()),
+                "    starttls_required: true\n",
+            )
+        } else {
+            ("certfiles: []\n".to_string(), "")
+        };
+        let config = format!(
+            r#"hosts: ["localhost"]
+loglevel: info
+log_rotate_count: 0
+{certfiles}listen:
+  -
+    port: {port}
+    ip: "127.0.0.1"
+    module: ejabberd_c2s
+    max_stanza_size: 262144
+{tls_opts}auth_method: internal
+auth_password_format: plain
+acl:
+  local:
+    user_regexp: ""
+access_rules:
+  local:
+    allow: local
+modules:
+  mod_disco: {{}}
+  mod_ping: {{}}
+  mod_roster: {{}}
+  mod_muc:
+    host: "conference.localhost"
+    access_create: all
+"#
+        );
+        std::fs::write(dir.join("ejabberd.yml"), config).unwrap();
+        let users = users.iter().map(|(u, p)| (u.to_string(), p.to_string())).collect();
+        let mut e = Ejabberd { dir, port, fingerprint, users, child: None };
+        e.run();
+        Some(e)
+    }
+
+    fn run(&mut self) {
+        let register: Vec<String> = self
+            .users
+            .iter()
+            .map(|(u, p)| format!("ejabberd_auth:try_register(<<\"{u}\">>, <<\"localhost\">>, <<\"{p}\">>)"))
+            .collect();
+        let eval = format!("_ = [{}], io:format(\"lsim-users-ready~n\").", register.join(", "));
+        let log = self.dir.join("stdout.log");
+        let mut child = Command::new("erl")
+            .args(["-noinput", "-start_epmd", "false", "-mnesia", "dir"])
+            .arg(format!("\"{}/db\"", self.dir.display()))
+            .args(["-ejabberd", "log_path"])
+            .arg(format!("\"{}/ejabberd.log\"", self.dir.display()))
+            .args(["-s", "ejabberd", "-eval", &eval])
+            .env("ERL_LIBS", EJABBERD_LIBS)
+            .env("EJABBERD_CONFIG_PATH", self.dir.join("ejabberd.yml"))
+            .env("HOME", &self.dir)
+            .current_dir(&self.dir)
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_port(SocketAddr::from(([127, 0, 0, 1], self.port)), &mut child, &log);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !std::fs::read_to_string(&log).unwrap_or_default().contains("lsim-users-ready") {
+            assert!(Instant::now() < deadline, "ejabberd did not register the users");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.child = Some(child);
+    }
+
+    /// Stops it (SIGTERM, then SIGKILL).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill").arg(child.id().to_string()).status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Stops and starts again on the same port with the same data.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.run();
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Ejabberd {
+    fn drop(&mut self) {
+        self.stop();
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
