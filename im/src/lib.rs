@@ -3,4 +3,5 @@
 //! default; they go on the multicast transport.
 #![forbid(unsafe_code)]
 
+pub mod group;
 pub mod xmpp;
