@@ -7,3 +7,4 @@
 //! [`crate::xmpp`].
 
 pub mod chat;
+pub mod member;

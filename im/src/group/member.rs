@@ -1,0 +1,595 @@
+//! A running group member: the original system's login flow (log into
+//! XMPP, register with the key server, join the group and get its keys),
+//! then chat on the multicast transport (or sealed through the room), with
+//! rekeys followed as they arrive.
+//!
+//! Owns the composition: one XMPP [`Client`], one key server
+//! [`Registration`], one transport receiver (everything on the group:
+//! rekeys, everyone's chat) and one transport sender (our chat). It must
+//! not hold protocol logic of its own beyond that glue: the transport,
+//! keys and XMPP modules decide.
+//!
+//! Node ids: the sender uses the member's node id, the receiver the same
+//! id with the top bit set, so the two never seal two packets under the
+//! same nonce.
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::ops::ControlFlow;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use lsim_keymgmt::client::{GroupKeys, MAX_REKEY, Registration};
+use lsim_keymgmt::rekey::RekeyError;
+use lsim_keymgmt::server::KEY_SERVER_NODE;
+use lsim_keymgmt::suite::GroupSeal;
+use lsim_transport::net::driver::wall_clock_seq;
+use lsim_transport::net::{Driver, DriverConfig, Handle, MulticastConfig, MulticastSocket};
+use lsim_transport::wire::ObjectKind;
+use lsim_transport::{Receiver, ReceiverConfig, ReceiverEvent, Sender, SenderConfig};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::chat::{ChatMessage, Dedup};
+use crate::xmpp::client::{Client, ClientConfig, ClientEvent};
+use crate::xmpp::element::Element;
+use crate::xmpp::jid::Jid;
+use crate::xmpp::payload::{GroupParams, MemberStatus, Payload, SealedChat};
+use crate::xmpp::room::RoomEvent;
+
+/// The top bit of a receiver's node id (see the module doc).
+pub const RECEIVER_NODE_BIT: u32 = 0x8000_0000;
+/// Associated data of chat sealed for the room.
+const CHAT_AAD: &[u8] = b"lsim chat v1";
+
+/// Which way our chat goes out (every member accepts both).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChatVia {
+    /// As a transport object on the multicast group (the default).
+    Multicast,
+    /// Sealed under the group key, as a room message (the original way).
+    Xmpp,
+}
+
+/// How a member runs.
+#[derive(Debug, Clone)]
+pub struct MemberConfig {
+    /// XMPP login (the key server login uses the same user and password).
+    pub xmpp: ClientConfig,
+    /// The room that is the group.
+    pub room: Jid,
+    /// Our nick in the room (and the name on our chat).
+    pub nick: String,
+    /// The key group's name at the key server.
+    pub group: String,
+    /// The group's parameters; `None`: learn them from the room (an
+    /// occupant's `<group/>` presence payload, normally the key server's).
+    pub params: Option<GroupParams>,
+    /// How long to wait for the parameters in the room.
+    pub params_timeout: Duration,
+    /// Multicast interface address (unspecified: the kernel's choice).
+    pub interface: Ipv4Addr,
+    /// Multicast TTL.
+    pub ttl: u32,
+    /// Hear our own multicast (needed when members share a host).
+    pub loopback: bool,
+    /// Simulated receive loss (tests and the demo only).
+    pub simulated_loss: f64,
+    /// Our sending rate, bytes per second.
+    pub rate: u64,
+    /// Which way our chat goes.
+    pub chat_via: ChatVia,
+}
+
+impl MemberConfig {
+    /// Defaults for `xmpp` joining `room` as `nick`: group `lsim`,
+    /// parameters from the room, multicast chat at 1 MB/s.
+    pub fn new(xmpp: ClientConfig, room: Jid, nick: &str) -> MemberConfig {
+        MemberConfig {
+            xmpp,
+            room,
+            nick: nick.to_string(),
+            group: "lsim".into(),
+            params: None,
+            params_timeout: Duration::from_secs(20),
+            interface: Ipv4Addr::UNSPECIFIED,
+            ttl: 1,
+            loopback: true,
+            simulated_loss: 0.0,
+            rate: 1_000_000,
+            chat_via: ChatVia::Multicast,
+        }
+    }
+}
+
+/// Why a member could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum MemberError {
+    /// XMPP login failed for good.
+    #[error("XMPP: {0}")]
+    Xmpp(String),
+    /// Nobody in the room published the group's parameters in time.
+    #[error("no group parameters in {0} (is the key server in the room?)")]
+    NoParams(String),
+    /// The key server refused or failed.
+    #[error("key server: {0}")]
+    Keys(#[from] lsim_keymgmt::client::ClientError),
+    /// The parameters cannot be used.
+    #[error("group parameters: {0}")]
+    Params(String),
+    /// The multicast socket or transport could not be set up.
+    #[error("multicast: {0}")]
+    Multicast(String),
+}
+
+/// Which way a message came.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// On the multicast transport.
+    Multicast,
+    /// Through the XMPP room.
+    Xmpp,
+}
+
+/// What a member reports.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MemberEvent {
+    /// Logged in, registered and joined: the keys are at `epoch`.
+    Joined {
+        /// Our transport node id.
+        node: u32,
+        /// The group key epoch.
+        epoch: u32,
+        /// The parameters in use.
+        params: GroupParams,
+    },
+    /// A rekey moved the group to this epoch.
+    Epoch(u32),
+    /// A chat message, shown once however many ways it came.
+    Chat {
+        /// Message id (hex).
+        id: String,
+        /// Sender as it names itself.
+        from: String,
+        /// Sender's clock, ms since the Unix epoch.
+        sent_ms: u64,
+        /// The text.
+        text: String,
+        /// How it came first.
+        via: Via,
+    },
+    /// A message that could not be decrypted or read: shown, not dropped.
+    Unreadable {
+        /// Who sent it, as far as known.
+        from: String,
+        /// How it came.
+        via: Via,
+        /// Why.
+        why: String,
+    },
+    /// Someone is in the room.
+    PresenceIn(String),
+    /// Someone left the room.
+    PresenceOut(String),
+    /// The XMPP connection dropped; multicast goes on.
+    XmppOffline(String),
+    /// XMPP is back.
+    XmppOnline,
+    /// Something failed (the member goes on where it can).
+    Error(String),
+    /// We left the group.
+    Left {
+        /// The epoch the rest of the group moved to.
+        epoch: u32,
+    },
+}
+
+enum Command {
+    Chat(String),
+    Leave,
+}
+
+/// A running member.
+pub struct Member {
+    commands: mpsc::Sender<Command>,
+    events: mpsc::Receiver<MemberEvent>,
+    task: JoinHandle<()>,
+}
+
+impl Member {
+    /// Logs in, registers, joins, and starts the member's tasks. Returns
+    /// when the member holds the group's keys.
+    pub async fn start(cfg: MemberConfig) -> Result<Member, MemberError> {
+        let mut xmpp = Client::spawn(cfg.xmpp.clone());
+        wait_online(&mut xmpp).await?;
+        xmpp.join(cfg.room.clone(), &cfg.nick, 0).await;
+        let params = match cfg.params.clone() {
+            Some(p) => p,
+            None => params_from_room(&mut xmpp, &cfg).await?,
+        };
+        let user = cfg.xmpp.jid.local.clone().unwrap_or_default();
+        let registration = Registration::login(params.keyserver, params.fingerprint, &user, &cfg.xmpp.password).await?;
+        let keys = registration.join(&cfg.group).await?;
+        let node = (registration.member().0 as u32) & !RECEIVER_NODE_BIT;
+        let epoch = keys.keys.epoch().unwrap_or(0);
+        let (ev_tx, ev_rx) = mpsc::channel(1024);
+        let (cmd_tx, cmd_rx) = mpsc::channel(64);
+        let transport = Transport::start(&cfg, &params, node, keys, registration.server_key(), ev_tx.clone())?;
+        let _ = ev_tx.send(MemberEvent::Joined { node, epoch, params: params.clone() }).await;
+        let status = Payload::Status(MemberStatus { node, epoch: u64::from(epoch), loss_permille: 0 });
+        xmpp.set_room_payload(cfg.room.clone(), Some(status.to_element())).await;
+        let task = tokio::spawn(run(cfg, xmpp, registration, transport, cmd_rx, ev_tx));
+        Ok(Member { commands: cmd_tx, events: ev_rx, task })
+    }
+
+    /// The next event; `None` once the member stopped.
+    pub async fn next_event(&mut self) -> Option<MemberEvent> {
+        self.events.recv().await
+    }
+
+    /// Sends a chat message to the group.
+    pub async fn chat(&self, text: &str) {
+        let _ = self.commands.send(Command::Chat(text.to_string())).await;
+    }
+
+    /// Leaves the group (the key server rekeys the rest), leaves the room
+    /// and stops; [`MemberEvent::Left`] is the last event.
+    pub async fn leave(self) -> Vec<MemberEvent> {
+        let mut rest = Vec::new();
+        let _ = self.commands.send(Command::Leave).await;
+        let mut events = self.events;
+        while let Some(ev) = events.recv().await {
+            rest.push(ev);
+        }
+        let _ = self.task.await;
+        rest
+    }
+}
+
+async fn wait_online(xmpp: &mut Client) -> Result<(), MemberError> {
+    loop {
+        match xmpp.next_event().await {
+            Some(ClientEvent::Online { .. }) => return Ok(()),
+            Some(ClientEvent::Stopped { error }) => {
+                return Err(MemberError::Xmpp(error.unwrap_or_else(|| "stopped".into())));
+            }
+            Some(_) => {}
+            None => return Err(MemberError::Xmpp("client ended".into())),
+        }
+    }
+}
+
+/// Waits for an occupant whose presence carries the group's parameters.
+async fn params_from_room(xmpp: &mut Client, cfg: &MemberConfig) -> Result<GroupParams, MemberError> {
+    let found = |payload: &Option<crate::xmpp::element::Element>| match payload.as_ref().map(Payload::parse) {
+        Some(Ok(Payload::Group(p))) => Some(p),
+        _ => None,
+    };
+    let deadline = tokio::time::Instant::now() + cfg.params_timeout;
+    loop {
+        let ev = tokio::time::timeout_at(deadline, xmpp.next_event())
+            .await
+            .map_err(|_| MemberError::NoParams(cfg.room.to_string()))?;
+        match ev {
+            Some(ClientEvent::Room { event: RoomEvent::Joined { occupants, .. }, .. }) => {
+                if let Some(p) = occupants.iter().find_map(|o| found(&o.payload)) {
+                    return Ok(p);
+                }
+            }
+            Some(ClientEvent::Room { event: RoomEvent::OccupantJoined(o) | RoomEvent::OccupantChanged(o), .. }) => {
+                if let Some(p) = found(&o.payload) {
+                    return Ok(p);
+                }
+            }
+            Some(ClientEvent::Stopped { error }) => {
+                return Err(MemberError::Xmpp(error.unwrap_or_else(|| "stopped".into())));
+            }
+            Some(_) => {}
+            None => return Err(MemberError::Xmpp("client ended".into())),
+        }
+    }
+}
+
+/// What the receiver task tells the member task.
+enum FromReceiver {
+    Chat(Vec<u8>, u32),
+    Epoch(u32, lsim_keymgmt::key::SecretKey),
+    NeedsResync,
+}
+
+/// The member's two transport drivers and the keys they share.
+struct Transport {
+    sender: Handle<Sender<GroupSeal>>,
+    receiver: Handle<Receiver<GroupSeal>>,
+    keys: Arc<Mutex<GroupKeys>>,
+    /// Our copy of the epochs, for chat sealed through the room.
+    seal: GroupSeal,
+    from_receiver: mpsc::UnboundedReceiver<FromReceiver>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Transport {
+    fn start(
+        cfg: &MemberConfig,
+        params: &GroupParams,
+        node: u32,
+        keys: GroupKeys,
+        server: &ed25519_dalek::VerifyingKey,
+        events: mpsc::Sender<MemberEvent>,
+    ) -> Result<Transport, MemberError> {
+        let SocketAddr::V4(group) = params.group else {
+            return Err(MemberError::Params(format!("{} is not an IPv4 multicast address", params.group)));
+        };
+        let mc = MulticastConfig {
+            group: SocketAddrV4::new(*group.ip(), group.port()),
+            interface: cfg.interface,
+            ttl: cfg.ttl,
+            loopback: cfg.loopback,
+            recv_buffer: 4 << 20,
+            send_buffer: 1 << 20,
+        };
+        let session = keys.keys.group();
+        let seal = || keys.seal().ok_or_else(|| MemberError::Params("no group key".into()));
+        let own_seal = seal()?;
+        let open = |mc: &MulticastConfig| MulticastSocket::open(mc).map_err(|e| MemberError::Multicast(e.to_string()));
+
+        let scfg =
+            SenderConfig { session, node, rate: cfg.rate, first_seq: wall_clock_seq(), ..SenderConfig::default() };
+        let sender = Sender::new(scfg, seal()?).map_err(|e| MemberError::Multicast(e.to_string()))?;
+        let mut sdriver = Driver::new(sender, open(&mc)?, DriverConfig::default());
+        let sender = sdriver.handle();
+
+        let rcfg = ReceiverConfig {
+            session,
+            node: node | RECEIVER_NODE_BIT,
+            seed: u64::from(node),
+            accept_backlog: false,
+            first_seq: wall_clock_seq(),
+            ..ReceiverConfig::default()
+        };
+        let dcfg = DriverConfig {
+            simulated_loss: cfg.simulated_loss,
+            seed: u64::from(node) ^ 0x5eed,
+            ..DriverConfig::default()
+        };
+        let mut rdriver = Driver::new(Receiver::new(rcfg, seal()?), open(&mc)?, dcfg);
+        let receiver = rdriver.handle();
+        let keys = Arc::new(Mutex::new(keys));
+        let (tx, from_receiver) = mpsc::unbounded_channel();
+        let rkeys = keys.clone();
+        let server = *server;
+        let rtask = tokio::spawn(async move {
+            let mut partial: HashMap<(u32, u32), (ObjectKind, Vec<u8>)> = HashMap::new();
+            let result = rdriver
+                .run(|core: &mut Receiver<GroupSeal>, e| {
+                    on_receiver_event(core, e, &mut partial, &rkeys, &server, node, &tx);
+                    if tx.is_closed() { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+                })
+                .await;
+            if let Err(e) = result {
+                let _ = events.send(MemberEvent::Error(format!("receiver stopped: {e}"))).await;
+            }
+        });
+        let stask = tokio::spawn(async move {
+            let _ = sdriver.run(|_, _| ControlFlow::<()>::Continue(())).await;
+        });
+        Ok(Transport { sender, receiver, keys, seal: own_seal, from_receiver, tasks: vec![rtask, stask] })
+    }
+
+    /// Installs a new epoch everywhere but the receiver (which did it).
+    fn install(&mut self, epoch: u32, key: &lsim_keymgmt::key::SecretKey) {
+        let _ = self.seal.install(epoch, key);
+        let key = key.clone();
+        self.sender.with(move |s| {
+            let _ = s.seal_mut().install(epoch, &key);
+        });
+    }
+
+    fn stop(self) {
+        self.sender.stop();
+        self.receiver.stop();
+        for t in self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// Chat objects larger than this are not chat.
+const MAX_CHAT_OBJECT: u64 = super::chat::MAX_ENCODED as u64;
+
+fn on_receiver_event(
+    core: &mut Receiver<GroupSeal>,
+    e: ReceiverEvent,
+    partial: &mut HashMap<(u32, u32), (ObjectKind, Vec<u8>)>,
+    keys: &Mutex<GroupKeys>,
+    server: &ed25519_dalek::VerifyingKey,
+    own_node: u32,
+    tx: &mpsc::UnboundedSender<FromReceiver>,
+) {
+    match e {
+        ReceiverEvent::ObjectStarted { sender, object, kind, len } => {
+            let wanted = match kind {
+                ObjectKind::Rekey => sender == KEY_SERVER_NODE && len <= MAX_REKEY,
+                ObjectKind::Chat => len <= MAX_CHAT_OBJECT,
+                _ => false,
+            };
+            if wanted {
+                partial.insert((sender, object), (kind, Vec::with_capacity(len as usize)));
+            }
+        }
+        ReceiverEvent::ObjectData { sender, object, data, .. } => {
+            if let Some((_, b)) = partial.get_mut(&(sender, object)) {
+                b.extend_from_slice(&data);
+            }
+        }
+        ReceiverEvent::ObjectComplete { sender, object } => {
+            let Some((kind, bytes)) = partial.remove(&(sender, object)) else { return };
+            if kind == ObjectKind::Chat {
+                let _ = tx.send(FromReceiver::Chat(bytes, sender));
+                return;
+            }
+            let Ok(mut keys) = keys.lock() else { return };
+            match keys.keys.apply(&bytes, server) {
+                Ok(applied) => {
+                    if let Some(k) = keys.keys.group_key().cloned() {
+                        let _ = core.seal_mut().install(applied.epoch, &k);
+                        let _ = tx.send(FromReceiver::Epoch(applied.epoch, k));
+                    }
+                }
+                Err(RekeyError::Gap { .. }) => {
+                    let _ = tx.send(FromReceiver::NeedsResync);
+                }
+                // Rekeys from before our join, replays: nothing to do.
+                Err(_) => {}
+            }
+        }
+        ReceiverEvent::ObjectLost { sender, object } => {
+            partial.remove(&(sender, object));
+        }
+        ReceiverEvent::EpochAhead { sender, .. } => {
+            if sender != own_node {
+                let _ = tx.send(FromReceiver::NeedsResync);
+            }
+        }
+    }
+}
+
+async fn run(
+    cfg: MemberConfig,
+    mut xmpp: Client,
+    registration: Registration,
+    mut transport: Transport,
+    mut commands: mpsc::Receiver<Command>,
+    events: mpsc::Sender<MemberEvent>,
+) {
+    let mut dedup = Dedup::new(4096);
+    let mut last_resync = tokio::time::Instant::now() - Duration::from_secs(60);
+    loop {
+        tokio::select! {
+            cmd = commands.recv() => match cmd {
+                Some(Command::Chat(text)) => {
+                    let msg = ChatMessage::new(&cfg.nick, &text);
+                    dedup.first_time(msg.id);
+                    let via = match cfg.chat_via {
+                        ChatVia::Multicast => Via::Multicast,
+                        ChatVia::Xmpp => Via::Xmpp,
+                    };
+                    let _ = events.send(chat_event(&msg, via)).await;
+                    if let Some(payload) = send_chat(&cfg, &transport, &msg) {
+                        xmpp.send_group(&cfg.room, None, Some(payload)).await;
+                    }
+                }
+                None | Some(Command::Leave) => {
+                    let epoch = registration.leave(&cfg.group).await;
+                    xmpp.leave(cfg.room.clone()).await;
+                    xmpp.stop().await;
+                    transport.stop();
+                    match epoch {
+                        Ok(epoch) => { let _ = events.send(MemberEvent::Left { epoch }).await; }
+                        Err(e) => { let _ = events.send(MemberEvent::Error(format!("leave: {e}"))).await; }
+                    }
+                    return;
+                }
+            },
+            Some(msg) = transport.from_receiver.recv() => match msg {
+                FromReceiver::Chat(bytes, sender) => match ChatMessage::decode(&bytes) {
+                    Ok(m) => {
+                        if dedup.first_time(m.id) {
+                            let _ = events.send(chat_event(&m, Via::Multicast)).await;
+                        }
+                    }
+                    Err(e) => {
+                        let why = e.to_string();
+                        let _ = events.send(MemberEvent::Unreadable { from: format!("node {sender}"), via: Via::Multicast, why }).await;
+                    }
+                },
+                FromReceiver::Epoch(epoch, key) => {
+                    transport.install(epoch, &key);
+                    let _ = events.send(MemberEvent::Epoch(epoch)).await;
+                }
+                FromReceiver::NeedsResync => {
+                    // Epoch claims are not authenticated: at most one
+                    // resync every few seconds.
+                    if last_resync.elapsed() < Duration::from_secs(3) {
+                        continue;
+                    }
+                    last_resync = tokio::time::Instant::now();
+                    match registration.resync(&cfg.group).await {
+                        Ok(fresh) => {
+                            let (epoch, key) = (fresh.keys.epoch(), fresh.keys.group_key().cloned());
+                            if let (Some(epoch), Some(key)) = (epoch, key) {
+                                transport.install(epoch, &key);
+                                transport.receiver.with({
+                                    let key = key.clone();
+                                    move |r| { let _ = r.seal_mut().install(epoch, &key); }
+                                });
+                                if let Ok(mut k) = transport.keys.lock() {
+                                    *k = fresh;
+                                }
+                                let _ = events.send(MemberEvent::Epoch(epoch)).await;
+                            }
+                        }
+                        Err(e) => { let _ = events.send(MemberEvent::Error(format!("resync: {e}"))).await; }
+                    }
+                }
+            },
+            ev = xmpp.next_event() => match ev {
+                Some(ClientEvent::Room { event, .. }) => {
+                    if let Some(ev) = on_room_event(event, &mut dedup, &transport.seal) {
+                        let _ = events.send(ev).await;
+                    }
+                }
+                Some(ClientEvent::Offline { error, .. }) => { let _ = events.send(MemberEvent::XmppOffline(error)).await; }
+                Some(ClientEvent::Online { .. }) => { let _ = events.send(MemberEvent::XmppOnline).await; }
+                Some(_) => {}
+                // The XMPP task ended (fatal error): multicast goes on.
+                None => std::future::pending::<()>().await,
+            },
+        }
+    }
+}
+
+fn chat_event(m: &ChatMessage, via: Via) -> MemberEvent {
+    MemberEvent::Chat { id: m.id_hex(), from: m.from.clone(), sent_ms: m.sent_ms, text: m.text.clone(), via }
+}
+
+/// Queues `msg` on the multicast sender, or returns the room payload to
+/// send for chat through XMPP.
+fn send_chat(cfg: &MemberConfig, transport: &Transport, msg: &ChatMessage) -> Option<Element> {
+    let bytes = msg.encode();
+    match cfg.chat_via {
+        ChatVia::Multicast => {
+            transport.sender.with(move |s| {
+                let _ = s.send_bytes(ObjectKind::Chat, bytes);
+            });
+            None
+        }
+        ChatVia::Xmpp => {
+            let sealed = transport.seal.encrypt_message(CHAT_AAD, &bytes).ok()?;
+            let epoch = transport.seal.epochs().last().unwrap_or(0);
+            Some(Payload::Chat(SealedChat { id: msg.id_hex(), epoch: u64::from(epoch), sealed }).to_element())
+        }
+    }
+}
+
+fn on_room_event(event: RoomEvent, dedup: &mut Dedup, seal: &GroupSeal) -> Option<MemberEvent> {
+    Some(match event {
+        RoomEvent::OccupantJoined(o) => MemberEvent::PresenceIn(o.nick),
+        RoomEvent::OccupantLeft { nick } => MemberEvent::PresenceOut(nick),
+        RoomEvent::Message { nick, message, .. } => {
+            let from = nick.unwrap_or_default();
+            let Some(Ok(Payload::Chat(chat))) = message.payload.as_ref().map(Payload::parse) else { return None };
+            match seal.decrypt_message(CHAT_AAD, &chat.sealed).map(|b| ChatMessage::decode(&b)) {
+                Ok(Ok(m)) => {
+                    if !dedup.first_time(m.id) {
+                        return None;
+                    }
+                    chat_event(&m, Via::Xmpp)
+                }
+                Ok(Err(e)) => MemberEvent::Unreadable { from, via: Via::Xmpp, why: e.to_string() },
+                Err(e) => MemberEvent::Unreadable { from, via: Via::Xmpp, why: format!("cannot decrypt: {e}") },
+            }
+        }
+        _ => return None,
+    })
+}
