@@ -3,9 +3,7 @@
 //! Standalone file transfer over encrypted multicast (`keygen`, `send`,
 //! `recv`); the group commands (server, chat, demo) come with the group client.
 
-mod envelope;
 mod keyfile;
-mod landing;
 
 use std::fs::File;
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -27,9 +25,9 @@ use lsim_transport::{Receiver, ReceiverConfig, ReceiverEvent, Sender, SenderConf
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::envelope::{Incoming, Outgoing};
+use lsim_im::group::envelope::{Incoming, Outgoing};
 use crate::keyfile::KeyFile;
-use crate::landing::Landing;
+use lsim_im::group::landing::Landing;
 
 #[derive(Parser)]
 #[command(name = "lsim", version, about = "Secure group communication over reliable multicast")]

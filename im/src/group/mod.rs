@@ -1,10 +1,13 @@
 //! The group client: what ties XMPP control, the group keys and the
 //! multicast transport into chat and file sharing for a team.
 //!
-//! Owns the group-level formats and behaviour (chat messages and their
-//! deduplication so far). It must not reimplement the transport, the key
+//! Owns the group-level formats and behaviour: chat messages and their
+//! deduplication, the file envelope and where received files land, and
+//! the running member. It must not reimplement the transport, the key
 //! tree or XMPP: it composes `lsim-transport`, `lsim-keymgmt` and
 //! [`crate::xmpp`].
 
 pub mod chat;
+pub mod envelope;
+pub mod landing;
 pub mod member;
