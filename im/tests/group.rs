@@ -11,7 +11,7 @@ mod scenario;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
 
-use lsim_im::group::member::{ChatVia, Member, MemberConfig, MemberEvent, Via};
+use lsim_im::group::member::{ChatVia, Member, MemberConfig, MemberEvent, Opener, Via};
 use lsim_im::xmpp::client::{Client, ClientEvent};
 use lsim_im::xmpp::payload::{GroupParams, Payload};
 use lsim_im::xmpp::room::RoomEvent;
@@ -34,6 +34,9 @@ async fn next(member: &mut Member, what: &str, pred: impl Fn(&MemberEvent) -> bo
             .await
             .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
             .unwrap_or_else(|| panic!("member ended while waiting for {what}"));
+        if std::env::var("LSIM_DEBUG").is_ok() {
+            eprintln!("{what}: {ev:?}");
+        }
         if pred(&ev) {
             return ev;
         }
@@ -61,8 +64,8 @@ async fn key_server(target: &Target, test: u8) -> (KeyServer, Client) {
         epoch: 0,
     };
     // The key server's XMPP presence carries the parameters (it logs in as
-    // a user of its own; carol's account serves here).
-    let mut announcer = Client::spawn(target.config("carol", "carol-pw"));
+    // a user of its own; dave's account serves here).
+    let mut announcer = Client::spawn(target.config("dave", "dave-pw"));
     announcer.join(target.room(), "keyserver", 0).await;
     wait_for(&mut announcer, "announcer joined", |e| {
         matches!(e, ClientEvent::Room { event: RoomEvent::Joined { .. }, .. })
@@ -75,15 +78,29 @@ async fn key_server(target: &Target, test: u8) -> (KeyServer, Client) {
 async fn three_members(target: &Target) {
     let (ks, _announcer) = key_server(target, 1).await;
     let mut members = Vec::new();
-    for (i, (user, pw)) in USERS.iter().take(2).enumerate() {
+    let base = std::env::temp_dir().join(format!("lsim-group-files-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    for (i, (user, pw)) in USERS.iter().take(3).enumerate() {
         let mut cfg = MemberConfig::new(target.config(user, pw), target.room(), user);
-        cfg.chat_via = if i == 0 { ChatVia::Multicast } else { ChatVia::Xmpp };
+        cfg.chat_via = if i == 1 { ChatVia::Xmpp } else { ChatVia::Multicast };
+        cfg.download_dir = base.join(user);
+        std::fs::create_dir_all(&cfg.download_dir).unwrap();
+        // The viewer hook: appends the opened path to a log per member.
+        let log = base.join(format!("{user}.opened"));
+        cfg.opener = Opener::Command(vec!["sh".into(), "-c".into(), format!("echo \"$0\" >> {}", log.display())]);
+        cfg.simulated_loss = 0.10;
+        cfg.rate = 40_000_000;
         let mut m = Member::start(cfg).await.unwrap();
         next(&mut m, "joined", |e| matches!(e, MemberEvent::Joined { .. })).await;
         members.push(m);
     }
     let (epoch, _) = ks.group_state("lsim").await.unwrap();
-    assert!(epoch >= 2, "each join moved the epoch: {epoch}");
+    assert!(epoch >= 3, "each join moved the epoch: {epoch}");
+    // Everyone at the last join's epoch before talking: a message sealed
+    // under an older epoch is (rightly) unreadable for the newest member.
+    for m in members.iter_mut().take(2) {
+        next(m, "latest epoch", |e| matches!(e, MemberEvent::Epoch(n) if *n == epoch)).await;
+    }
 
     // alice chats on multicast, bob through the room: both arrive at both,
     // once each.
@@ -106,7 +123,34 @@ async fn three_members(target: &Target) {
         assert!(!matches!(ev, MemberEvent::Chat { .. }), "duplicate chat: {ev:?}");
     }
 
+    // A 20 MiB file from alice, at 10 % loss at every receiver: bit-exact
+    // at bob and carol, opened once each.
+    let content: Vec<u8> = (0..20u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let file = base.join("survey.bin");
+    std::fs::write(&file, &content).unwrap();
+    members[0].send_file(&file).await;
+    next(&mut members[0], "file sent", |e| matches!(e, MemberEvent::FileSent { .. })).await;
+    for (m, user) in members.iter_mut().zip(["alice", "bob", "carol"]).skip(1) {
+        let ev = next(m, "file received", |e| {
+            matches!(e, MemberEvent::FileReceived { .. } | MemberEvent::FileFailed { .. })
+        })
+        .await;
+        let MemberEvent::FileReceived { path, size, name, .. } = ev else { panic!("{user}: {ev:?}") };
+        assert_eq!((name.as_str(), size), ("survey.bin", content.len() as u64));
+        assert_eq!(path, base.join(user).join("survey.bin"));
+        assert!(std::fs::read(&path).unwrap() == content, "{user}: bytes differ");
+        next(m, "opened", |e| matches!(e, MemberEvent::FileOpened { .. })).await;
+    }
+    // The hook is a separate process: give it a moment to write.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for user in ["bob", "carol"] {
+        let log = std::fs::read_to_string(base.join(format!("{user}.opened"))).unwrap();
+        assert_eq!(log.lines().collect::<Vec<_>>(), [base.join(user).join("survey.bin").display().to_string()]);
+    }
+    assert!(!base.join("alice.opened").exists(), "the sender does not open its own file");
+
     // bob leaves: alice moves to a newer epoch, and chat still flows.
+    let carol = members.pop().unwrap();
     let bob = members.pop().unwrap();
     let rest = bob.leave().await;
     let left = rest.iter().find_map(|e| match e {
@@ -119,7 +163,10 @@ async fn three_members(target: &Target) {
     alice.chat("after bob left").await;
     let ev = next(alice, "own chat", is_chat("after bob left")).await;
     assert!(matches!(ev, MemberEvent::Chat { via: Via::Multicast, .. }));
+    let mut carol = carol;
+    next(&mut carol, "chat after bob left", is_chat("after bob left")).await;
     ks.close();
+    let _ = std::fs::remove_dir_all(&base);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -16,6 +16,7 @@
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -25,16 +26,19 @@ use lsim_keymgmt::server::KEY_SERVER_NODE;
 use lsim_keymgmt::suite::GroupSeal;
 use lsim_transport::net::driver::wall_clock_seq;
 use lsim_transport::net::{Driver, DriverConfig, Handle, MulticastConfig, MulticastSocket};
+use lsim_transport::source::FileSource;
 use lsim_transport::wire::ObjectKind;
-use lsim_transport::{Receiver, ReceiverConfig, ReceiverEvent, Sender, SenderConfig};
+use lsim_transport::{Receiver, ReceiverConfig, ReceiverEvent, Sender, SenderConfig, SenderEvent};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::chat::{ChatMessage, Dedup};
+use super::envelope::Outgoing;
+use super::inbox::{Inbox, InboxEvent};
 use crate::xmpp::client::{Client, ClientConfig, ClientEvent};
 use crate::xmpp::element::Element;
 use crate::xmpp::jid::Jid;
-use crate::xmpp::payload::{GroupParams, MemberStatus, Payload, SealedChat};
+use crate::xmpp::payload::{FileOffer, GroupParams, MemberStatus, Payload, SealedChat};
 use crate::xmpp::room::RoomEvent;
 
 /// The top bit of a receiver's node id (see the module doc).
@@ -79,6 +83,32 @@ pub struct MemberConfig {
     pub rate: u64,
     /// Which way our chat goes.
     pub chat_via: ChatVia,
+    /// Where received files land.
+    pub download_dir: PathBuf,
+    /// What opens a received file ("remote display").
+    pub opener: Opener,
+}
+
+/// What opens a received file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Opener {
+    /// Nothing: files are only saved.
+    Never,
+    /// The system's opener (`xdg-open`), if installed.
+    System,
+    /// This command, with the file's path as its last argument.
+    Command(Vec<String>),
+}
+
+impl Opener {
+    fn command(&self) -> Option<Vec<String>> {
+        match self {
+            Opener::Never => None,
+            Opener::System => Some(vec!["xdg-open".to_string()]),
+            Opener::Command(c) if !c.is_empty() => Some(c.clone()),
+            Opener::Command(_) => None,
+        }
+    }
 }
 
 impl MemberConfig {
@@ -98,6 +128,8 @@ impl MemberConfig {
             simulated_loss: 0.0,
             rate: 1_000_000,
             chat_via: ChatVia::Multicast,
+            download_dir: PathBuf::from("."),
+            opener: Opener::System,
         }
     }
 }
@@ -167,6 +199,66 @@ pub enum MemberEvent {
         /// Why.
         why: String,
     },
+    /// A member announced a file in the room.
+    FileOffered {
+        /// Who (nick).
+        from: String,
+        /// The offer.
+        offer: FileOffer,
+    },
+    /// We started streaming a file: transport object `object`.
+    FileSending {
+        /// The file.
+        path: PathBuf,
+        /// Transport object id.
+        object: u32,
+    },
+    /// Every source symbol of our file went out (repairs may follow).
+    FileSent {
+        /// Transport object id.
+        object: u32,
+    },
+    /// We could not send a file.
+    FileNotSent {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        why: String,
+    },
+    /// A file is arriving; reported at most every 5 %.
+    FileProgress {
+        /// Sending node.
+        sender: u32,
+        /// Transport object id.
+        object: u32,
+        /// Bytes so far.
+        got: u64,
+        /// Of this many.
+        len: u64,
+    },
+    /// A file arrived, verified, under its final name.
+    FileReceived {
+        /// Sending node.
+        sender: u32,
+        /// The name the sender gave.
+        name: String,
+        /// Size in bytes.
+        size: u64,
+        /// Where it is.
+        path: PathBuf,
+    },
+    /// A file will not arrive; nothing was left under a final name.
+    FileFailed {
+        /// Sending node.
+        sender: u32,
+        /// Why.
+        why: String,
+    },
+    /// The opener was started on a received file.
+    FileOpened {
+        /// The file.
+        path: PathBuf,
+    },
     /// Someone is in the room.
     PresenceIn(String),
     /// Someone left the room.
@@ -186,6 +278,7 @@ pub enum MemberEvent {
 
 enum Command {
     Chat(String),
+    File(PathBuf),
     Leave,
 }
 
@@ -225,6 +318,11 @@ impl Member {
     /// The next event; `None` once the member stopped.
     pub async fn next_event(&mut self) -> Option<MemberEvent> {
         self.events.recv().await
+    }
+
+    /// Streams a file to the group (announced in the room first).
+    pub async fn send_file(&self, path: &Path) {
+        let _ = self.commands.send(Command::File(path.to_path_buf())).await;
     }
 
     /// Sends a chat message to the group.
@@ -295,6 +393,8 @@ enum FromReceiver {
     Chat(Vec<u8>, u32),
     Epoch(u32, lsim_keymgmt::key::SecretKey),
     NeedsResync,
+    File(InboxEvent),
+    Sent(u32),
 }
 
 /// The member's two transport drivers and the keys they share.
@@ -306,6 +406,7 @@ struct Transport {
     seal: GroupSeal,
     from_receiver: mpsc::UnboundedReceiver<FromReceiver>,
     tasks: Vec<JoinHandle<()>>,
+    node: u32,
 }
 
 impl Transport {
@@ -357,11 +458,21 @@ impl Transport {
         let keys = Arc::new(Mutex::new(keys));
         let (tx, from_receiver) = mpsc::unbounded_channel();
         let rkeys = keys.clone();
+        let download_dir = cfg.download_dir.clone();
+        let stx = tx.clone();
         let server = *server;
         let rtask = tokio::spawn(async move {
             let mut partial: HashMap<(u32, u32), (ObjectKind, Vec<u8>)> = HashMap::new();
+            let mut inbox = Inbox::new(&download_dir, false);
             let result = rdriver
                 .run(|core: &mut Receiver<GroupSeal>, e| {
+                    // Our own objects come back on loopback: already shown.
+                    if event_sender(&e) == node {
+                        return ControlFlow::Continue(());
+                    }
+                    if let Some(ev) = inbox.handle(&e) {
+                        let _ = tx.send(FromReceiver::File(ev));
+                    }
                     on_receiver_event(core, e, &mut partial, &rkeys, &server, node, &tx);
                     if tx.is_closed() { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
                 })
@@ -371,9 +482,16 @@ impl Transport {
             }
         });
         let stask = tokio::spawn(async move {
-            let _ = sdriver.run(|_, _| ControlFlow::<()>::Continue(())).await;
+            let _ = sdriver
+                .run(|_, e| {
+                    if let SenderEvent::ObjectSent(object) = e {
+                        let _ = stx.send(FromReceiver::Sent(object));
+                    }
+                    ControlFlow::<()>::Continue(())
+                })
+                .await;
         });
-        Ok(Transport { sender, receiver, keys, seal: own_seal, from_receiver, tasks: vec![rtask, stask] })
+        Ok(Transport { sender, receiver, keys, seal: own_seal, from_receiver, tasks: vec![rtask, stask], node })
     }
 
     /// Installs a new epoch everywhere but the receiver (which did it).
@@ -391,6 +509,16 @@ impl Transport {
         for t in self.tasks {
             t.abort();
         }
+    }
+}
+
+fn event_sender(e: &ReceiverEvent) -> u32 {
+    match *e {
+        ReceiverEvent::ObjectStarted { sender, .. }
+        | ReceiverEvent::ObjectData { sender, .. }
+        | ReceiverEvent::ObjectComplete { sender, .. }
+        | ReceiverEvent::ObjectLost { sender, .. }
+        | ReceiverEvent::EpochAhead { sender, .. } => sender,
     }
 }
 
@@ -463,6 +591,9 @@ async fn run(
     events: mpsc::Sender<MemberEvent>,
 ) {
     let mut dedup = Dedup::new(4096);
+    let mut sent_files = std::collections::HashSet::new();
+    let mut progress: HashMap<(u32, u32), u64> = HashMap::new();
+    let node = transport.node;
     let mut last_resync = tokio::time::Instant::now() - Duration::from_secs(60);
     loop {
         tokio::select! {
@@ -477,6 +608,16 @@ async fn run(
                     let _ = events.send(chat_event(&msg, via)).await;
                     if let Some(payload) = send_chat(&cfg, &transport, &msg) {
                         xmpp.send_group(&cfg.room, None, Some(payload)).await;
+                    }
+                }
+                Some(Command::File(path)) => {
+                    match send_file(&transport.sender.clone(), &path, node).await {
+                        Ok((object, offer)) => {
+                            sent_files.insert(object);
+                            xmpp.send_group(&cfg.room, Some(&format!("sending file {}", offer.name)), Some(Payload::File(offer).to_element())).await;
+                            let _ = events.send(MemberEvent::FileSending { path, object }).await;
+                        }
+                        Err(why) => { let _ = events.send(MemberEvent::FileNotSent { path, why }).await; }
                     }
                 }
                 None | Some(Command::Leave) => {
@@ -503,6 +644,16 @@ async fn run(
                         let _ = events.send(MemberEvent::Unreadable { from: format!("node {sender}"), via: Via::Multicast, why }).await;
                     }
                 },
+                FromReceiver::Sent(object) => {
+                    if sent_files.remove(&object) {
+                        let _ = events.send(MemberEvent::FileSent { object }).await;
+                    }
+                }
+                FromReceiver::File(ev) => {
+                    for out in on_file_event(ev, &cfg.opener, &mut progress) {
+                        let _ = events.send(out).await;
+                    }
+                }
                 FromReceiver::Epoch(epoch, key) => {
                     transport.install(epoch, &key);
                     let _ = events.send(MemberEvent::Epoch(epoch)).await;
@@ -578,7 +729,11 @@ fn on_room_event(event: RoomEvent, dedup: &mut Dedup, seal: &GroupSeal) -> Optio
         RoomEvent::OccupantLeft { nick } => MemberEvent::PresenceOut(nick),
         RoomEvent::Message { nick, message, .. } => {
             let from = nick.unwrap_or_default();
-            let Some(Ok(Payload::Chat(chat))) = message.payload.as_ref().map(Payload::parse) else { return None };
+            let chat = match message.payload.as_ref().map(Payload::parse) {
+                Some(Ok(Payload::Chat(chat))) => chat,
+                Some(Ok(Payload::File(offer))) => return Some(MemberEvent::FileOffered { from, offer }),
+                _ => return None,
+            };
             match seal.decrypt_message(CHAT_AAD, &chat.sealed).map(|b| ChatMessage::decode(&b)) {
                 Ok(Ok(m)) => {
                     if !dedup.first_time(m.id) {
@@ -592,4 +747,74 @@ fn on_room_event(event: RoomEvent, dedup: &mut Dedup, seal: &GroupSeal) -> Optio
         }
         _ => return None,
     })
+}
+
+/// Queues `path` on the sender; returns its object id and the offer to
+/// announce.
+async fn send_file(sender: &Handle<Sender<GroupSeal>>, path: &Path, node: u32) -> Result<(u32, FileOffer), String> {
+    let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let source = FileSource::new(file).map_err(|e| format!("{}: {e}", path.display()))?;
+    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| "file".into());
+    let size = lsim_transport::source::ObjectSource::len(&source);
+    let outgoing = Outgoing::new(&name, source);
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    sender.with(move |s| {
+        let _ = tx.send(s.send(ObjectKind::File, Box::new(outgoing)).map_err(|e| e.to_string()));
+    });
+    let object = rx.await.map_err(|_| "the sender stopped".to_string())??;
+    let offer =
+        FileOffer { id: format!("{node:08x}-{object}"), name, size, sha256: None, node, object: u64::from(object) };
+    Ok((object, offer))
+}
+
+/// Turns a file event into member events, throttling progress to 5 %
+/// steps and starting the opener on arrival.
+fn on_file_event(ev: InboxEvent, opener: &Opener, progress: &mut HashMap<(u32, u32), u64>) -> Vec<MemberEvent> {
+    match ev {
+        InboxEvent::Started { sender, object, len } => {
+            progress.insert((sender, object), 0);
+            vec![MemberEvent::FileProgress { sender, object, got: 0, len }]
+        }
+        InboxEvent::Progress { sender, object, got, len } => {
+            let step = (got.saturating_mul(20)) / len.max(1);
+            match progress.get_mut(&(sender, object)) {
+                Some(last) if step > *last => {
+                    *last = step;
+                    vec![MemberEvent::FileProgress { sender, object, got, len }]
+                }
+                _ => Vec::new(),
+            }
+        }
+        InboxEvent::Received { sender, object, name, size, path } => {
+            progress.remove(&(sender, object));
+            let mut out = vec![MemberEvent::FileReceived { sender, name, size, path: path.clone() }];
+            if let Some(cmd) = opener.command() {
+                match open(&cmd, &path) {
+                    Ok(()) => out.push(MemberEvent::FileOpened { path }),
+                    Err(e) => out.push(MemberEvent::Error(format!("opening {}: {e}", path.display()))),
+                }
+            }
+            out
+        }
+        InboxEvent::Failed { sender, object, why } => {
+            progress.remove(&(sender, object));
+            vec![MemberEvent::FileFailed { sender, why }]
+        }
+    }
+}
+
+/// Starts `cmd path` without waiting for it (a task reaps it).
+fn open(cmd: &[String], path: &Path) -> std::io::Result<()> {
+    let Some((program, args)) = cmd.split_first() else { return Ok(()) };
+    let mut child = tokio::process::Command::new(program)
+        .args(args)
+        .arg(path)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    tokio::spawn(async move {
+        let _ = child.wait().await;
+    });
+    Ok(())
 }

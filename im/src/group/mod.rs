@@ -9,5 +9,6 @@
 
 pub mod chat;
 pub mod envelope;
+pub mod inbox;
 pub mod landing;
 pub mod member;

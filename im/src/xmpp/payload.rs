@@ -59,8 +59,9 @@ pub struct FileOffer {
     pub name: String,
     /// Size in bytes.
     pub size: u64,
-    /// SHA-256 of the content.
-    pub sha256: [u8; 32],
+    /// SHA-256 of the content, when the sender knows it up front (the
+    /// transport's envelope carries and checks it in any case).
+    pub sha256: Option<[u8; 32]>,
     /// The sender's transport node id.
     pub node: u32,
     /// The transport object id carrying it.
@@ -140,7 +141,10 @@ impl Payload {
                 id: text(e, "file", "id")?.to_string(),
                 name: text(e, "file", "name")?.to_string(),
                 size: parsed(e, "file", "size")?,
-                sha256: digest(e, "file", "sha256")?,
+                sha256: match e.get_attr("sha256") {
+                    Some(_) => Some(digest(e, "file", "sha256")?),
+                    None => None,
+                },
                 node: parsed(e, "file", "node")?,
                 object: parsed(e, "file", "object")?,
             })),
@@ -178,7 +182,7 @@ impl Payload {
                 .attr("id", f.id.as_str())
                 .attr("name", f.name.as_str())
                 .attr("size", f.size.to_string())
-                .attr("sha256", hex(&f.sha256))
+                .attr_opt("sha256", f.sha256.as_ref().map(hex))
                 .attr("node", f.node.to_string())
                 .attr("object", f.object.to_string()),
             Payload::Status(s) => Element::new("status", NS_LSIM)
@@ -211,7 +215,7 @@ mod tests {
                 id: "f1".into(),
                 name: "map <north> & \"south\".png".into(),
                 size: 195 * 1024,
-                sha256: [9; 32],
+                sha256: Some([9; 32]),
                 node: 0xdead,
                 object: 7,
             }),

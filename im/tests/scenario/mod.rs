@@ -13,7 +13,8 @@ use lsim_im::xmpp::sasl::Mechanism;
 use lsim_im::xmpp::tls::Trust;
 
 /// The users every test server has.
-pub const USERS: [(&str, &str); 3] = [("alice", "alice-pw"), ("bob", "bob-pw"), ("carol", "carol-pw")];
+pub const USERS: [(&str, &str); 4] =
+    [("alice", "alice-pw"), ("bob", "bob-pw"), ("carol", "carol-pw"), ("dave", "dave-pw")];
 
 /// Where the server is and how to trust it.
 pub struct Target {
