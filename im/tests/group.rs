@@ -9,15 +9,21 @@ mod common;
 mod scenario;
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use lsim_im::group::member::{ChatVia, Member, MemberConfig, MemberEvent, Opener, Via};
 use lsim_im::xmpp::client::{Client, ClientEvent};
 use lsim_im::xmpp::payload::{GroupParams, Payload};
 use lsim_im::xmpp::room::RoomEvent;
+use lsim_keymgmt::client::{Registration, follow_rekeys};
+use lsim_keymgmt::key::SecretKey;
 use lsim_keymgmt::server::{GroupConfig, KeyServer, ServerConfig};
-use lsim_keymgmt::suite::SuiteId;
+use lsim_keymgmt::suite::{GroupSeal, SuiteId};
 use lsim_keymgmt::users::Cost;
+use lsim_transport::net::{MulticastConfig, MulticastSocket};
+use lsim_transport::stats::Drop;
+use lsim_transport::{Receiver, ReceiverConfig, ReceiverEvent, Time};
 use scenario::{Target, USERS, wait_for};
 
 const CHEAP: Cost = Cost { memory_kib: 256, passes: 1, lanes: 1 };
@@ -75,7 +81,9 @@ async fn key_server(target: &Target, test: u8) -> (KeyServer, Client) {
     (ks, announcer)
 }
 
-async fn three_members(target: &Target) {
+/// The scenario; `outage(true)` stops the XMPP server, `outage(false)`
+/// starts it again.
+async fn three_members(target: &Target, outage: &mut dyn FnMut(bool)) {
     let (ks, _announcer) = key_server(target, 1).await;
     let mut members = Vec::new();
     let base = std::env::temp_dir().join(format!("lsim-group-files-{}", std::process::id()));
@@ -149,6 +157,33 @@ async fn three_members(target: &Target) {
     }
     assert!(!base.join("alice.opened").exists(), "the sender does not open its own file");
 
+    // The XMPP server goes away: chat and a file still get through on
+    // multicast; when it is back, members are back in the room.
+    outage(true);
+    for m in members.iter_mut() {
+        next(m, "xmpp offline", |e| matches!(e, MemberEvent::XmppOffline(_))).await;
+    }
+    members[2].chat("while the server is down").await;
+    let small = base.join("note.txt");
+    std::fs::write(&small, "grid 4417, two casualties").unwrap();
+    members[2].send_file(&small).await;
+    for m in members.iter_mut().take(2) {
+        next(m, "chat during outage", is_chat("while the server is down")).await;
+        let ev = next(
+            m,
+            "file during outage",
+            |e| matches!(e, MemberEvent::FileReceived { name, .. } if name == "note.txt"),
+        )
+        .await;
+        let MemberEvent::FileReceived { path, .. } = ev else { unreachable!() };
+        assert_eq!(std::fs::read_to_string(path).unwrap(), "grid 4417, two casualties");
+    }
+    outage(false);
+    for m in members.iter_mut() {
+        next(m, "xmpp back", |e| matches!(e, MemberEvent::XmppOnline)).await;
+        next(m, "back in the room", |e| matches!(e, MemberEvent::RoomJoined)).await;
+    }
+
     // bob leaves: alice moves to a newer epoch, and chat still flows.
     let carol = members.pop().unwrap();
     let bob = members.pop().unwrap();
@@ -171,7 +206,121 @@ async fn three_members(target: &Target) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn group_with_prosody() {
-    let Some(p) = common::Prosody::start("group", false, &USERS) else { return };
+    let Some(mut p) = common::Prosody::start("group", false, &USERS) else { return };
     let t = Target { addr: p.addr(), domain: "localhost".into(), trust: None, muc: "conference.localhost".into() };
-    three_members(&t).await;
+    three_members(&t, &mut |down| if down { p.stop() } else { p.resume() }).await;
+}
+
+/// Every datagram seen on the group since the test started.
+fn capture(group: SocketAddrV4) -> Arc<Mutex<Vec<Vec<u8>>>> {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let socket = MulticastSocket::open(&MulticastConfig::loopback(group)).unwrap();
+    let out = seen.clone();
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 65_536];
+        while let Ok((n, _)) = socket.socket().recv_from(&mut buf).await {
+            out.lock().unwrap().push(buf[..n].to_vec());
+        }
+    });
+    seen
+}
+
+/// What a receiver holding exactly `keys` (epoch, group key) gets out of
+/// `packets`: the bytes of every object it could deliver, and how many
+/// packets it could not open for want of the epoch's key.
+fn replay(session: u32, keys: &[(u32, SecretKey)], packets: &[Vec<u8>]) -> (Vec<u8>, u64) {
+    let (first, rest) = keys.split_first().unwrap();
+    let mut seal = GroupSeal::with_past_epochs(SuiteId::Aes256Gcm, 64, first.0, &first.1);
+    for (epoch, key) in rest {
+        seal.install(*epoch, key).unwrap();
+    }
+    let cfg = ReceiverConfig { session, node: 0x7777, accept_backlog: true, ..ReceiverConfig::default() };
+    let mut rx = Receiver::new(cfg, seal);
+    let mut delivered = Vec::new();
+    for (i, p) in packets.iter().enumerate() {
+        rx.handle_datagram(Time::from_micros(1_000 * i as u64), p);
+        while let Some(ev) = rx.poll_event() {
+            if let ReceiverEvent::ObjectData { data, .. } = ev {
+                delivered.extend_from_slice(&data);
+            }
+        }
+    }
+    (delivered, rx.stats().dropped(Drop::UnknownEpoch))
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// A member that leaves keeps every key it ever had: it still cannot read
+/// chat or files sent afterwards. A member that joins cannot read what was
+/// sent before. Checked on the datagrams themselves, captured off the group.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leaver_and_joiner_cannot_read_captured_packets() {
+    let Some(p) = common::Prosody::start("secrecy", false, &USERS) else { return };
+    let t = Target { addr: p.addr(), domain: "localhost".into(), trust: None, muc: "conference.localhost".into() };
+    let (ks, _announcer) = key_server(&t, 2).await;
+    for spy in ["eve", "frank"] {
+        ks.add_user(spy, "spy-pw", CHEAP).unwrap();
+    }
+    let captured = capture(group_addr(2));
+    let base = std::env::temp_dir().join(format!("lsim-secrecy-{}", std::process::id()));
+    std::fs::create_dir_all(&base).unwrap();
+    let mut cfg = MemberConfig::new(t.config("alice", "alice-pw"), t.room(), "alice");
+    cfg.download_dir = base.clone();
+    cfg.opener = Opener::Never;
+    let mut alice = Member::start(cfg).await.unwrap();
+    next(&mut alice, "joined", |e| matches!(e, MemberEvent::Joined { .. })).await;
+
+    // eve joins with the key server directly and keeps every key she gets.
+    let (addr, fp) = (ks.addr().unwrap(), ks.fingerprint());
+    let eve = Registration::login(addr, fp, "eve", "spy-pw").await.unwrap();
+    let eve_keys = eve.join("lsim").await.unwrap();
+    let session = eve_keys.keys.group();
+    let mut ever = vec![(eve_keys.keys.epoch().unwrap(), eve_keys.keys.group_key().unwrap().clone())];
+    let mc = MulticastConfig::loopback(group_addr(2));
+    let mut follower = follow_rekeys(&mc, 0x6000, eve_keys, *eve.server_key()).unwrap();
+    let joined_epoch = ever[0].0;
+    next(&mut alice, "eve's join", |e| matches!(e, MemberEvent::Epoch(n) if *n == joined_epoch)).await;
+    alice.chat("eve may read this").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    follower.handle.stop();
+    let _ = follower.epochs.changed().await;
+    let kept = follower.task.await.unwrap();
+    for epoch in kept.keys.epoch().into_iter() {
+        if epoch > joined_epoch {
+            ever.push((epoch, kept.keys.group_key_for(epoch).unwrap().clone()));
+        }
+    }
+    let left = eve.leave("lsim").await.unwrap();
+    next(&mut alice, "rekey after eve left", |e| matches!(e, MemberEvent::Epoch(n) if *n >= left)).await;
+    let mark = captured.lock().unwrap().len();
+    alice.chat("SECRET-CHAT after eve left").await;
+    let file = base.join("after.txt");
+    std::fs::write(&file, "SECRET-FILE after eve left").unwrap();
+    alice.send_file(&file).await;
+    next(&mut alice, "file sent", |e| matches!(e, MemberEvent::FileSent { .. })).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after: Vec<Vec<u8>> = captured.lock().unwrap()[mark..].to_vec();
+
+    // Control: the group's current key opens them.
+    let current = ks.group_key("lsim").await.unwrap();
+    let (bytes, _) = replay(session, &[(left, current.clone())], &after);
+    assert!(contains(&bytes, b"SECRET-CHAT") && contains(&bytes, b"SECRET-FILE"), "control replay must read them");
+    // eve, with everything she ever held, cannot.
+    let (bytes, unknown) = replay(session, &ever, &after);
+    assert!(!contains(&bytes, b"SECRET"), "the leaver read a secret");
+    assert!(unknown > 0, "the leaver saw the packets and could not open them");
+
+    // frank joins now: nothing sent before opens with his keys.
+    let before: Vec<Vec<u8>> = captured.lock().unwrap().clone();
+    let frank = Registration::login(addr, fp, "frank", "spy-pw").await.unwrap();
+    let frank_keys = frank.join("lsim").await.unwrap();
+    let frank_epoch = frank_keys.keys.epoch().unwrap();
+    assert!(frank_epoch > left);
+    let (bytes, unknown) = replay(session, &[(frank_epoch, frank_keys.keys.group_key().unwrap().clone())], &before);
+    assert!(!contains(&bytes, b"SECRET") && !contains(&bytes, b"eve may read"), "the joiner read the past");
+    assert!(unknown > 0);
+    ks.close();
+    let _ = std::fs::remove_dir_all(&base);
 }

@@ -267,6 +267,8 @@ pub enum MemberEvent {
     XmppOffline(String),
     /// XMPP is back.
     XmppOnline,
+    /// We are (again) in the room.
+    RoomJoined,
     /// Something failed (the member goes on where it can).
     Error(String),
     /// We left the group.
@@ -727,6 +729,7 @@ fn on_room_event(event: RoomEvent, dedup: &mut Dedup, seal: &GroupSeal) -> Optio
     Some(match event {
         RoomEvent::OccupantJoined(o) => MemberEvent::PresenceIn(o.nick),
         RoomEvent::OccupantLeft { nick } => MemberEvent::PresenceOut(nick),
+        RoomEvent::Joined { .. } => MemberEvent::RoomJoined,
         RoomEvent::Message { nick, message, .. } => {
             let from = nick.unwrap_or_default();
             let chat = match message.payload.as_ref().map(Payload::parse) {

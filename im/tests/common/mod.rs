@@ -170,6 +170,13 @@ Component "conference.localhost" "muc"
         self.run();
     }
 
+    /// Starts it again after [`Prosody::stop`].
+    pub fn resume(&mut self) {
+        if self.child.is_none() {
+            self.run();
+        }
+    }
+
     pub fn addr(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
