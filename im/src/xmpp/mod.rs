@@ -9,13 +9,16 @@
 
 pub mod client;
 pub mod element;
+pub mod hub;
 pub mod jid;
 pub mod payload;
 pub mod room;
 pub mod sasl;
+pub mod server;
 pub mod stanza;
 pub mod stream;
 pub mod tls;
+pub mod users;
 
 pub use element::{Element, Node};
 pub use stanza::{Iq, IqType, Message, MessageType, MucItem, MucUser, Presence, PresenceType, StanzaError};

@@ -1,0 +1,983 @@
+//! The embedded XMPP server's tokio driver: accepts client connections,
+//! runs each stream through its header checks, STARTTLS, SASL and
+//! resource binding, then feeds stanzas to the [`Hub`] and writes out what
+//! it answers.
+//!
+//! Owns sockets, tasks, timers and per-connection limits (connection
+//! count, authentication deadline, SASL failures, stanza rate, outgoing
+//! queue). It must not make routing or MUC decisions (the hub does) nor
+//! parse XML itself (`xmpp::stream` does, in its own task per stream).
+//!
+//! Bad input ends only the offending stream, with the RFC 6120 stream
+//! error its failure maps to; a client too slow to read its stanzas is
+//! closed rather than allowed to hold up anyone else.
+//!
+//! # Tasks
+//!
+//! Per connection: the connection task (negotiation, then reading
+//! stanzas into the hub), a parser task per stream ([`spawn_reader_until`]
+//! stops at every SASL or STARTTLS element so that the transport can be
+//! taken back for TLS or for the restarted stream) and, once bound, a
+//! writer task fed by a bounded queue.
+
+use std::collections::{HashMap, VecDeque};
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf, ReadHalf, WriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
+
+use super::element::Element;
+use super::hub::{Hub, NS_SESSION, NS_STANZAS, Output, SessionId, stanza_kind_error};
+use super::jid::Jid;
+use super::sasl::{self, Failure, Mechanism, ServerSasl, ServerStep};
+use super::stream::{
+    Limits, NS_CLIENT, NS_SASL, NS_STREAMS, NS_TLS, StreamEvent, StreamEvents, StreamHeader, spawn_reader,
+    spawn_reader_until, stream_error_xml,
+};
+use super::tls::{ServerIdentity, TlsError};
+use super::users::{UserError, UserStore, validate_name};
+
+/// Resource binding (RFC 6120 §7).
+pub const NS_BIND: &str = "urn:ietf:params:xml:ns:xmpp-bind";
+
+/// How the embedded server runs.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// The XMPP domain (`localhost` by default); rooms live on
+    /// `conference.<domain>`.
+    pub domain: String,
+    /// Where to accept client connections.
+    pub listen: SocketAddr,
+    /// Where the user store and the TLS certificate live.
+    pub data_dir: PathBuf,
+    /// Offer STARTTLS (the certificate is generated on first start).
+    pub tls: bool,
+    /// Refuse SASL until the stream is encrypted (needs `tls`).
+    pub require_tls: bool,
+    /// Offer PLAIN on unencrypted streams too.
+    pub allow_plain_unencrypted: bool,
+    /// Size and shape limits on what a client may send.
+    pub limits: Limits,
+    /// Connections open at once; more are refused with
+    /// `resource-constraint`.
+    pub max_connections: usize,
+    /// Time from accepting a connection to its resource being bound; a
+    /// slower one is closed with `connection-timeout`.
+    pub auth_timeout: Duration,
+    /// Stanzas per second a bound session may send on average (0: no
+    /// limit); faster is closed with `policy-violation`.
+    pub stanza_rate: u32,
+    /// Stanzas a session may send in a burst above the rate.
+    pub stanza_burst: u32,
+    /// Failed SASL attempts per connection before it is closed with
+    /// `policy-violation`.
+    pub max_auth_failures: u32,
+    /// Stanzas queued for one session; a client that lets its queue fill
+    /// is closed with `policy-violation`.
+    pub send_queue: usize,
+    /// Longest time one write to a client may take.
+    pub write_timeout: Duration,
+}
+
+impl ServerConfig {
+    /// Defaults for `data_dir`: domain `localhost` on 127.0.0.1:5222,
+    /// no TLS, PLAIN only when encrypted.
+    pub fn new(data_dir: impl Into<PathBuf>) -> ServerConfig {
+        ServerConfig {
+            domain: "localhost".to_string(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 5222)),
+            data_dir: data_dir.into(),
+            tls: false,
+            require_tls: false,
+            allow_plain_unencrypted: false,
+            limits: Limits::default(),
+            max_connections: 1024,
+            auth_timeout: Duration::from_secs(30),
+            stanza_rate: 200,
+            stanza_burst: 1000,
+            max_auth_failures: 3,
+            send_queue: 1024,
+            write_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The listening socket could not be opened.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: io::Error,
+    },
+    /// The domain is not a host name.
+    #[error("'{0}' is not a usable XMPP domain (letters, digits, '-' and '.' only)")]
+    Domain(String),
+    /// The options contradict each other.
+    #[error("invalid server configuration: {0}")]
+    Config(&'static str),
+    /// The certificate could not be loaded or created.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// The user store could not be read.
+    #[error(transparent)]
+    Users(#[from] UserError),
+}
+
+/// The embedded server. Start it with [`Server::start`].
+pub struct Server;
+
+/// A running server; dropping it stops accepting connections (use
+/// [`ServerHandle::stop`] to also wait for every session to close).
+pub struct ServerHandle {
+    local_addr: SocketAddr,
+    fingerprint: Option<[u8; 32]>,
+    users: Arc<UserStore>,
+    stop_tx: watch::Sender<bool>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl ServerHandle {
+    /// The address the server listens on (the real port when 0 was asked).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// SHA-256 of the TLS certificate, when STARTTLS is offered.
+    pub fn fingerprint(&self) -> Option<[u8; 32]> {
+        self.fingerprint
+    }
+
+    /// The user store (add users while the server runs).
+    pub fn users(&self) -> &UserStore {
+        &self.users
+    }
+
+    /// Stops accepting, closes every session with `system-shutdown` and
+    /// waits (a few seconds at most) for them to end.
+    pub async fn stop(mut self) {
+        let _ = self.stop_tx.send(true);
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        let _ = self.stop_tx.send(true);
+    }
+}
+
+impl Server {
+    /// Opens the user store and (with `tls`) the certificate in
+    /// `config.data_dir`, binds `config.listen` and starts accepting.
+    pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
+        let domain = config.domain.to_ascii_lowercase();
+        let valid = !domain.is_empty()
+            && domain.len() <= 253
+            && domain.split('.').all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+        if !valid {
+            return Err(ServerError::Domain(config.domain));
+        }
+        if config.require_tls && !config.tls {
+            return Err(ServerError::Config("require_tls needs tls"));
+        }
+        let users = Arc::new(UserStore::open(&config.data_dir)?);
+        let (tls, fingerprint) = if config.tls {
+            let names = [domain.clone(), format!("conference.{domain}")];
+            let identity = ServerIdentity::load_or_create(&config.data_dir, &names)?;
+            (Some(TlsAcceptor::from(identity.server_config()?)), Some(identity.fingerprint()))
+        } else {
+            (None, None)
+        };
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| ServerError::Listen { addr: config.listen, source })?;
+        let local_addr = listener.local_addr().map_err(|source| ServerError::Listen { addr: config.listen, source })?;
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let shared = Arc::new(Shared {
+            core: Mutex::new(Core { hub: Hub::new(&domain), outboxes: HashMap::new() }),
+            domain,
+            config,
+            users: users.clone(),
+            tls,
+            shutdown: stop_rx.clone(),
+            next_id: AtomicU64::new(1),
+        });
+        let task = tokio::spawn(accept_loop(listener, shared, stop_rx));
+        Ok(ServerHandle { local_addr, fingerprint, users, stop_tx, task: Some(task) })
+    }
+}
+
+// ------------------------------------------------------------ shared state
+
+struct Shared {
+    config: ServerConfig,
+    /// `config.domain`, lowercased.
+    domain: String,
+    users: Arc<UserStore>,
+    tls: Option<TlsAcceptor>,
+    core: Mutex<Core>,
+    shutdown: watch::Receiver<bool>,
+    next_id: AtomicU64,
+}
+
+impl Shared {
+    fn core(&self) -> MutexGuard<'_, Core> {
+        // The hub is only changed through whole `Hub` calls; a panic in
+        // one leaves the previous state, which is still consistent.
+        self.core.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// How a bound session's stream ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    /// Send this stream error, then close.
+    Error(&'static str),
+    /// Close without a word (the transport is gone).
+    Quiet,
+}
+
+/// A bound session's way out: its queue and its kill switch.
+struct Outbox {
+    tx: mpsc::Sender<Element>,
+    kill: watch::Sender<Option<Ending>>,
+}
+
+struct Core {
+    hub: Hub,
+    outboxes: HashMap<SessionId, Outbox>,
+}
+
+impl Core {
+    /// Carries out what the hub asked for. A session whose queue is full
+    /// is closed (and leaves its rooms, which may produce more output).
+    fn dispatch(&mut self, outputs: Vec<Output>) {
+        let mut work: VecDeque<Output> = outputs.into();
+        while let Some(output) = work.pop_front() {
+            match output {
+                Output::Send(id, e) => {
+                    let refused = self.outboxes.get(&id).is_some_and(|o| o.tx.try_send(e).is_err());
+                    if refused {
+                        self.end(id, Ending::Error("policy-violation"));
+                        work.extend(self.hub.close(id));
+                    }
+                }
+                Output::Close(id, condition) => self.end(id, Ending::Error(condition)),
+            }
+        }
+    }
+
+    fn end(&mut self, id: SessionId, ending: Ending) {
+        if let Some(outbox) = self.outboxes.remove(&id) {
+            let _ = outbox.kill.send(Some(ending));
+        }
+    }
+
+    /// Session `id` is over: it leaves the hub and its queue closes.
+    fn close(&mut self, id: SessionId, ending: Option<Ending>) {
+        match ending {
+            Some(ending) => self.end(id, ending),
+            None => {
+                self.outboxes.remove(&id);
+            }
+        }
+        let outputs = self.hub.close(id);
+        self.dispatch(outputs);
+    }
+}
+
+// ----------------------------------------------------------------- accept
+
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let max = shared.config.max_connections.min(Semaphore::MAX_PERMITS).min(u32::MAX as usize);
+    let slots = Arc::new(Semaphore::new(max));
+    // Refusals are answered politely, but only so many at once.
+    let refusals = Arc::new(Semaphore::new(64));
+    loop {
+        let accepted = tokio::select! {
+            _ = stop.wait_for(|s| *s) => break,
+            accepted = listener.accept() => accepted,
+        };
+        let Ok((tcp, _peer)) = accepted else {
+            // Out of file descriptors and the like: let them drain.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
+        };
+        let _ = tcp.set_nodelay(true);
+        match slots.clone().try_acquire_owned() {
+            Ok(permit) => {
+                tokio::spawn(serve(shared.clone(), tcp, permit));
+            }
+            Err(_) => {
+                if let Ok(permit) = refusals.clone().try_acquire_owned() {
+                    tokio::spawn(refuse(tcp, shared.domain.clone(), permit));
+                }
+            }
+        }
+    }
+    drop(listener);
+    {
+        let mut core = shared.core();
+        let ids: Vec<SessionId> = core.outboxes.keys().copied().collect();
+        for id in ids {
+            core.end(id, Ending::Error("system-shutdown"));
+        }
+    }
+    // Every connection task holds a slot until it has closed its stream.
+    let _ = tokio::time::timeout(Duration::from_secs(5), slots.acquire_many(max as u32)).await;
+}
+
+/// Tells a connection over the limit why it is refused.
+async fn refuse(mut tcp: TcpStream, domain: String, _permit: OwnedSemaphorePermit) {
+    let text = format!("{}{}", header_xml(&domain), stream_error_xml("resource-constraint"));
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        tcp.write_all(text.as_bytes()).await?;
+        tcp.shutdown().await?;
+        // Read what the client sends until it closes, so that closing
+        // does not reset the connection before it has read our error.
+        let mut sink = [0u8; 1024];
+        while tokio::io::AsyncReadExt::read(&mut tcp, &mut sink).await? > 0 {}
+        Ok::<_, io::Error>(())
+    })
+    .await;
+}
+
+fn header_xml(domain: &str) -> String {
+    let mut id = [0u8; 8];
+    let id = match getrandom::fill(&mut id) {
+        Ok(()) => id.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+        Err(_) => "0".to_string(),
+    };
+    format!(
+        "<?xml version='1.0'?><stream:stream xmlns='{NS_CLIENT}' xmlns:stream='http://etherx.jabber.org/streams' \
+         id='{id}' from='{domain}' version='1.0' xml:lang='en'>"
+    )
+}
+
+// ------------------------------------------------------------- transports
+
+/// Any transport a stream runs on: TCP, or TLS over TCP.
+trait Transport: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Transport for T {}
+type Io = Box<dyn Transport>;
+
+/// The read half with bytes to hand out before it: what an earlier
+/// parser had buffered, and, when a stream goes on after a SASL step, a
+/// synthetic header so that the fresh parser starts inside the stream.
+struct Replay {
+    prefix: Vec<u8>,
+    pos: usize,
+    inner: ReadHalf<Io>,
+}
+
+impl Replay {
+    fn new(inner: ReadHalf<Io>, prefix: Vec<u8>) -> Replay {
+        Replay { prefix, pos: 0, inner }
+    }
+
+    /// Takes the transport back after a parser stopped; `buffered` is what
+    /// the parser had read past its last element.
+    fn take(self, mut buffered: Vec<u8>) -> (ReadHalf<Io>, Vec<u8>) {
+        buffered.extend_from_slice(&self.prefix[self.pos..]);
+        (self.inner, buffered)
+    }
+}
+
+impl AsyncRead for Replay {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.pos < this.prefix.len() {
+            let n = (this.prefix.len() - this.pos).min(buf.remaining());
+            buf.put_slice(&this.prefix[this.pos..this.pos + n]);
+            this.pos += n;
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.inner).poll_read(cx, buf)
+    }
+}
+
+/// Where a negotiation parser stops so that its transport can be taken
+/// back: STARTTLS, and every SASL step (the server only knows after
+/// checking it whether the stream restarts).
+fn negotiation_stop(e: &Element) -> bool {
+    e.is("starttls", NS_TLS) || (e.ns == NS_SASL && matches!(e.name.as_str(), "auth" | "response" | "abort"))
+}
+
+/// The header a continuing negotiation parser starts with.
+const CONTINUATION_HEADER: &str =
+    "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>";
+
+// -------------------------------------------------------------- a stream
+
+/// Why a connection ends before it is bound.
+#[derive(Debug)]
+enum Fail {
+    /// Send this stream error.
+    Stream(&'static str),
+    /// The peer closed its stream; close ours.
+    Closed,
+    /// Nothing can or need be sent.
+    Quiet,
+}
+
+/// How a negotiation parser's run ended.
+enum Segment {
+    StartTls,
+    /// A SASL step was answered; the same stream goes on.
+    Continue,
+    /// SASL succeeded for this user (lowercase); the stream restarts.
+    Authenticated(String),
+}
+
+struct Conn {
+    shared: Arc<Shared>,
+    w: Option<WriteHalf<Io>>,
+    deadline: Instant,
+    encrypted: bool,
+    /// Whether our header for the current stream has gone out.
+    header_sent: bool,
+    sasl: Option<ServerSasl>,
+    sasl_attempted: bool,
+    failures: u32,
+}
+
+/// A session that has bound its resource.
+struct Bound {
+    events: StreamEvents,
+    jid: Jid,
+    bind_id: String,
+}
+
+async fn serve(shared: Arc<Shared>, tcp: TcpStream, _permit: OwnedSemaphorePermit) {
+    let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+    let io: Io = Box::new(tcp);
+    let (r, w) = tokio::io::split(io);
+    let deadline = Instant::now() + shared.config.auth_timeout;
+    let mut conn = Conn {
+        shared,
+        w: Some(w),
+        deadline,
+        encrypted: false,
+        header_sent: false,
+        sasl: None,
+        sasl_attempted: false,
+        failures: 0,
+    };
+    match conn.negotiate(r).await {
+        Ok(bound) => conn.run(id, bound).await,
+        Err(fail) => conn.finish(fail).await,
+    }
+}
+
+impl Conn {
+    async fn write(&mut self, text: &str) -> Result<(), Fail> {
+        let Some(w) = self.w.as_mut() else { return Err(Fail::Quiet) };
+        match tokio::time::timeout_at(self.deadline, w.write_all(text.as_bytes())).await {
+            Ok(Ok(())) => Ok(()),
+            _ => Err(Fail::Quiet),
+        }
+    }
+
+    async fn send(&mut self, e: &Element) -> Result<(), Fail> {
+        self.write(&e.to_xml_in(NS_CLIENT)).await
+    }
+
+    /// Ends the stream as `fail` says and closes the connection.
+    async fn finish(mut self, fail: Fail) {
+        let mut text = String::new();
+        if !matches!(fail, Fail::Quiet) && !self.header_sent {
+            text.push_str(&header_xml(&self.shared.domain));
+        }
+        match fail {
+            Fail::Stream(condition) => text.push_str(&stream_error_xml(condition)),
+            Fail::Closed => text.push_str("</stream:stream>"),
+            Fail::Quiet => {}
+        }
+        let Some(mut w) = self.w.take() else { return };
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            w.write_all(text.as_bytes()).await?;
+            w.shutdown().await
+        })
+        .await;
+    }
+
+    async fn recv(&mut self, events: &mut StreamEvents) -> Result<StreamEvent, Fail> {
+        let mut shutdown = self.shared.shutdown.clone();
+        tokio::select! {
+            event = events.recv() => match event {
+                Some(Ok(event)) => Ok(event),
+                Some(Err(e)) if e.is_transport() => Err(Fail::Quiet),
+                Some(Err(e)) => Err(Fail::Stream(e.condition())),
+                None => Err(Fail::Quiet),
+            },
+            _ = tokio::time::sleep_until(self.deadline) => Err(Fail::Stream("connection-timeout")),
+            _ = shutdown.wait_for(|s| *s) => Err(Fail::Stream("system-shutdown")),
+        }
+    }
+
+    /// Checks a client's stream header (RFC 6120 §4.7) and answers it with
+    /// ours and `features`.
+    async fn open_stream(&mut self, header: &StreamHeader, features: Element) -> Result<(), Fail> {
+        if header.default_ns.as_deref() != Some(NS_CLIENT) {
+            return Err(Fail::Stream("invalid-namespace"));
+        }
+        if !header.to.as_deref().is_some_and(|to| to.eq_ignore_ascii_case(&self.shared.domain)) {
+            return Err(Fail::Stream("host-unknown"));
+        }
+        let major = header.version.as_deref().and_then(|v| v.split('.').next()).and_then(|m| m.parse::<u32>().ok());
+        if major != Some(1) {
+            return Err(Fail::Stream("unsupported-version"));
+        }
+        let text = format!("{}{}", header_xml(&self.shared.domain), features.to_xml_in(NS_CLIENT));
+        self.write(&text).await?;
+        self.header_sent = true;
+        Ok(())
+    }
+
+    fn mechanisms(&self) -> Vec<Mechanism> {
+        let config = &self.shared.config;
+        Mechanism::ALL
+            .into_iter()
+            .filter(|m| *m != Mechanism::Plain || self.encrypted || config.allow_plain_unencrypted)
+            .collect()
+    }
+
+    fn pre_auth_features(&self) -> Element {
+        let config = &self.shared.config;
+        let mut features = Element::new("features", NS_STREAMS);
+        if self.shared.tls.is_some() && !self.encrypted {
+            let mut starttls = Element::new("starttls", NS_TLS);
+            if config.require_tls {
+                starttls = starttls.child(Element::new("required", NS_TLS));
+            }
+            features = features.child(starttls);
+        }
+        if self.encrypted || !config.require_tls {
+            let mut mechs = Element::new("mechanisms", NS_SASL);
+            for m in self.mechanisms() {
+                mechs = mechs.child(Element::new("mechanism", NS_SASL).text(m.name()));
+            }
+            features = features.child(mechs);
+        }
+        features
+    }
+
+    /// Header, STARTTLS and SASL, then [`Conn::bind`].
+    async fn negotiate(&mut self, read: ReadHalf<Io>) -> Result<Bound, Fail> {
+        let limits = self.shared.config.limits;
+        let mut read = Replay::new(read, Vec::new());
+        let mut continuation = false;
+        loop {
+            let (mut events, task) = spawn_reader_until(read, limits, negotiation_stop);
+            let segment = self.pre_auth(&mut events, continuation).await?;
+            drop(events);
+            let Ok(Some(handback)) = task.await else { return Err(Fail::Quiet) };
+            let (half, rest) = handback.transport.take(handback.buffered);
+            match segment {
+                Segment::StartTls => {
+                    if !rest.is_empty() {
+                        // Bytes sent before our <proceed/> would be read as
+                        // if they had come over TLS (STARTTLS injection).
+                        return Err(Fail::Stream("policy-violation"));
+                    }
+                    read = Replay::new(self.start_tls(half).await?, Vec::new());
+                    continuation = false;
+                }
+                Segment::Continue => {
+                    let mut prefix = CONTINUATION_HEADER.as_bytes().to_vec();
+                    prefix.extend_from_slice(&rest);
+                    read = Replay::new(half, prefix);
+                    continuation = true;
+                }
+                Segment::Authenticated(user) => break self.bind(Replay::new(half, rest), user).await,
+            }
+        }
+    }
+
+    /// The restarted stream after SASL success, up to a bound resource.
+    async fn bind(&mut self, read: Replay, user: String) -> Result<Bound, Fail> {
+        self.header_sent = false;
+        let mut events = spawn_reader(read, self.shared.config.limits);
+        let features = Element::new("features", NS_STREAMS)
+            .child(Element::new("bind", NS_BIND))
+            .child(Element::new("session", NS_SESSION).child(Element::new("optional", NS_SESSION)));
+        match self.recv(&mut events).await? {
+            StreamEvent::Header(h) => self.open_stream(&h, features).await?,
+            StreamEvent::End => return Err(Fail::Closed),
+            StreamEvent::Stanza(_) => return Err(Fail::Stream("bad-format")),
+        }
+        loop {
+            let e = match self.recv(&mut events).await? {
+                StreamEvent::Stanza(e) => e,
+                StreamEvent::End => return Err(Fail::Closed),
+                StreamEvent::Header(_) => return Err(Fail::Stream("bad-format")),
+            };
+            if let Some(condition) = stanza_kind_error(&e) {
+                return Err(Fail::Stream(condition));
+            }
+            let bind = e.get_child("bind", NS_BIND);
+            let (true, Some(bind), Some(iq_id)) =
+                (e.is("iq", NS_CLIENT) && e.get_attr("type") == Some("set"), bind, e.get_attr("id"))
+            else {
+                // RFC 6120 §7.1: nothing but binding before a resource is bound.
+                return Err(Fail::Stream("not-authorized"));
+            };
+            let asked = bind.get_child("resource", NS_BIND).map(|r| r.text_content().trim().to_string());
+            let resource = match asked.filter(|r| !r.is_empty()) {
+                Some(r) => r,
+                None => format!("lsim-{}", random_hex(6)),
+            };
+            match Jid::parse(&format!("{user}@{}/{resource}", self.shared.domain)) {
+                Ok(jid) => return Ok(Bound { events, jid, bind_id: iq_id.to_string() }),
+                Err(_) => {
+                    let error = Element::new("iq", NS_CLIENT).attr("type", "error").attr("id", iq_id).child(
+                        Element::new("error", NS_CLIENT)
+                            .attr("type", "modify")
+                            .child(Element::new("bad-request", NS_STANZAS)),
+                    );
+                    self.send(&error).await?;
+                }
+            }
+        }
+    }
+
+    async fn start_tls(&mut self, read: ReadHalf<Io>) -> Result<ReadHalf<Io>, Fail> {
+        let (Some(acceptor), Some(w)) = (self.shared.tls.clone(), self.w.take()) else { return Err(Fail::Quiet) };
+        let tcp = read.unsplit(w);
+        let tls = match tokio::time::timeout_at(self.deadline, acceptor.accept(tcp)).await {
+            Ok(Ok(tls)) => tls,
+            _ => return Err(Fail::Quiet),
+        };
+        let io: Io = Box::new(tls);
+        let (r, w) = tokio::io::split(io);
+        self.w = Some(w);
+        self.encrypted = true;
+        self.header_sent = false;
+        Ok(r)
+    }
+
+    /// Runs one negotiation parser until it stops at a STARTTLS or SASL
+    /// element, which is answered.
+    async fn pre_auth(&mut self, events: &mut StreamEvents, continuation: bool) -> Result<Segment, Fail> {
+        loop {
+            let e = match self.recv(events).await? {
+                StreamEvent::Header(h) => {
+                    if !continuation {
+                        self.sasl = None;
+                        let features = self.pre_auth_features();
+                        self.open_stream(&h, features).await?;
+                    }
+                    continue;
+                }
+                StreamEvent::End => return Err(Fail::Closed),
+                StreamEvent::Stanza(e) => e,
+            };
+            if e.is("starttls", NS_TLS) {
+                if self.shared.tls.is_none() || self.encrypted || self.sasl_attempted {
+                    self.send(&Element::new("failure", NS_TLS)).await?;
+                    return Err(Fail::Closed);
+                }
+                self.send(&Element::new("proceed", NS_TLS)).await?;
+                return Ok(Segment::StartTls);
+            }
+            if e.ns == NS_SASL {
+                return self.sasl_step(&e).await;
+            }
+            // A stanza before authentication is not-authorized (RFC 6120 §6.4.1).
+            return Err(Fail::Stream(stanza_kind_error(&e).unwrap_or("not-authorized")));
+        }
+    }
+
+    async fn sasl_step(&mut self, e: &Element) -> Result<Segment, Fail> {
+        self.sasl_attempted = true;
+        let result = match e.name.as_str() {
+            "auth" => self.sasl_auth(e),
+            "response" => match self.sasl.as_mut() {
+                Some(sasl) => sasl::decode(&e.text_content()).and_then(|data| {
+                    let users = self.shared.users.clone();
+                    sasl.step(&data, &move |u: &str| users.lookup(u))
+                }),
+                None => Err(Failure::MalformedRequest("response without an exchange")),
+            },
+            "abort" => Err(Failure::Aborted),
+            _ => Err(Failure::MalformedRequest("unknown SASL element")),
+        };
+        match result {
+            Ok(ServerStep::Challenge(data)) => {
+                let mut challenge = Element::new("challenge", NS_SASL);
+                if !data.is_empty() {
+                    challenge = challenge.text(sasl::encode(&data));
+                }
+                self.send(&challenge).await?;
+                Ok(Segment::Continue)
+            }
+            Ok(ServerStep::Success { user, data }) => {
+                self.sasl = None;
+                let Ok(user) = validate_name(&user) else {
+                    return self.sasl_failure(&Failure::NotAuthorized).await;
+                };
+                let mut success = Element::new("success", NS_SASL);
+                if !data.is_empty() {
+                    success = success.text(sasl::encode(&data));
+                }
+                self.send(&success).await?;
+                Ok(Segment::Authenticated(user))
+            }
+            Err(failure) => self.sasl_failure(&failure).await,
+        }
+    }
+
+    /// `<auth/>`: a new exchange. An empty initial response gets an empty
+    /// challenge (RFC 6120 §6.4.2), answered by the real first message.
+    fn sasl_auth(&mut self, e: &Element) -> Result<ServerStep, Failure> {
+        self.sasl = None;
+        let config = &self.shared.config;
+        if config.require_tls && !self.encrypted {
+            return Err(Failure::EncryptionRequired);
+        }
+        // PLAIN where it is not offered fails in `ServerSasl::new` with
+        // encryption-required, which says more than invalid-mechanism.
+        let mechanism = e.get_attr("mechanism").and_then(Mechanism::parse).ok_or(Failure::InvalidMechanism)?;
+        let mut exchange = ServerSasl::new(mechanism, self.encrypted, config.allow_plain_unencrypted)?;
+        let text = e.text_content();
+        if text.trim().is_empty() {
+            self.sasl = Some(exchange);
+            return Ok(ServerStep::Challenge(Vec::new()));
+        }
+        let data = sasl::decode(&text)?;
+        let users = self.shared.users.clone();
+        let step = exchange.step(&data, &move |u: &str| users.lookup(u))?;
+        self.sasl = Some(exchange);
+        Ok(step)
+    }
+
+    async fn sasl_failure(&mut self, failure: &Failure) -> Result<Segment, Fail> {
+        self.sasl = None;
+        self.failures += 1;
+        let element = Element::new("failure", NS_SASL).child(Element::new(failure.condition(), NS_SASL));
+        self.send(&element).await?;
+        if self.failures >= self.shared.config.max_auth_failures {
+            return Err(Fail::Stream("policy-violation"));
+        }
+        Ok(Segment::Continue)
+    }
+
+    /// The bound session: the hub gets its stanzas, a writer task sends it
+    /// what the hub routes to it.
+    async fn run(mut self, id: SessionId, bound: Bound) {
+        let Bound { mut events, jid, bind_id } = bound;
+        let Some(w) = self.w.take() else { return };
+        let config = &self.shared.config;
+        let (tx, queue) = mpsc::channel(config.send_queue.max(2));
+        let (kill_tx, mut kill) = watch::channel(None);
+        let result = Element::new("iq", NS_CLIENT)
+            .attr("type", "result")
+            .attr("id", bind_id)
+            .attr("to", jid.to_string())
+            .child(Element::new("bind", NS_BIND).child(Element::new("jid", NS_BIND).text(jid.to_string())));
+        {
+            let mut core = self.shared.core();
+            let _ = tx.try_send(result);
+            core.outboxes.insert(id, Outbox { tx, kill: kill_tx });
+            let outputs = core.hub.bind(id, jid);
+            core.dispatch(outputs);
+        }
+        let writer = tokio::spawn(write_session(w, queue, kill.clone(), config.write_timeout));
+        let mut bucket = Bucket::new(config.stanza_rate, config.stanza_burst);
+        let mut shutdown = self.shared.shutdown.clone();
+        let ending = loop {
+            let event = tokio::select! {
+                event = events.recv() => event,
+                _ = kill.changed() => break None,
+                _ = shutdown.wait_for(|s| *s) => break Some(Ending::Error("system-shutdown")),
+            };
+            match event {
+                Some(Ok(StreamEvent::Stanza(e))) => {
+                    if !bucket.take(Instant::now()) {
+                        break Some(Ending::Error("policy-violation"));
+                    }
+                    let mut core = self.shared.core();
+                    let outputs = core.hub.stanza(id, e);
+                    core.dispatch(outputs);
+                }
+                // The client closed its stream: close ours.
+                Some(Ok(StreamEvent::End)) => break None,
+                Some(Ok(StreamEvent::Header(_))) => break Some(Ending::Error("bad-format")),
+                Some(Err(e)) if e.is_transport() => break Some(Ending::Quiet),
+                Some(Err(e)) => break Some(Ending::Error(e.condition())),
+                None => break Some(Ending::Quiet),
+            }
+        };
+        self.shared.core().close(id, ending);
+        drop(events);
+        let _ = writer.await;
+    }
+}
+
+/// Writes a bound session's queue until it closes (then `</stream:stream>`)
+/// or the session is ended (then its stream error, if any).
+async fn write_session(
+    mut w: WriteHalf<Io>,
+    mut queue: mpsc::Receiver<Element>,
+    mut kill: watch::Receiver<Option<Ending>>,
+    write_timeout: Duration,
+) {
+    let mut kill_open = true;
+    let ending = loop {
+        tokio::select! {
+            biased;
+            changed = kill.changed(), if kill_open => {
+                match changed {
+                    Ok(()) => break *kill.borrow_and_update(),
+                    // Closed without an ending: drain the queue.
+                    Err(_) => kill_open = false,
+                }
+            }
+            next = queue.recv() => {
+                let Some(e) = next else { break None };
+                let text = e.to_xml_in(NS_CLIENT);
+                let written = tokio::select! {
+                    r = tokio::time::timeout(write_timeout, w.write_all(text.as_bytes())) => matches!(r, Ok(Ok(()))),
+                    _ = kill.changed(), if kill_open => false,
+                };
+                if !written {
+                    break Some(Ending::Quiet);
+                }
+            }
+        }
+    };
+    let tail = match ending {
+        None => "</stream:stream>".to_string(),
+        Some(Ending::Error(condition)) => stream_error_xml(condition),
+        Some(Ending::Quiet) => String::new(),
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        w.write_all(tail.as_bytes()).await?;
+        w.shutdown().await
+    })
+    .await;
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut raw = vec![0u8; bytes];
+    if getrandom::fill(&mut raw).is_err() {
+        static FALLBACK: AtomicU64 = AtomicU64::new(0);
+        return format!("{:x}", FALLBACK.fetch_add(1, Ordering::Relaxed));
+    }
+    raw.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A token bucket: `rate` stanzas a second on average, `burst` at once.
+struct Bucket {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl Bucket {
+    fn new(rate: u32, burst: u32) -> Bucket {
+        let burst = f64::from(burst.max(1));
+        Bucket { rate: f64::from(rate), burst, tokens: burst, last: Instant::now() }
+    }
+
+    fn take(&mut self, now: Instant) -> bool {
+        if self.rate == 0.0 {
+            return true;
+        }
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::xmpp::stanza::NS_MUC;
+
+    fn outbox(capacity: usize) -> (Outbox, mpsc::Receiver<Element>, watch::Receiver<Option<Ending>>) {
+        let (tx, rx) = mpsc::channel(capacity);
+        let (kill, kill_rx) = watch::channel(None);
+        (Outbox { tx, kill }, rx, kill_rx)
+    }
+
+    /// A session whose queue is full is closed with policy-violation and
+    /// leaves the room; the others get their stanzas and see it leave.
+    #[test]
+    fn a_full_queue_closes_only_that_session() {
+        let mut core = Core { hub: Hub::new("localhost"), outboxes: HashMap::new() };
+        let (fast, mut fast_rx, fast_kill) = outbox(64);
+        let (slow, mut slow_rx, slow_kill) = outbox(3);
+        core.outboxes.insert(1, fast);
+        core.outboxes.insert(2, slow);
+        for (id, nick) in [(1, "fast"), (2, "slow")] {
+            let jid = Jid::parse(&format!("{nick}@localhost/r")).unwrap();
+            let outputs = core.hub.bind(id, jid);
+            core.dispatch(outputs);
+            let join = Element::new("presence", NS_CLIENT)
+                .attr("to", format!("lsim@conference.localhost/{nick}"))
+                .child(Element::new("x", NS_MUC));
+            let outputs = core.hub.stanza(id, join);
+            core.dispatch(outputs);
+        }
+        // slow's queue holds fast's presence, its own and the subject: full.
+        while fast_rx.try_recv().is_ok() {}
+        let message =
+            Element::new("message", NS_CLIENT).attr("to", "lsim@conference.localhost").attr("type", "groupchat");
+        let outputs = core.hub.stanza(1, message);
+        core.dispatch(outputs);
+        assert_eq!(*slow_kill.borrow(), Some(Ending::Error("policy-violation")));
+        assert_eq!(*fast_kill.borrow(), None);
+        assert!(!core.outboxes.contains_key(&2));
+        assert_eq!(core.hub.occupants("lsim"), vec!["fast"]);
+        let got: Vec<Element> = std::iter::from_fn(|| fast_rx.try_recv().ok()).collect();
+        assert!(got.iter().any(|e| e.name == "message"));
+        assert!(got.iter().any(|e| e.name == "presence" && e.get_attr("type") == Some("unavailable")));
+        assert_eq!(std::iter::from_fn(|| slow_rx.try_recv().ok()).count(), 3);
+    }
+
+    #[test]
+    fn bucket_allows_a_burst_then_the_rate() {
+        let start = Instant::now();
+        let mut b = Bucket::new(10, 5);
+        b.last = start;
+        assert_eq!((0..10).filter(|_| b.take(start)).count(), 5);
+        assert!(b.take(start + Duration::from_millis(100)));
+        assert!(!b.take(start + Duration::from_millis(100)));
+        let mut unlimited = Bucket::new(0, 0);
+        assert!((0..10_000).all(|_| unlimited.take(start)));
+    }
+
+    #[test]
+    fn negotiation_stops_at_every_sasl_step_and_starttls() {
+        assert!(negotiation_stop(&Element::new("starttls", NS_TLS)));
+        assert!(negotiation_stop(&Element::new("auth", NS_SASL)));
+        assert!(negotiation_stop(&Element::new("response", NS_SASL)));
+        assert!(!negotiation_stop(&Element::new("message", NS_CLIENT)));
+    }
+}
