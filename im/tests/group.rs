@@ -13,9 +13,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use lsim_im::group::member::{ChatVia, Member, MemberConfig, MemberEvent, Opener, Via};
-use lsim_im::xmpp::client::{Client, ClientEvent};
-use lsim_im::xmpp::payload::{GroupParams, Payload};
-use lsim_im::xmpp::room::RoomEvent;
+use lsim_im::group::presence::{KeyServerPresence, PresenceConfig, PresenceEvent};
+use lsim_im::xmpp::payload::GroupParams;
 use lsim_keymgmt::client::{Registration, follow_rekeys};
 use lsim_keymgmt::key::SecretKey;
 use lsim_keymgmt::server::{GroupConfig, KeyServer, ServerConfig};
@@ -24,7 +23,7 @@ use lsim_keymgmt::users::Cost;
 use lsim_transport::net::{MulticastConfig, MulticastSocket};
 use lsim_transport::stats::Drop;
 use lsim_transport::{Receiver, ReceiverConfig, ReceiverEvent, Time};
-use scenario::{Target, USERS, wait_for};
+use scenario::{Target, USERS};
 
 const CHEAP: Cost = Cost { memory_kib: 256, passes: 1, lanes: 1 };
 
@@ -53,12 +52,12 @@ fn is_chat(text: &'static str) -> impl Fn(&MemberEvent) -> bool {
     move |e| matches!(e, MemberEvent::Chat { text: t, .. } if t == text)
 }
 
-/// Starts the key server and puts its announcer in the room.
-async fn key_server(target: &Target, test: u8) -> (KeyServer, Client) {
+/// Starts the key server and its presence in the room.
+async fn key_server(target: &Target, test: u8) -> (Arc<KeyServer>, KeyServerPresence) {
     let dir = std::env::temp_dir().join(format!("lsim-group-{}-{test}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let cfg = ServerConfig::new(dir, vec![GroupConfig::loopback("lsim", SuiteId::Aes256Gcm, group_addr(test))]);
-    let ks = KeyServer::start(cfg).await.unwrap();
+    let ks = Arc::new(KeyServer::start(cfg).await.unwrap());
     for (user, pw) in USERS {
         ks.add_user(user, pw, CHEAP).unwrap();
     }
@@ -69,22 +68,25 @@ async fn key_server(target: &Target, test: u8) -> (KeyServer, Client) {
         suite: SuiteId::Aes256Gcm.name().into(),
         epoch: 0,
     };
-    // The key server's XMPP presence carries the parameters (it logs in as
-    // a user of its own; dave's account serves here).
-    let mut announcer = Client::spawn(target.config("dave", "dave-pw"));
-    announcer.join(target.room(), "keyserver", 0).await;
-    wait_for(&mut announcer, "announcer joined", |e| {
-        matches!(e, ClientEvent::Room { event: RoomEvent::Joined { .. }, .. })
-    })
-    .await;
-    announcer.set_room_payload(target.room(), Some(Payload::Group(params).to_element())).await;
-    (ks, announcer)
+    // The key server logs into XMPP as a user of its own (dave here).
+    let cfg = PresenceConfig {
+        xmpp: target.config("dave", "dave-pw"),
+        room: target.room(),
+        nick: "keyserver".into(),
+        group: "lsim".into(),
+        params,
+        grace: Duration::from_millis(500),
+    };
+    let mut presence = KeyServerPresence::start(cfg, ks.clone());
+    let ev = tokio::time::timeout(Duration::from_secs(20), presence.events.recv()).await.unwrap();
+    assert_eq!(ev, Some(PresenceEvent::Published));
+    (ks, presence)
 }
 
 /// The scenario; `outage(true)` stops the XMPP server, `outage(false)`
 /// starts it again.
 async fn three_members(target: &Target, outage: &mut dyn FnMut(bool)) {
-    let (ks, _announcer) = key_server(target, 1).await;
+    let (ks, mut presence) = key_server(target, 1).await;
     let mut members = Vec::new();
     let base = std::env::temp_dir().join(format!("lsim-group-files-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&base);
@@ -168,15 +170,18 @@ async fn three_members(target: &Target, outage: &mut dyn FnMut(bool)) {
     std::fs::write(&small, "grid 4417, two casualties").unwrap();
     members[2].send_file(&small).await;
     for m in members.iter_mut().take(2) {
-        next(m, "chat during outage", is_chat("while the server is down")).await;
-        let ev = next(
-            m,
-            "file during outage",
-            |e| matches!(e, MemberEvent::FileReceived { name, .. } if name == "note.txt"),
-        )
-        .await;
-        let MemberEvent::FileReceived { path, .. } = ev else { unreachable!() };
-        assert_eq!(std::fs::read_to_string(path).unwrap(), "grid 4417, two casualties");
+        let (mut chat, mut file) = (false, false);
+        while !(chat && file) {
+            let both = |e: &MemberEvent| matches!(e, MemberEvent::Chat { .. } | MemberEvent::FileReceived { .. });
+            match next(m, "chat and file during outage", both).await {
+                MemberEvent::Chat { text, .. } => chat |= text == "while the server is down",
+                MemberEvent::FileReceived { path, .. } => {
+                    assert_eq!(std::fs::read_to_string(path).unwrap(), "grid 4417, two casualties");
+                    file = true;
+                }
+                _ => unreachable!(),
+            }
+        }
     }
     outage(false);
     for m in members.iter_mut() {
@@ -184,8 +189,25 @@ async fn three_members(target: &Target, outage: &mut dyn FnMut(bool)) {
         next(m, "back in the room", |e| matches!(e, MemberEvent::RoomJoined)).await;
     }
 
+    // carol vanishes without leaving: after the grace period the key
+    // server removes her, and the others move on.
+    let (before, _) = ks.group_state("lsim").await.unwrap();
+    members.pop().unwrap().vanish();
+    let (user, epoch) = loop {
+        let ev = tokio::time::timeout(Duration::from_secs(20), presence.events.recv()).await.unwrap();
+        match ev {
+            Some(PresenceEvent::Evicted { user, epoch }) => break (user, epoch),
+            Some(PresenceEvent::Error(e)) => panic!("{e}"),
+            Some(_) => {}
+            None => panic!("presence task ended"),
+        }
+    };
+    assert_eq!(user, "carol");
+    assert!(epoch > before);
+    for m in members.iter_mut() {
+        next(m, "rekey after carol vanished", |e| matches!(e, MemberEvent::Epoch(n) if *n == epoch)).await;
+    }
     // bob leaves: alice moves to a newer epoch, and chat still flows.
-    let carol = members.pop().unwrap();
     let bob = members.pop().unwrap();
     let rest = bob.leave().await;
     let left = rest.iter().find_map(|e| match e {
@@ -198,8 +220,6 @@ async fn three_members(target: &Target, outage: &mut dyn FnMut(bool)) {
     alice.chat("after bob left").await;
     let ev = next(alice, "own chat", is_chat("after bob left")).await;
     assert!(matches!(ev, MemberEvent::Chat { via: Via::Multicast, .. }));
-    let mut carol = carol;
-    next(&mut carol, "chat after bob left", is_chat("after bob left")).await;
     ks.close();
     let _ = std::fs::remove_dir_all(&base);
 }
@@ -259,7 +279,7 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
 async fn leaver_and_joiner_cannot_read_captured_packets() {
     let Some(p) = common::Prosody::start("secrecy", false, &USERS) else { return };
     let t = Target { addr: p.addr(), domain: "localhost".into(), trust: None, muc: "conference.localhost".into() };
-    let (ks, _announcer) = key_server(&t, 2).await;
+    let (ks, _presence) = key_server(&t, 2).await;
     for spy in ["eve", "frank"] {
         ks.add_user(spy, "spy-pw", CHEAP).unwrap();
     }

@@ -237,6 +237,29 @@ impl KeyServer {
         self.inner.groups.lock().await.get(name).map(|g| g.tree.group_key().clone())
     }
 
+    /// Removes `user` from `group` as if it had left, so the rest are
+    /// rekeyed: for a member that vanished without leaving (its room
+    /// presence gone past the grace period). `Ok(None)` if the user is not
+    /// in the group.
+    pub async fn evict(&self, group: &str, user: &str) -> Result<Option<u32>, ServerError> {
+        let rec = self.inner.store.member(user)?;
+        let member = MemberId(rec.id);
+        {
+            let groups = self.inner.groups.lock().await;
+            let Some(g) = groups.get(group) else {
+                return Err(ServerError::Group { group: group.into(), why: "no such group".into() });
+            };
+            if !g.tree.contains(member) {
+                return Ok(None);
+            }
+        }
+        match self.inner.request(group.to_string(), user, member, &rec.key, false).await {
+            Response::Left { epoch } => Ok(Some(epoch)),
+            Response::Error { message, .. } => Err(ServerError::Group { group: group.into(), why: message }),
+            _ => Err(ServerError::Group { group: group.into(), why: "unexpected answer to a leave".into() }),
+        }
+    }
+
     /// Stops serving.
     pub fn close(&self) {
         self.endpoint.close(0u32.into(), b"shutdown");
@@ -360,6 +383,20 @@ impl Inner {
         let Some((user, member, key)) = &session.user else {
             return error(ErrorCode::NotLoggedIn, "log in first (Hello)".into());
         };
+        self.request(group, user, *member, key, join).await
+    }
+
+    /// Queues a join or leave of `member` (user `user`) in the group's next
+    /// batch and waits for the batch's answer.
+    async fn request(
+        self: &Arc<Self>,
+        group: String,
+        user: &str,
+        member: MemberId,
+        key: &SecretKey,
+        join: bool,
+    ) -> Response {
+        let (user, member) = (&user.to_string(), &member);
         let rx = {
             let mut groups = self.groups.lock().await;
             let Some(g) = groups.get_mut(&group) else {

@@ -332,6 +332,13 @@ impl Member {
         let _ = self.commands.send(Command::Chat(text.to_string())).await;
     }
 
+    /// Stops without leaving the key group, as a crashed or unplugged
+    /// member would: its room presence ends with its connection, and the
+    /// key server removes it after the grace period.
+    pub fn vanish(self) {
+        self.task.abort();
+    }
+
     /// Leaves the group (the key server rekeys the rest), leaves the room
     /// and stops; [`MemberEvent::Left`] is the last event.
     pub async fn leave(self) -> Vec<MemberEvent> {
@@ -504,11 +511,13 @@ impl Transport {
             let _ = s.seal_mut().install(epoch, &key);
         });
     }
+}
 
-    fn stop(self) {
+impl Drop for Transport {
+    fn drop(&mut self) {
         self.sender.stop();
         self.receiver.stop();
-        for t in self.tasks {
+        for t in &self.tasks {
             t.abort();
         }
     }
@@ -626,7 +635,7 @@ async fn run(
                     let epoch = registration.leave(&cfg.group).await;
                     xmpp.leave(cfg.room.clone()).await;
                     xmpp.stop().await;
-                    transport.stop();
+                    drop(transport);
                     match epoch {
                         Ok(epoch) => { let _ = events.send(MemberEvent::Left { epoch }).await; }
                         Err(e) => { let _ = events.send(MemberEvent::Error(format!("leave: {e}"))).await; }

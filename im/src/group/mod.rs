@@ -12,3 +12,4 @@ pub mod envelope;
 pub mod inbox;
 pub mod landing;
 pub mod member;
+pub mod presence;

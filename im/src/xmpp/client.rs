@@ -757,7 +757,7 @@ async fn online(
                 };
                 // Anything from the server shows the connection is alive.
                 ping_due = Instant::now() + st.cfg.keepalive;
-                if let Some(reply) = handle_incoming(st, &e, &mut ping_sent).await {
+                for reply in handle_incoming(st, &e, &mut ping_sent).await {
                     session.send(&reply).await?;
                 }
             }
@@ -769,44 +769,40 @@ async fn sleep_until_instant(at: Instant) {
     tokio::time::sleep_until(at).await
 }
 
-/// Handles one stanza; returns a stanza to send back, if any.
-async fn handle_incoming(st: &mut State, e: &Element, ping_sent: &mut Option<(String, Instant)>) -> Option<Element> {
+/// Handles one stanza; returns stanzas to send back.
+async fn handle_incoming(st: &mut State, e: &Element, ping_sent: &mut Option<(String, Instant)>) -> Vec<Element> {
     let from_bare = e.get_attr("from").and_then(|f| Jid::parse(f).ok()).map(|j| j.bare());
     if e.is("iq", NS_CLIENT) {
-        let iq = Iq::try_from(e).ok()?;
+        let Ok(iq) = Iq::try_from(e) else { return Vec::new() };
         if matches!(iq.kind, IqType::Result | IqType::Error) {
             if ping_sent.as_ref().is_some_and(|(id, _)| *id == iq.id) {
                 *ping_sent = None;
             }
-            return None;
+            return Vec::new();
         }
-        return Some(answer_iq(&iq));
+        return vec![answer_iq(&iq)];
     }
     if let Some(room_jid) = &from_bare
         && let Some((room, history)) = st.rooms.get_mut(room_jid)
     {
-        let mut out = None;
+        let mut out = Vec::new();
         if e.is("presence", NS_CLIENT) {
-            let p = Presence::try_from(e).ok()?;
+            let Ok(p) = Presence::try_from(e) else { return Vec::new() };
             let (events, send) = room.handle_presence(&p);
             for event in events {
                 let _ = st.events.send(ClientEvent::Room { room: room_jid.clone(), event }).await;
             }
-            // A nick-conflict retry or the instant-room form.
-            let mut send = send.into_iter();
-            out = send.next();
-            for extra in send {
-                st.queue.push_back(extra);
-            }
+            // A nick-conflict retry, the instant-room form, our payload.
+            out = send;
             let _ = history;
         } else if e.is("message", NS_CLIENT) {
-            let m = Message::try_from(e).ok()?;
+            let Ok(m) = Message::try_from(e) else { return Vec::new() };
             if m.kind == super::stanza::MessageType::Groupchat
                 && let Some(RoomEvent::Message { nick, message, .. }) = room.handle_message(&m)
             {
                 let event = RoomEvent::Message { nick, delayed: is_delayed(e), message };
                 let _ = st.events.send(ClientEvent::Room { room: room_jid.clone(), event }).await;
-                return None;
+                return Vec::new();
             }
             if m.kind != super::stanza::MessageType::Groupchat {
                 let _ = st.events.send(ClientEvent::Message(m)).await;
@@ -819,7 +815,7 @@ async fn handle_incoming(st: &mut State, e: &Element, ping_sent: &mut Option<(St
     {
         let _ = st.events.send(ClientEvent::Message(m)).await;
     }
-    None
+    Vec::new()
 }
 
 /// Our answer to an iq get/set: pings and disco#info; everything else is

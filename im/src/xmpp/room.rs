@@ -95,6 +95,8 @@ pub struct Room {
     occupants: BTreeMap<String, Occupant>,
     /// Our own presence payload (sent with joins and updates).
     payload: Option<Element>,
+    /// The payload changed while joining: send it once in.
+    payload_pending: bool,
 }
 
 fn error_condition(extra: &[Element]) -> String {
@@ -117,6 +119,7 @@ impl Room {
             state: JoinState::Out,
             occupants: BTreeMap::new(),
             payload: None,
+            payload_pending: false,
         }
     }
 
@@ -144,6 +147,7 @@ impl Room {
     /// asks the room for that many past messages (0: none).
     pub fn join(&mut self, history: u32) -> Element {
         self.state = JoinState::Joining;
+        self.payload_pending = false;
         self.occupants.clear();
         let x =
             Element::new("x", NS_MUC).child(Element::new("history", NS_MUC).attr("maxstanzas", history.to_string()));
@@ -166,14 +170,17 @@ impl Room {
     /// in the room.
     pub fn set_payload(&mut self, payload: Option<Element>) -> Option<Element> {
         self.payload = payload;
-        (self.state == JoinState::Joined).then(|| {
-            let mut p: Element =
-                (&Presence { to: Some(self.occupant_jid()), ..Presence::new(PresenceType::Available) }).into();
-            if let Some(payload) = &self.payload {
-                p = p.child(payload.clone());
-            }
-            p
-        })
+        self.payload_pending = self.state == JoinState::Joining;
+        (self.state == JoinState::Joined).then(|| self.presence_update())
+    }
+
+    fn presence_update(&self) -> Element {
+        let mut p: Element =
+            (&Presence { to: Some(self.occupant_jid()), ..Presence::new(PresenceType::Available) }).into();
+        if let Some(payload) = &self.payload {
+            p = p.child(payload.clone());
+        }
+        p
     }
 
     /// The connection dropped: we are out until we join again.
@@ -255,6 +262,9 @@ impl Room {
                     }
                     if self.state == JoinState::Joining {
                         self.state = JoinState::Joined;
+                        if std::mem::take(&mut self.payload_pending) {
+                            send.push(self.presence_update());
+                        }
                         events.push(RoomEvent::Joined {
                             nick: self.nick.clone(),
                             occupants: self.occupants.values().cloned().collect(),
@@ -395,6 +405,16 @@ mod tests {
         r.join(0);
         let (ev, _) = r.handle_presence(&error_presence("registration-required"));
         assert_eq!(ev, [RoomEvent::JoinFailed { condition: "registration-required".into() }]);
+    }
+
+    #[test]
+    fn payload_set_while_joining_is_sent_once_in() {
+        let mut r = room();
+        r.join(0);
+        assert_eq!(r.set_payload(Some(Element::new("status", crate::xmpp::stanza::NS_LSIM))), None);
+        let (_, send) = r.handle_presence(&presence("lsim@conference.x/alice", PresenceType::Available, &[110], None));
+        assert_eq!(send.len(), 1);
+        assert!(send[0].get_child("status", crate::xmpp::stanza::NS_LSIM).is_some());
     }
 
     #[test]
