@@ -85,10 +85,10 @@ async fn key_server(target: &Target, test: u8) -> (Arc<KeyServer>, KeyServerPres
 
 /// The scenario; `outage(true)` stops the XMPP server, `outage(false)`
 /// starts it again.
-async fn three_members(target: &Target, outage: &mut dyn FnMut(bool)) {
-    let (ks, mut presence) = key_server(target, 1).await;
+async fn three_members(target: &Target, test: u8, outage: &mut dyn FnMut(bool)) {
+    let (ks, mut presence) = key_server(target, test).await;
     let mut members = Vec::new();
-    let base = std::env::temp_dir().join(format!("lsim-group-files-{}", std::process::id()));
+    let base = std::env::temp_dir().join(format!("lsim-group-files-{}-{test}", std::process::id()));
     let _ = std::fs::remove_dir_all(&base);
     for (i, (user, pw)) in USERS.iter().take(3).enumerate() {
         let mut cfg = MemberConfig::new(target.config(user, pw), target.room(), user);
@@ -225,10 +225,27 @@ async fn three_members(target: &Target, outage: &mut dyn FnMut(bool)) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_with_the_embedded_server() {
+    let mut e = common::Embedded::start("group", false, &USERS).await;
+    let t = Target { addr: e.addr(), domain: "localhost".into(), trust: None, muc: "conference.localhost".into() };
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<bool>();
+    // The outage switch runs the async stop/start beside the scenario.
+    let switch = tokio::spawn(async move {
+        while let Some(down) = rx.recv().await {
+            if down { e.stop().await } else { e.resume().await }
+        }
+        e.stop().await;
+    });
+    three_members(&t, 3, &mut |down| tx.send(down).unwrap()).await;
+    drop(tx);
+    switch.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn group_with_prosody() {
     let Some(mut p) = common::Prosody::start("group", false, &USERS) else { return };
     let t = Target { addr: p.addr(), domain: "localhost".into(), trust: None, muc: "conference.localhost".into() };
-    three_members(&t, &mut |down| if down { p.stop() } else { p.resume() }).await;
+    three_members(&t, 1, &mut |down| if down { p.stop() } else { p.resume() }).await;
 }
 
 /// Every datagram seen on the group since the test started.

@@ -79,3 +79,16 @@ async fn slixmpp_with_prosody() {
     let out = third_party(&t).await;
     assert!(out.contains("SASL SCRAM"), "{out}");
 }
+
+#[tokio::test]
+async fn slixmpp_with_the_embedded_server() {
+    if !have_slixmpp() {
+        return;
+    }
+    // Plaintext, PLAIN not allowed: slixmpp must use SCRAM.
+    let mut e = common::Embedded::start("slix", false, &USERS).await;
+    let t = Target { addr: e.addr(), domain: "localhost".into(), trust: None, muc: "conference.localhost".into() };
+    let out = third_party(&t).await;
+    assert!(out.contains("SASL SCRAM"), "{out}");
+    e.stop().await;
+}

@@ -330,3 +330,64 @@ impl Drop for Ejabberd {
         }
     }
 }
+
+/// Our embedded server on a fixed loopback port (so a restart keeps it),
+/// with its data in a private directory.
+pub struct Embedded {
+    pub dir: PathBuf,
+    pub port: u16,
+    pub fingerprint: Option<[u8; 32]>,
+    config: lsim_im::xmpp::server::ServerConfig,
+    handle: Option<lsim_im::xmpp::server::ServerHandle>,
+}
+
+impl Embedded {
+    /// Starts it (offering STARTTLS when `tls`) with `users`.
+    pub async fn start(name: &str, tls: bool, users: &[(&str, &str)]) -> Embedded {
+        let dir = std::env::temp_dir().join(format!("lsim-embedded-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let port = free_port();
+        let mut config = lsim_im::xmpp::server::ServerConfig::new(&dir);
+        config.listen = SocketAddr::from(([127, 0, 0, 1], port));
+        config.tls = tls;
+        config.allow_plain_unencrypted = !tls;
+        config.stanza_rate = 100_000;
+        config.stanza_burst = 100_000;
+        config.max_connections = 4096;
+        let store = lsim_im::xmpp::users::UserStore::open(&dir).unwrap();
+        for (user, password) in users {
+            store.add(user, password, true).unwrap();
+        }
+        let mut e = Embedded { dir, port, fingerprint: None, config, handle: None };
+        e.resume().await;
+        e
+    }
+
+    /// Starts it again after [`Embedded::stop`].
+    pub async fn resume(&mut self) {
+        if self.handle.is_none() {
+            let h = lsim_im::xmpp::server::Server::start(self.config.clone()).await.unwrap();
+            self.fingerprint = h.fingerprint();
+            self.handle = Some(h);
+        }
+    }
+
+    /// Stops it (sessions get `system-shutdown`).
+    pub async fn stop(&mut self) {
+        if let Some(h) = self.handle.take() {
+            h.stop().await;
+        }
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Embedded {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
