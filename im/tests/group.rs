@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use lsim_im::group::member::{ChatVia, Member, MemberConfig, MemberEvent, Opener, Via};
 use lsim_im::group::presence::{KeyServerPresence, PresenceConfig, PresenceEvent};
+use lsim_im::group::server::{GroupServer, GroupServerConfig};
 use lsim_im::xmpp::payload::GroupParams;
 use lsim_keymgmt::client::{Registration, follow_rekeys};
 use lsim_keymgmt::key::SecretKey;
@@ -360,4 +361,50 @@ async fn leaver_and_joiner_cannot_read_captured_packets() {
     assert!(unknown > 0);
     ks.close();
     let _ = std::fs::remove_dir_all(&base);
+}
+
+/// The all-in-one server: one user list for both logins; members find the
+/// key server through the room and chat.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_in_one_group_server() {
+    let dir = std::env::temp_dir().join(format!("lsim-allinone-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let users = lsim_im::xmpp::users::UserStore::open(&dir).unwrap();
+    for (user, pw) in USERS {
+        users.add(user, pw, true).unwrap();
+    }
+    let mut cfg = GroupServerConfig::new(&dir);
+    cfg.xmpp_listen = "127.0.0.1:0".parse().unwrap();
+    cfg.keyserver_listen = "127.0.0.1:0".parse().unwrap();
+    cfg.allow_plain_unencrypted = true;
+    cfg.group = group_addr(4);
+    let server = GroupServer::start(cfg).await.unwrap();
+    let t = Target {
+        addr: server.xmpp.local_addr().to_string(),
+        domain: "localhost".into(),
+        trust: None,
+        muc: "conference.localhost".into(),
+    };
+    let mut members = Vec::new();
+    for (user, pw) in USERS.iter().take(2) {
+        let mut cfg = MemberConfig::new(t.config(user, pw), t.room(), user);
+        cfg.opener = Opener::Never;
+        let mut m = Member::start(cfg).await.unwrap();
+        next(&mut m, "joined", |e| matches!(e, MemberEvent::Joined { .. })).await;
+        members.push(m);
+    }
+    let (epoch, n) = server.keys.group_state("lsim").await.unwrap();
+    assert_eq!(n, 2);
+    next(&mut members[0], "latest epoch", |e| matches!(e, MemberEvent::Epoch(x) if *x == epoch)).await;
+    members[1].chat("all in one").await;
+    next(&mut members[0], "chat", is_chat("all in one")).await;
+    // The key server's own XMPP account is not a member login.
+    let ks = server.params.keyserver;
+    let err = Registration::login(ks, server.params.fingerprint, "keyserver", "guess").await;
+    assert!(err.is_err());
+    for m in members {
+        m.leave().await;
+    }
+    server.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
 }

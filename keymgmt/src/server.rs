@@ -59,8 +59,17 @@ impl GroupConfig {
     }
 }
 
+/// Checks passwords somewhere other than the key server's own store (the
+/// all-in-one server checks them against its XMPP users, so one user list
+/// serves both logins of the login flow).
+pub trait PasswordCheck: Send + Sync + 'static {
+    /// Whether `password` is `user`'s. May be slow (key derivation): it
+    /// runs off the async threads.
+    fn verify(&self, user: &str, password: &str) -> bool;
+}
+
 /// How the server runs.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ServerConfig {
     /// Where the store (`keys.redb`) lives.
     pub data_dir: PathBuf,
@@ -72,6 +81,21 @@ pub struct ServerConfig {
     pub batch_window: Duration,
     /// Password hashing cost for new users.
     pub cost: Cost,
+    /// Where passwords are checked; `None`: the server's own users
+    /// (added with [`KeyServer::add_user`]).
+    pub passwords: Option<Arc<dyn PasswordCheck>>,
+}
+
+impl std::fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("data_dir", &self.data_dir)
+            .field("listen", &self.listen)
+            .field("groups", &self.groups)
+            .field("batch_window", &self.batch_window)
+            .field("external_passwords", &self.passwords.is_some())
+            .finish()
+    }
 }
 
 impl ServerConfig {
@@ -83,6 +107,7 @@ impl ServerConfig {
             groups,
             batch_window: Duration::from_millis(2),
             cost: Cost::RECOMMENDED,
+            passwords: None,
         }
     }
 }
@@ -148,6 +173,7 @@ struct Inner {
     groups: Mutex<HashMap<String, Group>>,
     failures: std::sync::Mutex<HashMap<String, (u32, Instant)>>,
     window: Duration,
+    passwords: Option<Arc<dyn PasswordCheck>>,
 }
 
 /// A running key server.
@@ -195,6 +221,7 @@ impl KeyServer {
             groups: Mutex::new(groups),
             failures: std::sync::Mutex::new(HashMap::new()),
             window: cfg.batch_window,
+            passwords: cfg.passwords.clone(),
         });
         for g in &cfg.groups {
             if let Some(mc) = &g.multicast {
@@ -352,14 +379,19 @@ impl Inner {
         if self.rate_limited(&user) {
             return error(ErrorCode::RateLimited, format!("too many failed logins for {user}; wait a minute"));
         }
-        let verifier = match self.store.user(&user) {
-            Ok(v) => v,
-            Err(e) => return error(ErrorCode::Internal, e.to_string()),
-        };
-        let ok = match verifier {
-            // Argon2 takes tens of milliseconds: keep it off the runtime's threads.
-            Some(v) => tokio::task::spawn_blocking(move || v.verify(&password)).await.unwrap_or(false),
-            None => false,
+        let ok = if let Some(check) = self.passwords.clone() {
+            let name = user.clone();
+            tokio::task::spawn_blocking(move || check.verify(&name, &password)).await.unwrap_or(false)
+        } else {
+            let verifier = match self.store.user(&user) {
+                Ok(v) => v,
+                Err(e) => return error(ErrorCode::Internal, e.to_string()),
+            };
+            match verifier {
+                // Argon2 takes tens of milliseconds: keep it off the runtime's threads.
+                Some(v) => tokio::task::spawn_blocking(move || v.verify(&password)).await.unwrap_or(false),
+                None => false,
+            }
         };
         if !ok {
             self.failed_login(&user);

@@ -13,3 +13,4 @@ pub mod inbox;
 pub mod landing;
 pub mod member;
 pub mod presence;
+pub mod server;
