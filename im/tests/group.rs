@@ -9,21 +9,19 @@ mod common;
 mod scenario;
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
+use lsim_im::group::audit::{Capture, read_with};
 use lsim_im::group::member::{ChatVia, Member, MemberConfig, MemberEvent, Opener, Via};
 use lsim_im::group::presence::{KeyServerPresence, PresenceConfig, PresenceEvent};
 use lsim_im::group::server::{GroupServer, GroupServerConfig};
 use lsim_im::xmpp::payload::GroupParams;
 use lsim_keymgmt::client::{Registration, follow_rekeys};
-use lsim_keymgmt::key::SecretKey;
 use lsim_keymgmt::server::{GroupConfig, KeyServer, ServerConfig};
-use lsim_keymgmt::suite::{GroupSeal, SuiteId};
+use lsim_keymgmt::suite::SuiteId;
 use lsim_keymgmt::users::Cost;
-use lsim_transport::net::{MulticastConfig, MulticastSocket};
-use lsim_transport::stats::Drop;
-use lsim_transport::{Receiver, ReceiverConfig, ReceiverEvent, Time};
+use lsim_transport::net::MulticastConfig;
 use scenario::{Target, USERS};
 
 const CHEAP: Cost = Cost { memory_kib: 256, passes: 1, lanes: 1 };
@@ -88,6 +86,8 @@ async fn key_server(target: &Target, test: u8) -> (Arc<KeyServer>, KeyServerPres
 /// starts it again.
 async fn three_members(target: &Target, test: u8, outage: &mut dyn FnMut(bool)) {
     let (ks, mut presence) = key_server(target, test).await;
+    let capture = Capture::loopback(group_addr(test)).unwrap();
+    let mut session = 0;
     let mut members = Vec::new();
     let base = std::env::temp_dir().join(format!("lsim-group-files-{}-{test}", std::process::id()));
     let _ = std::fs::remove_dir_all(&base);
@@ -102,7 +102,11 @@ async fn three_members(target: &Target, test: u8, outage: &mut dyn FnMut(bool)) 
         cfg.simulated_loss = 0.10;
         cfg.rate = 40_000_000;
         let mut m = Member::start(cfg).await.unwrap();
-        next(&mut m, "joined", |e| matches!(e, MemberEvent::Joined { .. })).await;
+        if let MemberEvent::Joined { session: s, .. } =
+            next(&mut m, "joined", |e| matches!(e, MemberEvent::Joined { .. })).await
+        {
+            session = s;
+        }
         members.push(m);
     }
     let (epoch, _) = ks.group_state("lsim").await.unwrap();
@@ -210,7 +214,10 @@ async fn three_members(target: &Target, test: u8, outage: &mut dyn FnMut(bool)) 
     }
     // bob leaves: alice moves to a newer epoch, and chat still flows.
     let bob = members.pop().unwrap();
-    let rest = bob.leave().await;
+    let departure = bob.leave().await;
+    let rest = departure.events;
+    let bob_keys = departure.keys_held;
+    let after_bob = capture.mark();
     let left = rest.iter().find_map(|e| match e {
         MemberEvent::Left { epoch } => Some(*epoch),
         _ => None,
@@ -221,6 +228,12 @@ async fn three_members(target: &Target, test: u8, outage: &mut dyn FnMut(bool)) 
     alice.chat("after bob left").await;
     let ev = next(alice, "own chat", is_chat("after bob left")).await;
     assert!(matches!(ev, MemberEvent::Chat { via: Via::Multicast, .. }));
+    // bob's client kept every key it ever had: none opens what came after.
+    assert!(bob_keys.len() >= 3, "bob held the epochs of every join and leave he saw");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let reads = read_with(session, SuiteId::Aes256Gcm, &bob_keys, &capture.since(after_bob));
+    assert!(!reads.contains(b"after bob left"), "the leaver read chat sent after it left");
+    assert!(reads.unopenable > 0);
     ks.close();
     let _ = std::fs::remove_dir_all(&base);
 }
@@ -249,47 +262,6 @@ async fn group_with_prosody() {
     three_members(&t, 1, &mut |down| if down { p.stop() } else { p.resume() }).await;
 }
 
-/// Every datagram seen on the group since the test started.
-fn capture(group: SocketAddrV4) -> Arc<Mutex<Vec<Vec<u8>>>> {
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let socket = MulticastSocket::open(&MulticastConfig::loopback(group)).unwrap();
-    let out = seen.clone();
-    tokio::spawn(async move {
-        let mut buf = vec![0u8; 65_536];
-        while let Ok((n, _)) = socket.socket().recv_from(&mut buf).await {
-            out.lock().unwrap().push(buf[..n].to_vec());
-        }
-    });
-    seen
-}
-
-/// What a receiver holding exactly `keys` (epoch, group key) gets out of
-/// `packets`: the bytes of every object it could deliver, and how many
-/// packets it could not open for want of the epoch's key.
-fn replay(session: u32, keys: &[(u32, SecretKey)], packets: &[Vec<u8>]) -> (Vec<u8>, u64) {
-    let (first, rest) = keys.split_first().unwrap();
-    let mut seal = GroupSeal::with_past_epochs(SuiteId::Aes256Gcm, 64, first.0, &first.1);
-    for (epoch, key) in rest {
-        seal.install(*epoch, key).unwrap();
-    }
-    let cfg = ReceiverConfig { session, node: 0x7777, accept_backlog: true, ..ReceiverConfig::default() };
-    let mut rx = Receiver::new(cfg, seal);
-    let mut delivered = Vec::new();
-    for (i, p) in packets.iter().enumerate() {
-        rx.handle_datagram(Time::from_micros(1_000 * i as u64), p);
-        while let Some(ev) = rx.poll_event() {
-            if let ReceiverEvent::ObjectData { data, .. } = ev {
-                delivered.extend_from_slice(&data);
-            }
-        }
-    }
-    (delivered, rx.stats().dropped(Drop::UnknownEpoch))
-}
-
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
-}
-
 /// A member that leaves keeps every key it ever had: it still cannot read
 /// chat or files sent afterwards. A member that joins cannot read what was
 /// sent before. Checked on the datagrams themselves, captured off the group.
@@ -301,7 +273,7 @@ async fn leaver_and_joiner_cannot_read_captured_packets() {
     for spy in ["eve", "frank"] {
         ks.add_user(spy, "spy-pw", CHEAP).unwrap();
     }
-    let captured = capture(group_addr(2));
+    let captured = Capture::loopback(group_addr(2)).unwrap();
     let base = std::env::temp_dir().join(format!("lsim-secrecy-{}", std::process::id()));
     std::fs::create_dir_all(&base).unwrap();
     let mut cfg = MemberConfig::new(t.config("alice", "alice-pw"), t.room(), "alice");
@@ -332,33 +304,34 @@ async fn leaver_and_joiner_cannot_read_captured_packets() {
     }
     let left = eve.leave("lsim").await.unwrap();
     next(&mut alice, "rekey after eve left", |e| matches!(e, MemberEvent::Epoch(n) if *n >= left)).await;
-    let mark = captured.lock().unwrap().len();
+    let mark = captured.mark();
     alice.chat("SECRET-CHAT after eve left").await;
     let file = base.join("after.txt");
     std::fs::write(&file, "SECRET-FILE after eve left").unwrap();
     alice.send_file(&file).await;
     next(&mut alice, "file sent", |e| matches!(e, MemberEvent::FileSent { .. })).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let after: Vec<Vec<u8>> = captured.lock().unwrap()[mark..].to_vec();
+    let after = captured.since(mark);
 
     // Control: the group's current key opens them.
     let current = ks.group_key("lsim").await.unwrap();
-    let (bytes, _) = replay(session, &[(left, current.clone())], &after);
-    assert!(contains(&bytes, b"SECRET-CHAT") && contains(&bytes, b"SECRET-FILE"), "control replay must read them");
+    let control = read_with(session, SuiteId::Aes256Gcm, &[(left, current.clone())], &after);
+    assert!(control.contains(b"SECRET-CHAT") && control.contains(b"SECRET-FILE"), "control replay must read them");
     // eve, with everything she ever held, cannot.
-    let (bytes, unknown) = replay(session, &ever, &after);
-    assert!(!contains(&bytes, b"SECRET"), "the leaver read a secret");
-    assert!(unknown > 0, "the leaver saw the packets and could not open them");
+    let eve_reads = read_with(session, SuiteId::Aes256Gcm, &ever, &after);
+    assert!(!eve_reads.contains(b"SECRET"), "the leaver read a secret");
+    assert!(eve_reads.unopenable > 0, "the leaver saw the packets and could not open them");
 
     // frank joins now: nothing sent before opens with his keys.
-    let before: Vec<Vec<u8>> = captured.lock().unwrap().clone();
+    let before = captured.before(captured.mark());
     let frank = Registration::login(addr, fp, "frank", "spy-pw").await.unwrap();
     let frank_keys = frank.join("lsim").await.unwrap();
     let frank_epoch = frank_keys.keys.epoch().unwrap();
     assert!(frank_epoch > left);
-    let (bytes, unknown) = replay(session, &[(frank_epoch, frank_keys.keys.group_key().unwrap().clone())], &before);
-    assert!(!contains(&bytes, b"SECRET") && !contains(&bytes, b"eve may read"), "the joiner read the past");
-    assert!(unknown > 0);
+    let frank_key = [(frank_epoch, frank_keys.keys.group_key().unwrap().clone())];
+    let frank_reads = read_with(session, SuiteId::Aes256Gcm, &frank_key, &before);
+    assert!(!frank_reads.contains(b"SECRET") && !frank_reads.contains(b"eve may read"), "the joiner read the past");
+    assert!(frank_reads.unopenable > 0);
     ks.close();
     let _ = std::fs::remove_dir_all(&base);
 }

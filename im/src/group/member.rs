@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use lsim_keymgmt::client::{GroupKeys, MAX_REKEY, Registration};
+use lsim_keymgmt::key::SecretKey;
 use lsim_keymgmt::rekey::RekeyError;
 use lsim_keymgmt::server::KEY_SERVER_NODE;
 use lsim_keymgmt::suite::GroupSeal;
@@ -168,6 +169,8 @@ pub enum Via {
 pub enum MemberEvent {
     /// Logged in, registered and joined: the keys are at `epoch`.
     Joined {
+        /// The transport session (the key group's id).
+        session: u32,
         /// Our transport node id.
         node: u32,
         /// The group key epoch.
@@ -288,7 +291,17 @@ enum Command {
 pub struct Member {
     commands: mpsc::Sender<Command>,
     events: mpsc::Receiver<MemberEvent>,
-    task: JoinHandle<()>,
+    task: JoinHandle<Vec<(u32, SecretKey)>>,
+}
+
+/// What is left after [`Member::leave`].
+pub struct Departure {
+    /// The events up to and including [`MemberEvent::Left`].
+    pub events: Vec<MemberEvent>,
+    /// Every (epoch, group key) the member held while in the group, kept
+    /// so audits and the demo can show that they open nothing sent after
+    /// the leave. Zeroized on drop.
+    pub keys_held: Vec<(u32, SecretKey)>,
 }
 
 impl Member {
@@ -307,10 +320,11 @@ impl Member {
         let keys = registration.join(&cfg.group).await?;
         let node = (registration.member().0 as u32) & !RECEIVER_NODE_BIT;
         let epoch = keys.keys.epoch().unwrap_or(0);
+        let session = keys.keys.group();
         let (ev_tx, ev_rx) = mpsc::channel(1024);
         let (cmd_tx, cmd_rx) = mpsc::channel(64);
         let transport = Transport::start(&cfg, &params, node, keys, registration.server_key(), ev_tx.clone())?;
-        let _ = ev_tx.send(MemberEvent::Joined { node, epoch, params: params.clone() }).await;
+        let _ = ev_tx.send(MemberEvent::Joined { session, node, epoch, params: params.clone() }).await;
         let status = Payload::Status(MemberStatus { node, epoch: u64::from(epoch), loss_permille: 0 });
         xmpp.set_room_payload(cfg.room.clone(), Some(status.to_element())).await;
         let task = tokio::spawn(run(cfg, xmpp, registration, transport, cmd_rx, ev_tx));
@@ -341,15 +355,15 @@ impl Member {
 
     /// Leaves the group (the key server rekeys the rest), leaves the room
     /// and stops; [`MemberEvent::Left`] is the last event.
-    pub async fn leave(self) -> Vec<MemberEvent> {
+    pub async fn leave(self) -> Departure {
         let mut rest = Vec::new();
         let _ = self.commands.send(Command::Leave).await;
         let mut events = self.events;
         while let Some(ev) = events.recv().await {
             rest.push(ev);
         }
-        let _ = self.task.await;
-        rest
+        let keys_held = self.task.await.unwrap_or_default();
+        Departure { events: rest, keys_held }
     }
 }
 
@@ -400,7 +414,7 @@ async fn params_from_room(xmpp: &mut Client, cfg: &MemberConfig) -> Result<Group
 /// What the receiver task tells the member task.
 enum FromReceiver {
     Chat(Vec<u8>, u32),
-    Epoch(u32, lsim_keymgmt::key::SecretKey),
+    Epoch(u32, SecretKey),
     NeedsResync,
     File(InboxEvent),
     Sent(u32),
@@ -416,6 +430,8 @@ struct Transport {
     from_receiver: mpsc::UnboundedReceiver<FromReceiver>,
     tasks: Vec<JoinHandle<()>>,
     node: u32,
+    /// The epoch and group key we joined with.
+    initial: Option<(u32, SecretKey)>,
 }
 
 impl Transport {
@@ -439,6 +455,7 @@ impl Transport {
             send_buffer: 1 << 20,
         };
         let session = keys.keys.group();
+        let initial = keys.keys.epoch().zip(keys.keys.group_key().cloned());
         let seal = || keys.seal().ok_or_else(|| MemberError::Params("no group key".into()));
         let own_seal = seal()?;
         let open = |mc: &MulticastConfig| MulticastSocket::open(mc).map_err(|e| MemberError::Multicast(e.to_string()));
@@ -500,11 +517,20 @@ impl Transport {
                 })
                 .await;
         });
-        Ok(Transport { sender, receiver, keys, seal: own_seal, from_receiver, tasks: vec![rtask, stask], node })
+        Ok(Transport {
+            sender,
+            receiver,
+            keys,
+            seal: own_seal,
+            from_receiver,
+            tasks: vec![rtask, stask],
+            node,
+            initial,
+        })
     }
 
     /// Installs a new epoch everywhere but the receiver (which did it).
-    fn install(&mut self, epoch: u32, key: &lsim_keymgmt::key::SecretKey) {
+    fn install(&mut self, epoch: u32, key: &SecretKey) {
         let _ = self.seal.install(epoch, key);
         let key = key.clone();
         self.sender.with(move |s| {
@@ -600,7 +626,8 @@ async fn run(
     mut transport: Transport,
     mut commands: mpsc::Receiver<Command>,
     events: mpsc::Sender<MemberEvent>,
-) {
+) -> Vec<(u32, SecretKey)> {
+    let mut held = transport.initial.clone().into_iter().collect::<Vec<_>>();
     let mut dedup = Dedup::new(4096);
     let mut sent_files = std::collections::HashSet::new();
     let mut progress: HashMap<(u32, u32), u64> = HashMap::new();
@@ -640,7 +667,7 @@ async fn run(
                         Ok(epoch) => { let _ = events.send(MemberEvent::Left { epoch }).await; }
                         Err(e) => { let _ = events.send(MemberEvent::Error(format!("leave: {e}"))).await; }
                     }
-                    return;
+                    return held;
                 }
             },
             Some(msg) = transport.from_receiver.recv() => match msg {
@@ -667,6 +694,7 @@ async fn run(
                 }
                 FromReceiver::Epoch(epoch, key) => {
                     transport.install(epoch, &key);
+                    held.push((epoch, key));
                     let _ = events.send(MemberEvent::Epoch(epoch)).await;
                 }
                 FromReceiver::NeedsResync => {
@@ -681,6 +709,7 @@ async fn run(
                             let (epoch, key) = (fresh.keys.epoch(), fresh.keys.group_key().cloned());
                             if let (Some(epoch), Some(key)) = (epoch, key) {
                                 transport.install(epoch, &key);
+                                held.push((epoch, key.clone()));
                                 transport.receiver.with({
                                     let key = key.clone();
                                     move |r| { let _ = r.seal_mut().install(epoch, &key); }
