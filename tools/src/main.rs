@@ -3,6 +3,7 @@
 //! Standalone file transfer over encrypted multicast (`keygen`, `send`,
 //! `recv`); the group commands (server, chat, demo) come with the group client.
 
+mod group;
 mod keyfile;
 
 use std::fs::File;
@@ -142,6 +143,24 @@ enum Command {
         #[arg(long, default_value_t = 0.0, hide = true)]
         simulated_loss: f64,
     },
+    /// Run the group server: embedded XMPP server, key server and the group's room.
+    Server(group::ServerArgs),
+    /// Manage the users of a group server.
+    User {
+        #[command(subcommand)]
+        action: UserAction,
+    },
+    /// Join a group: chat, and send and receive files (interactive).
+    Chat(group::ChatArgs),
+    /// Everything on loopback, no set-up: a server, members, chat, a file, a leave and a join, and the
+    /// original system's tables measured now.
+    Demo(group::DemoArgs),
+}
+
+#[derive(Subcommand)]
+enum UserAction {
+    /// Add a user (stored as salted SCRAM credentials only).
+    Add(group::UserAddArgs),
 }
 
 fn node_id() -> Result<u32> {
@@ -155,7 +174,14 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // One driver loop per process: a single thread avoids handing it between workers (measured: half the
     // CPU went to context switches with a multi-threaded runtime).
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    // The group commands run a server and members side by side: those get the threads.
+    let group = matches!(cli.command, Command::Server(_) | Command::Chat(_) | Command::Demo(_));
+    let builder = if group {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    let rt = match { builder }.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("lsim: {e}");
@@ -169,6 +195,10 @@ fn main() -> ExitCode {
             Command::Recv { net, dir, once, overwrite, idle_timeout, simulated_loss } => {
                 recv(&net, &dir, once, overwrite, idle_timeout, simulated_loss).await
             }
+            Command::Server(a) => group::server(a).await,
+            Command::User { action: UserAction::Add(a) } => group::user_add(a),
+            Command::Chat(a) => group::chat(a).await,
+            Command::Demo(a) => group::demo(a).await,
         }
     });
     match result {

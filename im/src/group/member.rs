@@ -851,7 +851,7 @@ fn open(cmd: &[String], path: &Path) -> std::io::Result<()> {
         .args(args)
         .arg(path)
         .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
+        .stdout(std::process::Stdio::inherit())
         .stderr(std::process::Stdio::null())
         .spawn()?;
     tokio::spawn(async move {

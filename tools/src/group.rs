@@ -1,0 +1,584 @@
+//! The group commands: `lsim server` (embedded XMPP server + key server +
+//! the group's room), `lsim user add`, `lsim chat` (the interactive line
+//! client) and `lsim demo` (everything on loopback, with the original
+//! system's tables measured now).
+//!
+//! Owns argument handling and what is printed. The work is done by
+//! `lsim_im::group` and `lsim_im::xmpp`; nothing here speaks a protocol.
+
+use std::io::{BufRead, Write};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use lsim_im::group::audit::{Capture, read_with};
+use lsim_im::group::member::{ChatVia, Member, MemberConfig, MemberEvent, Opener, Via};
+use lsim_im::group::server::{GroupServer, GroupServerConfig};
+use lsim_im::xmpp::client::{ClientConfig, TlsMode};
+use lsim_im::xmpp::jid::Jid;
+use lsim_im::xmpp::tls::{Trust, parse_fingerprint};
+use lsim_im::xmpp::users::UserStore;
+use lsim_keymgmt::client::Registration;
+use lsim_keymgmt::suite::SuiteId;
+
+/// `lsim server`.
+#[derive(clap::Args)]
+pub struct ServerArgs {
+    /// Where users, keys and certificates are kept.
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// XMPP client address.
+    #[arg(long, default_value = "127.0.0.1:5222")]
+    xmpp_listen: SocketAddr,
+    /// XMPP domain.
+    #[arg(long, default_value = "localhost")]
+    domain: String,
+    /// Offer STARTTLS (a certificate is generated on first start).
+    #[arg(long)]
+    tls: bool,
+    /// Allow PLAIN logins without TLS (loopback only).
+    #[arg(long)]
+    allow_plain: bool,
+    /// Key server (registrar, QUIC) address.
+    #[arg(long, default_value = "127.0.0.1:4433")]
+    keyserver_listen: SocketAddr,
+    /// The group's multicast address and port.
+    #[arg(long, default_value = "239.192.76.1:5000")]
+    group: SocketAddrV4,
+    /// Multicast interface address.
+    #[arg(long, default_value = "127.0.0.1")]
+    iface: Ipv4Addr,
+    /// Cipher suite of the group.
+    #[arg(long, default_value = "aes-256-gcm")]
+    suite: SuiteId,
+    /// The room (and key group) name.
+    #[arg(long, default_value = "lsim")]
+    room: String,
+    /// Seconds a member may be out of the room before it is removed.
+    #[arg(long, default_value_t = 30.0)]
+    grace: f64,
+}
+
+/// Runs the group server until interrupted.
+pub async fn server(a: ServerArgs) -> Result<()> {
+    let mut cfg = GroupServerConfig::new(&a.data_dir);
+    cfg.domain = a.domain;
+    cfg.xmpp_listen = a.xmpp_listen;
+    cfg.tls = a.tls;
+    cfg.allow_plain_unencrypted = a.allow_plain;
+    cfg.keyserver_listen = a.keyserver_listen;
+    cfg.group = a.group;
+    cfg.interface = a.iface;
+    cfg.suite = a.suite;
+    cfg.room = a.room;
+    cfg.grace = Duration::from_secs_f64(a.grace);
+    let mut s = GroupServer::start(cfg).await.context("starting the group server")?;
+    println!("XMPP      {} (domain {}), room {}", s.xmpp.local_addr(), s.room.domain, s.room);
+    if let Some(fp) = s.xmpp.fingerprint() {
+        println!("XMPP TLS  certificate {}", lsim_im::xmpp::tls::fingerprint_hex(&fp));
+    }
+    println!(
+        "keys      {} certificate {}",
+        s.params.keyserver,
+        lsim_im::xmpp::tls::fingerprint_hex(&s.params.fingerprint)
+    );
+    println!("group     {} ({})", s.params.group, s.params.suite);
+    println!("users     lsim user add NAME --data-dir {} --password-stdin", a.data_dir.display());
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            ev = s.next_presence_event() => match ev {
+                Some(ev) => println!("{ev:?}"),
+                None => break,
+            },
+        }
+    }
+    s.stop().await;
+    Ok(())
+}
+
+/// `lsim user add`.
+#[derive(clap::Args)]
+pub struct UserAddArgs {
+    /// The user name (the JID's local part).
+    user: String,
+    /// The server's data directory.
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// Read the password from the first line of standard input.
+    #[arg(long, required = true)]
+    password_stdin: bool,
+    /// Replace an existing user's password.
+    #[arg(long)]
+    replace: bool,
+}
+
+/// Adds a user (kept as salted SCRAM credentials only).
+pub fn user_add(a: UserAddArgs) -> Result<()> {
+    let _ = a.password_stdin;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line).context("reading the password")?;
+    let password = line.trim_end_matches(['\r', '\n']);
+    if password.is_empty() {
+        bail!("empty password");
+    }
+    let store = UserStore::open(&a.data_dir)?;
+    store.add(&a.user, password, a.replace)?;
+    println!("added {} to {}", a.user, store.path().display());
+    Ok(())
+}
+
+/// `lsim chat`.
+#[derive(clap::Args)]
+pub struct ChatArgs {
+    /// Your JID (user@domain).
+    #[arg(long)]
+    jid: String,
+    /// The room (the group), e.g. lsim@conference.localhost.
+    #[arg(long)]
+    room: String,
+    /// Your nick in the room (default: the JID's user).
+    #[arg(long)]
+    nick: Option<String>,
+    /// XMPP server host:port (default: the JID's domain, port 5222).
+    #[arg(long)]
+    server: Option<String>,
+    /// Read the password from the first line of standard input (otherwise LSIM_PASSWORD).
+    #[arg(long)]
+    password_stdin: bool,
+    /// STARTTLS: required, if-offered or disabled.
+    #[arg(long, default_value = "if-offered")]
+    tls: String,
+    /// Trust the server certificate with this SHA-256 fingerprint.
+    #[arg(long)]
+    pin: Option<String>,
+    /// Trust the CAs in this PEM file.
+    #[arg(long)]
+    ca_file: Option<PathBuf>,
+    /// Allow PLAIN without TLS (loopback only).
+    #[arg(long)]
+    allow_plain: bool,
+    /// Where received files go.
+    #[arg(long, default_value = ".")]
+    download_dir: PathBuf,
+    /// Command that opens a received file (its path is appended).
+    #[arg(long)]
+    open_with: Option<String>,
+    /// Do not open received files.
+    #[arg(long)]
+    no_open: bool,
+    /// Send chat via multicast (default) or xmpp (sealed, through the room).
+    #[arg(long, default_value = "multicast")]
+    chat_via: String,
+    /// Multicast interface address.
+    #[arg(long, default_value = "0.0.0.0")]
+    iface: Ipv4Addr,
+    /// Sending rate in Mbit/s.
+    #[arg(long, default_value_t = 10.0)]
+    rate: f64,
+    /// Drop this share of received datagrams (testing only).
+    #[arg(long, default_value_t = 0.0, hide = true)]
+    simulated_loss: f64,
+}
+
+fn client_config(a: &ChatArgs, password: &str) -> Result<ClientConfig> {
+    let jid = Jid::parse(&a.jid).map_err(|e| anyhow!("--jid: {e}"))?;
+    let mut cfg = ClientConfig::new(jid, password);
+    cfg.server = a.server.clone();
+    cfg.allow_plain_unencrypted = a.allow_plain;
+    cfg.tls = match a.tls.as_str() {
+        "required" => TlsMode::Required,
+        "if-offered" => TlsMode::IfOffered,
+        "disabled" => TlsMode::Disabled,
+        other => bail!("--tls {other}: use required, if-offered or disabled"),
+    };
+    cfg.trust = match (&a.pin, &a.ca_file) {
+        (Some(pin), _) => Trust::Pinned(parse_fingerprint(pin).ok_or_else(|| anyhow!("--pin: 64 hex digits"))?),
+        (None, Some(ca)) => Trust::CaFile(ca.clone()),
+        (None, None) => Trust::SystemRoots,
+    };
+    Ok(cfg)
+}
+
+fn read_password(stdin: bool) -> Result<String> {
+    if stdin {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line).context("reading the password")?;
+        return Ok(line.trim_end_matches(['\r', '\n']).to_string());
+    }
+    std::env::var("LSIM_PASSWORD")
+        .map_err(|_| anyhow!("give the password on stdin (--password-stdin) or in LSIM_PASSWORD"))
+}
+
+fn clock(ms: u64) -> String {
+    let secs = ms / 1000;
+    format!("{:02}:{:02}:{:02}", (secs / 3600) % 24, (secs / 60) % 60, secs % 60)
+}
+
+/// One line for an event, as the chat client shows it.
+fn show(ev: &MemberEvent) -> Option<String> {
+    Some(match ev {
+        MemberEvent::Chat { from, sent_ms, text, via, .. } => {
+            let via = if *via == Via::Xmpp { " (via room)" } else { "" };
+            format!("[{}] <{from}> {text}{via}", clock(*sent_ms))
+        }
+        MemberEvent::Unreadable { from, why, .. } => format!("!! a message from {from} could not be read: {why}"),
+        MemberEvent::Joined { epoch, params, .. } => {
+            format!("-- in the group (epoch {epoch}, {} on {})", params.suite, params.group)
+        }
+        MemberEvent::Epoch(e) => format!("-- new group key (epoch {e})"),
+        MemberEvent::PresenceIn(n) => format!("-- {n} is here"),
+        MemberEvent::PresenceOut(n) => format!("-- {n} left"),
+        MemberEvent::FileOffered { from, offer } => {
+            format!("-- {from} is sending {} ({} bytes)", offer.name, offer.size)
+        }
+        MemberEvent::FileSending { path, .. } => format!("-- sending {}", path.display()),
+        MemberEvent::FileSent { .. } => "-- file sent (answering repairs)".to_string(),
+        MemberEvent::FileNotSent { path, why } => format!("!! could not send {}: {why}", path.display()),
+        MemberEvent::FileProgress { got, len, .. } if *got == 0 || got == len => return None,
+        MemberEvent::FileProgress { got, len, .. } => format!("-- receiving: {}%", got * 100 / (*len).max(1)),
+        MemberEvent::FileReceived { name, size, path, .. } => {
+            format!("-- received {name} ({size} bytes, verified) -> {}", path.display())
+        }
+        MemberEvent::FileFailed { why, .. } => format!("!! a file did not arrive: {why}"),
+        MemberEvent::FileOpened { path } => format!("-- opened {}", path.display()),
+        MemberEvent::XmppOffline(e) => format!("!! XMPP lost ({e}); chat and files go on over multicast"),
+        MemberEvent::XmppOnline => "-- XMPP back".to_string(),
+        MemberEvent::RoomJoined => return None,
+        MemberEvent::Error(e) => format!("!! {e}"),
+        MemberEvent::Left { epoch } => format!("-- left the group (the others moved to epoch {epoch})"),
+    })
+}
+
+/// The interactive line client.
+pub async fn chat(a: ChatArgs) -> Result<()> {
+    let password = read_password(a.password_stdin)?;
+    let xmpp = client_config(&a, &password)?;
+    let room = Jid::parse(&a.room).map_err(|e| anyhow!("--room: {e}"))?;
+    let nick = a.nick.clone().or_else(|| xmpp.jid.local.clone()).unwrap_or_else(|| "member".into());
+    let mut cfg = MemberConfig::new(xmpp, room, &nick);
+    cfg.download_dir = a.download_dir.clone();
+    std::fs::create_dir_all(&cfg.download_dir)?;
+    cfg.opener = match (&a.open_with, a.no_open) {
+        (_, true) => Opener::Never,
+        (Some(cmd), false) => Opener::Command(cmd.split_whitespace().map(str::to_string).collect()),
+        (None, false) => Opener::System,
+    };
+    cfg.chat_via = if a.chat_via == "xmpp" { ChatVia::Xmpp } else { ChatVia::Multicast };
+    cfg.interface = a.iface;
+    cfg.rate = (a.rate * 125_000.0) as u64;
+    cfg.simulated_loss = a.simulated_loss;
+    let mut member = Member::start(cfg).await.context("joining the group")?;
+    println!("commands: /send FILE, /who, /files, /leave, /quit; anything else is chat");
+    let (tx, mut lines) = tokio::sync::mpsc::channel::<String>(16);
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lock().lines() {
+            let Ok(line) = line else { break };
+            if tx.blocking_send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut who = std::collections::BTreeSet::new();
+    let mut files: Vec<String> = Vec::new();
+    loop {
+        tokio::select! {
+            line = lines.recv() => {
+                let Some(line) = line else { break };
+                let line = line.trim();
+                match line.split_once(' ').map_or((line, ""), |(c, r)| (c, r.trim())) {
+                    ("/send", path) if !path.is_empty() => member.send_file(Path::new(path)).await,
+                    ("/who", _) => println!("-- here: {}", who.iter().cloned().collect::<Vec<String>>().join(", ")),
+                    ("/files", _) => println!("-- files: {}", if files.is_empty() { "none yet".into() } else { files.join(", ") }),
+                    ("/leave", _) | ("/quit", _) => break,
+                    ("", _) => {}
+                    (c, _) if c.starts_with('/') => println!("!! unknown command {c}"),
+                    _ => member.chat(line).await,
+                }
+            }
+            ev = member.next_event() => {
+                let Some(ev) = ev else { break };
+                match &ev {
+                    MemberEvent::PresenceIn(n) => { who.insert(n.clone()); }
+                    MemberEvent::PresenceOut(n) => { who.remove(n); }
+                    MemberEvent::FileReceived { path, .. } => files.push(path.display().to_string()),
+                    _ => {}
+                }
+                if let Some(text) = show(&ev) {
+                    println!("{text}");
+                }
+            }
+        }
+    }
+    for ev in member.leave().await.events {
+        if let Some(text) = show(&ev) {
+            println!("{text}");
+        }
+    }
+    Ok(())
+}
+
+// ------------------------------------------------------------------ demo
+
+/// `lsim demo`.
+#[derive(clap::Args)]
+pub struct DemoArgs {
+    /// Simulated loss at every receiver.
+    #[arg(long, default_value_t = 0.10)]
+    loss: f64,
+    /// Sending rate in Mbit/s (11: the original system's 802.11b link).
+    #[arg(long, default_value_t = 11.0)]
+    rate: f64,
+    /// Runs for the registration/join/leave timings.
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+}
+
+struct Demo {
+    server: GroupServer,
+    passwords: Vec<(String, String)>,
+    dir: PathBuf,
+    loss: f64,
+    rate: u64,
+}
+
+impl Demo {
+    fn xmpp(&self, user: &str) -> Result<ClientConfig> {
+        let pw = &self.passwords.iter().find(|(u, _)| u == user).ok_or_else(|| anyhow!("no user {user}"))?.1;
+        let mut c = ClientConfig::new(Jid::bare_of(user, "localhost"), pw);
+        c.server = Some(self.server.xmpp.local_addr().to_string());
+        c.tls = TlsMode::Disabled;
+        c.allow_plain_unencrypted = true;
+        Ok(c)
+    }
+
+    async fn member(&self, user: &str) -> Result<(Member, u32)> {
+        let mut cfg = MemberConfig::new(self.xmpp(user)?, self.server.room.clone(), user);
+        cfg.download_dir = self.dir.join("downloads").join(user);
+        std::fs::create_dir_all(&cfg.download_dir)?;
+        // A harmless viewer: says what it would show.
+        cfg.opener = Opener::Command(vec![
+            "sh".into(),
+            "-c".into(),
+            format!("echo \"    [{user}'s viewer] showing $(basename \"$0\") ($(wc -c < \"$0\") bytes)\""),
+        ]);
+        cfg.simulated_loss = self.loss;
+        cfg.rate = self.rate;
+        let mut m = Member::start(cfg).await.with_context(|| format!("{user} joining"))?;
+        match wait(&mut m, |e| matches!(e, MemberEvent::Joined { .. })).await? {
+            MemberEvent::Joined { session, .. } => Ok((m, session)),
+            _ => bail!("{user} did not join"),
+        }
+    }
+}
+
+/// Waits up to 60 s for an event `pred` accepts, printing chat on the way.
+async fn wait(m: &mut Member, pred: impl Fn(&MemberEvent) -> bool) -> Result<MemberEvent> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let ev = tokio::time::timeout_at(deadline, m.next_event())
+            .await
+            .map_err(|_| anyhow!("timed out"))?
+            .ok_or_else(|| anyhow!("member stopped"))?;
+        if pred(&ev) {
+            return Ok(ev);
+        }
+    }
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v.get(v.len() / 2).copied().unwrap_or_default()
+}
+
+/// Runs the demo: server, members, chat, a file to everyone, a leave and
+/// a join with their secrecy shown on captured packets, and the tables.
+pub async fn demo(a: DemoArgs) -> Result<()> {
+    let dir = std::env::temp_dir().join(format!("lsim-demo-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let users = UserStore::open(&dir)?;
+    let mut passwords = Vec::new();
+    for user in ["alice", "bob", "carol", "dave", "erin", "timer"] {
+        let mut raw = [0u8; 12];
+        lsim_keymgmt::key::random_bytes(&mut raw).map_err(|e| anyhow!("{e}"))?;
+        let pw: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+        users.add(user, &pw, true)?;
+        passwords.push((user.to_string(), pw));
+    }
+    let pid = std::process::id();
+    let group = SocketAddrV4::new(Ipv4Addr::new(239, 192, 77, (pid % 250) as u8 + 1), 20_000 + (pid % 20_000) as u16);
+    let mut cfg = GroupServerConfig::new(&dir);
+    cfg.xmpp_listen = "127.0.0.1:0".parse()?;
+    cfg.keyserver_listen = "127.0.0.1:0".parse()?;
+    cfg.allow_plain_unencrypted = true;
+    cfg.group = group;
+    let server = GroupServer::start(cfg).await?;
+    println!("lsim demo: XMPP server, key server and room {} on loopback; group {group}", server.room);
+    println!(
+        "           every receiver drops {:.0} % of datagrams; senders pace at {} Mbit/s\n",
+        a.loss * 100.0,
+        a.rate
+    );
+    let demo = Demo { server, passwords, dir: dir.clone(), loss: a.loss, rate: (a.rate * 125_000.0) as u64 };
+    let capture = Capture::loopback(group)?;
+
+    // Table 4.1: registration, join and leave with the key server.
+    let (ks, fp) = (demo.server.params.keyserver, demo.server.params.fingerprint);
+    let timer_pw = demo.passwords.iter().find(|(u, _)| u == "timer").map(|(_, p)| p.clone()).unwrap_or_default();
+    let (mut reg, mut join, mut leave) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..a.runs.max(1) {
+        let t = Instant::now();
+        let r = Registration::login(ks, fp, "timer", &timer_pw).await?;
+        reg.push(t.elapsed());
+        let t = Instant::now();
+        r.join("lsim").await?;
+        join.push(t.elapsed());
+        let t = Instant::now();
+        r.leave("lsim").await?;
+        leave.push(t.elapsed());
+    }
+
+    println!("1. alice, bob and carol log into XMPP, register with the key server and join");
+    let mut members = Vec::new();
+    let mut session = 0;
+    for user in ["alice", "bob", "carol"] {
+        let (m, s) = demo.member(user).await?;
+        session = s;
+        members.push((user, m));
+    }
+    let (epoch, _) = demo.server.keys.group_state("lsim").await.ok_or_else(|| anyhow!("no group"))?;
+    for (_, m) in members.iter_mut().take(2) {
+        wait(m, |e| matches!(e, MemberEvent::Epoch(n) if *n == epoch)).await?;
+    }
+    println!("   all three hold the group key of epoch {epoch}\n");
+
+    println!("2. chat, encrypted, on multicast");
+    members[0].1.chat("Fire crossed the ridge road. Crew 2 pull back to the river.").await;
+    for (user, m) in members.iter_mut().skip(1) {
+        if let MemberEvent::Chat { from, text, .. } = wait(m, |e| matches!(e, MemberEvent::Chat { .. })).await? {
+            println!("   {user} sees <{from}> {text}");
+        }
+    }
+
+    println!("\n3. a map to everyone, opened on arrival");
+    let map = dir.join("ridge-map.png");
+    std::fs::write(&map, pattern(195 * 1024))?;
+    members[0].1.send_file(&map).await;
+    for (user, m) in members.iter_mut().skip(1) {
+        if let MemberEvent::FileReceived { size, .. } =
+            wait(m, |e| matches!(e, MemberEvent::FileReceived { .. })).await?
+        {
+            println!("   {user} received ridge-map.png ({size} bytes, SHA-256 verified)");
+        }
+        wait(m, |e| matches!(e, MemberEvent::FileOpened { .. })).await?;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    println!("\n4. dave joins, then leaves; what is said after cannot be read with any key he had");
+    let (dave, _) = demo.member("dave").await?;
+    let (dave_epoch, _) = demo.server.keys.group_state("lsim").await.ok_or_else(|| anyhow!("no group"))?;
+    for (_, m) in members.iter_mut() {
+        wait(m, |e| matches!(e, MemberEvent::Epoch(n) if *n >= dave_epoch)).await?;
+    }
+    dave.chat("dave here, on the east flank").await;
+    wait(&mut members[0].1, |e| matches!(e, MemberEvent::Chat { from, .. } if from == "dave")).await?;
+    let departure = dave.leave().await;
+    let left =
+        departure.events.iter().find_map(|e| if let MemberEvent::Left { epoch } = e { Some(*epoch) } else { None });
+    let left = left.ok_or_else(|| anyhow!("dave did not leave"))?;
+    for (_, m) in members.iter_mut() {
+        wait(m, |e| matches!(e, MemberEvent::Epoch(n) if *n >= left)).await?;
+    }
+    let mark = capture.mark();
+    members[1].1.chat("Dave's radio is gone; do not tell it where we are.").await;
+    wait(&mut members[0].1, |e| matches!(e, MemberEvent::Chat { from, .. } if from == "bob")).await?;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let after = capture.since(mark);
+    let dave_reads = read_with(session, SuiteId::Aes256Gcm, &departure.keys_held, &after);
+    let current = demo.server.keys.group_key("lsim").await.ok_or_else(|| anyhow!("no group key"))?;
+    let control = read_with(session, SuiteId::Aes256Gcm, &[(left, current)], &after);
+    println!(
+        "   {} datagrams captured after dave left. The current group key reads bob's message: {}.",
+        after.len(),
+        yes(control.contains(b"Dave's radio")),
+    );
+    println!(
+        "   Every key dave ever held ({}) reads it: {} ({} datagrams are under epochs he never had; {} are not, \
+         such as the rekey that shut him out, sealed under the epoch the others still held)",
+        departure.keys_held.len(),
+        yes(dave_reads.contains(b"Dave's radio")),
+        dave_reads.unopenable,
+        after.len() as u64 - dave_reads.unopenable,
+    );
+    if dave_reads.contains(b"Dave's radio") || !control.contains(b"Dave's radio") {
+        bail!("secrecy check failed");
+    }
+
+    println!("\n5. erin joins; nothing captured before her join opens with her keys");
+    let before = capture.before(capture.mark());
+    let (erin, _) = demo.member("erin").await?;
+    let erin_keys = erin.leave().await.keys_held;
+    let erin_reads = read_with(session, SuiteId::Aes256Gcm, &erin_keys, &before);
+    let secret = erin_reads.contains(b"Fire crossed") || erin_reads.contains(b"Dave's radio");
+    println!(
+        "   {} datagrams from before her join; erin's keys open {} of them and read the earlier chat: {}",
+        before.len(),
+        before.len() as u64 - erin_reads.unopenable,
+        yes(secret)
+    );
+    if secret {
+        bail!("secrecy check failed");
+    }
+
+    // Table 4.2: file transfer times, alice to bob and carol.
+    let mut times = Vec::new();
+    for (kb, original_ms) in [(8.5, 35_302.47), (25.0, 105_986.05), (60.0, 305_934.53), (195.0, 1_007_949.38)] {
+        let path = dir.join(format!("file-{kb}k.bin"));
+        std::fs::write(&path, pattern((kb * 1024.0) as usize))?;
+        let t = Instant::now();
+        members[0].1.send_file(&path).await;
+        for (_, m) in members.iter_mut().skip(1) {
+            wait(m, |e| matches!(e, MemberEvent::FileReceived { .. })).await?;
+        }
+        times.push((kb, original_ms, t.elapsed()));
+    }
+
+    println!("\nTable 4.1  registration, join and leave ({} runs, median)", a.runs.max(1));
+    println!("           {:<14} {:>12} {:>14}", "", "lsim now", "original LSIM");
+    for (what, v, orig) in [("registration", reg, 200.0), ("group join", join, 420.0), ("group leave", leave, 360.0)] {
+        println!("           {what:<14} {:>9.1} ms {:>11.0} ms", median(v).as_secs_f64() * 1e3, orig);
+    }
+    println!(
+        "\nTable 4.2  file transfer to the group ({:.0} % loss at each receiver, {} Mbit/s)",
+        a.loss * 100.0,
+        a.rate
+    );
+    println!("           {:<10} {:>12} {:>14} {:>9}", "file size", "lsim now", "original LSIM", "speed-up");
+    for (kb, orig, t) in times {
+        let ms = t.as_secs_f64() * 1e3;
+        println!(
+            "           {:<10} {:>9.1} ms {:>11.0} ms {:>8.0}x",
+            format!("{kb} KB"),
+            ms,
+            orig,
+            orig / ms.max(0.001)
+        );
+    }
+    for (_, m) in members {
+        m.leave().await;
+    }
+    demo.server.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    std::io::stdout().flush()?;
+    Ok(())
+}
+
+fn yes(b: bool) -> &'static str {
+    if b { "yes" } else { "no" }
+}
+
+/// Incompressible-looking bytes of a given length.
+fn pattern(len: usize) -> Vec<u8> {
+    (0..len as u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect()
+}
