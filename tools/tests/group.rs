@@ -1,0 +1,121 @@
+//! The group commands as a user runs them: `lsim demo` end to end, and
+//! `lsim user add` + `lsim server` with a member joining it.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn lsim() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_lsim"))
+}
+
+#[test]
+fn demo_exits_0_and_prints_both_tables() {
+    let out = lsim().arg("demo").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    for needle in ["Table 4.1", "registration", "group join", "group leave", "Table 4.2", "195 KB", "1007949 ms"] {
+        assert!(stdout.contains(needle), "missing {needle:?} in:\n{stdout}");
+    }
+    // Secrecy was shown, not just claimed.
+    assert!(stdout.contains("reads bob's message: yes"), "{stdout}");
+    assert!(stdout.contains("reads it: no"), "{stdout}");
+    assert!(stdout.contains("read the earlier chat: no"), "{stdout}");
+    // The viewer ran once per member per file (two receivers, five files).
+    assert_eq!(stdout.matches("viewer] showing").count(), 10, "{stdout}");
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+#[test]
+fn user_add_then_server_then_a_member_chats() {
+    let dir = std::env::temp_dir().join(format!("lsim-cli-server-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    for (user, pw) in [("ann", "ann-pw"), ("ben", "ben-pw")] {
+        let mut add = lsim()
+            .args(["user", "add", user, "--data-dir"])
+            .arg(&dir)
+            .arg("--password-stdin")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        add.stdin.take().unwrap().write_all(format!("{pw}\n").as_bytes()).unwrap();
+        assert!(add.wait().unwrap().success());
+    }
+    // The store keeps no password.
+    let users = std::fs::read_to_string(dir.join("xmpp-users")).unwrap();
+    assert!(!users.contains("ann-pw") && users.contains("ann "));
+
+    let (xmpp, keys) = (free_port(), free_port());
+    let pid = std::process::id();
+    let group = format!("239.192.78.{}:{}", pid % 250 + 1, 21_000 + pid % 20_000);
+    let mut server = lsim()
+        .args(["server", "--data-dir"])
+        .arg(&dir)
+        .args(["--xmpp-listen", &format!("127.0.0.1:{xmpp}"), "--keyserver-listen", &format!("127.0.0.1:{keys}")])
+        .args(["--group", &group, "--allow-plain"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", xmpp)).is_err() {
+        assert!(Instant::now() < deadline, "server did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Two members with `lsim chat`, talking through stdin/stdout.
+    let chat = |user: &str, pw: &str| {
+        let mut c = lsim()
+            .args(["chat", "--jid", &format!("{user}@localhost"), "--room", "lsim@conference.localhost"])
+            .args(["--server", &format!("127.0.0.1:{xmpp}"), "--tls", "disabled", "--allow-plain", "--no-open"])
+            .args(["--iface", "127.0.0.1", "--password-stdin"])
+            .arg("--download-dir")
+            .arg(dir.join(user))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = c.stdin.take().unwrap();
+        writeln!(stdin, "{pw}").unwrap();
+        (c, stdin)
+    };
+    let (mut ann, mut ann_in) = chat("ann", "ann-pw");
+    let (mut ben, mut ben_in) = chat("ben", "ben-pw");
+    // Read ben's output on a thread until ann's line shows up.
+    let ben_out = ben.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(ben_out).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut seen = Vec::new();
+    let mut said = false;
+    loop {
+        assert!(Instant::now() < deadline, "ben never saw ann's message: {seen:?}");
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(500)) {
+            if line.contains("<ann> hello from ann") {
+                break;
+            }
+            seen.push(line);
+        }
+        // Once both are in, ann speaks (again, until ben has it).
+        if seen.iter().any(|l| l.contains("in the group")) && !said {
+            std::thread::sleep(Duration::from_millis(500));
+            writeln!(ann_in, "hello from ann").unwrap();
+            said = true;
+        }
+    }
+    writeln!(ann_in, "/quit").unwrap();
+    writeln!(ben_in, "/quit").unwrap();
+    assert!(ann.wait().unwrap().success());
+    assert!(ben.wait().unwrap().success());
+    let _ = server.kill();
+    let _ = server.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+}
