@@ -15,7 +15,7 @@ use std::time::Duration;
 use lsim_im::group::audit::{Capture, read_with};
 use lsim_im::group::member::{ChatVia, Member, MemberConfig, MemberEvent, Opener, Via};
 use lsim_im::group::presence::{KeyServerPresence, PresenceConfig, PresenceEvent};
-use lsim_im::group::server::{GroupServer, GroupServerConfig};
+use lsim_im::group::server::{GroupServer, GroupServerConfig, KeyService, KeyServiceConfig, XmppLogin};
 use lsim_im::xmpp::payload::GroupParams;
 use lsim_keymgmt::client::{Registration, follow_rekeys};
 use lsim_keymgmt::server::{GroupConfig, KeyServer, ServerConfig};
@@ -379,5 +379,50 @@ async fn all_in_one_group_server() {
         m.leave().await;
     }
     server.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// With an external XMPP server (Prosody), the key service checks member
+/// passwords by logging into it: one user list, no passwords at the key
+/// server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_service_with_prosody_accounts() {
+    let Some(p) = common::Prosody::start("keyservice", false, &USERS) else { return };
+    let t = Target { addr: p.addr(), domain: "localhost".into(), trust: None, muc: "conference.localhost".into() };
+    let dir = std::env::temp_dir().join(format!("lsim-keyservice-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let cfg = KeyServiceConfig {
+        data_dir: dir.clone(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        advertise: None,
+        group: group_addr(5),
+        interface: Ipv4Addr::LOCALHOST,
+        ttl: 0,
+        suite: SuiteId::ChaCha20Poly1305,
+        xmpp: t.config("dave", "dave-pw"),
+        room: t.room(),
+        grace: Duration::from_secs(30),
+    };
+    let service = KeyService::start(cfg, Arc::new(XmppLogin::new(t.config("template", "unused")))).await.unwrap();
+    let mut members = Vec::new();
+    for (user, pw) in USERS.iter().take(2) {
+        let mut cfg = MemberConfig::new(t.config(user, pw), t.room(), user);
+        cfg.opener = Opener::Never;
+        let mut m = Member::start(cfg).await.unwrap();
+        next(&mut m, "joined", |e| matches!(e, MemberEvent::Joined { .. })).await;
+        members.push(m);
+    }
+    let (epoch, n) = service.keys.group_state("lsim").await.unwrap();
+    assert_eq!(n, 2);
+    next(&mut members[0], "latest epoch", |e| matches!(e, MemberEvent::Epoch(x) if *x == epoch)).await;
+    members[1].chat("through prosody's accounts").await;
+    next(&mut members[0], "chat", is_chat("through prosody's accounts")).await;
+    let (ks, fp) = (service.params.keyserver, service.params.fingerprint);
+    assert!(Registration::login(ks, fp, "alice", "wrong").await.is_err());
+    assert!(Registration::login(ks, fp, "mallory", "x").await.is_err());
+    for m in members {
+        m.leave().await;
+    }
+    service.keys.close();
     let _ = std::fs::remove_dir_all(&dir);
 }

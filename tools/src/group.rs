@@ -1,5 +1,6 @@
 //! The group commands: `lsim server` (embedded XMPP server + key server +
-//! the group's room), `lsim user add`, `lsim chat` (the interactive line
+//! the group's room), `lsim keyserver` (the key server alone, for a group
+//! on Prosody or ejabberd), `lsim user add`, `lsim chat` (the interactive line
 //! client) and `lsim demo` (everything on loopback, with the original
 //! system's tables measured now).
 //!
@@ -9,12 +10,13 @@
 use std::io::{BufRead, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 use lsim_im::group::audit::{Capture, read_with};
 use lsim_im::group::member::{ChatVia, Member, MemberConfig, MemberEvent, Opener, Via};
-use lsim_im::group::server::{GroupServer, GroupServerConfig};
+use lsim_im::group::server::{GroupServer, GroupServerConfig, KeyService, KeyServiceConfig, XmppLogin};
 use lsim_im::xmpp::client::{ClientConfig, TlsMode};
 use lsim_im::xmpp::jid::Jid;
 use lsim_im::xmpp::tls::{Trust, parse_fingerprint};
@@ -95,6 +97,113 @@ pub async fn server(a: ServerArgs) -> Result<()> {
         }
     }
     s.stop().await;
+    Ok(())
+}
+
+/// `lsim keyserver`: the key server for a group on an external XMPP server.
+#[derive(clap::Args)]
+pub struct KeyserverArgs {
+    /// Where the key store is kept.
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// The key server's own XMPP account (e.g. keyserver@example.org); its password on stdin.
+    #[arg(long)]
+    jid: String,
+    /// The room that is the group, e.g. lsim@conference.example.org.
+    #[arg(long)]
+    room: String,
+    /// XMPP server host:port (default: the JID's domain, port 5222).
+    #[arg(long)]
+    server: Option<String>,
+    /// STARTTLS: required, if-offered or disabled.
+    #[arg(long, default_value = "required")]
+    tls: String,
+    /// Trust the XMPP server certificate with this SHA-256 fingerprint.
+    #[arg(long)]
+    pin: Option<String>,
+    /// Trust the CAs in this PEM file.
+    #[arg(long)]
+    ca_file: Option<PathBuf>,
+    /// Registrar (QUIC) address.
+    #[arg(long, default_value = "0.0.0.0:4433")]
+    listen: SocketAddr,
+    /// The registrar address members are told (default: the listen address).
+    #[arg(long)]
+    advertise: Option<SocketAddr>,
+    /// The group's multicast address and port.
+    #[arg(long, default_value = "239.192.76.1:5000")]
+    group: SocketAddrV4,
+    /// Multicast interface address.
+    #[arg(long, default_value = "0.0.0.0")]
+    iface: Ipv4Addr,
+    /// Cipher suite of the group.
+    #[arg(long, default_value = "aes-256-gcm")]
+    suite: SuiteId,
+    /// Seconds a member may be out of the room before it is removed.
+    #[arg(long, default_value_t = 30.0)]
+    grace: f64,
+}
+
+fn xmpp_config(
+    jid: &str,
+    password: &str,
+    server: &Option<String>,
+    tls: &str,
+    pin: &Option<String>,
+    ca: &Option<PathBuf>,
+) -> Result<ClientConfig> {
+    let jid = Jid::parse(jid).map_err(|e| anyhow!("--jid: {e}"))?;
+    let mut cfg = ClientConfig::new(jid, password);
+    cfg.server = server.clone();
+    cfg.tls = match tls {
+        "required" => TlsMode::Required,
+        "if-offered" => TlsMode::IfOffered,
+        "disabled" => TlsMode::Disabled,
+        other => bail!("--tls {other}: use required, if-offered or disabled"),
+    };
+    cfg.trust = match (pin, ca) {
+        (Some(pin), _) => Trust::Pinned(parse_fingerprint(pin).ok_or_else(|| anyhow!("--pin: 64 hex digits"))?),
+        (None, Some(ca)) => Trust::CaFile(ca.clone()),
+        (None, None) => Trust::SystemRoots,
+    };
+    Ok(cfg)
+}
+
+/// Runs the key service until interrupted. Member passwords are checked
+/// by logging into the XMPP server with them.
+pub async fn keyserver(a: KeyserverArgs) -> Result<()> {
+    let password = read_password(true)?;
+    let xmpp = xmpp_config(&a.jid, &password, &a.server, &a.tls, &a.pin, &a.ca_file)?;
+    let cfg = KeyServiceConfig {
+        data_dir: a.data_dir,
+        listen: a.listen,
+        advertise: a.advertise,
+        group: a.group,
+        interface: a.iface,
+        ttl: 1,
+        suite: a.suite,
+        xmpp: xmpp.clone(),
+        room: Jid::parse(&a.room).map_err(|e| anyhow!("--room: {e}"))?,
+        grace: Duration::from_secs_f64(a.grace),
+    };
+    let mut service =
+        KeyService::start(cfg, Arc::new(XmppLogin::new(xmpp))).await.context("starting the key service")?;
+    println!(
+        "keys      {} certificate {}",
+        service.params.keyserver,
+        lsim_im::xmpp::tls::fingerprint_hex(&service.params.fingerprint)
+    );
+    println!("group     {} ({}), announced in {}", service.params.group, service.params.suite, a.room);
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            ev = service.presence.events.recv() => match ev {
+                Some(ev) => println!("{ev:?}"),
+                None => break,
+            },
+        }
+    }
+    service.keys.close();
     Ok(())
 }
 
@@ -183,21 +292,8 @@ pub struct ChatArgs {
 }
 
 fn client_config(a: &ChatArgs, password: &str) -> Result<ClientConfig> {
-    let jid = Jid::parse(&a.jid).map_err(|e| anyhow!("--jid: {e}"))?;
-    let mut cfg = ClientConfig::new(jid, password);
-    cfg.server = a.server.clone();
+    let mut cfg = xmpp_config(&a.jid, password, &a.server, &a.tls, &a.pin, &a.ca_file)?;
     cfg.allow_plain_unencrypted = a.allow_plain;
-    cfg.tls = match a.tls.as_str() {
-        "required" => TlsMode::Required,
-        "if-offered" => TlsMode::IfOffered,
-        "disabled" => TlsMode::Disabled,
-        other => bail!("--tls {other}: use required, if-offered or disabled"),
-    };
-    cfg.trust = match (&a.pin, &a.ca_file) {
-        (Some(pin), _) => Trust::Pinned(parse_fingerprint(pin).ok_or_else(|| anyhow!("--pin: 64 hex digits"))?),
-        (None, Some(ca)) => Trust::CaFile(ca.clone()),
-        (None, None) => Trust::SystemRoots,
-    };
     Ok(cfg)
 }
 

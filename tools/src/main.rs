@@ -145,6 +145,8 @@ enum Command {
     },
     /// Run the group server: embedded XMPP server, key server and the group's room.
     Server(group::ServerArgs),
+    /// Run the key server alone, for a group whose room is on another XMPP server (Prosody, ejabberd).
+    Keyserver(group::KeyserverArgs),
     /// Manage the users of a group server.
     User {
         #[command(subcommand)]
@@ -175,7 +177,7 @@ fn main() -> ExitCode {
     // One driver loop per process: a single thread avoids handing it between workers (measured: half the
     // CPU went to context switches with a multi-threaded runtime).
     // The group commands run a server and members side by side: those get the threads.
-    let group = matches!(cli.command, Command::Server(_) | Command::Chat(_) | Command::Demo(_));
+    let group = matches!(cli.command, Command::Server(_) | Command::Keyserver(_) | Command::Chat(_) | Command::Demo(_));
     let builder = if group {
         tokio::runtime::Builder::new_multi_thread()
     } else {
@@ -196,6 +198,7 @@ fn main() -> ExitCode {
                 recv(&net, &dir, once, overwrite, idle_timeout, simulated_loss).await
             }
             Command::Server(a) => group::server(a).await,
+            Command::Keyserver(a) => group::keyserver(a).await,
             Command::User { action: UserAction::Add(a) } => group::user_add(a),
             Command::Chat(a) => group::chat(a).await,
             Command::Demo(a) => group::demo(a).await,

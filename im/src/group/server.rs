@@ -141,32 +141,6 @@ impl GroupServer {
         UserStore::open(&cfg.data_dir)?.add(KEYSERVER_USER, &ks_password, true)?;
         let xmpp = Server::start(xcfg).await?;
 
-        let mc = MulticastConfig {
-            group: cfg.group,
-            interface: cfg.interface,
-            ttl: cfg.ttl,
-            loopback: true,
-            recv_buffer: 4 << 20,
-            send_buffer: 4 << 20,
-        };
-        let group = GroupConfig { name: cfg.room.clone(), suite: cfg.suite, multicast: Some(mc), allowed: None };
-        let mut kcfg = KeyConfig::new(cfg.data_dir.clone(), vec![group]);
-        kcfg.listen = cfg.keyserver_listen;
-        kcfg.passwords = Some(Arc::new(XmppPasswords(UserStore::open(&cfg.data_dir)?)));
-        let keys = Arc::new(KeyServer::start(kcfg).await?);
-        let listen = keys.addr()?;
-        let advertise = cfg.keyserver_advertise.unwrap_or_else(|| {
-            let ip = if listen.ip().is_unspecified() { Ipv4Addr::LOCALHOST.into() } else { listen.ip() };
-            SocketAddr::new(ip, listen.port())
-        });
-        let params = GroupParams {
-            group: SocketAddr::V4(cfg.group),
-            keyserver: advertise,
-            fingerprint: keys.fingerprint(),
-            suite: cfg.suite.name().into(),
-            epoch: 0,
-        };
-
         let room = Jid::parse(&format!("{}@conference.{}", cfg.room, cfg.domain))
             .map_err(|e| GroupServerError::Presence(e.to_string()))?;
         let mut client = ClientConfig::new(Jid::bare_of(KEYSERVER_USER, &cfg.domain), &ks_password);
@@ -179,20 +153,20 @@ impl GroupServer {
             }
             None => client.tls = TlsMode::Disabled,
         }
-        let pcfg = PresenceConfig {
+        let service = KeyServiceConfig {
+            data_dir: cfg.data_dir.clone(),
+            listen: cfg.keyserver_listen,
+            advertise: cfg.keyserver_advertise,
+            group: cfg.group,
+            interface: cfg.interface,
+            ttl: cfg.ttl,
+            suite: cfg.suite,
             xmpp: client,
             room: room.clone(),
-            nick: KEYSERVER_USER.into(),
-            group: cfg.room.clone(),
-            params: params.clone(),
             grace: cfg.grace,
         };
-        let mut presence = KeyServerPresence::start(pcfg, keys.clone());
-        match tokio::time::timeout(Duration::from_secs(10), presence.events.recv()).await {
-            Ok(Some(PresenceEvent::Published)) => {}
-            Ok(other) => return Err(GroupServerError::Presence(format!("{other:?}"))),
-            Err(_) => return Err(GroupServerError::Presence("timed out".into())),
-        }
+        let passwords = Arc::new(XmppPasswords(UserStore::open(&cfg.data_dir)?));
+        let KeyService { keys, params, presence } = KeyService::start(service, passwords).await?;
         Ok(GroupServer { xmpp, keys, params, room, presence })
     }
 
@@ -206,5 +180,133 @@ impl GroupServer {
         self.presence.stop();
         self.keys.close();
         self.xmpp.stop().await;
+    }
+}
+
+/// The key server for a group whose XMPP server runs elsewhere (Prosody,
+/// ejabberd): its registrar, its rekeys on the group, and its presence in
+/// the room.
+#[derive(Debug, Clone)]
+pub struct KeyServiceConfig {
+    /// Where its store lives.
+    pub data_dir: PathBuf,
+    /// Registrar (QUIC) address.
+    pub listen: SocketAddr,
+    /// Address members are told (default: `listen`, 127.0.0.1 for an
+    /// unspecified IP).
+    pub advertise: Option<SocketAddr>,
+    /// The group's multicast address and port.
+    pub group: SocketAddrV4,
+    /// Multicast interface.
+    pub interface: Ipv4Addr,
+    /// Multicast TTL.
+    pub ttl: u32,
+    /// The group's cipher suite.
+    pub suite: SuiteId,
+    /// Its own XMPP login.
+    pub xmpp: ClientConfig,
+    /// The room that is the group (its local part names the key group).
+    pub room: Jid,
+    /// How long a member may be out of the room before it is removed.
+    pub grace: Duration,
+}
+
+/// A running key service.
+pub struct KeyService {
+    /// The key server.
+    pub keys: Arc<KeyServer>,
+    /// What it publishes in the room.
+    pub params: GroupParams,
+    /// Its room presence.
+    pub presence: KeyServerPresence,
+}
+
+impl KeyService {
+    /// Starts the key server (checking member passwords with `passwords`)
+    /// and puts it in the room.
+    pub async fn start(
+        cfg: KeyServiceConfig,
+        passwords: Arc<dyn PasswordCheck>,
+    ) -> Result<KeyService, GroupServerError> {
+        let name =
+            cfg.room.local.clone().ok_or_else(|| GroupServerError::Presence("the room JID needs a name".into()))?;
+        let mc = MulticastConfig {
+            group: cfg.group,
+            interface: cfg.interface,
+            ttl: cfg.ttl,
+            loopback: true,
+            recv_buffer: 4 << 20,
+            send_buffer: 4 << 20,
+        };
+        let group = GroupConfig { name: name.clone(), suite: cfg.suite, multicast: Some(mc), allowed: None };
+        let mut kcfg = KeyConfig::new(cfg.data_dir.clone(), vec![group]);
+        kcfg.listen = cfg.listen;
+        kcfg.passwords = Some(passwords);
+        let keys = Arc::new(KeyServer::start(kcfg).await?);
+        let listen = keys.addr()?;
+        let advertise = cfg.advertise.unwrap_or_else(|| {
+            let ip = if listen.ip().is_unspecified() { Ipv4Addr::LOCALHOST.into() } else { listen.ip() };
+            SocketAddr::new(ip, listen.port())
+        });
+        let params = GroupParams {
+            group: SocketAddr::V4(cfg.group),
+            keyserver: advertise,
+            fingerprint: keys.fingerprint(),
+            suite: cfg.suite.name().into(),
+            epoch: 0,
+        };
+        let nick = cfg.xmpp.jid.local.clone().unwrap_or_else(|| KEYSERVER_USER.into());
+        let pcfg = PresenceConfig {
+            xmpp: cfg.xmpp,
+            room: cfg.room,
+            nick,
+            group: name,
+            params: params.clone(),
+            grace: cfg.grace,
+        };
+        let mut presence = KeyServerPresence::start(pcfg, keys.clone());
+        match tokio::time::timeout(Duration::from_secs(20), presence.events.recv()).await {
+            Ok(Some(PresenceEvent::Published)) => {}
+            Ok(other) => return Err(GroupServerError::Presence(format!("{other:?}"))),
+            Err(_) => return Err(GroupServerError::Presence("timed out".into())),
+        }
+        Ok(KeyService { keys, params, presence })
+    }
+}
+
+/// Member passwords checked by logging into the XMPP server with them:
+/// the XMPP server's accounts are the group's users, and the key server
+/// keeps no passwords at all.
+pub struct XmppLogin {
+    template: ClientConfig,
+}
+
+impl XmppLogin {
+    /// Logins go where `template` says (server, TLS, trust); its JID's
+    /// domain is the users' domain.
+    pub fn new(template: ClientConfig) -> XmppLogin {
+        XmppLogin { template }
+    }
+}
+
+impl PasswordCheck for XmppLogin {
+    fn verify(&self, user: &str, password: &str) -> bool {
+        let mut cfg = self.template.clone();
+        cfg.jid = Jid::bare_of(user, &self.template.jid.domain);
+        cfg.password = zeroize::Zeroizing::new(password.to_string());
+        cfg.resource = Some("lsim-keyserver-check".into());
+        // Runs on a blocking thread (see PasswordCheck): block on the login.
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => rt.block_on(async {
+                match crate::xmpp::client::connect(&cfg).await {
+                    Ok(session) => {
+                        session.close().await;
+                        true
+                    }
+                    Err(_) => false,
+                }
+            }),
+            Err(_) => false,
+        }
     }
 }
