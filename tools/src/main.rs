@@ -3,6 +3,7 @@
 //! Standalone file transfer over encrypted multicast (`keygen`, `send`,
 //! `recv`); the group commands (server, chat, demo) come with the group client.
 
+mod config;
 mod group;
 mod keyfile;
 
@@ -31,7 +32,13 @@ use crate::keyfile::KeyFile;
 use lsim_im::group::landing::Landing;
 
 #[derive(Parser)]
-#[command(name = "lsim", version, about = "Secure group communication over reliable multicast")]
+#[command(
+    name = "lsim",
+    version,
+    about = "Secure group communication over reliable multicast",
+    after_help = "Every command also takes --config FILE: a TOML file whose keys are flag names ([chat], [server]... \
+                  sections per command); flags on the command line win."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -173,7 +180,14 @@ fn node_id() -> Result<u32> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let args = match config::expand(std::env::args_os().collect()) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("lsim: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let cli = Cli::parse_from(args);
     // One driver loop per process: a single thread avoids handing it between workers (measured: half the
     // CPU went to context switches with a multi-threaded runtime).
     // The group commands run a server and members side by side: those get the threads.
