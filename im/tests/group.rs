@@ -336,6 +336,19 @@ async fn leaver_and_joiner_cannot_read_captured_packets() {
     let _ = std::fs::remove_dir_all(&base);
 }
 
+/// alice and bob as members that open nothing.
+async fn two_quiet_members(t: &Target) -> Vec<Member> {
+    let mut members = Vec::new();
+    for (user, pw) in USERS.iter().take(2) {
+        let mut cfg = MemberConfig::new(t.config(user, pw), t.room(), user);
+        cfg.opener = Opener::Never;
+        let mut m = Member::start(cfg).await.unwrap();
+        next(&mut m, "joined", |e| matches!(e, MemberEvent::Joined { .. })).await;
+        members.push(m);
+    }
+    members
+}
+
 /// The all-in-one server: one user list for both logins; members find the
 /// key server through the room and chat.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -358,14 +371,7 @@ async fn all_in_one_group_server() {
         trust: None,
         muc: "conference.localhost".into(),
     };
-    let mut members = Vec::new();
-    for (user, pw) in USERS.iter().take(2) {
-        let mut cfg = MemberConfig::new(t.config(user, pw), t.room(), user);
-        cfg.opener = Opener::Never;
-        let mut m = Member::start(cfg).await.unwrap();
-        next(&mut m, "joined", |e| matches!(e, MemberEvent::Joined { .. })).await;
-        members.push(m);
-    }
+    let mut members = two_quiet_members(&t).await;
     let (epoch, n) = server.keys.group_state("lsim").await.unwrap();
     assert_eq!(n, 2);
     next(&mut members[0], "latest epoch", |e| matches!(e, MemberEvent::Epoch(x) if *x == epoch)).await;
@@ -404,14 +410,7 @@ async fn key_service_with_prosody_accounts() {
         grace: Duration::from_secs(30),
     };
     let service = KeyService::start(cfg, Arc::new(XmppLogin::new(t.config("template", "unused")))).await.unwrap();
-    let mut members = Vec::new();
-    for (user, pw) in USERS.iter().take(2) {
-        let mut cfg = MemberConfig::new(t.config(user, pw), t.room(), user);
-        cfg.opener = Opener::Never;
-        let mut m = Member::start(cfg).await.unwrap();
-        next(&mut m, "joined", |e| matches!(e, MemberEvent::Joined { .. })).await;
-        members.push(m);
-    }
+    let mut members = two_quiet_members(&t).await;
     let (epoch, n) = service.keys.group_state("lsim").await.unwrap();
     assert_eq!(n, 2);
     next(&mut members[0], "latest epoch", |e| matches!(e, MemberEvent::Epoch(x) if *x == epoch)).await;

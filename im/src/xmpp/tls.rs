@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use ring::digest;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::pem::PemObject;
@@ -48,30 +47,9 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// SHA-256 of a DER certificate: what users pin.
-pub fn fingerprint(cert_der: &[u8]) -> [u8; 32] {
-    let mut out = [0u8; 32];
-    out.copy_from_slice(digest::digest(&digest::SHA256, cert_der).as_ref());
-    out
-}
-
-/// Hex form of a fingerprint.
-pub fn fingerprint_hex(fp: &[u8; 32]) -> String {
-    fp.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Parses a hex fingerprint (colons allowed).
-pub fn parse_fingerprint(s: &str) -> Option<[u8; 32]> {
-    let hex: Vec<u8> = s.bytes().filter(|b| *b != b':').collect();
-    if hex.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, pair) in hex.chunks(2).enumerate() {
-        out[i] = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
-    }
-    Some(out)
-}
+/// SHA-256 of a DER certificate (what users pin), its hex form, and the
+/// parser for it: the same as the key server's pins.
+pub use lsim_keymgmt::registrar::quic::{fingerprint, fingerprint_hex, parse_fingerprint};
 
 /// How long a generated server certificate is valid: ten years.
 pub const DEFAULT_VALIDITY: Duration = Duration::from_secs(10 * 365 * 86_400);

@@ -45,6 +45,21 @@ fn wait_port(addr: SocketAddr, child: &mut Child, log: &Path) {
     panic!("server did not open {addr}: {}", std::fs::read_to_string(log).unwrap_or_default());
 }
 
+/// SIGTERM, up to `grace` to exit, then SIGKILL.
+fn terminate(child: Option<Child>, grace: Duration) {
+    let Some(mut child) = child else { return };
+    let _ = Command::new("kill").arg(child.id().to_string()).status();
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 /// A Prosody instance in its own directory on a loopback port.
 pub struct Prosody {
     pub dir: PathBuf,
@@ -150,18 +165,7 @@ Component "conference.localhost" "muc"
 
     /// Stops it (SIGTERM, then SIGKILL).
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill").arg(child.id().to_string()).status();
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        terminate(self.child.take(), Duration::from_secs(5));
     }
 
     /// Stops and starts again on the same port with the same data.
@@ -297,18 +301,7 @@ modules:
 
     /// Stops it (SIGTERM, then SIGKILL).
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill").arg(child.id().to_string()).status();
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        terminate(self.child.take(), Duration::from_secs(10));
     }
 
     /// Stops and starts again on the same port with the same data.
