@@ -9,17 +9,46 @@ receiver missed the file). Reports wall time until the last receiver holds a
 verified copy, goodput, sender wire bytes / file size (the sender interface's
 tx counter), feedback bytes (the receivers' tx counters) and failures.
 
-Run as root from the repository root (needs iproute2, nftables, uftp, udpcast;
-builds lsim in release):
+Run as root from the repository root. It installs what it lacks from
+Debian's packages (uftp, udpcast, nftables, iproute2) and builds lsim in
+release (into $CARGO_TARGET_DIR if set, else target/):
 
-    sudo python3 bench/peers.py --size-mib 64 --loss 0 5 20
-    sudo python3 bench/peers.py --size-mib 8 --loss 5 --rate-mbit 11
+    sudo python3 bench/peers.py --size-mib 64 --loss 0 --lsim-rate 800 --lsim-arg=--block-symbols=256 --repeat 3
+    sudo python3 bench/peers.py --size-mib 64 --loss 5 20 --lsim-rate 600 --lsim-arg=--block-symbols=256 --repeat 2
+    sudo python3 bench/peers.py --size-mib 8 --loss 5 --rate-mbit 11 --lsim-rate 10.5
+
+lsim's sender runs with --no-loopback (nothing in its namespace listens) at
+a fixed --rate (--lsim-rate); --lsim-arg passes more `lsim send` arguments.
+udpcast gets a named rendezvous group (its all-hosts default does not reach
+receivers in other namespaces) and every udpcast process runs under
+`timeout -k`: with loss it can hang in its handshake, which shows as a row
+with 0/3 after the timeout.
 """
 import argparse, hashlib, json, os, shutil, subprocess, sys, tempfile, time
 
 P = f"peer{os.getpid() % 10000}"
 HOSTS = ["s", "r0", "r1", "r2"]
 GROUP, PORT = "239.214.0.1", 47100
+# udpcast's default rendezvous (224.0.0.1, all-hosts) does not reach udp-receiver between namespaces: name one.
+UDPCAST_RDV = "239.214.0.4"
+# udpcast can hang when a handshake packet is lost (and can ignore SIGTERM): every process runs under timeout -k.
+UDPCAST_TIMEOUT = 180
+# Extra `lsim send` arguments (--lsim-arg).
+LSIM_SEND_ARGS = []
+
+
+PEERS = {"uftp": "uftp", "uftpd": "uftp", "udp-sender": "udpcast", "udp-receiver": "udpcast", "nft": "nftables",
+         "ip": "iproute2", "tc": "iproute2"}
+
+
+def ensure_tools():
+    """Installs the Debian packages of the peers and lab tools that are missing."""
+    missing = sorted({pkg for cmd, pkg in PEERS.items() if shutil.which(cmd) is None})
+    if missing:
+        print(f"installing {' '.join(missing)}", file=sys.stderr)
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing], check=True, env=env)
 
 
 def sh(*args, check=True, **kw):
@@ -87,8 +116,10 @@ def run_lsim(work, src, rate, lsim):
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), d))
     time.sleep(0.5)
     t0 = time.time()
-    sender = subprocess.Popen(in_ns("s", lsim, "send", "--rate", str(rate), "--linger", "3", "--group", f"{GROUP}:{PORT}",
-                                    "--iface", addr(0), "--key-file", key, src), stdout=subprocess.DEVNULL)
+    # The sender's namespace has no member of the group: no loopback of its own packets.
+    sender = subprocess.Popen(in_ns("s", lsim, "send", "--rate", str(rate), "--linger", "3", "--no-loopback", "--group",
+                                    f"{GROUP}:{PORT}", "--iface", addr(0), "--key-file", key, *LSIM_SEND_ARGS, src),
+                              stdout=subprocess.DEVNULL)
     ends = []
     for p, d in rx:
         p.wait(timeout=900)
@@ -124,20 +155,20 @@ def run_udpcast(work, src, rate):
     for i in (1, 2, 3):
         out = os.path.join(work, f"udpcast-r{i}", os.path.basename(src))
         os.makedirs(os.path.dirname(out), exist_ok=True)
-        rx.append((subprocess.Popen(["timeout", "-k", "5", "600"] + in_ns(
-            HOSTS[i], "udp-receiver", "--nokbd", "--interface", "eth0", "--portbase", str(PORT + 10), "--file", out),
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), out))
+        rx.append((subprocess.Popen(["timeout", "-k", "5", str(UDPCAST_TIMEOUT)] + in_ns(
+            HOSTS[i], "udp-receiver", "--nokbd", "--interface", "eth0", "--portbase", str(PORT + 10),
+            "--mcast-rdv-address", UDPCAST_RDV, "--file", out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), out))
     time.sleep(0.5)
     t0 = time.time()
     args = ["udp-sender", "--nokbd", "--interface", "eth0", "--portbase", str(PORT + 10), "--min-receivers", "3",
-            "--mcast-data-address", "239.214.0.3", "--file", src]
+            "--mcast-data-address", "239.214.0.3", "--mcast-rdv-address", UDPCAST_RDV, "--file", src]
     if rate:
         args += ["--max-bitrate", f"{rate}m"]
-    subprocess.run(["timeout", "-k", "5", "600"] + in_ns("s", *args), stdout=subprocess.DEVNULL,
+    subprocess.run(["timeout", "-k", "5", str(UDPCAST_TIMEOUT)] + in_ns("s", *args), stdout=subprocess.DEVNULL,
                    stderr=subprocess.DEVNULL)
     ends = []
     for p, _ in rx:
-        p.wait(timeout=700)
+        p.wait(timeout=UDPCAST_TIMEOUT + 30)
         ends.append(time.time())
     return max(ends) - t0, [out for _, out in rx]
 
@@ -160,9 +191,13 @@ def main():
     ap.add_argument("--rate-mbit", type=float, default=0, help="tbf on the sender's link (0: none)")
     ap.add_argument("--lsim-rate", type=float, default=0, help="lsim --rate (default: link rate, or 1500)")
     ap.add_argument("--tools", nargs="+", default=["lsim", "uftp", "udpcast"])
+    ap.add_argument("--lsim-arg", action="append", default=[], help="extra `lsim send` argument (repeatable)")
+    ap.add_argument("--repeat", type=int, default=1, help="runs of each tool at each loss")
     a = ap.parse_args()
+    LSIM_SEND_ARGS.extend(a.lsim_arg)
+    ensure_tools()
     sh("cargo", "build", "--release", "-q", "-p", "lsim-tools")
-    lsim = os.path.abspath("target/release/lsim")
+    lsim = os.path.join(os.path.abspath(os.environ.get("CARGO_TARGET_DIR", "target")), "release", "lsim")
     work = tempfile.mkdtemp(prefix="lsim-peers-")
     src = os.path.join(work, "payload.bin")
     with open(src, "wb") as f:
@@ -172,7 +207,7 @@ def main():
     print(f"| tool | loss | link | wall s | goodput Mbit/s | wire bytes / file | feedback bytes | receivers with a verified copy |")
     print("|---|---|---|---|---|---|---|---|")
     for loss in a.loss:
-        for tool in a.tools:
+        for tool in [t for _ in range(a.repeat) for t in a.tools]:
             lab_down()
             lab_up(loss, a.rate_mbit)
             try:

@@ -27,8 +27,8 @@ use lsim_transport::{Receiver, ReceiverConfig, ReceiverEvent, Sender, SenderConf
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use lsim_im::group::envelope::{Incoming, Outgoing};
 use crate::keyfile::KeyFile;
+use lsim_im::group::envelope::{Incoming, Outgoing};
 use lsim_im::group::landing::Landing;
 
 #[derive(Parser)]
@@ -61,6 +61,10 @@ struct Net {
     /// Print one JSON object of statistics at the end.
     #[arg(long)]
     json: bool,
+    /// Do not loop our own multicast back to this host (no other member runs
+    /// here: saves delivering every packet to ourselves).
+    #[arg(long)]
+    no_loopback: bool,
 }
 
 impl Net {
@@ -76,7 +80,7 @@ impl Net {
             group: self.group,
             interface,
             ttl: self.ttl,
-            loopback: true,
+            loopback: !self.no_loopback,
             recv_buffer: 8 << 20,
             send_buffer: 4 << 20,
         })
@@ -120,15 +124,24 @@ enum Command {
         files: Vec<PathBuf>,
         #[command(flatten)]
         net: Net,
-        /// Sending rate in Mbit/s.
+        /// Sending rate in Mbit/s (with --adaptive-rate, the most it uses).
         #[arg(long, default_value_t = 100.0)]
         rate: f64,
+        /// Experimental: slow down while receivers fall behind, judged by the
+        /// queueing delay of probe round trips. On a host whose CPUs are
+        /// shared with other busy work, scheduling delay looks like queueing
+        /// and the rate falls too far.
+        #[arg(long)]
+        adaptive_rate: bool,
         /// Seconds to keep answering repair requests after the last file went out.
         #[arg(long, default_value_t = 2.0)]
         linger: f64,
         /// Proactive repair symbols per block, as a share of the block.
         #[arg(long, default_value_t = 0.0)]
         proactive: f64,
+        /// Source symbols per FEC block (larger blocks need less repair under loss, and wait longer for it).
+        #[arg(long, default_value_t = 64)]
+        block_symbols: u16,
     },
     /// Receive files from the group into a directory.
     Recv {
@@ -172,6 +185,13 @@ enum UserAction {
     Add(group::UserAddArgs),
 }
 
+/// Queueing delay at the receivers the adaptive rate aims for: enough to read in batches, far below the
+/// time a NACK takes.
+const QUEUE_TARGET: Duration = Duration::from_millis(5);
+
+/// How long a busy receiver lets datagrams queue before reading them (see `DriverConfig::rx_coalesce`).
+const RX_COALESCE: Duration = Duration::from_micros(500);
+
 fn node_id() -> Result<u32> {
     let mut b = [0u8; 4];
     random_bytes(&mut b).map_err(|e| anyhow!(e))?;
@@ -192,11 +212,8 @@ fn main() -> ExitCode {
     // CPU went to context switches with a multi-threaded runtime).
     // The group commands run a server and members side by side: those get the threads.
     let group = matches!(cli.command, Command::Server(_) | Command::Keyserver(_) | Command::Chat(_) | Command::Demo(_));
-    let builder = if group {
-        tokio::runtime::Builder::new_multi_thread()
-    } else {
-        tokio::runtime::Builder::new_current_thread()
-    };
+    let builder =
+        if group { tokio::runtime::Builder::new_multi_thread() } else { tokio::runtime::Builder::new_current_thread() };
     let rt = match { builder }.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -207,7 +224,10 @@ fn main() -> ExitCode {
     let result = rt.block_on(async {
         match cli.command {
             Command::Keygen { suite, out, force } => keygen(suite, &out, force),
-            Command::Send { files, net, rate, linger, proactive } => send(&files, &net, rate, linger, proactive).await,
+            Command::Send { files, net, rate, adaptive_rate, linger, proactive, block_symbols } => {
+                send(&files, &net, SendOptions { rate_mbit: rate, adaptive_rate, linger, proactive, block_symbols })
+                    .await
+            }
             Command::Recv { net, dir, once, overwrite, idle_timeout, simulated_loss } => {
                 recv(&net, &dir, once, overwrite, idle_timeout, simulated_loss).await
             }
@@ -233,18 +253,35 @@ fn keygen(suite: SuiteId, out: &Path, force: bool) -> Result<()> {
     Ok(())
 }
 
-async fn send(files: &[PathBuf], net: &Net, rate_mbit: f64, linger: f64, proactive: f64) -> Result<()> {
+/// How `lsim send` sends, from its command line.
+struct SendOptions {
+    rate_mbit: f64,
+    adaptive_rate: bool,
+    linger: f64,
+    proactive: f64,
+    block_symbols: u16,
+}
+
+async fn send(files: &[PathBuf], net: &Net, opts: SendOptions) -> Result<()> {
+    let SendOptions { rate_mbit, adaptive_rate, linger, proactive, block_symbols } = opts;
     let key = KeyFile::read(&net.key_file)?;
     let socket = MulticastSocket::open(&net.multicast()?).with_context(|| format!("joining {}", net.group))?;
+    let rate = (rate_mbit * 1e6 / 8.0) as u64;
     let cfg = SenderConfig {
         session: key.session,
         node: node_id()?,
-        rate: (rate_mbit * 1e6 / 8.0) as u64,
+        rate,
+        queue_target: adaptive_rate.then_some(QUEUE_TARGET),
+        // A quarter millisecond of credit: fewer, still short, bursts at high rates.
+        burst: (rate / 4000).max(SenderConfig::default().burst),
         proactive,
+        block_symbols,
         first_seq: wall_clock_seq(),
         ..SenderConfig::default()
     };
-    let mut driver = Driver::new(Sender::new(cfg, key.seal())?, socket, DriverConfig::default());
+    // The driver has this thread to itself: pace with microsecond sleeps.
+    let dcfg = DriverConfig { precise_timer: true, ..DriverConfig::default() };
+    let mut driver = Driver::new(Sender::new(cfg, key.seal())?, socket, dcfg);
     let mut total = 0u64;
     for path in files {
         let f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
@@ -293,7 +330,9 @@ async fn send(files: &[PathBuf], net: &Net, rate_mbit: f64, linger: f64, proacti
         let j = serde_json::json!({
             "files": files.len(), "bytes": total, "wall_s": elapsed.as_secs_f64(), "goodput_mbps": goodput,
             "packets_sent": s.packets_out, "bytes_sent": s.bytes_out, "source_packets": s.source_sent,
-            "repair_packets": s.repair_sent, "nacks_received": s.nacks_received, "failed": failed,
+            "repair_packets": s.repair_sent, "nacks_received": s.nacks_received, "repair_rounds": s.repair_rounds,
+            "repaired_blocks": s.repaired_blocks, "final_rate_mbps": driver.core().rate() as f64 * 8e-6, "grtt_ms": driver.core().grtt().as_secs_f64() * 1e3,
+            "failed": failed,
         });
         println!("{j}");
     } else {
@@ -345,12 +384,18 @@ async fn recv(net: &Net, dir: &Path, once: bool, overwrite: bool, idle: f64, los
         node,
         seed: u64::from(node),
         first_seq: wall_clock_seq(),
+        // Blocks held behind one still missing: at a few hundred Mbit/s a NACK round trip spans hundreds of
+        // blocks; past the window new data is dropped and must be repaired. Memory stays bounded by
+        // `max_buffered`.
+        max_blocks: 4096,
         ..Default::default()
     };
     let mut driver: Driver<Receiver<GroupSeal>> = Driver::new(
         Receiver::new(cfg, key.seal()),
         socket,
-        DriverConfig { simulated_loss: loss, seed: u64::from(node) },
+        // The driver has this thread to itself: read the socket in batches (half a millisecond of
+        // datagrams) rather than being woken for each one.
+        DriverConfig { simulated_loss: loss, seed: u64::from(node), rx_coalesce: RX_COALESCE, precise_timer: false },
     );
     let mut a = Arrivals::default();
     let start = Instant::now();
@@ -366,7 +411,8 @@ async fn recv(net: &Net, dir: &Path, once: bool, overwrite: bool, idle: f64, los
             r?;
             break;
         }
-        let count = driver.stats().datagrams_in;
+        // Only senders' packets count: receivers that still miss data keep NACKing each other.
+        let count = driver.core().sender_packets();
         if count != last_count {
             (last_in, last_count) = (Instant::now(), count);
         } else if last_in.elapsed() >= idle && (once || !a.files.is_empty()) {
@@ -449,6 +495,9 @@ fn report(json: bool, a: &Arrivals, driver: &Driver<Receiver<GroupSeal>>, start:
         let j = serde_json::json!({
             "files": a.done.iter().map(|d| serde_json::json!({"name": d.0, "bytes": d.1, "path": d.2})).collect::<Vec<_>>(),
             "bytes": bytes, "wall_s": wall, "packets_in": s.packets_in, "nacks_sent": s.nacks_sent,
+            "nacks_suppressed": s.nacks_suppressed, "blocks_repaired": s.blocks_repaired,
+            "decode_failures": s.decode_failures, "dropped_stale": s.dropped(Drop::Stale),
+            "dropped_overload": s.dropped(Drop::Overload),
             "dropped_bad_seal": s.dropped(Drop::BadSeal), "dropped_total": s.dropped_total(),
             "simulated_drops": driver.stats().simulated_drops, "failed": a.failed,
         });

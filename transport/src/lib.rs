@@ -49,6 +49,7 @@ pub mod grtt;
 #[cfg(feature = "net")]
 pub mod net;
 pub mod pacing;
+pub mod rate;
 pub mod replay;
 pub mod rng;
 pub mod seal;

@@ -291,6 +291,8 @@ pub struct Receiver<S> {
     outbox: VecDeque<Feedback>,
     events: VecDeque<ReceiverEvent>,
     scratch: Vec<u8>,
+    /// Authentic data and command packets taken from senders.
+    sender_packets: u64,
 }
 
 impl<S: Seal> Receiver<S> {
@@ -309,7 +311,16 @@ impl<S: Seal> Receiver<S> {
             outbox: VecDeque::new(),
             events: VecDeque::new(),
             scratch: Vec::new(),
+            sender_packets: 0,
         }
+    }
+
+    /// Authentic data and command packets taken from senders so far. Unlike
+    /// `stats().packets_in` it does not count other receivers' feedback, so
+    /// it stops growing when every sender is gone (receivers still missing
+    /// data keep NACKing each other).
+    pub fn sender_packets(&self) -> u64 {
+        self.sender_packets
     }
 
     /// Counters.
@@ -369,12 +380,14 @@ impl<S: Seal> Receiver<S> {
         if let Some((header, body)) = opened {
             match body {
                 Body::Data(h, symbol) => {
+                    self.sender_packets += 1;
                     if let Some(r) = self.remote(header.node) {
                         r.loss.on_seq(header.seq);
                         self.on_data(now, header.node, h, symbol);
                     }
                 }
                 Body::Command(c) => {
+                    self.sender_packets += 1;
                     if let Some(r) = self.remote(header.node) {
                         r.loss.on_seq(header.seq);
                         self.on_command(now, header.node, c);

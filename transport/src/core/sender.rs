@@ -20,6 +20,7 @@ use super::framer::Framer;
 use crate::geometry::{Geometry, GeometryError};
 use crate::grtt::Grtt;
 use crate::pacing::Pacer;
+use crate::rate::RateControl;
 use crate::seal::Seal;
 use crate::source::ObjectSource;
 use crate::stats::{Drop, Stats};
@@ -37,8 +38,14 @@ pub struct SenderConfig {
     pub symbol_size: u16,
     /// Source symbols per block K.
     pub block_symbols: u16,
-    /// Pacing rate in bytes per second; 0 sends as fast as polled.
+    /// Pacing rate in bytes per second; 0 sends as fast as polled. With
+    /// `queue_target` set, the ceiling of the adaptive rate.
     pub rate: u64,
+    /// Adapt the rate to the receivers: keep the queueing delay that probe
+    /// round trips show near this (see `rate::RateControl`), between
+    /// `rate / 32` and `rate`. Probes go out every 2·GRTT (at least 5 ms)
+    /// while sending. `None`: a fixed rate.
+    pub queue_target: Option<Duration>,
     /// Pacer burst in bytes.
     pub burst: u64,
     /// Proactive repair symbols sent after each block, as a share of its K.
@@ -78,6 +85,7 @@ impl Default for SenderConfig {
             symbol_size: 1400,
             block_symbols: 64,
             rate: 1_250_000,
+            queue_target: None,
             burst: 8 * 1500,
             proactive: 0.0,
             initial_grtt: Duration::from_millis(50),
@@ -193,7 +201,10 @@ pub struct Sender<S> {
     framer: Framer<S>,
     stats: Stats,
     grtt: Grtt,
+    /// The GRTT the last command told the receivers.
+    advertised_grtt: Duration,
     pacer: Pacer,
+    rate_control: Option<RateControl>,
     now: Time,
     objects: VecDeque<OutObject>,
     next_id: u32,
@@ -223,9 +234,13 @@ impl<S: Seal> Sender<S> {
             return Err(ConfigError::BlockSymbols(cfg.block_symbols));
         }
         let framer = Framer::new(seal, cfg.session, cfg.node, false, cfg.first_seq);
+        let rate_control =
+            cfg.queue_target.filter(|_| cfg.rate > 0).map(|t| RateControl::new(cfg.rate, cfg.rate / 32, t));
         Ok(Sender {
             grtt: Grtt::new(cfg.initial_grtt),
-            pacer: Pacer::new(cfg.rate, cfg.burst),
+            advertised_grtt: cfg.initial_grtt,
+            pacer: Pacer::new(rate_control.as_ref().map_or(cfg.rate, RateControl::rate), cfg.burst),
+            rate_control,
             framer,
             cfg,
             stats: Stats::default(),
@@ -287,6 +302,11 @@ impl<S: Seal> Sender<S> {
     /// Changes the pacing rate (bytes per second).
     pub fn set_rate(&mut self, rate: u64) {
         self.pacer.set_rate(rate);
+    }
+
+    /// The pacing rate now (bytes per second; 0: unlimited).
+    pub fn rate(&self) -> u64 {
+        self.pacer.rate()
     }
 
     /// The seal, for the layer above to rotate keys.
@@ -408,7 +428,12 @@ impl<S: Seal> Sender<S> {
     fn write_command(&mut self, now: Time, flush: bool, buf: &mut Vec<u8>) -> Option<Transmit> {
         let probe = if now >= self.next_probe || flush {
             self.grtt.end_interval();
-            let interval = (self.grtt.get() * 8).clamp(Duration::from_millis(100), self.cfg.probe_interval);
+            let interval = if self.rate_control.is_some() && self.has_work() {
+                // The rate follows probe round trips: probe often enough to see a queue build.
+                (self.grtt.get() * 2).clamp(Duration::from_millis(5), self.cfg.probe_interval)
+            } else {
+                (self.grtt.get() * 8).clamp(Duration::from_millis(100), self.cfg.probe_interval)
+            };
             self.next_probe = now + interval;
             Some(Probe { time: now.as_micros(), reply_fraction: self.reply_fraction(now) })
         } else {
@@ -423,6 +448,7 @@ impl<S: Seal> Sender<S> {
             probe,
         };
         let len = self.framer.write(&Body::Command(cmd), buf, &mut self.stats).ok()?;
+        self.advertised_grtt = self.grtt.get();
         self.stats.commands_sent += 1;
         self.last_command = now;
         if !self.has_work() {
@@ -478,6 +504,14 @@ impl<S: Seal> Sender<S> {
             if sent <= now {
                 let rtt = (now - sent).saturating_sub(Duration::from_micros(u64::from(echo.hold_us)));
                 self.grtt.sample(rtt);
+                if let Some(rate) = self.rate_control.as_mut().and_then(|c| c.on_rtt(now, from, rtt)) {
+                    self.pacer.set_rate(rate);
+                }
+                // Receivers time their NACKs by the GRTT we advertise: tell them soon when it moved a lot.
+                let (new, old) = (self.grtt.get(), self.advertised_grtt);
+                if new > old.mul_f64(1.25) || new < old.mul_f64(0.8) {
+                    self.next_probe = self.next_probe.min(now);
+                }
             }
         }
         for entry in &fb.entries {

@@ -182,6 +182,38 @@ fn repair_rounds_use_fresh_symbols() {
 }
 
 #[test]
+fn a_measured_grtt_is_advertised_at_once() {
+    // Rate-limited, so the sender is still sending source when the echo comes back.
+    let cfg = SenderConfig { node: 1, rate: 100_000, symbol_size: 100, block_symbols: 16, ..Default::default() };
+    let mut tx = Sender::new(cfg, KEY).unwrap();
+    tx.send_bytes(ObjectKind::File, object(16_000)).unwrap();
+    let commands = |packets: Vec<Vec<u8>>| -> Vec<Command> {
+        packets
+            .into_iter()
+            .filter_map(|mut p| match wire::open_packet(&mut KEY.clone(), &mut p) {
+                Ok((_, Body::Command(c))) => Some(c),
+                _ => None,
+            })
+            .collect()
+    };
+    let first = commands(drain(&mut tx, Time::ZERO));
+    let probe = first.iter().find_map(|c| c.probe).expect("a probe goes out first");
+    assert_eq!(first[0].grtt_us, 50_000, "the configured guess");
+    // The echo says 2 ms: the guess is replaced, and the next packet tells the receivers.
+    let at = Time::from_micros(2_000);
+    let echo = Body::Feedback(Feedback {
+        target: 1,
+        echo: Some(Echo { probe_time: probe.time, hold_us: 0 }),
+        loss: 0,
+        entries: Vec::new(),
+    });
+    tx.handle_datagram(at, &sealed(7, 1, &echo));
+    assert_eq!(tx.grtt(), Duration::from_millis(2));
+    let next = commands(drain(&mut tx, at));
+    assert_eq!(next.first().map(|c| c.grtt_us), Some(2_000), "advertised without waiting a probe interval");
+}
+
+#[test]
 fn impossible_nacks_are_refused_and_counted() {
     let mut tx = sender();
     tx.send_bytes(ObjectKind::File, object(1600)).unwrap();

@@ -4,7 +4,13 @@
 //! out its events, then wait for whichever comes first — a datagram, a command
 //! from the application, or the core's next deadline. Also the real clock
 //! (`Clock`) and the wall-clock start of packet counters. The loop makes no
-//! protocol decision.
+//! protocol decision, but it keeps events in order: while datagrams are still
+//! queued in the socket (a read filled its whole batch), the core's timers
+//! wait until they are read, as they would in a simulator — a receiver that
+//! fell behind would otherwise NACK again for repair that sits in its own
+//! socket queue. Optionally (for a process that gives the driver its thread)
+//! it reads in batches instead of waking per datagram, and sleeps the thread
+//! for deadlines finer than tokio's 1 ms timer.
 
 use std::io;
 use std::ops::ControlFlow;
@@ -63,7 +69,24 @@ pub struct DriverConfig {
     pub simulated_loss: f64,
     /// Seed of the simulated loss.
     pub seed: u64,
+    /// After a wake-up that found datagrams, pause this long (never past the
+    /// core's next deadline) and read what queued meanwhile, instead of
+    /// waiting on the socket again. While a busy receiver waits on its socket,
+    /// every datagram wakes it: on a shared machine those wake-ups cost the
+    /// sender (which delivers in its own system call) and the receiver more
+    /// than the datagrams themselves. Zero: wait on the socket at once. The
+    /// pause blocks the runtime's thread: only for a driver that has its
+    /// thread to itself.
+    pub rx_coalesce: Duration,
+    /// Wait for deadlines closer than tokio's 1 ms timer tick by sleeping the
+    /// thread (microsecond precision), then read the socket without waiting.
+    /// A paced sender then keeps its rate with a small burst. Blocks the
+    /// runtime's thread like `rx_coalesce`.
+    pub precise_timer: bool,
 }
+
+/// Deadlines closer than this are waited for by `DriverConfig::precise_timer`.
+const TIMER_TICK: Duration = Duration::from_millis(1);
 
 /// What the driver counted.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -124,6 +147,8 @@ pub struct Driver<C> {
     handle: Handle<C>,
     tx_buf: Vec<u8>,
     rx_buf: Vec<u8>,
+    rx_coalesce: Duration,
+    precise_timer: bool,
 }
 
 impl<C: Core> Driver<C> {
@@ -141,6 +166,8 @@ impl<C: Core> Driver<C> {
             handle: Handle { tx },
             tx_buf: Vec::with_capacity(MAX_DATAGRAM),
             rx_buf: vec![0u8; MAX_DATAGRAM],
+            rx_coalesce: cfg.rx_coalesce,
+            precise_timer: cfg.precise_timer,
         }
     }
 
@@ -181,34 +208,65 @@ impl<C: Core> Driver<C> {
         &mut self,
         mut on_event: impl FnMut(&mut C, C::Event) -> ControlFlow<B>,
     ) -> io::Result<Option<B>> {
+        // True while datagrams keep arriving: then `rx_coalesce` applies.
+        let mut busy = false;
+        // True while the last read filled its batch: datagrams that arrived
+        // before now are still queued in the socket.
+        let mut backlog = false;
         loop {
             let now = self.clock.now();
-            self.core.handle_timeout(now);
+            // Datagrams that arrived before a timer's deadline go in before the
+            // timer fires: a receiver that fell behind must not decide its repair
+            // is late while that repair waits in its own socket queue.
+            if !backlog {
+                self.core.handle_timeout(now);
+            }
             self.transmit(now).await;
             while let Some(e) = self.core.poll_event() {
                 if let ControlFlow::Break(b) = on_event(&mut self.core, e) {
                     return Ok(Some(b));
                 }
             }
-            let deadline = self.core.poll_timeout().map(|t| self.clock.instant(t));
+            let due = self.core.poll_timeout();
+            let until = due.map(|t| t.saturating_since(self.clock.now()));
+            let pause = if backlog {
+                Some(Duration::ZERO)
+            } else if busy && !self.rx_coalesce.is_zero() {
+                Some(until.map_or(self.rx_coalesce, |u| u.min(self.rx_coalesce)))
+            } else if self.precise_timer {
+                until.filter(|u| *u < TIMER_TICK)
+            } else {
+                None
+            };
+            if let Some(pause) = pause {
+                if !pause.is_zero() {
+                    std::thread::sleep(pause);
+                }
+                let n = self.drain(RECV_BATCH)?;
+                (busy, backlog) = (n > 0, n == RECV_BATCH);
+                // Commands must not wait for the traffic to stop.
+                while let Ok(cmd) = self.commands.try_recv() {
+                    if cmd(&mut self.core).is_break() {
+                        return Ok(None);
+                    }
+                }
+                continue;
+            }
+            let deadline = due.map(|t| self.clock.instant(t));
             let sleep = async {
                 match deadline {
                     Some(d) => tokio::time::sleep_until(d).await,
                     None => std::future::pending().await,
                 }
             };
+            busy = false;
             tokio::select! {
                 r = self.socket.socket().recv_from(&mut self.rx_buf) => {
                     let (n, _) = r?;
                     self.receive(n);
                     // Drain what else is queued before transmitting again.
-                    for _ in 1..RECV_BATCH {
-                        match self.socket.socket().try_recv_from(&mut self.rx_buf) {
-                            Ok((n, _)) => self.receive(n),
-                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                            Err(e) => return Err(e),
-                        }
-                    }
+                    backlog = self.drain(RECV_BATCH - 1)? == RECV_BATCH - 1;
+                    busy = true;
                 }
                 Some(cmd) = self.commands.recv() => {
                     if cmd(&mut self.core).is_break() {
@@ -218,6 +276,18 @@ impl<C: Core> Driver<C> {
                 () = sleep => {}
             }
         }
+    }
+
+    /// Reads up to `max` queued datagrams without waiting; returns how many.
+    fn drain(&mut self, max: usize) -> io::Result<usize> {
+        for i in 0..max {
+            match self.socket.socket().try_recv_from(&mut self.rx_buf) {
+                Ok((n, _)) => self.receive(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(i),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(max)
     }
 
     fn receive(&mut self, n: usize) {

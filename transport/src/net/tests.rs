@@ -30,7 +30,7 @@ async fn a_file_and_chats_reach_three_receivers_through_loss() {
         let mut d = Driver::new(
             rx,
             MulticastSocket::open(&cfg).unwrap(),
-            DriverConfig { simulated_loss: 0.1, seed: u64::from(i) },
+            DriverConfig { simulated_loss: 0.1, seed: u64::from(i), ..Default::default() },
         );
         let done = done.clone();
         receivers.push(tokio::spawn(async move {
