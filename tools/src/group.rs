@@ -207,6 +207,92 @@ pub async fn keyserver(a: KeyserverArgs) -> Result<()> {
     Ok(())
 }
 
+/// Group mode of `lsim send` and `lsim recv`: the room names the group.
+#[derive(clap::Args, Clone)]
+pub struct RoomArgs {
+    /// Group mode: the room that is the group (e.g. lsim@conference.fire.example); the member joins it
+    /// with --jid, gets the keys from the key server and sends or receives there.
+    #[arg(long, requires = "jid")]
+    pub room: Option<String>,
+    /// Group mode: your JID (user@domain); the password comes on stdin.
+    #[arg(long)]
+    jid: Option<String>,
+    /// Group mode: XMPP server host:port (default: the JID's domain, port 5222).
+    #[arg(long)]
+    server: Option<String>,
+    /// Group mode: STARTTLS required, if-offered or disabled.
+    #[arg(long, default_value = "if-offered")]
+    tls: String,
+    /// Group mode: trust the XMPP certificate with this SHA-256 fingerprint.
+    #[arg(long)]
+    pin: Option<String>,
+    /// Group mode: allow PLAIN without TLS (loopback only).
+    #[arg(long)]
+    allow_plain: bool,
+}
+
+async fn room_member(r: &RoomArgs, iface: Ipv4Addr, dir: &Path, rate_mbit: f64) -> Result<Member> {
+    let password = read_password(true)?;
+    let jid = r.jid.as_deref().ok_or_else(|| anyhow!("--room needs --jid"))?;
+    let mut xmpp = xmpp_config(jid, &password, &r.server, &r.tls, &r.pin, &None)?;
+    xmpp.allow_plain_unencrypted = r.allow_plain;
+    let room = Jid::parse(r.room.as_deref().unwrap_or_default()).map_err(|e| anyhow!("--room: {e}"))?;
+    let nick = xmpp.jid.local.clone().unwrap_or_else(|| "member".into());
+    let mut cfg = MemberConfig::new(xmpp, room, &nick);
+    cfg.interface = iface;
+    cfg.download_dir = dir.to_path_buf();
+    cfg.opener = Opener::Never;
+    cfg.rate = (rate_mbit * 125_000.0) as u64;
+    let mut m = Member::start(cfg).await.context("joining the group")?;
+    wait(&mut m, |e| matches!(e, MemberEvent::Joined { .. })).await?;
+    Ok(m)
+}
+
+/// `lsim send --room`: joins the group, streams the files to it (each
+/// announced in the room), answers repairs for `linger` seconds, leaves.
+pub async fn send_to_room(files: &[PathBuf], r: &RoomArgs, iface: Ipv4Addr, rate_mbit: f64, linger: f64) -> Result<()> {
+    let dir = std::env::temp_dir();
+    let mut m = room_member(r, iface, &dir, rate_mbit).await?;
+    // Let the others take the rekey of our join before data under it.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for f in files {
+        m.send_file(f).await;
+        match wait(&mut m, |e| matches!(e, MemberEvent::FileSent { .. } | MemberEvent::FileNotSent { .. })).await? {
+            MemberEvent::FileNotSent { path, why } => bail!("{}: {why}", path.display()),
+            _ => println!("sent {}", f.display()),
+        }
+    }
+    tokio::time::sleep(Duration::from_secs_f64(linger)).await;
+    m.leave().await;
+    Ok(())
+}
+
+/// `lsim recv --room`: joins the group and receives its files into `dir`
+/// until interrupted (or after the first, with `once`).
+pub async fn receive_from_room(r: &RoomArgs, iface: Ipv4Addr, dir: &Path, once: bool, overwrite: bool) -> Result<()> {
+    if overwrite {
+        bail!("--overwrite is for standalone mode: group files always land under a free name");
+    }
+    std::fs::create_dir_all(dir)?;
+    let mut m = room_member(r, iface, dir, 10.0).await?;
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            ev = m.next_event() => {
+                let Some(ev) = ev else { break };
+                if let Some(text) = show(&ev) {
+                    println!("{text}");
+                }
+                if once && matches!(ev, MemberEvent::FileReceived { .. }) {
+                    break;
+                }
+            }
+        }
+    }
+    m.leave().await;
+    Ok(())
+}
+
 /// `lsim user add`.
 #[derive(clap::Args)]
 pub struct UserAddArgs {

@@ -46,18 +46,20 @@ struct Cli {
 
 #[derive(clap::Args, Clone)]
 struct Net {
-    /// Multicast group and port, e.g. 239.1.2.3:5000.
-    #[arg(long)]
-    group: SocketAddrV4,
+    /// Multicast group and port, e.g. 239.1.2.3:5000 (standalone mode; with --room the room says).
+    #[arg(long, required_unless_present = "room")]
+    group: Option<SocketAddrV4>,
     /// Interface to use, by name (eth0, wlan0, lo) or IPv4 address (default: the kernel's choice).
     #[arg(long)]
     iface: Option<String>,
     /// Multicast TTL (hops).
     #[arg(long, default_value_t = 1)]
     ttl: u32,
-    /// The group key file (from `lsim keygen`).
-    #[arg(long)]
-    key_file: PathBuf,
+    /// The group key file (from `lsim keygen`; standalone mode).
+    #[arg(long, required_unless_present = "room")]
+    key_file: Option<PathBuf>,
+    #[command(flatten)]
+    room: group::RoomArgs,
     /// Print one JSON object of statistics at the end.
     #[arg(long)]
     json: bool,
@@ -68,16 +70,28 @@ struct Net {
 }
 
 impl Net {
-    fn multicast(&self) -> Result<MulticastConfig> {
-        let interface = match &self.iface {
+    fn interface(&self) -> Result<Ipv4Addr> {
+        Ok(match &self.iface {
             None => Ipv4Addr::UNSPECIFIED,
             Some(s) => match s.parse::<Ipv4Addr>() {
                 Ok(a) => a,
                 Err(_) => interface_addr(s)?,
             },
-        };
+        })
+    }
+
+    fn group(&self) -> Result<SocketAddrV4> {
+        self.group.ok_or_else(|| anyhow!("--group is required (or --room for group mode)"))
+    }
+
+    fn key_file(&self) -> Result<&Path> {
+        self.key_file.as_deref().ok_or_else(|| anyhow!("--key-file is required (or --room for group mode)"))
+    }
+
+    fn multicast(&self) -> Result<MulticastConfig> {
+        let interface = self.interface()?;
         Ok(MulticastConfig {
-            group: self.group,
+            group: self.group()?,
             interface,
             ttl: self.ttl,
             loopback: !self.no_loopback,
@@ -211,7 +225,11 @@ fn main() -> ExitCode {
     // One driver loop per process: a single thread avoids handing it between workers (measured: half the
     // CPU went to context switches with a multi-threaded runtime).
     // The group commands run a server and members side by side: those get the threads.
-    let group = matches!(cli.command, Command::Server(_) | Command::Keyserver(_) | Command::Chat(_) | Command::Demo(_));
+    let group = match &cli.command {
+        Command::Server(_) | Command::Keyserver(_) | Command::Chat(_) | Command::Demo(_) => true,
+        Command::Send { net, .. } | Command::Recv { net, .. } => net.room.room.is_some(),
+        _ => false,
+    };
     let builder =
         if group { tokio::runtime::Builder::new_multi_thread() } else { tokio::runtime::Builder::new_current_thread() };
     let rt = match { builder }.enable_all().build() {
@@ -224,6 +242,12 @@ fn main() -> ExitCode {
     let result = rt.block_on(async {
         match cli.command {
             Command::Keygen { suite, out, force } => keygen(suite, &out, force),
+            Command::Send { files, net, rate, linger, .. } if net.room.room.is_some() => {
+                group::send_to_room(&files, &net.room, net.interface()?, rate, linger).await
+            }
+            Command::Recv { net, dir, once, overwrite, .. } if net.room.room.is_some() => {
+                group::receive_from_room(&net.room, net.interface()?, &dir, once, overwrite).await
+            }
             Command::Send { files, net, rate, adaptive_rate, linger, proactive, block_symbols } => {
                 send(&files, &net, SendOptions { rate_mbit: rate, adaptive_rate, linger, proactive, block_symbols })
                     .await
@@ -264,8 +288,9 @@ struct SendOptions {
 
 async fn send(files: &[PathBuf], net: &Net, opts: SendOptions) -> Result<()> {
     let SendOptions { rate_mbit, adaptive_rate, linger, proactive, block_symbols } = opts;
-    let key = KeyFile::read(&net.key_file)?;
-    let socket = MulticastSocket::open(&net.multicast()?).with_context(|| format!("joining {}", net.group))?;
+    let key = KeyFile::read(net.key_file()?)?;
+    let mc = net.multicast()?;
+    let socket = MulticastSocket::open(&mc).with_context(|| format!("joining {}", mc.group))?;
     let rate = (rate_mbit * 1e6 / 8.0) as u64;
     let cfg = SenderConfig {
         session: key.session,
@@ -375,9 +400,10 @@ struct Arrivals {
 }
 
 async fn recv(net: &Net, dir: &Path, once: bool, overwrite: bool, idle: f64, loss: f64) -> Result<()> {
-    let key = KeyFile::read(&net.key_file)?;
+    let key = KeyFile::read(net.key_file()?)?;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let socket = MulticastSocket::open(&net.multicast()?).with_context(|| format!("joining {}", net.group))?;
+    let mc = net.multicast()?;
+    let socket = MulticastSocket::open(&mc).with_context(|| format!("joining {}", mc.group))?;
     let node = node_id()?;
     let cfg = ReceiverConfig {
         session: key.session,

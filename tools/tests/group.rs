@@ -115,6 +115,54 @@ fn user_add_then_server_then_a_member_chats() {
     writeln!(ben_in, "/quit").unwrap();
     assert!(ann.wait().unwrap().success());
     assert!(ben.wait().unwrap().success());
+
+    // Group mode of lsim recv / lsim send: the room names the group.
+    let group_args = |cmd: &str, user: &str| {
+        let mut c = lsim();
+        c.args([cmd, "--room", "lsim@conference.localhost", "--jid", &format!("{user}@localhost")])
+            .args([
+                "--server",
+                &format!("127.0.0.1:{xmpp}"),
+                "--tls",
+                "disabled",
+                "--allow-plain",
+                "--iface",
+                "127.0.0.1",
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped());
+        c
+    };
+    let inbox = dir.join("ben-inbox");
+    let mut recv = group_args("recv", "ben").arg("--dir").arg(&inbox).arg("--once").spawn().unwrap();
+    writeln!(recv.stdin.take().unwrap(), "ben-pw").unwrap();
+    // Wait until ben is in the group before ann sends.
+    let recv_out = recv.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(recv_out).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    loop {
+        let line = rx.recv_timeout(Duration::from_secs(30)).expect("lsim recv --room never joined");
+        if line.contains("in the group") {
+            break;
+        }
+    }
+    let file = dir.join("sitrep.txt");
+    std::fs::write(&file, "sector 7 clear, 3 crews on the ridge").unwrap();
+    let mut send = group_args("send", "ann").arg(&file).args(["--linger", "1"]).spawn().unwrap();
+    writeln!(send.stdin.take().unwrap(), "ann-pw").unwrap();
+    assert!(send.wait().unwrap().success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while recv.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "lsim recv --room --once did not finish");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(recv.wait().unwrap().success());
+    assert_eq!(std::fs::read_to_string(inbox.join("sitrep.txt")).unwrap(), "sector 7 clear, 3 crews on the ridge");
     let _ = server.kill();
     let _ = server.wait();
     let _ = std::fs::remove_dir_all(&dir);
