@@ -244,7 +244,10 @@ async fn room_member(r: &RoomArgs, iface: Ipv4Addr, dir: &Path, rate_mbit: f64) 
     cfg.opener = Opener::Never;
     cfg.rate = (rate_mbit * 125_000.0) as u64;
     let mut m = Member::start(cfg).await.context("joining the group")?;
-    wait(&mut m, |e| matches!(e, MemberEvent::Joined { .. })).await?;
+    let joined = wait(&mut m, |e| matches!(e, MemberEvent::Joined { .. })).await?;
+    if let Some(text) = show(&joined) {
+        println!("{text}");
+    }
     Ok(m)
 }
 

@@ -26,6 +26,16 @@ fn demo_exits_0_and_prints_both_tables() {
     assert_eq!(stdout.matches("viewer] showing").count(), 10, "{stdout}");
 }
 
+/// Kills the process when the test ends, passing or not.
+struct Reaper(std::process::Child);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -53,14 +63,16 @@ fn user_add_then_server_then_a_member_chats() {
     let (xmpp, keys) = (free_port(), free_port());
     let pid = std::process::id();
     let group = format!("239.192.78.{}:{}", pid % 250 + 1, 21_000 + pid % 20_000);
-    let mut server = lsim()
-        .args(["server", "--data-dir"])
-        .arg(&dir)
-        .args(["--xmpp-listen", &format!("127.0.0.1:{xmpp}"), "--keyserver-listen", &format!("127.0.0.1:{keys}")])
-        .args(["--group", &group, "--allow-plain"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let _server = Reaper(
+        lsim()
+            .args(["server", "--data-dir"])
+            .arg(&dir)
+            .args(["--xmpp-listen", &format!("127.0.0.1:{xmpp}"), "--keyserver-listen", &format!("127.0.0.1:{keys}")])
+            .args(["--group", &group, "--allow-plain"])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let deadline = Instant::now() + Duration::from_secs(20);
     while std::net::TcpStream::connect(("127.0.0.1", xmpp)).is_err() {
         assert!(Instant::now() < deadline, "server did not start");
@@ -134,7 +146,8 @@ fn user_add_then_server_then_a_member_chats() {
         c
     };
     let inbox = dir.join("ben-inbox");
-    let mut recv = group_args("recv", "ben").arg("--dir").arg(&inbox).arg("--once").spawn().unwrap();
+    let mut recv = Reaper(group_args("recv", "ben").arg("--dir").arg(&inbox).arg("--once").spawn().unwrap());
+    let recv = &mut recv.0;
     writeln!(recv.stdin.take().unwrap(), "ben-pw").unwrap();
     // Wait until ben is in the group before ann sends.
     let recv_out = recv.stdout.take().unwrap();
@@ -163,7 +176,5 @@ fn user_add_then_server_then_a_member_chats() {
     }
     assert!(recv.wait().unwrap().success());
     assert_eq!(std::fs::read_to_string(inbox.join("sitrep.txt")).unwrap(), "sector 7 clear, 3 crews on the ridge");
-    let _ = server.kill();
-    let _ = server.wait();
     let _ = std::fs::remove_dir_all(&dir);
 }
