@@ -101,6 +101,7 @@ async fn three_members(target: &Target, test: u8, outage: &mut dyn FnMut(bool)) 
         cfg.opener = Opener::Command(vec!["sh".into(), "-c".into(), format!("echo \"$0\" >> {}", log.display())]);
         cfg.simulated_loss = 0.10;
         cfg.rate = 40_000_000;
+        cfg.beacon_interval = Duration::from_millis(200);
         let mut m = Member::start(cfg).await.unwrap();
         if let MemberEvent::Joined { session: s, .. } =
             next(&mut m, "joined", |e| matches!(e, MemberEvent::Joined { .. })).await
@@ -169,6 +170,12 @@ async fn three_members(target: &Target, test: u8, outage: &mut dyn FnMut(bool)) 
     outage(true);
     for m in members.iter_mut() {
         next(m, "xmpp offline", |e| matches!(e, MemberEvent::XmppOffline(_))).await;
+    }
+    // Presence falls back to what multicast carries: each hears the others' beacons.
+    for (i, m) in members.iter_mut().enumerate() {
+        let others: Vec<String> =
+            ["alice", "bob", "carol"].iter().enumerate().filter(|(j, _)| *j != i).map(|(_, n)| n.to_string()).collect();
+        next(m, "multicast presence", |e| matches!(e, MemberEvent::MulticastPresence(n) if *n == others)).await;
     }
     members[2].chat("while the server is down").await;
     let small = base.join("note.txt");

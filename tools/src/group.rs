@@ -430,6 +430,7 @@ fn show(ev: &MemberEvent) -> Option<String> {
         MemberEvent::FileOpened { path } => format!("-- opened {}", path.display()),
         MemberEvent::XmppOffline(e) => format!("!! XMPP lost ({e}); chat and files go on over multicast"),
         MemberEvent::XmppOnline => "-- XMPP back".to_string(),
+        MemberEvent::MulticastPresence(nicks) => format!("-- heard on multicast: {}", nicks.join(", ")),
         MemberEvent::RoomJoined => return None,
         MemberEvent::Error(e) => format!("!! {e}"),
         MemberEvent::Left { epoch } => format!("-- left the group (the others moved to epoch {epoch})"),

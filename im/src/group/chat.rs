@@ -3,8 +3,9 @@
 //! through the XMPP room. Both carry the same bytes, so a client that gets
 //! a message both ways shows it once ([`Dedup`], by message id).
 //!
-//! Owns the byte format (versioned, every length bounded, UTF-8 checked)
-//! and deduplication. It must not touch keys or sockets: sealing is the
+//! Owns the byte format (versioned, every length bounded, UTF-8 checked),
+//! deduplication, and the presence beacon members multicast while XMPP is
+//! down (it rides as a chat object; its magic tells it apart). It must not touch keys or sockets: sealing is the
 //! transport's or [`crate::group`]'s job, display is the caller's.
 //!
 //! ```text
@@ -143,6 +144,27 @@ fn cut(s: &str, max: usize) -> String {
     s[..end].to_string()
 }
 
+/// Magic of a presence beacon.
+const BEACON: &[u8; 4] = b"LSB1";
+
+/// A member's "I am here" on multicast, sent while XMPP is down so that
+/// presence degrades to what the group itself can hear:
+/// `"LSB1" | nick_len: u8 | nick`.
+pub fn encode_beacon(nick: &str) -> Vec<u8> {
+    let nick = cut(nick, u8::MAX as usize);
+    let mut out = BEACON.to_vec();
+    out.push(nick.len() as u8);
+    out.extend_from_slice(nick.as_bytes());
+    out
+}
+
+/// The nick in a beacon, or `None` if `bytes` is not one.
+pub fn decode_beacon(bytes: &[u8]) -> Option<String> {
+    let rest = bytes.strip_prefix(BEACON)?;
+    let (&len, nick) = rest.split_first()?;
+    (nick.len() == usize::from(len)).then(|| std::str::from_utf8(nick).ok().map(str::to_string)).flatten()
+}
+
 /// Remembers the ids of the last `capacity` messages shown.
 #[derive(Debug, Clone)]
 pub struct Dedup {
@@ -204,6 +226,15 @@ mod tests {
         let mut huge = m[..28].to_vec();
         huge.extend_from_slice(&u16::MAX.to_be_bytes());
         assert_eq!(ChatMessage::decode(&huge), Err(ChatError::TooLong("sender name")));
+    }
+
+    #[test]
+    fn beacons_round_trip_and_are_not_chat() {
+        let b = encode_beacon("crew-2 ⛑");
+        assert_eq!(decode_beacon(&b).as_deref(), Some("crew-2 ⛑"));
+        assert!(ChatMessage::decode(&b).is_err());
+        assert_eq!(decode_beacon(&ChatMessage::new("a", "b").encode()), None);
+        assert_eq!(decode_beacon(&b[..b.len() - 1]), None);
     }
 
     #[test]

@@ -86,6 +86,9 @@ pub struct MemberConfig {
     pub chat_via: ChatVia,
     /// Where received files land.
     pub download_dir: PathBuf,
+    /// While XMPP is down, say "here" on multicast this often (and count
+    /// as present those heard within three intervals).
+    pub beacon_interval: Duration,
     /// What opens a received file ("remote display").
     pub opener: Opener,
 }
@@ -130,6 +133,7 @@ impl MemberConfig {
             rate: 1_000_000,
             chat_via: ChatVia::Multicast,
             download_dir: PathBuf::from("."),
+            beacon_interval: Duration::from_secs(5),
             opener: Opener::System,
         }
     }
@@ -270,6 +274,8 @@ pub enum MemberEvent {
     XmppOffline(String),
     /// XMPP is back.
     XmppOnline,
+    /// While XMPP is down: who was heard on multicast lately (by nick).
+    MulticastPresence(Vec<String>),
     /// We are (again) in the room.
     RoomJoined,
     /// Something failed (the member goes on where it can).
@@ -632,6 +638,10 @@ async fn run(
     let mut sent_files = std::collections::HashSet::new();
     let mut progress: HashMap<(u32, u32), u64> = HashMap::new();
     let node = transport.node;
+    let mut xmpp_online = true;
+    let mut heard: HashMap<String, tokio::time::Instant> = HashMap::new();
+    let mut shown: Vec<String> = Vec::new();
+    let mut beacon = tokio::time::interval(cfg.beacon_interval.max(Duration::from_millis(50)));
     let mut last_resync = tokio::time::Instant::now() - Duration::from_secs(60);
     loop {
         tokio::select! {
@@ -670,7 +680,26 @@ async fn run(
                     return held;
                 }
             },
+            _ = beacon.tick(), if !xmpp_online => {
+                let bytes = super::chat::encode_beacon(&cfg.nick);
+                transport.sender.with(move |s| {
+                    let _ = s.send_bytes(ObjectKind::Chat, bytes);
+                });
+                let fresh = cfg.beacon_interval * 3;
+                let mut now_here: Vec<String> =
+                    heard.iter().filter(|(_, t)| t.elapsed() <= fresh).map(|(n, _)| n.clone()).collect();
+                now_here.sort();
+                if now_here != shown {
+                    shown = now_here.clone();
+                    let _ = events.send(MemberEvent::MulticastPresence(now_here)).await;
+                }
+            }
             Some(msg) = transport.from_receiver.recv() => match msg {
+                FromReceiver::Chat(bytes, _) if super::chat::decode_beacon(&bytes).is_some() => {
+                    if let Some(nick) = super::chat::decode_beacon(&bytes) {
+                        heard.insert(nick, tokio::time::Instant::now());
+                    }
+                }
                 FromReceiver::Chat(bytes, sender) => match ChatMessage::decode(&bytes) {
                     Ok(m) => {
                         if dedup.first_time(m.id) {
@@ -730,8 +759,18 @@ async fn run(
                         let _ = events.send(ev).await;
                     }
                 }
-                Some(ClientEvent::Offline { error, .. }) => { let _ = events.send(MemberEvent::XmppOffline(error)).await; }
-                Some(ClientEvent::Online { .. }) => { let _ = events.send(MemberEvent::XmppOnline).await; }
+                Some(ClientEvent::Offline { error, .. }) => {
+                    if xmpp_online {
+                        xmpp_online = false;
+                        heard.clear();
+                        shown.clear();
+                    }
+                    let _ = events.send(MemberEvent::XmppOffline(error)).await;
+                }
+                Some(ClientEvent::Online { .. }) => {
+                    xmpp_online = true;
+                    let _ = events.send(MemberEvent::XmppOnline).await;
+                }
                 Some(_) => {}
                 // The XMPP task ended (fatal error): multicast goes on.
                 None => std::future::pending::<()>().await,
