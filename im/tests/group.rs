@@ -263,6 +263,13 @@ async fn group_with_the_embedded_server() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_with_ejabberd() {
+    let Some(mut e) = common::Ejabberd::start("group", false, &USERS) else { return };
+    let t = Target { addr: e.addr(), domain: "localhost".into(), trust: None, muc: "conference.localhost".into() };
+    three_members(&t, 6, &mut |down| if down { e.stop() } else { e.resume() }).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn group_with_prosody() {
     let Some(mut p) = common::Prosody::start("group", false, &USERS) else { return };
     let t = Target { addr: p.addr(), domain: "localhost".into(), trust: None, muc: "conference.localhost".into() };

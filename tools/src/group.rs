@@ -207,6 +207,38 @@ pub async fn keyserver(a: KeyserverArgs) -> Result<()> {
     Ok(())
 }
 
+/// The group's parameters given directly instead of learned from the room
+/// (all three of multicast, key server and pin, or none).
+#[derive(clap::Args, Clone)]
+pub struct ParamsArgs {
+    /// The group's multicast address and port (instead of the room's announcement).
+    #[arg(long, requires_all = ["keyserver", "keyserver_pin"])]
+    multicast: Option<SocketAddrV4>,
+    /// The key server's registrar address.
+    #[arg(long, requires = "multicast")]
+    keyserver: Option<SocketAddr>,
+    /// SHA-256 fingerprint of the key server's certificate.
+    #[arg(long, requires = "multicast")]
+    keyserver_pin: Option<String>,
+}
+
+impl ParamsArgs {
+    fn params(&self) -> Result<Option<lsim_im::xmpp::payload::GroupParams>> {
+        let (Some(group), Some(keyserver), Some(pin)) = (self.multicast, self.keyserver, &self.keyserver_pin) else {
+            return Ok(None);
+        };
+        let fingerprint = parse_fingerprint(pin).ok_or_else(|| anyhow!("--keyserver-pin: 64 hex digits"))?;
+        // The suite and epoch come with the keys; these fields are informational.
+        Ok(Some(lsim_im::xmpp::payload::GroupParams {
+            group: SocketAddr::V4(group),
+            keyserver,
+            fingerprint,
+            suite: String::new(),
+            epoch: 0,
+        }))
+    }
+}
+
 /// Group mode of `lsim send` and `lsim recv`: the room names the group.
 #[derive(clap::Args, Clone)]
 pub struct RoomArgs {
@@ -229,6 +261,8 @@ pub struct RoomArgs {
     /// Group mode: allow PLAIN without TLS (loopback only).
     #[arg(long)]
     allow_plain: bool,
+    #[command(flatten)]
+    params: ParamsArgs,
 }
 
 async fn room_member(r: &RoomArgs, iface: Ipv4Addr, dir: &Path, rate_mbit: f64) -> Result<Member> {
@@ -243,6 +277,7 @@ async fn room_member(r: &RoomArgs, iface: Ipv4Addr, dir: &Path, rate_mbit: f64) 
     cfg.download_dir = dir.to_path_buf();
     cfg.opener = Opener::Never;
     cfg.rate = (rate_mbit * 125_000.0) as u64;
+    cfg.params = r.params.params()?;
     let mut m = Member::start(cfg).await.context("joining the group")?;
     let joined = wait(&mut m, |e| matches!(e, MemberEvent::Joined { .. })).await?;
     if let Some(text) = show(&joined) {
@@ -378,6 +413,8 @@ pub struct ChatArgs {
     /// Drop this share of received datagrams (testing only).
     #[arg(long, default_value_t = 0.0, hide = true)]
     simulated_loss: f64,
+    #[command(flatten)]
+    params: ParamsArgs,
 }
 
 fn client_config(a: &ChatArgs, password: &str) -> Result<ClientConfig> {
@@ -455,6 +492,7 @@ pub async fn chat(a: ChatArgs) -> Result<()> {
     cfg.interface = a.iface;
     cfg.rate = (a.rate * 125_000.0) as u64;
     cfg.simulated_loss = a.simulated_loss;
+    cfg.params = a.params.params()?;
     let mut member = Member::start(cfg).await.context("joining the group")?;
     println!("commands: /send FILE, /who, /files, /leave, /quit; anything else is chat");
     let (tx, mut lines) = tokio::sync::mpsc::channel::<String>(16);

@@ -310,6 +310,13 @@ modules:
         self.run();
     }
 
+    /// Starts it again after [`Ejabberd::stop`].
+    pub fn resume(&mut self) {
+        if self.child.is_none() {
+            self.run();
+        }
+    }
+
     pub fn addr(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
