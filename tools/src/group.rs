@@ -526,6 +526,7 @@ pub async fn chat(a: ChatArgs) -> Result<()> {
                 match &ev {
                     MemberEvent::PresenceIn(n) => { who.insert(n.clone()); }
                     MemberEvent::PresenceOut(n) => { who.remove(n); }
+                    MemberEvent::MulticastPresence(nicks) => who = nicks.iter().cloned().collect(),
                     MemberEvent::FileReceived { path, .. } => files.push(path.display().to_string()),
                     _ => {}
                 }
