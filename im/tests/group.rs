@@ -74,7 +74,7 @@ async fn key_server(target: &Target, test: u8) -> (Arc<KeyServer>, KeyServerPres
         nick: "keyserver".into(),
         group: "lsim".into(),
         params,
-        grace: Duration::from_millis(500),
+        grace: Duration::from_secs(3),
     };
     let mut presence = KeyServerPresence::start(cfg, ks.clone());
     let ev = tokio::time::timeout(Duration::from_secs(20), presence.events.recv()).await.unwrap();
