@@ -82,7 +82,8 @@ pub struct MemberConfig {
     pub simulated_loss: f64,
     /// Our sending rate, bytes per second.
     pub rate: u64,
-    /// Which way our chat goes.
+    /// Which way our chat goes (through the room only while it is
+    /// reachable: during an XMPP outage chat goes on multicast).
     pub chat_via: ChatVia,
     /// Where received files land.
     pub download_dir: PathBuf,
@@ -649,12 +650,11 @@ async fn run(
                 Some(Command::Chat(text)) => {
                     let msg = ChatMessage::new(&cfg.nick, &text);
                     dedup.first_time(msg.id);
-                    let via = match cfg.chat_via {
-                        ChatVia::Multicast => Via::Multicast,
-                        ChatVia::Xmpp => Via::Xmpp,
-                    };
+                    let via = if cfg.chat_via == ChatVia::Xmpp && xmpp_online { Via::Xmpp } else { Via::Multicast };
                     let _ = events.send(chat_event(&msg, via)).await;
-                    if let Some(payload) = send_chat(&cfg, &transport, &msg) {
+                    // Through the room only while the room is reachable; otherwise multicast.
+                    let via_room = cfg.chat_via == ChatVia::Xmpp && xmpp_online;
+                    if let Some(payload) = send_chat(via_room, &transport, &msg) {
                         xmpp.send_group(&cfg.room, None, Some(payload)).await;
                     }
                 }
@@ -785,21 +785,17 @@ fn chat_event(m: &ChatMessage, via: Via) -> MemberEvent {
 
 /// Queues `msg` on the multicast sender, or returns the room payload to
 /// send for chat through XMPP.
-fn send_chat(cfg: &MemberConfig, transport: &Transport, msg: &ChatMessage) -> Option<Element> {
+fn send_chat(via_room: bool, transport: &Transport, msg: &ChatMessage) -> Option<Element> {
     let bytes = msg.encode();
-    match cfg.chat_via {
-        ChatVia::Multicast => {
-            transport.sender.with(move |s| {
-                let _ = s.send_bytes(ObjectKind::Chat, bytes);
-            });
-            None
-        }
-        ChatVia::Xmpp => {
-            let sealed = transport.seal.encrypt_message(CHAT_AAD, &bytes).ok()?;
-            let epoch = transport.seal.epochs().last().unwrap_or(0);
-            Some(Payload::Chat(SealedChat { id: msg.id_hex(), epoch: u64::from(epoch), sealed }).to_element())
-        }
+    if via_room {
+        let sealed = transport.seal.encrypt_message(CHAT_AAD, &bytes).ok()?;
+        let epoch = transport.seal.epochs().last().unwrap_or(0);
+        return Some(Payload::Chat(SealedChat { id: msg.id_hex(), epoch: u64::from(epoch), sealed }).to_element());
     }
+    transport.sender.with(move |s| {
+        let _ = s.send_bytes(ObjectKind::Chat, bytes);
+    });
+    None
 }
 
 fn on_room_event(event: RoomEvent, dedup: &mut Dedup, seal: &GroupSeal) -> Option<MemberEvent> {
