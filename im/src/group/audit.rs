@@ -74,8 +74,6 @@ pub struct Readout {
     pub bytes: Vec<u8>,
     /// Datagrams it could not open for want of their epoch's key.
     pub unopenable: u64,
-    /// Datagrams in all.
-    pub datagrams: usize,
 }
 
 impl Readout {
@@ -92,7 +90,7 @@ pub fn read_with(session: u32, suite: SuiteId, keys: &[(u32, SecretKey)], packet
     sorted.sort_by_key(|(e, _)| *e);
     sorted.dedup_by_key(|(e, _)| *e);
     let Some((first, rest)) = sorted.split_first() else {
-        return Readout { bytes: Vec::new(), unopenable: packets.len() as u64, datagrams: packets.len() };
+        return Readout { bytes: Vec::new(), unopenable: packets.len() as u64 };
     };
     let mut seal = GroupSeal::with_past_epochs(suite, sorted.len(), first.0, &first.1);
     for (epoch, key) in rest {
@@ -109,5 +107,5 @@ pub fn read_with(session: u32, suite: SuiteId, keys: &[(u32, SecretKey)], packet
             }
         }
     }
-    Readout { bytes, unopenable: rx.stats().dropped(Drop::UnknownEpoch), datagrams: packets.len() }
+    Readout { bytes, unopenable: rx.stats().dropped(Drop::UnknownEpoch) }
 }

@@ -45,7 +45,7 @@ use crate::xmpp::room::RoomEvent;
 /// The top bit of a receiver's node id (see the module doc).
 pub const RECEIVER_NODE_BIT: u32 = 0x8000_0000;
 /// Associated data of chat sealed for the room.
-const CHAT_AAD: &[u8] = b"lsim chat v1";
+pub const CHAT_AAD: &[u8] = b"lsim chat v1";
 
 /// Which way our chat goes out (every member accepts both).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -659,7 +659,7 @@ async fn run(
                     }
                 }
                 Some(Command::File(path)) => {
-                    match send_file(&transport.sender.clone(), &path, node).await {
+                    match send_file(&transport.sender, &path, node).await {
                         Ok((object, offer)) => {
                             sent_files.insert(object);
                             xmpp.send_group(&cfg.room, Some(&format!("sending file {}", offer.name)), Some(Payload::File(offer).to_element())).await;
@@ -695,12 +695,11 @@ async fn run(
                 }
             }
             Some(msg) = transport.from_receiver.recv() => match msg {
-                FromReceiver::Chat(bytes, _) if super::chat::decode_beacon(&bytes).is_some() => {
-                    if let Some(nick) = super::chat::decode_beacon(&bytes) {
+                FromReceiver::Chat(bytes, sender) => match super::chat::decode_beacon(&bytes) {
+                    Some(nick) => {
                         heard.insert(nick, tokio::time::Instant::now());
                     }
-                }
-                FromReceiver::Chat(bytes, sender) => match ChatMessage::decode(&bytes) {
+                    None => match ChatMessage::decode(&bytes) {
                     Ok(m) => {
                         if dedup.first_time(m.id) {
                             let _ = events.send(chat_event(&m, Via::Multicast)).await;
@@ -710,6 +709,7 @@ async fn run(
                         let why = e.to_string();
                         let _ = events.send(MemberEvent::Unreadable { from: format!("node {sender}"), via: Via::Multicast, why }).await;
                     }
+                    },
                 },
                 FromReceiver::Sent(object) => {
                     if sent_files.remove(&object) {

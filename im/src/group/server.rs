@@ -310,3 +310,24 @@ impl PasswordCheck for XmppLogin {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn key_server_logins_use_the_xmpp_users_but_never_its_own_account() {
+        let dir = std::env::temp_dir().join(format!("lsim-xmpp-passwords-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = UserStore::open(&dir).unwrap();
+        store.add("alice", "alice-pw", false).unwrap();
+        store.add(KEYSERVER_USER, "ks-pw", false).unwrap();
+        let check = XmppPasswords(UserStore::open(&dir).unwrap());
+        assert!(check.verify("alice", "alice-pw"));
+        assert!(!check.verify("alice", "ks-pw"));
+        assert!(!check.verify("mallory", "alice-pw"));
+        assert!(!check.verify(KEYSERVER_USER, "ks-pw"), "the key server's own account is not a member");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -704,7 +704,7 @@ async fn online(
     loop {
         let deadline = ping_sent.as_ref().map_or(ping_due, |(_, at)| *at + st.cfg.keepalive_timeout);
         tokio::select! {
-            _ = sleep_until_instant(deadline) => {
+            _ = tokio::time::sleep_until(deadline) => {
                 if ping_sent.is_some() {
                     return Err(ClientError::Timeout("keepalive ping"));
                 }
@@ -765,10 +765,6 @@ async fn online(
     }
 }
 
-async fn sleep_until_instant(at: Instant) {
-    tokio::time::sleep_until(at).await
-}
-
 /// Handles one stanza; returns stanzas to send back.
 async fn handle_incoming(st: &mut State, e: &Element, ping_sent: &mut Option<(String, Instant)>) -> Vec<Element> {
     let from_bare = e.get_attr("from").and_then(|f| Jid::parse(f).ok()).map(|j| j.bare());
@@ -783,7 +779,7 @@ async fn handle_incoming(st: &mut State, e: &Element, ping_sent: &mut Option<(St
         return vec![answer_iq(&iq)];
     }
     if let Some(room_jid) = &from_bare
-        && let Some((room, history)) = st.rooms.get_mut(room_jid)
+        && let Some((room, _)) = st.rooms.get_mut(room_jid)
     {
         let mut out = Vec::new();
         if e.is("presence", NS_CLIENT) {
@@ -794,7 +790,6 @@ async fn handle_incoming(st: &mut State, e: &Element, ping_sent: &mut Option<(St
             }
             // A nick-conflict retry, the instant-room form, our payload.
             out = send;
-            let _ = history;
         } else if e.is("message", NS_CLIENT) {
             let Ok(m) = Message::try_from(e) else { return Vec::new() };
             if m.kind == super::stanza::MessageType::Groupchat

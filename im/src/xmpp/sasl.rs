@@ -218,7 +218,7 @@ impl StoredCredentials {
     pub fn verify_password(&self, password: &str) -> bool {
         let k = &self.sha256;
         let derived = ScramKeys::derive(Hash::Sha256, password, k.salt.clone(), k.iterations);
-        ring_eq(&derived.stored_key, &k.stored_key)
+        ct_eq(&derived.stored_key, &k.stored_key)
     }
 
     fn keys(&self, hash: Hash) -> &ScramKeys {
@@ -262,8 +262,9 @@ impl StoredCredentials {
     }
 }
 
-fn ring_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// Constant-time equality (lengths are public).
+fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    bool::from(subtle::ConstantTimeEq::ct_eq(a, b))
 }
 
 fn random_nonce() -> Result<String, Failure> {
@@ -412,7 +413,7 @@ impl ClientSasl {
                 match attrs.first() {
                     Some(('v', v)) => {
                         let v = Base64::decode_vec(v).map_err(|_| Failure::IncorrectEncoding)?;
-                        if ring_eq(&v, &server_signature) {
+                        if ct_eq(&v, &server_signature) {
                             Ok(())
                         } else {
                             Err(Failure::ServerNotAuthenticated("server signature does not verify"))
@@ -602,7 +603,7 @@ fn server_final(
     let auth_message = format!("{auth_prefix},{without_proof}");
     let signature = hash.hmac(&keys.stored_key, auth_message.as_bytes());
     let client_key: Zeroizing<Vec<u8>> = Zeroizing::new(proof.iter().zip(&signature).map(|(a, b)| a ^ b).collect());
-    if !ring_eq(&hash.digest(&client_key), &keys.stored_key) {
+    if !ct_eq(&hash.digest(&client_key), &keys.stored_key) {
         return Err(Failure::NotAuthorized);
     }
     let server_signature = hash.hmac(&keys.server_key, auth_message.as_bytes());

@@ -226,7 +226,7 @@ impl ServerCertVerifier for PinnedCheck {
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
         let seen = fingerprint(end_entity);
-        if seen.iter().zip(&self.pin).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0 {
+        if bool::from(subtle::ConstantTimeEq::ct_eq(&seen[..], &self.pin[..])) {
             Ok(ServerCertVerified::assertion())
         } else {
             Err(rustls::Error::General(format!(
