@@ -33,6 +33,6 @@ pub mod seal;
 pub mod sim;
 pub mod workload;
 
-pub use report::Report;
+pub use report::{RegionReport, RegionSample, Report, Sample};
 pub use scenario::{Scenario, ScenarioError};
 pub use sim::Sim;

@@ -30,6 +30,53 @@ pub struct ReceiverReport {
     pub dropped: u64,
     /// Its own estimate of its loss from the sender.
     pub loss_estimate: f64,
+    /// The region it sits in (index into `Report::regions`; 0 without regions).
+    pub region: u32,
+}
+
+/// One region (radio cell) of a topology: its link to the rest and what crossed it.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct RegionReport {
+    /// Region name from the scenario.
+    pub name: String,
+    /// Receivers in it.
+    pub receivers: u32,
+    /// Node id of its repairer, if it has one.
+    pub repairer: Option<u32>,
+    /// Datagram bytes that crossed its link into the region.
+    pub link_bytes_in: u64,
+    /// Datagram bytes that crossed its link out of the region.
+    pub link_bytes_out: u64,
+    /// link_bytes_in / object bytes.
+    pub link_in_per_object_byte: f64,
+    /// Repair data packets sent inside the region by its repairer.
+    pub local_repair_packets: u64,
+    /// Feedback packets sent by the region's nodes.
+    pub feedback_packets: u64,
+    /// Virtual time the region's last receiver completed.
+    pub completion_s: Option<f64>,
+}
+
+/// The run at one moment, for plots. Counts are cumulative since time zero.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Sample {
+    /// Virtual time, seconds.
+    pub t_s: f64,
+    /// Object bytes verified so far, summed over all receivers.
+    pub delivered_bytes: u64,
+    /// Per region, the same order as `Report::regions`.
+    pub regions: Vec<RegionSample>,
+}
+
+/// One region's cumulative traffic at a sample.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct RegionSample {
+    /// Repair data packets heard in the region (from the sender or its repairer).
+    pub repair_packets: u64,
+    /// Feedback (NACK) packets sent by the region's nodes.
+    pub nack_packets: u64,
+    /// Datagram bytes that crossed the region's link inward.
+    pub link_bytes_in: u64,
 }
 
 /// The outcome of one run.
@@ -95,6 +142,10 @@ pub struct Report {
     pub wall_s: f64,
     /// Per receiver.
     pub per_receiver: Vec<ReceiverReport>,
+    /// Per region (one region named "all" when the scenario has no topology).
+    pub regions: Vec<RegionReport>,
+    /// The run over time, every `sample_interval` of virtual time.
+    pub samples: Vec<Sample>,
 }
 
 impl Report {

@@ -335,6 +335,7 @@ impl Sim {
                     dropped_bad_seal: s.dropped(Drop::BadSeal),
                     dropped: s.dropped_total(),
                     loss_estimate: r.loss_from(1).unwrap_or(0.0),
+                    region: 0,
                 });
             }
         }
@@ -380,6 +381,8 @@ impl Sim {
             trace_hash: trace.finalize().iter().map(|b| format!("{b:02x}")).collect(),
             wall_s: wall.as_secs_f64(),
             per_receiver,
+            regions: Vec::new(),
+            samples: Vec::new(),
         }
     }
 }
