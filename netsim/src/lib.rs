@@ -27,10 +27,13 @@ pub mod clock;
 pub mod loss;
 pub mod medium;
 pub mod node;
+pub mod plot;
 pub mod report;
 pub mod scenario;
 pub mod seal;
 pub mod sim;
+pub mod sweep;
+pub mod testbed;
 pub mod workload;
 
 pub use report::{RegionReport, RegionSample, Report, Sample};

@@ -28,13 +28,20 @@ enum Command {
         /// Override a field: `--set receivers=100 --set loss.p=0.2` (repeatable).
         #[arg(long = "set", value_name = "KEY=VALUE")]
         overrides: Vec<String>,
+        /// Write goodput.svg, completion.svg and repair.svg into this folder.
+        #[arg(long, value_name = "DIR")]
+        plot: Option<PathBuf>,
     },
+    /// Run a scenario over a grid of loss, receiver count and block size, and plot it.
+    Sweep(lsim_netsim::sweep::SweepArgs),
+    /// Real processes on an emulated network of namespaces (root).
+    Testbed(lsim_netsim::testbed::TestbedArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Run { scenario, seed, json, overrides } => {
+        Command::Run { scenario, seed, json, overrides, plot } => {
             let text = match std::fs::read_to_string(&scenario) {
                 Ok(t) => t,
                 Err(e) => {
@@ -70,7 +77,19 @@ fn main() -> ExitCode {
             } else {
                 print!("{}", report.table());
             }
+            if let Some(Err(e)) = plot.as_deref().map(|dir| lsim_netsim::plot::plot_cli(&report, dir)) {
+                eprintln!("netsim: {e}");
+                return ExitCode::FAILURE;
+            }
             if report.delivered_all { ExitCode::SUCCESS } else { ExitCode::from(1) }
         }
+        Command::Sweep(args) => match lsim_netsim::sweep::run_cli(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("netsim: {e}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Testbed(args) => lsim_netsim::testbed::run(args),
     }
 }

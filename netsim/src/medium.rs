@@ -12,15 +12,21 @@ use std::collections::VecDeque;
 use std::rc::Rc;
 use std::time::Duration;
 
-use lsim_transport::Time;
+use lsim_transport::{Scope, Time};
 
 /// A packet on (or waiting for) the medium.
 #[derive(Clone, Debug)]
 pub struct Frame {
-    /// Sending node.
+    /// The sender's slot on this medium (its queue).
     pub from: usize,
     /// Datagram bytes.
     pub bytes: Rc<[u8]>,
+    /// The node that sent it (`None`: the router's gateway, relaying a frame from a link).
+    pub node: Option<usize>,
+    /// How far it travels.
+    pub scope: Scope,
+    /// The region whose link it came in by, if it came over one.
+    pub came_from: Option<usize>,
 }
 
 /// The channel's state and counters.
@@ -116,7 +122,7 @@ mod tests {
     use super::*;
 
     fn frame(n: usize) -> Frame {
-        Frame { from: 0, bytes: vec![0u8; n].into() }
+        Frame { from: 0, bytes: vec![0u8; n].into(), node: Some(0), scope: Scope::Group, came_from: None }
     }
 
     #[test]
@@ -126,7 +132,7 @@ mod tests {
         for _ in 0..3 {
             m.offer(Time::ZERO, frame(1000));
         }
-        m.offer(Time::ZERO, Frame { from: 2, bytes: vec![1u8; 10].into() });
+        m.offer(Time::ZERO, Frame { from: 2, bytes: vec![1u8; 10].into(), ..frame(0) });
         let (_, t) = m.finish(Time::from_micros(1000));
         let (first, _) = m.finish(t.unwrap());
         assert_eq!(first.unwrap().from, 2, "the other node goes before the sender's backlog");

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use lsim_transport::rng::Rng;
 use lsim_transport::stats::Stats;
-use lsim_transport::{Receiver, ReceiverEvent, Sender, Time, Transmit};
+use lsim_transport::{Receiver, ReceiverEvent, Repairer, Sender, Time, Transmit};
 use sha2::{Digest, Sha256};
 
 use crate::loss::Loss;
@@ -22,6 +22,8 @@ pub enum Core {
     Sender(Box<Sender<TestSeal>>),
     /// A group member receiving it.
     Receiver(Box<Receiver<TestSeal>>, Verifier),
+    /// A region's repairer: a member that also answers its region's NACKs.
+    Repairer(Box<Repairer<TestSeal>>, Verifier),
     /// An outsider without the key: it keeps the last packet it overheard
     /// and sends forgeries.
     Outsider(Option<Vec<u8>>),
@@ -41,6 +43,12 @@ pub struct Node {
     pub wake: Option<Time>,
     /// Counted as finished (a receiver that verified everything).
     pub finished: bool,
+    /// The cell it sits in (0: the senders' cell, r + 1: region r).
+    pub cell: usize,
+    /// Switched on (it hears, sends and has timers); off before a join.
+    pub on: bool,
+    /// Gone for good (left or crashed).
+    pub gone: bool,
 }
 
 impl Node {
@@ -49,6 +57,7 @@ impl Node {
         match &mut self.core {
             Core::Sender(s) => s.handle_datagram(now, bytes),
             Core::Receiver(r, _) => r.handle_datagram(now, bytes),
+            Core::Repairer(r, _) => r.handle_datagram(now, bytes),
             Core::Outsider(last) => *last = Some(bytes.to_vec()),
         }
     }
@@ -58,6 +67,7 @@ impl Node {
         match &mut self.core {
             Core::Sender(s) => s.handle_timeout(now),
             Core::Receiver(r, _) => r.handle_timeout(now),
+            Core::Repairer(r, _) => r.handle_timeout(now),
             Core::Outsider(_) => {}
         }
     }
@@ -67,6 +77,7 @@ impl Node {
         match &mut self.core {
             Core::Sender(s) => s.poll_transmit(now, buf),
             Core::Receiver(r, _) => r.poll_transmit(now, buf),
+            Core::Repairer(r, _) => r.poll_transmit(now, buf),
             Core::Outsider(_) => None,
         }
     }
@@ -76,6 +87,7 @@ impl Node {
         match &self.core {
             Core::Sender(s) => s.poll_timeout(),
             Core::Receiver(r, _) => r.poll_timeout(),
+            Core::Repairer(r, _) => r.poll_timeout(),
             Core::Outsider(_) => None,
         }
     }
@@ -96,6 +108,12 @@ impl Node {
                     v.on_event(now, e);
                 }
             }
+            Core::Repairer(r, v) => {
+                while let Some(e) = r.poll_event() {
+                    n += 1;
+                    v.on_event(now, e);
+                }
+            }
             Core::Outsider(_) => {}
         }
         n
@@ -106,78 +124,117 @@ impl Node {
         match &self.core {
             Core::Sender(s) => Some(s.stats()),
             Core::Receiver(r, _) => Some(r.stats()),
+            Core::Repairer(r, _) => Some(r.stats()),
             Core::Outsider(_) => None,
+        }
+    }
+
+    /// What it verified, if it is a member.
+    pub fn verifier(&self) -> Option<&Verifier> {
+        match &self.core {
+            Core::Receiver(_, v) | Core::Repairer(_, v) => Some(v),
+            _ => None,
         }
     }
 }
 
 struct Partial {
+    kind: lsim_transport::wire::ObjectKind,
+    len: u64,
     hasher: Sha256,
     next_offset: u64,
 }
 
-/// Checks a receiver's deliveries against the expected objects.
+/// Checks a member's deliveries against every sender's expected objects,
+/// by content: an object counts once it arrived whole and its SHA-256 is
+/// one of its sender's objects not yet verified.
 pub struct Verifier {
-    expected: Vec<Expected>,
-    partial: HashMap<u32, Partial>,
+    expected: HashMap<u32, Vec<(Expected, bool)>>,
+    total: u32,
+    partial: HashMap<(u32, u32), Partial>,
     /// Objects delivered whole with the right SHA-256.
     pub verified: u32,
+    /// Object bytes verified.
+    pub verified_bytes: u64,
     /// Objects delivered with wrong bytes, out of order, or unknown.
     pub corrupt: u32,
     /// Objects reported lost by the core.
     pub lost: u32,
     /// Time the last expected object was verified.
     pub completed_at: Option<Time>,
+    /// When each expected object was verified: (sender node, index in its workload, time).
+    pub verified_at: Vec<(u32, usize, Time)>,
 }
 
 impl Verifier {
-    /// A verifier expecting `expected` (object ids are indexes).
-    pub fn new(expected: Vec<Expected>) -> Verifier {
-        Verifier { expected, partial: HashMap::new(), verified: 0, corrupt: 0, lost: 0, completed_at: None }
+    /// A verifier expecting, from each sender node, its objects.
+    pub fn new(expected: HashMap<u32, Vec<Expected>>) -> Verifier {
+        let total = expected.values().map(|v| v.len() as u32).sum();
+        let expected = expected.into_iter().map(|(k, v)| (k, v.into_iter().map(|e| (e, false)).collect())).collect();
+        Verifier {
+            expected,
+            total,
+            partial: HashMap::new(),
+            verified: 0,
+            verified_bytes: 0,
+            corrupt: 0,
+            lost: 0,
+            completed_at: None,
+            verified_at: Vec::new(),
+        }
     }
 
     /// True once every expected object was verified.
     pub fn done(&self) -> bool {
-        self.verified as usize == self.expected.len()
+        self.verified == self.total
     }
 
     fn on_event(&mut self, now: Time, e: ReceiverEvent) {
         match e {
-            ReceiverEvent::ObjectStarted { object, kind, len, .. } => {
-                let ok = self.expected.get(object as usize).is_some_and(|x| x.kind == kind && x.len == len);
-                if ok {
-                    self.partial.insert(object, Partial { hasher: Sha256::new(), next_offset: 0 });
+            ReceiverEvent::ObjectStarted { sender, object, kind, len } => {
+                let known =
+                    self.expected.get(&sender).is_some_and(|v| v.iter().any(|(x, _)| x.kind == kind && x.len == len));
+                if known {
+                    self.partial.insert((sender, object), Partial { kind, len, hasher: Sha256::new(), next_offset: 0 });
                 } else {
                     self.corrupt += 1;
                 }
             }
-            ReceiverEvent::ObjectData { object, offset, data, .. } => match self.partial.get_mut(&object) {
+            ReceiverEvent::ObjectData { sender, object, offset, data } => match self.partial.get_mut(&(sender, object))
+            {
                 Some(p) if p.next_offset == offset => {
                     p.hasher.update(&data);
                     p.next_offset += data.len() as u64;
                 }
                 _ => {
-                    self.partial.remove(&object);
+                    self.partial.remove(&(sender, object));
                     self.corrupt += 1;
                 }
             },
-            ReceiverEvent::ObjectComplete { object, .. } => {
-                let Some(p) = self.partial.remove(&object) else { return };
+            ReceiverEvent::ObjectComplete { sender, object } => {
+                let Some(p) = self.partial.remove(&(sender, object)) else { return };
                 let digest: [u8; 32] = p.hasher.finalize().into();
-                let good =
-                    self.expected.get(object as usize).is_some_and(|x| x.digest == digest && x.len == p.next_offset);
-                if good {
-                    self.verified += 1;
-                    if self.done() {
-                        self.completed_at = Some(now);
+                let slot = self.expected.get_mut(&sender).and_then(|v| {
+                    v.iter_mut().enumerate().find(|(_, (x, done))| {
+                        !*done && x.kind == p.kind && x.len == p.len && x.len == p.next_offset && x.digest == digest
+                    })
+                });
+                match slot {
+                    Some((i, (x, done))) => {
+                        *done = true;
+                        self.verified += 1;
+                        self.verified_bytes += x.len;
+                        self.verified_at.push((sender, i, now));
+                        if self.done() {
+                            self.completed_at = Some(now);
+                        }
                     }
-                } else {
-                    self.corrupt += 1;
+                    None => self.corrupt += 1,
                 }
             }
             ReceiverEvent::EpochAhead { .. } => {}
-            ReceiverEvent::ObjectLost { object, .. } => {
-                self.partial.remove(&object);
+            ReceiverEvent::ObjectLost { sender, object } => {
+                self.partial.remove(&(sender, object));
                 self.lost += 1;
             }
         }

@@ -32,6 +32,8 @@ pub struct ReceiverReport {
     pub loss_estimate: f64,
     /// The region it sits in (index into `Report::regions`; 0 without regions).
     pub region: u32,
+    /// Times it gave up on a silent repairer and asked the sender instead.
+    pub repairer_fallbacks: u64,
 }
 
 /// One region (radio cell) of a topology: its link to the rest and what crossed it.
@@ -144,8 +146,11 @@ pub struct Report {
     pub per_receiver: Vec<ReceiverReport>,
     /// Per region (one region named "all" when the scenario has no topology).
     pub regions: Vec<RegionReport>,
-    /// The run over time, every `sample_interval` of virtual time.
+    /// The run over time, every `sample_ms` of virtual time.
     pub samples: Vec<Sample>,
+    /// When each object was verified by the last receiver to get it:
+    /// (sender node, index in its workload, seconds).
+    pub objects_done_s: Vec<(u32, usize, f64)>,
 }
 
 impl Report {
@@ -207,6 +212,28 @@ impl Report {
         }
         if self.per_receiver.len() > shown {
             let _ = writeln!(s, "  ... and {} more receivers", self.per_receiver.len() - shown);
+        }
+        if self.regions.len() > 1 {
+            let _ = writeln!(
+                s,
+                "  {:<12} {:>9} {:>8} {:>12} {:>9} {:>12} {:>8} {:>12}",
+                "region", "receivers", "repairer", "link in (B)", "per byte", "link out (B)", "local", "done at (s)"
+            );
+            for r in self.regions.iter().filter(|r| r.receivers > 0 || r.link_bytes_in > 0) {
+                let done = r.completion_s.map_or("-".to_string(), |t| format!("{t:.3}"));
+                let _ = writeln!(
+                    s,
+                    "  {:<12} {:>9} {:>8} {:>12} {:>9.3} {:>12} {:>8} {:>12}",
+                    r.name,
+                    r.receivers,
+                    r.repairer.map_or("-".to_string(), |n| n.to_string()),
+                    r.link_bytes_in,
+                    r.link_in_per_object_byte,
+                    r.link_bytes_out,
+                    r.local_repair_packets,
+                    done
+                );
+            }
         }
         s
     }

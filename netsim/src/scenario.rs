@@ -44,8 +44,12 @@ pub struct Scenario {
     /// Seed of every random choice in the run.
     #[serde(default = "one")]
     pub seed: u64,
-    /// Receivers besides the sender.
+    /// Receivers in the senders' own cell (regions add their own).
+    #[serde(default)]
     pub receivers: u32,
+    /// Senders in the senders' own cell; each sends the whole workload.
+    #[serde(default = "one_u32")]
+    pub senders: u32,
     /// Virtual seconds after which the run stops, finished or not.
     #[serde(default = "default_time_limit")]
     pub time_limit_s: f64,
@@ -66,6 +70,92 @@ pub struct Scenario {
     /// An outsider injecting packets.
     #[serde(default)]
     pub attack: AttackSpec,
+    /// Radio cells joined to the senders' cell by links of their own.
+    #[serde(default)]
+    pub regions: Vec<RegionSpec>,
+    /// Things that happen mid-run: members joining, leaving, repairers crashing.
+    #[serde(default)]
+    pub events: Vec<EventSpec>,
+    /// Interval of the report's time samples (for plots), milliseconds.
+    #[serde(default = "default_sample_ms")]
+    pub sample_ms: f64,
+}
+
+/// A region: its own radio cell behind a link to the senders' cell (through a router).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegionSpec {
+    /// Name, for reports and events.
+    pub name: String,
+    /// Receivers in the cell.
+    #[serde(default)]
+    pub receivers: u32,
+    /// Senders in the cell; each sends the whole workload to everyone.
+    #[serde(default)]
+    pub senders: u32,
+    /// Whether the region has a repairer (an extra node that also receives).
+    #[serde(default)]
+    pub repairer: bool,
+    /// Loss of the repairer's own reception. Default none: a repairer sits at
+    /// the gateway (a vehicle's mast radio, wired to the router) and hears the
+    /// link as it arrives; set it to model a repairer out in the cell.
+    #[serde(default)]
+    pub repairer_loss: LossSpec,
+    /// Loss of the members' radios inside the cell (default: the top-level `loss`).
+    pub loss: Option<LossSpec>,
+    /// Capacity of the cell's shared medium (default: the top-level link's).
+    pub cell_bps: Option<u64>,
+    /// The link between this cell and the senders' cell.
+    #[serde(default)]
+    pub link: RegionLink,
+}
+
+/// A point-to-point link (each direction its own pipe).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegionLink {
+    /// Rate in bits per second.
+    pub bandwidth_bps: u64,
+    /// One-way delay.
+    pub delay_ms: f64,
+    /// Independent loss on the link.
+    pub loss: f64,
+    /// Bytes queued at each end before drop-tail.
+    pub queue_bytes: u64,
+}
+
+impl Default for RegionLink {
+    fn default() -> Self {
+        RegionLink { bandwidth_bps: 2_000_000, delay_ms: 10.0, loss: 0.0, queue_bytes: 64 * 1024 }
+    }
+}
+
+/// Something that happens during a run.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventSpec {
+    /// Virtual time, seconds.
+    pub at_s: f64,
+    /// What happens.
+    pub action: Action,
+    /// The region it happens in ("" or absent: the senders' cell).
+    #[serde(default)]
+    pub region: String,
+    /// How many receivers join or leave.
+    #[serde(default = "one_u32")]
+    pub count: u32,
+}
+
+/// A membership event.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    /// Receivers switch on (they are part of the region but hear nothing before).
+    Join,
+    /// Receivers go away for good (no longer expected to complete).
+    Leave,
+    /// The region's repairer dies without a word.
+    CrashRepairer,
 }
 
 /// Loss model, the same for every receiver (each draws independently).
@@ -87,6 +177,17 @@ pub enum LossSpec {
         /// Mean burst length in packets.
         mean_burst: f64,
     },
+}
+
+impl LossSpec {
+    /// A fresh loss process of this model.
+    pub fn process(&self) -> Loss {
+        match *self {
+            LossSpec::None => Loss::None,
+            LossSpec::Bernoulli { p } => Loss::Bernoulli { p },
+            LossSpec::GilbertElliott { mean_loss, mean_burst } => Loss::bursty(mean_loss, mean_burst),
+        }
+    }
 }
 
 /// The shared medium (one transmission at a time, like one radio channel).
@@ -142,6 +243,18 @@ pub struct Workload {
     /// Interval between chat messages (0: all queued at once).
     #[serde(default)]
     pub chat_interval_ms: f64,
+    /// More files, sent after `file_bytes` (sizes in bytes).
+    #[serde(default)]
+    pub files: Vec<u64>,
+    /// Number of rekey messages.
+    #[serde(default)]
+    pub rekeys: u32,
+    /// Bytes per rekey message.
+    #[serde(default = "default_rekey_bytes")]
+    pub rekey_bytes: u32,
+    /// Interval between rekeys (0: all queued at once).
+    #[serde(default)]
+    pub rekey_interval_ms: f64,
 }
 
 /// Sender settings; unset fields keep the transport's defaults.
@@ -187,6 +300,15 @@ pub struct AttackSpec {
 
 fn one() -> u64 {
     1
+}
+fn one_u32() -> u32 {
+    1
+}
+fn default_sample_ms() -> f64 {
+    100.0
+}
+fn default_rekey_bytes() -> u32 {
+    600
 }
 fn default_time_limit() -> f64 {
     600.0
@@ -251,8 +373,111 @@ impl Scenario {
                 Err(bad(field, p.to_string(), &format!("must be at least 0 and below {max_excl}")))
             }
         };
-        if !(1..=10_000).contains(&self.receivers) {
-            return Err(bad("receivers", self.receivers.to_string(), "must be 1 to 10000"));
+        if !(1..=10_000).contains(&self.total_receivers()) {
+            return Err(bad(
+                "receivers",
+                self.total_receivers().to_string(),
+                "receivers in all (the senders' cell and every region) must be 1 to 10000",
+            ));
+        }
+        let senders = self.senders + self.regions.iter().map(|r| r.senders).sum::<u32>();
+        if !(1..=64).contains(&senders) {
+            return Err(bad("senders", senders.to_string(), "senders in all must be 1 to 64"));
+        }
+        if !(1.0..=60_000.0).contains(&self.sample_ms) {
+            return Err(bad("sample_ms", self.sample_ms.to_string(), "must be 1 to 60000 ms"));
+        }
+        let nth_bad = |array: &str, i: usize, field: &str, value: String, why: &str| ScenarioError::Invalid {
+            field: format!("{array}[{i}].{field}"),
+            line: text.and_then(|t| line_of_nth(t, array, i, field)),
+            value,
+            why: why.to_string(),
+        };
+        let mut names = std::collections::HashSet::new();
+        for (i, r) in self.regions.iter().enumerate() {
+            if r.name.is_empty() || !names.insert(r.name.as_str()) {
+                return Err(nth_bad(
+                    "regions",
+                    i,
+                    "name",
+                    format!("{:?}", r.name),
+                    "region names must be unique and non-empty",
+                ));
+            }
+            if !(8_000..=10_000_000_000).contains(&r.link.bandwidth_bps) {
+                return Err(nth_bad(
+                    "regions",
+                    i,
+                    "link.bandwidth_bps",
+                    r.link.bandwidth_bps.to_string(),
+                    "must be 8 kbit/s to 10 Gbit/s",
+                ));
+            }
+            if !(0.0..=60_000.0).contains(&r.link.delay_ms) {
+                return Err(nth_bad(
+                    "regions",
+                    i,
+                    "link.delay_ms",
+                    r.link.delay_ms.to_string(),
+                    "must be 0 to 60000 ms",
+                ));
+            }
+            if !(0.0..0.95).contains(&r.link.loss) {
+                return Err(nth_bad(
+                    "regions",
+                    i,
+                    "link.loss",
+                    r.link.loss.to_string(),
+                    "must be at least 0 and below 0.95",
+                ));
+            }
+            if r.link.queue_bytes < 2048 {
+                return Err(nth_bad(
+                    "regions",
+                    i,
+                    "link.queue_bytes",
+                    r.link.queue_bytes.to_string(),
+                    "must hold at least one packet (2048)",
+                ));
+            }
+            if r.cell_bps.is_some_and(|b| b > 0 && b < 8_000) {
+                return Err(nth_bad(
+                    "regions",
+                    i,
+                    "cell_bps",
+                    format!("{:?}", r.cell_bps),
+                    "must be 0 (unlimited) or at least 8000",
+                ));
+            }
+            for (f, l) in [("loss.p", r.loss.as_ref()), ("repairer_loss.p", Some(&r.repairer_loss))] {
+                if let Some(LossSpec::Bernoulli { p } | LossSpec::GilbertElliott { mean_loss: p, .. }) = l
+                    && !(0.0..0.95).contains(p)
+                {
+                    return Err(nth_bad("regions", i, f, p.to_string(), "must be at least 0 and below 0.95"));
+                }
+            }
+        }
+        for (i, e) in self.events.iter().enumerate() {
+            if !(0.0..=1e6).contains(&e.at_s) {
+                return Err(nth_bad("events", i, "at_s", e.at_s.to_string(), "must be 0 to 1e6 s"));
+            }
+            let region = if e.region.is_empty() { None } else { self.regions.iter().find(|r| r.name == e.region) };
+            if !e.region.is_empty() && region.is_none() {
+                return Err(nth_bad("events", i, "region", format!("{:?}", e.region), "no region of that name"));
+            }
+            if e.action == Action::CrashRepairer && !region.is_some_and(|r| r.repairer) {
+                return Err(nth_bad("events", i, "action", "\"crash-repairer\"".into(), "the region has no repairer"));
+            }
+            let available = region.map_or(self.receivers, |r| r.receivers);
+            if e.action != Action::CrashRepairer && (e.count == 0 || e.count > available) {
+                return Err(nth_bad(
+                    "events",
+                    i,
+                    "count",
+                    e.count.to_string(),
+                    &format!("must be 1 to the region's {available} receivers"),
+                ));
+            }
         }
         if !(self.time_limit_s > 0.0 && self.time_limit_s <= 1e6) {
             return Err(bad("time_limit_s", self.time_limit_s.to_string(), "must be above 0 and at most 1e6"));
@@ -281,8 +506,18 @@ impl Scenario {
             return Err(bad("link.queue_bytes", l.queue_bytes.to_string(), "must hold at least one packet (2048)"));
         }
         let w = &self.workload;
-        if w.file_bytes == 0 && w.chats == 0 {
-            return Err(bad("workload.file_bytes", "0".into(), "the workload sends nothing (set file_bytes or chats)"));
+        if w.file_bytes == 0 && w.chats == 0 && w.files.is_empty() && w.rekeys == 0 {
+            return Err(bad(
+                "workload.file_bytes",
+                "0".into(),
+                "the workload sends nothing (set file_bytes, files, chats or rekeys)",
+            ));
+        }
+        if w.files.len() > 1000 || w.files.iter().any(|&f| f == 0 || f > 1 << 40) {
+            return Err(bad("workload.files", format!("{:?}", w.files), "at most 1000 files of 1 byte to 1 TiB"));
+        }
+        if w.rekeys > 100_000 || !(1..=65_000).contains(&w.rekey_bytes) {
+            return Err(bad("workload.rekeys", w.rekeys.to_string(), "at most 100000 rekeys of 1 to 65000 bytes"));
         }
         if w.file_bytes > 1 << 40 {
             return Err(bad("workload.file_bytes", w.file_bytes.to_string(), "must be at most 1 TiB"));
@@ -320,11 +555,12 @@ impl Scenario {
 
     /// The loss process of one receiver.
     pub fn loss_process(&self) -> Loss {
-        match self.loss {
-            LossSpec::None => Loss::None,
-            LossSpec::Bernoulli { p } => Loss::Bernoulli { p },
-            LossSpec::GilbertElliott { mean_loss, mean_burst } => Loss::bursty(mean_loss, mean_burst),
-        }
+        self.loss.process()
+    }
+
+    /// Receivers in all: the senders' cell and every region.
+    pub fn total_receivers(&self) -> u32 {
+        self.receivers.saturating_add(self.regions.iter().map(|r| r.receivers).sum())
     }
 
     /// The sender's transport configuration.
@@ -365,6 +601,35 @@ impl Scenario {
             ..d
         }
     }
+}
+
+/// The line (1-based) on which `field` of the `i`-th `[[array]]` table is set
+/// (the field's last part; or the table's header line if not found).
+fn line_of_nth(text: &str, array: &str, i: usize, field: &str) -> Option<usize> {
+    let key = field.rsplit('.').next().unwrap_or(field);
+    let header = format!("[[{array}]]");
+    let mut seen = 0;
+    let mut start = None;
+    for (n, line) in text.lines().enumerate() {
+        let l = line.trim();
+        if l.starts_with("[[") {
+            if start.is_some() {
+                break;
+            }
+            if l == header {
+                if seen == i {
+                    start = Some(n + 1);
+                }
+                seen += 1;
+            }
+        } else if start.is_some()
+            && let Some((k, _)) = l.split_once('=')
+            && k.trim() == key
+        {
+            return Some(n + 1);
+        }
+    }
+    start
 }
 
 /// The line (1-based) on which dotted `field` is assigned in `text`, found by

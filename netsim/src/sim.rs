@@ -1,11 +1,16 @@
-//! One run of a scenario: the world of nodes, the medium and virtual time.
+//! One run of a scenario: the world of nodes, the media, the links and virtual time.
 //!
-//! Owns `Sim`: it builds the nodes from a scenario, moves every datagram
-//! through the medium to every other node (each with its own loss, delay,
-//! jitter, reordering and duplication), fires the cores' timers, hashes the
-//! trace, and stops when every receiver has verified every object or the time
-//! limit is reached. All randomness comes from the scenario's seed.
+//! Owns `Sim`: it builds the nodes from a scenario (senders, receivers and
+//! repairers in the senders' cell and in regions), moves every datagram
+//! through its cell's medium to every other node there (each with its own
+//! loss, delay, jitter, reordering and duplication), carries group-scoped
+//! frames over the region links through the router (region-scoped ones stay
+//! in their cell), fires the cores' timers and the scenario's membership
+//! events, samples the run for plots, hashes the trace, and stops when every
+//! present receiver has verified every object or the time limit is reached.
+//! All randomness comes from the scenario's seed.
 
+use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -14,42 +19,92 @@ use lsim_transport::rng::Rng;
 use lsim_transport::seal::Seal;
 use lsim_transport::stats::Drop;
 use lsim_transport::wire::{self, Body, DataHeader, Header, ObjectKind, PacketType};
-use lsim_transport::{ConfigError, Receiver, Sender, Time};
+use lsim_transport::{ConfigError, Receiver, Repairer, RepairerConfig, Scope, Sender, Time};
 use sha2::{Digest, Sha256};
 
 use crate::clock::Agenda;
 use crate::loss::Loss;
 use crate::medium::{Frame, Medium};
 use crate::node::{Core, Node, Verifier};
-use crate::report::{ReceiverReport, Report};
-use crate::scenario::Scenario;
+use crate::report::{ReceiverReport, RegionReport, RegionSample, Report, Sample};
+use crate::scenario::{Action, Scenario};
 use crate::seal::TestSeal;
 use crate::workload::{self, PatternSource};
 
 const GROUP_KEY: &str = "netsim group key";
-const SENDER: usize = 0;
 
 enum Event {
     Wake(usize),
     Deliver(usize, Rc<[u8]>),
-    AirDone,
+    AirDone(usize),
+    /// A frame leaves a link: (region, upward).
+    LinkOut(usize, bool, Frame),
     Chat(u32),
+    Rekey(u32),
     Forge,
+    Sample,
+    Membership(usize),
+}
+
+/// One direction of a region's link: a drop-tail FIFO serialised at its rate.
+struct Pipe {
+    bps: u64,
+    delay: Duration,
+    loss: f64,
+    queue_limit: u64,
+    busy_until: Time,
+    bytes: u64,
+    drops: u64,
+    rng: Rng,
+}
+
+impl Pipe {
+    /// Takes a frame at `now`; returns when it leaves the far end, or `None` if dropped or lost.
+    fn push(&mut self, now: Time, len: usize) -> Option<Time> {
+        let start = self.busy_until.max(now);
+        let backlog = start.saturating_since(now).as_secs_f64() * self.bps as f64 / 8.0;
+        if backlog as u64 + len as u64 > self.queue_limit {
+            self.drops += 1;
+            return None;
+        }
+        let done = start + Duration::from_nanos(len as u64 * 8 * 1_000_000_000 / self.bps.max(1));
+        self.busy_until = done;
+        self.bytes += len as u64;
+        if self.loss > 0.0 && self.rng.chance(self.loss) {
+            return None;
+        }
+        Some(done + self.delay)
+    }
+}
+
+struct Cell {
+    medium: Medium,
+    /// Nodes on it, and their slots (the gateway's slot is `nodes.len()`).
+    nodes: Vec<usize>,
+    /// For a region: its link (down, up).
+    link: Option<(Pipe, Pipe)>,
 }
 
 /// A simulation in progress.
 pub struct Sim {
     scenario: Scenario,
     nodes: Vec<Node>,
+    /// Slot of each node on its cell's medium.
+    slots: Vec<usize>,
+    senders: Vec<usize>,
+    cells: Vec<Cell>,
     agenda: Agenda<Event>,
-    medium: Medium,
     trace: Sha256,
     now: Time,
+    /// Receivers finished, and receivers that will not be waited for (gone before finishing).
     done: u32,
+    excused: u32,
+    expected_members: u32,
     events: u64,
     deliveries: u64,
     forged: u64,
     forger: Option<usize>,
+    samples: Vec<Sample>,
     buf: Vec<u8>,
 }
 
@@ -58,56 +113,110 @@ impl Sim {
     /// the transport refuses the scenario's sender settings.
     pub fn new(scenario: Scenario) -> Result<Sim, ConfigError> {
         let mut master = Rng::new(scenario.seed);
-        let expected = workload::expected(&scenario.workload, scenario.seed);
-        let mut nodes = Vec::new();
-        let sender = Sender::new(scenario.sender_config(1), TestSeal::new(GROUP_KEY))?;
-        nodes.push(Node {
-            id: 1,
-            core: Core::Sender(Box::new(sender)),
-            loss: scenario.loss_process(),
-            rng: master.fork(),
-            wake: None,
-            finished: false,
-        });
-        for i in 0..scenario.receivers {
-            let id = 2 + i;
-            let cfg = scenario.receiver_config(id, master.next_u64());
+        let mut nodes: Vec<Node> = Vec::new();
+        let mut senders = Vec::new();
+        let mut cells: Vec<Cell> = Vec::new();
+        let l = &scenario.link;
+        let n_regions = scenario.regions.len();
+        // Senders first (node ids 1..), so every member knows their workloads.
+        let mut sender_cells = vec![0usize; scenario.senders as usize];
+        for (r, spec) in scenario.regions.iter().enumerate() {
+            sender_cells.extend(std::iter::repeat_n(r + 1, spec.senders as usize));
+        }
+        let mut expected = HashMap::new();
+        for (i, &cell) in sender_cells.iter().enumerate() {
+            let id = 1 + i as u32;
+            expected.insert(id, workload::expected(&scenario.workload, sender_seed(scenario.seed, i)));
+            let sender = Sender::new(scenario.sender_config(id), TestSeal::new(GROUP_KEY))?;
+            senders.push(nodes.len());
+            nodes.push(node(id, Core::Sender(Box::new(sender)), Loss::None, master.fork(), cell));
+        }
+        let mut next_id = 100;
+        let mut member = |nodes: &mut Vec<Node>, master: &mut Rng, cell: usize, loss: Loss, repairer: Option<u32>| {
+            let id = next_id;
+            next_id += 1;
+            let mut cfg = scenario.receiver_config(id, master.next_u64());
+            cfg.repairer = repairer;
             let core =
                 Core::Receiver(Box::new(Receiver::new(cfg, TestSeal::new(GROUP_KEY))), Verifier::new(expected.clone()));
-            nodes.push(Node {
-                id,
-                core,
-                loss: scenario.loss_process(),
-                rng: master.fork(),
-                wake: None,
-                finished: false,
+            nodes.push(node(id, core, loss, master.fork(), cell));
+        };
+        for _ in 0..scenario.receivers {
+            member(&mut nodes, &mut master, 0, scenario.loss_process(), None);
+        }
+        for (r, spec) in scenario.regions.iter().enumerate() {
+            let cell = r + 1;
+            let repairer = spec.repairer.then(|| {
+                let id = 50 + r as u32;
+                let cfg = RepairerConfig {
+                    receiver: scenario.receiver_config(id, master.next_u64()),
+                    first_repair: (1 << 19) + (r as u32 % 8) * (1 << 16),
+                    rate: spec.cell_bps.unwrap_or(l.bandwidth_bps) / 8 * 9 / 10,
+                    ..RepairerConfig::default()
+                };
+                let core = Core::Repairer(
+                    Box::new(Repairer::new(cfg, TestSeal::new(GROUP_KEY))),
+                    Verifier::new(expected.clone()),
+                );
+                nodes.push(node(id, core, spec.repairer_loss.process(), master.fork(), cell));
+                id
             });
+            let loss = spec.loss.as_ref().unwrap_or(&scenario.loss);
+            for _ in 0..spec.receivers {
+                member(&mut nodes, &mut master, cell, loss.process(), repairer);
+            }
         }
         let forger = (scenario.attack.forged_per_second > 0.0).then(|| {
-            nodes.push(Node {
-                id: 0xdead,
-                core: Core::Outsider(None),
-                loss: Loss::None,
-                rng: master.fork(),
-                wake: None,
-                finished: false,
-            });
+            nodes.push(node(0xdead, Core::Outsider(None), Loss::None, master.fork(), 0));
             nodes.len() - 1
         });
-        let l = &scenario.link;
-        let medium = Medium::new(nodes.len(), l.bandwidth_bps, u64::from(l.overhead_bytes), l.queue_bytes);
+        for cell in 0..=n_regions {
+            let members: Vec<usize> = (0..nodes.len()).filter(|&i| nodes[i].cell == cell).collect();
+            let (bps, link) = match cell.checked_sub(1).map(|r| &scenario.regions[r]) {
+                None => (l.bandwidth_bps, None),
+                Some(spec) => {
+                    let k = &spec.link;
+                    let pipe = |rng: Rng| Pipe {
+                        bps: k.bandwidth_bps,
+                        delay: Duration::from_secs_f64(k.delay_ms / 1e3),
+                        loss: k.loss,
+                        queue_limit: k.queue_bytes,
+                        busy_until: Time::ZERO,
+                        bytes: 0,
+                        drops: 0,
+                        rng,
+                    };
+                    (spec.cell_bps.unwrap_or(l.bandwidth_bps), Some((pipe(master.fork()), pipe(master.fork()))))
+                }
+            };
+            let medium = Medium::new(members.len() + 1, bps, u64::from(l.overhead_bytes), l.queue_bytes);
+            cells.push(Cell { medium, nodes: members, link });
+        }
+        let mut slots = vec![0; nodes.len()];
+        for c in &cells {
+            for (slot, &i) in c.nodes.iter().enumerate() {
+                slots[i] = slot;
+            }
+        }
+        let expected_members =
+            scenario.total_receivers() + scenario.regions.iter().filter(|r| r.repairer).count() as u32;
         Ok(Sim {
             scenario,
             nodes,
+            slots,
+            senders,
+            cells,
             agenda: Agenda::default(),
-            medium,
             trace: Sha256::new(),
             now: Time::ZERO,
             done: 0,
+            excused: 0,
+            expected_members,
             events: 0,
             deliveries: 0,
             forged: 0,
             forger,
+            samples: Vec::new(),
             buf: Vec::with_capacity(wire::MAX_DATAGRAM),
         })
     }
@@ -117,7 +226,7 @@ impl Sim {
         let wall = Instant::now();
         self.start();
         let limit = Time::ZERO + Duration::from_secs_f64(self.scenario.time_limit_s);
-        while self.done < self.scenario.receivers {
+        while self.done + self.excused < self.expected_members {
             let Some((t, ev)) = self.agenda.pop() else { break };
             if t > limit {
                 break;
@@ -126,20 +235,29 @@ impl Sim {
             self.events += 1;
             self.handle(ev);
         }
+        self.sample();
         self.report(wall.elapsed())
     }
 
     fn start(&mut self) {
         let w = self.scenario.workload.clone();
         let seed = self.scenario.seed;
-        if let Core::Sender(s) = &mut self.nodes[SENDER].core {
-            if w.file_bytes > 0 {
-                // Sizes were validated; a refusal here would be a transport bug and shows as undelivered.
-                let _ = s.send(ObjectKind::File, Box::new(PatternSource::new(seed, w.file_bytes)));
-            }
-            if w.chat_interval_ms <= 0.0 {
-                for i in 0..w.chats {
-                    let _ = s.send_bytes(ObjectKind::Chat, workload::chat(seed, i, w.chat_bytes));
+        for (k, &si) in self.senders.iter().enumerate() {
+            let sseed = sender_seed(seed, k);
+            if let Core::Sender(s) = &mut self.nodes[si].core {
+                for (i, len) in workload::files(&w).into_iter().enumerate() {
+                    // Sizes were validated; a refusal here would be a transport bug and shows as undelivered.
+                    let _ = s.send(ObjectKind::File, Box::new(PatternSource::new(sseed.wrapping_add(i as u64), len)));
+                }
+                if w.chat_interval_ms <= 0.0 {
+                    for i in 0..w.chats {
+                        let _ = s.send_bytes(ObjectKind::Chat, workload::chat(sseed, i, w.chat_bytes));
+                    }
+                }
+                if w.rekey_interval_ms <= 0.0 {
+                    for i in 0..w.rekeys {
+                        let _ = s.send_bytes(ObjectKind::Rekey, workload::rekey(sseed, i, w.rekey_bytes));
+                    }
                 }
             }
         }
@@ -149,47 +267,163 @@ impl Sim {
                 self.agenda.at(at, Event::Chat(i));
             }
         }
+        if w.rekey_interval_ms > 0.0 {
+            for i in 0..w.rekeys {
+                let at = Time::ZERO + Duration::from_secs_f64(w.rekey_interval_ms * f64::from(i) / 1e3);
+                self.agenda.at(at, Event::Rekey(i));
+            }
+        }
         if self.forger.is_some() {
             self.agenda.at(Time::ZERO, Event::Forge);
         }
+        // Joiners are off until their time.
+        for (e, spec) in self.scenario.events.clone().iter().enumerate() {
+            let at = Time::ZERO + Duration::from_secs_f64(spec.at_s);
+            if spec.action == Action::Join {
+                for i in self.pick(e, false) {
+                    self.nodes[i].on = false;
+                }
+            }
+            self.agenda.at(at, Event::Membership(e));
+        }
+        self.agenda.at(Time::ZERO, Event::Sample);
         for i in 0..self.nodes.len() {
-            self.pump(i);
+            if self.nodes[i].on {
+                self.pump(i);
+            }
+        }
+    }
+
+    /// The receivers event `e` acts on: for a join the region's last `count`
+    /// receivers (not already joining later); for a leave its first `count`
+    /// present ones; for a crash its repairer.
+    fn pick(&self, e: usize, present: bool) -> Vec<usize> {
+        let spec = &self.scenario.events[e];
+        let cell = if spec.region.is_empty() {
+            0
+        } else {
+            self.scenario.regions.iter().position(|r| r.name == spec.region).map_or(0, |r| r + 1)
+        };
+        let in_cell = self.cells[cell].nodes.iter().copied();
+        match spec.action {
+            Action::CrashRepairer => in_cell.filter(|&i| matches!(self.nodes[i].core, Core::Repairer(..))).collect(),
+            Action::Join => in_cell
+                .filter(|&i| matches!(self.nodes[i].core, Core::Receiver(..)) && self.nodes[i].on)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .take(spec.count as usize)
+                .collect(),
+            Action::Leave => in_cell
+                .filter(|&i| {
+                    matches!(self.nodes[i].core, Core::Receiver(..))
+                        && !self.nodes[i].gone
+                        && (self.nodes[i].on || !present)
+                })
+                .take(spec.count as usize)
+                .collect(),
         }
     }
 
     fn handle(&mut self, ev: Event) {
         match ev {
             Event::Wake(i) => {
-                if self.nodes[i].wake == Some(self.now) {
+                if self.nodes[i].wake == Some(self.now) && self.live(i) {
                     self.nodes[i].wake = None;
                     self.nodes[i].timeout(self.now);
                     self.pump(i);
                 }
             }
             Event::Deliver(i, bytes) => {
-                self.deliveries += 1;
-                self.record(b'r', i, bytes.len());
-                self.nodes[i].datagram(self.now, &bytes);
-                self.pump(i);
+                if self.live(i) {
+                    self.deliveries += 1;
+                    self.record(b'r', i, bytes.len());
+                    self.nodes[i].datagram(self.now, &bytes);
+                    self.pump(i);
+                }
             }
-            Event::AirDone => {
-                let (frame, next) = self.medium.finish(self.now);
+            Event::AirDone(c) => {
+                let (frame, next) = self.cells[c].medium.finish(self.now);
                 if let Some(f) = frame {
-                    self.fan_out(f);
+                    self.fan_out(c, f);
                 }
                 if let Some(t) = next {
-                    self.agenda.at(t, Event::AirDone);
+                    self.agenda.at(t, Event::AirDone(c));
                 }
+            }
+            Event::LinkOut(r, up, mut f) => {
+                // The router puts it on the far cell's medium, as its gateway.
+                let cell = if up { 0 } else { r + 1 };
+                f.from = self.cells[cell].nodes.len();
+                f.node = None;
+                f.came_from = Some(r);
+                self.offer(cell, f);
             }
             Event::Chat(i) => {
                 let (seed, bytes) = (self.scenario.seed, self.scenario.workload.chat_bytes);
-                if let Core::Sender(s) = &mut self.nodes[SENDER].core {
-                    let _ = s.send_bytes(ObjectKind::Chat, workload::chat(seed, i, bytes));
+                for k in 0..self.senders.len() {
+                    let si = self.senders[k];
+                    if let Core::Sender(s) = &mut self.nodes[si].core {
+                        let _ = s.send_bytes(ObjectKind::Chat, workload::chat(sender_seed(seed, k), i, bytes));
+                    }
+                    self.pump(si);
                 }
-                self.pump(SENDER);
+            }
+            Event::Rekey(i) => {
+                let (seed, bytes) = (self.scenario.seed, self.scenario.workload.rekey_bytes);
+                for k in 0..self.senders.len() {
+                    let si = self.senders[k];
+                    if let Core::Sender(s) = &mut self.nodes[si].core {
+                        let _ = s.send_bytes(ObjectKind::Rekey, workload::rekey(sender_seed(seed, k), i, bytes));
+                    }
+                    self.pump(si);
+                }
             }
             Event::Forge => self.forge(),
+            Event::Sample => {
+                self.sample();
+                let next = self.now + Duration::from_secs_f64(self.scenario.sample_ms / 1e3);
+                self.agenda.at(next, Event::Sample);
+            }
+            Event::Membership(e) => self.membership(e),
         }
+    }
+
+    fn live(&self, i: usize) -> bool {
+        self.nodes[i].on && !self.nodes[i].gone
+    }
+
+    fn membership(&mut self, e: usize) {
+        let action = self.scenario.events[e].action;
+        self.record(b'm', e, 0);
+        match action {
+            Action::Join => {
+                let count = self.scenario.events[e].count as usize;
+                let cell = self.event_cell(e);
+                let joining: Vec<usize> = (0..self.nodes.len())
+                    .filter(|&i| !self.nodes[i].on && !self.nodes[i].gone && self.nodes[i].cell == cell)
+                    .take(count)
+                    .collect();
+                for i in joining {
+                    self.nodes[i].on = true;
+                    self.pump(i);
+                }
+            }
+            Action::Leave | Action::CrashRepairer => {
+                for i in self.pick(e, true) {
+                    self.nodes[i].gone = true;
+                    self.nodes[i].wake = None;
+                    if !self.nodes[i].finished {
+                        self.excused += 1;
+                    }
+                }
+            }
+        }
+    }
+
+    fn event_cell(&self, e: usize) -> usize {
+        let name = &self.scenario.events[e].region;
+        self.scenario.regions.iter().position(|r| &r.name == name).map_or(0, |r| r + 1)
     }
 
     /// Lets node `i` transmit what it has, drains its events, and re-arms its timer.
@@ -198,15 +432,14 @@ impl Sim {
         while let Some(t) = self.nodes[i].transmit(now, &mut self.buf) {
             let bytes: Rc<[u8]> = self.buf[..t.len].into();
             self.record(b't', i, t.len);
-            self.put_on_air(i, bytes);
+            let cell = self.nodes[i].cell;
+            let f = Frame { from: self.slots[i], bytes, node: Some(i), scope: t.scope, came_from: None };
+            self.offer(cell, f);
         }
         let n = self.nodes[i].drain_events(now);
         if n > 0 {
             self.record(b'e', i, n as usize);
-            if let Core::Receiver(_, v) = &self.nodes[i].core
-                && v.done()
-                && !self.nodes[i].finished
-            {
+            if self.nodes[i].verifier().is_some_and(Verifier::done) && !self.nodes[i].finished {
                 self.nodes[i].finished = true;
                 self.done += 1;
             }
@@ -220,18 +453,20 @@ impl Sim {
         }
     }
 
-    fn put_on_air(&mut self, from: usize, bytes: Rc<[u8]>) {
-        if let Some(end) = self.medium.offer(self.now, Frame { from, bytes }) {
-            self.agenda.at(end, Event::AirDone);
+    fn offer(&mut self, cell: usize, f: Frame) {
+        if let Some(end) = self.cells[cell].medium.offer(self.now, f) {
+            self.agenda.at(end, Event::AirDone(cell));
         }
     }
 
-    /// Every other node hears the frame, each through its own loss and delay.
-    fn fan_out(&mut self, f: Frame) {
+    /// Every other live node of the cell hears the frame, each through its own
+    /// loss and delay; a group-scoped frame also goes over the links.
+    fn fan_out(&mut self, cell: usize, f: Frame) {
         let l = &self.scenario.link;
         let (delay, jitter, reorder, reorder_ms, dup) = (l.delay_ms, l.jitter_ms, l.reorder, l.reorder_ms, l.duplicate);
-        for i in 0..self.nodes.len() {
-            if i == f.from {
+        for k in 0..self.cells[cell].nodes.len() {
+            let i = self.cells[cell].nodes[k];
+            if Some(i) == f.node || !self.live(i) {
                 continue;
             }
             let node = &mut self.nodes[i];
@@ -249,6 +484,51 @@ impl Sim {
                 self.agenda.at(again, Event::Deliver(i, f.bytes.clone()));
             }
         }
+        if f.scope != Scope::Group {
+            return;
+        }
+        let now = self.now;
+        if cell == 0 {
+            for r in 0..self.cells.len() - 1 {
+                if f.came_from == Some(r) {
+                    continue;
+                }
+                if let Some((down, _)) = self.cells[r + 1].link.as_mut()
+                    && let Some(at) = down.push(now, f.bytes.len())
+                {
+                    self.agenda.at(at, Event::LinkOut(r, false, f.clone()));
+                }
+            }
+        } else if f.came_from.is_none()
+            && let Some((_, up)) = self.cells[cell].link.as_mut()
+            && let Some(at) = up.push(now, f.bytes.len())
+        {
+            self.agenda.at(at, Event::LinkOut(cell - 1, true, f));
+        }
+    }
+
+    /// Records the cumulative state of the run (for plots).
+    fn sample(&mut self) {
+        let sender_repair: u64 =
+            self.senders.iter().filter_map(|&i| self.nodes[i].stats()).map(|s| s.repair_sent).sum();
+        let delivered_bytes = self.nodes.iter().filter_map(|n| n.verifier()).map(|v| v.verified_bytes).sum();
+        let regions = (0..self.cells.len())
+            .map(|c| {
+                let (mut local, mut nacks) = (0, 0);
+                for &i in &self.cells[c].nodes {
+                    if let Some(s) = self.nodes[i].stats() {
+                        local += s.local_repairs;
+                        nacks += s.feedback_sent;
+                    }
+                }
+                RegionSample {
+                    repair_packets: sender_repair + local,
+                    nack_packets: nacks,
+                    link_bytes_in: self.cells[c].link.as_ref().map_or(0, |(down, _)| down.bytes),
+                }
+            })
+            .collect();
+        self.samples.push(Sample { t_s: self.now.as_secs_f64(), delivered_bytes, regions });
     }
 
     /// The outsider sends one forgery and schedules the next: alternately a
@@ -292,7 +572,9 @@ impl Sim {
         if let Some(b) = bytes {
             self.forged += 1;
             self.record(b'f', fi, b.len());
-            self.put_on_air(fi, b.into());
+            let f =
+                Frame { from: self.slots[fi], bytes: b.into(), node: Some(fi), scope: Scope::Group, came_from: None };
+            self.offer(self.nodes[fi].cell, f);
         }
         let next = self.now + Duration::from_secs_f64(1.0 / rate);
         self.agenda.at(next, Event::Forge);
@@ -306,52 +588,119 @@ impl Sim {
     }
 
     fn report(self, wall: Duration) -> Report {
-        let sender = match &self.nodes[SENDER].core {
+        let sender = self.senders.first().and_then(|&i| match &self.nodes[i].core {
             Core::Sender(s) => Some(s),
             _ => None,
-        };
-        let st = sender.map(|s| s.stats().clone()).unwrap_or_default();
+        });
         let grtt_ms = sender.map_or(0.0, |s| s.grtt().as_secs_f64() * 1e3);
+        let mut st = lsim_transport::stats::Stats::default();
+        for s in self.senders.iter().filter_map(|&i| self.nodes[i].stats()) {
+            st.source_sent += s.source_sent;
+            st.repair_sent += s.repair_sent;
+            st.commands_sent += s.commands_sent;
+            st.repaired_blocks += s.repaired_blocks;
+            st.repair_rounds += s.repair_rounds;
+        }
+        let first_sender = sender.map_or(1, |_| self.nodes[self.senders[0]].id);
         let mut per_receiver = Vec::new();
         let (mut nacks, mut supp, mut fb) = (0, 0, 0);
         let mut last_done = Time::ZERO;
+        let mut region_done: Vec<Option<Time>> = vec![None; self.cells.len()];
+        let mut region_all = vec![true; self.cells.len()];
+        let mut object_done: HashMap<(u32, usize), Time> = HashMap::new();
         for n in &self.nodes {
-            if let Core::Receiver(r, v) = &n.core {
-                let s = r.stats();
-                nacks += s.nacks_sent;
-                supp += s.nacks_suppressed;
-                fb += s.feedback_sent;
+            let Some(v) = n.verifier() else { continue };
+            let Some(s) = n.stats() else { continue };
+            nacks += s.nacks_sent;
+            supp += s.nacks_suppressed;
+            fb += s.feedback_sent;
+            let counted = !n.gone || n.finished;
+            if counted {
                 if let Some(t) = v.completed_at {
                     last_done = last_done.max(t);
+                    let d = &mut region_done[n.cell];
+                    *d = Some(d.map_or(t, |d| d.max(t)));
+                } else {
+                    region_all[n.cell] = false;
                 }
-                per_receiver.push(ReceiverReport {
-                    node: n.id,
-                    verified: v.verified,
-                    corrupt: v.corrupt,
-                    lost: v.lost,
-                    completion_s: v.completed_at.map(Time::as_secs_f64),
-                    nacks_sent: s.nacks_sent,
-                    nacks_suppressed: s.nacks_suppressed,
-                    dropped_bad_seal: s.dropped(Drop::BadSeal),
-                    dropped: s.dropped_total(),
-                    loss_estimate: r.loss_from(1).unwrap_or(0.0),
-                    region: 0,
-                });
+                for &(sender, i, t) in &v.verified_at {
+                    let e = object_done.entry((sender, i)).or_insert(t);
+                    *e = (*e).max(t);
+                }
             }
+            let loss_estimate = match &n.core {
+                Core::Receiver(r, _) => r.loss_from(first_sender),
+                Core::Repairer(r, _) => r.receiver().loss_from(first_sender),
+                _ => None,
+            };
+            per_receiver.push(ReceiverReport {
+                node: n.id,
+                verified: v.verified,
+                corrupt: v.corrupt,
+                lost: v.lost,
+                completion_s: v.completed_at.map(Time::as_secs_f64),
+                nacks_sent: s.nacks_sent,
+                nacks_suppressed: s.nacks_suppressed,
+                dropped_bad_seal: s.dropped(Drop::BadSeal),
+                dropped: s.dropped_total(),
+                loss_estimate: loss_estimate.unwrap_or(0.0),
+                region: n.cell as u32,
+                repairer_fallbacks: s.repairer_fallbacks,
+            });
         }
-        let delivered_all = per_receiver.iter().all(|r| r.completion_s.is_some() && r.corrupt == 0);
+        let delivered_all = self.nodes.iter().all(|n| {
+            n.verifier().is_none_or(|v| (n.gone && !n.finished) || (v.completed_at.is_some() && v.corrupt == 0))
+        });
         let expected = workload::expected(&self.scenario.workload, self.scenario.seed);
-        let object_bytes: u64 = expected.iter().map(|e| e.len).sum();
+        let object_bytes: u64 = expected.iter().map(|e| e.len).sum::<u64>() * self.senders.len() as u64;
         let completion = if delivered_all { last_done } else { self.now };
         let ratio = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+        let medium_bytes: u64 = self.cells.iter().map(|c| c.medium.bytes).sum();
+        let medium_packets: u64 = self.cells.iter().map(|c| c.medium.packets).sum();
+        let queue_drops: u64 = self.cells.iter().map(|c| c.medium.queue_drops).sum();
+        let regions = (0..self.cells.len())
+            .map(|c| {
+                let cell = &self.cells[c];
+                let (mut receivers, mut local, mut feedback, mut repairer) = (0, 0, 0, None);
+                for &i in &cell.nodes {
+                    let n = &self.nodes[i];
+                    if let Some(s) = n.stats() {
+                        local += s.local_repairs;
+                        if n.verifier().is_some() {
+                            feedback += s.feedback_sent;
+                        }
+                    }
+                    match n.core {
+                        Core::Receiver(..) => receivers += 1,
+                        Core::Repairer(..) => repairer = Some(n.id),
+                        _ => {}
+                    }
+                }
+                let (bytes_in, bytes_out) = cell.link.as_ref().map_or((0, 0), |(down, up)| (down.bytes, up.bytes));
+                RegionReport {
+                    name: if c == 0 { "senders".to_string() } else { self.scenario.regions[c - 1].name.clone() },
+                    receivers,
+                    repairer,
+                    link_bytes_in: bytes_in,
+                    link_bytes_out: bytes_out,
+                    link_in_per_object_byte: ratio(bytes_in, object_bytes),
+                    local_repair_packets: local,
+                    feedback_packets: feedback,
+                    completion_s: if region_all[c] { region_done[c].map(Time::as_secs_f64) } else { None },
+                }
+            })
+            .collect();
+        let mut objects_done_s: Vec<(u32, usize, f64)> =
+            object_done.into_iter().map(|((s, i), t)| (s, i, t.as_secs_f64())).collect();
+        objects_done_s.sort_by_key(|&(s, i, _)| (s, i));
         let mut trace = self.trace;
         trace.update(completion.as_micros().to_le_bytes());
         Report {
             scenario: self.scenario.name.clone(),
             seed: self.scenario.seed,
             delivered_all,
-            receivers: self.scenario.receivers,
-            objects: expected.len() as u32,
+            receivers: self.scenario.total_receivers(),
+            objects: (expected.len() * self.senders.len()) as u32,
             object_bytes,
             source_packets: st.source_sent,
             repair_packets: st.repair_sent,
@@ -363,10 +712,10 @@ impl Sim {
             repaired_blocks: st.repaired_blocks,
             repair_rounds: st.repair_rounds,
             nacks_per_repaired_block: ratio(nacks, st.repaired_blocks),
-            medium_bytes: self.medium.bytes,
-            medium_per_object_byte: ratio(self.medium.bytes, object_bytes),
-            medium_packets: self.medium.packets,
-            queue_drops: self.medium.queue_drops,
+            medium_bytes,
+            medium_per_object_byte: ratio(medium_bytes, object_bytes),
+            medium_packets,
+            queue_drops,
             forged_sent: self.forged,
             completion_s: completion.as_secs_f64(),
             goodput_mbps: if completion > Time::ZERO {
@@ -381,8 +730,18 @@ impl Sim {
             trace_hash: trace.finalize().iter().map(|b| format!("{b:02x}")).collect(),
             wall_s: wall.as_secs_f64(),
             per_receiver,
-            regions: Vec::new(),
-            samples: Vec::new(),
+            regions,
+            samples: self.samples,
+            objects_done_s,
         }
     }
+}
+
+/// The seed of the `k`-th sender's workload.
+fn sender_seed(seed: u64, k: usize) -> u64 {
+    seed.wrapping_add((k as u64) << 32)
+}
+
+fn node(id: u32, core: Core, loss: Loss, rng: Rng, cell: usize) -> Node {
+    Node { id, core, loss, rng, wake: None, finished: false, cell, on: true, gone: false }
 }

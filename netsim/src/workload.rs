@@ -82,16 +82,36 @@ pub fn chat(seed: u64, i: u32, bytes: u32) -> Vec<u8> {
     head.bytes().chain((0..).map(|j: u32| b'a' + ((i + j) % 26) as u8)).take(bytes as usize).collect()
 }
 
-/// The objects of a workload in sending order (object ids 0, 1, ...).
+/// The bytes of rekey message `i` (a stand-in of the real size).
+pub fn rekey(seed: u64, i: u32, bytes: u32) -> Vec<u8> {
+    let mut p = PatternSource::new(seed ^ 0x5eed_4b45 ^ u64::from(i) << 32, u64::from(bytes));
+    let mut v = vec![0u8; bytes as usize];
+    // Reads inside the length cannot fail.
+    let _ = p.read_at(0, &mut v);
+    v
+}
+
+/// The files of a workload: `file_bytes` and then each of `files`.
+pub fn files(w: &Workload) -> Vec<u64> {
+    std::iter::once(w.file_bytes).filter(|&b| b > 0).chain(w.files.iter().copied()).collect()
+}
+
+/// The objects of one sender's workload (`seed` is that sender's): files,
+/// then chats, then rekeys. Receivers match deliveries by content, so the
+/// order they are sent in (chat and rekeys may be spread over time) does not matter.
 pub fn expected(w: &Workload, seed: u64) -> Vec<Expected> {
     let mut v = Vec::new();
-    if w.file_bytes > 0 {
-        let p = PatternSource::new(seed, w.file_bytes);
-        v.push(Expected { kind: ObjectKind::File, len: w.file_bytes, digest: p.digest() });
+    for (i, len) in files(w).into_iter().enumerate() {
+        let p = PatternSource::new(seed.wrapping_add(i as u64), len);
+        v.push(Expected { kind: ObjectKind::File, len, digest: p.digest() });
     }
     for i in 0..w.chats {
         let c = chat(seed, i, w.chat_bytes);
         v.push(Expected { kind: ObjectKind::Chat, len: c.len() as u64, digest: Sha256::digest(&c).into() });
+    }
+    for i in 0..w.rekeys {
+        let r = rekey(seed, i, w.rekey_bytes);
+        v.push(Expected { kind: ObjectKind::Rekey, len: r.len() as u64, digest: Sha256::digest(&r).into() });
     }
     v
 }

@@ -98,6 +98,14 @@ pub struct Stats {
     pub blocks_decoded: u64,
     /// Decode attempts that failed for want of one more symbol.
     pub decode_failures: u64,
+    /// Feedback packets with NACKs sent to the region's repairer instead of the sender.
+    pub relayed_feedback: u64,
+    /// Times a receiver stopped waiting for a silent repairer and went back to the sender.
+    pub repairer_fallbacks: u64,
+    /// Repair symbols a repairer sent to its region for other nodes' objects.
+    pub local_repairs: u64,
+    /// NACK entries a repairer passed up to the sender for its region.
+    pub forwarded_nacks: u64,
     /// Dropped packets, by reason (indexed like `Drop::ALL`).
     pub dropped: [u64; 9],
 }

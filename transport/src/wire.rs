@@ -11,7 +11,7 @@ use crate::geometry::{Geometry, GeometryError};
 use crate::seal::{Nonce, Seal, SealError};
 
 /// Wire format version carried in every packet.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 /// Bytes of the common header (authenticated, not encrypted).
 pub const HEADER_LEN: usize = 22;
 /// Bytes of a data packet's body before the symbol.
@@ -159,6 +159,8 @@ pub enum PacketType {
     Feedback = 2,
     /// A sender's flush / heartbeat / GRTT probe.
     Command = 3,
+    /// A repair symbol of another node's object, sent by a repairer to its region.
+    Repair = 4,
 }
 
 impl PacketType {
@@ -167,6 +169,7 @@ impl PacketType {
             1 => PacketType::Data,
             2 => PacketType::Feedback,
             3 => PacketType::Command,
+            4 => PacketType::Repair,
             _ => return Err(WireError::PacketType(v)),
         })
     }
@@ -357,6 +360,9 @@ pub struct Feedback {
     pub echo: Option<Echo>,
     /// The receiver's recent packet loss from this sender, in 1/65535ths.
     pub loss: u16,
+    /// The repairer asked to answer, instead of the sender (which then
+    /// ignores the feedback but for suppression by its peers).
+    pub relay: Option<u32>,
     /// What to repair.
     pub entries: Vec<NackEntry>,
 }
@@ -369,12 +375,15 @@ impl Feedback {
             Some(e) => (1u8, e),
             None => (0u8, Echo { probe_time: 0, hold_us: 0 }),
         };
-        out.push(flags);
+        out.push(flags | if self.relay.is_some() { 2 } else { 0 });
         out.extend_from_slice(&echo.probe_time.to_be_bytes());
         out.extend_from_slice(&echo.hold_us.to_be_bytes());
         out.extend_from_slice(&self.loss.to_be_bytes());
         let n = u16::try_from(self.entries.len()).unwrap_or(u16::MAX);
         out.extend_from_slice(&n.to_be_bytes());
+        if let Some(relay) = self.relay {
+            out.extend_from_slice(&relay.to_be_bytes());
+        }
         for e in self.entries.iter().take(usize::from(n)) {
             e.encode(out);
         }
@@ -387,6 +396,10 @@ impl Feedback {
         let hold_us = r.u32("probe hold")?;
         let loss = r.u16("loss")?;
         let n = usize::from(r.u16("entry count")?);
+        if flags & !3 != 0 {
+            return Err(WireError::Flags(flags, "feedback"));
+        }
+        let relay = if flags & 2 != 0 { Some(r.u32("feedback relay")?) } else { None };
         let need = n * NACK_ENTRY_LEN;
         if r.left() < need {
             return Err(WireError::Truncated { what: "NACK entries", need, have: r.left() });
@@ -394,17 +407,15 @@ impl Feedback {
         if r.left() > need {
             return Err(WireError::Trailing(r.left() - need, "NACK entries"));
         }
-        if flags & !1 != 0 {
-            return Err(WireError::Flags(flags, "feedback"));
-        }
         let mut entries = Vec::with_capacity(n);
         for _ in 0..n {
             entries.push(NackEntry::read(r)?);
         }
         let echo = (flags & 1 != 0).then_some(Echo { probe_time, hold_us });
-        Ok(Feedback { target, echo, loss, entries })
+        Ok(Feedback { target, echo, loss, relay, entries })
     }
-    /// Entries that fit one datagram of `max` bytes with the given tag length.
+    /// Entries that fit one datagram of `max` bytes with the given tag length
+    /// (without a relay field, which takes 4 bytes more).
     pub fn max_entries(max: usize, tag_len: usize) -> usize {
         max.saturating_sub(HEADER_LEN + FEEDBACK_FIXED_LEN + tag_len) / NACK_ENTRY_LEN
     }
@@ -504,6 +515,8 @@ pub enum Body<'a> {
     Feedback(Feedback),
     /// A command.
     Command(Command),
+    /// A repair symbol of `origin`'s object, relayed by a repairer.
+    Repair(u32, DataHeader, &'a [u8]),
 }
 
 impl Body<'_> {
@@ -513,6 +526,7 @@ impl Body<'_> {
             Body::Data(..) => PacketType::Data,
             Body::Feedback(_) => PacketType::Feedback,
             Body::Command(_) => PacketType::Command,
+            Body::Repair(..) => PacketType::Repair,
         }
     }
 
@@ -524,6 +538,11 @@ impl Body<'_> {
             }
             Body::Feedback(f) => f.encode(out),
             Body::Command(c) => c.encode(out),
+            Body::Repair(origin, h, symbol) => {
+                out.extend_from_slice(&origin.to_be_bytes());
+                h.encode(out);
+                out.extend_from_slice(symbol);
+            }
         }
     }
 
@@ -540,6 +559,18 @@ impl Body<'_> {
             }
             PacketType::Feedback => Body::Feedback(Feedback::read(&mut r)?),
             PacketType::Command => Body::Command(Command::read(&mut r)?),
+            PacketType::Repair => {
+                let origin = r.u32("repair origin")?;
+                let h = DataHeader::read(&mut r)?;
+                let symbol = r.rest();
+                if symbol.len() != usize::from(h.geometry.symbol_size()) {
+                    return Err(h.symbol_error("symbol length differs from the object's symbol size"));
+                }
+                if !h.is_repair() {
+                    return Err(h.symbol_error("a relayed symbol must be a repair symbol"));
+                }
+                Body::Repair(origin, h, symbol)
+            }
         })
     }
 }
@@ -638,11 +669,13 @@ mod tests {
             proptest::option::of((any::<u64>(), any::<u32>())),
             any::<u16>(),
             prop::collection::vec(entry(), 0..50),
+            proptest::option::of(any::<u32>()),
         )
-            .prop_map(|(target, echo, loss, entries)| Feedback {
+            .prop_map(|(target, echo, loss, entries, relay)| Feedback {
                 target,
                 echo: echo.map(|(probe_time, hold_us)| Echo { probe_time, hold_us }),
                 loss,
+                relay,
                 entries,
             })
     }
@@ -687,6 +720,13 @@ mod tests {
         }
 
         #[test]
+        fn repair_round_trips(h in header(PacketType::Repair), origin in any::<u32>(), (d, sym) in data()) {
+            let k = u32::from(d.geometry.symbols_in(d.block));
+            let d = DataHeader { esi: k + d.esi % 1000, ..d };
+            round_trip(h, Body::Repair(origin, d, &sym));
+        }
+
+        #[test]
         fn command_round_trips(h in header(PacketType::Command), c in command()) {
             round_trip(h, Body::Command(c));
         }
@@ -710,7 +750,7 @@ mod tests {
 
         /// Bodies parsed without a seal (as if the seal were broken) still never panic.
         #[test]
-        fn unsealed_bodies_never_panic(t in 1u8..4, body in prop::collection::vec(any::<u8>(), 0..400)) {
+        fn unsealed_bodies_never_panic(t in 1u8..5, body in prop::collection::vec(any::<u8>(), 0..400)) {
             let _ = Body::read(PacketType::from_u8(t).unwrap(), &body);
         }
     }
@@ -725,8 +765,24 @@ mod tests {
     }
 
     #[test]
+    fn relayed_source_symbols_are_refused() {
+        let g = Geometry::new(1000, 100, 4).unwrap();
+        let mut buf = 7u32.to_be_bytes().to_vec();
+        DataHeader { object: 3, kind: ObjectKind::File, geometry: g, block: 0, esi: 3 }.encode(&mut buf);
+        buf.extend_from_slice(&[0u8; 100]);
+        let err = Body::read(PacketType::Repair, &buf).unwrap_err();
+        assert!(err.to_string().contains("must be a repair symbol"), "{err}");
+    }
+
+    #[test]
     fn feedback_count_must_match_bytes() {
-        let f = Feedback { target: 1, echo: None, loss: 0, entries: vec![NackEntry::Objects { first: 1, bitmap: 3 }] };
+        let f = Feedback {
+            target: 1,
+            echo: None,
+            loss: 0,
+            relay: None,
+            entries: vec![NackEntry::Objects { first: 1, bitmap: 3 }],
+        };
         let mut buf = Vec::new();
         f.encode(&mut buf);
         buf[FEEDBACK_FIXED_LEN - 1] = 200; // claims 200 entries, carries one
@@ -746,7 +802,7 @@ mod tests {
         Command { flush: true, frontier: None, oldest: 0, grtt_us: 0, group_loss: 0, probe: None }.encode(&mut buf);
         assert_eq!(buf.len(), COMMAND_LEN);
         buf.clear();
-        Feedback { target: 0, echo: None, loss: 0, entries: vec![] }.encode(&mut buf);
+        Feedback { target: 0, echo: None, loss: 0, relay: None, entries: vec![] }.encode(&mut buf);
         assert_eq!(buf.len(), FEEDBACK_FIXED_LEN);
     }
 }

@@ -1,17 +1,20 @@
 //! The protocol cores: pure state machines, no I/O, no clock.
 //!
 //! `Sender` sends objects and answers NACKs; `Receiver` collects, decodes,
-//! delivers and NACKs. Both follow quinn-proto's shape: `handle_datagram(now,
+//! delivers and NACKs; `Repairer` is a receiver that also answers its
+//! region's NACKs from what it decoded (RMTP's designated receiver). Both follow quinn-proto's shape: `handle_datagram(now,
 //! bytes)`, `handle_timeout(now)`, `poll_timeout()`, `poll_transmit(now, buf)`,
 //! `poll_event()`. Every datagram they produce is multicast to the group.
 
 mod framer;
 mod receiver;
+mod repairer;
 mod sender;
 #[cfg(test)]
 mod tests;
 
 pub use receiver::{Receiver, ReceiverConfig, ReceiverEvent};
+pub use repairer::{Repairer, RepairerConfig};
 pub use sender::{ConfigError, SendError, Sender, SenderConfig, SenderEvent};
 
 use crate::seal::Seal;
@@ -60,13 +63,27 @@ macro_rules! impl_core {
 
 impl_core!(Sender, SenderEvent);
 impl_core!(Receiver, ReceiverEvent);
+impl_core!(Repairer, ReceiverEvent);
 
 /// A datagram a core produced: its bytes are the first `len` of the buffer
-/// passed to `poll_transmit`; it goes to the group.
+/// passed to `poll_transmit`; it goes to the group, as far as `scope` says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Transmit {
     /// Datagram length.
     pub len: usize,
     /// What it carries (for accounting).
     pub packet_type: PacketType,
+    /// How far it should travel.
+    pub scope: Scope,
+}
+
+/// How far a datagram should travel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// The whole group, across routers (the configured multicast TTL).
+    Group,
+    /// Only the sender's own region (radio cell): drivers send it with
+    /// multicast TTL 1, so routers between regions do not forward it.
+    /// Repairers' local repairs and the NACKs addressed to them.
+    Region,
 }

@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use raptorq::{EncodingPacket, ObjectTransmissionInformation, PayloadId, SourceBlockDecoder};
 
-use super::Transmit;
 use super::framer::Framer;
+use super::{Scope, Transmit};
 use crate::backoff;
 use crate::geometry::Geometry;
 use crate::rng::Rng;
@@ -54,6 +54,13 @@ pub struct ReceiverConfig {
     pub seed: u64,
     /// First packet counter of this node's feedback (see `SenderConfig::first_seq`).
     pub first_seq: u64,
+    /// The node id of this region's repairer: NACKs go to it (scoped to the
+    /// region) instead of to the sender, until it stays silent.
+    pub repairer: Option<u32>,
+    /// NACK rounds sent to the repairer with nothing heard from it since the
+    /// previous one before falling back to the sender. Anything heard from the
+    /// repairer later makes it the first choice again.
+    pub repairer_patience: u32,
 }
 
 impl Default for ReceiverConfig {
@@ -72,6 +79,8 @@ impl Default for ReceiverConfig {
             max_datagram: 1472,
             seed: 0,
             first_seq: 0,
+            repairer: None,
+            repairer_patience: 3,
         }
     }
 }
@@ -125,6 +134,17 @@ pub enum ReceiverEvent {
         /// The epoch the packet claims.
         epoch: u32,
     },
+}
+
+/// Where a block stands at a receiver.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Held {
+    /// Never heard of the sender or the object, or it was given up.
+    Unknown,
+    /// Being collected (or known missing and being asked for).
+    Coming,
+    /// Decoded and handed out.
+    Delivered,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -275,11 +295,28 @@ enum TimerKey {
     Reply { sender: u32 },
 }
 
+/// Whether this region's repairer is answering.
+#[derive(Default)]
+struct RepairerWatch {
+    /// Something came from it since the last NACK we sent it.
+    heard: bool,
+    /// NACK rounds sent to it in a row with nothing heard in between.
+    unanswered: u32,
+    /// Gave up on it: NACKs go to the sender.
+    fallen_back: bool,
+}
+
 /// The receiver core (see the module doc).
 pub struct Receiver<S> {
     cfg: ReceiverConfig,
-    framer: Framer<S>,
-    stats: Stats,
+    pub(super) framer: Framer<S>,
+    pub(super) stats: Stats,
+    watch: RepairerWatch,
+    /// Feedback addressed to this node as a repairer (only collected when
+    /// a `Repairer` runs this receiver).
+    pub(super) relay_inbox: Option<VecDeque<(u32, Feedback)>>,
+    /// Objects started, with their geometry (collected with `relay_inbox`).
+    pub(super) started: VecDeque<(u32, u32, ObjectKind, Geometry)>,
     rng: Rng,
     now: Time,
     remotes: HashMap<u32, Remote>,
@@ -300,6 +337,9 @@ impl<S: Seal> Receiver<S> {
     pub fn new(cfg: ReceiverConfig, seal: S) -> Receiver<S> {
         Receiver {
             framer: Framer::new(seal, cfg.session, cfg.node, true, cfg.first_seq),
+            watch: RepairerWatch::default(),
+            relay_inbox: None,
+            started: VecDeque::new(),
             rng: Rng::new(cfg.seed),
             cfg,
             stats: Stats::default(),
@@ -362,9 +402,10 @@ impl<S: Seal> Receiver<S> {
     pub fn poll_transmit(&mut self, now: Time, buf: &mut Vec<u8>) -> Option<Transmit> {
         self.now = self.now.max(now);
         let fb = self.outbox.pop_front()?;
+        let scope = if fb.relay.is_some() { Scope::Region } else { Scope::Group };
         let len = self.framer.write(&Body::Feedback(fb), buf, &mut self.stats).ok()?;
         self.stats.feedback_sent += 1;
-        Some(Transmit { len, packet_type: wire::PacketType::Feedback })
+        Some(Transmit { len, packet_type: wire::PacketType::Feedback, scope })
     }
 
     /// A datagram from the network. The authenticated node id in its header,
@@ -378,6 +419,11 @@ impl<S: Seal> Receiver<S> {
             self.note_unknown_epoch(datagram);
         }
         if let Some((header, body)) = opened {
+            if Some(header.node) == self.cfg.repairer {
+                self.watch.heard = true;
+                self.watch.unanswered = 0;
+                self.watch.fallen_back = false;
+            }
             match body {
                 Body::Data(h, symbol) => {
                     self.sender_packets += 1;
@@ -393,7 +439,26 @@ impl<S: Seal> Receiver<S> {
                         self.on_command(now, header.node, c);
                     }
                 }
-                Body::Feedback(fb) => self.on_peer_feedback(now, &fb),
+                Body::Feedback(fb) => {
+                    if fb.relay.is_some() && fb.relay == Some(self.cfg.node) {
+                        // Addressed to us as a repairer: not a peer's NACK to
+                        // the sender, so it suppresses nothing of ours.
+                        if let Some(inbox) = self.relay_inbox.as_mut()
+                            && inbox.len() < 4096
+                        {
+                            inbox.push_back((header.node, fb));
+                        }
+                    } else {
+                        self.on_peer_feedback(now, &fb);
+                    }
+                }
+                Body::Repair(origin, h, symbol) => {
+                    if origin != self.cfg.node && self.remotes.contains_key(&origin) {
+                        self.on_data(now, origin, h, symbol);
+                    } else {
+                        self.stats.drop(Drop::Stale);
+                    }
+                }
             }
         }
         self.scratch = scratch;
@@ -501,6 +566,9 @@ impl<S: Seal> Receiver<S> {
                 h.object,
                 InObject { kind: h.kind, geometry: h.geometry, next_deliver: 0, swept: 0, blocks: BTreeMap::new() },
             );
+            if self.relay_inbox.is_some() {
+                self.started.push_back((sender, h.object, h.kind, h.geometry));
+            }
             self.events.push_back(ReceiverEvent::ObjectStarted {
                 sender,
                 object: h.object,
@@ -773,7 +841,31 @@ impl<S: Seal> Receiver<S> {
         entries
     }
 
-    fn queue_feedback(&mut self, now: Time, sender: u32, entries: Vec<NackEntry>) {
+    /// Where a block of `sender`'s object stands here.
+    pub(super) fn block_state(&self, sender: u32, object: u32, block: u32) -> Held {
+        let Some(r) = self.remotes.get(&sender) else { return Held::Unknown };
+        if r.is_done(object) {
+            return Held::Delivered;
+        }
+        match r.objects.get(&object) {
+            Some(o) if block < o.next_deliver => Held::Delivered,
+            Some(_) => Held::Coming,
+            None if object >= r.done_below && r.frontier.is_some_and(|f| object <= f.object) => Held::Coming,
+            None => Held::Unknown,
+        }
+    }
+
+    /// The GRTT `sender` advertises (the configured guess before it did).
+    pub(super) fn grtt_of(&self, sender: u32) -> Duration {
+        self.remotes.get(&sender).map_or(self.cfg.initial_grtt, |r| r.grtt)
+    }
+
+    /// NACK backoff factor.
+    pub(super) fn backoff_k(&self) -> f64 {
+        self.cfg.backoff_k
+    }
+
+    pub(super) fn queue_feedback(&mut self, now: Time, sender: u32, entries: Vec<NackEntry>) {
         let Some(r) = self.remotes.get_mut(&sender) else { return };
         r.reply_due = None;
         let echo = r.probe.map(|(probe_time, at)| Echo {
@@ -781,14 +873,45 @@ impl<S: Seal> Receiver<S> {
             hold_us: u32::try_from(now.saturating_since(at).as_micros()).unwrap_or(u32::MAX),
         });
         let loss = (r.loss.estimate.clamp(0.0, 1.0) * 65_535.0) as u16;
-        let per_packet = Feedback::max_entries(self.cfg.max_datagram, self.framer.seal.tag_len()).max(1);
+        let relay = if entries.is_empty() { None } else { self.repairer_to_ask() };
+        let room = self.cfg.max_datagram.saturating_sub(if relay.is_some() { 4 } else { 0 });
+        let per_packet = Feedback::max_entries(room, self.framer.seal.tag_len()).max(1);
         let mut chunks: Vec<Vec<NackEntry>> = entries.chunks(per_packet).map(<[NackEntry]>::to_vec).collect();
         if chunks.is_empty() {
             chunks.push(Vec::new());
         }
         for entries in chunks {
-            self.outbox.push_back(Feedback { target: sender, echo, loss, entries });
+            if relay.is_some() {
+                self.stats.relayed_feedback += 1;
+            }
+            self.outbox.push_back(Feedback { target: sender, echo, loss, relay, entries });
         }
+    }
+
+    /// The repairer to send NACKs to now, if any: the configured one until
+    /// `repairer_patience` rounds in a row went unanswered.
+    fn repairer_to_ask(&mut self) -> Option<u32> {
+        let repairer = self.cfg.repairer?;
+        if self.watch.fallen_back {
+            return None;
+        }
+        if self.watch.heard {
+            self.watch.heard = false;
+            self.watch.unanswered = 0;
+        } else {
+            self.watch.unanswered += 1;
+        }
+        if self.watch.unanswered > self.cfg.repairer_patience {
+            self.watch.fallen_back = true;
+            self.stats.repairer_fallbacks += 1;
+            return None;
+        }
+        Some(repairer)
+    }
+
+    /// True while NACKs go to a repairer rather than to the sender.
+    pub fn relaying(&self) -> bool {
+        self.cfg.repairer.is_some() && !self.watch.fallen_back
     }
 }
 

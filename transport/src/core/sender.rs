@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use raptorq::{ObjectTransmissionInformation, SourceBlockEncoder};
 
-use super::Transmit;
 use super::framer::Framer;
+use super::{Scope, Transmit};
 use crate::geometry::{Geometry, GeometryError};
 use crate::grtt::Grtt;
 use crate::pacing::Pacer;
@@ -336,8 +336,10 @@ impl<S: Seal> Sender<S> {
         let mut scratch = std::mem::take(&mut self.scratch);
         if let Some((header, body)) = self.framer.open(datagram, &mut scratch, &mut self.stats) {
             match body {
-                Body::Feedback(fb) if fb.target == self.cfg.node => self.on_feedback(now, header.node, &fb),
-                // Others' feedback, others' data and commands: not the sender's business.
+                Body::Feedback(fb) if fb.target == self.cfg.node && fb.relay.is_none() => {
+                    self.on_feedback(now, header.node, &fb)
+                }
+                // Feedback a repairer answers, others' feedback, others' data and commands: not the sender's business.
                 _ => {}
             }
         }
@@ -458,7 +460,7 @@ impl<S: Seal> Sender<S> {
                 self.events.push_back(SenderEvent::Idle);
             }
         }
-        Some(Transmit { len, packet_type: wire::PacketType::Command })
+        Some(Transmit { len, packet_type: wire::PacketType::Command, scope: Scope::Group })
     }
 
     /// Share of receivers (out of 65536) asked to answer a probe: enough for
@@ -670,7 +672,7 @@ impl<S: Seal> Sender<S> {
                 self.advance_object(c.object);
             }
         }
-        Some(Transmit { len, packet_type: wire::PacketType::Data })
+        Some(Transmit { len, packet_type: wire::PacketType::Data, scope: Scope::Group })
     }
 
     fn write_repair(&mut self, buf: &mut Vec<u8>) -> Option<Transmit> {
@@ -734,7 +736,7 @@ impl<S: Seal> Sender<S> {
         };
         let len = self.framer.write(&Body::Data(header, packet.data()), buf, &mut self.stats).map_err(|_| None)?;
         self.stats.repair_sent += 1;
-        Ok(Transmit { len, packet_type: wire::PacketType::Data })
+        Ok(Transmit { len, packet_type: wire::PacketType::Data, scope: Scope::Group })
     }
 
     /// Drops the oldest objects past the retention limit once their source is sent.

@@ -145,7 +145,7 @@ fn lost_symbols_are_repaired_and_every_receiver_decodes() {
 }
 
 fn feedback(target: u32, entries: Vec<NackEntry>) -> Body<'static> {
-    Body::Feedback(Feedback { target, echo: None, loss: 0, entries })
+    Body::Feedback(Feedback { target, echo: None, loss: 0, relay: None, entries })
 }
 
 fn sealed(node: u32, seq: u64, body: &Body<'_>) -> Vec<u8> {
@@ -205,6 +205,7 @@ fn a_measured_grtt_is_advertised_at_once() {
         target: 1,
         echo: Some(Echo { probe_time: probe.time, hold_us: 0 }),
         loss: 0,
+        relay: None,
         entries: Vec::new(),
     });
     tx.handle_datagram(at, &sealed(7, 1, &echo));
@@ -295,6 +296,7 @@ fn insider_body() -> impl Strategy<Value = Body<'static>> {
             target: 1,
             echo: Some(Echo { probe_time: u64::from(n), hold_us: b }),
             loss: n as u16,
+            relay: None,
             entries: vec![e],
         })
     });

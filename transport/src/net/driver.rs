@@ -306,6 +306,10 @@ impl<C: Core> Driver<C> {
     async fn transmit(&mut self, now: Time) {
         let group = self.socket.group();
         while let Some(t) = self.core.poll_transmit(now, &mut self.tx_buf) {
+            if self.socket.set_scope(t.scope).is_err() {
+                self.stats.send_errors += 1;
+                continue;
+            }
             match self.socket.socket().send_to(&self.tx_buf[..t.len], group).await {
                 Ok(_) => {
                     self.stats.datagrams_out += 1;

@@ -5,11 +5,14 @@
 //! outgoing interface, loop and TTL, and large buffers read back after
 //! setting (the kernel caps them at `net.core.rmem_max`/`wmem_max`).
 
+use std::cell::Cell;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 
-use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use socket2::{Domain, Protocol, SockAddr, SockRef, Socket, Type};
 use tokio::net::UdpSocket;
+
+use crate::core::Scope;
 
 /// Where and how to join a group.
 #[derive(Clone, Debug)]
@@ -47,6 +50,9 @@ impl MulticastConfig {
 pub struct MulticastSocket {
     socket: UdpSocket,
     group: SocketAddr,
+    ttl: u32,
+    /// Sending region-scoped (TTL 1) now.
+    local: Cell<bool>,
     /// Receive buffer the kernel granted, bytes.
     pub recv_buffer: usize,
     /// Send buffer the kernel granted, bytes.
@@ -79,7 +85,14 @@ impl MulticastSocket {
         let send_buffer = s.send_buffer_size()?;
         s.set_nonblocking(true)?;
         let socket = UdpSocket::from_std(s.into())?;
-        Ok(MulticastSocket { socket, group: SocketAddr::V4(cfg.group), recv_buffer, send_buffer })
+        Ok(MulticastSocket {
+            socket,
+            group: SocketAddr::V4(cfg.group),
+            ttl: cfg.ttl,
+            local: Cell::new(false),
+            recv_buffer,
+            send_buffer,
+        })
     }
 
     /// The group datagrams are sent to.
@@ -90,5 +103,17 @@ impl MulticastSocket {
     /// The tokio socket.
     pub fn socket(&self) -> &UdpSocket {
         &self.socket
+    }
+
+    /// Sets how far the next datagrams go: `Region` sends with TTL 1, so
+    /// multicast routers keep them in this link's region. One system call
+    /// when the scope changes, none otherwise.
+    pub fn set_scope(&self, scope: Scope) -> io::Result<()> {
+        let local = scope == Scope::Region && self.ttl > 1;
+        if local != self.local.get() {
+            SockRef::from(&self.socket).set_multicast_ttl_v4(if local { 1 } else { self.ttl })?;
+            self.local.set(local);
+        }
+        Ok(())
     }
 }

@@ -1,0 +1,713 @@
+//! The repairer's protocol state machine: RMTP's designated receiver, with
+//! fresh RaptorQ symbols instead of retransmissions.
+//!
+//! Owns what one node does as its region's repairer. It runs an ordinary
+//! `Receiver` (collecting, decoding and delivering, and NACKing the sender
+//! upstream for itself), keeps the blocks it decoded (bounded by bytes), and
+//! answers the NACKs its region's members address to it with repair symbols
+//! from its own ESI range, scoped to the region so they never cross the link
+//! to other regions. A NACK for a block it is still collecting waits for that
+//! block; one for a block it no longer holds is passed upstream as one NACK
+//! per block carrying the largest count its region asked for. It sends no
+//! source data and no commands of its own. No clock, no socket.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
+
+use raptorq::{ObjectTransmissionInformation, SourceBlockEncoder};
+
+use super::receiver::Held;
+use super::{Receiver, ReceiverConfig, ReceiverEvent, Scope, Transmit};
+use crate::geometry::Geometry;
+use crate::pacing::Pacer;
+use crate::seal::Seal;
+use crate::stats::{Drop, Stats};
+use crate::time::Time;
+use crate::wire::{self, Body, DataHeader, Feedback, NackEntry, ObjectKind};
+
+/// How a repairer behaves.
+#[derive(Clone, Debug)]
+pub struct RepairerConfig {
+    /// Its receiver (node id, session, timers). A repairer may itself have an
+    /// upstream repairer (`receiver.repairer`): hierarchies nest.
+    pub receiver: ReceiverConfig,
+    /// First repair index of this repairer's range. Repair symbol *j* of a
+    /// block has ESI K_b + *j*; the sender uses *j* from 0, so ranges of
+    /// repairers that can reach the same receivers must not overlap. The
+    /// default leaves the sender the first 2^19.
+    pub first_repair: u32,
+    /// Repair symbols per block in the range.
+    pub range: u32,
+    /// Bytes of decoded blocks (and their encoders) kept to answer from.
+    pub cache_bytes: usize,
+    /// Answer `needed / (1 - worst loss its members report)` symbols, so the
+    /// neediest member likely completes in one round despite losing repair too.
+    pub loss_margin: bool,
+    /// Pacing rate of local repair in bytes per second (0: as fast as polled).
+    pub rate: u64,
+    /// Pacer burst in bytes.
+    pub burst: u64,
+}
+
+impl Default for RepairerConfig {
+    fn default() -> RepairerConfig {
+        RepairerConfig {
+            receiver: ReceiverConfig::default(),
+            first_repair: 1 << 19,
+            range: 1 << 16,
+            cache_bytes: 32 << 20,
+            loss_margin: true,
+            rate: 0,
+            burst: 8 * 1500,
+        }
+    }
+}
+
+/// (origin sender, object, block).
+type Key = (u32, u32, u32);
+
+struct Cached {
+    geometry: Geometry,
+    kind: ObjectKind,
+    data: Vec<u8>,
+    encoder: Option<SourceBlockEncoder>,
+    used: u64,
+}
+
+impl Cached {
+    fn bytes(&self) -> usize {
+        // The encoder holds about as much again as the block.
+        self.data.len() * if self.encoder.is_some() { 2 } else { 1 }
+    }
+}
+
+struct Round {
+    planned: u32,
+    closes: Option<Time>,
+}
+
+/// The repairer core (see the module doc). Its events are its receiver's.
+pub struct Repairer<S> {
+    cfg: RepairerConfig,
+    inner: Receiver<S>,
+    now: Time,
+    pacer: Pacer,
+    /// Objects heard of: their kind and geometry (bounded).
+    objects: HashMap<(u32, u32), (ObjectKind, Geometry)>,
+    object_order: VecDeque<(u32, u32)>,
+    cache: HashMap<Key, Cached>,
+    cached_bytes: usize,
+    tick: u64,
+    next_repair: HashMap<Key, u32>,
+    rounds: HashMap<Key, Round>,
+    jobs: VecDeque<(Key, u32)>,
+    /// Requests for blocks still being collected: the largest count asked.
+    pending: HashMap<Key, u32>,
+    /// When each block was last passed upstream.
+    forwarded: HashMap<Key, Time>,
+    /// Members heard from: when, and the loss they report.
+    members: HashMap<u32, (Time, u16)>,
+    /// Acknowledgements owed to members whose NACKs wait (one per sender).
+    acks: VecDeque<u32>,
+    last_ack: Option<Time>,
+    events: VecDeque<ReceiverEvent>,
+}
+
+impl<S: Seal> Repairer<S> {
+    /// A repairer with `cfg`, opening and sealing packets with `seal`.
+    pub fn new(cfg: RepairerConfig, seal: S) -> Repairer<S> {
+        let mut inner = Receiver::new(cfg.receiver.clone(), seal);
+        inner.relay_inbox = Some(VecDeque::new());
+        Repairer {
+            pacer: Pacer::new(cfg.rate, cfg.burst),
+            cfg,
+            inner,
+            now: Time::ZERO,
+            objects: HashMap::new(),
+            object_order: VecDeque::new(),
+            cache: HashMap::new(),
+            cached_bytes: 0,
+            tick: 0,
+            next_repair: HashMap::new(),
+            rounds: HashMap::new(),
+            jobs: VecDeque::new(),
+            pending: HashMap::new(),
+            forwarded: HashMap::new(),
+            members: HashMap::new(),
+            acks: VecDeque::new(),
+            last_ack: None,
+            events: VecDeque::new(),
+        }
+    }
+
+    /// Counters (its receiver's, with the repairer's own).
+    pub fn stats(&self) -> &Stats {
+        self.inner.stats()
+    }
+
+    /// The receiver it runs.
+    pub fn receiver(&self) -> &Receiver<S> {
+        &self.inner
+    }
+
+    /// The seal, for the layer above to install new epochs.
+    pub fn seal_mut(&mut self) -> &mut S {
+        self.inner.seal_mut()
+    }
+
+    /// Bytes of decoded blocks held for repair (bounded by `cache_bytes`).
+    pub fn cached_bytes(&self) -> usize {
+        self.cached_bytes
+    }
+
+    /// The next event of its receiver.
+    pub fn poll_event(&mut self) -> Option<ReceiverEvent> {
+        self.events.pop_front()
+    }
+
+    /// A datagram from the network.
+    pub fn handle_datagram(&mut self, now: Time, datagram: &[u8]) {
+        self.now = self.now.max(now);
+        self.inner.handle_datagram(now, datagram);
+        self.absorb(now);
+    }
+
+    /// Time passed: its receiver's timers fire, repair rounds close.
+    pub fn handle_timeout(&mut self, now: Time) {
+        self.now = self.now.max(now);
+        self.inner.handle_timeout(now);
+        self.absorb(now);
+    }
+
+    /// When `handle_timeout` should next be called.
+    pub fn poll_timeout(&self) -> Option<Time> {
+        let mut t = self.inner.poll_timeout();
+        if !self.jobs.is_empty() {
+            let ready = self.pacer.next_ready(self.now, self.max_packet());
+            t = Some(t.map_or(ready, |t| t.min(ready)));
+        }
+        t
+    }
+
+    /// The next datagram: its receiver's feedback first, then acknowledgements, then local repair.
+    pub fn poll_transmit(&mut self, now: Time, buf: &mut Vec<u8>) -> Option<Transmit> {
+        self.now = self.now.max(now);
+        if let Some(t) = self.inner.poll_transmit(now, buf) {
+            return Some(t);
+        }
+        if let Some(origin) = self.acks.pop_front() {
+            // "Heard you, still collecting": keeps members from giving up on us.
+            let me = self.cfg.receiver.node;
+            let fb = Feedback { target: origin, echo: None, loss: 0, relay: Some(me), entries: Vec::new() };
+            let len = self.inner.framer.write(&Body::Feedback(fb), buf, &mut self.inner.stats).ok()?;
+            self.inner.stats.feedback_sent += 1;
+            return Some(Transmit { len, packet_type: wire::PacketType::Feedback, scope: Scope::Region });
+        }
+        if self.jobs.is_empty() || !self.pacer.ready(now, self.max_packet()) {
+            return None;
+        }
+        let t = self.write_repair(now, buf)?;
+        self.pacer.spend(now, t.len);
+        Some(t)
+    }
+
+    /// The pacer's unit: a relayed packet of the usual 1400-byte symbol.
+    fn max_packet(&self) -> usize {
+        wire::HEADER_LEN + 4 + wire::DATA_HEADER_LEN + 1400 + self.inner.framer.seal.tag_len()
+    }
+
+    /// Takes what the receiver produced: keeps decoded blocks, answers what waited for them,
+    /// then serves the requests addressed to us.
+    fn absorb(&mut self, now: Time) {
+        while let Some((origin, object, kind, g)) = self.inner.started.pop_front() {
+            self.remember_object(origin, object, kind, g);
+        }
+        while let Some(e) = self.inner.poll_event() {
+            if let ReceiverEvent::ObjectData { sender, object, offset, data } = &e {
+                self.keep_block(now, *sender, *object, *offset, data);
+            }
+            self.events.push_back(e);
+        }
+        let requests: Vec<(u32, Feedback)> =
+            self.inner.relay_inbox.as_mut().map(|q| q.drain(..).collect()).unwrap_or_default();
+        for (from, fb) in requests {
+            self.on_request(now, from, &fb);
+        }
+    }
+
+    fn remember_object(&mut self, origin: u32, object: u32, kind: ObjectKind, g: Geometry) {
+        if self.objects.insert((origin, object), (kind, g)).is_none() {
+            self.object_order.push_back((origin, object));
+            while self.object_order.len() > self.cfg.receiver.max_objects.max(16) {
+                if let Some(old) = self.object_order.pop_front() {
+                    self.objects.remove(&old);
+                }
+            }
+        }
+    }
+
+    fn keep_block(&mut self, now: Time, origin: u32, object: u32, offset: u64, data: &[u8]) {
+        let Some(&(kind, g)) = self.objects.get(&(origin, object)) else { return };
+        let full = u64::from(g.symbol_size()) * u64::from(g.block_symbols());
+        let Ok(block) = u32::try_from(offset / full.max(1)) else { return };
+        if block >= g.blocks() {
+            return;
+        }
+        let mut padded = data.to_vec();
+        padded.resize(g.padded_block_len(block), 0);
+        self.tick += 1;
+        let entry = Cached { geometry: g, kind, data: padded, encoder: None, used: self.tick };
+        self.cached_bytes += entry.bytes();
+        if let Some(old) = self.cache.insert((origin, object, block), entry) {
+            self.cached_bytes -= old.bytes();
+        }
+        self.evict();
+        let key = (origin, object, block);
+        if let Some(needed) = self.pending.remove(&key) {
+            let needed = if needed == u32::MAX { u32::from(g.symbols_in(block)) } else { needed };
+            self.answer(now, key, needed);
+        }
+    }
+
+    fn evict(&mut self) {
+        while self.cached_bytes > self.cfg.cache_bytes && !self.cache.is_empty() {
+            let oldest = self.cache.iter().min_by_key(|(_, c)| c.used).map(|(k, _)| *k);
+            let Some(key) = oldest else { break };
+            if let Some(c) = self.cache.remove(&key) {
+                self.cached_bytes -= c.bytes();
+            }
+            self.next_repair.remove(&key);
+            self.rounds.remove(&key);
+        }
+    }
+
+    /// A member's NACKs, addressed to us.
+    fn on_request(&mut self, now: Time, from: u32, fb: &Feedback) {
+        self.members.insert(from, (now, fb.loss));
+        let origin = fb.target;
+        let mut upstream = Vec::new();
+        let mut waiting = false;
+        for e in &fb.entries {
+            match *e {
+                NackEntry::Block { object, block, needed } => {
+                    let key = (origin, object, block);
+                    if self.cache.contains_key(&key) {
+                        self.answer(now, key, needed);
+                    } else if self.wait_or_forward(now, key, needed, &mut upstream) {
+                        waiting = true;
+                    }
+                }
+                NackEntry::Objects { first, bitmap } => {
+                    for i in (0..32).filter(|i| bitmap & (1 << i) != 0) {
+                        let object = first.wrapping_add(i);
+                        let key = (origin, object, 0);
+                        match self.objects.get(&(origin, object)) {
+                            Some((_, g)) if self.cache.contains_key(&key) => {
+                                let k = u32::from(g.symbols_in(0));
+                                self.answer(now, key, k);
+                            }
+                            _ => {
+                                if self.inner.block_state(origin, object, 0) == Held::Coming {
+                                    // Its size is not known yet: the whole first block.
+                                    self.pending.insert(key, u32::MAX);
+                                    waiting = true;
+                                } else if self.may_forward(now, key) {
+                                    upstream.push(NackEntry::Objects { first: object, bitmap: 1 });
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if !upstream.is_empty() {
+            self.inner.stats.forwarded_nacks += upstream.len() as u64;
+            self.inner.queue_feedback(now, origin, upstream);
+        } else if waiting {
+            let quiet = self.inner.grtt_of(origin);
+            if self.last_ack.is_none_or(|t| now.saturating_since(t) >= quiet) && !self.acks.contains(&origin) {
+                self.last_ack = Some(now);
+                self.acks.push_back(origin);
+            }
+        }
+        if self.pending.len() > 65_536 {
+            self.pending.clear();
+            self.inner.stats.drop(Drop::Overload);
+        }
+    }
+
+    /// A block we do not hold: wait for it if our receiver is collecting it
+    /// (true), or pass the request upstream (at most once per NACK holdoff).
+    fn wait_or_forward(&mut self, now: Time, key: Key, needed: u32, upstream: &mut Vec<NackEntry>) -> bool {
+        let (origin, object, block) = key;
+        if self.inner.block_state(origin, object, block) == Held::Coming {
+            let p = self.pending.entry(key).or_insert(0);
+            *p = (*p).max(needed);
+            return true;
+        }
+        if self.may_forward(now, key) {
+            upstream.push(NackEntry::Block { object, block, needed });
+        }
+        false
+    }
+
+    fn may_forward(&mut self, now: Time, key: Key) -> bool {
+        let holdoff = self.inner.grtt_of(key.0).mul_f64(self.inner.backoff_k().max(1.0));
+        if self.forwarded.get(&key).is_some_and(|t| now.saturating_since(*t) < holdoff) {
+            return false;
+        }
+        if self.forwarded.len() > 65_536 {
+            self.forwarded.retain(|_, t| now.saturating_since(*t) < holdoff);
+        }
+        self.forwarded.insert(key, now);
+        true
+    }
+
+    /// Plans repair of a cached block: a new round, or a top-up of the open one.
+    fn answer(&mut self, now: Time, key: Key, needed: u32) {
+        let Some(c) = self.cache.get(&key) else { return };
+        let k = u32::from(c.geometry.symbols_in(key.2));
+        if needed == 0 || needed > k + 8 {
+            self.inner.stats.drop(Drop::Invalid);
+            return;
+        }
+        let want = self.with_margin(now, needed);
+        match self.rounds.get_mut(&key) {
+            Some(round) if round.closes.is_none_or(|t| now < t) => {
+                if want > round.planned {
+                    let extra = want - round.planned;
+                    round.planned = want;
+                    round.closes = None;
+                    self.add_job(key, extra);
+                }
+            }
+            _ => {
+                self.rounds.insert(key, Round { planned: want, closes: None });
+                self.add_job(key, want);
+            }
+        }
+    }
+
+    fn with_margin(&mut self, now: Time, needed: u32) -> u32 {
+        if !self.cfg.loss_margin {
+            return needed;
+        }
+        let horizon = Duration::from_secs(30);
+        self.members.retain(|_, (t, _)| now.saturating_since(*t) < horizon);
+        let worst = self.members.values().map(|&(_, l)| l).max().unwrap_or(0);
+        let worst = (f64::from(worst) / 65_535.0).min(0.9);
+        ((f64::from(needed) / (1.0 - worst)).round() as u32).max(needed)
+    }
+
+    fn add_job(&mut self, key: Key, count: u32) {
+        if let Some(job) = self.jobs.iter_mut().find(|(k, _)| *k == key) {
+            job.1 += count;
+        } else {
+            self.jobs.push_back((key, count));
+        }
+    }
+
+    fn write_repair(&mut self, now: Time, buf: &mut Vec<u8>) -> Option<Transmit> {
+        while let Some(&(key, _)) = self.jobs.front() {
+            match self.repair_symbol(key, buf) {
+                Some(t) => {
+                    if let Some(job) = self.jobs.front_mut() {
+                        job.1 -= 1;
+                        if job.1 == 0 {
+                            self.jobs.pop_front();
+                            let grtt = self.inner.grtt_of(key.0);
+                            self.rounds.retain(|_, r| r.closes.is_none_or(|t| t > now));
+                            if let Some(r) = self.rounds.get_mut(&key) {
+                                r.closes = Some(now + grtt);
+                            }
+                        }
+                    }
+                    return Some(t);
+                }
+                None => {
+                    self.jobs.pop_front();
+                }
+            }
+        }
+        None
+    }
+
+    /// One fresh repair symbol of a cached block from our range, sealed for the region.
+    fn repair_symbol(&mut self, key: Key, buf: &mut Vec<u8>) -> Option<Transmit> {
+        self.tick += 1;
+        let (first, range) = (self.cfg.first_repair, self.cfg.range);
+        let c = self.cache.get_mut(&key)?;
+        c.used = self.tick;
+        let next = self.next_repair.entry(key).or_insert(0);
+        if *next >= range || first.saturating_add(*next) >= wire::MAX_REPAIR_SYMBOLS {
+            return None;
+        }
+        let j = first + *next;
+        *next += 1;
+        let g = c.geometry;
+        let before = c.bytes();
+        let encoder = c.encoder.get_or_insert_with(|| {
+            let oti = ObjectTransmissionInformation::new(c.data.len() as u64, g.symbol_size(), 1, 1, 1);
+            SourceBlockEncoder::new(key.2 as u8, &oti, &c.data)
+        });
+        let packet = encoder.repair_packets(j, 1).pop()?;
+        let header = DataHeader {
+            object: key.1,
+            kind: c.kind,
+            geometry: g,
+            block: key.2,
+            esi: packet.payload_id().encoding_symbol_id(),
+        };
+        let grown = c.bytes() - before;
+        self.cached_bytes += grown;
+        let len =
+            self.inner.framer.write(&Body::Repair(key.0, header, packet.data()), buf, &mut self.inner.stats).ok()?;
+        self.inner.stats.local_repairs += 1;
+        if grown > 0 {
+            self.evict();
+        }
+        Some(Transmit { len, packet_type: wire::PacketType::Repair, scope: Scope::Region })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    //! A sender, a repairer and its region's members in memory. The sender's
+    //! packets reach the repairer unharmed and the members through a lossy
+    //! cell; region-scoped packets never reach the sender's side.
+
+    use super::*;
+    use crate::core::{Sender, SenderConfig};
+    use crate::rng::Rng;
+    use crate::seal::KeyedSum;
+
+    const KEY: KeyedSum = KeyedSum(0x5eed);
+    const R: u32 = 10;
+
+    struct World {
+        tx: Sender<KeyedSum>,
+        rep: Repairer<KeyedSum>,
+        members: Vec<Receiver<KeyedSum>>,
+        got: Vec<Vec<u8>>,
+        rng: Rng,
+        loss: f64,
+        repairer_alive: bool,
+        /// Bytes that crossed from the sender's side into the region.
+        crossed: u64,
+    }
+
+    impl World {
+        fn new(n: u32, loss: f64) -> World {
+            let tx = Sender::new(
+                SenderConfig { node: 1, rate: 0, symbol_size: 100, block_symbols: 16, ..Default::default() },
+                KEY,
+            )
+            .unwrap();
+            let rep = Repairer::new(
+                RepairerConfig {
+                    receiver: ReceiverConfig { node: R, seed: 3, ..Default::default() },
+                    ..Default::default()
+                },
+                KEY,
+            );
+            let members = (0..n)
+                .map(|i| {
+                    let cfg =
+                        ReceiverConfig { node: 20 + i, seed: u64::from(i), repairer: Some(R), ..Default::default() };
+                    Receiver::new(cfg, KEY)
+                })
+                .collect();
+            World {
+                tx,
+                rep,
+                members,
+                got: vec![Vec::new(); n as usize],
+                rng: Rng::new(9),
+                loss,
+                repairer_alive: true,
+                crossed: 0,
+            }
+        }
+
+        /// Delivers one packet: `from_sender_side` packets cross into the region.
+        fn deliver(&mut self, now: Time, p: &[u8], from: Option<usize>, scope: Scope, sender_side: bool) {
+            if sender_side {
+                self.crossed += p.len() as u64;
+            }
+            if !sender_side && scope == Scope::Group {
+                self.tx.handle_datagram(now, p);
+            }
+            if self.repairer_alive && from.is_some() {
+                self.rep.handle_datagram(now, p);
+            }
+            for i in 0..self.members.len() {
+                if from == Some(i) {
+                    continue;
+                }
+                if sender_side && self.rng.chance(self.loss) {
+                    continue;
+                }
+                self.members[i].handle_datagram(now, p);
+            }
+        }
+
+        fn run(&mut self) {
+            let mut now = Time::ZERO;
+            let mut buf = Vec::new();
+            for _ in 0..100_000 {
+                while let Some(t) = self.tx.poll_transmit(now, &mut buf) {
+                    let p = buf[..t.len].to_vec();
+                    if self.repairer_alive {
+                        self.rep.handle_datagram(now, &p);
+                    }
+                    self.deliver(now, &p, None, t.scope, true);
+                }
+                while self.repairer_alive
+                    && let Some(t) = self.rep.poll_transmit(now, &mut buf)
+                {
+                    let p = buf[..t.len].to_vec();
+                    if t.scope == Scope::Group {
+                        self.tx.handle_datagram(now, &p);
+                    }
+                    for m in &mut self.members {
+                        m.handle_datagram(now, &p);
+                    }
+                }
+                for i in 0..self.members.len() {
+                    while let Some(t) = self.members[i].poll_transmit(now, &mut buf) {
+                        let p = buf[..t.len].to_vec();
+                        self.deliver(now, &p, Some(i), t.scope, false);
+                    }
+                    while let Some(e) = self.members[i].poll_event() {
+                        if let ReceiverEvent::ObjectData { data, .. } = e {
+                            self.got[i].extend(data);
+                        }
+                    }
+                }
+                while self.rep.poll_event().is_some() {}
+                let mut next = self.tx.poll_timeout();
+                for t in self.members.iter().filter_map(Receiver::poll_timeout) {
+                    next = Some(next.map_or(t, |n| n.min(t)));
+                }
+                if self.repairer_alive
+                    && let Some(t) = self.rep.poll_timeout()
+                {
+                    next = Some(next.map_or(t, |n| n.min(t)));
+                }
+                let done = self.tx.is_idle() && self.members.iter().all(|m| m.objects_in_progress() == 0);
+                match next {
+                    Some(t) if t < Time::from_micros(120_000_000) && !(done && now > Time::from_micros(3_000_000)) => {
+                        now = now.max(t);
+                        self.tx.handle_timeout(now);
+                        self.rep.handle_timeout(now);
+                        self.members.iter_mut().for_each(|m| m.handle_timeout(now));
+                    }
+                    _ => break,
+                }
+            }
+        }
+    }
+
+    fn object(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i * 13 % 251) as u8).collect()
+    }
+
+    #[test]
+    fn the_repairer_answers_its_region_and_the_sender_sends_no_repair() {
+        let mut w = World::new(5, 0.2);
+        let data = object(60_000);
+        w.tx.send_bytes(ObjectKind::File, data.clone()).unwrap();
+        w.run();
+        for got in &w.got {
+            assert!(got == &data, "every member holds the object, bytes equal");
+        }
+        assert_eq!(w.tx.stats().repair_sent, 0, "no repair crossed into the region");
+        assert!(w.rep.stats().local_repairs > 0);
+        let source = w.tx.stats().source_sent;
+        assert!(w.crossed < (source + w.tx.stats().commands_sent) * 200, "only source and commands crossed");
+        for m in &w.members {
+            assert!(m.relaying(), "the members still trust their repairer");
+            assert!(m.stats().relayed_feedback > 0);
+        }
+    }
+
+    #[test]
+    fn members_fall_back_to_the_sender_when_the_repairer_is_gone() {
+        let mut w = World::new(3, 0.2);
+        w.repairer_alive = false;
+        let data = object(30_000);
+        w.tx.send_bytes(ObjectKind::File, data.clone()).unwrap();
+        w.run();
+        for got in &w.got {
+            assert!(got == &data, "every member holds the object, bytes equal");
+        }
+        assert!(w.tx.stats().repair_sent > 0, "the sender repaired instead");
+        assert!(w.members.iter().all(|m| m.stats().repairer_fallbacks >= 1 && !m.relaying()));
+    }
+
+    #[test]
+    fn a_missing_block_at_the_repairer_is_fetched_then_served() {
+        // The repairer misses the first 20 packets itself: members' NACKs for
+        // those blocks wait at it until its own repair arrives.
+        let mut w = World::new(3, 0.1);
+        let data = object(20_000);
+        w.tx.send_bytes(ObjectKind::File, data.clone()).unwrap();
+        let mut buf = Vec::new();
+        let now = Time::ZERO;
+        for _ in 0..20 {
+            let Some(t) = w.tx.poll_transmit(now, &mut buf) else { break };
+            let p = buf[..t.len].to_vec();
+            w.deliver(now, &p, None, t.scope, true);
+        }
+        w.run();
+        for got in &w.got {
+            assert!(got == &data, "every member holds the object, bytes equal");
+        }
+        assert!(w.rep.receiver().stats().nacks_sent > 0, "the repairer asked upstream for itself");
+        assert!(w.rep.stats().local_repairs > 0, "and then served its region");
+    }
+
+    #[test]
+    fn the_repairer_uses_its_own_esi_range_and_bounded_cache() {
+        let cfg = RepairerConfig {
+            receiver: ReceiverConfig { node: R, ..Default::default() },
+            cache_bytes: 5_000,
+            ..Default::default()
+        };
+        let mut rep = Repairer::new(cfg, KEY);
+        let mut tx = Sender::new(
+            SenderConfig { node: 1, rate: 0, symbol_size: 100, block_symbols: 16, ..Default::default() },
+            KEY,
+        )
+        .unwrap();
+        tx.send_bytes(ObjectKind::File, object(20_000)).unwrap();
+        let mut buf = Vec::new();
+        while let Some(t) = tx.poll_transmit(Time::ZERO, &mut buf) {
+            rep.handle_datagram(Time::ZERO, &buf[..t.len]);
+        }
+        assert!(rep.cached_bytes() <= 5_000, "cache bounded: {}", rep.cached_bytes());
+        // A member asks for 3 symbols of the last block (still cached).
+        let last = Geometry::for_object(20_000, 100, 16).unwrap().blocks() - 1;
+        let fb = Feedback {
+            target: 1,
+            echo: None,
+            loss: 0,
+            relay: Some(R),
+            entries: vec![NackEntry::Block { object: 0, block: last, needed: 3 }],
+        };
+        let mut member_framer = super::super::framer::Framer::new(KEY, 1, 30, true, 0);
+        let mut p = Vec::new();
+        member_framer.write(&Body::Feedback(fb), &mut p, &mut Stats::default()).unwrap();
+        rep.handle_datagram(Time::from_micros(10), &p);
+        let mut esis = Vec::new();
+        while let Some(t) = rep.poll_transmit(Time::from_micros(10), &mut buf) {
+            assert_eq!(t.scope, Scope::Region);
+            if let Ok((_, Body::Repair(origin, h, _))) = wire::open_packet(&mut KEY.clone(), &mut buf[..t.len]) {
+                assert_eq!(origin, 1);
+                esis.push(h.esi - u32::from(h.geometry.symbols_in(h.block)));
+            }
+        }
+        assert_eq!(esis, vec![1 << 19, (1 << 19) + 1, (1 << 19) + 2], "three fresh symbols from its own range");
+    }
+}
