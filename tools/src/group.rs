@@ -265,7 +265,7 @@ pub struct RoomArgs {
     params: ParamsArgs,
 }
 
-async fn room_member(r: &RoomArgs, iface: Ipv4Addr, dir: &Path, rate_mbit: f64) -> Result<Member> {
+async fn room_member(r: &RoomArgs, iface: Ipv4Addr, dir: &Path, rate_mbit: f64, adaptive: bool) -> Result<Member> {
     let password = read_password(true)?;
     let jid = r.jid.as_deref().ok_or_else(|| anyhow!("--room needs --jid"))?;
     let mut xmpp = xmpp_config(jid, &password, &r.server, &r.tls, &r.pin, &None)?;
@@ -277,6 +277,7 @@ async fn room_member(r: &RoomArgs, iface: Ipv4Addr, dir: &Path, rate_mbit: f64) 
     cfg.download_dir = dir.to_path_buf();
     cfg.opener = Opener::Never;
     cfg.rate = (rate_mbit * 125_000.0) as u64;
+    cfg.adaptive_rate = adaptive;
     cfg.params = r.params.params()?;
     let mut m = Member::start(cfg).await.context("joining the group")?;
     let joined = wait(&mut m, |e| matches!(e, MemberEvent::Joined { .. })).await?;
@@ -288,9 +289,16 @@ async fn room_member(r: &RoomArgs, iface: Ipv4Addr, dir: &Path, rate_mbit: f64) 
 
 /// `lsim send --room`: joins the group, streams the files to it (each
 /// announced in the room), answers repairs for `linger` seconds, leaves.
-pub async fn send_to_room(files: &[PathBuf], r: &RoomArgs, iface: Ipv4Addr, rate_mbit: f64, linger: f64) -> Result<()> {
+pub async fn send_to_room(
+    files: &[PathBuf],
+    r: &RoomArgs,
+    iface: Ipv4Addr,
+    rate_mbit: f64,
+    adaptive: bool,
+    linger: f64,
+) -> Result<()> {
     let dir = std::env::temp_dir();
-    let mut m = room_member(r, iface, &dir, rate_mbit).await?;
+    let mut m = room_member(r, iface, &dir, rate_mbit, adaptive).await?;
     // Let the others take the rekey of our join before data under it.
     tokio::time::sleep(Duration::from_millis(500)).await;
     for f in files {
@@ -312,7 +320,7 @@ pub async fn receive_from_room(r: &RoomArgs, iface: Ipv4Addr, dir: &Path, once: 
         bail!("--overwrite is for standalone mode: group files always land under a free name");
     }
     std::fs::create_dir_all(dir)?;
-    let mut m = room_member(r, iface, dir, 10.0).await?;
+    let mut m = room_member(r, iface, dir, 10.0, false).await?;
     loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,

@@ -138,14 +138,16 @@ enum Command {
         files: Vec<PathBuf>,
         #[command(flatten)]
         net: Net,
-        /// Sending rate in Mbit/s (with --adaptive-rate, the most it uses).
+        /// Sending rate in Mbit/s, or `auto`: find and hold what the path
+        /// carries (from the queueing delay of probe round trips, not from
+        /// loss, which on radio is mostly not congestion), up to --max-rate.
+        #[arg(long, default_value = "100")]
+        rate: Rate,
+        /// The ceiling of `--rate auto`, in Mbit/s.
         #[arg(long, default_value_t = 100.0)]
-        rate: f64,
-        /// Experimental: slow down while receivers fall behind, judged by the
-        /// queueing delay of probe round trips. On a host whose CPUs are
-        /// shared with other busy work, scheduling delay looks like queueing
-        /// and the rate falls too far.
-        #[arg(long)]
+        max_rate: f64,
+        /// The same as `--rate auto` (kept for old scripts).
+        #[arg(long, hide = true)]
         adaptive_rate: bool,
         /// Seconds to keep answering repair requests after the last file went out.
         #[arg(long, default_value_t = 2.0)]
@@ -242,15 +244,16 @@ fn main() -> ExitCode {
     let result = rt.block_on(async {
         match cli.command {
             Command::Keygen { suite, out, force } => keygen(suite, &out, force),
-            Command::Send { files, net, rate, linger, .. } if net.room.room.is_some() => {
-                group::send_to_room(&files, &net.room, net.interface()?, rate, linger).await
+            Command::Send { files, net, rate, max_rate, adaptive_rate, linger, .. } if net.room.room.is_some() => {
+                let (mbit, auto) = rate.resolve(max_rate, adaptive_rate);
+                group::send_to_room(&files, &net.room, net.interface()?, mbit, auto, linger).await
             }
             Command::Recv { net, dir, once, overwrite, .. } if net.room.room.is_some() => {
                 group::receive_from_room(&net.room, net.interface()?, &dir, once, overwrite).await
             }
-            Command::Send { files, net, rate, adaptive_rate, linger, proactive, block_symbols } => {
-                send(&files, &net, SendOptions { rate_mbit: rate, adaptive_rate, linger, proactive, block_symbols })
-                    .await
+            Command::Send { files, net, rate, max_rate, adaptive_rate, linger, proactive, block_symbols } => {
+                let (rate_mbit, adaptive_rate) = rate.resolve(max_rate, adaptive_rate);
+                send(&files, &net, SendOptions { rate_mbit, adaptive_rate, linger, proactive, block_symbols }).await
             }
             Command::Recv { net, dir, once, overwrite, idle_timeout, simulated_loss } => {
                 recv(&net, &dir, once, overwrite, idle_timeout, simulated_loss).await
@@ -275,6 +278,36 @@ fn keygen(suite: SuiteId, out: &Path, force: bool) -> Result<()> {
     KeyFile::generate(suite)?.write(out, force)?;
     println!("wrote a new {suite} group key to {}", out.display());
     Ok(())
+}
+
+/// `--rate`: a fixed rate in Mbit/s, or `auto`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Rate {
+    Fixed(f64),
+    Auto,
+}
+
+impl std::str::FromStr for Rate {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Rate, String> {
+        if s.eq_ignore_ascii_case("auto") {
+            return Ok(Rate::Auto);
+        }
+        match s.parse::<f64>() {
+            Ok(r) if r > 0.0 && r <= 100_000.0 => Ok(Rate::Fixed(r)),
+            _ => Err(format!("{s:?}: a rate in Mbit/s (above 0, at most 100000) or `auto`")),
+        }
+    }
+}
+
+impl Rate {
+    /// (Mbit/s, adaptive): the fixed rate, or the ceiling of an adaptive one.
+    fn resolve(self, max_rate: f64, adaptive: bool) -> (f64, bool) {
+        match self {
+            Rate::Auto => (max_rate, true),
+            Rate::Fixed(r) => (r, adaptive),
+        }
+    }
 }
 
 /// How `lsim send` sends, from its command line.

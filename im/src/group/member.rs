@@ -42,6 +42,10 @@ use crate::xmpp::jid::Jid;
 use crate::xmpp::payload::{FileOffer, GroupParams, MemberStatus, Payload, SealedChat};
 use crate::xmpp::room::RoomEvent;
 
+
+/// Queueing delay the adaptive rate aims for (see `SenderConfig::queue_target`).
+const ADAPTIVE_QUEUE_TARGET: Duration = Duration::from_millis(5);
+
 /// The top bit of a receiver's node id (see the module doc).
 pub const RECEIVER_NODE_BIT: u32 = 0x8000_0000;
 /// Associated data of chat sealed for the room.
@@ -80,8 +84,10 @@ pub struct MemberConfig {
     pub loopback: bool,
     /// Simulated receive loss (tests and the demo only).
     pub simulated_loss: f64,
-    /// Our sending rate, bytes per second.
+    /// Our sending rate, bytes per second (with `adaptive_rate`, the ceiling).
     pub rate: u64,
+    /// Find the rate the path carries from probe round trips' queueing delay.
+    pub adaptive_rate: bool,
     /// Which way our chat goes (through the room only while it is
     /// reachable: during an XMPP outage chat goes on multicast).
     pub chat_via: ChatVia,
@@ -132,6 +138,7 @@ impl MemberConfig {
             loopback: true,
             simulated_loss: 0.0,
             rate: 1_000_000,
+            adaptive_rate: false,
             chat_via: ChatVia::Multicast,
             download_dir: PathBuf::from("."),
             beacon_interval: Duration::from_secs(5),
@@ -467,8 +474,14 @@ impl Transport {
         let own_seal = seal()?;
         let open = |mc: &MulticastConfig| MulticastSocket::open(mc).map_err(|e| MemberError::Multicast(e.to_string()));
 
-        let scfg =
-            SenderConfig { session, node, rate: cfg.rate, first_seq: wall_clock_seq(), ..SenderConfig::default() };
+        let scfg = SenderConfig {
+            session,
+            node,
+            rate: cfg.rate,
+            queue_target: cfg.adaptive_rate.then_some(ADAPTIVE_QUEUE_TARGET),
+            first_seq: wall_clock_seq(),
+            ..SenderConfig::default()
+        };
         let sender = Sender::new(scfg, seal()?).map_err(|e| MemberError::Multicast(e.to_string()))?;
         let mut sdriver = Driver::new(sender, open(&mc)?, DriverConfig::default());
         let sender = sdriver.handle();
