@@ -23,7 +23,7 @@ use lsim_transport::net::{Driver, DriverConfig, MulticastConfig, MulticastSocket
 use lsim_transport::source::FileSource;
 use lsim_transport::stats::Drop;
 use lsim_transport::wire::ObjectKind;
-use lsim_transport::{Receiver, ReceiverConfig, ReceiverEvent, Sender, SenderConfig, SenderEvent};
+use lsim_transport::{ReceiverConfig, ReceiverEvent, Repairer, RepairerConfig, Sender, SenderConfig, SenderEvent};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -178,6 +178,8 @@ enum Command {
         /// Drop this share of received packets (to try lossy radio on a LAN).
         #[arg(long, default_value_t = 0.0, hide = true)]
         simulated_loss: f64,
+        #[command(flatten)]
+        repair: RepairArgs,
     },
     /// Run the group server: embedded XMPP server, key server and the group's room.
     Server(group::ServerArgs),
@@ -204,6 +206,9 @@ enum UserAction {
 /// Queueing delay at the receivers the adaptive rate aims for: enough to read in batches, far below the
 /// time a NACK takes.
 const QUEUE_TARGET: Duration = Duration::from_millis(5);
+
+/// How long a repairer started with `--once` keeps serving after the sender went quiet.
+const REPAIRER_LINGER: Duration = Duration::from_secs(3);
 
 /// How long a busy receiver lets datagrams queue before reading them (see `DriverConfig::rx_coalesce`).
 const RX_COALESCE: Duration = Duration::from_micros(500);
@@ -255,8 +260,9 @@ fn main() -> ExitCode {
                 let (rate_mbit, adaptive_rate) = rate.resolve(max_rate, adaptive_rate);
                 send(&files, &net, SendOptions { rate_mbit, adaptive_rate, linger, proactive, block_symbols }).await
             }
-            Command::Recv { net, dir, once, overwrite, idle_timeout, simulated_loss } => {
-                recv(&net, &dir, once, overwrite, idle_timeout, simulated_loss).await
+            Command::Recv { net, dir, once, overwrite, idle_timeout, simulated_loss, repair } => {
+                recv(&net, &dir, RecvOptions { once, overwrite, idle: idle_timeout, loss: simulated_loss, repair })
+                    .await
             }
             Command::Server(a) => group::server(a).await,
             Command::Keyserver(a) => group::keyserver(a).await,
@@ -432,12 +438,57 @@ struct Arrivals {
     failed: Vec<String>,
 }
 
-async fn recv(net: &Net, dir: &Path, once: bool, overwrite: bool, idle: f64, loss: f64) -> Result<()> {
+/// RMTP-style local repair, for `lsim recv` (standalone mode).
+#[derive(clap::Args, Clone, Debug)]
+struct RepairArgs {
+    /// Also repair for this region: keep what was received and answer the
+    /// NACKs of members that name this node (--repairer-node) with fresh
+    /// repair symbols that stay in the region (TTL 1).
+    #[arg(long)]
+    repairer: bool,
+    /// Which of the region's repairer ESI ranges to use (0-7; repairers whose
+    /// regions overlap must differ).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..8))]
+    repairer_index: u32,
+    /// Memory kept to answer from, MiB.
+    #[arg(long, default_value_t = 64)]
+    repair_cache_mib: usize,
+    /// Send NACKs to this region's repairer (its node id) instead of the
+    /// sender; if it stays silent they go to the sender again.
+    #[arg(long)]
+    repairer_node: Option<u32>,
+    /// This receiver's node id (default: random), so a repairer can be named in members' configs.
+    #[arg(long)]
+    node: Option<u32>,
+}
+
+/// How `lsim recv` receives, from its command line.
+struct RecvOptions {
+    once: bool,
+    overwrite: bool,
+    idle: f64,
+    loss: f64,
+    repair: RepairArgs,
+}
+
+async fn recv(net: &Net, dir: &Path, opts: RecvOptions) -> Result<()> {
+    let RecvOptions { once, overwrite, idle, loss, repair } = opts;
     let key = KeyFile::read(net.key_file()?)?;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let mc = net.multicast()?;
+    let mut mc = net.multicast()?;
+    if repair.repairer_node.is_some() || repair.repairer {
+        // Region-scoped packets go out with TTL 1; the rest need to cross the routers.
+        mc.ttl = mc.ttl.max(2);
+    }
     let socket = MulticastSocket::open(&mc).with_context(|| format!("joining {}", mc.group))?;
-    let node = node_id()?;
+    let node = match repair.node {
+        Some(n) if n == 0 || n >= 0xfff0_0000 => bail!("--node {n}: must be 1 to {}", 0xfff0_0000u32 - 1),
+        Some(n) => n,
+        None => node_id()?,
+    };
+    if repair.repairer {
+        eprintln!("repairing for this region as node {node} (members: --repairer-node {node})");
+    }
     let cfg = ReceiverConfig {
         session: key.session,
         node,
@@ -447,10 +498,17 @@ async fn recv(net: &Net, dir: &Path, once: bool, overwrite: bool, idle: f64, los
         // blocks; past the window new data is dropped and must be repaired. Memory stays bounded by
         // `max_buffered`.
         max_blocks: 4096,
+        repairer: repair.repairer_node,
         ..Default::default()
     };
-    let mut driver: Driver<Receiver<GroupSeal>> = Driver::new(
-        Receiver::new(cfg, key.seal()),
+    let rcfg = RepairerConfig {
+        receiver: cfg,
+        first_repair: (1 << 19) + repair.repairer_index * (1 << 16),
+        cache_bytes: if repair.repairer { repair.repair_cache_mib.max(1) << 20 } else { 0 },
+        ..RepairerConfig::default()
+    };
+    let mut driver: Driver<Repairer<GroupSeal>> = Driver::new(
+        Repairer::new(rcfg, key.seal()),
         socket,
         // The driver has this thread to itself: read the socket in batches (half a millisecond of
         // datagrams) rather than being woken for each one.
@@ -463,7 +521,8 @@ async fn recv(net: &Net, dir: &Path, once: bool, overwrite: bool, idle: f64, los
     loop {
         let slice = tokio::time::timeout(
             Duration::from_millis(250),
-            driver.run(|_, e| on_event(e, dir, overwrite, once, &mut a)),
+            // A repairer stays after its own file: members may still need it.
+            driver.run(|_, e| on_event(e, dir, overwrite, once && !repair.repairer, &mut a)),
         )
         .await;
         if let Ok(r) = slice {
@@ -474,6 +533,9 @@ async fn recv(net: &Net, dir: &Path, once: bool, overwrite: bool, idle: f64, los
         let count = driver.core().sender_packets();
         if count != last_count {
             (last_in, last_count) = (Instant::now(), count);
+        } else if repair.repairer && once && !a.done.is_empty() && last_in.elapsed() >= REPAIRER_LINGER {
+            // The sender went quiet: everyone has what they asked for.
+            break;
         } else if last_in.elapsed() >= idle && (once || !a.files.is_empty()) {
             for (_, f) in a.files.drain() {
                 f.landing.abandon();
@@ -546,7 +608,7 @@ fn on_event(e: ReceiverEvent, dir: &Path, overwrite: bool, once: bool, a: &mut A
     ControlFlow::Continue(())
 }
 
-fn report(json: bool, a: &Arrivals, driver: &Driver<Receiver<GroupSeal>>, start: Instant) {
+fn report(json: bool, a: &Arrivals, driver: &Driver<Repairer<GroupSeal>>, start: Instant) {
     let s = driver.core().stats();
     let bytes: u64 = a.done.iter().map(|d| d.1).sum();
     let wall = start.elapsed().as_secs_f64();
@@ -559,6 +621,8 @@ fn report(json: bool, a: &Arrivals, driver: &Driver<Receiver<GroupSeal>>, start:
             "dropped_overload": s.dropped(Drop::Overload),
             "dropped_bad_seal": s.dropped(Drop::BadSeal), "dropped_total": s.dropped_total(),
             "simulated_drops": driver.stats().simulated_drops, "failed": a.failed,
+            "local_repairs": s.local_repairs, "forwarded_nacks": s.forwarded_nacks,
+            "relayed_feedback": s.relayed_feedback, "repairer_fallbacks": s.repairer_fallbacks,
         });
         println!("{j}");
     } else {

@@ -161,3 +161,50 @@ fn keygen_refuses_to_overwrite_and_recv_refuses_a_bad_key_file() {
     assert!(!o.status.success() && err.contains("line 2") && err.contains("rot13"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn members_naming_a_repairer_are_repaired_by_it_not_by_the_sender() {
+    let dir = temp("repairer");
+    let key = keygen(&dir, "k", "aes-256-gcm");
+    let g = group(5);
+    let file = dir.join("site plan.bin");
+    let content = data(3_000_000, 5);
+    std::fs::write(&file, &content).unwrap();
+    let repairer_out = dir.join("repairer");
+    let repairer = recv(&g, &key, &repairer_out, &["--repairer", "--node", "7777", "--idle-timeout", "20"]);
+    let outs: Vec<PathBuf> = (0..3).map(|i| dir.join(format!("member{i}"))).collect();
+    let members: Vec<Child> = outs
+        .iter()
+        .map(|o| recv(&g, &key, o, &["--repairer-node", "7777", "--simulated-loss", "0.1", "--idle-timeout", "20"]))
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let sent = lsim()
+        .args(["send", "--json", "--iface", "127.0.0.1", "--rate", "40", "--group", &g, "--key-file"])
+        .arg(&key)
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(sent.status.success(), "{}", String::from_utf8_lossy(&sent.stderr));
+    let sender: serde_json::Value = serde_json::from_slice(&sent.stdout).unwrap();
+    let mut relayed = 0;
+    for (m, out) in members.into_iter().zip(&outs) {
+        let o = m.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert!(std::fs::read(out.join("site plan.bin")).unwrap() == content, "file differs at a member");
+        let stats: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        relayed += stats["relayed_feedback"].as_u64().unwrap();
+    }
+    let o = repairer.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(std::fs::read(repairer_out.join("site plan.bin")).unwrap() == content);
+    let rep: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let local = rep["local_repairs"].as_u64().unwrap();
+    let from_sender = sender["repair_packets"].as_u64().unwrap();
+    assert!(relayed > 0, "members asked the repairer");
+    assert!(local > 0, "the repairer answered: {rep}");
+    assert!(
+        from_sender < local,
+        "the repairer, not the sender, did the repairing: sender {from_sender}, repairer {local}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

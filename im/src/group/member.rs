@@ -42,7 +42,6 @@ use crate::xmpp::jid::Jid;
 use crate::xmpp::payload::{FileOffer, GroupParams, MemberStatus, Payload, SealedChat};
 use crate::xmpp::room::RoomEvent;
 
-
 /// Queueing delay the adaptive rate aims for (see `SenderConfig::queue_target`).
 const ADAPTIVE_QUEUE_TARGET: Duration = Duration::from_millis(5);
 

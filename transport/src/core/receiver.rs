@@ -909,6 +909,15 @@ impl<S: Seal> Receiver<S> {
         Some(repairer)
     }
 
+    /// Names this region's repairer (or none): NACKs go to it from now on,
+    /// as long as it answers.
+    pub fn set_repairer(&mut self, repairer: Option<u32>) {
+        if self.cfg.repairer != repairer {
+            self.cfg.repairer = repairer;
+            self.watch = RepairerWatch::default();
+        }
+    }
+
     /// True while NACKs go to a repairer rather than to the sender.
     pub fn relaying(&self) -> bool {
         self.cfg.repairer.is_some() && !self.watch.fallen_back

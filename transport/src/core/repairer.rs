@@ -39,6 +39,8 @@ pub struct RepairerConfig {
     /// Repair symbols per block in the range.
     pub range: u32,
     /// Bytes of decoded blocks (and their encoders) kept to answer from.
+    /// 0: not serving a region (an ordinary receiver that may be switched
+    /// to repairing by nothing but a new core).
     pub cache_bytes: usize,
     /// Answer `needed / (1 - worst loss its members report)` symbols, so the
     /// neediest member likely completes in one round despite losing repair too.
@@ -160,6 +162,21 @@ impl<S: Seal> Repairer<S> {
         self.cached_bytes
     }
 
+    /// True if it answers its region (it keeps blocks to answer from).
+    pub fn serving(&self) -> bool {
+        self.cfg.cache_bytes > 0
+    }
+
+    /// Authentic packets taken from senders (see `Receiver::sender_packets`).
+    pub fn sender_packets(&self) -> u64 {
+        self.inner.sender_packets()
+    }
+
+    /// Names the repairer upstream of this one (see `Receiver::set_repairer`).
+    pub fn set_repairer(&mut self, repairer: Option<u32>) {
+        self.inner.set_repairer(repairer);
+    }
+
     /// The next event of its receiver.
     pub fn poll_event(&mut self) -> Option<ReceiverEvent> {
         self.events.pop_front()
@@ -236,6 +253,9 @@ impl<S: Seal> Repairer<S> {
     }
 
     fn remember_object(&mut self, origin: u32, object: u32, kind: ObjectKind, g: Geometry) {
+        if !self.serving() {
+            return;
+        }
         if self.objects.insert((origin, object), (kind, g)).is_none() {
             self.object_order.push_back((origin, object));
             while self.object_order.len() > self.cfg.receiver.max_objects.max(16) {
@@ -247,6 +267,9 @@ impl<S: Seal> Repairer<S> {
     }
 
     fn keep_block(&mut self, now: Time, origin: u32, object: u32, offset: u64, data: &[u8]) {
+        if !self.serving() {
+            return;
+        }
         let Some(&(kind, g)) = self.objects.get(&(origin, object)) else { return };
         let full = u64::from(g.symbol_size()) * u64::from(g.block_symbols());
         let Ok(block) = u32::try_from(offset / full.max(1)) else { return };
@@ -283,6 +306,9 @@ impl<S: Seal> Repairer<S> {
 
     /// A member's NACKs, addressed to us.
     fn on_request(&mut self, now: Time, from: u32, fb: &Feedback) {
+        if !self.serving() {
+            return;
+        }
         self.members.insert(from, (now, fb.loss));
         let origin = fb.target;
         let mut upstream = Vec::new();
