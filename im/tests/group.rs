@@ -476,3 +476,79 @@ async fn key_service_with_prosody_accounts() {
     service.keys.close();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A region's repairer announces itself in the room; the region's members
+/// find it there, send it their NACKs, and it repairs them with
+/// region-scoped repair packets while the sender (outside the region) hears
+/// no NACK from them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repairer_found_through_the_room_repairs_its_region() {
+    let dir = std::env::temp_dir().join(format!("lsim-region-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let users = lsim_im::xmpp::users::UserStore::open(&dir).unwrap();
+    for (user, pw) in USERS {
+        users.add(user, pw, true).unwrap();
+    }
+    let mut cfg = GroupServerConfig::new(&dir);
+    cfg.xmpp_listen = "127.0.0.1:0".parse().unwrap();
+    cfg.keyserver_listen = "127.0.0.1:0".parse().unwrap();
+    cfg.allow_plain_unencrypted = true;
+    cfg.group = group_addr(5);
+    let server = GroupServer::start(cfg).await.unwrap();
+    let t = Target {
+        addr: server.xmpp.local_addr().to_string(),
+        domain: "localhost".into(),
+        trust: None,
+        muc: "conference.localhost".into(),
+    };
+    let capture = Capture::loopback(group_addr(5)).unwrap();
+    // alice repairs for "crew-a"; bob and carol are crew-a members on a lossy
+    // radio; dave sends from elsewhere.
+    let mut members = Vec::new();
+    for (i, (user, pw)) in USERS.iter().enumerate() {
+        let mut cfg = MemberConfig::new(t.config(user, pw), t.room(), user);
+        cfg.opener = Opener::Never;
+        cfg.download_dir = dir.join(format!("files-{user}"));
+        std::fs::create_dir_all(&cfg.download_dir).unwrap();
+        cfg.rate = 20_000_000;
+        match i {
+            0 => cfg.repairer = Some("crew-a".into()),
+            1 | 2 => {
+                cfg.region = Some("crew-a".into());
+                cfg.simulated_loss = 0.15;
+            }
+            _ => {}
+        }
+        cfg.region = cfg.region.or(cfg.repairer.clone());
+        let mut m = Member::start(cfg).await.unwrap();
+        next(&mut m, "joined", |e| matches!(e, MemberEvent::Joined { .. })).await;
+        members.push(m);
+    }
+    for m in &mut members[1..3] {
+        next(m, "our repairer", |e| matches!(e, MemberEvent::Repairer(Some(n)) if n == "alice")).await;
+    }
+    let (epoch, _) = server.keys.group_state("lsim").await.unwrap();
+    for m in &mut members[..3] {
+        next(m, "latest epoch", |e| matches!(e, MemberEvent::Epoch(x) if *x == epoch)).await;
+    }
+    let file = dir.join("sector map.bin");
+    let content: Vec<u8> = (0..2_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    std::fs::write(&file, &content).unwrap();
+    let mark = capture.mark();
+    members[3].send_file(&file).await;
+    for (i, m) in members[..3].iter_mut().enumerate() {
+        let ev =
+            next(m, "the file", |e| matches!(e, MemberEvent::FileReceived { .. } | MemberEvent::FileFailed { .. }))
+                .await;
+        let MemberEvent::FileReceived { path, .. } = ev else { panic!("member {i}: {ev:?}") };
+        assert!(std::fs::read(&path).unwrap() == content, "member {i}: bytes differ");
+    }
+    let packets = capture.since(mark);
+    let relayed = packets.iter().filter(|p| p.len() > 1 && p[1] == 4).count();
+    assert!(relayed > 0, "the repairer sent region-scoped repair ({} packets captured)", packets.len());
+    for m in members {
+        m.leave().await;
+    }
+    server.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

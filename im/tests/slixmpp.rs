@@ -58,8 +58,8 @@ async fn third_party(target: &Target) -> String {
     .await;
     let ClientEvent::Room { event: RoomEvent::Message { message, .. }, .. } = ev else { unreachable!() };
     let payload = Payload::parse(message.payload.as_ref().expect("payload from slixmpp")).unwrap();
-    assert_eq!(payload, Payload::Status(MemberStatus { node: 99, epoch: 4, loss_permille: 25 }));
-    let reply = Payload::Status(MemberStatus { node: 1, epoch: 4, loss_permille: 0 });
+    assert_eq!(payload, Payload::Status(MemberStatus { node: 99, epoch: 4, loss_permille: 25, repairs: None }));
+    let reply = Payload::Status(MemberStatus { node: 1, epoch: 4, loss_permille: 0, repairs: None });
     alice.send_group(&room, Some("hello slixmpp"), Some(reply.to_element())).await;
     let out = tokio::time::timeout(Duration::from_secs(60), peer.wait_with_output()).await.unwrap().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();

@@ -263,6 +263,32 @@ pub struct RoomArgs {
     allow_plain: bool,
     #[command(flatten)]
     params: ParamsArgs,
+    #[command(flatten)]
+    region: RegionArgs,
+}
+
+/// Where a member sits in a site of several radio cells (group mode).
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct RegionArgs {
+    /// Our region (radio cell): NACKs go to the repairer that announces
+    /// itself in the room for it, while it answers.
+    #[arg(long, value_name = "NAME")]
+    region: Option<String>,
+    /// Repair for this region: keep what arrives and answer its members'
+    /// NACKs locally (announced in our room presence). Implies --region NAME.
+    #[arg(long, value_name = "NAME")]
+    repairs: Option<String>,
+}
+
+impl RegionArgs {
+    fn apply(&self, cfg: &mut MemberConfig) {
+        cfg.repairer = self.repairs.clone();
+        cfg.region = self.region.clone().or_else(|| self.repairs.clone());
+        if cfg.region.is_some() {
+            // Region-scoped packets go out with TTL 1; the rest must cross the routers.
+            cfg.ttl = cfg.ttl.max(8);
+        }
+    }
 }
 
 async fn room_member(r: &RoomArgs, iface: Ipv4Addr, dir: &Path, rate_mbit: f64, adaptive: bool) -> Result<Member> {
@@ -278,6 +304,7 @@ async fn room_member(r: &RoomArgs, iface: Ipv4Addr, dir: &Path, rate_mbit: f64, 
     cfg.opener = Opener::Never;
     cfg.rate = (rate_mbit * 125_000.0) as u64;
     cfg.adaptive_rate = adaptive;
+    r.region.apply(&mut cfg);
     cfg.params = r.params.params()?;
     let mut m = Member::start(cfg).await.context("joining the group")?;
     let joined = wait(&mut m, |e| matches!(e, MemberEvent::Joined { .. })).await?;
@@ -423,6 +450,8 @@ pub struct ChatArgs {
     simulated_loss: f64,
     #[command(flatten)]
     params: ParamsArgs,
+    #[command(flatten)]
+    region: RegionArgs,
 }
 
 fn client_config(a: &ChatArgs, password: &str) -> Result<ClientConfig> {
@@ -477,6 +506,8 @@ fn show(ev: &MemberEvent) -> Option<String> {
         MemberEvent::XmppOnline => "-- XMPP back".to_string(),
         MemberEvent::MulticastPresence(nicks) => format!("-- heard on multicast: {}", nicks.join(", ")),
         MemberEvent::RoomJoined => return None,
+        MemberEvent::Repairer(Some(nick)) => format!("-- {nick} repairs for our region"),
+        MemberEvent::Repairer(None) => "-- no repairer in our region: repairs come from the senders".to_string(),
         MemberEvent::Error(e) => format!("!! {e}"),
         MemberEvent::Left { epoch } => format!("-- left the group (the others moved to epoch {epoch})"),
     })
@@ -498,6 +529,7 @@ pub async fn chat(a: ChatArgs) -> Result<()> {
     };
     cfg.chat_via = if a.chat_via == "xmpp" { ChatVia::Xmpp } else { ChatVia::Multicast };
     cfg.interface = a.iface;
+    a.region.apply(&mut cfg);
     cfg.rate = (a.rate * 125_000.0) as u64;
     cfg.simulated_loss = a.simulated_loss;
     cfg.params = a.params.params()?;

@@ -29,7 +29,7 @@ use lsim_transport::net::driver::wall_clock_seq;
 use lsim_transport::net::{Driver, DriverConfig, Handle, MulticastConfig, MulticastSocket};
 use lsim_transport::source::FileSource;
 use lsim_transport::wire::ObjectKind;
-use lsim_transport::{Receiver, ReceiverConfig, ReceiverEvent, Sender, SenderConfig, SenderEvent};
+use lsim_transport::{ReceiverConfig, ReceiverEvent, Repairer, RepairerConfig, Sender, SenderConfig, SenderEvent};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -87,6 +87,14 @@ pub struct MemberConfig {
     pub rate: u64,
     /// Find the rate the path carries from probe round trips' queueing delay.
     pub adaptive_rate: bool,
+    /// Our region (radio cell): NACKs go to the repairer that announces
+    /// itself in the room for this region, while it answers.
+    pub region: Option<String>,
+    /// Repair for this region (keep what arrives, answer its members'
+    /// NACKs locally); announced in our room presence.
+    pub repairer: Option<String>,
+    /// Which repairer ESI range to use (0-7; repairers of overlapping regions must differ).
+    pub repairer_index: u32,
     /// Which way our chat goes (through the room only while it is
     /// reachable: during an XMPP outage chat goes on multicast).
     pub chat_via: ChatVia,
@@ -138,6 +146,9 @@ impl MemberConfig {
             simulated_loss: 0.0,
             rate: 1_000_000,
             adaptive_rate: false,
+            region: None,
+            repairer: None,
+            repairer_index: 0,
             chat_via: ChatVia::Multicast,
             download_dir: PathBuf::from("."),
             beacon_interval: Duration::from_secs(5),
@@ -285,6 +296,8 @@ pub enum MemberEvent {
     MulticastPresence(Vec<String>),
     /// We are (again) in the room.
     RoomJoined,
+    /// Our region's repairer, by nick (`None`: NACKs go to the senders).
+    Repairer(Option<String>),
     /// Something failed (the member goes on where it can).
     Error(String),
     /// We left the group.
@@ -324,9 +337,12 @@ impl Member {
         let mut xmpp = Client::spawn(cfg.xmpp.clone());
         wait_online(&mut xmpp).await?;
         xmpp.join(cfg.room.clone(), &cfg.nick, 0).await;
+        // Room events seen while looking for the parameters (the room's
+        // occupants, some of them repairers) are replayed to the member.
+        let mut early = Vec::new();
         let params = match cfg.params.clone() {
             Some(p) => p,
-            None => params_from_room(&mut xmpp, &cfg).await?,
+            None => params_from_room(&mut xmpp, &cfg, &mut early).await?,
         };
         let user = cfg.xmpp.jid.local.clone().unwrap_or_default();
         let registration = Registration::login(params.keyserver, params.fingerprint, &user, &cfg.xmpp.password).await?;
@@ -338,9 +354,14 @@ impl Member {
         let (cmd_tx, cmd_rx) = mpsc::channel(64);
         let transport = Transport::start(&cfg, &params, node, keys, registration.server_key(), ev_tx.clone())?;
         let _ = ev_tx.send(MemberEvent::Joined { session, node, epoch, params: params.clone() }).await;
-        let status = Payload::Status(MemberStatus { node, epoch: u64::from(epoch), loss_permille: 0 });
+        let status = Payload::Status(MemberStatus {
+            node,
+            epoch: u64::from(epoch),
+            loss_permille: 0,
+            repairs: cfg.repairer.clone(),
+        });
         xmpp.set_room_payload(cfg.room.clone(), Some(status.to_element())).await;
-        let task = tokio::spawn(run(cfg, xmpp, registration, transport, cmd_rx, ev_tx));
+        let task = tokio::spawn(run(cfg, xmpp, registration, transport, cmd_rx, ev_tx, early));
         Ok(Member { commands: cmd_tx, events: ev_rx, task })
     }
 
@@ -394,7 +415,11 @@ async fn wait_online(xmpp: &mut Client) -> Result<(), MemberError> {
 }
 
 /// Waits for an occupant whose presence carries the group's parameters.
-async fn params_from_room(xmpp: &mut Client, cfg: &MemberConfig) -> Result<GroupParams, MemberError> {
+async fn params_from_room(
+    xmpp: &mut Client,
+    cfg: &MemberConfig,
+    seen: &mut Vec<RoomEvent>,
+) -> Result<GroupParams, MemberError> {
     let found = |payload: &Option<crate::xmpp::element::Element>| match payload.as_ref().map(Payload::parse) {
         Some(Ok(Payload::Group(p))) => Some(p),
         _ => None,
@@ -404,6 +429,9 @@ async fn params_from_room(xmpp: &mut Client, cfg: &MemberConfig) -> Result<Group
         let ev = tokio::time::timeout_at(deadline, xmpp.next_event())
             .await
             .map_err(|_| MemberError::NoParams(cfg.room.to_string()))?;
+        if let Some(ClientEvent::Room { event, .. }) = &ev {
+            seen.push(event.clone());
+        }
         match ev {
             Some(ClientEvent::Room { event: RoomEvent::Joined { occupants, .. }, .. }) => {
                 if let Some(p) = occupants.iter().find_map(|o| found(&o.payload)) {
@@ -436,7 +464,7 @@ enum FromReceiver {
 /// The member's two transport drivers and the keys they share.
 struct Transport {
     sender: Handle<Sender<GroupSeal>>,
-    receiver: Handle<Receiver<GroupSeal>>,
+    receiver: Handle<Repairer<GroupSeal>>,
     keys: Arc<Mutex<GroupKeys>>,
     /// Our copy of the epochs, for chat sealed through the room.
     seal: GroupSeal,
@@ -498,7 +526,14 @@ impl Transport {
             seed: u64::from(node) ^ 0x5eed,
             ..DriverConfig::default()
         };
-        let mut rdriver = Driver::new(Receiver::new(rcfg, seal()?), open(&mc)?, dcfg);
+        let rcfg = RepairerConfig {
+            receiver: rcfg,
+            first_repair: (1 << 19) + cfg.repairer_index.min(7) * (1 << 16),
+            // Not a repairer: nothing kept, nothing answered.
+            cache_bytes: if cfg.repairer.is_some() { 64 << 20 } else { 0 },
+            ..RepairerConfig::default()
+        };
+        let mut rdriver = Driver::new(Repairer::new(rcfg, seal()?), open(&mc)?, dcfg);
         let receiver = rdriver.handle();
         let keys = Arc::new(Mutex::new(keys));
         let (tx, from_receiver) = mpsc::unbounded_channel();
@@ -510,7 +545,7 @@ impl Transport {
             let mut partial: HashMap<(u32, u32), (ObjectKind, Vec<u8>)> = HashMap::new();
             let mut inbox = Inbox::new(&download_dir, false);
             let result = rdriver
-                .run(|core: &mut Receiver<GroupSeal>, e| {
+                .run(|core: &mut Repairer<GroupSeal>, e| {
                     // Our own objects come back on loopback: already shown.
                     if event_sender(&e) == node {
                         return ControlFlow::Continue(());
@@ -582,7 +617,7 @@ fn event_sender(e: &ReceiverEvent) -> u32 {
 const MAX_CHAT_OBJECT: u64 = super::chat::MAX_ENCODED as u64;
 
 fn on_receiver_event(
-    core: &mut Receiver<GroupSeal>,
+    core: &mut Repairer<GroupSeal>,
     e: ReceiverEvent,
     partial: &mut HashMap<(u32, u32), (ObjectKind, Vec<u8>)>,
     keys: &Mutex<GroupKeys>,
@@ -645,6 +680,7 @@ async fn run(
     mut transport: Transport,
     mut commands: mpsc::Receiver<Command>,
     events: mpsc::Sender<MemberEvent>,
+    early: Vec<RoomEvent>,
 ) -> Vec<(u32, SecretKey)> {
     let mut held = transport.initial.clone().into_iter().collect::<Vec<_>>();
     let mut dedup = Dedup::new(4096);
@@ -656,6 +692,15 @@ async fn run(
     let mut shown: Vec<String> = Vec::new();
     let mut beacon = tokio::time::interval(cfg.beacon_interval.max(Duration::from_millis(50)));
     let mut last_resync = tokio::time::Instant::now() - Duration::from_secs(60);
+    // Our region's repairer, as the room shows it: (nick, node).
+    let mut repairer: Option<(String, u32)> = None;
+    if let Some(region) = cfg.region.as_deref() {
+        for event in &early {
+            if let Some(change) = repairer_change(event, region, &cfg.nick, repairer.as_ref()) {
+                repairer = use_repairer(change, &transport.receiver, &events).await;
+            }
+        }
+    }
     loop {
         tokio::select! {
             cmd = commands.recv() => match cmd {
@@ -767,6 +812,11 @@ async fn run(
             },
             ev = xmpp.next_event() => match ev {
                 Some(ClientEvent::Room { event, .. }) => {
+                    if let Some(region) = cfg.region.as_deref()
+                        && let Some(change) = repairer_change(&event, region, &cfg.nick, repairer.as_ref())
+                    {
+                        repairer = use_repairer(change, &transport.receiver, &events).await;
+                    }
                     if let Some(ev) = on_room_event(event, &mut dedup, &transport.seal) {
                         let _ = events.send(ev).await;
                     }
@@ -788,6 +838,46 @@ async fn run(
                 None => std::future::pending::<()>().await,
             },
         }
+    }
+}
+
+/// Points our receiver at a new repairer (or at none) and says so.
+async fn use_repairer(
+    change: Option<(String, u32)>,
+    receiver: &Handle<Repairer<GroupSeal>>,
+    events: &mpsc::Sender<MemberEvent>,
+) -> Option<(String, u32)> {
+    let node = change.as_ref().map(|(_, node)| *node | RECEIVER_NODE_BIT);
+    receiver.with(move |r| r.set_repairer(node));
+    let _ = events.send(MemberEvent::Repairer(change.as_ref().map(|(nick, _)| nick.clone()))).await;
+    change
+}
+
+/// Whether a room event changes our region's repairer: `Some(new)` if so.
+/// An occupant whose status says it repairs `region` becomes it (the first
+/// one seen stays while it is there); its leaving clears it.
+fn repairer_change(
+    event: &RoomEvent,
+    region: &str,
+    own_nick: &str,
+    current: Option<&(String, u32)>,
+) -> Option<Option<(String, u32)>> {
+    let offers = |o: &crate::xmpp::room::Occupant| match o.payload.as_ref().map(Payload::parse) {
+        Some(Ok(Payload::Status(s))) if s.repairs.as_deref() == Some(region) && o.nick != own_nick => {
+            Some((o.nick.clone(), s.node))
+        }
+        _ => None,
+    };
+    match event {
+        RoomEvent::Joined { occupants, .. } if current.is_none() => occupants.iter().find_map(offers).map(Some),
+        RoomEvent::OccupantJoined(o) | RoomEvent::OccupantChanged(o) => match (current, offers(o)) {
+            (None, Some(new)) => Some(Some(new)),
+            // Our repairer changed its status and no longer repairs here.
+            (Some((nick, _)), None) if nick == &o.nick => Some(None),
+            _ => None,
+        },
+        RoomEvent::OccupantLeft { nick } if current.is_some_and(|(n, _)| n == nick) => Some(None),
+        _ => None,
     }
 }
 

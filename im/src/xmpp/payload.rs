@@ -77,6 +77,9 @@ pub struct MemberStatus {
     pub epoch: u64,
     /// Its measured loss, per mille.
     pub loss_permille: u16,
+    /// The region it repairs for, if it is a repairer (members of that
+    /// region send it their NACKs).
+    pub repairs: Option<String>,
 }
 
 /// Chat sealed under the group key, sent through the room.
@@ -152,6 +155,10 @@ impl Payload {
                 node: parsed(e, "status", "node")?,
                 epoch: parsed(e, "status", "epoch")?,
                 loss_permille: parsed::<u16>(e, "status", "loss")?.min(1000),
+                repairs: match e.get_attr("repairs") {
+                    Some(_) => Some(text(e, "status", "repairs")?.to_string()),
+                    None => None,
+                },
             })),
             "chat" => {
                 let body = e.text_content();
@@ -188,7 +195,8 @@ impl Payload {
             Payload::Status(s) => Element::new("status", NS_LSIM)
                 .attr("node", s.node.to_string())
                 .attr("epoch", s.epoch.to_string())
-                .attr("loss", s.loss_permille.to_string()),
+                .attr("loss", s.loss_permille.to_string())
+                .attr_opt("repairs", s.repairs.clone()),
             Payload::Chat(c) => Element::new("chat", NS_LSIM)
                 .attr("id", c.id.as_str())
                 .attr("epoch", c.epoch.to_string())
@@ -219,7 +227,8 @@ mod tests {
                 node: 0xdead,
                 object: 7,
             }),
-            Payload::Status(MemberStatus { node: 3, epoch: 2, loss_permille: 50 }),
+            Payload::Status(MemberStatus { node: 3, epoch: 2, loss_permille: 50, repairs: None }),
+            Payload::Status(MemberStatus { node: 4, epoch: 2, loss_permille: 0, repairs: Some("crew-a".into()) }),
             Payload::Chat(SealedChat { id: "m1".into(), epoch: 5, sealed: vec![0, 1, 2, 255] }),
         ]
     }

@@ -120,7 +120,7 @@ pub async fn room_and_reconnect(target: &Target, restart: &mut dyn FnMut()) {
     .await;
 
     // A payload-only message from alice, and body + payload from bob.
-    let status = Payload::Status(MemberStatus { node: 7, epoch: 3, loss_permille: 50 });
+    let status = Payload::Status(MemberStatus { node: 7, epoch: 3, loss_permille: 50, repairs: None });
     let id = alice.send_group(&room, None, Some(status.to_element())).await;
     let ev = wait_for(&mut bob, "payload from alice", |e| {
         matches!(e, ClientEvent::Room { event: RoomEvent::Message { message, .. }, .. } if message.payload.is_some())
