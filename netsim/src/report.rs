@@ -144,7 +144,7 @@ pub struct Report {
     pub wall_s: f64,
     /// Per receiver.
     pub per_receiver: Vec<ReceiverReport>,
-    /// Per region (one region named "all" when the scenario has no topology).
+    /// Per cell: first the senders' own cell (named "senders"), then each region.
     pub regions: Vec<RegionReport>,
     /// The run over time, every `sample_ms` of virtual time.
     pub samples: Vec<Sample>,

@@ -277,6 +277,9 @@ pub struct SenderSpec {
     pub initial_grtt_ms: Option<f64>,
     /// Blocks kept in the sender's cache.
     pub cached_blocks: Option<usize>,
+    /// Adapt the rate to the queueing delay probes show (a 5 ms target),
+    /// with `rate_bps` as the ceiling.
+    pub rate_auto: Option<bool>,
 }
 
 /// Receiver settings; unset fields keep the transport's defaults.
@@ -301,6 +304,9 @@ pub struct AttackSpec {
 fn one() -> u64 {
     1
 }
+/// Regions a scenario may have (node ids of repairers are 60000 + region).
+pub const MAX_REGIONS: usize = 256;
+
 fn one_u32() -> u32 {
     1
 }
@@ -449,12 +455,46 @@ impl Scenario {
                     "must be 0 (unlimited) or at least 8000",
                 ));
             }
-            for (f, l) in [("loss.p", r.loss.as_ref()), ("repairer_loss.p", Some(&r.repairer_loss))] {
-                if let Some(LossSpec::Bernoulli { p } | LossSpec::GilbertElliott { mean_loss: p, .. }) = l
-                    && !(0.0..0.95).contains(p)
-                {
-                    return Err(nth_bad("regions", i, f, p.to_string(), "must be at least 0 and below 0.95"));
+            for (f, l) in [("loss", r.loss.as_ref()), ("repairer_loss", Some(&r.repairer_loss))] {
+                match l {
+                    Some(LossSpec::Bernoulli { p }) if !(0.0..0.95).contains(p) => {
+                        return Err(nth_bad(
+                            "regions",
+                            i,
+                            &format!("{f}.p"),
+                            p.to_string(),
+                            "must be at least 0 and below 0.95",
+                        ));
+                    }
+                    Some(LossSpec::GilbertElliott { mean_loss, mean_burst }) => {
+                        if !(0.0..0.95).contains(mean_loss) {
+                            let why = "must be at least 0 and below 0.95";
+                            return Err(nth_bad("regions", i, &format!("{f}.mean_loss"), mean_loss.to_string(), why));
+                        }
+                        if !(1.0..=1000.0).contains(mean_burst) {
+                            let why = "must be 1 to 1000 packets";
+                            return Err(nth_bad("regions", i, &format!("{f}.mean_burst"), mean_burst.to_string(), why));
+                        }
+                    }
+                    _ => {}
                 }
+            }
+        }
+        if self.regions.len() > MAX_REGIONS {
+            return Err(bad("regions", self.regions.len().to_string(), &format!("at most {MAX_REGIONS} regions")));
+        }
+        // Joins and leaves of one cell must not ask for more receivers than it has.
+        let mut asked: std::collections::HashMap<(&str, bool), u32> = std::collections::HashMap::new();
+        for (i, e) in self.events.iter().enumerate() {
+            if e.action == Action::CrashRepairer {
+                continue;
+            }
+            let n = asked.entry((e.region.as_str(), e.action == Action::Join)).or_default();
+            *n = n.saturating_add(e.count);
+            let available = self.regions.iter().find(|r| r.name == e.region).map_or(self.receivers, |r| r.receivers);
+            if *n > available {
+                let why = format!("the events of this kind in this cell ask for {n} receivers; it has {available}");
+                return Err(nth_bad("events", i, "count", e.count.to_string(), &why));
             }
         }
         for (i, e) in self.events.iter().enumerate() {
@@ -547,6 +587,39 @@ impl Scenario {
         {
             return Err(bad("sender.backoff_k", k.to_string(), "must be 0 to 16"));
         }
+        if let Some(g) = s.initial_grtt_ms
+            && !(g > 0.0 && g <= 60_000.0)
+        {
+            return Err(bad("sender.initial_grtt_ms", g.to_string(), "must be above 0 and at most 60000"));
+        }
+        if s.cached_blocks == Some(0) {
+            return Err(bad("sender.cached_blocks", "0".into(), "must be at least 1"));
+        }
+        if let Some(r) = s.rate_bps
+            && r > 0
+            && r < 8_000
+        {
+            return Err(bad("sender.rate_bps", r.to_string(), "must be 0 (unpaced) or at least 8000"));
+        }
+        if self.receiver.max_blocks == Some(0) {
+            return Err(bad("receiver.max_blocks", "0".into(), "must be at least 1"));
+        }
+        if let Some(g) = self.receiver.group_size
+            && !(1.0..=1e6).contains(&g)
+        {
+            return Err(bad("receiver.group_size", g.to_string(), "must be 1 to 1e6"));
+        }
+        if self.link.overhead_bytes > 10_000 {
+            return Err(bad("link.overhead_bytes", self.link.overhead_bytes.to_string(), "must be at most 10000"));
+        }
+        for (field, v) in [
+            ("workload.chat_interval_ms", self.workload.chat_interval_ms),
+            ("workload.rekey_interval_ms", self.workload.rekey_interval_ms),
+        ] {
+            if !(0.0..=3.6e6).contains(&v) {
+                return Err(bad(field, v.to_string(), "must be 0 to 3600000 ms"));
+            }
+        }
         if !(0.0..=1e6).contains(&self.attack.forged_per_second) {
             return Err(bad("attack.forged_per_second", self.attack.forged_per_second.to_string(), "must be 0 to 1e6"));
         }
@@ -578,6 +651,7 @@ impl Scenario {
             backoff_k: s.backoff_k.unwrap_or(d.backoff_k),
             initial_grtt: s.initial_grtt_ms.map_or(d.initial_grtt, |ms| Duration::from_secs_f64(ms / 1e3)),
             cached_blocks: s.cached_blocks.unwrap_or(d.cached_blocks),
+            queue_target: s.rate_auto.unwrap_or(false).then_some(Duration::from_millis(5)),
             ..d
         }
     }
@@ -606,10 +680,12 @@ impl Scenario {
 /// The line (1-based) on which `field` of the `i`-th `[[array]]` table is set
 /// (the field's last part; or the table's header line if not found).
 fn line_of_nth(text: &str, array: &str, i: usize, field: &str) -> Option<usize> {
-    let key = field.rsplit('.').next().unwrap_or(field);
+    // `link.rate` is `rate` under `[array.link]`, or the line of an inline `link = {...}`.
+    let (sub, key) = field.split_once('.').unwrap_or(("", field));
     let header = format!("[[{array}]]");
     let mut seen = 0;
     let mut start = None;
+    let mut table = String::new();
     for (n, line) in text.lines().enumerate() {
         let l = line.trim();
         if l.starts_with("[[") {
@@ -622,11 +698,21 @@ fn line_of_nth(text: &str, array: &str, i: usize, field: &str) -> Option<usize> 
                 }
                 seen += 1;
             }
+            table.clear();
+        } else if let Some(name) = l.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
+            table = name.trim().strip_prefix(array).and_then(|t| t.strip_prefix('.')).unwrap_or("?").to_string();
         } else if start.is_some()
             && let Some((k, _)) = l.split_once('=')
-            && k.trim() == key
         {
-            return Some(n + 1);
+            let k = k.trim();
+            let here = if sub.is_empty() {
+                table.is_empty() && k == key
+            } else {
+                (table == sub && k == key) || (table.is_empty() && k == sub)
+            };
+            if here {
+                return Some(n + 1);
+            }
         }
     }
     start

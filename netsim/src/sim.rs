@@ -32,6 +32,8 @@ use crate::seal::TestSeal;
 use crate::workload::{self, PatternSource};
 
 const GROUP_KEY: &str = "netsim group key";
+/// Node ids: senders 1.., receivers 100.. (at most 10000), repairers from here.
+pub const REPAIRER_IDS: u32 = 60_000;
 
 enum Event {
     Wake(usize),
@@ -147,7 +149,7 @@ impl Sim {
         for (r, spec) in scenario.regions.iter().enumerate() {
             let cell = r + 1;
             let repairer = spec.repairer.then(|| {
-                let id = 50 + r as u32;
+                let id = REPAIRER_IDS + r as u32;
                 let cfg = RepairerConfig {
                     receiver: scenario.receiver_config(id, master.next_u64()),
                     first_repair: (1 << 19) + (r as u32 % 8) * (1 << 16),
@@ -229,6 +231,8 @@ impl Sim {
         while self.done + self.excused < self.expected_members {
             let Some((t, ev)) = self.agenda.pop() else { break };
             if t > limit {
+                // Stopped by the limit: that is how long the run lasted.
+                self.now = limit;
                 break;
             }
             self.now = t;

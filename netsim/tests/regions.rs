@@ -40,7 +40,8 @@ fn a_crashed_repairers_region_falls_back_to_the_sender_and_completes() {
     s.events.push(EventSpec { at_s: 3.0, action: Action::CrashRepairer, region: "crew-a".into(), count: 1 });
     let r = run(s);
     assert!(r.delivered_all, "{}", r.table());
-    let crew_a: Vec<_> = r.per_receiver.iter().filter(|x| x.region == 1 && x.node >= 100).collect();
+    let crew_a: Vec<_> =
+        r.per_receiver.iter().filter(|x| x.region == 1 && x.node < lsim_netsim::sim::REPAIRER_IDS).collect();
     assert_eq!(crew_a.len(), 25);
     for x in &crew_a {
         assert_eq!((x.verified, x.corrupt), (1, 0), "receiver {} of crew-a:\n{}", x.node, r.table());
