@@ -231,7 +231,7 @@ fn draw_repair(report: &Report, area: &DrawingArea<SVGBackend, Shift>) -> Drawn 
     if names.is_empty() || report.samples.len() < 2 {
         no_data(&panels[0])?;
     } else {
-        for (r, name) in names.iter().enumerate() {
+        for (r, name) in names.iter().enumerate().filter(|(r, _)| shown(report, *r)) {
             let c = PALETTE[r % PALETTE.len()];
             top.draw_series(LineSeries::new(repair[r].clone(), c.stroke_width(2)))?
                 .label(format!("{name}: repair packets"))
@@ -252,7 +252,7 @@ fn draw_repair(report: &Report, area: &DrawingArea<SVGBackend, Shift>) -> Drawn 
     if names.is_empty() || report.samples.len() < 2 {
         return no_data(&panels[1]);
     }
-    for (r, name) in names.iter().enumerate() {
+    for (r, name) in names.iter().enumerate().filter(|(r, _)| shown(report, *r)) {
         let c = PALETTE[r % PALETTE.len()];
         bottom
             .draw_series(LineSeries::new(link[r].clone(), c.stroke_width(2)))?
@@ -401,6 +401,12 @@ fn rates(
             (dt > 0.0).then(|| (b.t_s, count(after).saturating_sub(before) as f64 / dt * scale))
         })
         .collect()
+}
+
+/// Whether a region has anything to show: the senders' own cell with no
+/// receivers in it (a pure topology of regions) is left out.
+fn shown(report: &Report, r: usize) -> bool {
+    report.regions.get(r).is_none_or(|g| g.receivers > 0 || g.link_bytes_in > 0 || g.repairer.is_some())
 }
 
 /// Region names in report order; samples may carry regions the report does

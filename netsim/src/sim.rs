@@ -55,6 +55,7 @@ struct Pipe {
     loss: f64,
     queue_limit: u64,
     busy_until: Time,
+    /// Bytes the link carried (lost ones too).
     bytes: u64,
     drops: u64,
     rng: Rng,
@@ -71,8 +72,9 @@ impl Pipe {
         }
         let done = start + Duration::from_nanos(len as u64 * 8 * 1_000_000_000 / self.bps.max(1));
         self.busy_until = done;
-        self.bytes += len as u64;
         if self.loss > 0.0 && self.rng.chance(self.loss) {
+            // It used the link all the same.
+            self.bytes += len as u64;
             return None;
         }
         Some(done + self.delay)
@@ -356,6 +358,11 @@ impl Sim {
                 }
             }
             Event::LinkOut(r, up, mut f) => {
+                // Counted as it leaves the link, so samples show the rate the link carried.
+                if let Some((down, upward)) = self.cells[r + 1].link.as_mut() {
+                    let pipe = if up { upward } else { down };
+                    pipe.bytes += f.bytes.len() as u64;
+                }
                 // The router puts it on the far cell's medium, as its gateway.
                 let cell = if up { 0 } else { r + 1 };
                 f.from = self.cells[cell].nodes.len();
