@@ -443,10 +443,12 @@ impl<S: Seal> Receiver<S> {
                     if fb.relay.is_some() && fb.relay == Some(self.cfg.node) {
                         // Addressed to us as a repairer: not a peer's NACK to
                         // the sender, so it suppresses nothing of ours.
-                        if let Some(inbox) = self.relay_inbox.as_mut()
-                            && inbox.len() < 4096
-                        {
-                            inbox.push_back((header.node, fb));
+                        if let Some(inbox) = self.relay_inbox.as_mut() {
+                            if inbox.len() < 4096 {
+                                inbox.push_back((header.node, fb));
+                            } else {
+                                self.stats.drop(Drop::Overload);
+                            }
                         }
                     } else {
                         self.on_peer_feedback(now, &fb);

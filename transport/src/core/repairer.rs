@@ -65,6 +65,9 @@ impl Default for RepairerConfig {
     }
 }
 
+/// Members whose reported loss is remembered (for the repair margin).
+const MAX_MEMBERS: usize = 4096;
+
 /// (origin sender, object, block).
 type Key = (u32, u32, u32);
 
@@ -309,7 +312,13 @@ impl<S: Seal> Repairer<S> {
         if !self.serving() {
             return;
         }
-        self.members.insert(from, (now, fb.loss));
+        if self.members.len() >= MAX_MEMBERS && !self.members.contains_key(&from) {
+            let horizon = Duration::from_secs(30);
+            self.members.retain(|_, (t, _)| now.saturating_since(*t) < horizon);
+        }
+        if self.members.len() < MAX_MEMBERS || self.members.contains_key(&from) {
+            self.members.insert(from, (now, fb.loss));
+        }
         let origin = fb.target;
         let mut upstream = Vec::new();
         let mut waiting = false;
