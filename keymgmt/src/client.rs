@@ -17,6 +17,7 @@ use lsim_transport::{Receiver, ReceiverConfig, ReceiverEvent};
 use thiserror::Error;
 use tokio::sync::watch;
 
+use crate::cert::{MemberCert, Signer};
 use crate::key::SecretKey;
 use crate::member::MemberKeys;
 use crate::registrar::msg::{ErrorCode, Request, Response};
@@ -142,6 +143,26 @@ impl Registration {
     /// Fetches the member's current path again (after missed rekeys).
     pub async fn resync(&self, group: &str) -> Result<GroupKeys, ClientError> {
         self.keys(Request::Resync { group: group.into() }).await
+    }
+
+    /// Has the key server certify `key` as this member's signing key; the
+    /// certificate is checked against the server's key before it is returned.
+    pub async fn certify(&self, key: ed25519_dalek::SigningKey) -> Result<Signer, ClientError> {
+        let public = key.verifying_key().to_bytes();
+        match self.client.call(&Request::Certify { key: public }).await? {
+            Response::Certified { cert } => {
+                let (cert, _) = MemberCert::decode(&cert).map_err(|e| ClientError::Unexpected(e.to_string()))?;
+                let now_ms = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+                cert.verify(&self.server, now_ms).map_err(|e| ClientError::Unexpected(e.to_string()))?;
+                if cert.key != public || cert.member != self.member.0 {
+                    return Err(ClientError::Unexpected("the certificate names another key or member".into()));
+                }
+                Ok(Signer::new(key, cert))
+            }
+            other => Err(refused(other)),
+        }
     }
 
     /// Leaves `group`; returns the epoch the rest of the group moved to.

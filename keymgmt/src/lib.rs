@@ -7,6 +7,7 @@
 //! the keys of the group's cipher suite, which seal every transport packet.
 #![forbid(unsafe_code)]
 
+pub mod cert;
 pub mod client;
 pub mod key;
 pub mod member;

@@ -15,6 +15,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ed25519_dalek::SigningKey;
+
+use crate::cert::MemberCert;
 use lsim_transport::net::{Driver, DriverConfig, Handle, MulticastConfig, MulticastSocket};
 use lsim_transport::seal::Seal;
 use lsim_transport::wire::ObjectKind;
@@ -411,6 +413,22 @@ impl Inner {
         }
     }
 
+    /// Certifies a logged-in member's signing key for `CERT_LIFETIME`.
+    fn certify(&self, session: &Session, key: [u8; 32]) -> Response {
+        let Some((user, member, _)) = &session.user else {
+            return error(ErrorCode::NotLoggedIn, "log in first (Hello)".into());
+        };
+        if ed25519_dalek::VerifyingKey::from_bytes(&key).is_err() {
+            return error(ErrorCode::Malformed, "not an Ed25519 public key".into());
+        }
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let expires = now_ms.saturating_add(u64::try_from(CERT_LIFETIME.as_millis()).unwrap_or(u64::MAX));
+        let cert = MemberCert::issue(&self.signing, user, member.0, member_node(*member), key, expires);
+        Response::Certified { cert: cert.encode() }
+    }
+
     async fn membership(self: &Arc<Self>, session: &Session, group: String, join: bool) -> Response {
         let Some((user, member, key)) = &session.user else {
             return error(ErrorCode::NotLoggedIn, "log in first (Hello)".into());
@@ -527,6 +545,15 @@ fn fail(waiting: Vec<Waiter>, e: &dyn std::fmt::Display) {
     }
 }
 
+/// How long a member certificate is valid: a member re-certifies at every login.
+pub const CERT_LIFETIME: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+
+/// The transport node id a member sends from: its member id's low 31 bits
+/// (the top bit marks its receiver).
+pub fn member_node(member: MemberId) -> u32 {
+    (member.0 as u32) & 0x7fff_ffff
+}
+
 fn error(code: ErrorCode, message: String) -> Response {
     Response::Error { code, message }
 }
@@ -543,6 +570,7 @@ impl quic::Handler for Inner {
                 let groups = self.groups.lock().await;
                 self.resync(session, &groups, &group)
             }
+            Request::Certify { key } => self.certify(session, key),
         }
     }
 

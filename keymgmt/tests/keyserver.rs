@@ -149,6 +149,33 @@ async fn bad_credentials_unknown_groups_and_garbage_get_clear_errors() {
     server.close();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_key_server_certifies_a_members_signing_key() {
+    let cfg = ServerConfig::new(data_dir("certify"), vec![GroupConfig::loopback("lsim", SuiteId::Aes256Gcm, group(4))]);
+    let server = KeyServer::start(cfg).await.unwrap();
+    let (addr, pin) = (server.addr().unwrap(), server.fingerprint());
+    server.add_user("ayen", "right", CHEAP).unwrap();
+    let reg = Registration::login(addr, pin, "ayen", "right").await.unwrap();
+    let key = lsim_keymgmt::cert::new_signing_key().unwrap();
+    let public = key.verifying_key().to_bytes();
+    let signer = reg.certify(key).await.unwrap();
+    let cert = signer.cert();
+    assert_eq!((cert.user.as_str(), cert.member, cert.key), ("ayen", reg.member().0, public));
+    assert_eq!(cert.node, lsim_keymgmt::server::member_node(reg.member()));
+    // Anyone holding the server's key can check it, and what the member signs.
+    assert_eq!(cert.verify(reg.server_key(), 0), Ok(()));
+    let sig = signer.sign(b"test", b"hello");
+    assert_eq!(cert.verify_signed(b"test", b"hello", &sig), Ok(()));
+    // Not before logging in, and not a key that is not a curve point.
+    let anon = lsim_keymgmt::registrar::quic::Client::connect(addr, pin).await.unwrap();
+    let r = anon.call(&Request::Certify { key: public }).await.unwrap();
+    assert!(matches!(r, Response::Error { code: ErrorCode::NotLoggedIn, .. }), "{r:?}");
+    let bad = (0u8..=255).map(|b| [b; 32]).find(|k| ed25519_dalek::VerifyingKey::from_bytes(k).is_err()).unwrap();
+    let r = reg.channel().call(&Request::Certify { key: bad }).await.unwrap();
+    assert!(matches!(r, Response::Error { code: ErrorCode::Malformed, .. }), "{r:?}");
+    server.close();
+}
+
 /// The key server as a separate process, so the restart test can kill -9 it.
 /// Not a test: the restart test runs this test binary again with
 /// `--ignored --exact keyserver_process` and LSIM_KEYSERVER_DIR set.

@@ -74,6 +74,11 @@ pub enum Request {
         /// Group name.
         group: String,
     },
+    /// Certify my signing key (after Hello).
+    Certify {
+        /// The member's Ed25519 public key.
+        key: [u8; 32],
+    },
 }
 
 /// What the server answers.
@@ -99,6 +104,11 @@ pub enum Response {
     Left {
         /// The epoch after the leave.
         epoch: u32,
+    },
+    /// The member's certificate (after Certify), encoded.
+    Certified {
+        /// `MemberCert::encode`.
+        cert: Vec<u8>,
     },
     /// Refused.
     Error {
@@ -243,6 +253,10 @@ impl Request {
                 start(out, 4);
                 put_string(out, group);
             }
+            Request::Certify { key } => {
+                start(out, 5);
+                out.extend_from_slice(key);
+            }
         }
     }
 
@@ -254,6 +268,7 @@ impl Request {
             2 => Request::Join { group: r.string("group")? },
             3 => Request::Leave { group: r.string("group")? },
             4 => Request::Resync { group: r.string("group")? },
+            5 => Request::Certify { key: r.key("signing key")? },
             _ => return Err(MsgError::Type(t)),
         };
         r.finish()?;
@@ -296,6 +311,12 @@ impl Response {
                 out.push(*code as u8);
                 put_string(out, message);
             }
+            Response::Certified { cert } => {
+                start(out, 5);
+                let n = cert.len().min(crate::cert::MAX_CERT);
+                out.extend_from_slice(&(n as u16).to_be_bytes());
+                out.extend_from_slice(&cert[..n]);
+            }
         }
     }
 
@@ -331,6 +352,13 @@ impl Response {
             }
             3 => Response::Left { epoch: r.u32("epoch")? },
             4 => Response::Error { code: ErrorCode::from_u8(r.u8("code")?), message: r.string("message")? },
+            5 => {
+                let n = usize::from(r.u16("certificate length")?);
+                if n > crate::cert::MAX_CERT {
+                    return Err(MsgError::TooLong { what: "certificate", len: n, max: crate::cert::MAX_CERT });
+                }
+                Response::Certified { cert: r.take(n, "certificate")?.to_vec() }
+            }
             _ => return Err(MsgError::Type(t)),
         };
         r.finish()?;
@@ -353,6 +381,7 @@ mod tests {
             text().prop_map(|group| Request::Join { group }),
             text().prop_map(|group| Request::Leave { group }),
             text().prop_map(|group| Request::Resync { group }),
+            any::<[u8; 32]>().prop_map(|key| Request::Certify { key }),
         ]
     }
 
@@ -380,6 +409,7 @@ mod tests {
             (any::<u8>(), path).prop_map(|(suite, path)| Response::Keys { suite, path }),
             any::<u32>().prop_map(|epoch| Response::Left { epoch }),
             (1u8..9, text()).prop_map(|(c, message)| Response::Error { code: ErrorCode::from_u8(c), message }),
+            prop::collection::vec(any::<u8>(), 0..=crate::cert::MAX_CERT).prop_map(|cert| Response::Certified { cert }),
         ]
     }
 
