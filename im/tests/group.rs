@@ -162,9 +162,19 @@ async fn three_members(target: &Target, test: u8, outage: &mut dyn FnMut(bool)) 
         from: "alice".into(),
         text: "from alice on multicast".into(),
     };
-    let fresh = ChatMessage::new("relay", "a new one through the room");
-    for m in [&again, &fresh] {
-        let sealed = seal.encrypt_message(CHAT_AAD, &m.encode()).unwrap();
+    let fresh = ChatMessage::new("dave", "a new one through the room");
+    // Chat is signed: the relay forwards alice's message as alice signed it
+    // (here: signed again under a certificate alice's login gets), and its own as dave.
+    let certified = |user: &'static str, pw: &'static str| {
+        let ks = ks.clone();
+        async move {
+            let reg = Registration::login(ks.addr().unwrap(), ks.fingerprint(), user, pw).await.unwrap();
+            reg.certify(lsim_keymgmt::cert::new_signing_key().unwrap()).await.unwrap()
+        }
+    };
+    let (as_alice, as_dave) = (certified("alice", "alice-pw").await, certified("dave", "dave-pw").await);
+    for (m, signer) in [(&again, &as_alice), (&fresh, &as_dave)] {
+        let sealed = seal.encrypt_message(CHAT_AAD, &lsim_im::group::signed::sign(m, signer)).unwrap();
         let payload = Payload::Chat(SealedChat { id: m.id_hex(), epoch: u64::from(epoch), sealed });
         relay.send_group(&target.room(), None, Some(payload.to_element())).await;
     }
@@ -172,6 +182,21 @@ async fn three_members(target: &Target, test: u8, outage: &mut dyn FnMut(bool)) 
     assert!(
         matches!(&ev, MemberEvent::Chat { text, .. } if text == "a new one through the room"),
         "shown twice: {ev:?}"
+    );
+    // An insider (dave holds the group key and a certificate of his own)
+    // speaking as alice is refused, and says who really signed.
+    let forged = ChatMessage::new("alice", "evacuate to the north road now");
+    let sealed = seal.encrypt_message(CHAT_AAD, &lsim_im::group::signed::sign(&forged, &as_dave)).unwrap();
+    let payload = Payload::Chat(SealedChat { id: forged.id_hex(), epoch: u64::from(epoch), sealed });
+    relay.send_group(&target.room(), None, Some(payload.to_element())).await;
+    let ev = next(&mut members[2], "the forgery", |e| {
+        matches!(e, MemberEvent::Unreadable { .. })
+            || matches!(e, MemberEvent::Chat { text, .. } if text.contains("evacuate"))
+    })
+    .await;
+    assert!(
+        matches!(&ev, MemberEvent::Unreadable { why, .. } if why.contains("signed by \"dave\"")),
+        "a forgery was not refused: {ev:?}"
     );
     relay.stop().await;
 

@@ -18,7 +18,7 @@ pub const MAX_USER: usize = 255;
 pub const MAX_CERT: usize = 2 + MAX_USER + 8 + 4 + 32 + 8 + 64;
 
 /// A certificate that cannot be used.
-#[derive(Debug, Error, PartialEq, Eq)]
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
 pub enum CertError {
     /// The bytes are not a certificate.
     #[error("malformed member certificate: {0}")]

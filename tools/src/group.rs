@@ -497,8 +497,8 @@ fn show(ev: &MemberEvent) -> Option<String> {
         MemberEvent::FileNotSent { path, why } => format!("!! could not send {}: {why}", path.display()),
         MemberEvent::FileProgress { got, len, .. } if *got == 0 || got == len => return None,
         MemberEvent::FileProgress { got, len, .. } => format!("-- receiving: {}%", got * 100 / (*len).max(1)),
-        MemberEvent::FileReceived { name, size, path, .. } => {
-            format!("-- received {name} ({size} bytes, verified) -> {}", path.display())
+        MemberEvent::FileReceived { from, name, size, path, .. } => {
+            format!("-- received {name} from {from} ({size} bytes, signed and verified) -> {}", path.display())
         }
         MemberEvent::FileFailed { why, .. } => format!("!! a file did not arrive: {why}"),
         MemberEvent::FileOpened { path } => format!("-- opened {}", path.display()),

@@ -14,8 +14,11 @@ use std::path::{Path, PathBuf};
 use lsim_transport::ReceiverEvent;
 use lsim_transport::wire::ObjectKind;
 
-use super::envelope::Incoming;
+use ed25519_dalek::VerifyingKey;
+
+use super::envelope::{Incoming, Received};
 use super::landing::Landing;
+use super::signed::now_ms;
 
 /// What happened to a file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,6 +55,8 @@ pub enum InboxEvent {
         size: u64,
         /// Where it landed.
         path: PathBuf,
+        /// The member whose signature it carries, verified (group mode).
+        from: Option<String>,
     },
     /// It will not arrive; nothing was left under a final name.
     Failed {
@@ -75,6 +80,8 @@ struct InFile {
 pub struct Inbox {
     dir: PathBuf,
     overwrite: bool,
+    /// Group mode: files must be signed by a member this key server certified.
+    signers: Option<VerifyingKey>,
     files: HashMap<(u32, u32), InFile>,
 }
 
@@ -82,7 +89,26 @@ impl Inbox {
     /// Files land in `dir`; an existing file is replaced only if
     /// `overwrite` (otherwise the new one gets a free name).
     pub fn new(dir: &Path, overwrite: bool) -> Inbox {
-        Inbox { dir: dir.to_path_buf(), overwrite, files: HashMap::new() }
+        Inbox { dir: dir.to_path_buf(), overwrite, signers: None, files: HashMap::new() }
+    }
+
+    /// Group mode: a file is kept only if a member certified by the key
+    /// server whose key is `server` signed it; anything else (unsigned,
+    /// forged by another member, a stranger's certificate) is refused and
+    /// nothing is left under a final name.
+    pub fn signed_by(mut self, server: VerifyingKey) -> Inbox {
+        self.signers = Some(server);
+        self
+    }
+
+    /// The signer's name, if the policy holds.
+    fn check(&self, r: &Received) -> Result<Option<String>, String> {
+        let Some(server) = &self.signers else { return Ok(None) };
+        let sig = r.signature.as_ref().ok_or_else(|| format!("{}: refused: not signed by its sender", r.name))?;
+        match sig.verify(server, now_ms()) {
+            Ok(user) => Ok(Some(user.to_string())),
+            Err(e) => Err(format!("{}: refused: {e}", r.name)),
+        }
     }
 
     /// Files in progress.
@@ -126,9 +152,17 @@ impl Inbox {
                 let finished =
                     f.incoming.finish().and_then(|(r, w)| Ok((r, w.into_inner().map_err(|e| e.into_error())?)));
                 match finished {
-                    Ok((r, file)) => match f.landing.commit(file, &r.name, self.overwrite) {
-                        Ok(path) => Some(InboxEvent::Received { sender, object, name: r.name, size: r.size, path }),
-                        Err(err) => Some(InboxEvent::Failed { sender, object, why: format!("{}: {err}", r.name) }),
+                    Ok((r, file)) => match self.check(&r) {
+                        Err(why) => {
+                            f.landing.abandon();
+                            Some(InboxEvent::Failed { sender, object, why })
+                        }
+                        Ok(from) => match f.landing.commit(file, &r.name, self.overwrite) {
+                            Ok(path) => {
+                                Some(InboxEvent::Received { sender, object, name: r.name, size: r.size, path, from })
+                            }
+                            Err(err) => Some(InboxEvent::Failed { sender, object, why: format!("{}: {err}", r.name) }),
+                        },
                     },
                     Err(err) => {
                         f.landing.abandon();

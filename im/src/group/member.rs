@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use lsim_keymgmt::cert::Signer;
 use lsim_keymgmt::client::{GroupKeys, MAX_REKEY, Registration};
 use lsim_keymgmt::key::SecretKey;
 use lsim_keymgmt::rekey::RekeyError;
@@ -36,6 +37,7 @@ use tokio::task::JoinHandle;
 use super::chat::{ChatMessage, Dedup};
 use super::envelope::Outgoing;
 use super::inbox::{Inbox, InboxEvent};
+use super::signed;
 use crate::xmpp::client::{Client, ClientConfig, ClientEvent};
 use crate::xmpp::element::Element;
 use crate::xmpp::jid::Jid;
@@ -265,6 +267,8 @@ pub enum MemberEvent {
     FileReceived {
         /// Sending node.
         sender: u32,
+        /// The member who signed it (verified against the key server's certificate).
+        from: String,
         /// The name the sender gave.
         name: String,
         /// Size in bytes.
@@ -347,12 +351,15 @@ impl Member {
         let user = cfg.xmpp.jid.local.clone().unwrap_or_default();
         let registration = Registration::login(params.keyserver, params.fingerprint, &user, &cfg.xmpp.password).await?;
         let keys = registration.join(&cfg.group).await?;
+        // Our signing key, certified by the key server: others see who sent what.
+        let key = lsim_keymgmt::cert::new_signing_key().map_err(|e| MemberError::Params(e.to_string()))?;
+        let signer = Arc::new(registration.certify(key).await?);
         let node = (registration.member().0 as u32) & !RECEIVER_NODE_BIT;
         let epoch = keys.keys.epoch().unwrap_or(0);
         let session = keys.keys.group();
         let (ev_tx, ev_rx) = mpsc::channel(1024);
         let (cmd_tx, cmd_rx) = mpsc::channel(64);
-        let transport = Transport::start(&cfg, &params, node, keys, registration.server_key(), ev_tx.clone())?;
+        let transport = Transport::start(&cfg, &params, node, keys, registration.server_key(), signer, ev_tx.clone())?;
         let _ = ev_tx.send(MemberEvent::Joined { session, node, epoch, params: params.clone() }).await;
         let status = Payload::Status(MemberStatus {
             node,
@@ -473,6 +480,10 @@ struct Transport {
     node: u32,
     /// The epoch and group key we joined with.
     initial: Option<(u32, SecretKey)>,
+    /// Our certified signing key.
+    signer: Arc<Signer>,
+    /// The key server's key: it certifies every member's signing key.
+    server: ed25519_dalek::VerifyingKey,
 }
 
 impl Transport {
@@ -482,6 +493,7 @@ impl Transport {
         node: u32,
         keys: GroupKeys,
         server: &ed25519_dalek::VerifyingKey,
+        signer: Arc<Signer>,
         events: mpsc::Sender<MemberEvent>,
     ) -> Result<Transport, MemberError> {
         let SocketAddr::V4(group) = params.group else {
@@ -543,7 +555,8 @@ impl Transport {
         let server = *server;
         let rtask = tokio::spawn(async move {
             let mut partial: HashMap<(u32, u32), (ObjectKind, Vec<u8>)> = HashMap::new();
-            let mut inbox = Inbox::new(&download_dir, false);
+            // Files must be signed by a member our key server certified.
+            let mut inbox = Inbox::new(&download_dir, false).signed_by(server);
             let result = rdriver
                 .run(|core: &mut Repairer<GroupSeal>, e| {
                     // Our own objects come back on loopback: already shown.
@@ -580,6 +593,8 @@ impl Transport {
             tasks: vec![rtask, stask],
             node,
             initial,
+            signer,
+            server,
         })
     }
 
@@ -614,7 +629,7 @@ fn event_sender(e: &ReceiverEvent) -> u32 {
 }
 
 /// Chat objects larger than this are not chat.
-const MAX_CHAT_OBJECT: u64 = super::chat::MAX_ENCODED as u64;
+const MAX_CHAT_OBJECT: u64 = super::signed::MAX_SIGNED as u64;
 
 fn on_receiver_event(
     core: &mut Repairer<GroupSeal>,
@@ -705,7 +720,8 @@ async fn run(
         tokio::select! {
             cmd = commands.recv() => match cmd {
                 Some(Command::Chat(text)) => {
-                    let msg = ChatMessage::new(&cfg.nick, &text);
+                    // Signed as our user: that is the name others verify and show.
+                    let msg = ChatMessage::new(&transport.signer.cert().user, &text);
                     dedup.first_time(msg.id);
                     let via = if cfg.chat_via == ChatVia::Xmpp && xmpp_online { Via::Xmpp } else { Via::Multicast };
                     let _ = events.send(chat_event(&msg, via)).await;
@@ -716,7 +732,7 @@ async fn run(
                     }
                 }
                 Some(Command::File(path)) => {
-                    match send_file(&transport.sender, &path, node).await {
+                    match send_file(&transport.sender, &path, node, transport.signer.clone()).await {
                         Ok((object, offer)) => {
                             sent_files.insert(object);
                             xmpp.send_group(&cfg.room, Some(&format!("sending file {}", offer.name)), Some(Payload::File(offer).to_element())).await;
@@ -756,8 +772,8 @@ async fn run(
                     Some(nick) => {
                         heard.insert(nick, tokio::time::Instant::now());
                     }
-                    None => match ChatMessage::decode(&bytes) {
-                    Ok(m) => {
+                    None => match signed::open(&bytes, &transport.server, signed::now_ms()) {
+                    Ok((m, _)) => {
                         if dedup.first_time(m.id) {
                             let _ = events.send(chat_event(&m, Via::Multicast)).await;
                         }
@@ -817,7 +833,7 @@ async fn run(
                     {
                         repairer = use_repairer(change, &transport.receiver, &events).await;
                     }
-                    if let Some(ev) = on_room_event(event, &mut dedup, &transport.seal) {
+                    if let Some(ev) = on_room_event(event, &mut dedup, &transport.seal, &transport.server) {
                         let _ = events.send(ev).await;
                     }
                 }
@@ -888,7 +904,7 @@ fn chat_event(m: &ChatMessage, via: Via) -> MemberEvent {
 /// Queues `msg` on the multicast sender, or returns the room payload to
 /// send for chat through XMPP.
 fn send_chat(via_room: bool, transport: &Transport, msg: &ChatMessage) -> Option<Element> {
-    let bytes = msg.encode();
+    let bytes = signed::sign(msg, &transport.signer);
     if via_room {
         let sealed = transport.seal.encrypt_message(CHAT_AAD, &bytes).ok()?;
         let epoch = transport.seal.epochs().last().unwrap_or(0);
@@ -900,7 +916,12 @@ fn send_chat(via_room: bool, transport: &Transport, msg: &ChatMessage) -> Option
     None
 }
 
-fn on_room_event(event: RoomEvent, dedup: &mut Dedup, seal: &GroupSeal) -> Option<MemberEvent> {
+fn on_room_event(
+    event: RoomEvent,
+    dedup: &mut Dedup,
+    seal: &GroupSeal,
+    server: &ed25519_dalek::VerifyingKey,
+) -> Option<MemberEvent> {
     Some(match event {
         RoomEvent::OccupantJoined(o) => MemberEvent::PresenceIn(o.nick),
         RoomEvent::OccupantLeft { nick } => MemberEvent::PresenceOut(nick),
@@ -912,8 +933,8 @@ fn on_room_event(event: RoomEvent, dedup: &mut Dedup, seal: &GroupSeal) -> Optio
                 Some(Ok(Payload::File(offer))) => return Some(MemberEvent::FileOffered { from, offer }),
                 _ => return None,
             };
-            match seal.decrypt_message(CHAT_AAD, &chat.sealed).map(|b| ChatMessage::decode(&b)) {
-                Ok(Ok(m)) => {
+            match seal.decrypt_message(CHAT_AAD, &chat.sealed).map(|b| signed::open(&b, server, signed::now_ms())) {
+                Ok(Ok((m, _))) => {
                     if !dedup.first_time(m.id) {
                         return None;
                     }
@@ -929,12 +950,17 @@ fn on_room_event(event: RoomEvent, dedup: &mut Dedup, seal: &GroupSeal) -> Optio
 
 /// Queues `path` on the sender; returns its object id and the offer to
 /// announce.
-async fn send_file(sender: &Handle<Sender<GroupSeal>>, path: &Path, node: u32) -> Result<(u32, FileOffer), String> {
+async fn send_file(
+    sender: &Handle<Sender<GroupSeal>>,
+    path: &Path,
+    node: u32,
+    signer: Arc<Signer>,
+) -> Result<(u32, FileOffer), String> {
     let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let source = FileSource::new(file).map_err(|e| format!("{}: {e}", path.display()))?;
     let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| "file".into());
     let size = lsim_transport::source::ObjectSource::len(&source);
-    let outgoing = Outgoing::new(&name, source);
+    let outgoing = Outgoing::signed(&name, source, signer);
     let (tx, rx) = tokio::sync::oneshot::channel();
     sender.with(move |s| {
         let _ = tx.send(s.send(ObjectKind::File, Box::new(outgoing)).map_err(|e| e.to_string()));
@@ -963,9 +989,10 @@ fn on_file_event(ev: InboxEvent, opener: &Opener, progress: &mut HashMap<(u32, u
                 _ => Vec::new(),
             }
         }
-        InboxEvent::Received { sender, object, name, size, path } => {
+        InboxEvent::Received { sender, object, name, size, path, from } => {
             progress.remove(&(sender, object));
-            let mut out = vec![MemberEvent::FileReceived { sender, name, size, path: path.clone() }];
+            let from = from.unwrap_or_default();
+            let mut out = vec![MemberEvent::FileReceived { sender, from, name, size, path: path.clone() }];
             if let Some(cmd) = opener.command() {
                 match open(&cmd, &path) {
                     Ok(()) => out.push(MemberEvent::FileOpened { path }),

@@ -15,3 +15,4 @@ pub mod landing;
 pub mod member;
 pub mod presence;
 pub mod server;
+pub mod signed;

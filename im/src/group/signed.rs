@@ -1,0 +1,165 @@
+//! Chat signed by its sender: who said it, not only that a member did.
+//!
+//! Owns the signed wrapper of a chat message and the rule receivers apply:
+//! the key server's certificate must verify, the sender's signature must
+//! verify under the certified key, and the name the message claims must be
+//! the certified user's. Anything else is a forgery (by an insider: outsiders
+//! are already stopped by the group key) and is refused, never shown.
+//!
+//! ```text
+//! "LSS1" | inner_len: u32 | inner (a chat message, chat.rs) | cert (cert.rs) | signature: 64
+//! ```
+//!
+//! The signature covers "lsim chat v1", then everything before it. It must
+//! not touch keys other than the signer's and the key server's public key.
+
+use ed25519_dalek::VerifyingKey;
+use lsim_keymgmt::cert::{CertError, MemberCert, Signer};
+
+use super::chat::{ChatError, ChatMessage, MAX_ENCODED};
+
+const MAGIC: &[u8; 4] = b"LSS1";
+const CONTEXT: &[u8] = b"lsim chat v1\0";
+/// The largest signed chat message.
+pub const MAX_SIGNED: usize = 8 + MAX_ENCODED + lsim_keymgmt::cert::MAX_CERT + 64;
+
+/// Why a signed message was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SignedError {
+    /// Not a signed message, or damaged.
+    #[error("not a signed chat message: {0}")]
+    Malformed(&'static str),
+    /// The inner message is not a chat message.
+    #[error(transparent)]
+    Chat(#[from] ChatError),
+    /// The certificate or the signature does not hold.
+    #[error(transparent)]
+    Cert(#[from] CertError),
+    /// Signed by one member, claiming to be another.
+    #[error("claims to be from {claimed:?} but is signed by {signer:?}")]
+    Impersonation {
+        /// The name in the message.
+        claimed: String,
+        /// The certified signer.
+        signer: String,
+    },
+}
+
+/// `msg` signed by `signer`, ready to send.
+pub fn sign(msg: &ChatMessage, signer: &Signer) -> Vec<u8> {
+    let inner = msg.encode();
+    let mut out = MAGIC.to_vec();
+    out.extend_from_slice(&(inner.len() as u32).to_be_bytes());
+    out.extend_from_slice(&inner);
+    out.extend_from_slice(&signer.cert().encode());
+    let sig = signer.sign(CONTEXT, &out);
+    out.extend_from_slice(&sig);
+    out
+}
+
+/// Opens a signed message: the certificate checked against the key server's
+/// key at `now_ms`, the signature under the certified key, and the claimed
+/// sender against the certified user. Returns the message and its certificate.
+pub fn open(bytes: &[u8], server: &VerifyingKey, now_ms: u64) -> Result<(ChatMessage, MemberCert), SignedError> {
+    if bytes.len() > MAX_SIGNED {
+        return Err(SignedError::Malformed("too long"));
+    }
+    if bytes.len() < 8 + 64 || &bytes[..4] != MAGIC {
+        return Err(SignedError::Malformed("no signed-chat header"));
+    }
+    let inner_len = u32::from_be_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]) as usize;
+    let inner = bytes.get(8..8usize.saturating_add(inner_len)).ok_or(SignedError::Malformed("truncated"))?;
+    let rest = &bytes[8 + inner_len..];
+    let (cert, used) = MemberCert::decode(rest)?;
+    let sig: [u8; 64] = rest.get(used..).and_then(|s| s.try_into().ok()).ok_or(SignedError::Malformed("signature"))?;
+    cert.verify(server, now_ms)?;
+    cert.verify_signed(CONTEXT, &bytes[..bytes.len() - 64], &sig)?;
+    let msg = ChatMessage::decode(inner)?;
+    if msg.from != cert.user {
+        return Err(SignedError::Impersonation { claimed: msg.from, signer: cert.user });
+    }
+    Ok((msg, cert))
+}
+
+/// Milliseconds since the Unix epoch, for certificate expiry.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use ed25519_dalek::SigningKey;
+
+    use super::*;
+
+    fn server() -> SigningKey {
+        SigningKey::from_bytes(&[1; 32])
+    }
+
+    fn member(user: &str, seed: u8) -> Signer {
+        let key = SigningKey::from_bytes(&[seed; 32]);
+        let cert = MemberCert::issue(
+            &server(),
+            user,
+            u64::from(seed),
+            u32::from(seed),
+            key.verifying_key().to_bytes(),
+            u64::MAX,
+        );
+        Signer::new(key, cert)
+    }
+
+    #[test]
+    fn a_members_message_opens_with_its_verified_sender() {
+        let alice = member("alice", 2);
+        let m = ChatMessage::new("alice", "fire moving north");
+        let (got, cert) = open(&sign(&m, &alice), &server().verifying_key(), 0).unwrap();
+        assert_eq!((got, cert.user.as_str()), (m, "alice"));
+    }
+
+    #[test]
+    fn an_insider_cannot_speak_as_another_member() {
+        let (alice, bob) = (member("alice", 2), member("bob", 3));
+        let vk = server().verifying_key();
+        // bob claims to be alice in the message, signing with his own certificate.
+        let forged = sign(&ChatMessage::new("alice", "evacuate now"), &bob);
+        assert_eq!(
+            open(&forged, &vk, 0),
+            Err(SignedError::Impersonation { claimed: "alice".into(), signer: "bob".into() })
+        );
+        // bob puts alice's certificate on a message he signs himself.
+        let mut stolen = sign(&ChatMessage::new("alice", "evacuate now"), &bob);
+        let bob_cert = bob.cert().encode();
+        let at = stolen.windows(bob_cert.len()).position(|w| w == bob_cert.as_slice()).unwrap();
+        stolen.splice(at..at + bob_cert.len(), alice.cert().encode());
+        assert!(matches!(open(&stolen, &vk, 0), Err(SignedError::Cert(CertError::Forged(_)))));
+        // bob changes the text of a message alice signed.
+        let mut changed = sign(&ChatMessage::new("alice", "hold position"), &alice);
+        let at = changed.windows(4).position(|w| w == b"hold").unwrap();
+        changed[at..at + 4].copy_from_slice(b"drop");
+        assert!(matches!(open(&changed, &vk, 0), Err(SignedError::Cert(CertError::Forged(_)))));
+        // A certificate from another key server is worthless.
+        let other = SigningKey::from_bytes(&[9; 32]);
+        let key = SigningKey::from_bytes(&[4; 32]);
+        let cert = MemberCert::issue(&other, "alice", 2, 2, key.verifying_key().to_bytes(), u64::MAX);
+        let rogue = sign(&ChatMessage::new("alice", "x"), &Signer::new(key, cert));
+        assert!(matches!(open(&rogue, &vk, 0), Err(SignedError::Cert(CertError::BadSignature(_)))));
+    }
+
+    #[test]
+    fn damaged_or_unsigned_bytes_are_refused_without_panicking() {
+        let alice = member("alice", 2);
+        let good = sign(&ChatMessage::new("alice", "ok"), &alice);
+        let vk = server().verifying_key();
+        for n in 0..good.len() {
+            assert!(open(&good[..n], &vk, 0).is_err());
+        }
+        assert!(open(&ChatMessage::new("alice", "plain").encode(), &vk, 0).is_err());
+        let mut huge = good.clone();
+        huge[4..8].copy_from_slice(&u32::MAX.to_be_bytes());
+        assert!(open(&huge, &vk, 0).is_err());
+    }
+}
