@@ -1,70 +1,137 @@
-//! Sending as fast as the slowest receiver keeps up, from the delay it adds.
+//! Sending as fast as the path carries, from the delay the sender's own queue adds.
 //!
 //! Owns `RateControl`: a delay-based controller in the spirit of LEDBAT (RFC
-//! 6817). Each probe echo gives a round trip that includes the time the probe
-//! waited in a receiver's socket queue behind data; the smallest round trip
-//! seen is the path without queues. A single echo can be late for reasons
-//! that are not a queue (a busy host deschedules a receiver for a few
-//! milliseconds), so a receiver's delay is the smallest of its last few
-//! samples (LEDBAT's current-delay filter): a queue delays them all. The
-//! slowest receiver's delay governs: one receiver keeping up says nothing
-//! about another falling behind. While the
-//! extra delay stays under a target
-//! the rate grows; above it the rate falls in proportion, at most once per
-//! round trip (the queue needs that long to show the change). A receiver that
-//! falls behind is seen within a few milliseconds, long before its socket
-//! buffer overflows, and without confusing the link's random loss for
-//! congestion. Pure arithmetic on samples; the sender owns the pacer.
+//! 6817) and LEDBAT++ (draft-irtf-iccrg-ledbat-plus-plus), rate-based instead
+//! of window-based. Each probe echo gives a round trip; the smallest round
+//! trip seen lately is the path without queues, and the rest is queueing: at
+//! the sender's radio (or token bucket) when the rate is above what the link
+//! carries, or in a receiver's socket when it cannot keep up. Random loss on
+//! the radio says nothing here: lost probes are merely samples not taken, so
+//! the rate never falls for loss alone (the failing of loss-driven TFMCC on
+//! wireless).
+//!
+//! - A receiver's delay is the smallest of its samples over the last
+//!   `FILTER_SPAN` (at least `FILTER` samples); the slowest receiver's
+//!   governs. On a loaded host the kernel or a process stalls for up to
+//!   ~150 ms now and then: no echo for that long, then a burst of late ones.
+//!   A queue delays every sample; a stall does not outlast the span.
+//! - The base round trip is the minimum over `BASE_BUCKETS` one-second
+//!   buckets (LEDBAT's base history): it follows a route change within
+//!   seconds yet never mistakes a standing queue for the path.
+//! - Slow start: from `ceiling / 16` the rate grows by e every
+//!   `SLOW_START_EFOLD` until the first queue, then drops by a quarter (what
+//!   it overshot while the queue took to show).
+//! - Increase, while the filtered queue is under the target: additive,
+//!   `ceiling / 16` per second at an empty queue, in proportion to the room
+//!   the *latest* samples leave (so a queue or a stall stops it at once),
+//!   and back to the rate before the last decrease within about `RECOVER`
+//!   (a decrease for a stall costs little).
+//! - Decrease, while the filtered queue is over the target: by what drains
+//!   the excess within `DRAIN`, at most `MAX_CUT` (10 %) the first time and
+//!   doubling while the queue outlasts the cuts (up to half), once per round
+//!   trip plus filter span, and not while the queue is already draining. A
+//!   drained excess leaves the bottleneck a few packets, never idle.
+//! - Additive increase and multiplicative decrease on a delay that senders
+//!   sharing a queue all see converge to equal shares, like TCP's AIMD.
+//!
+//! Pure arithmetic on samples; the sender owns the pacer and the probes.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use crate::time::Time;
 
-/// How long the smallest round trip stands before a fresh one may replace it
-/// (a route or a host's load can change for good).
-const BASE_WINDOW: Duration = Duration::from_secs(5);
+/// Length of one bucket of the base-delay history.
+const BASE_BUCKET: Duration = Duration::from_secs(1);
 
-/// Samples of one receiver its current delay is the smallest of.
+/// Buckets of base-delay history kept.
+const BASE_BUCKETS: usize = 10;
+
+/// Samples a receiver's delay is at least the smallest of.
 const FILTER: usize = 3;
+
+/// Span of samples a receiver's delay is the smallest of (when it holds more than `FILTER`).
+const FILTER_SPAN: Duration = Duration::from_millis(150);
 
 /// A receiver not heard from for this long no longer counts.
 const FORGET: Duration = Duration::from_secs(1);
 
-#[derive(Clone, Debug)]
-struct Recent {
-    samples: [Duration; FILTER],
-    next: usize,
-    at: Time,
-}
+/// Time over which a decrease drains the queue above the target.
+const DRAIN: Duration = Duration::from_millis(100);
+
+/// The share of the queue at the last decrease that the queue must have
+/// fallen under, a filter span later, to count as draining (and be spared
+/// another cut). A stall's spike is gone by then; a standing queue is not.
+const DRAINING: f64 = 0.5;
+
+/// The largest first decrease: this host's scheduling stalls (up to ~150 ms
+/// on a loaded machine) look like a queue, and a deep cut for each costs
+/// more than the stall.
+const MAX_CUT: f64 = 0.1;
+
+/// The largest decrease of a queue that outlasted the ones before.
+const MAX_CUTS: f64 = 0.5;
+
+/// Share of the ceiling per second the rate grows by at an empty queue.
+const INCREASE_PER_S: f64 = 1.0 / 16.0;
+
+/// At the start the rate grows by e for each this long at an empty queue, until
+/// the first time the queue passes the target (slow start).
+const SLOW_START_EFOLD: Duration = Duration::from_millis(200);
+
+/// What leaving slow start cuts the rate to: it overshoots by the time the queue shows.
+const SLOW_START_EXIT: f64 = 0.75;
+
+/// How fast the rate returns to where it was before a decrease once the queue has drained.
+const RECOVER: Duration = Duration::from_millis(200);
+
+/// The longest gap between samples the increase is credited for.
+const MAX_STEP: Duration = Duration::from_millis(100);
 
 /// A delay-based rate controller.
 #[derive(Clone, Debug)]
 pub struct RateControl {
-    recent: HashMap<u32, Recent>,
+    recent: HashMap<u32, VecDeque<(Time, Duration)>>,
+    last_heard: HashMap<u32, Time>,
     ceiling: f64,
     floor: f64,
     rate: f64,
     target: Duration,
-    base: Option<(Duration, Time)>,
+    /// (start of bucket, smallest round trip in it), oldest first.
+    base: VecDeque<(Time, Duration)>,
+    last_update: Option<Time>,
     next_decrease: Time,
+    /// The queue at the last decrease, seconds (0 once it fell under the target).
+    cut_at_queue: f64,
+    /// Decreases since the queue was last under the target.
+    cuts_in_row: u32,
+    /// The rate before the last decrease: the increase returns to it quickly.
+    before_cut: f64,
+    slow_start: bool,
 }
 
 impl RateControl {
     /// A controller between `floor` and `ceiling` bytes per second, keeping
-    /// queueing delay near `target`. It starts at a quarter of the ceiling:
-    /// a start at the ceiling fills slow receivers' queues for a whole round
-    /// trip before the first echo can tell.
+    /// queueing delay near `target`. It starts at a sixteenth of the ceiling
+    /// (at least the floor) and slow-starts from there: a start at the
+    /// ceiling fills the queues for a whole round trip before the first echo
+    /// can tell, and a ceiling is often far above the link.
     pub fn new(ceiling: u64, floor: u64, target: Duration) -> RateControl {
         let ceiling = ceiling.max(1) as f64;
         RateControl {
             recent: HashMap::new(),
+            last_heard: HashMap::new(),
             ceiling,
             floor: (floor as f64).min(ceiling),
-            rate: (ceiling / 4.0).max(floor as f64).min(ceiling),
+            rate: (ceiling / 16.0).max(floor as f64).min(ceiling),
             target,
-            base: None,
+            base: VecDeque::new(),
+            last_update: None,
             next_decrease: Time::ZERO,
+            cut_at_queue: 0.0,
+            cuts_in_row: 0,
+            before_cut: 0.0,
+            slow_start: true,
         }
     }
 
@@ -73,34 +140,100 @@ impl RateControl {
         self.rate as u64
     }
 
+    /// The smallest round trip of the base history.
+    fn base(&self) -> Option<Duration> {
+        self.base.iter().map(|&(_, d)| d).min()
+    }
+
     /// The queueing delay `rtt` shows over the smallest round trip seen.
     pub fn queueing(&self, rtt: Duration) -> Duration {
-        self.base.map_or(Duration::ZERO, |(b, _)| rtt.saturating_sub(b))
+        self.base().map_or(Duration::ZERO, |b| rtt.saturating_sub(b))
+    }
+
+    fn note_base(&mut self, now: Time, rtt: Duration) {
+        match self.base.back_mut() {
+            Some((start, min)) if now.saturating_since(*start) < BASE_BUCKET => *min = (*min).min(rtt),
+            _ => {
+                self.base.push_back((now, rtt));
+                if self.base.len() > BASE_BUCKETS {
+                    self.base.pop_front();
+                }
+            }
+        }
+    }
+
+    /// Records `rtt` from receiver `from`, keeps its filter's span, and forgets receivers gone quiet.
+    fn note_sample(&mut self, now: Time, from: u32, rtt: Duration) {
+        let samples = self.recent.entry(from).or_default();
+        samples.push_back((now, rtt));
+        while samples.len() > FILTER && samples.front().is_some_and(|&(t, _)| now.saturating_since(t) > FILTER_SPAN) {
+            samples.pop_front();
+        }
+        self.last_heard.insert(from, now);
+        let gone: Vec<u32> =
+            self.last_heard.iter().filter(|&(_, &t)| now.saturating_since(t) >= FORGET).map(|(&r, _)| r).collect();
+        for r in gone {
+            self.last_heard.remove(&r);
+            self.recent.remove(&r);
+        }
+    }
+
+    /// The slowest receiver's filtered round trip.
+    fn current(&self) -> Option<Duration> {
+        self.recent.values().filter_map(|s| s.iter().map(|&(_, d)| d).min()).max()
+    }
+
+    /// The slowest receiver's round trip over only its last `FILTER` samples.
+    fn latest(&self) -> Option<Duration> {
+        self.recent.values().filter_map(|s| s.iter().rev().take(FILTER).map(|&(_, d)| d).min()).max()
     }
 
     /// One round-trip sample from receiver `from` at `now`; returns the new rate if it changed.
     pub fn on_rtt(&mut self, now: Time, from: u32, rtt: Duration) -> Option<u64> {
-        match self.base {
-            Some((b, at)) if rtt >= b && now.saturating_since(at) < BASE_WINDOW => {}
-            _ => self.base = Some((rtt, now)),
-        }
-        let r = self.recent.entry(from).or_insert(Recent { samples: [Duration::MAX; FILTER], next: 0, at: now });
-        r.samples[r.next] = rtt;
-        r.next = (r.next + 1) % FILTER;
-        r.at = now;
-        self.recent.retain(|_, r| now.saturating_since(r.at) < FORGET);
-        let current = self.recent.values().filter_map(|r| r.samples.iter().copied().min()).max().unwrap_or(rtt);
+        self.note_base(now, rtt);
+        self.note_sample(now, from, rtt);
+        let current = self.current().unwrap_or(rtt);
+        // The queue that lasted the filter's span decides a decrease; the
+        // latest samples stop an increase at once, stall or queue.
         let queue = self.queueing(current).as_secs_f64();
+        let fresh = self.queueing(self.latest().unwrap_or(rtt)).as_secs_f64();
         let target = self.target.as_secs_f64().max(1e-6);
-        // +1 with an empty queue, 0 at the target, -1 at twice the target and beyond.
-        let off = ((target - queue) / target).clamp(-1.0, 1.0);
+        let step = self.last_update.map_or(Duration::ZERO, |t| now.saturating_since(t).min(MAX_STEP));
+        self.last_update = Some(now);
         let before = self.rate;
-        if off >= 0.0 {
-            self.rate = (self.rate * (1.0 + 0.02 * off)).min(self.ceiling);
-        } else if now >= self.next_decrease {
-            self.rate = (self.rate * (1.0 + 0.3 * off)).max(self.floor);
-            self.next_decrease = now + current;
+        if self.slow_start && (queue > target || fresh > 2.0 * target) {
+            self.slow_start = false;
+            self.rate *= SLOW_START_EXIT;
+            self.next_decrease = now + current + FILTER_SPAN;
+        } else if queue > target {
+            // A queue already draining needs no further cut: only one that holds does.
+            if now >= self.next_decrease && queue > self.cut_at_queue * DRAINING {
+                // A stall of the host passes after one small cut; a queue that outlasts cuts doubles them.
+                let most = (MAX_CUT * f64::from(1u32 << self.cuts_in_row.min(8))).min(MAX_CUTS);
+                let cut = ((queue - target) / DRAIN.as_secs_f64()).min(most);
+                if self.cut_at_queue == 0.0 {
+                    self.before_cut = self.rate;
+                }
+                self.cuts_in_row += 1;
+                self.rate *= 1.0 - cut;
+                self.cut_at_queue = queue;
+                // The queue needs a round trip to show the change, the filter its span to see it.
+                self.next_decrease = now + current + FILTER_SPAN;
+            }
+        } else {
+            self.cut_at_queue = 0.0;
+            self.cuts_in_row = 0;
+            // +1 with an empty queue, 0 at the target.
+            let room = ((target - fresh) / target).max(0.0);
+            if self.slow_start {
+                self.rate *= 1.0 + room * step.as_secs_f64() / SLOW_START_EFOLD.as_secs_f64();
+            } else {
+                // Back to the rate before the last decrease within about `RECOVER`, then additively on.
+                let back = (self.before_cut - self.rate).max(0.0) / RECOVER.as_secs_f64();
+                self.rate += (self.ceiling * INCREASE_PER_S).max(back) * room * step.as_secs_f64();
+            }
         }
+        self.rate = self.rate.clamp(self.floor, self.ceiling);
         (self.rate != before).then_some(self.rate as u64)
     }
 }
@@ -113,31 +246,67 @@ mod tests {
         Duration::from_millis(m)
     }
 
+    fn at(us: u64) -> Time {
+        Time::ZERO + Duration::from_micros(us)
+    }
+
     #[test]
     fn falls_when_a_queue_builds_and_recovers_when_it_drains() {
         let mut c = RateControl::new(100_000_000, 1_000_000, ms(2));
         let t = |m: u64| Time::ZERO + ms(m);
-        assert_eq!(c.rate(), 25_000_000);
-        for _ in 0..100 {
-            c.on_rtt(t(0), 1, ms(1));
+        assert_eq!(c.rate(), 6_250_000, "starts at a sixteenth of the ceiling");
+        for i in 0..2000 {
+            c.on_rtt(t(10 * i), 1, ms(1));
         }
         assert_eq!(c.rate(), 100_000_000, "grows to the ceiling while no queue builds");
-        // One late echo is not a queue.
-        assert_eq!(c.on_rtt(t(1), 1, ms(9)), None);
-        for i in 2..FILTER as u64 {
-            assert_eq!(c.on_rtt(t(i), 1, ms(9)), None);
+        // A late echo or two is not a queue.
+        assert_eq!(c.on_rtt(t(20_001), 1, ms(30)), None);
+        assert_eq!(c.on_rtt(t(20_002), 1, ms(30)), None);
+        // A queue that lasts is: the first sign of it ends slow start.
+        let mut rates = Vec::new();
+        for i in 0..100 {
+            rates.extend(c.on_rtt(t(20_010 + 10 * i), 1, ms(13)));
         }
-        let after = c.on_rtt(t(10), 1, ms(9)).unwrap();
-        assert_eq!(after, 70_000_000);
-        // Within one round trip of the decrease: no second cut.
-        assert_eq!(c.on_rtt(t(11), 1, ms(9)), None);
-        assert!(c.on_rtt(t(30), 1, ms(9)).unwrap() < after);
+        assert_eq!(rates[0], 75_000_000, "leaving slow start: {rates:?}");
+        // Then, a round trip and a filter span apart while the queue stays, cuts
+        // that drain its excess within `DRAIN`: 10 ms over the target, 10 %.
+        assert_eq!(rates[1], 67_500_000);
+        assert_eq!(rates[2], 60_750_000);
+        assert!(rates.windows(2).all(|w| w[1] < w[0]), "only cuts while the queue stays: {rates:?}");
         let low = c.rate();
-        for i in 0..200 {
-            c.on_rtt(t(40 + i), 1, ms(1));
+        // Drained: back to the rate before the cuts within a few hundred milliseconds.
+        for i in 0..60 {
+            c.on_rtt(t(21_010 + 10 * i), 1, ms(1));
         }
-        assert!(c.rate() > low);
+        assert!(c.rate() > 70_000_000 && c.rate() > low, "recovered only to {}", c.rate());
         assert!(c.rate() <= 100_000_000);
+    }
+
+    #[test]
+    fn a_stall_costs_one_small_cut() {
+        let mut c = RateControl::new(100_000_000, 1_000_000, ms(5));
+        let t = |m: u64| Time::ZERO + ms(m);
+        // Leave slow start with a short queue, then settle with none.
+        c.on_rtt(t(0), 1, ms(1));
+        c.on_rtt(t(5), 1, ms(20));
+        c.on_rtt(t(10), 1, ms(20));
+        c.on_rtt(t(15), 1, ms(20));
+        for i in 0..400 {
+            c.on_rtt(t(200 + 5 * i), 1, ms(1));
+        }
+        let before = c.rate();
+        // The host stalls 120 ms: no echoes, then a burst of late ones processed at once, then normal again.
+        let mut low = before;
+        for k in 0..24 {
+            c.on_rtt(t(2320), 1, ms(120 - 5 * k));
+            low = low.min(c.rate());
+        }
+        for i in 0..200 {
+            c.on_rtt(t(2325 + 5 * i), 1, ms(1));
+            low = low.min(c.rate());
+        }
+        assert!(low as f64 >= 0.9 * before as f64 - 1.0, "fell from {before} to {low}");
+        assert!(c.rate() >= before, "back to {before} a second later: {}", c.rate());
     }
 
     #[test]
@@ -147,9 +316,9 @@ mod tests {
         let mut cut = false;
         for i in 0..10 {
             c.on_rtt(t(2 * i), 1, ms(1));
-            cut |= c.on_rtt(t(2 * i + 1), 2, ms(20)).is_some();
+            cut |= c.on_rtt(t(2 * i + 1), 2, ms(20)).is_some_and(|r| r < 25_000_000);
         }
-        assert!(cut && c.rate() < 100_000_000);
+        assert!(cut && c.rate() < 25_000_000);
     }
 
     #[test]
@@ -159,5 +328,91 @@ mod tests {
             c.on_rtt(Time::ZERO + ms(10 * i), 1, if i == 0 { ms(1) } else { ms(50) });
         }
         assert_eq!(c.rate(), 2_000_000);
+    }
+
+    /// A bottleneck of `capacity` bytes/s with a FIFO queue the senders share
+    /// (drop-tail at 100 ms, like the testbed's token bucket); each probes
+    /// every 5 ms and sees the queue its probe waited behind.
+    /// `lose(i)` drops sender i's i-th echo. Returns the rates every 10 ms.
+    fn run_shared(
+        senders: &mut [RateControl],
+        capacity: f64,
+        base: Duration,
+        until: Duration,
+        lose: &mut dyn FnMut(u64) -> bool,
+    ) -> Vec<Vec<f64>> {
+        let step_us = 1000;
+        let mut backlog = 0.0f64; // bytes
+        let mut trace = Vec::new();
+        let mut n = 0u64;
+        for k in 0..until.as_micros() as u64 / step_us {
+            let now = at(k * step_us);
+            let offered: f64 = senders.iter().map(|s| s.rate() as f64).sum::<f64>() * step_us as f64 / 1e6;
+            backlog = (backlog + offered - capacity * step_us as f64 / 1e6).clamp(0.0, capacity * 0.1);
+            if k % 5 == 0 {
+                let rtt = base + Duration::from_secs_f64(backlog / capacity);
+                for (i, s) in senders.iter_mut().enumerate() {
+                    n += 1;
+                    if !lose(n) {
+                        s.on_rtt(now + rtt, i as u32, rtt);
+                    }
+                }
+            }
+            if k % 10 == 0 {
+                trace.push(senders.iter().map(|s| s.rate() as f64).collect());
+            }
+        }
+        trace
+    }
+
+    #[test]
+    fn holds_the_link_rate_with_a_steady_queue() {
+        let capacity = 11e6 / 8.0;
+        let mut s = [RateControl::new(100_000_000 / 8, 100_000_000 / 8 / 32, ms(5))];
+        let trace = run_shared(&mut s, capacity, ms(2), Duration::from_secs(10), &mut |_| false);
+        // The last 5 s: the rate stays near the link's, neither collapsing nor running away.
+        let tail: Vec<f64> = trace[500..].iter().map(|r| r[0]).collect();
+        let mean = tail.iter().sum::<f64>() / tail.len() as f64;
+        let (lo, hi) = tail.iter().fold((f64::MAX, 0.0f64), |(l, h), &r| (l.min(r), h.max(r)));
+        assert!((0.97..=1.03).contains(&(mean / capacity)), "mean {mean} of {capacity}");
+        assert!(lo > 0.85 * capacity && hi < 1.15 * capacity, "swings {lo}..{hi} around {capacity}");
+    }
+
+    #[test]
+    fn random_loss_without_delay_does_not_cut_the_rate() {
+        let mut a = RateControl::new(100_000_000, 1_000_000, ms(5));
+        let mut b = a.clone();
+        let mut rng = crate::rng::Rng::new(7);
+        let mut prev = b.rate();
+        for i in 0..4000 {
+            let now = Time::ZERO + ms(5 * i);
+            let rtt = ms(3) + Duration::from_micros(i % 7 * 100);
+            a.on_rtt(now, 1, rtt);
+            // b loses a fifth of its echoes (and the data they followed): nothing else changes.
+            if !rng.chance(0.2) {
+                b.on_rtt(now, 1, rtt);
+            }
+            assert!(b.rate() >= prev, "fell from {prev} to {} at sample {i}", b.rate());
+            prev = b.rate();
+        }
+        assert_eq!(a.rate(), 100_000_000);
+        assert_eq!(b.rate(), 100_000_000, "loss alone never cut the rate");
+    }
+
+    #[test]
+    fn two_senders_on_a_shared_queue_converge() {
+        let capacity = 11e6 / 8.0;
+        let ceiling = 100_000_000 / 8;
+        let mut s = [RateControl::new(ceiling, ceiling / 32, ms(5)), RateControl::new(ceiling, ceiling / 32, ms(5))];
+        // Start far apart: one at its floor, one at the ceiling.
+        s[0].rate = s[0].floor;
+        s[1].rate = s[1].ceiling;
+        let mut rng = crate::rng::Rng::new(3);
+        let trace = run_shared(&mut s, capacity, ms(2), Duration::from_secs(20), &mut |_| rng.chance(0.05));
+        let tail = &trace[1000..];
+        let mean = |i: usize| tail.iter().map(|r| r[i]).sum::<f64>() / tail.len() as f64;
+        let (a, b) = (mean(0), mean(1));
+        assert!(a.max(b) / a.min(b) < 1.2, "shares {a} and {b}");
+        assert!((a + b) / capacity > 0.95, "together {} of {capacity}", a + b);
     }
 }
