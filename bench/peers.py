@@ -189,7 +189,7 @@ def main():
     ap.add_argument("--size-mib", type=int, default=64)
     ap.add_argument("--loss", type=int, nargs="+", default=[0, 5, 20])
     ap.add_argument("--rate-mbit", type=float, default=0, help="tbf on the sender's link (0: none)")
-    ap.add_argument("--lsim-rate", type=float, default=0, help="lsim --rate (default: link rate, or 1500)")
+    ap.add_argument("--lsim-rate", default="0", help="lsim --rate in Mbit/s, or auto (default: link rate, or 1500)")
     ap.add_argument("--tools", nargs="+", default=["lsim", "uftp", "udpcast"])
     ap.add_argument("--lsim-arg", action="append", default=[], help="extra `lsim send` argument (repeatable)")
     ap.add_argument("--repeat", type=int, default=1, help="runs of each tool at each loss")
@@ -203,7 +203,7 @@ def main():
     with open(src, "wb") as f:
         f.write(os.urandom(a.size_mib << 20))
     want, size = digest(src), a.size_mib << 20
-    rate = a.lsim_rate or (a.rate_mbit or 1500)
+    rate = a.lsim_rate if a.lsim_rate == "auto" else (float(a.lsim_rate) or (a.rate_mbit or 1500))
     print(f"| tool | loss | link | wall s | goodput Mbit/s | wire bytes / file | feedback bytes | receivers with a verified copy |")
     print("|---|---|---|---|---|---|---|---|")
     for loss in a.loss:

@@ -96,7 +96,12 @@ try:
     s = json.load(open(sj))
 except Exception:
     s = {}
-extra = " ".join(f"{k}={s[k]:.2f}" if isinstance(s[k], float) else f"{k}={s[k]}" for k in ("final_rate_mbps", "goodput_mbps", "wire_per_byte") if k in s)
+# From the sender's first packet (not the process start) to the last receiver's verified copy.
+if "started_unix_s" in s:
+    first = s["started_unix_s"]
+    g = mib * 8 * 1048576 / (max(float(e) for e in sys.argv[8].split()) - first) / 1e6
+    print(f"  {label:<10} first packet to every receiver verified: {g:5.2f} Mbit/s = {100 * g / target:5.1f}%")
+extra = " ".join(f"{k}={s[k]:.2f}" if isinstance(s[k], float) else f"{k}={s[k]}" for k in ("final_rate_mbps", "goodput_mbps", "wire_per_byte", "grtt_ms", "repair_packets", "nacks_received") if k in s)
 print(f"  {label:<10} {t1 - t0:6.2f} s  goodput {g:5.2f} Mbit/s = {100 * g / target:5.1f}% of payload rate after loss  [{ok}] "
       f"receivers done at {' '.join(f'{e:.2f}' for e in ends)} s; sender: {extra}")
 if "goodput_mbps" in s:

@@ -355,6 +355,8 @@ async fn send(files: &[PathBuf], net: &Net, opts: SendOptions) -> Result<()> {
         driver.core_mut().send(ObjectKind::File, Box::new(Outgoing::new(&name, source)))?;
     }
     let start = Instant::now();
+    let started_unix_s =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
     let bar = progress_bar(total, "sending");
     let ticker = {
         let (h, bar) = (driver.handle(), bar.clone());
@@ -393,6 +395,7 @@ async fn send(files: &[PathBuf], net: &Net, opts: SendOptions) -> Result<()> {
     if net.json {
         let j = serde_json::json!({
             "files": files.len(), "bytes": total, "wall_s": elapsed.as_secs_f64(), "goodput_mbps": goodput,
+            "started_unix_s": started_unix_s,
             "packets_sent": s.packets_out, "bytes_sent": s.bytes_out, "source_packets": s.source_sent,
             "repair_packets": s.repair_sent, "nacks_received": s.nacks_received, "repair_rounds": s.repair_rounds,
             "repaired_blocks": s.repaired_blocks, "final_rate_mbps": driver.core().rate() as f64 * 8e-6, "grtt_ms": driver.core().grtt().as_secs_f64() * 1e3,
