@@ -386,7 +386,7 @@ impl Scenario {
                 "receivers in all (the senders' cell and every region) must be 1 to 10000",
             ));
         }
-        let senders = self.senders + self.regions.iter().map(|r| r.senders).sum::<u32>();
+        let senders = self.regions.iter().fold(self.senders, |n, r| n.saturating_add(r.senders));
         if !(1..=64).contains(&senders) {
             return Err(bad("senders", senders.to_string(), "senders in all must be 1 to 64"));
         }
@@ -633,7 +633,7 @@ impl Scenario {
 
     /// Receivers in all: the senders' cell and every region.
     pub fn total_receivers(&self) -> u32 {
-        self.receivers.saturating_add(self.regions.iter().map(|r| r.receivers).sum())
+        self.regions.iter().fold(self.receivers, |n, r| n.saturating_add(r.receivers))
     }
 
     /// The sender's transport configuration.

@@ -40,7 +40,8 @@ fn header(name: &str, size: u64, cert: Option<&MemberCert>) -> Vec<u8> {
     while !name.is_char_boundary(end) {
         end -= 1;
     }
-    let name = &name.as_bytes()[..end];
+    // The receiver refuses an empty name: a nameless file goes as "file".
+    let name = if end == 0 { b"file".as_slice() } else { &name.as_bytes()[..end] };
     let mut h = if cert.is_some() { SIGNED_MAGIC.to_vec() } else { MAGIC.to_vec() };
     h.extend_from_slice(&(name.len() as u16).to_be_bytes());
     h.extend_from_slice(name);

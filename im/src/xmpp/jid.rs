@@ -69,6 +69,10 @@ impl Jid {
             check(l, "local part", &['"', '&', '\'', '/', ':', '<', '>', '@', ' '])?;
         }
         check(domain, "domain", &['@', ' ', '/'])?;
+        // A domain of dots only would be empty once its trailing dots go.
+        if domain.trim_end_matches('.').is_empty() {
+            return Err(JidError::EmptyPart("domain"));
+        }
         if let Some(r) = resource {
             check(r, "resource", &[])?;
         }

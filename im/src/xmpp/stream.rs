@@ -290,6 +290,11 @@ pub struct StreamReader<R> {
     open: Vec<Element>,
     /// Elements started in the current stanza.
     elements: usize,
+    /// Bytes of names and namespaces held by the current stanza's elements:
+    /// each element keeps its own copy of its namespace, so a small stanza
+    /// of many elements under one long namespace must not cost more memory
+    /// than a stanza may take bytes.
+    held: usize,
     header_seen: bool,
     ended: bool,
     failed: Option<StreamError>,
@@ -310,6 +315,7 @@ impl<R: AsyncRead + Unpin> StreamReader<R> {
             buf: Vec::new(),
             open: Vec::new(),
             elements: 0,
+            held: 0,
             header_seen: false,
             ended: false,
             failed: None,
@@ -356,6 +362,7 @@ impl<R: AsyncRead + Unpin> StreamReader<R> {
             if let Some(event) = self.in_stream(token)? {
                 self.reader.get_mut().remaining = self.limits.max_stanza_bytes;
                 self.elements = 0;
+                self.held = 0;
                 return Ok(event);
             }
         }
@@ -391,10 +398,14 @@ impl<R: AsyncRead + Unpin> StreamReader<R> {
     }
 
     fn in_stream(&mut self, token: Token) -> Result<Option<StreamEvent>, StreamError> {
-        if matches!(token, Token::Start(..) | Token::Empty(_)) {
+        if let Token::Start(e, _) | Token::Empty(e) = &token {
             self.elements += 1;
             if self.elements > self.limits.max_elements {
                 return Err(StreamError::TooManyElements { limit: self.limits.max_elements });
+            }
+            self.held = self.held.saturating_add(e.ns.len() + e.name.len());
+            if self.held > self.limits.max_stanza_bytes {
+                return Err(StreamError::StanzaTooLarge { limit: self.limits.max_stanza_bytes });
             }
         }
         match token {
@@ -452,12 +463,24 @@ impl<R: AsyncRead + Unpin> StreamReader<R> {
         };
         let start = |e: &quick_xml::events::BytesStart<'_>| {
             let ns = match &resolved {
-                ResolveResult::Bound(ns) => ns.into_inner().to_owned(),
+                // Namespace names are attribute values: unescaped and checked like any other.
+                ResolveResult::Bound(ns) => {
+                    let raw: &str = ns.into_inner();
+                    let value = quick_xml::escape::unescape(raw)
+                        .map_err(|err| StreamError::NotWellFormed(format!("namespace {raw:?}: {err}")))?;
+                    if value.contains(['<', '>']) {
+                        return Err(StreamError::NotWellFormed(format!("namespace {raw:?} holds markup")));
+                    }
+                    checked_chars(value.into_owned())?
+                }
                 ResolveResult::Unbound => String::new(),
                 ResolveResult::Unknown(prefix) => {
                     return Err(StreamError::NotWellFormed(format!("undeclared namespace prefix '{prefix}'")));
                 }
             };
+            if e.local_name().into_inner().is_empty() {
+                return Err(StreamError::NotWellFormed("an element without a name".into()));
+            }
             let mut element = Element::new(e.local_name().into_inner(), ns);
             let mut default_ns = None;
             for (count, attr) in e.attributes().enumerate() {

@@ -1,0 +1,328 @@
+//! Fuzz tests of everything in the transport that reads bytes from the
+//! network: `wire::peek_header`, `wire::open_packet` (header, seal framing
+//! and every body type), and the cores that act on what was opened
+//! (`Receiver`, `Repairer`, `Sender` via `handle_datagram`).
+//!
+//! Inputs are arbitrary bytes and, more usefully, valid packets from the
+//! real encoder with bytes flipped, inserted, deleted, truncated and
+//! integers spliced to extreme values, so that the fuzzing reaches past the
+//! first length check. A seal that accepts everything stands in for the
+//! group's cipher, so every mutation reaches the body parser.
+//!
+//! Properties: nothing panics; an accepted packet re-encodes to a packet
+//! that opens to the same thing and is no longer than the input; what a
+//! core buffers stays within its configured bound.
+//!
+//! CI runs a modest number of cases. To fuzz for long:
+//!
+//! ```text
+//! LSIM_FUZZ_CASES=1000000 cargo test --release -p lsim-transport --test fuzz
+//! ```
+//!
+//! (the cargo-fuzz targets in `fuzz/` at the repository root cover the same
+//! decoders with coverage guidance, on nightly).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use lsim_transport::geometry::Geometry;
+use lsim_transport::seal::{Nonce, Seal, SealError};
+use lsim_transport::wire::{
+    self, Body, Command, DataHeader, Echo, Feedback, Frontier, Header, MAX_DATAGRAM, MAX_REPAIR_SYMBOLS, NackEntry,
+    ObjectKind, PacketType, Probe,
+};
+use lsim_transport::{Receiver, ReceiverConfig, Repairer, RepairerConfig, Sender, SenderConfig, Time};
+use proptest::prelude::*;
+
+#[path = "../../testsupport/mutate.rs"]
+mod mutate;
+use mutate::*;
+
+// ------------------------------------------------------------ a seal that opens everything
+
+/// Accepts every packet under every epoch: the fuzzer reaches the body parser
+/// without forging tags. `tag_len` bytes of zeros are appended on sealing.
+#[derive(Clone)]
+struct OpenSeal {
+    tag_len: usize,
+}
+
+impl Seal for OpenSeal {
+    fn tag_len(&self) -> usize {
+        self.tag_len
+    }
+    fn current_epoch(&self) -> u32 {
+        0
+    }
+    fn seal(&mut self, _: u32, _: Nonce, _: &[u8], _: &mut [u8], tag: &mut [u8]) -> Result<(), SealError> {
+        tag.fill(0);
+        Ok(())
+    }
+    fn open(&mut self, _: u32, _: Nonce, _: &[u8], _: &mut [u8], _: &[u8]) -> Result<(), SealError> {
+        Ok(())
+    }
+}
+
+// ------------------------------------------------------------ valid packets
+
+fn header(packet_type: PacketType) -> impl Strategy<Value = Header> {
+    (prop_oneof![3 => Just(1u32), 1 => any::<u32>()], 0u32..8, 0u32..4, 0u64..1000)
+        .prop_map(move |(session, node, epoch, seq)| Header { packet_type, session, node, epoch, seq })
+}
+
+fn geometry() -> impl Strategy<Value = Geometry> {
+    (0u64..200_000, 1u16..1500, 1u16..64)
+        .prop_filter_map("impossible geometry", |(len, t, k)| Geometry::new(len, t, k).ok())
+}
+
+fn kind() -> impl Strategy<Value = ObjectKind> {
+    prop_oneof![Just(ObjectKind::File), Just(ObjectKind::Chat), Just(ObjectKind::Rekey)]
+}
+
+fn data_header(repair: bool) -> impl Strategy<Value = DataHeader> {
+    (0u32..6, kind(), geometry(), any::<u32>(), any::<u32>()).prop_map(move |(object, kind, geometry, b, e)| {
+        let block = b % geometry.blocks();
+        let k = u32::from(geometry.symbols_in(block));
+        let esi = if repair { k + e % MAX_REPAIR_SYMBOLS } else { e % (k + 8) };
+        DataHeader { object, kind, geometry, block, esi }
+    })
+}
+
+fn entry() -> impl Strategy<Value = NackEntry> {
+    prop_oneof![
+        (0u32..8, 0u32..8, 0u32..100).prop_map(|(object, block, needed)| NackEntry::Block { object, block, needed }),
+        (0u32..8, any::<u32>()).prop_map(|(first, bitmap)| NackEntry::Objects { first, bitmap }),
+    ]
+}
+
+fn feedback() -> impl Strategy<Value = Feedback> {
+    (
+        0u32..8,
+        prop::option::of((any::<u64>(), any::<u32>())),
+        any::<u16>(),
+        prop::option::of(0u32..8),
+        prop::collection::vec(entry(), 0..20),
+    )
+        .prop_map(|(target, echo, loss, relay, entries)| Feedback {
+            target,
+            echo: echo.map(|(probe_time, hold_us)| Echo { probe_time, hold_us }),
+            loss,
+            relay,
+            entries,
+        })
+}
+
+fn command() -> impl Strategy<Value = Command> {
+    (
+        any::<bool>(),
+        prop::option::of((0u32..8, 0u32..8)),
+        0u32..8,
+        0u32..1_000_000,
+        any::<u16>(),
+        prop::option::of((any::<u64>(), any::<u16>())),
+    )
+        .prop_map(|(flush, frontier, oldest, grtt_us, group_loss, probe)| Command {
+            flush,
+            frontier: frontier.map(|(object, blocks_sent)| Frontier { object, blocks_sent }),
+            oldest,
+            grtt_us,
+            group_loss,
+            probe: probe.map(|(time, reply_fraction)| Probe { time, reply_fraction }),
+        })
+}
+
+/// A sealed datagram of any packet type, as the real encoder writes it.
+fn packet(tag_len: usize) -> impl Strategy<Value = Vec<u8>> {
+    let data = (header(PacketType::Data), data_header(false), any::<u8>()).prop_map(move |(h, d, fill)| {
+        let symbol = vec![fill; usize::from(d.geometry.symbol_size())];
+        seal(tag_len, &h, &Body::Data(d, &symbol))
+    });
+    let repair =
+        (header(PacketType::Repair), 0u32..8, data_header(true), any::<u8>()).prop_map(move |(h, origin, d, fill)| {
+            let symbol = vec![fill; usize::from(d.geometry.symbol_size())];
+            seal(tag_len, &h, &Body::Repair(origin, d, &symbol))
+        });
+    let fb = (header(PacketType::Feedback), feedback()).prop_map(move |(h, f)| seal(tag_len, &h, &Body::Feedback(f)));
+    let cmd = (header(PacketType::Command), command()).prop_map(move |(h, c)| seal(tag_len, &h, &Body::Command(c)));
+    prop_oneof![data, repair, fb, cmd]
+}
+
+fn seal(tag_len: usize, h: &Header, body: &Body<'_>) -> Vec<u8> {
+    let mut out = Vec::new();
+    wire::seal_packet(&mut OpenSeal { tag_len }, h, body, &mut out).unwrap();
+    out
+}
+
+// ------------------------------------------------------------ properties
+
+/// Opens `datagram`; if it is accepted, checks that the decoded packet is no
+/// bigger than its bytes and that re-encoding it gives a packet that opens
+/// to the same thing.
+fn check_open(tag_len: usize, mut datagram: Vec<u8>) {
+    let len = datagram.len();
+    let peeked = wire::peek_header(&datagram);
+    let mut seal = OpenSeal { tag_len };
+    let Ok((h, body)) = wire::open_packet(&mut seal, &mut datagram) else { return };
+    assert_eq!(peeked.as_ref(), Ok(&h), "open accepted what peek refused");
+    assert!(len <= MAX_DATAGRAM);
+    match &body {
+        Body::Data(d, symbol) | Body::Repair(_, d, symbol) => {
+            assert_eq!(symbol.len(), usize::from(d.geometry.symbol_size()));
+            assert!(d.block < d.geometry.blocks());
+        }
+        Body::Feedback(f) => assert!(f.entries.len() * wire::NACK_ENTRY_LEN <= len, "feedback amplifies"),
+        Body::Command(_) => {}
+    }
+    let mut again = Vec::new();
+    wire::seal_packet(&mut seal, &h, &body, &mut again).unwrap();
+    assert!(again.len() <= len, "re-encoding grew from {len} to {}", again.len());
+    let (h2, body2) = wire::open_packet(&mut seal, &mut again).expect("re-encoded packet refused");
+    assert_eq!((h, body), (h2, body2));
+}
+
+/// Feeds `datagrams` to a receiver, a repairer and a sender, running their
+/// timers and draining their output as a node would.
+fn drive_cores(datagrams: &[Vec<u8>]) {
+    let rcfg = ReceiverConfig { max_buffered: 4 << 20, max_blocks: 32, max_objects: 64, ..ReceiverConfig::default() };
+    let mut receiver = Receiver::new(rcfg.clone(), OpenSeal { tag_len: 0 });
+    let mut repairer = Repairer::new(
+        RepairerConfig {
+            receiver: ReceiverConfig { node: 3, ..rcfg.clone() },
+            cache_bytes: 1 << 20,
+            ..RepairerConfig::default()
+        },
+        OpenSeal { tag_len: 0 },
+    );
+    let mut sender =
+        Sender::new(SenderConfig { session: 1, node: 1, ..SenderConfig::default() }, OpenSeal { tag_len: 0 })
+            .expect("sender config");
+    sender.send_bytes(ObjectKind::Chat, vec![7u8; 3000]).expect("send");
+    let mut buf = Vec::new();
+    let mut now = Time::ZERO;
+    for d in datagrams {
+        now = now + Duration::from_millis(7);
+        receiver.handle_datagram(now, d);
+        repairer.handle_datagram(now, d);
+        sender.handle_datagram(now, d);
+        for _ in 0..4 {
+            now = now + Duration::from_millis(40);
+            receiver.handle_timeout(now);
+            repairer.handle_timeout(now);
+            sender.handle_timeout(now);
+            for _ in 0..8 {
+                let a = receiver.poll_transmit(now, &mut buf).is_some();
+                let b = repairer.poll_transmit(now, &mut buf).is_some();
+                let c = sender.poll_transmit(now, &mut buf).is_some();
+                if !(a || b || c) {
+                    break;
+                }
+            }
+            while receiver.poll_event().is_some() {}
+            while repairer.poll_event().is_some() {}
+            while sender.poll_event().is_some() {}
+        }
+        assert!(receiver.buffered() <= rcfg.max_buffered, "receiver buffers {} bytes", receiver.buffered());
+        assert!(repairer.receiver().buffered() <= rcfg.max_buffered, "repairer buffers too much");
+        assert!(repairer.cached_bytes() <= 2 << 20, "repairer caches {} bytes", repairer.cached_bytes());
+    }
+}
+
+proptest! {
+    #![proptest_config(config(2000))]
+
+    #[test]
+    fn arbitrary_bytes_never_panic(tag_len in prop_oneof![Just(0usize), Just(8), Just(16)],
+                                   bytes in prop::collection::vec(any::<u8>(), 0..600)) {
+        check_open(tag_len, bytes);
+    }
+
+    #[test]
+    fn arbitrary_typed_bodies_never_panic(t in 0u8..6, tag_len in prop_oneof![Just(0usize), Just(16)],
+                                          body in prop::collection::vec(any::<u8>(), 0..400)) {
+        // A valid header of any type byte, so the body parser sees every input.
+        let mut d = vec![wire::VERSION, t];
+        d.extend_from_slice(&[0u8; wire::HEADER_LEN - 2]);
+        d[2..6].copy_from_slice(&1u32.to_be_bytes());
+        d.extend_from_slice(&body);
+        check_open(tag_len, d);
+    }
+
+    #[test]
+    fn valid_packets_round_trip(tag_len in prop_oneof![Just(0usize), Just(16)], p in packet(16)) {
+        // Built with a 16-byte tag; opened with 0 or 16 (0 leaves 16 bytes of trailing garbage).
+        check_open(tag_len, p);
+    }
+
+    #[test]
+    fn mutated_packets_never_panic(tag_len in prop_oneof![Just(0usize), Just(16)],
+                                   p in packet(0), ms in mutations()) {
+        let mut p = p;
+        p.extend(std::iter::repeat_n(0u8, tag_len));
+        check_open(tag_len, mutate(p, &ms));
+    }
+
+    #[test]
+    fn peek_header_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..64), pad in prop_oneof![Just(0usize), Just(MAX_DATAGRAM)]) {
+        let mut b = bytes;
+        b.resize(b.len() + pad, 0);
+        if let Ok(h) = wire::peek_header(&b) {
+            prop_assert!(b.len() >= wire::HEADER_LEN && b.len() <= MAX_DATAGRAM);
+            let mut out = Vec::new();
+            h.encode(&mut out);
+            prop_assert_eq!(&out[..], &b[..wire::HEADER_LEN]);
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(config(128))]
+
+    #[test]
+    fn cores_survive_hostile_packet_sequences(
+        seq in prop::collection::vec((packet(0), prop::option::of(mutations())), 1..24)
+    ) {
+        let datagrams: Vec<Vec<u8>> = seq.into_iter().map(|(p, ms)| match ms {
+            Some(ms) => mutate(p, &ms),
+            None => p,
+        }).collect();
+        drive_cores(&datagrams);
+    }
+}
+
+/// A sender that announces the largest object the wire allows; the cores
+/// must keep to their memory bounds.
+#[test]
+fn cores_bound_memory_for_huge_objects() {
+    let g =
+        Geometry::new(lsim_transport::geometry::MAX_OBJECT_LEN, u16::MAX, lsim_transport::geometry::MAX_BLOCK_SYMBOLS);
+    let Ok(g) = g else { return };
+    let mut datagrams = Vec::new();
+    for object in 0..4u32 {
+        for block in 0..3u32 {
+            let h = Header {
+                packet_type: PacketType::Data,
+                session: 1,
+                node: 1,
+                epoch: 0,
+                seq: u64::from(object * 3 + block),
+            };
+            let d = DataHeader { object, kind: ObjectKind::File, geometry: g, block, esi: 0 };
+            let symbol = vec![1u8; usize::from(g.symbol_size())];
+            let mut out = Vec::new();
+            // A 65535-byte symbol does not fit a datagram; the cores must refuse it, not buffer it.
+            if wire::seal_packet(&mut OpenSeal { tag_len: 0 }, &h, &Body::Data(d, &symbol), &mut out).is_ok() {
+                datagrams.push(out);
+            }
+        }
+    }
+    let small = Geometry::new(1 << 30, 1400, lsim_transport::geometry::MAX_BLOCK_SYMBOLS).unwrap();
+    for object in 4..40u32 {
+        let h = Header { packet_type: PacketType::Data, session: 1, node: 1, epoch: 0, seq: u64::from(100 + object) };
+        let d = DataHeader { object, kind: ObjectKind::File, geometry: small, block: object % small.blocks(), esi: 1 };
+        let symbol = vec![2u8; 1400];
+        let mut out = Vec::new();
+        wire::seal_packet(&mut OpenSeal { tag_len: 0 }, &h, &Body::Data(d, &symbol), &mut out).unwrap();
+        datagrams.push(out);
+    }
+    drive_cores(&datagrams);
+}
