@@ -425,11 +425,10 @@ async fn two_quiet_members(t: &Target) -> Vec<Member> {
     members
 }
 
-/// The all-in-one server: one user list for both logins; members find the
-/// key server through the room and chat.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn all_in_one_group_server() {
-    let dir = std::env::temp_dir().join(format!("lsim-allinone-{}", std::process::id()));
+/// Starts the all-in-one server (embedded XMPP with the users, key server,
+/// its room presence) on loopback in a fresh directory.
+async fn all_in_one(name: &str, test: u8) -> (GroupServer, Target, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("lsim-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let users = lsim_im::xmpp::users::UserStore::open(&dir).unwrap();
     for (user, pw) in USERS {
@@ -439,7 +438,7 @@ async fn all_in_one_group_server() {
     cfg.xmpp_listen = "127.0.0.1:0".parse().unwrap();
     cfg.keyserver_listen = "127.0.0.1:0".parse().unwrap();
     cfg.allow_plain_unencrypted = true;
-    cfg.group = group_addr(4);
+    cfg.group = group_addr(test);
     let server = GroupServer::start(cfg).await.unwrap();
     let t = Target {
         addr: server.xmpp.local_addr().to_string(),
@@ -447,6 +446,14 @@ async fn all_in_one_group_server() {
         trust: None,
         muc: "conference.localhost".into(),
     };
+    (server, t, dir)
+}
+
+/// The all-in-one server: one user list for both logins; members find the
+/// key server through the room and chat.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_in_one_group_server() {
+    let (server, t, dir) = all_in_one("allinone", 4).await;
     let mut members = two_quiet_members(&t).await;
     let (epoch, n) = server.keys.group_state("lsim").await.unwrap();
     assert_eq!(n, 2);
@@ -508,24 +515,7 @@ async fn key_service_with_prosody_accounts() {
 /// no NACK from them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_repairer_found_through_the_room_repairs_its_region() {
-    let dir = std::env::temp_dir().join(format!("lsim-region-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let users = lsim_im::xmpp::users::UserStore::open(&dir).unwrap();
-    for (user, pw) in USERS {
-        users.add(user, pw, true).unwrap();
-    }
-    let mut cfg = GroupServerConfig::new(&dir);
-    cfg.xmpp_listen = "127.0.0.1:0".parse().unwrap();
-    cfg.keyserver_listen = "127.0.0.1:0".parse().unwrap();
-    cfg.allow_plain_unencrypted = true;
-    cfg.group = group_addr(5);
-    let server = GroupServer::start(cfg).await.unwrap();
-    let t = Target {
-        addr: server.xmpp.local_addr().to_string(),
-        domain: "localhost".into(),
-        trust: None,
-        muc: "conference.localhost".into(),
-    };
+    let (server, t, dir) = all_in_one("region", 5).await;
     let capture = Capture::loopback(group_addr(5)).unwrap();
     // alice repairs for "crew-a"; bob and carol are crew-a members on a lossy
     // radio; dave sends from elsewhere.

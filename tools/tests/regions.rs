@@ -107,40 +107,36 @@ fn transfer(
     let group = format!("239.77.{}.{}:{port}", std::process::id() % 250, port % 250);
     let common = ["--once", "--json", "--ttl", "8", "--idle-timeout", "20", "--group", &group, "--key-file"];
     let before = (tb.router_counter(1, "tx_bytes"), tb.router_counter(0, "tx_bytes"));
-    let mut rxs: Vec<(Child, PathBuf)> = Vec::new();
-    let out = dir.join(format!("repairer-{repairer}"));
+    // (host, extra arguments, output directory) of every receiver: the repairer at r1h0, three members.
+    let mut hosts: Vec<(String, Vec<String>, PathBuf)> = Vec::new();
     if repairer {
-        let c = tb
-            .lsim("r1h0", &["recv", "--repairer", "--node", "4242", "--iface", "10.2.0.1"], &[])
-            .args(common)
-            .arg(key)
-            .arg("--dir")
-            .arg(&out)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        rxs.push((c, out));
+        let args = ["--repairer", "--node", "4242", "--iface", "10.2.0.1"].map(String::from).to_vec();
+        hosts.push(("r1h0".into(), args, dir.join(format!("repairer-{repairer}"))));
     }
     for h in 1..=3 {
-        let out = dir.join(format!("member{h}-{repairer}"));
-        let iface = format!("10.2.0.{}", h + 1);
-        let mut args = vec!["recv", "--iface", &iface];
+        let mut args = vec!["--iface".to_string(), format!("10.2.0.{}", h + 1)];
         if repairer {
-            args.extend(["--repairer-node", "4242"]);
+            args.extend(["--repairer-node".to_string(), "4242".to_string()]);
         }
-        let c = tb
-            .lsim(&format!("r1h{h}"), &args, &[])
-            .args(common)
-            .arg(key)
-            .arg("--dir")
-            .arg(&out)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        rxs.push((c, out));
+        hosts.push((format!("r1h{h}"), args, dir.join(format!("member{h}-{repairer}"))));
     }
+    let rxs: Vec<(Child, PathBuf)> = hosts
+        .into_iter()
+        .map(|(host, args, out)| {
+            let args: Vec<&str> = std::iter::once("recv").chain(args.iter().map(String::as_str)).collect();
+            let c = tb
+                .lsim(&host, &args, &[])
+                .args(common)
+                .arg(key)
+                .arg("--dir")
+                .arg(&out)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            (c, out)
+        })
+        .collect();
     std::thread::sleep(Duration::from_millis(500));
     let sent = tb
         .lsim(
