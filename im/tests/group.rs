@@ -263,12 +263,26 @@ async fn three_members(target: &Target, test: u8, outage: &mut dyn FnMut(bool)) 
         next(m, "back in the room", |e| matches!(e, MemberEvent::RoomJoined)).await;
     }
 
+    // The key server's presence is back in the room too (it may rejoin
+    // after the members): only then can it see carol go.
+    loop {
+        let ev = tokio::time::timeout(Duration::from_secs(30), presence.events.recv()).await.unwrap();
+        eprintln!("presence after the outage: {ev:?}");
+        match ev {
+            Some(PresenceEvent::Published) => break,
+            Some(PresenceEvent::Error(e)) => panic!("{e}"),
+            Some(_) => {}
+            None => panic!("presence task ended"),
+        }
+    }
+
     // carol vanishes without leaving: after the grace period the key
     // server removes her, and the others move on.
     let (before, _) = ks.group_state("lsim").await.unwrap();
     members.pop().unwrap().vanish();
     let (user, epoch) = loop {
-        let ev = tokio::time::timeout(Duration::from_secs(20), presence.events.recv()).await.unwrap();
+        let ev = tokio::time::timeout(Duration::from_secs(30), presence.events.recv()).await.unwrap();
+        eprintln!("presence after carol vanished: {ev:?}");
         match ev {
             Some(PresenceEvent::Evicted { user, epoch }) => break (user, epoch),
             Some(PresenceEvent::Error(e)) => panic!("{e}"),
