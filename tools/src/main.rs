@@ -280,6 +280,13 @@ fn main() -> ExitCode {
     }
 }
 
+/// This process's peak resident memory in KiB (Linux's VmHWM), for `--json`.
+fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
 fn keygen(suite: SuiteId, out: &Path, force: bool) -> Result<()> {
     KeyFile::generate(suite)?.write(out, force)?;
     println!("wrote a new {suite} group key to {}", out.display());
@@ -395,7 +402,7 @@ async fn send(files: &[PathBuf], net: &Net, opts: SendOptions) -> Result<()> {
     if net.json {
         let j = serde_json::json!({
             "files": files.len(), "bytes": total, "wall_s": elapsed.as_secs_f64(), "goodput_mbps": goodput,
-            "started_unix_s": started_unix_s,
+            "started_unix_s": started_unix_s, "peak_rss_kib": peak_rss_kib(),
             "packets_sent": s.packets_out, "bytes_sent": s.bytes_out, "source_packets": s.source_sent,
             "repair_packets": s.repair_sent, "nacks_received": s.nacks_received, "repair_rounds": s.repair_rounds,
             "repaired_blocks": s.repaired_blocks, "final_rate_mbps": driver.core().rate() as f64 * 8e-6, "grtt_ms": driver.core().grtt().as_secs_f64() * 1e3,
@@ -623,7 +630,7 @@ fn report(json: bool, a: &Arrivals, driver: &Driver<Repairer<GroupSeal>>, start:
             "decode_failures": s.decode_failures, "dropped_stale": s.dropped(Drop::Stale),
             "dropped_overload": s.dropped(Drop::Overload),
             "dropped_bad_seal": s.dropped(Drop::BadSeal), "dropped_total": s.dropped_total(),
-            "simulated_drops": driver.stats().simulated_drops, "failed": a.failed,
+            "simulated_drops": driver.stats().simulated_drops, "failed": a.failed, "peak_rss_kib": peak_rss_kib(),
             "local_repairs": s.local_repairs, "forwarded_nacks": s.forwarded_nacks,
             "relayed_feedback": s.relayed_feedback, "repairer_fallbacks": s.repairer_fallbacks,
         });

@@ -208,3 +208,59 @@ fn members_naming_a_repairer_are_repaired_by_it_not_by_the_sender() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// One big file through a sender and three receivers: every process's peak
+/// memory stays within 64 MiB (issue 8's bound), and every copy is exact.
+/// CI runs it with 64 MiB; `LSIM_BIG_MIB=2048 cargo test --release -p
+/// lsim-tools --test loopback -- --ignored big` runs the 2 GiB version.
+fn big_file_in_bounded_memory(mib: u64) {
+    let dir = temp(&format!("big{mib}"));
+    let key = keygen(&dir, "k", "aes-256-gcm");
+    let g = group(6);
+    let file = dir.join("big.bin");
+    {
+        use std::io::Write;
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&file).unwrap());
+        for chunk in 0..mib {
+            f.write_all(&data(1 << 20, chunk as u32)).unwrap();
+        }
+    }
+    let outs: Vec<PathBuf> = (0..3).map(|i| dir.join(format!("rx{i}"))).collect();
+    let rxs: Vec<Child> =
+        outs.iter().map(|o| recv(&g, &key, o, &["--simulated-loss", "0.02", "--idle-timeout", "30"])).collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let sent = lsim()
+        .args(["send", "--json", "--iface", "127.0.0.1", "--rate", "200", "--group", &g, "--key-file"])
+        .arg(&key)
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(sent.status.success(), "{}", String::from_utf8_lossy(&sent.stderr));
+    let mut peaks = vec![serde_json::from_slice::<serde_json::Value>(&sent.stdout).unwrap()["peak_rss_kib"].clone()];
+    for (rx, out) in rxs.into_iter().zip(&outs) {
+        let o = rx.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let stats: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        peaks.push(stats["peak_rss_kib"].clone());
+        let same = std::process::Command::new("cmp").arg(&file).arg(out.join("big.bin")).status().unwrap();
+        assert!(same.success(), "{}: the copy differs", out.display());
+    }
+    eprintln!("{mib} MiB: peak RSS of the sender and the three receivers, KiB: {peaks:?}");
+    for p in &peaks {
+        let kib = p.as_u64().expect("peak_rss_kib on Linux");
+        assert!(kib <= 64 * 1024, "a process peaked at {kib} KiB: {peaks:?}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_64_mib_file_in_bounded_memory() {
+    big_file_in_bounded_memory(64);
+}
+
+#[test]
+#[ignore = "long: 2 GiB through four processes (LSIM_BIG_MIB sets the size)"]
+fn big_file_in_bounded_memory_long() {
+    let mib = std::env::var("LSIM_BIG_MIB").ok().and_then(|v| v.parse().ok()).unwrap_or(2048);
+    big_file_in_bounded_memory(mib);
+}
