@@ -45,6 +45,38 @@ fn data(len: usize, seed: u32) -> Vec<u8> {
     (0..len as u32).map(|i| (i.wrapping_mul(2_654_435_761).wrapping_add(seed) >> 11) as u8).collect()
 }
 
+/// `file` from a sender at 200 Mbit/s to three receivers (each started with
+/// `recv_args`); every process must succeed. Returns the sender's JSON, and
+/// each receiver's JSON with its directory.
+fn to_three_receivers(
+    dir: &Path,
+    key: &Path,
+    g: &str,
+    file: &Path,
+    recv_args: &[&str],
+) -> (serde_json::Value, Vec<(serde_json::Value, PathBuf)>) {
+    let outs: Vec<PathBuf> = (0..3).map(|i| dir.join(format!("rx{i}"))).collect();
+    let rxs: Vec<Child> = outs.iter().map(|o| recv(g, key, o, recv_args)).collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let sent = lsim()
+        .args(["send", "--json", "--iface", "127.0.0.1", "--rate", "200", "--group", g, "--key-file"])
+        .arg(key)
+        .arg(file)
+        .output()
+        .unwrap();
+    assert!(sent.status.success(), "{}", String::from_utf8_lossy(&sent.stderr));
+    let received = rxs
+        .into_iter()
+        .zip(outs)
+        .map(|(rx, out)| {
+            let o = rx.wait_with_output().unwrap();
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            (serde_json::from_slice(&o.stdout).unwrap(), out)
+        })
+        .collect();
+    (serde_json::from_slice(&sent.stdout).unwrap(), received)
+}
+
 #[test]
 fn a_file_reaches_three_receivers_through_loss_bit_exact() {
     let dir = temp("three");
@@ -53,22 +85,10 @@ fn a_file_reaches_three_receivers_through_loss_bit_exact() {
     let file = dir.join("map of sector 4.bin");
     let content = data(6_000_000, 1);
     std::fs::write(&file, &content).unwrap();
-    let outs: Vec<PathBuf> = (0..3).map(|i| dir.join(format!("rx{i}"))).collect();
-    let rxs: Vec<Child> =
-        outs.iter().map(|o| recv(&g, &key, o, &["--simulated-loss", "0.05", "--idle-timeout", "20"])).collect();
-    std::thread::sleep(Duration::from_millis(300));
-    let sent = lsim()
-        .args(["send", "--json", "--iface", "127.0.0.1", "--rate", "200", "--group", &g, "--key-file"])
-        .arg(&key)
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert!(sent.status.success(), "{}", String::from_utf8_lossy(&sent.stderr));
-    let stats: serde_json::Value = serde_json::from_slice(&sent.stdout).unwrap();
+    let (stats, received) =
+        to_three_receivers(&dir, &key, &g, &file, &["--simulated-loss", "0.05", "--idle-timeout", "20"]);
     assert!(stats["repair_packets"].as_u64().unwrap() > 0, "the loss must have been repaired: {stats}");
-    for (rx, out) in rxs.into_iter().zip(&outs) {
-        let o = rx.wait_with_output().unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for (_, out) in &received {
         let got = std::fs::read(out.join("map of sector 4.bin")).unwrap();
         assert!(got == content, "file differs at a receiver");
         // Nothing but the file: no temporary left behind.
@@ -225,22 +245,10 @@ fn big_file_in_bounded_memory(mib: u64) {
             f.write_all(&data(1 << 20, chunk as u32)).unwrap();
         }
     }
-    let outs: Vec<PathBuf> = (0..3).map(|i| dir.join(format!("rx{i}"))).collect();
-    let rxs: Vec<Child> =
-        outs.iter().map(|o| recv(&g, &key, o, &["--simulated-loss", "0.02", "--idle-timeout", "30"])).collect();
-    std::thread::sleep(Duration::from_millis(300));
-    let sent = lsim()
-        .args(["send", "--json", "--iface", "127.0.0.1", "--rate", "200", "--group", &g, "--key-file"])
-        .arg(&key)
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert!(sent.status.success(), "{}", String::from_utf8_lossy(&sent.stderr));
-    let mut peaks = vec![serde_json::from_slice::<serde_json::Value>(&sent.stdout).unwrap()["peak_rss_kib"].clone()];
-    for (rx, out) in rxs.into_iter().zip(&outs) {
-        let o = rx.wait_with_output().unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        let stats: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let (sent, received) =
+        to_three_receivers(&dir, &key, &g, &file, &["--simulated-loss", "0.02", "--idle-timeout", "30"]);
+    let mut peaks = vec![sent["peak_rss_kib"].clone()];
+    for (stats, out) in &received {
         peaks.push(stats["peak_rss_kib"].clone());
         let same = std::process::Command::new("cmp").arg(&file).arg(out.join("big.bin")).status().unwrap();
         assert!(same.success(), "{}: the copy differs", out.display());
