@@ -25,8 +25,9 @@ pub enum Core {
     /// A region's repairer: a member that also answers its region's NACKs.
     Repairer(Box<Repairer<TestSeal>>, Verifier),
     /// An outsider without the key: it keeps the last packet it overheard
-    /// and sends forgeries.
-    Outsider(Option<Vec<u8>>),
+    /// (to forge from and to replay) and the first (to replay long after),
+    /// and sends forgeries and replays.
+    Outsider(Option<Vec<u8>>, Option<Vec<u8>>),
 }
 
 /// A host on the simulated medium.
@@ -58,7 +59,12 @@ impl Node {
             Core::Sender(s) => s.handle_datagram(now, bytes),
             Core::Receiver(r, _) => r.handle_datagram(now, bytes),
             Core::Repairer(r, _) => r.handle_datagram(now, bytes),
-            Core::Outsider(last) => *last = Some(bytes.to_vec()),
+            Core::Outsider(last, first) => {
+                *last = Some(bytes.to_vec());
+                if first.is_none() {
+                    *first = Some(bytes.to_vec());
+                }
+            }
         }
     }
 
@@ -68,7 +74,7 @@ impl Node {
             Core::Sender(s) => s.handle_timeout(now),
             Core::Receiver(r, _) => r.handle_timeout(now),
             Core::Repairer(r, _) => r.handle_timeout(now),
-            Core::Outsider(_) => {}
+            Core::Outsider(..) => {}
         }
     }
 
@@ -78,7 +84,7 @@ impl Node {
             Core::Sender(s) => s.poll_transmit(now, buf),
             Core::Receiver(r, _) => r.poll_transmit(now, buf),
             Core::Repairer(r, _) => r.poll_transmit(now, buf),
-            Core::Outsider(_) => None,
+            Core::Outsider(..) => None,
         }
     }
 
@@ -88,7 +94,7 @@ impl Node {
             Core::Sender(s) => s.poll_timeout(),
             Core::Receiver(r, _) => r.poll_timeout(),
             Core::Repairer(r, _) => r.poll_timeout(),
-            Core::Outsider(_) => None,
+            Core::Outsider(..) => None,
         }
     }
 
@@ -114,7 +120,7 @@ impl Node {
                     v.on_event(now, e);
                 }
             }
-            Core::Outsider(_) => {}
+            Core::Outsider(..) => {}
         }
         n
     }
@@ -125,7 +131,7 @@ impl Node {
             Core::Sender(s) => Some(s.stats()),
             Core::Receiver(r, _) => Some(r.stats()),
             Core::Repairer(r, _) => Some(r.stats()),
-            Core::Outsider(_) => None,
+            Core::Outsider(..) => None,
         }
     }
 

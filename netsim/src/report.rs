@@ -26,6 +26,8 @@ pub struct ReceiverReport {
     pub nacks_suppressed: u64,
     /// Packets it dropped as forged or damaged.
     pub dropped_bad_seal: u64,
+    /// Authentic packets it dropped as heard before (replays, duplicates).
+    pub dropped_replay: u64,
     /// Packets it dropped for any reason.
     pub dropped: u64,
     /// Its own estimate of its loss from the sender.
@@ -126,6 +128,8 @@ pub struct Report {
     pub queue_drops: u64,
     /// Forged packets injected.
     pub forged_sent: u64,
+    /// Captured packets replayed.
+    pub replayed_sent: u64,
     /// Virtual time when the last receiver completed (or the run stopped).
     pub completion_s: f64,
     /// object_bytes · 8 / completion_s, in Mbit/s.

@@ -298,7 +298,12 @@ pub struct ReceiverSpec {
 pub struct AttackSpec {
     /// Forged packets per second: captured packets with a flipped bit, and
     /// packets sealed under a wrong key claiming to be the sender.
+    #[serde(default)]
     pub forged_per_second: f64,
+    /// Replayed packets per second: authentic packets captured off the air
+    /// and sent again unchanged, alternately the latest and the first one heard.
+    #[serde(default)]
+    pub replayed_per_second: f64,
 }
 
 fn one() -> u64 {
@@ -619,6 +624,10 @@ impl Scenario {
             if !(0.0..=3.6e6).contains(&v) {
                 return Err(bad(field, v.to_string(), "must be 0 to 3600000 ms"));
             }
+        }
+        if !(0.0..=1e6).contains(&self.attack.replayed_per_second) {
+            let v = self.attack.replayed_per_second.to_string();
+            return Err(bad("attack.replayed_per_second", v, "must be 0 to 1e6"));
         }
         if !(0.0..=1e6).contains(&self.attack.forged_per_second) {
             return Err(bad("attack.forged_per_second", self.attack.forged_per_second.to_string(), "must be 0 to 1e6"));

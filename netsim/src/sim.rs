@@ -44,6 +44,7 @@ enum Event {
     Chat(u32),
     Rekey(u32),
     Forge,
+    Replay,
     Sample,
     Membership(usize),
 }
@@ -107,6 +108,7 @@ pub struct Sim {
     events: u64,
     deliveries: u64,
     forged: u64,
+    replayed: u64,
     forger: Option<usize>,
     samples: Vec<Sample>,
     buf: Vec<u8>,
@@ -170,8 +172,9 @@ impl Sim {
                 member(&mut nodes, &mut master, cell, loss.process(), repairer);
             }
         }
-        let forger = (scenario.attack.forged_per_second > 0.0).then(|| {
-            nodes.push(node(0xdead, Core::Outsider(None), Loss::None, master.fork(), 0));
+        let attacked = scenario.attack.forged_per_second > 0.0 || scenario.attack.replayed_per_second > 0.0;
+        let forger = attacked.then(|| {
+            nodes.push(node(0xdead, Core::Outsider(None, None), Loss::None, master.fork(), 0));
             nodes.len() - 1
         });
         for cell in 0..=n_regions {
@@ -219,6 +222,7 @@ impl Sim {
             events: 0,
             deliveries: 0,
             forged: 0,
+            replayed: 0,
             forger,
             samples: Vec::new(),
             buf: Vec::with_capacity(wire::MAX_DATAGRAM),
@@ -279,8 +283,11 @@ impl Sim {
                 self.agenda.at(at, Event::Rekey(i));
             }
         }
-        if self.forger.is_some() {
+        if self.forger.is_some() && self.scenario.attack.forged_per_second > 0.0 {
             self.agenda.at(Time::ZERO, Event::Forge);
+        }
+        if self.forger.is_some() && self.scenario.attack.replayed_per_second > 0.0 {
+            self.agenda.at(Time::ZERO, Event::Replay);
         }
         // Joiners are off until their time.
         for (e, spec) in self.scenario.events.clone().iter().enumerate() {
@@ -391,6 +398,7 @@ impl Sim {
                 }
             }
             Event::Forge => self.forge(),
+            Event::Replay => self.replay(),
             Event::Sample => {
                 self.sample();
                 let next = self.now + Duration::from_secs_f64(self.scenario.sample_ms / 1e3);
@@ -552,7 +560,7 @@ impl Sim {
         let node = &mut self.nodes[fi];
         let rng = &mut node.rng;
         let bytes: Option<Vec<u8>> = match &node.core {
-            Core::Outsider(Some(last)) if self.forged.is_multiple_of(2) => {
+            Core::Outsider(Some(last), _) if self.forged.is_multiple_of(2) => {
                 let mut b = last.clone();
                 let at = rng.below(b.len() as u64) as usize;
                 b[at] ^= 1 << rng.below(8);
@@ -589,6 +597,26 @@ impl Sim {
         }
         let next = self.now + Duration::from_secs_f64(1.0 / rate);
         self.agenda.at(next, Event::Forge);
+    }
+
+    /// The outsider sends an authentic packet it captured, unchanged:
+    /// alternately the latest one (most receivers just took it) and the
+    /// first one it heard (long out of every replay window).
+    fn replay(&mut self) {
+        let Some(fi) = self.forger else { return };
+        let bytes = match &self.nodes[fi].core {
+            Core::Outsider(last, first) => if self.replayed.is_multiple_of(2) { last } else { first }.clone(),
+            _ => None,
+        };
+        if let Some(b) = bytes {
+            self.replayed += 1;
+            self.record(b'p', fi, b.len());
+            let f =
+                Frame { from: self.slots[fi], bytes: b.into(), node: Some(fi), scope: Scope::Group, came_from: None };
+            self.offer(self.nodes[fi].cell, f);
+        }
+        let next = self.now + Duration::from_secs_f64(1.0 / self.scenario.attack.replayed_per_second);
+        self.agenda.at(next, Event::Replay);
     }
 
     fn record(&mut self, what: u8, node: usize, len: usize) {
@@ -653,6 +681,7 @@ impl Sim {
                 nacks_sent: s.nacks_sent,
                 nacks_suppressed: s.nacks_suppressed,
                 dropped_bad_seal: s.dropped(Drop::BadSeal),
+                dropped_replay: s.dropped(Drop::Replay),
                 dropped: s.dropped_total(),
                 loss_estimate: loss_estimate.unwrap_or(0.0),
                 region: n.cell as u32,
@@ -728,6 +757,7 @@ impl Sim {
             medium_packets,
             queue_drops,
             forged_sent: self.forged,
+            replayed_sent: self.replayed,
             completion_s: completion.as_secs_f64(),
             goodput_mbps: if completion > Time::ZERO {
                 object_bytes as f64 * 8.0 / completion.as_secs_f64() / 1e6

@@ -26,3 +26,28 @@ fn forged_packets_never_change_deliveries() {
     assert_delivered(&clean);
     assert!(clean.per_receiver.iter().all(|r| r.dropped_bad_seal == 0));
 }
+
+/// An outsider replaying authentic packets it captured (the latest one, and
+/// the first one long after) changes nothing: receivers drop what they
+/// already took as replays, and every delivery is still exact.
+#[test]
+fn replayed_packets_are_dropped_and_change_nothing() {
+    let mut s = shipped("forged");
+    s.attack.forged_per_second = 0.0;
+    s.attack.replayed_per_second = 500.0;
+    let r = run(s);
+    assert_delivered(&r);
+    assert!(r.replayed_sent > 1000, "the attack must actually run: {}", r.replayed_sent);
+    for rx in &r.per_receiver {
+        // Each receiver hears ~90 % of the replays; it takes only a copy of a
+        // packet it had lost (10 %), never one it had.
+        assert!(
+            rx.dropped_replay as f64 > 0.7 * r.replayed_sent as f64,
+            "receiver {} dropped {} of {} replays",
+            rx.node,
+            rx.dropped_replay,
+            r.replayed_sent
+        );
+        assert_eq!(rx.dropped_bad_seal, 0, "a replay is authentic, not forged");
+    }
+}
