@@ -304,6 +304,11 @@ pub struct AttackSpec {
     /// and sent again unchanged, alternately the latest and the first one heard.
     #[serde(default)]
     pub replayed_per_second: f64,
+    /// NACKs per second from a rogue *member* (it holds the group key): each
+    /// asks the first sender for a whole block again, cycling over the blocks
+    /// of the first file, as if it had received nothing.
+    #[serde(default)]
+    pub nack_flood_per_second: f64,
 }
 
 fn one() -> u64 {
@@ -624,6 +629,10 @@ impl Scenario {
             if !(0.0..=3.6e6).contains(&v) {
                 return Err(bad(field, v.to_string(), "must be 0 to 3600000 ms"));
             }
+        }
+        if !(0.0..=1e6).contains(&self.attack.nack_flood_per_second) {
+            let v = self.attack.nack_flood_per_second.to_string();
+            return Err(bad("attack.nack_flood_per_second", v, "must be 0 to 1e6"));
         }
         if !(0.0..=1e6).contains(&self.attack.replayed_per_second) {
             let v = self.attack.replayed_per_second.to_string();

@@ -45,6 +45,7 @@ enum Event {
     Rekey(u32),
     Forge,
     Replay,
+    NackFlood,
     Sample,
     Membership(usize),
 }
@@ -109,6 +110,7 @@ pub struct Sim {
     deliveries: u64,
     forged: u64,
     replayed: u64,
+    flood_nacks: u64,
     forger: Option<usize>,
     samples: Vec<Sample>,
     buf: Vec<u8>,
@@ -172,7 +174,8 @@ impl Sim {
                 member(&mut nodes, &mut master, cell, loss.process(), repairer);
             }
         }
-        let attacked = scenario.attack.forged_per_second > 0.0 || scenario.attack.replayed_per_second > 0.0;
+        let a = &scenario.attack;
+        let attacked = a.forged_per_second > 0.0 || a.replayed_per_second > 0.0 || a.nack_flood_per_second > 0.0;
         let forger = attacked.then(|| {
             nodes.push(node(0xdead, Core::Outsider(None, None), Loss::None, master.fork(), 0));
             nodes.len() - 1
@@ -223,6 +226,7 @@ impl Sim {
             deliveries: 0,
             forged: 0,
             replayed: 0,
+            flood_nacks: 0,
             forger,
             samples: Vec::new(),
             buf: Vec::with_capacity(wire::MAX_DATAGRAM),
@@ -288,6 +292,9 @@ impl Sim {
         }
         if self.forger.is_some() && self.scenario.attack.replayed_per_second > 0.0 {
             self.agenda.at(Time::ZERO, Event::Replay);
+        }
+        if self.forger.is_some() && self.scenario.attack.nack_flood_per_second > 0.0 {
+            self.agenda.at(Time::ZERO, Event::NackFlood);
         }
         // Joiners are off until their time.
         for (e, spec) in self.scenario.events.clone().iter().enumerate() {
@@ -399,6 +406,7 @@ impl Sim {
             }
             Event::Forge => self.forge(),
             Event::Replay => self.replay(),
+            Event::NackFlood => self.nack_flood(),
             Event::Sample => {
                 self.sample();
                 let next = self.now + Duration::from_secs_f64(self.scenario.sample_ms / 1e3);
@@ -597,6 +605,48 @@ impl Sim {
         }
         let next = self.now + Duration::from_secs_f64(1.0 / rate);
         self.agenda.at(next, Event::Forge);
+    }
+
+    /// A rogue member asks the first sender for a whole block of its first
+    /// file again, sealed under the group key, cycling over the blocks.
+    fn nack_flood(&mut self) {
+        let Some(fi) = self.forger else { return };
+        let len = workload::files(&self.scenario.workload).first().copied().unwrap_or(0);
+        let cfg = self.scenario.sender_config(1);
+        if let Ok(g) = Geometry::for_object(len.max(1), cfg.symbol_size, cfg.block_symbols) {
+            let block = (self.flood_nacks % u64::from(g.blocks())) as u32;
+            let needed = u32::from(g.symbols_in(block));
+            let fb = lsim_transport::wire::Feedback {
+                target: self.nodes[self.senders[0]].id,
+                echo: None,
+                loss: u16::MAX,
+                relay: None,
+                entries: vec![lsim_transport::wire::NackEntry::Block { object: 0, block, needed }],
+            };
+            let header = Header {
+                packet_type: PacketType::Feedback,
+                session: 1,
+                node: 0xbad,
+                epoch: 0,
+                seq: (1 << 63) | self.flood_nacks,
+            };
+            let mut out = Vec::new();
+            let mut member = TestSeal::new(GROUP_KEY);
+            if wire::seal_packet(&mut member, &header, &Body::Feedback(fb), &mut out).is_ok() {
+                self.flood_nacks += 1;
+                self.record(b'n', fi, out.len());
+                let f = Frame {
+                    from: self.slots[fi],
+                    bytes: out.into(),
+                    node: Some(fi),
+                    scope: Scope::Group,
+                    came_from: None,
+                };
+                self.offer(self.nodes[fi].cell, f);
+            }
+        }
+        let next = self.now + Duration::from_secs_f64(1.0 / self.scenario.attack.nack_flood_per_second);
+        self.agenda.at(next, Event::NackFlood);
     }
 
     /// The outsider sends an authentic packet it captured, unchanged:

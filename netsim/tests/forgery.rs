@@ -51,3 +51,23 @@ fn replayed_packets_are_dropped_and_change_nothing() {
         assert_eq!(rx.dropped_bad_seal, 0, "a replay is authentic, not forged");
     }
 }
+
+/// A rogue member (it holds the group key) NACKing whole blocks without end,
+/// claiming 100 % loss, slows a transfer but cannot stop it: repair never
+/// takes more than 8 packets in a row while source is waiting. (Before that
+/// bound the same flood kept the file from ever completing.)
+#[test]
+fn a_member_flooding_nacks_slows_but_cannot_stop_a_transfer() {
+    let mut s = shipped("forged");
+    s.attack.forged_per_second = 0.0;
+    s.workload.file_bytes = 1 << 20;
+    s.workload.chats = 5;
+    s.time_limit_s = 120.0;
+    let mut flooded = s.clone();
+    flooded.attack.nack_flood_per_second = 200.0;
+    let (calm, flooded) = (run(s), run(flooded));
+    assert_delivered(&calm);
+    assert_delivered(&flooded);
+    eprintln!("completion: {:.2} s calm, {:.2} s under the flood", calm.completion_s, flooded.completion_s);
+    assert!(flooded.repair_packets > 10 * calm.repair_packets.max(1), "the flood must actually run");
+}

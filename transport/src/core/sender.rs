@@ -27,6 +27,10 @@ use crate::stats::{Drop, Stats};
 use crate::time::Time;
 use crate::wire::{self, Body, Command, DataHeader, Feedback, Frontier, NackEntry, ObjectKind, Probe};
 
+/// Repair packets in a row while source is waiting: past this, one source
+/// packet goes out (the source keeps at least 1/(1 + this) of the rate).
+const MAX_REPAIR_RUN: u32 = 8;
+
 /// How a sender behaves. `Default` gives values suited to a LAN or a radio cell.
 #[derive(Clone, Debug)]
 pub struct SenderConfig {
@@ -218,6 +222,8 @@ pub struct Sender<S> {
     last_command: Time,
     next_probe: Time,
     idle_reported: bool,
+    /// Repair packets sent since the last source packet.
+    repair_run: u32,
     events: VecDeque<SenderEvent>,
     scratch: Vec<u8>,
 }
@@ -257,6 +263,7 @@ impl<S: Seal> Sender<S> {
             last_command: Time::ZERO,
             next_probe: Time::ZERO,
             idle_reported: true,
+            repair_run: 0,
             events: VecDeque::new(),
             scratch: Vec::new(),
         })
@@ -380,6 +387,11 @@ impl<S: Seal> Sender<S> {
         };
         let t = sent?;
         self.pacer.spend(now, t.len);
+        match next {
+            Next::Repair => self.repair_run = self.repair_run.saturating_add(1),
+            Next::Source => self.repair_run = 0,
+            Next::Command { .. } => {}
+        }
         if !matches!(next, Next::Command { .. }) {
             self.flushes_sent = 0;
             self.idle_reported = false;
@@ -412,7 +424,11 @@ impl<S: Seal> Sender<S> {
             if now >= self.next_probe {
                 return Some(Next::Command { flush: false });
             }
-            return Some(if self.repairs.is_empty() { Next::Source } else { Next::Repair });
+            // Repair goes first, but never starves the source: a member that
+            // NACKs without end (or a region at extreme loss) slows the
+            // transfer, it cannot stop it.
+            let repair = !self.repairs.is_empty() && (self.cursor.is_none() || self.repair_run < MAX_REPAIR_RUN);
+            return Some(if repair { Next::Repair } else { Next::Source });
         }
         if now >= self.next_command_time() {
             return Some(Next::Command { flush: self.flushes_sent < self.cfg.flush_count });
