@@ -157,6 +157,13 @@ impl Signer {
     }
 }
 
+/// Milliseconds since the Unix epoch: the clock certificates expire by.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 /// A fresh signing key from the OS's random source.
 pub fn new_signing_key() -> Result<SigningKey, getrandom::Error> {
     let mut seed = zeroize::Zeroizing::new([0u8; 32]);

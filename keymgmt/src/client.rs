@@ -152,10 +152,7 @@ impl Registration {
         match self.client.call(&Request::Certify { key: public }).await? {
             Response::Certified { cert } => {
                 let (cert, _) = MemberCert::decode(&cert).map_err(|e| ClientError::Unexpected(e.to_string()))?;
-                let now_ms = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-                cert.verify(&self.server, now_ms).map_err(|e| ClientError::Unexpected(e.to_string()))?;
+                cert.verify(&self.server, crate::cert::now_ms()).map_err(|e| ClientError::Unexpected(e.to_string()))?;
                 if cert.key != public || cert.member != self.member.0 {
                     return Err(ClientError::Unexpected("the certificate names another key or member".into()));
                 }

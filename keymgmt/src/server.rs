@@ -421,10 +421,8 @@ impl Inner {
         if ed25519_dalek::VerifyingKey::from_bytes(&key).is_err() {
             return error(ErrorCode::Malformed, "not an Ed25519 public key".into());
         }
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-        let expires = now_ms.saturating_add(u64::try_from(CERT_LIFETIME.as_millis()).unwrap_or(u64::MAX));
+        let expires =
+            crate::cert::now_ms().saturating_add(u64::try_from(CERT_LIFETIME.as_millis()).unwrap_or(u64::MAX));
         let cert = MemberCert::issue(&self.signing, user, member.0, member_node(*member), key, expires);
         Response::Certified { cert: cert.encode() }
     }

@@ -669,7 +669,7 @@ impl Scenario {
             backoff_k: s.backoff_k.unwrap_or(d.backoff_k),
             initial_grtt: s.initial_grtt_ms.map_or(d.initial_grtt, |ms| Duration::from_secs_f64(ms / 1e3)),
             cached_blocks: s.cached_blocks.unwrap_or(d.cached_blocks),
-            queue_target: s.rate_auto.unwrap_or(false).then_some(Duration::from_millis(5)),
+            queue_target: s.rate_auto.unwrap_or(false).then_some(lsim_transport::rate::QUEUE_TARGET),
             ..d
         }
     }

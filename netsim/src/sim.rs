@@ -459,9 +459,7 @@ impl Sim {
         while let Some(t) = self.nodes[i].transmit(now, &mut self.buf) {
             let bytes: Rc<[u8]> = self.buf[..t.len].into();
             self.record(b't', i, t.len);
-            let cell = self.nodes[i].cell;
-            let f = Frame { from: self.slots[i], bytes, node: Some(i), scope: t.scope, came_from: None };
-            self.offer(cell, f);
+            self.send_from(i, bytes, t.scope);
         }
         let n = self.nodes[i].drain_events(now);
         if n > 0 {
@@ -478,6 +476,12 @@ impl Sim {
                 self.agenda.at(t, Event::Wake(i));
             }
         }
+    }
+
+    /// Node `i` puts a datagram on its cell's medium.
+    fn send_from(&mut self, i: usize, bytes: Rc<[u8]>, scope: Scope) {
+        let f = Frame { from: self.slots[i], bytes, node: Some(i), scope, came_from: None };
+        self.offer(self.nodes[i].cell, f);
     }
 
     fn offer(&mut self, cell: usize, f: Frame) {
@@ -599,9 +603,7 @@ impl Sim {
         if let Some(b) = bytes {
             self.forged += 1;
             self.record(b'f', fi, b.len());
-            let f =
-                Frame { from: self.slots[fi], bytes: b.into(), node: Some(fi), scope: Scope::Group, came_from: None };
-            self.offer(self.nodes[fi].cell, f);
+            self.send_from(fi, b.into(), Scope::Group);
         }
         let next = self.now + Duration::from_secs_f64(1.0 / rate);
         self.agenda.at(next, Event::Forge);
@@ -635,14 +637,7 @@ impl Sim {
             if wire::seal_packet(&mut member, &header, &Body::Feedback(fb), &mut out).is_ok() {
                 self.flood_nacks += 1;
                 self.record(b'n', fi, out.len());
-                let f = Frame {
-                    from: self.slots[fi],
-                    bytes: out.into(),
-                    node: Some(fi),
-                    scope: Scope::Group,
-                    came_from: None,
-                };
-                self.offer(self.nodes[fi].cell, f);
+                self.send_from(fi, out.into(), Scope::Group);
             }
         }
         let next = self.now + Duration::from_secs_f64(1.0 / self.scenario.attack.nack_flood_per_second);
@@ -661,9 +656,7 @@ impl Sim {
         if let Some(b) = bytes {
             self.replayed += 1;
             self.record(b'p', fi, b.len());
-            let f =
-                Frame { from: self.slots[fi], bytes: b.into(), node: Some(fi), scope: Scope::Group, came_from: None };
-            self.offer(self.nodes[fi].cell, f);
+            self.send_from(fi, b.into(), Scope::Group);
         }
         let next = self.now + Duration::from_secs_f64(1.0 / self.scenario.attack.replayed_per_second);
         self.agenda.at(next, Event::Replay);

@@ -203,10 +203,6 @@ enum UserAction {
     Add(group::UserAddArgs),
 }
 
-/// Queueing delay at the receivers the adaptive rate aims for: enough to read in batches, far below the
-/// time a NACK takes.
-const QUEUE_TARGET: Duration = Duration::from_millis(5);
-
 /// How long a repairer started with `--once` keeps serving after the sender went quiet.
 const REPAIRER_LINGER: Duration = Duration::from_secs(3);
 
@@ -342,7 +338,7 @@ async fn send(files: &[PathBuf], net: &Net, opts: SendOptions) -> Result<()> {
         session: key.session,
         node: node_id()?,
         rate,
-        queue_target: adaptive_rate.then_some(QUEUE_TARGET),
+        queue_target: adaptive_rate.then_some(lsim_transport::rate::QUEUE_TARGET),
         // A quarter millisecond of credit: fewer, still short, bursts at high rates.
         burst: (rate / 4000).max(SenderConfig::default().burst),
         proactive,

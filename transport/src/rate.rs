@@ -42,6 +42,10 @@ use std::time::Duration;
 use crate::time::Time;
 
 /// Length of one bucket of the base-delay history.
+/// Queueing delay an adaptive sender aims for (`SenderConfig::queue_target`):
+/// enough for receivers to read in batches, far below a NACK round.
+pub const QUEUE_TARGET: Duration = Duration::from_millis(5);
+
 const BASE_BUCKET: Duration = Duration::from_secs(1);
 
 /// Buckets of base-delay history kept.

@@ -17,6 +17,8 @@
 
 use std::collections::{HashSet, VecDeque};
 
+use lsim_keymgmt::cert::now_ms;
+
 /// Magic and version.
 const MAGIC: &[u8; 4] = b"LSC1";
 /// The longest sender name.
@@ -129,10 +131,6 @@ impl ChatMessage {
         }
         Ok(ChatMessage { id, sent_ms, from, text })
     }
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 /// `s` cut to at most `max` bytes at a character boundary.

@@ -44,9 +44,6 @@ use crate::xmpp::jid::Jid;
 use crate::xmpp::payload::{FileOffer, GroupParams, MemberStatus, Payload, SealedChat};
 use crate::xmpp::room::RoomEvent;
 
-/// Queueing delay the adaptive rate aims for (see `SenderConfig::queue_target`).
-const ADAPTIVE_QUEUE_TARGET: Duration = Duration::from_millis(5);
-
 /// The top bit of a receiver's node id (see the module doc).
 pub const RECEIVER_NODE_BIT: u32 = 0x8000_0000;
 /// Associated data of chat sealed for the room.
@@ -517,7 +514,7 @@ impl Transport {
             session,
             node,
             rate: cfg.rate,
-            queue_target: cfg.adaptive_rate.then_some(ADAPTIVE_QUEUE_TARGET),
+            queue_target: cfg.adaptive_rate.then_some(lsim_transport::rate::QUEUE_TARGET),
             first_seq: wall_clock_seq(),
             ..SenderConfig::default()
         };

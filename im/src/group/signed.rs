@@ -14,6 +14,7 @@
 //! not touch keys other than the signer's and the key server's public key.
 
 use ed25519_dalek::VerifyingKey;
+pub use lsim_keymgmt::cert::now_ms;
 use lsim_keymgmt::cert::{CertError, MemberCert, Signer};
 
 use super::chat::{ChatError, ChatMessage, MAX_ENCODED};
@@ -79,13 +80,6 @@ pub fn open(bytes: &[u8], server: &VerifyingKey, now_ms: u64) -> Result<(ChatMes
         return Err(SignedError::Impersonation { claimed: msg.from, signer: cert.user });
     }
     Ok((msg, cert))
-}
-
-/// Milliseconds since the Unix epoch, for certificate expiry.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 #[cfg(test)]
