@@ -264,12 +264,19 @@ async fn three_members(target: &Target, test: u8, outage: &mut dyn FnMut(bool)) 
     }
 
     // The key server's presence is back in the room too (it may rejoin
-    // after the members): only then can it see carol go.
+    // after the members) and sees all three: only then can it see carol go.
+    let everyone = |p: &[(String, String)]| {
+        let mut users: Vec<&str> = p.iter().map(|(_, u)| u.as_str()).collect();
+        users.sort_unstable();
+        users == ["alice", "bob", "carol"]
+    };
+    let mut back = false;
     loop {
         let ev = tokio::time::timeout(Duration::from_secs(30), presence.events.recv()).await.unwrap();
         eprintln!("presence after the outage: {ev:?}");
         match ev {
-            Some(PresenceEvent::Published) => break,
+            Some(PresenceEvent::Published) => back = true,
+            Some(PresenceEvent::Present(p)) if back && everyone(&p) => break,
             Some(PresenceEvent::Error(e)) => panic!("{e}"),
             Some(_) => {}
             None => panic!("presence task ended"),

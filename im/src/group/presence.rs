@@ -57,6 +57,9 @@ pub enum PresenceEvent {
     /// XMPP is down: no evictions until it is back (absence cannot be told
     /// from our own outage).
     Blind(String),
+    /// Who is in the room now, as (nick, user), sorted by nick; sent after
+    /// each (re)join and when it changes, and dropped when nobody reads the events.
+    Present(Vec<(String, String)>),
     /// Something failed.
     Error(String),
 }
@@ -97,7 +100,15 @@ async fn run(cfg: PresenceConfig, keys: Arc<KeyServer>, events: mpsc::Sender<Pre
     let mut known: BTreeSet<String> = BTreeSet::new();
     let mut missing: BTreeMap<String, Instant> = BTreeMap::new();
     let mut seeing = false;
+    let mut shown: Vec<(String, String)> = Vec::new();
     loop {
+        let now_present: Vec<(String, String)> = present.iter().map(|(n, u)| (n.clone(), u.clone())).collect();
+        if now_present != shown {
+            shown = now_present.clone();
+            // Informational: never wait for a reader (an owner that does not
+            // read must not stall evictions).
+            let _ = events.try_send(PresenceEvent::Present(now_present));
+        }
         let next_due = missing.values().min().map(|t| *t + cfg.grace);
         let timer = async {
             match next_due {
@@ -126,6 +137,8 @@ async fn run(cfg: PresenceConfig, keys: Arc<KeyServer>, events: mpsc::Sender<Pre
                         }
                         known.extend(now_in);
                         let _ = events.send(PresenceEvent::Published).await;
+                        // Say who is here after every (re)join, changed or not.
+                        shown.clear();
                     }
                     ClientEvent::Room { event: RoomEvent::OccupantJoined(o) | RoomEvent::OccupantChanged(o), .. }
                         if o.nick != cfg.nick =>
