@@ -104,6 +104,8 @@ pub struct Report {
     pub repair_packets: u64,
     /// repair_packets / source_packets.
     pub repair_per_source: f64,
+    /// Repair symbols NACKs asked for beyond their requester's budget, not sent.
+    pub repair_refused: u64,
     /// Commands (flush, heartbeat, probe) sent.
     pub command_packets: u64,
     /// Feedback packets all receivers sent.

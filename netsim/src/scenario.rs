@@ -269,8 +269,10 @@ pub struct SenderSpec {
     pub rate_bps: Option<u64>,
     /// Proactive repair share of each block.
     pub proactive: Option<f64>,
-    /// Answer NACKs with a margin for the worst reported loss.
+    /// Answer NACKs with a margin for the loss their receiver reports.
     pub loss_margin: Option<bool>,
+    /// The largest share of the rate one receiver's NACKs may take in repair.
+    pub repair_share: Option<f64>,
     /// Backoff factor K (also given to the receivers).
     pub backoff_k: Option<f64>,
     /// GRTT before the first probe echo, milliseconds.
@@ -602,6 +604,11 @@ impl Scenario {
         {
             return Err(bad("sender.initial_grtt_ms", g.to_string(), "must be above 0 and at most 60000"));
         }
+        if let Some(r) = s.repair_share
+            && !(r > 0.0 && r <= 1.0)
+        {
+            return Err(bad("sender.repair_share", r.to_string(), "must be above 0 and at most 1"));
+        }
         if s.cached_blocks == Some(0) {
             return Err(bad("sender.cached_blocks", "0".into(), "must be at least 1"));
         }
@@ -666,6 +673,7 @@ impl Scenario {
             rate: s.rate_bps.map_or(self.default_rate(), |r| r / 8),
             proactive: s.proactive.unwrap_or(d.proactive),
             loss_margin: s.loss_margin.unwrap_or(d.loss_margin),
+            repair_share: s.repair_share.unwrap_or(d.repair_share),
             backoff_k: s.backoff_k.unwrap_or(d.backoff_k),
             initial_grtt: s.initial_grtt_ms.map_or(d.initial_grtt, |ms| Duration::from_secs_f64(ms / 1e3)),
             cached_blocks: s.cached_blocks.unwrap_or(d.cached_blocks),

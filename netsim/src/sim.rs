@@ -682,6 +682,7 @@ impl Sim {
             st.commands_sent += s.commands_sent;
             st.repaired_blocks += s.repaired_blocks;
             st.repair_rounds += s.repair_rounds;
+            st.repair_refused += s.repair_refused;
         }
         let first_sender = sender.map_or(1, |_| self.nodes[self.senders[0]].id);
         let mut per_receiver = Vec::new();
@@ -788,6 +789,7 @@ impl Sim {
             source_packets: st.source_sent,
             repair_packets: st.repair_sent,
             repair_per_source: ratio(st.repair_sent, st.source_sent),
+            repair_refused: st.repair_refused,
             command_packets: st.commands_sent,
             feedback_packets: fb,
             nacks_sent: nacks,

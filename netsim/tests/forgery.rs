@@ -53,9 +53,11 @@ fn replayed_packets_are_dropped_and_change_nothing() {
 }
 
 /// A rogue member (it holds the group key) NACKing whole blocks without end,
-/// claiming 100 % loss, slows a transfer but cannot stop it: repair never
-/// takes more than 8 packets in a row while source is waiting. (Before that
-/// bound the same flood kept the file from ever completing.)
+/// claiming 100 % loss, slows a transfer but cannot stop it: its repair is
+/// held to half the sending rate by its own budget, its claimed loss sets
+/// only its own margin, and honest receivers, whose budgets it cannot touch,
+/// all complete. (With no bound the flood kept the file from ever
+/// completing; with only the bound on repair runs, it took 15× as long.)
 #[test]
 fn a_member_flooding_nacks_slows_but_cannot_stop_a_transfer() {
     let mut s = shipped("forged");
@@ -70,4 +72,12 @@ fn a_member_flooding_nacks_slows_but_cannot_stop_a_transfer() {
     assert_delivered(&flooded);
     eprintln!("completion: {:.2} s calm, {:.2} s under the flood", calm.completion_s, flooded.completion_s);
     assert!(flooded.repair_packets > 10 * calm.repair_packets.max(1), "the flood must actually run");
+    assert!(flooded.repair_refused > 10 * flooded.repair_packets, "the rogue asks far beyond its budget");
+    assert_eq!(calm.repair_refused, 0, "honest receivers at 10 % loss never reach theirs");
+    assert!(
+        flooded.completion_s < 4.0 * calm.completion_s,
+        "a budget of half the rate slows the transfer at most about 2-3×: {:.2} s against {:.2} s",
+        flooded.completion_s,
+        calm.completion_s
+    );
 }

@@ -114,6 +114,7 @@ const FIELDS: &[&str] = &[
     "sender.rate_bps",
     "sender.proactive",
     "sender.loss_margin",
+    "sender.repair_share",
     "sender.backoff_k",
     "sender.initial_grtt_ms",
     "sender.cached_blocks",

@@ -283,6 +283,17 @@ fn peak_rss_kib() -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// CPU seconds this process has used, user and system (Linux: /proc, in
+/// clock ticks of 1/100 s).
+fn cpu_s() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The command name may hold spaces and parentheses: fields start after the last ')'.
+    let mut fields = stat.get(stat.rfind(')')? + 2..)?.split_whitespace();
+    let utime: u64 = fields.nth(11)?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) as f64 / 100.0)
+}
+
 fn keygen(suite: SuiteId, out: &Path, force: bool) -> Result<()> {
     KeyFile::generate(suite)?.write(out, force)?;
     println!("wrote a new {suite} group key to {}", out.display());
@@ -398,11 +409,11 @@ async fn send(files: &[PathBuf], net: &Net, opts: SendOptions) -> Result<()> {
     if net.json {
         let j = serde_json::json!({
             "files": files.len(), "bytes": total, "wall_s": elapsed.as_secs_f64(), "goodput_mbps": goodput,
-            "started_unix_s": started_unix_s, "peak_rss_kib": peak_rss_kib(),
+            "started_unix_s": started_unix_s, "peak_rss_kib": peak_rss_kib(), "cpu_s": cpu_s(),
             "packets_sent": s.packets_out, "bytes_sent": s.bytes_out, "source_packets": s.source_sent,
             "repair_packets": s.repair_sent, "nacks_received": s.nacks_received, "repair_rounds": s.repair_rounds,
             "repaired_blocks": s.repaired_blocks, "final_rate_mbps": driver.core().rate() as f64 * 8e-6, "grtt_ms": driver.core().grtt().as_secs_f64() * 1e3,
-            "failed": failed,
+            "repair_refused": s.repair_refused, "failed": failed,
         });
         println!("{j}");
     } else {
@@ -625,8 +636,9 @@ fn report(json: bool, a: &Arrivals, driver: &Driver<Repairer<GroupSeal>>, start:
             "nacks_suppressed": s.nacks_suppressed, "blocks_repaired": s.blocks_repaired,
             "decode_failures": s.decode_failures, "dropped_stale": s.dropped(Drop::Stale),
             "dropped_overload": s.dropped(Drop::Overload),
-            "dropped_bad_seal": s.dropped(Drop::BadSeal), "dropped_total": s.dropped_total(),
-            "simulated_drops": driver.stats().simulated_drops, "failed": a.failed, "peak_rss_kib": peak_rss_kib(),
+            "dropped_bad_seal": s.dropped(Drop::BadSeal), "dropped_malformed": s.dropped(Drop::Malformed),
+            "dropped_other_session": s.dropped(Drop::OtherSession), "dropped_total": s.dropped_total(),
+            "simulated_drops": driver.stats().simulated_drops, "failed": a.failed, "peak_rss_kib": peak_rss_kib(), "cpu_s": cpu_s(),
             "local_repairs": s.local_repairs, "forwarded_nacks": s.forwarded_nacks,
             "relayed_feedback": s.relayed_feedback, "repairer_fallbacks": s.repairer_fallbacks,
         });

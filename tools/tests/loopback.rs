@@ -97,18 +97,24 @@ fn a_file_reaches_three_receivers_through_loss_bit_exact() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-#[test]
-fn packets_under_another_key_are_dropped_and_counted() {
-    let dir = temp("wrongkey");
-    let right = keygen(&dir, "right.key", "chacha20-poly1305");
-    let wrong = keygen(&dir, "wrong.key", "chacha20-poly1305");
-    // Same session as the right key, so only the seal tells them apart.
-    let right_text = std::fs::read_to_string(&right).unwrap();
+/// A key of `suite` with the same session as `right`, so only the seal
+/// tells their packets apart: what an outsider forging packets holds.
+fn outsider_key(dir: &Path, right: &Path, suite: &str) -> PathBuf {
+    let wrong = keygen(dir, "wrong.key", suite);
+    let right_text = std::fs::read_to_string(right).unwrap();
     let session = right_text.lines().find(|l| l.starts_with("session")).unwrap();
     let wrong_text = std::fs::read_to_string(&wrong).unwrap();
     let forged: String =
         wrong_text.lines().map(|l| if l.starts_with("session") { session } else { l }).collect::<Vec<_>>().join("\n");
     std::fs::write(&wrong, forged + "\n").unwrap();
+    wrong
+}
+
+#[test]
+fn packets_under_another_key_are_dropped_and_counted() {
+    let dir = temp("wrongkey");
+    let right = keygen(&dir, "right.key", "chacha20-poly1305");
+    let wrong = outsider_key(&dir, &right, "chacha20-poly1305");
     let g = group(2);
     let file = dir.join("secret.txt");
     std::fs::write(&file, data(100_000, 2)).unwrap();
@@ -127,6 +133,125 @@ fn packets_under_another_key_are_dropped_and_counted() {
     let stats: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert!(stats["dropped_bad_seal"].as_u64().unwrap() >= 70, "{stats}");
     assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0, "no file, not even a temporary one");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Kills and reaps a child when dropped (also when a test fails).
+struct Reaped(Option<Child>);
+
+impl Reaped {
+    fn new(child: Child) -> Reaped {
+        Reaped(Some(child))
+    }
+
+    /// Waits for it to end by itself.
+    fn output(mut self) -> std::process::Output {
+        self.0.take().unwrap().wait_with_output().unwrap()
+    }
+}
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.as_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// An outsider floods the group at line rate during a transfer, two ways at
+/// once: an unpaced `lsim send` under a key of its own (well-formed packets
+/// with the group's session and the sender's node id, failing only the
+/// seal), and a thread blasting random datagrams. The file still reaches
+/// both receivers bit-exact, the flood is counted, and what it costs a
+/// receiver stays bounded per packet.
+#[test]
+fn an_outsider_flooding_at_line_rate_is_dropped_and_the_file_still_lands() {
+    use std::net::UdpSocket;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+    let dir = temp("flood");
+    let key = keygen(&dir, "group.key", "aes-256-gcm");
+    let wrong = outsider_key(&dir, &key, "aes-256-gcm");
+    let g = group(7);
+    let file = dir.join("incident plan.pdf");
+    let content = data(4 << 20, 7);
+    std::fs::write(&file, &content).unwrap();
+    // The outsider's own file: large, so it never runs out while we measure.
+    let junk = dir.join("junk.bin");
+    std::fs::File::create(&junk).unwrap().set_len(1 << 30).unwrap();
+
+    let outs: Vec<PathBuf> = (0..2).map(|i| dir.join(format!("rx{i}"))).collect();
+    let rxs: Vec<Reaped> = outs
+        .iter()
+        .map(|o| Reaped::new(recv(&g, &key, o, &["--idle-timeout", "60", "--simulated-loss", "0.02"])))
+        .collect();
+    let forger = Reaped::new(
+        lsim()
+            .args(["send", "--iface", "127.0.0.1", "--rate", "100000", "--linger", "0", "--group", &g, "--key-file"])
+            .arg(&wrong)
+            .arg(&junk)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let blasted = Arc::new(AtomicU64::new(0));
+    let blaster = {
+        let (stop, blasted, to) = (stop.clone(), blasted.clone(), g.clone());
+        std::thread::spawn(move || {
+            let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+            s.set_multicast_loop_v4(true).unwrap();
+            let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+            let mut buf = [0u8; 1200];
+            while !stop.load(Ordering::Relaxed) {
+                for b in buf.chunks_mut(8) {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    b.copy_from_slice(&x.to_le_bytes()[..b.len()]);
+                }
+                let len = 40 + (x % 1160) as usize;
+                if s.send_to(&buf[..len], &to).is_ok() {
+                    blasted.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    let sent = lsim()
+        .args(["send", "--json", "--iface", "127.0.0.1", "--rate", "100", "--group", &g, "--key-file"])
+        .arg(&key)
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(sent.status.success(), "{}", String::from_utf8_lossy(&sent.stderr));
+    let sent: serde_json::Value = serde_json::from_slice(&sent.stdout).unwrap();
+    let mut stats = Vec::new();
+    for rx in rxs {
+        let o = rx.output();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        stats.push(serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap());
+    }
+    stop.store(true, Ordering::Relaxed);
+    blaster.join().unwrap();
+    drop(forger);
+    let blasted = blasted.load(Ordering::Relaxed);
+    eprintln!("sender: {sent}\nblasted {blasted} random datagrams");
+    for (st, out) in stats.iter().zip(&outs) {
+        eprintln!("receiver: {st}");
+        assert!(std::fs::read(out.join("incident plan.pdf")).unwrap() == content, "file differs at a receiver");
+        assert_eq!(std::fs::read_dir(out).unwrap().count(), 1, "the file and nothing else");
+        let n = |k: &str| st[k].as_u64().unwrap();
+        assert!(n("dropped_bad_seal") > 10_000, "the forged packets must arrive and be dropped: {st}");
+        assert!(n("dropped_malformed") + n("dropped_other_session") > 10_000, "the random ones too: {st}");
+        // What a dropped packet costs: the whole process's CPU over every
+        // datagram it took in, flood and file together.
+        let per_packet_us = st["cpu_s"].as_f64().unwrap() * 1e6 / n("packets_in") as f64;
+        assert!(per_packet_us < 100.0, "{per_packet_us:.1} µs of CPU per packet in");
+    }
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

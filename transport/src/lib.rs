@@ -43,6 +43,7 @@
 #![forbid(unsafe_code)]
 
 pub mod backoff;
+pub mod budget;
 pub mod core;
 pub mod geometry;
 pub mod grtt;

@@ -106,6 +106,9 @@ pub struct Stats {
     pub local_repairs: u64,
     /// NACK entries a repairer passed up to the sender for its region.
     pub forwarded_nacks: u64,
+    /// Repair symbols asked for beyond the requester's budget, and not sent
+    /// (`budget::RepairBudget`).
+    pub repair_refused: u64,
     /// Dropped packets, by reason (indexed like `Drop::ALL`).
     pub dropped: [u64; 9],
 }

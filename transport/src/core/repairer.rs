@@ -12,12 +12,12 @@
 //! source data and no commands of its own. No clock, no socket.
 
 use std::collections::{HashMap, VecDeque};
-use std::time::Duration;
 
 use raptorq::{ObjectTransmissionInformation, SourceBlockEncoder};
 
 use super::receiver::Held;
 use super::{Receiver, ReceiverConfig, ReceiverEvent, Scope, Transmit};
+use crate::budget::{self, RepairBudget};
 use crate::geometry::Geometry;
 use crate::pacing::Pacer;
 use crate::seal::Seal;
@@ -42,9 +42,13 @@ pub struct RepairerConfig {
     /// 0: not serving a region (an ordinary receiver that may be switched
     /// to repairing by nothing but a new core).
     pub cache_bytes: usize,
-    /// Answer `needed / (1 - worst loss its members report)` symbols, so the
-    /// neediest member likely completes in one round despite losing repair too.
+    /// Answer `needed / (1 - p)` symbols, `p` the loss the asking member
+    /// reports (capped, see `budget`), so it likely completes in one round
+    /// despite losing repair too.
     pub loss_margin: bool,
+    /// The largest share of `rate` (or of 1 Gbit/s when unpaced) one member's
+    /// NACKs may take (`budget::RepairBudget`).
+    pub repair_share: f64,
     /// Pacing rate of local repair in bytes per second (0: as fast as polled).
     pub rate: u64,
     /// Pacer burst in bytes.
@@ -59,14 +63,15 @@ impl Default for RepairerConfig {
             range: 1 << 16,
             cache_bytes: 32 << 20,
             loss_margin: true,
+            repair_share: 0.5,
             rate: 0,
             burst: 8 * 1500,
         }
     }
 }
 
-/// Members whose reported loss is remembered (for the repair margin).
-const MAX_MEMBERS: usize = 4096;
+/// The least repair a member's budget holds: four blocks of 64.
+const BUDGET_FLOOR: u32 = 256;
 
 /// (origin sender, object, block).
 type Key = (u32, u32, u32);
@@ -106,12 +111,13 @@ pub struct Repairer<S> {
     next_repair: HashMap<Key, u32>,
     rounds: HashMap<Key, Round>,
     jobs: VecDeque<(Key, u32)>,
-    /// Requests for blocks still being collected: the largest count asked.
-    pending: HashMap<Key, u32>,
+    /// Requests for blocks still being collected: the largest count asked,
+    /// and the largest loss reported by those asking.
+    pending: HashMap<Key, (u32, u16)>,
     /// When each block was last passed upstream.
     forwarded: HashMap<Key, Time>,
-    /// Members heard from: when, and the loss they report.
-    members: HashMap<u32, (Time, u16)>,
+    /// What each member's NACKs may still take.
+    budget: RepairBudget,
     /// Acknowledgements owed to members whose NACKs wait (one per sender).
     acks: VecDeque<u32>,
     last_ack: Option<Time>,
@@ -122,6 +128,7 @@ impl<S: Seal> Repairer<S> {
     /// A repairer with `cfg`, opening and sealing packets with `seal`.
     pub fn new(cfg: RepairerConfig, seal: S) -> Repairer<S> {
         let mut inner = Receiver::new(cfg.receiver.clone(), seal);
+        let share = cfg.repair_share;
         inner.relay_inbox = Some(VecDeque::new());
         Repairer {
             pacer: Pacer::new(cfg.rate, cfg.burst),
@@ -138,7 +145,7 @@ impl<S: Seal> Repairer<S> {
             jobs: VecDeque::new(),
             pending: HashMap::new(),
             forwarded: HashMap::new(),
-            members: HashMap::new(),
+            budget: RepairBudget::new(share, BUDGET_FLOOR),
             acks: VecDeque::new(),
             last_ack: None,
             events: VecDeque::new(),
@@ -289,9 +296,10 @@ impl<S: Seal> Repairer<S> {
         }
         self.evict();
         let key = (origin, object, block);
-        if let Some(needed) = self.pending.remove(&key) {
+        if let Some((needed, loss)) = self.pending.remove(&key) {
             let needed = if needed == u32::MAX { u32::from(g.symbols_in(block)) } else { needed };
-            self.answer(now, key, needed);
+            // Several members may wait on it: one round, charged to none of them.
+            self.answer(now, None, loss, key, needed);
         }
     }
 
@@ -312,13 +320,6 @@ impl<S: Seal> Repairer<S> {
         if !self.serving() {
             return;
         }
-        if self.members.len() >= MAX_MEMBERS && !self.members.contains_key(&from) {
-            let horizon = Duration::from_secs(30);
-            self.members.retain(|_, (t, _)| now.saturating_since(*t) < horizon);
-        }
-        if self.members.len() < MAX_MEMBERS || self.members.contains_key(&from) {
-            self.members.insert(from, (now, fb.loss));
-        }
         let origin = fb.target;
         let mut upstream = Vec::new();
         let mut waiting = false;
@@ -327,8 +328,8 @@ impl<S: Seal> Repairer<S> {
                 NackEntry::Block { object, block, needed } => {
                     let key = (origin, object, block);
                     if self.cache.contains_key(&key) {
-                        self.answer(now, key, needed);
-                    } else if self.wait_or_forward(now, key, needed, &mut upstream) {
+                        self.answer(now, Some(from), fb.loss, key, needed);
+                    } else if self.wait_or_forward(now, key, (needed, fb.loss), &mut upstream) {
                         waiting = true;
                     }
                 }
@@ -339,12 +340,13 @@ impl<S: Seal> Repairer<S> {
                         match self.objects.get(&(origin, object)) {
                             Some((_, g)) if self.cache.contains_key(&key) => {
                                 let k = u32::from(g.symbols_in(0));
-                                self.answer(now, key, k);
+                                self.answer(now, Some(from), fb.loss, key, k);
                             }
                             _ => {
                                 if self.inner.block_state(origin, object, 0) == Held::Coming {
                                     // Its size is not known yet: the whole first block.
-                                    self.pending.insert(key, u32::MAX);
+                                    let p = self.pending.entry(key).or_insert((u32::MAX, 0));
+                                    *p = (u32::MAX, p.1.max(fb.loss));
                                     waiting = true;
                                 } else if self.may_forward(now, key) {
                                     upstream.push(NackEntry::Objects { first: object, bitmap: 1 });
@@ -373,11 +375,12 @@ impl<S: Seal> Repairer<S> {
 
     /// A block we do not hold: wait for it if our receiver is collecting it
     /// (true), or pass the request upstream (at most once per NACK holdoff).
-    fn wait_or_forward(&mut self, now: Time, key: Key, needed: u32, upstream: &mut Vec<NackEntry>) -> bool {
+    fn wait_or_forward(&mut self, now: Time, key: Key, ask: (u32, u16), upstream: &mut Vec<NackEntry>) -> bool {
         let (origin, object, block) = key;
+        let (needed, loss) = ask;
         if self.inner.block_state(origin, object, block) == Held::Coming {
-            let p = self.pending.entry(key).or_insert(0);
-            *p = (*p).max(needed);
+            let p = self.pending.entry(key).or_insert((0, 0));
+            *p = (p.0.max(needed), p.1.max(loss));
             return true;
         }
         if self.may_forward(now, key) {
@@ -398,40 +401,39 @@ impl<S: Seal> Repairer<S> {
         true
     }
 
-    /// Plans repair of a cached block: a new round, or a top-up of the open one.
-    fn answer(&mut self, now: Time, key: Key, needed: u32) {
+    /// Plans repair of a cached block: a new round, or a top-up of the open
+    /// one. A member's request (`from`) is charged to its budget.
+    fn answer(&mut self, now: Time, from: Option<u32>, loss: u16, key: Key, needed: u32) {
         let Some(c) = self.cache.get(&key) else { return };
         let k = u32::from(c.geometry.symbols_in(key.2));
+        let symbol = c.geometry.symbol_size();
         if needed == 0 || needed > k + 8 {
             self.inner.stats.drop(Drop::Invalid);
             return;
         }
-        let want = self.with_margin(now, needed);
+        let want = if self.cfg.loss_margin { budget::with_margin(needed, loss) } else { needed };
+        let (budget, rate) = (&mut self.budget, self.cfg.rate);
+        let mut grant = |n: u32| from.map_or(n, |f| budget.grant(now, f, n, rate, symbol));
         match self.rounds.get_mut(&key) {
             Some(round) if round.closes.is_none_or(|t| now < t) => {
                 if want > round.planned {
-                    let extra = want - round.planned;
-                    round.planned = want;
-                    round.closes = None;
-                    self.add_job(key, extra);
+                    let extra = grant(want - round.planned);
+                    if extra > 0 {
+                        round.planned += extra;
+                        round.closes = None;
+                        self.add_job(key, extra);
+                    }
                 }
             }
             _ => {
-                self.rounds.insert(key, Round { planned: want, closes: None });
-                self.add_job(key, want);
+                let granted = grant(want);
+                if granted > 0 {
+                    self.rounds.insert(key, Round { planned: granted, closes: None });
+                    self.add_job(key, granted);
+                }
             }
         }
-    }
-
-    fn with_margin(&mut self, now: Time, needed: u32) -> u32 {
-        if !self.cfg.loss_margin {
-            return needed;
-        }
-        let horizon = Duration::from_secs(30);
-        self.members.retain(|_, (t, _)| now.saturating_since(*t) < horizon);
-        let worst = self.members.values().map(|&(_, l)| l).max().unwrap_or(0);
-        let worst = (f64::from(worst) / 65_535.0).min(0.9);
-        ((f64::from(needed) / (1.0 - worst)).round() as u32).max(needed)
+        self.inner.stats.repair_refused = self.budget.limited();
     }
 
     fn add_job(&mut self, key: Key, count: u32) {

@@ -17,6 +17,7 @@ use raptorq::{ObjectTransmissionInformation, SourceBlockEncoder};
 
 use super::framer::Framer;
 use super::{Scope, Transmit};
+use crate::budget::{self, RepairBudget};
 use crate::geometry::{Geometry, GeometryError};
 use crate::grtt::Grtt;
 use crate::pacing::Pacer;
@@ -58,9 +59,13 @@ pub struct SenderConfig {
     pub initial_grtt: Duration,
     /// NORM's backoff factor K (NACK window = K·GRTT); the receivers must use the same.
     pub backoff_k: f64,
-    /// Answer NACKs with `needed / (1 - worst reported loss)` symbols, so the
-    /// worst receiver likely completes in one round despite losing repair too.
+    /// Answer a NACK with `needed / (1 - p)` symbols, `p` the loss its
+    /// receiver reports (at most `budget::MAX_MARGIN_LOSS`), so it likely
+    /// completes in one round despite losing repair too.
     pub loss_margin: bool,
+    /// The largest share of the sending rate one receiver's NACKs may take
+    /// in repair (`budget::RepairBudget`); past it, they wait for the next round.
+    pub repair_share: f64,
     /// Objects kept for repair after their source is sent.
     pub retain_objects: usize,
     /// Blocks (with their encoders) kept in memory; older ones are re-read on demand.
@@ -95,6 +100,7 @@ impl Default for SenderConfig {
             initial_grtt: Duration::from_millis(50),
             backoff_k: 4.0,
             loss_margin: true,
+            repair_share: 0.5,
             retain_objects: 4096,
             cached_blocks: 32,
             flush_count: 4,
@@ -217,7 +223,9 @@ pub struct Sender<S> {
     tick: u64,
     repairs: VecDeque<RepairJob>,
     rounds: HashMap<(u32, u32), Round>,
+    /// Receivers heard from: when, and the loss they report.
     receivers: HashMap<u32, (Time, u16)>,
+    budget: RepairBudget,
     flushes_sent: u32,
     last_command: Time,
     next_probe: Time,
@@ -242,6 +250,7 @@ impl<S: Seal> Sender<S> {
         let framer = Framer::new(seal, cfg.session, cfg.node, false, cfg.first_seq);
         let rate_control =
             cfg.queue_target.filter(|_| cfg.rate > 0).map(|t| RateControl::new(cfg.rate, cfg.rate / 32, t));
+        let budget = RepairBudget::new(cfg.repair_share, 4 * u32::from(cfg.block_symbols));
         Ok(Sender {
             grtt: Grtt::new(cfg.initial_grtt),
             advertised_grtt: cfg.initial_grtt,
@@ -259,6 +268,7 @@ impl<S: Seal> Sender<S> {
             repairs: VecDeque::new(),
             rounds: HashMap::new(),
             receivers: HashMap::new(),
+            budget,
             flushes_sent: 0,
             last_command: Time::ZERO,
             next_probe: Time::ZERO,
@@ -496,11 +506,6 @@ impl<S: Seal> Sender<S> {
         l.get(l.len() / 2).copied().unwrap_or(0)
     }
 
-    fn worst_loss(&self) -> f64 {
-        let worst = self.receivers.values().map(|&(_, l)| l).max().unwrap_or(0);
-        f64::from(worst) / 65_535.0
-    }
-
     fn object_index(&self, id: u32) -> Option<usize> {
         let first = self.objects.front()?.id;
         let i = id.wrapping_sub(first) as usize;
@@ -516,7 +521,12 @@ impl<S: Seal> Sender<S> {
     }
 
     fn on_feedback(&mut self, now: Time, from: u32, fb: &Feedback) {
-        self.receivers.insert(from, (now, fb.loss));
+        if self.receivers.len() >= budget::MAX_REQUESTERS && !self.receivers.contains_key(&from) {
+            self.receivers.retain(|_, (t, _)| now.saturating_since(*t) < budget::FORGET_AFTER);
+        }
+        if self.receivers.len() < budget::MAX_REQUESTERS || self.receivers.contains_key(&from) {
+            self.receivers.insert(from, (now, fb.loss));
+        }
         if let Some(echo) = fb.echo {
             let sent = Time::from_micros(echo.probe_time);
             if sent <= now {
@@ -535,13 +545,13 @@ impl<S: Seal> Sender<S> {
         for entry in &fb.entries {
             self.stats.nacks_received += 1;
             match *entry {
-                NackEntry::Block { object, block, needed } => self.on_nack(now, object, block, needed),
+                NackEntry::Block { object, block, needed } => self.on_nack(now, from, fb.loss, object, block, needed),
                 NackEntry::Objects { first, bitmap } => {
                     for i in (0..32).filter(|i| bitmap & (1 << i) != 0) {
                         let object = first.wrapping_add(i);
                         let k = self.object_index(object).map(|ix| u32::from(self.objects[ix].geometry.symbols_in(0)));
                         match k {
-                            Some(k) => self.on_nack(now, object, 0, k),
+                            Some(k) => self.on_nack(now, from, fb.loss, object, 0, k),
                             None => self.stats.drop(Drop::Stale),
                         }
                     }
@@ -550,7 +560,7 @@ impl<S: Seal> Sender<S> {
         }
     }
 
-    fn on_nack(&mut self, now: Time, object: u32, block: u32, needed: u32) {
+    fn on_nack(&mut self, now: Time, from: u32, loss: u16, object: u32, block: u32, needed: u32) {
         let Some(ix) = self.object_index(object) else {
             self.stats.drop(Drop::Stale);
             return;
@@ -570,38 +580,35 @@ impl<S: Seal> Sender<S> {
             self.stats.drop(Drop::Invalid);
             return;
         }
-        let want = self.with_margin(needed);
+        let want = if self.cfg.loss_margin { budget::with_margin(needed, loss) } else { needed };
+        let (rate, symbol) = (self.pacer.rate(), self.cfg.symbol_size);
         match self.rounds.get_mut(&(object, block)) {
             Some(round) if round.closes.is_none_or(|t| now < t) => {
                 // The round is under way: a larger count is topped up. Every count
                 // a receiver states is relative to what it held before this round's
                 // symbols reached it, so topping up to the largest never over-repairs.
                 if want > round.planned {
-                    let extra = want - round.planned;
-                    round.planned = want;
-                    round.closes = None;
-                    self.add_repair(object, block, extra);
+                    let extra = self.budget.grant(now, from, want - round.planned, rate, symbol);
+                    if extra > 0 {
+                        round.planned += extra;
+                        round.closes = None;
+                        self.add_repair(object, block, extra);
+                    }
                 }
             }
             _ => {
-                self.rounds.insert((object, block), Round { planned: want, closes: None });
-                self.stats.repair_rounds += 1;
-                if self.objects[ix].nacked.insert(block) {
-                    self.stats.repaired_blocks += 1;
+                let granted = self.budget.grant(now, from, want, rate, symbol);
+                if granted > 0 {
+                    self.rounds.insert((object, block), Round { planned: granted, closes: None });
+                    self.stats.repair_rounds += 1;
+                    if self.objects[ix].nacked.insert(block) {
+                        self.stats.repaired_blocks += 1;
+                    }
+                    self.add_repair(object, block, granted);
                 }
-                self.add_repair(object, block, want);
             }
         }
-    }
-
-    /// `needed` scaled for the worst reported loss, so the neediest receiver
-    /// likely completes in this round despite losing some repair too.
-    fn with_margin(&self, needed: u32) -> u32 {
-        if !self.cfg.loss_margin {
-            return needed;
-        }
-        let scaled = (f64::from(needed) / (1.0 - self.worst_loss().min(0.9))).round() as u32;
-        scaled.max(needed)
+        self.stats.repair_refused = self.budget.limited();
     }
 
     fn add_repair(&mut self, object: u32, block: u32, count: u32) {

@@ -181,6 +181,55 @@ fn repair_rounds_use_fresh_symbols() {
     assert!(first.iter().all(|e| !second.contains(e)), "{first:?} then {second:?}");
 }
 
+/// Repair packets among `packets`.
+fn repairs(packets: &[Vec<u8>]) -> usize {
+    packets
+        .iter()
+        .filter(|p| {
+            let mut p = p.to_vec();
+            matches!(wire::open_packet(&mut KEY.clone(), &mut p), Ok((_, Body::Data(h, _))) if h.esi >= 16)
+        })
+        .count()
+}
+
+#[test]
+fn one_receivers_claimed_loss_neither_inflates_nor_starves_anothers_repair() {
+    // 10 kB/s of 100-byte symbols: a budget of 50 a second, at least 64 (four blocks).
+    let cfg = SenderConfig { node: 1, rate: 10_000, symbol_size: 100, block_symbols: 16, ..Default::default() };
+    let mut tx = Sender::new(cfg, KEY).unwrap();
+    tx.send_bytes(ObjectKind::File, object(16 * 100 * 20)).unwrap();
+    let mut now = Time::ZERO;
+    while tx.stats().source_sent < 320 && now < Time::from_micros(60_000_000) {
+        drain(&mut tx, now);
+        now = now + Duration::from_millis(10);
+    }
+    assert_eq!(tx.stats().source_sent, 320, "all source out before the NACKs");
+    let nack = |node: u32, seq: u64, loss: u16, block: u32, needed: u32| {
+        let fb = Feedback {
+            target: 1,
+            echo: None,
+            loss,
+            relay: None,
+            entries: vec![NackEntry::Block { object: 0, block, needed }],
+        };
+        sealed(node, seq, &Body::Feedback(fb))
+    };
+    // The rogue claims 100 % loss and a whole block, for every block: its
+    // margin is capped at ×2 and its budget (64) runs out after two blocks.
+    for block in 0..20 {
+        tx.handle_datagram(now, &nack(66, u64::from(block) + 1, u16::MAX, block, 16));
+    }
+    let rogue = repairs(&drain(&mut tx, now + Duration::from_secs(100)));
+    assert_eq!(rogue, 64, "the rogue gets its budget and no more");
+    assert_eq!(tx.stats().repair_refused, 20 * 32 - 64);
+    // An honest receiver at no loss asks for 3 of a block the rogue did not
+    // reach: it gets exactly 3, not 3 scaled by the rogue's claim, and its
+    // budget is its own.
+    let later = now + Duration::from_secs(100);
+    tx.handle_datagram(later, &nack(7, 1, 0, 19, 3));
+    assert_eq!(repairs(&drain(&mut tx, later + Duration::from_secs(100))), 3);
+}
+
 #[test]
 fn a_measured_grtt_is_advertised_at_once() {
     // Rate-limited, so the sender is still sending source when the echo comes back.
