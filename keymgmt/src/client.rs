@@ -23,7 +23,7 @@ use crate::member::MemberKeys;
 use crate::registrar::msg::{ErrorCode, Request, Response};
 use crate::registrar::quic::{ChannelError, Client};
 use crate::rekey::RekeyError;
-use crate::server::KEY_SERVER_NODE;
+use crate::server::is_key_server_node;
 use crate::suite::{GroupSeal, SuiteId};
 use crate::tree::MemberId;
 
@@ -224,7 +224,7 @@ pub fn follow_rekeys(
             .run(|rx_core: &mut Receiver<GroupSeal>, e| {
                 match e {
                     ReceiverEvent::ObjectStarted { sender, object, kind, len } => {
-                        if sender == KEY_SERVER_NODE && kind == ObjectKind::Rekey && len <= MAX_REKEY {
+                        if is_key_server_node(sender) && kind == ObjectKind::Rekey && len <= MAX_REKEY {
                             partial.insert((sender, object), Vec::new());
                         }
                     }

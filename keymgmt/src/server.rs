@@ -34,8 +34,32 @@ use crate::suite::{GroupSeal, SuiteId};
 use crate::tree::{DEFAULT_DEGREE, KeyTree, MemberId};
 use crate::users::{Cost, PasswordVerifier, UserError, check_name};
 
-/// The transport node id the key server sends rekeys from.
+/// The transport node id the key server sends rekeys from at its first
+/// start; later starts use the others of [`KEY_SERVER_NODES`] in turn (see
+/// [`key_server_node`]).
 pub const KEY_SERVER_NODE: u32 = 0xffff_fff0;
+/// The node ids reserved for the key server's rekeys.
+pub const KEY_SERVER_NODES: std::ops::RangeInclusive<u32> = 0xffff_f000..=0xffff_ffff;
+
+/// The node id the key server sends rekeys from at its `start`-th start
+/// (counted from 0 in its store): a different one at every start, cycling
+/// through [`KEY_SERVER_NODES`]. A restarted sender numbers its objects from
+/// 0 again; a member still following the previous run would take them for
+/// repeats of objects it already has and drop every rekey until the numbers
+/// passed the old run's. Under a new node id it is a new sender (a member
+/// that kept following through 4096 restarts would meet its first run's id
+/// again, and resync at the gap the next rekey shows).
+pub fn key_server_node(start: u64) -> u32 {
+    let span = u64::from(KEY_SERVER_NODES.end() - KEY_SERVER_NODES.start()) + 1;
+    let first = u64::from(KEY_SERVER_NODE - KEY_SERVER_NODES.start());
+    KEY_SERVER_NODES.start() + ((first + start) % span) as u32
+}
+
+/// Whether `node` is one the key server sends rekeys from.
+pub fn is_key_server_node(node: u32) -> bool {
+    KEY_SERVER_NODES.contains(&node)
+}
+
 /// Failed logins per user name within `LOGIN_WINDOW` before further tries are refused.
 pub const MAX_FAILED_LOGINS: u32 = 5;
 /// The window of the login rate limit.
@@ -225,9 +249,10 @@ impl KeyServer {
             window: cfg.batch_window,
             passwords: cfg.passwords.clone(),
         });
+        let node = key_server_node(inner.store.next_start()?);
         for g in &cfg.groups {
             if let Some(mc) = &g.multicast {
-                start_rekey_sender(&inner, &g.name, mc).await?;
+                start_rekey_sender(&inner, &g.name, mc, node).await?;
             }
         }
         tokio::spawn(quic::serve(endpoint.clone(), inner.clone()));
@@ -337,7 +362,12 @@ fn load_group(store: &Store, cfg: &GroupConfig, id: u32) -> Result<Group, Server
     Ok(group)
 }
 
-async fn start_rekey_sender(inner: &Arc<Inner>, name: &str, mc: &MulticastConfig) -> Result<(), ServerError> {
+async fn start_rekey_sender(
+    inner: &Arc<Inner>,
+    name: &str,
+    mc: &MulticastConfig,
+    node: u32,
+) -> Result<(), ServerError> {
     let mut groups = inner.groups.lock().await;
     let Some(g) = groups.get_mut(name) else { return Ok(()) };
     let bad = |why: String| ServerError::Multicast { group: name.into(), why };
@@ -345,7 +375,7 @@ async fn start_rekey_sender(inner: &Arc<Inner>, name: &str, mc: &MulticastConfig
     let seal = GroupSeal::new(g.suite, g.tree.epoch(), g.tree.group_key());
     let cfg = SenderConfig {
         session: g.tree.group(),
-        node: KEY_SERVER_NODE,
+        node,
         proactive: 1.0,
         rate: 0,
         symbol_size: 1200,
@@ -573,4 +603,18 @@ impl quic::Handler for Inner {
     }
 
     async fn closed(&self, _session: Session) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_start_sends_rekeys_from_a_node_of_its_own() {
+        assert_eq!(key_server_node(0), KEY_SERVER_NODE);
+        let nodes: std::collections::HashSet<u32> = (0..4096).map(key_server_node).collect();
+        assert_eq!(nodes.len(), 4096, "4096 starts in a row, 4096 nodes");
+        assert!(nodes.iter().all(|&n| is_key_server_node(n)));
+        assert!(!is_key_server_node(0xfff0_0000), "lsim recv's highest node id is not the key server's");
+    }
 }

@@ -140,6 +140,21 @@ impl Store {
         Ok(record)
     }
 
+    /// Counts the server's starts: 0 at the first, one more at each start
+    /// after it (the count is stored before it is returned, so no two starts,
+    /// even with crashes between them, get the same number).
+    pub fn next_start(&self) -> Result<u64, StoreError> {
+        let txn = self.db.begin_write().map_err(dberr)?;
+        let start = {
+            let mut counters = txn.open_table(COUNTERS).map_err(dberr)?;
+            let start = counters.get("starts").map_err(dberr)?.map_or(0, |v| v.value());
+            counters.insert("starts", start.wrapping_add(1)).map_err(dberr)?;
+            start
+        };
+        txn.commit().map_err(dberr)?;
+        Ok(start)
+    }
+
     /// A group's record, as the server wrote it.
     pub fn group(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
         self.get(GROUPS, name)
@@ -212,6 +227,7 @@ mod tests {
             let ayen = s.member("ayen").unwrap();
             assert_eq!(s.member("ayen").unwrap(), ayen, "created once");
             let sig = s.secret("signing", || Ok(Zeroizing::new(vec![7; 32]))).unwrap();
+            assert_eq!((s.next_start().unwrap(), s.next_start().unwrap()), (0, 1));
             (ayen, sig)
         };
         let s = Store::open(&path).unwrap();
@@ -223,6 +239,7 @@ mod tests {
         assert_eq!(s.groups().unwrap(), ["lsim"]);
         let again = s.secret("signing", || panic!("must not be made twice")).unwrap();
         assert_eq!(again, sig);
+        assert_eq!(s.next_start().unwrap(), 2, "starts are counted across reopening");
         std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
     }
 }

@@ -2,29 +2,24 @@
 //! leave, and follow rekeys that arrive over real multicast.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test harness
 
-use std::net::{Ipv4Addr, SocketAddrV4};
-use std::path::PathBuf;
+mod common;
+
 use std::time::Duration;
 
+use common::{CHEAP, KeyServerProcess};
 use lsim_keymgmt::client::{Followed, Follower, GroupKeys, Registration, follow_rekeys};
 use lsim_keymgmt::registrar::msg::{ErrorCode, Request, Response};
 use lsim_keymgmt::server::{GroupConfig, KeyServer, ServerConfig};
 use lsim_keymgmt::suite::SuiteId;
-use lsim_keymgmt::users::Cost;
 use lsim_transport::net::MulticastConfig;
 use tokio::sync::watch;
 
-const CHEAP: Cost = Cost { memory_kib: 256, passes: 1, lanes: 1 };
-
-fn data_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("lsim-keyserver-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
+fn data_dir(name: &str) -> std::path::PathBuf {
+    common::data_dir("keyserver", name)
 }
 
-fn group(test: u8) -> SocketAddrV4 {
-    let pid = std::process::id();
-    SocketAddrV4::new(Ipv4Addr::new(239, 78, (pid % 250) as u8, test), 30_000 + (pid % 20_000) as u16 + u16::from(test))
+fn group(test: u8) -> std::net::SocketAddrV4 {
+    common::group(78, test)
 }
 
 async fn wait_epoch(w: &mut watch::Receiver<Followed>, epoch: u32) -> Followed {
@@ -182,55 +177,11 @@ async fn the_key_server_certifies_a_members_signing_key() {
 #[test]
 #[ignore = "harness: started as a child process by the restart test"]
 fn keyserver_process() {
-    let Ok(dir) = std::env::var("LSIM_KEYSERVER_DIR") else { return };
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        let groups = vec![GroupConfig::loopback("lsim", SuiteId::BlowfishCbcHmacSha256, group(3))];
-        let server = KeyServer::start(ServerConfig::new(dir.into(), groups)).await.unwrap();
-        for user in std::env::var("LSIM_USERS").unwrap_or_default().split(',').filter(|u| !u.is_empty()) {
-            server.add_user(user, "pw", CHEAP).unwrap();
-        }
-        let fp: String = server.fingerprint().iter().map(|b| format!("{b:02x}")).collect();
-        println!("READY {} {fp}", server.addr().unwrap());
-        std::future::pending::<()>().await;
-    });
+    common::keyserver_process();
 }
 
-struct Child {
-    child: std::process::Child,
-    addr: std::net::SocketAddr,
-    pin: [u8; 32],
-}
-
-fn start_child(dir: &std::path::Path, users: &str) -> Child {
-    use std::io::BufRead;
-    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--ignored", "--exact", "keyserver_process", "--nocapture"])
-        .env("LSIM_KEYSERVER_DIR", dir)
-        .env("LSIM_USERS", users)
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let out = std::io::BufReader::new(child.stdout.take().unwrap());
-    for line in out.lines() {
-        let line = line.unwrap();
-        if let Some(rest) = line.strip_prefix("READY ") {
-            let (addr, fp) = rest.split_once(' ').unwrap();
-            let pin = lsim_keymgmt::registrar::quic::parse_fingerprint(fp).unwrap();
-            return Child { child, addr: addr.parse().unwrap(), pin };
-        }
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("key server process ended before it was ready");
-}
-
-impl Child {
-    /// kill -9: no chance to flush or clean up.
-    fn kill(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
+fn start_child(dir: &std::path::Path, users: &str) -> KeyServerProcess {
+    KeyServerProcess::start(dir, group(3), users)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

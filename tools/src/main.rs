@@ -492,6 +492,10 @@ async fn recv(net: &Net, dir: &Path, opts: RecvOptions) -> Result<()> {
     let RecvOptions { once, overwrite, idle, loss, repair } = opts;
     let key = KeyFile::read(net.key_file()?)?;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let swept = Landing::sweep_stale(dir);
+    if swept > 0 {
+        eprintln!("removed {swept} partial file(s) left in {} by a receiver that was stopped mid-file", dir.display());
+    }
     let mut mc = net.multicast()?;
     if repair.repairer_node.is_some() || repair.repairer {
         // Region-scoped packets go out with TTL 1; the rest need to cross the routers.

@@ -89,6 +89,8 @@ impl Inbox {
     /// Files land in `dir`; an existing file is replaced only if
     /// `overwrite` (otherwise the new one gets a free name).
     pub fn new(dir: &Path, overwrite: bool) -> Inbox {
+        // Partial files of an earlier receiver here that was killed mid-file.
+        Landing::sweep_stale(dir);
         Inbox { dir: dir.to_path_buf(), overwrite, signers: None, files: HashMap::new() }
     }
 

@@ -24,7 +24,7 @@ use lsim_keymgmt::cert::Signer;
 use lsim_keymgmt::client::{GroupKeys, MAX_REKEY, Registration};
 use lsim_keymgmt::key::SecretKey;
 use lsim_keymgmt::rekey::RekeyError;
-use lsim_keymgmt::server::KEY_SERVER_NODE;
+use lsim_keymgmt::server::is_key_server_node;
 use lsim_keymgmt::suite::GroupSeal;
 use lsim_transport::net::driver::wall_clock_seq;
 use lsim_transport::net::{Driver, DriverConfig, Handle, MulticastConfig, MulticastSocket};
@@ -640,7 +640,7 @@ fn on_receiver_event(
     match e {
         ReceiverEvent::ObjectStarted { sender, object, kind, len } => {
             let wanted = match kind {
-                ObjectKind::Rekey => sender == KEY_SERVER_NODE && len <= MAX_REKEY,
+                ObjectKind::Rekey => is_key_server_node(sender) && len <= MAX_REKEY,
                 ObjectKind::Chat => len <= MAX_CHAT_OBJECT,
                 _ => false,
             };
