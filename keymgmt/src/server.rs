@@ -12,11 +12,12 @@ use std::collections::HashMap;
 use std::net::{SocketAddr, SocketAddrV4};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
 
 use crate::cert::MemberCert;
+use crate::guard::{LoginGuard, Refusal};
 use lsim_transport::net::{Driver, DriverConfig, Handle, MulticastConfig, MulticastSocket};
 use lsim_transport::seal::Seal;
 use lsim_transport::wire::ObjectKind;
@@ -60,10 +61,7 @@ pub fn is_key_server_node(node: u32) -> bool {
     KEY_SERVER_NODES.contains(&node)
 }
 
-/// Failed logins per user name within `LOGIN_WINDOW` before further tries are refused.
-pub const MAX_FAILED_LOGINS: u32 = 5;
-/// The window of the login rate limit.
-pub const LOGIN_WINDOW: Duration = Duration::from_secs(60);
+pub use crate::guard::{LOGIN_WINDOW, MAX_FAILED_LOGINS};
 
 /// One group the server keys.
 #[derive(Clone, Debug)]
@@ -197,7 +195,7 @@ struct Inner {
     store: Store,
     signing: SigningKey,
     groups: Mutex<HashMap<String, Group>>,
-    failures: std::sync::Mutex<HashMap<String, (u32, Instant)>>,
+    guard: LoginGuard,
     window: Duration,
     passwords: Option<Arc<dyn PasswordCheck>>,
 }
@@ -245,7 +243,7 @@ impl KeyServer {
             store,
             signing,
             groups: Mutex::new(groups),
-            failures: std::sync::Mutex::new(HashMap::new()),
+            guard: LoginGuard::new(&cfg.data_dir),
             window: cfg.batch_window,
             passwords: cfg.passwords.clone(),
         });
@@ -392,24 +390,15 @@ async fn start_rekey_sender(
 }
 
 impl Inner {
-    fn rate_limited(&self, user: &str) -> bool {
-        let Ok(f) = self.failures.lock() else { return false };
-        f.get(user).is_some_and(|(n, since)| *n >= MAX_FAILED_LOGINS && since.elapsed() < LOGIN_WINDOW)
-    }
-
-    fn failed_login(&self, user: &str) {
-        if let Ok(mut f) = self.failures.lock() {
-            let e = f.entry(user.to_string()).or_insert((0, Instant::now()));
-            if e.1.elapsed() >= LOGIN_WINDOW {
-                *e = (0, Instant::now());
+    async fn hello(&self, session: &mut Session, from: SocketAddr, user: String, password: String) -> Response {
+        match self.guard.check(&user, from) {
+            Some(Refusal::User) => {
+                return error(ErrorCode::RateLimited, format!("too many failed logins for {user}; wait a minute"));
             }
-            e.0 += 1;
-        }
-    }
-
-    async fn hello(&self, session: &mut Session, user: String, password: String) -> Response {
-        if self.rate_limited(&user) {
-            return error(ErrorCode::RateLimited, format!("too many failed logins for {user}; wait a minute"));
+            Some(Refusal::Address) => {
+                return error(ErrorCode::RateLimited, "too many failed logins from this address; wait a minute".into());
+            }
+            None => {}
         }
         let ok = if let Some(check) = self.passwords.clone() {
             let name = user.clone();
@@ -426,7 +415,7 @@ impl Inner {
             }
         };
         if !ok {
-            self.failed_login(&user);
+            self.guard.failed(&user, from);
             return error(ErrorCode::BadCredentials, "unknown user or wrong password".into());
         }
         match self.store.member(&user) {
@@ -589,9 +578,9 @@ fn error(code: ErrorCode, message: String) -> Response {
 impl quic::Handler for Inner {
     type Session = Session;
 
-    async fn handle(self: &Arc<Self>, session: &mut Session, _from: SocketAddr, req: Request) -> Response {
+    async fn handle(self: &Arc<Self>, session: &mut Session, from: SocketAddr, req: Request) -> Response {
         match req {
-            Request::Hello { user, password } => self.hello(session, user, password).await,
+            Request::Hello { user, password } => self.hello(session, from, user, password).await,
             Request::Join { group } => self.membership(session, group, true).await,
             Request::Leave { group } => self.membership(session, group, false).await,
             Request::Resync { group } => {

@@ -108,8 +108,8 @@ async fn eight_members_join_leave_and_follow_rekeys_over_multicast() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_credentials_unknown_groups_and_garbage_get_clear_errors() {
-    let cfg =
-        ServerConfig::new(data_dir("errors"), vec![GroupConfig::loopback("lsim", SuiteId::ChaCha20Poly1305, group(2))]);
+    let dir = data_dir("errors");
+    let cfg = ServerConfig::new(dir.clone(), vec![GroupConfig::loopback("lsim", SuiteId::ChaCha20Poly1305, group(2))]);
     let server = KeyServer::start(cfg).await.unwrap();
     let (addr, pin) = (server.addr().unwrap(), server.fingerprint());
     server.add_user("ayen", "right", CHEAP).unwrap();
@@ -135,12 +135,24 @@ async fn bad_credentials_unknown_groups_and_garbage_get_clear_errors() {
     assert_eq!(k.suite, SuiteId::ChaCha20Poly1305);
     assert_eq!(server.group_state("lsim").await.map(|s| s.1), Some(1));
 
-    // Password guessing is rate limited.
+    // Password guessing is rate limited, and logged.
     for _ in 0..5 {
         let _ = Registration::login(addr, pin, "ayen", "guess").await;
     }
     let e = Registration::login(addr, pin, "ayen", "right").await.err().unwrap();
     assert!(e.to_string().contains("RateLimited"), "{e}");
+    // Guessing across names from one address is locked too (the failures
+    // above count as well: "ayen" 1 + 4 until locked, "nobody" 1).
+    for i in 0..14 {
+        let e = Registration::login(addr, pin, &format!("crew{i}"), "guess").await.err().unwrap();
+        assert!(e.to_string().contains("BadCredentials"), "{e}");
+    }
+    let e = Registration::login(addr, pin, "crew99", "guess").await.err().unwrap();
+    assert!(e.to_string().contains("RateLimited") && e.to_string().contains("address"), "{e}");
+    let log = std::fs::read_to_string(dir.join("security.log")).unwrap();
+    let failed = log.lines().filter(|l| l.contains("login-failed") && l.contains("from=127.0.0.1:")).count();
+    let refused = log.lines().filter(|l| l.contains("login-refused")).count();
+    assert_eq!((failed, refused), (20, 3), "every failed and refused login is logged:\n{log}");
     server.close();
 }
 

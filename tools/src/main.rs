@@ -149,7 +149,8 @@ enum Command {
         /// The same as `--rate auto` (kept for old scripts).
         #[arg(long, hide = true)]
         adaptive_rate: bool,
-        /// Seconds to keep answering repair requests after the last file went out.
+        /// Seconds without a repair request, after the last file went out,
+        /// before exiting (at most ten times this, or 30 s, in all).
         #[arg(long, default_value_t = 2.0)]
         linger: f64,
         /// Proactive repair symbols per block, as a share of the block.
@@ -401,9 +402,20 @@ async fn send(files: &[PathBuf], net: &Net, opts: SendOptions) -> Result<()> {
     let elapsed = start.elapsed();
     ticker.abort();
     bar.finish_and_clear();
-    // Late NACKs still get their repair.
-    let _ =
-        tokio::time::timeout(Duration::from_secs_f64(linger), driver.run(|_, _| ControlFlow::<()>::Continue(()))).await;
+    // Late NACKs still get their repair: stay until none has come for `linger`
+    // seconds (a receiver restarted late may need a whole file), but not for
+    // ever: a member NACKing without end would keep us here.
+    let (quiet, most) = (Duration::from_secs_f64(linger), Duration::from_secs_f64((linger * 10.0).max(30.0)));
+    let lingering = Instant::now();
+    let (mut heard, mut last_nack) = (driver.core().stats().nacks_received, Instant::now());
+    while last_nack.elapsed() < quiet && lingering.elapsed() < most {
+        let slice = quiet.saturating_sub(last_nack.elapsed()).min(Duration::from_millis(100));
+        let _ = tokio::time::timeout(slice, driver.run(|_, _| ControlFlow::<()>::Continue(()))).await;
+        let now_heard = driver.core().stats().nacks_received;
+        if now_heard != heard {
+            (heard, last_nack) = (now_heard, Instant::now());
+        }
+    }
     let s = driver.core().stats().clone();
     let goodput = total as f64 * 8.0 / elapsed.as_secs_f64().max(1e-9) / 1e6;
     if net.json {
