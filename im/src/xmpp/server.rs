@@ -19,13 +19,25 @@
 //! stops at every SASL or STARTTLS element so that the transport can be
 //! taken back for TLS or for the restarted stream) and, once bound, a
 //! writer task fed by a bounded queue.
+//!
+//! # Memory
+//!
+//! A session's queue holds stanzas already serialized (one allocation each,
+//! a few times smaller than the element tree) and is bounded both in
+//! stanzas (`send_queue`) and in bytes (`send_queue_bytes`), so what the
+//! server holds for its clients is at most `max_connections ×
+//! send_queue_bytes` whatever they send: a room broadcast is copied once per
+//! occupant, and without the byte bound a few large groupchat messages to a
+//! room of slow readers would hold `send_queue × max_stanza_bytes` per
+//! occupant. The writer sends what is queued in batches (one write of up to
+//! [`WRITE_BATCH`] bytes rather than one per stanza).
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -86,6 +98,12 @@ pub struct ServerConfig {
     /// Stanzas queued for one session; a client that lets its queue fill
     /// is closed with `policy-violation`.
     pub send_queue: usize,
+    /// Bytes (serialized) queued for one session; past this too, the
+    /// client is closed with `policy-violation`. It must hold what a joiner
+    /// of the fullest room gets at once: one presence (≈ 250–400 bytes)
+    /// per occupant. A stanza larger than the bound still goes into an
+    /// empty queue.
+    pub send_queue_bytes: usize,
     /// Longest time one write to a client may take.
     pub write_timeout: Duration,
 }
@@ -108,6 +126,7 @@ impl ServerConfig {
             stanza_burst: 1000,
             max_auth_failures: 3,
             send_queue: 1024,
+            send_queue_bytes: 1 << 20,
             write_timeout: Duration::from_secs(30),
         }
     }
@@ -254,10 +273,30 @@ enum Ending {
     Quiet,
 }
 
-/// A bound session's way out: its queue and its kill switch.
+/// Most bytes the writer sends in one write (what is queued, joined).
+pub const WRITE_BATCH: usize = 16 * 1024;
+
+/// A bound session's way out: its queue (serialized stanzas, and their
+/// bytes, which the writer gives back once written) and its kill switch.
 struct Outbox {
-    tx: mpsc::Sender<Element>,
+    tx: mpsc::Sender<Box<str>>,
+    queued: Arc<AtomicUsize>,
+    max_bytes: usize,
     kill: watch::Sender<Option<Ending>>,
+}
+
+impl Outbox {
+    /// Queues `e`; false if the queue is full, in stanzas or in bytes.
+    fn push(&self, e: &Element) -> bool {
+        let text = e.to_xml_in(NS_CLIENT).into_boxed_str();
+        let len = text.len();
+        let before = self.queued.fetch_add(len, Ordering::AcqRel);
+        if (before > 0 && before + len > self.max_bytes) || self.tx.try_send(text).is_err() {
+            self.queued.fetch_sub(len, Ordering::AcqRel);
+            return false;
+        }
+        true
+    }
 }
 
 struct Core {
@@ -273,7 +312,7 @@ impl Core {
         while let Some(output) = work.pop_front() {
             match output {
                 Output::Send(id, e) => {
-                    let refused = self.outboxes.get(&id).is_some_and(|o| o.tx.try_send(e).is_err());
+                    let refused = self.outboxes.get(&id).is_some_and(|o| !o.push(&e));
                     if refused {
                         self.end(id, Ending::Error("policy-violation"));
                         work.extend(self.hub.close(id));
@@ -786,6 +825,7 @@ impl Conn {
         let Some(w) = self.w.take() else { return };
         let config = &self.shared.config;
         let (tx, queue) = mpsc::channel(config.send_queue.max(2));
+        let queued = Arc::new(AtomicUsize::new(0));
         let (kill_tx, mut kill) = watch::channel(None);
         let result = Element::new("iq", NS_CLIENT)
             .attr("type", "result")
@@ -794,12 +834,13 @@ impl Conn {
             .child(Element::new("bind", NS_BIND).child(Element::new("jid", NS_BIND).text(jid.to_string())));
         {
             let mut core = self.shared.core();
-            let _ = tx.try_send(result);
-            core.outboxes.insert(id, Outbox { tx, kill: kill_tx });
+            let outbox = Outbox { tx, queued: queued.clone(), max_bytes: config.send_queue_bytes, kill: kill_tx };
+            outbox.push(&result);
+            core.outboxes.insert(id, outbox);
             let outputs = core.hub.bind(id, jid);
             core.dispatch(outputs);
         }
-        let writer = tokio::spawn(write_session(w, queue, kill.clone(), config.write_timeout));
+        let writer = tokio::spawn(write_session(w, queue, queued, kill.clone(), config.write_timeout));
         let mut bucket = Bucket::new(config.stanza_rate, config.stanza_burst);
         let mut shutdown = self.shared.shutdown.clone();
         let ending = loop {
@@ -832,10 +873,13 @@ impl Conn {
 }
 
 /// Writes a bound session's queue until it closes (then `</stream:stream>`)
-/// or the session is ended (then its stream error, if any).
+/// or the session is ended (then its stream error, if any): what is queued
+/// goes out in one write of up to [`WRITE_BATCH`] bytes, and its bytes
+/// leave `queued` once written.
 async fn write_session(
     mut w: WriteHalf<Io>,
-    mut queue: mpsc::Receiver<Element>,
+    mut queue: mpsc::Receiver<Box<str>>,
+    queued: Arc<AtomicUsize>,
     mut kill: watch::Receiver<Option<Ending>>,
     write_timeout: Duration,
 ) {
@@ -851,12 +895,19 @@ async fn write_session(
                 }
             }
             next = queue.recv() => {
-                let Some(e) = next else { break None };
-                let text = e.to_xml_in(NS_CLIENT);
+                let Some(first) = next else { break None };
+                let mut text = String::from(first);
+                while text.len() < WRITE_BATCH {
+                    match queue.try_recv() {
+                        Ok(more) => text.push_str(&more),
+                        Err(_) => break,
+                    }
+                }
                 let written = tokio::select! {
                     r = tokio::time::timeout(write_timeout, w.write_all(text.as_bytes())) => matches!(r, Ok(Ok(()))),
                     _ = kill.changed(), if kill_open => false,
                 };
+                queued.fetch_sub(text.len(), Ordering::AcqRel);
                 if !written {
                     break Some(Ending::Quiet);
                 }
@@ -920,10 +971,29 @@ mod tests {
     use super::*;
     use crate::xmpp::stanza::NS_MUC;
 
-    fn outbox(capacity: usize) -> (Outbox, mpsc::Receiver<Element>, watch::Receiver<Option<Ending>>) {
+    fn outbox(capacity: usize) -> (Outbox, mpsc::Receiver<Box<str>>, watch::Receiver<Option<Ending>>) {
+        outbox_bytes(capacity, 1 << 20)
+    }
+
+    fn outbox_bytes(
+        capacity: usize,
+        max_bytes: usize,
+    ) -> (Outbox, mpsc::Receiver<Box<str>>, watch::Receiver<Option<Ending>>) {
         let (tx, rx) = mpsc::channel(capacity);
         let (kill, kill_rx) = watch::channel(None);
-        (Outbox { tx, kill }, rx, kill_rx)
+        (Outbox { tx, queued: Arc::new(AtomicUsize::new(0)), max_bytes, kill }, rx, kill_rx)
+    }
+
+    /// Binds `id` as `nick@localhost/r` and joins it to the room `lsim`.
+    fn bind_and_join(core: &mut Core, id: SessionId, nick: &str) {
+        let jid = Jid::parse(&format!("{nick}@localhost/r")).unwrap();
+        let outputs = core.hub.bind(id, jid);
+        core.dispatch(outputs);
+        let join = Element::new("presence", NS_CLIENT)
+            .attr("to", format!("lsim@conference.localhost/{nick}"))
+            .child(Element::new("x", NS_MUC));
+        let outputs = core.hub.stanza(id, join);
+        core.dispatch(outputs);
     }
 
     /// A session whose queue is full is closed with policy-violation and
@@ -936,14 +1006,7 @@ mod tests {
         core.outboxes.insert(1, fast);
         core.outboxes.insert(2, slow);
         for (id, nick) in [(1, "fast"), (2, "slow")] {
-            let jid = Jid::parse(&format!("{nick}@localhost/r")).unwrap();
-            let outputs = core.hub.bind(id, jid);
-            core.dispatch(outputs);
-            let join = Element::new("presence", NS_CLIENT)
-                .attr("to", format!("lsim@conference.localhost/{nick}"))
-                .child(Element::new("x", NS_MUC));
-            let outputs = core.hub.stanza(id, join);
-            core.dispatch(outputs);
+            bind_and_join(&mut core, id, nick);
         }
         // slow's queue holds fast's presence, its own and the subject: full.
         while fast_rx.try_recv().is_ok() {}
@@ -955,10 +1018,76 @@ mod tests {
         assert_eq!(*fast_kill.borrow(), None);
         assert!(!core.outboxes.contains_key(&2));
         assert_eq!(core.hub.occupants("lsim"), vec!["fast"]);
-        let got: Vec<Element> = std::iter::from_fn(|| fast_rx.try_recv().ok()).collect();
-        assert!(got.iter().any(|e| e.name == "message"));
-        assert!(got.iter().any(|e| e.name == "presence" && e.get_attr("type") == Some("unavailable")));
+        let got: Vec<Box<str>> = std::iter::from_fn(|| fast_rx.try_recv().ok()).collect();
+        assert!(got.iter().any(|t| t.starts_with("<message")));
+        assert!(got.iter().any(|t| t.starts_with("<presence") && t.contains("type='unavailable'")));
         assert_eq!(std::iter::from_fn(|| slow_rx.try_recv().ok()).count(), 3);
+    }
+
+    /// The queue is bounded in bytes too: large messages to a room of slow
+    /// readers cannot pile up `send_queue × max_stanza_bytes` per occupant.
+    #[test]
+    fn a_queue_over_its_byte_budget_closes_only_that_session() {
+        let mut core = Core { hub: Hub::new("localhost"), outboxes: HashMap::new() };
+        let (fast, mut fast_rx, fast_kill) = outbox_bytes(1024, 64 * 1024);
+        let (slow, _slow_rx, slow_kill) = outbox_bytes(1024, 64 * 1024);
+        let slow_queued = slow.queued.clone();
+        core.outboxes.insert(1, fast);
+        core.outboxes.insert(2, slow);
+        for (id, nick) in [(1, "fast"), (2, "slow")] {
+            bind_and_join(&mut core, id, nick);
+        }
+        let big = "x".repeat(10_000);
+        let mut sent = 0;
+        while core.outboxes.contains_key(&2) {
+            // fast reads (and its writer gives the bytes back); slow does not.
+            while fast_rx.try_recv().is_ok() {}
+            core.outboxes[&1].queued.store(0, Ordering::Release);
+            let message = Element::new("message", NS_CLIENT)
+                .attr("to", "lsim@conference.localhost")
+                .attr("type", "groupchat")
+                .child(Element::new("body", NS_CLIENT).text(big.as_str()));
+            let outputs = core.hub.stanza(1, message);
+            core.dispatch(outputs);
+            sent += 1;
+            assert!(sent < 20, "slow was never closed");
+        }
+        // Far below the 1,024 stanzas of the count bound.
+        assert!(sent <= 7, "{sent}");
+        assert!(slow_queued.load(Ordering::Acquire) <= 64 * 1024);
+        assert_eq!(*slow_kill.borrow(), Some(Ending::Error("policy-violation")));
+        assert_eq!(*fast_kill.borrow(), None);
+        assert_eq!(core.hub.occupants("lsim"), vec!["fast"]);
+        // A stanza larger than the whole budget still goes into an empty queue.
+        let (lone, mut lone_rx, _k) = outbox_bytes(4, 100);
+        assert!(
+            lone.push(&Element::new("message", NS_CLIENT).child(Element::new("body", NS_CLIENT).text(big.as_str())))
+        );
+        assert!(!lone.push(&Element::new("message", NS_CLIENT)));
+        assert!(lone_rx.try_recv().unwrap().contains(big.as_str()));
+    }
+
+    /// The writer joins what is queued into few writes, sends it all, and
+    /// gives the bytes back to the budget.
+    #[tokio::test]
+    async fn the_writer_batches_the_queue_and_releases_its_bytes() {
+        let (ours, mut theirs) = tokio::io::duplex(1 << 20);
+        let (_r, w) = tokio::io::split(Box::new(ours) as Io);
+        let (o, rx, kill_rx) = outbox_bytes(4096, 1 << 20);
+        for i in 0..1000 {
+            assert!(o.push(&Element::new("presence", NS_CLIENT).attr("id", i.to_string())));
+        }
+        let queued = o.queued.clone();
+        let total = queued.load(Ordering::Acquire);
+        let Outbox { tx, kill: _keep, .. } = o;
+        drop(tx);
+        write_session(w, rx, queued.clone(), kill_rx, Duration::from_secs(5)).await;
+        let mut got = String::new();
+        tokio::io::AsyncReadExt::read_to_string(&mut theirs, &mut got).await.unwrap();
+        assert_eq!(got.matches("<presence").count(), 1000);
+        assert_eq!(got.len(), total + "</stream:stream>".len());
+        assert!(got.ends_with("</stream:stream>"));
+        assert_eq!(queued.load(Ordering::Acquire), 0);
     }
 
     #[test]
