@@ -297,12 +297,37 @@ pub trait Handler: Send + Sync + 'static {
     fn closed(&self, session: Self::Session) -> impl Future<Output = ()> + Send;
 }
 
+/// Connections served at once; past this, new ones are refused (each holds
+/// about 40 KiB, so 4,096 hold about 160 MiB).
+pub const MAX_CONNECTIONS: usize = 4096;
+
 /// Serves connections on `endpoint` until it is closed. Each connection runs
-/// in its own task; a bad connection or stream ends only itself.
+/// in its own task; a bad connection or stream ends only itself. At most
+/// [`MAX_CONNECTIONS`] at once.
 pub async fn serve<H: Handler>(endpoint: quinn::Endpoint, handler: Arc<H>) {
+    serve_at_most(endpoint, handler, MAX_CONNECTIONS).await
+}
+
+/// [`serve`], with at most `max` connections at once: one more is refused
+/// at its first packet (the client sees the connection refused).
+pub async fn serve_at_most<H: Handler>(endpoint: quinn::Endpoint, handler: Arc<H>, max: usize) {
+    let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     while let Some(incoming) = endpoint.accept().await {
-        let handler = handler.clone();
+        if open.load(std::sync::atomic::Ordering::Acquire) >= max {
+            incoming.refuse();
+            continue;
+        }
+        open.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        let (handler, open) = (handler.clone(), open.clone());
         tokio::spawn(async move {
+            /// Gives the connection's place back however the task ends.
+            struct Place(Arc<std::sync::atomic::AtomicUsize>);
+            impl Drop for Place {
+                fn drop(&mut self) {
+                    self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+                }
+            }
+            let _place = Place(open);
             let Ok(conn) = incoming.await else { return };
             let from = conn.remote_address();
             let mut session = H::Session::default();
@@ -385,6 +410,32 @@ mod tests {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
         assert!(handler.closed.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+        server.close(0u32.into(), b"");
+    }
+
+    #[tokio::test]
+    async fn connections_past_the_limit_are_refused_until_one_closes() {
+        let id = Identity::generate().unwrap();
+        let server = server_endpoint(([127, 0, 0, 1], 0).into(), &id).unwrap();
+        let addr = server.local_addr().unwrap();
+        let handler = Arc::new(Echo::default());
+        tokio::spawn(serve_at_most(server.clone(), handler.clone(), 2));
+        let join = Request::Join { group: "lsim".into() };
+        let a = Client::connect(addr, id.fingerprint()).await.unwrap();
+        let b = Client::connect(addr, id.fingerprint()).await.unwrap();
+        assert!(a.call(&join).await.is_ok() && b.call(&join).await.is_ok());
+        assert!(Client::connect(addr, id.fingerprint()).await.is_err(), "a third is refused");
+        a.close();
+        let mut again = None;
+        for _ in 0..100 {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            if let Ok(c) = Client::connect(addr, id.fingerprint()).await {
+                again = Some(c);
+                break;
+            }
+        }
+        let c = again.expect("a place freed by a closed connection is given again");
+        assert!(c.call(&join).await.is_ok());
         server.close(0u32.into(), b"");
     }
 
