@@ -87,9 +87,15 @@ single() {
     wait "$sender" || true
     local ok=ok
     check "${dirs[@]}" || ok=FAILED
-    python3 - "$t0" "$t1" "$SIZE_MIB" "$TARGET_MBPS" "$label" "$ok" "$WORK/$label-send.json" "$ends" <<'EOF'
+    python3 - "$t0" "$t1" "$SIZE_MIB" "$TARGET_MBPS" "$label" "$ok" "$WORK/$label-send.json" "$ends" "${dirs[@]/%/.json}" <<'EOF'
 import json, sys
 t0, t1, mib, target, label, ok, sj = float(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), sys.argv[5], sys.argv[6], sys.argv[7]
+receivers = []
+for path in sys.argv[9:]:
+    try:
+        receivers.append(json.load(open(path)))
+    except Exception:
+        pass
 ends = sorted(float(e) - t0 for e in sys.argv[8].split())
 g = mib * 8 * 1048576 / (t1 - t0) / 1e6
 try:
@@ -100,7 +106,13 @@ except Exception:
 if "started_unix_s" in s:
     first = s["started_unix_s"]
     g = mib * 8 * 1048576 / (max(float(e) for e in sys.argv[8].split()) - first) / 1e6
-    print(f"  {label:<10} first packet to every receiver verified: {g:5.2f} Mbit/s = {100 * g / target:5.1f}%")
+    print(f"  {label:<10} first packet to every receiver's exit:  {g:5.2f} Mbit/s = {100 * g / target:5.1f}%")
+    # When each receiver had verified and renamed its copy (its own clock, the same machine's).
+    verified = [f["verified_unix_s"] for r in receivers for f in r.get("files", []) if "verified_unix_s" in f]
+    if len(verified) == len(sys.argv[9:]) and verified:
+        gv = mib * 8 * 1048576 / (max(verified) - first) / 1e6
+        print(f"  {label:<10} first packet to every copy verified:  {gv:5.2f} Mbit/s = {100 * gv / target:5.1f}%"
+              f"  (receivers exited {max(float(e) for e in sys.argv[8].split()) - max(verified):.2f} s later)")
 extra = " ".join(f"{k}={s[k]:.2f}" if isinstance(s[k], float) else f"{k}={s[k]}" for k in ("final_rate_mbps", "goodput_mbps", "wire_per_byte", "grtt_ms", "repair_packets", "nacks_received") if k in s)
 print(f"  {label:<10} {t1 - t0:6.2f} s  goodput {g:5.2f} Mbit/s = {100 * g / target:5.1f}% of payload rate after loss  [{ok}] "
       f"receivers done at {' '.join(f'{e:.2f}' for e in ends)} s; sender: {extra}")

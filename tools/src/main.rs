@@ -284,6 +284,11 @@ fn peak_rss_kib() -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// The wall clock in Unix seconds.
+fn unix_now() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+}
+
 /// CPU seconds this process has used, user and system (Linux: /proc, in
 /// clock ticks of 1/100 s).
 fn cpu_s() -> Option<f64> {
@@ -370,8 +375,7 @@ async fn send(files: &[PathBuf], net: &Net, opts: SendOptions) -> Result<()> {
         driver.core_mut().send(ObjectKind::File, Box::new(Outgoing::new(&name, source)))?;
     }
     let start = Instant::now();
-    let started_unix_s =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+    let started_unix_s = unix_now();
     let bar = progress_bar(total, "sending");
     let ticker = {
         let (h, bar) = (driver.handle(), bar.clone());
@@ -463,7 +467,8 @@ fn progress_bar(len: u64, what: &str) -> ProgressBar {
 #[derive(Default)]
 struct Arrivals {
     files: std::collections::HashMap<(u32, u32), InFile>,
-    done: Vec<(String, u64, PathBuf)>,
+    /// Name, bytes, where it landed, and when (Unix seconds) it was verified and renamed.
+    done: Vec<(String, u64, PathBuf, f64)>,
     failed: Vec<String>,
 }
 
@@ -616,7 +621,7 @@ fn on_event(e: ReceiverEvent, dir: &Path, overwrite: bool, once: bool, a: &mut A
                     Ok((r, file)) => match f.landing.commit(file, &r.name, overwrite) {
                         Ok(path) => {
                             eprintln!("received {} ({} bytes) -> {}", r.name, r.size, path.display());
-                            a.done.push((r.name, r.size, path));
+                            a.done.push((r.name, r.size, path, unix_now()));
                             if once {
                                 return ControlFlow::Break(());
                             }
@@ -647,7 +652,7 @@ fn report(json: bool, a: &Arrivals, driver: &Driver<Repairer<GroupSeal>>, start:
     let wall = start.elapsed().as_secs_f64();
     if json {
         let j = serde_json::json!({
-            "files": a.done.iter().map(|d| serde_json::json!({"name": d.0, "bytes": d.1, "path": d.2})).collect::<Vec<_>>(),
+            "files": a.done.iter().map(|d| serde_json::json!({"name": d.0, "bytes": d.1, "path": d.2, "verified_unix_s": d.3})).collect::<Vec<_>>(),
             "bytes": bytes, "wall_s": wall, "packets_in": s.packets_in, "nacks_sent": s.nacks_sent,
             "nacks_suppressed": s.nacks_suppressed, "blocks_repaired": s.blocks_repaired,
             "decode_failures": s.decode_failures, "dropped_stale": s.dropped(Drop::Stale),

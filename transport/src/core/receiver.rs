@@ -659,7 +659,30 @@ impl<S: Seal> Receiver<S> {
         let accept_backlog = self.cfg.accept_backlog;
         let my_node = self.cfg.node;
         let Some(r) = self.remotes.get_mut(&sender) else { return };
-        r.grtt = Duration::from_micros(u64::from(c.grtt_us)).max(Duration::from_millis(1));
+        let grtt = Duration::from_micros(u64::from(c.grtt_us)).max(Duration::from_millis(1));
+        if grtt < r.grtt.mul_f64(0.75) {
+            // Timers armed under the old GRTT (a queue that has since drained, a
+            // stall) would keep a NACK waiting for many of the new round trips:
+            // shrink what is left of them in the same proportion.
+            let scale = grtt.as_secs_f64() / r.grtt.as_secs_f64();
+            let sooner = |t: &mut Time| {
+                if *t > now {
+                    *t = now + (*t - now).mul_f64(scale);
+                }
+                *t
+            };
+            for (&object, o) in r.objects.iter_mut() {
+                for (&block, b) in o.blocks.iter_mut() {
+                    if let Nack::Waiting(t) | Nack::Holdoff(t) = &mut b.nack {
+                        self.timers.push(Reverse((sooner(t), TimerKey::Block { sender, object, block })));
+                    }
+                }
+            }
+            if let Nack::Waiting(t) | Nack::Holdoff(t) = &mut r.missing {
+                self.timers.push(Reverse((sooner(t), TimerKey::Missing { sender })));
+            }
+        }
+        r.grtt = grtt;
         r.group_loss = f64::from(c.group_loss) / 65_535.0;
         if !r.got_command {
             r.got_command = true;

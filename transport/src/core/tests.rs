@@ -263,6 +263,65 @@ fn a_measured_grtt_is_advertised_at_once() {
     assert_eq!(next.first().map(|c| c.grtt_us), Some(2_000), "advertised without waiting a probe interval");
 }
 
+/// When a NACK is due: the receiver's next timer that sends feedback, searched up to `limit`.
+fn first_nack(rx: &mut Receiver<KeyedSum>, from: Time, limit: Time) -> Option<Time> {
+    let mut buf = Vec::new();
+    let mut now = from;
+    while now <= limit {
+        rx.handle_timeout(now);
+        while let Some(t) = rx.poll_transmit(now, &mut buf) {
+            let mut p = buf[..t.len].to_vec();
+            if let Ok((_, Body::Feedback(f))) = wire::open_packet(&mut KEY.clone(), &mut p)
+                && !f.entries.is_empty()
+            {
+                return Some(now);
+            }
+        }
+        now = rx.poll_timeout().unwrap_or(limit + Duration::from_micros(1)).max(now + Duration::from_micros(1));
+    }
+    None
+}
+
+/// A NACK timer armed while the GRTT was long (a queue that has since
+/// drained) is pulled in when the sender advertises a much shorter one:
+/// the end of a transfer on a shaped radio link waited about a second
+/// for NACKs armed under a 120 ms GRTT that had long fallen to 1 ms.
+#[test]
+fn nack_timers_shrink_when_the_advertised_grtt_does() {
+    let run = |new_grtt_us: u32| {
+        let mut tx = sender();
+        tx.send_bytes(ObjectKind::File, object(3200)).unwrap();
+        let mut rx = receiver(2);
+        let data: Vec<Vec<u8>> = drain(&mut tx, Time::ZERO)
+            .into_iter()
+            .filter(|p| p[1] == PacketType::Data as u8)
+            .enumerate()
+            .filter(|&(i, _)| i != 3)
+            .map(|(_, p)| p)
+            .collect();
+        // Block 0 lacks a symbol once block 1 starts: its NACK is armed
+        // under the configured 50 ms guess (a window of about 0.4 s).
+        for p in &data {
+            rx.handle_datagram(Time::ZERO, p);
+        }
+        let at = Time::from_micros(1_000);
+        let cmd = Command {
+            flush: true,
+            frontier: Some(Frontier { object: 0, blocks_sent: 2 }),
+            oldest: 0,
+            grtt_us: new_grtt_us,
+            group_loss: 0,
+            probe: None,
+        };
+        rx.handle_datagram(at, &sealed(1, 1 << 40, &Body::Command(cmd)));
+        first_nack(&mut rx, at, Time::from_micros(5_000_000)).expect("a NACK goes out")
+    };
+    let unchanged = run(50_000);
+    let shrunk = run(1_000);
+    assert!(unchanged >= Time::from_micros(300_000), "the guess's window: {unchanged:?}");
+    assert!(shrunk <= Time::from_micros(20_000), "a 1 ms GRTT's window: {shrunk:?}");
+}
+
 #[test]
 fn impossible_nacks_are_refused_and_counted() {
     let mut tx = sender();
