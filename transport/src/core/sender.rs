@@ -32,6 +32,15 @@ use crate::wire::{self, Body, Command, DataHeader, Feedback, Frontier, NackEntry
 /// packet goes out (the source keeps at least 1/(1 + this) of the rate).
 const MAX_REPAIR_RUN: u32 = 8;
 
+/// Shortest interval between probes while the adaptive rate is sending.
+const RATE_PROBE_MIN: Duration = Duration::from_millis(5);
+
+/// Longest interval between probes while the adaptive rate is sending. Not
+/// 2·GRTT unbounded: a queue that inflates the GRTT would slow the very
+/// probes that show it (on an 11 Mbit/s token bucket, a 120 ms queue meant a
+/// probe every 240 ms, overshoot, and cuts of a fifth).
+const RATE_PROBE_MAX: Duration = Duration::from_millis(20);
+
 /// How a sender behaves. `Default` gives values suited to a LAN or a radio cell.
 #[derive(Clone, Debug)]
 pub struct SenderConfig {
@@ -48,7 +57,7 @@ pub struct SenderConfig {
     pub rate: u64,
     /// Adapt the rate to the receivers: keep the queueing delay that probe
     /// round trips show near this (see `rate::RateControl`), between
-    /// `rate / 32` and `rate`. Probes go out every 2·GRTT (at least 5 ms)
+    /// `rate / 32` and `rate`. Probes go out every 2·GRTT (5 to 20 ms)
     /// while sending. `None`: a fixed rate.
     pub queue_target: Option<Duration>,
     /// Pacer burst in bytes.
@@ -458,7 +467,7 @@ impl<S: Seal> Sender<S> {
             self.grtt.end_interval();
             let interval = if self.rate_control.is_some() && self.has_work() {
                 // The rate follows probe round trips: probe often enough to see a queue build.
-                (self.grtt.get() * 2).clamp(Duration::from_millis(5), self.cfg.probe_interval)
+                (self.grtt.get() * 2).clamp(RATE_PROBE_MIN, self.cfg.probe_interval.min(RATE_PROBE_MAX))
             } else {
                 (self.grtt.get() * 8).clamp(Duration::from_millis(100), self.cfg.probe_interval)
             };
