@@ -128,7 +128,7 @@ def run_lsim(work, src, rate, lsim):
     return max(ends) - t0, [os.path.join(d, os.path.basename(src)) for _, d in rx]
 
 
-def run_uftp(work, src, rate):
+def run_uftp(work, src, rate, cc=None):
     rx = []
     for i in (1, 2, 3):
         d = os.path.join(work, f"uftp-r{i}")
@@ -140,7 +140,9 @@ def run_uftp(work, src, rate):
     ids = ",".join(f"0x{0x10 + i:08x}" for i in (1, 2, 3))
     t0 = time.time()
     r = "-1" if rate == 0 else str(int(rate * 1000))
-    subprocess.run(in_ns("s", "uftp", "-Y", "aes256-gcm", "-h", "sha256", "-R", r, "-H", ids, "-I", "eth0", "-M", GROUP,
+    # With -C tfmcc, uftp finds its own rate (TFMCC); -R is then its ceiling.
+    extra = ["-C", cc] if cc else []
+    subprocess.run(in_ns("s", "uftp", *extra, "-Y", "aes256-gcm", "-h", "sha256", "-R", r, "-H", ids, "-I", "eth0", "-M", GROUP,
                          "-P", "239.214.0.2", "-p", str(PORT + 1), src), stdout=subprocess.DEVNULL,
                    stderr=subprocess.DEVNULL, timeout=900)
     wall = time.time() - t0
@@ -191,6 +193,7 @@ def main():
     ap.add_argument("--rate-mbit", type=float, default=0, help="tbf on the sender's link (0: none)")
     ap.add_argument("--lsim-rate", default="0", help="lsim --rate in Mbit/s, or auto (default: link rate, or 1500)")
     ap.add_argument("--tools", nargs="+", default=["lsim", "uftp", "udpcast"])
+    ap.add_argument("--uftp-cc", choices=["tfmcc"], help="uftp's congestion control (-C); default: none, a fixed -R")
     ap.add_argument("--lsim-arg", action="append", default=[], help="extra `lsim send` argument (repeatable)")
     ap.add_argument("--repeat", type=int, default=1, help="runs of each tool at each loss")
     a = ap.parse_args()
@@ -215,7 +218,7 @@ def main():
                 if tool == "lsim":
                     wall, outs = run_lsim(work, src, rate, lsim)
                 elif tool == "uftp":
-                    wall, outs = run_uftp(work, src, a.rate_mbit)
+                    wall, outs = run_uftp(work, src, a.rate_mbit, a.uftp_cc)
                 else:
                     wall, outs = run_udpcast(work, src, a.rate_mbit)
                 after = {h: tx_bytes(h) for h in HOSTS}
