@@ -39,41 +39,11 @@ use lsim_transport::wire::ObjectKind;
 use lsim_transport::{Receiver, ReceiverConfig, ReceiverEvent, Sender, SenderConfig};
 use tokio::sync::{mpsc, watch};
 
-/// Rounds per campaign: `LSIM_CAMPAIGN_ROUNDS`, else `ci`.
-fn rounds(ci: usize) -> usize {
-    std::env::var("LSIM_CAMPAIGN_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(ci)
-}
+#[path = "../../testsupport/campaign.rs"]
+mod campaign;
 
-/// The campaign's seed (`LSIM_CAMPAIGN_SEED`, else the clock), printed so a
-/// failing run can be replayed.
-fn seed(campaign: &str) -> u64 {
-    let seed = std::env::var("LSIM_CAMPAIGN_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
-    });
-    eprintln!("{campaign}: seed {seed} (replay with LSIM_CAMPAIGN_SEED={seed})");
-    seed
-}
-
-/// splitmix64: enough randomness for choosing faults, reproducible from a seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-
-    fn chance(&mut self, one_in: u64) -> bool {
-        self.below(one_in) == 0
-    }
-}
+use campaign::{rounds, seed};
+use lsim_transport::rng::Rng;
 
 fn group(test: u8) -> SocketAddrV4 {
     common::group(77, test)
@@ -220,7 +190,7 @@ impl Anchor {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn key_server_killed_mid_batch_loses_no_answered_member_and_reuses_no_epoch() {
-    let mut rng = Rng(seed("kill -9 of the key server"));
+    let mut rng = Rng::new(seed("kill -9 of the key server"));
     let dir = common::data_dir("campaign", "kill");
     let mc = group(1);
     let users: Vec<String> = (0..8).map(|i| format!("crew{i}")).collect();
@@ -239,14 +209,14 @@ async fn key_server_killed_mid_batch_loses_no_answered_member_and_reuses_no_epoc
     for round in 0..rounds(20) {
         // A batch: each user asks to flip its membership with probability 1/2.
         let mut requests: Vec<(String, bool)> =
-            known.iter().filter(|_| rng.chance(2)).map(|(u, k)| (u.clone(), *k == Known::Out)).collect();
+            known.iter().filter(|_| rng.below(2) == 0).map(|(u, k)| (u.clone(), *k == Known::Out)).collect();
         if requests.is_empty() {
             let u = &users[rng.below(users.len() as u64) as usize];
             requests.push((u.clone(), known[u] == Known::Out));
         }
         // Killed before the batch arrives, while it is committed, while it is
         // answered, or after every answer.
-        let kill_after = if rng.chance(5) { None } else { Some(Duration::from_micros(rng.below(8000))) };
+        let kill_after = if rng.below(5) == 0 { None } else { Some(Duration::from_micros(rng.below(8000))) };
         let floor = handed;
         let heard_before = anchor.highest();
         let outcomes = batch_then_kill(server, requests, kill_after).await;
@@ -435,7 +405,7 @@ fn everything_held(keys: &GroupKeys) -> Vec<SecretKey> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_cut_off_resyncs_when_the_partition_heals_unless_it_was_removed() {
-    let mut rng = Rng(seed("partition"));
+    let mut rng = Rng::new(seed("partition"));
     let mc = MulticastConfig::loopback(group(2));
     let dir = common::data_dir("campaign", "partition");
     let cfg = ServerConfig::new(dir.clone(), vec![GroupConfig::loopback("lsim", SuiteId::Aes256Gcm, group(2))]);
@@ -469,7 +439,7 @@ async fn a_member_cut_off_resyncs_when_the_partition_heals_unless_it_was_removed
         let held = everything_held(&keys);
         // Joins and leaves it does not hear, and maybe its own removal.
         let changes = 1 + rng.below(3);
-        let remove_at = rng.chance(3).then(|| rng.below(changes));
+        let remove_at = (rng.below(3) == 0).then(|| rng.below(changes));
         let mut since_removal: Vec<SecretKey> = Vec::new();
         let mut removed = false;
         for c in 0..changes {

@@ -21,51 +21,22 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test harness
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
-fn lsim() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_lsim"))
+mod common;
+
+use common::{Proc, data, lsim};
+
+fn temp_dir(name: &str) -> PathBuf {
+    common::temp("faults", name)
 }
 
-/// Rounds per campaign: `LSIM_CAMPAIGN_ROUNDS`, else `ci`.
-fn rounds(ci: usize) -> usize {
-    std::env::var("LSIM_CAMPAIGN_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(ci)
-}
+#[path = "../../testsupport/campaign.rs"]
+mod campaign;
 
-/// The campaign's seed (`LSIM_CAMPAIGN_SEED`, else the clock), printed so a
-/// failing run can be replayed.
-fn seed(campaign: &str) -> u64 {
-    let seed = std::env::var("LSIM_CAMPAIGN_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
-    });
-    eprintln!("{campaign}: seed {seed} (replay with LSIM_CAMPAIGN_SEED={seed})");
-    seed
-}
-
-/// splitmix64: enough randomness for choosing faults, reproducible from a seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
-
-fn temp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("lsim-faults-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
+use campaign::{rounds, seed};
+use lsim_transport::rng::Rng;
 
 /// A group and port of its own for each round of each test.
 fn group(test: u8, round: usize) -> String {
@@ -79,49 +50,11 @@ fn group(test: u8, round: usize) -> String {
     )
 }
 
-fn data(len: usize, seed: u32) -> Vec<u8> {
-    (0..len as u32).map(|i| (i.wrapping_mul(2_654_435_761).wrapping_add(seed) >> 11) as u8).collect()
-}
-
 fn keygen(dir: &Path) -> PathBuf {
     let key = dir.join("group.key");
     let out = lsim().args(["keygen", "--suite", "aes-256-gcm", "--out"]).arg(&key).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     key
-}
-
-/// A child process that is killed (SIGKILL) and reaped when dropped, so a
-/// failing test leaves nothing running.
-struct Proc(Option<Child>);
-
-impl Proc {
-    fn child(&mut self) -> &mut Child {
-        self.0.as_mut().unwrap()
-    }
-
-    /// kill -9, reaped.
-    fn kill(mut self) {
-        let mut c = self.0.take().unwrap();
-        c.kill().unwrap();
-        c.wait().unwrap();
-    }
-
-    fn finished(&mut self) -> bool {
-        self.child().try_wait().unwrap().is_some()
-    }
-
-    fn output(mut self) -> Output {
-        self.0.take().unwrap().wait_with_output().unwrap()
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Some(c) = self.0.as_mut() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
 }
 
 /// `lsim recv --once` into `dir`, giving up after `idle` seconds without a sender.
@@ -136,7 +69,7 @@ fn recv(g: &str, key: &Path, dir: &Path, idle: f64) -> Proc {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    Proc(Some(child))
+    Proc::new(child)
 }
 
 /// `lsim send` of `file` at `mbit` Mbit/s.
@@ -160,7 +93,7 @@ fn send(g: &str, key: &Path, file: &Path, mbit: u32) -> Proc {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    Proc(Some(child))
+    Proc::new(child)
 }
 
 /// The receivers' directories and the one file that may appear in them.
@@ -223,8 +156,8 @@ impl Downloads<'_> {
 
 #[test]
 fn a_sender_killed_mid_file_leaves_nothing_and_a_re_send_arrives_whole() {
-    let mut rng = Rng(seed("kill -9 of lsim send"));
-    let dir = temp("sender");
+    let mut rng = Rng::new(seed("kill -9 of lsim send"));
+    let dir = temp_dir("sender");
     let key = keygen(&dir);
     let name = "sector map.bin";
     let (mut gave_up, mut waited) = (0, 0);
@@ -282,8 +215,8 @@ fn a_sender_killed_mid_file_leaves_nothing_and_a_re_send_arrives_whole() {
 
 #[test]
 fn a_receiver_killed_and_restarted_mid_file_ends_with_the_exact_file() {
-    let mut rng = Rng(seed("kill -9 and restart of lsim recv"));
-    let dir = temp("receiver");
+    let mut rng = Rng::new(seed("kill -9 and restart of lsim recv"));
+    let dir = temp_dir("receiver");
     let key = keygen(&dir);
     let name = "survey.bin";
     // Restarted while the sender still sent, yet it ended before the catching up did.
@@ -409,7 +342,7 @@ impl Chat {
                 let _ = tx.send(line);
             }
         });
-        Chat { _proc: Proc(Some(c)), stdin, lines, seen: Vec::new() }
+        Chat { _proc: Proc::new(c), stdin, lines, seen: Vec::new() }
     }
 
     fn say(&mut self, line: &str) {
@@ -448,9 +381,9 @@ fn free_udp_port() -> u16 {
 
 #[test]
 fn a_file_and_chat_under_way_get_through_when_the_group_server_is_killed() {
-    let mut rng = Rng(seed("kill -9 of lsim server mid-transfer"));
+    let mut rng = Rng::new(seed("kill -9 of lsim server mid-transfer"));
     for round in 0..rounds(2) {
-        let dir = temp(&format!("server{round}"));
+        let dir = temp_dir(&format!("server{round}"));
         let users = ["ann", "ben", "cat"];
         for user in users {
             use std::io::Write;
@@ -467,7 +400,7 @@ fn a_file_and_chat_under_way_get_through_when_the_group_server_is_killed() {
         }
         let (xmpp, keys) = (free_tcp_port(), free_udp_port());
         let g = group(3, round);
-        let mut server = Proc(Some(
+        let mut server = Proc::new(
             lsim()
                 .args(["server", "--data-dir"])
                 .arg(dir.join("server"))
@@ -481,7 +414,7 @@ fn a_file_and_chat_under_way_get_through_when_the_group_server_is_killed() {
                 .stdout(Stdio::null())
                 .spawn()
                 .unwrap(),
-        ));
+        );
         let deadline = Instant::now() + Duration::from_secs(20);
         while std::net::TcpStream::connect(("127.0.0.1", xmpp)).is_err() {
             assert!(Instant::now() < deadline && !server.finished(), "lsim server did not start");

@@ -2,18 +2,15 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test harness
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::Duration;
 
-fn lsim() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_lsim"))
-}
+mod common;
+
+use common::{Proc, data, lsim};
 
 fn temp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("lsim-tools-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    common::temp("tools", name)
 }
 
 fn group(test: u8) -> String {
@@ -39,10 +36,6 @@ fn recv(group: &str, key: &Path, dir: &Path, extra: &[&str]) -> Child {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap()
-}
-
-fn data(len: usize, seed: u32) -> Vec<u8> {
-    (0..len as u32).map(|i| (i.wrapping_mul(2_654_435_761).wrapping_add(seed) >> 11) as u8).collect()
 }
 
 /// `file` from a sender at 200 Mbit/s to three receivers (each started with
@@ -136,29 +129,6 @@ fn packets_under_another_key_are_dropped_and_counted() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-/// Kills and reaps a child when dropped (also when a test fails).
-struct Reaped(Option<Child>);
-
-impl Reaped {
-    fn new(child: Child) -> Reaped {
-        Reaped(Some(child))
-    }
-
-    /// Waits for it to end by itself.
-    fn output(mut self) -> std::process::Output {
-        self.0.take().unwrap().wait_with_output().unwrap()
-    }
-}
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        if let Some(c) = self.0.as_mut() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
 /// An outsider floods the group at line rate during a transfer, two ways at
 /// once: an unpaced `lsim send` under a key of its own (well-formed packets
 /// with the group's session and the sender's node id, failing only the
@@ -183,11 +153,11 @@ fn an_outsider_flooding_at_line_rate_is_dropped_and_the_file_still_lands() {
     std::fs::File::create(&junk).unwrap().set_len(1 << 30).unwrap();
 
     let outs: Vec<PathBuf> = (0..2).map(|i| dir.join(format!("rx{i}"))).collect();
-    let rxs: Vec<Reaped> = outs
+    let rxs: Vec<Proc> = outs
         .iter()
-        .map(|o| Reaped::new(recv(&g, &key, o, &["--idle-timeout", "60", "--simulated-loss", "0.02"])))
+        .map(|o| Proc::new(recv(&g, &key, o, &["--idle-timeout", "60", "--simulated-loss", "0.02"])))
         .collect();
-    let forger = Reaped::new(
+    let forger = Proc::new(
         lsim()
             .args(["send", "--iface", "127.0.0.1", "--rate", "100000", "--linger", "0", "--group", &g, "--key-file"])
             .arg(&wrong)
