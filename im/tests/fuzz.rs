@@ -27,6 +27,7 @@ use std::task::{Context, Poll};
 use lsim_im::group::chat::{ChatMessage, MAX_ENCODED, decode_beacon, encode_beacon};
 use lsim_im::group::envelope::{Incoming, Outgoing};
 use lsim_im::group::landing::sanitize;
+use lsim_im::group::signed;
 use lsim_im::xmpp::jid::Jid;
 use lsim_im::xmpp::payload::{FileOffer, GroupParams, MemberStatus, Payload, SealedChat};
 use lsim_im::xmpp::room::Room;
@@ -337,6 +338,33 @@ fn check_payload_element(e: &Element) {
     }
 }
 
+/// The key server's key and a member it certified, for signed chat.
+fn signer() -> &'static (ed25519_dalek::SigningKey, lsim_keymgmt::cert::Signer) {
+    static S: std::sync::OnceLock<(ed25519_dalek::SigningKey, lsim_keymgmt::cert::Signer)> = std::sync::OnceLock::new();
+    S.get_or_init(|| {
+        let server = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+        let key = ed25519_dalek::SigningKey::from_bytes(&[8; 32]);
+        let cert = lsim_keymgmt::cert::MemberCert::issue(
+            &server,
+            "ayen",
+            1,
+            0x0101_0001,
+            key.verifying_key().to_bytes(),
+            u64::MAX,
+        );
+        (server, lsim_keymgmt::cert::Signer::new(key, cert))
+    })
+}
+
+/// A signed chat message opens only as it was signed: any change is refused.
+fn check_signed_chat(bytes: &[u8], original: &[u8]) {
+    let (server, _) = signer();
+    if let Ok((m, cert)) = signed::open(bytes, &server.verifying_key(), 0) {
+        assert_eq!(bytes, original, "a changed signed message opened");
+        assert_eq!(m.from, cert.user);
+    }
+}
+
 fn check_chat(bytes: &[u8]) {
     if let Ok(m) = ChatMessage::decode(bytes) {
         assert_eq!(m.encode(), bytes, "an accepted chat message is not canonical");
@@ -608,6 +636,13 @@ proptest! {
         check_chat(&mutate(enc, &ms));
         let beacon = encode_beacon(&from);
         check_chat(&mutate(beacon, &ms));
+        let ayen = ChatMessage::new("ayen", &text);
+        let sealed = signed::sign(&ayen, &signer().1);
+        check_signed_chat(&sealed, &sealed);
+        check_signed_chat(&mutate(sealed.clone(), &ms), &sealed);
+        let mut framed = b"LSS1".to_vec();
+        framed.extend_from_slice(&b);
+        check_signed_chat(&framed, &sealed);
     }
 
     #[test]

@@ -23,6 +23,7 @@
 use std::sync::OnceLock;
 
 use ed25519_dalek::SigningKey;
+use lsim_keymgmt::cert::{MAX_CERT, MemberCert};
 use lsim_keymgmt::key::SecretKey;
 use lsim_keymgmt::member::MemberKeys;
 use lsim_keymgmt::registrar::msg::{ErrorCode, MAX_MESSAGE, Request, Response};
@@ -60,6 +61,8 @@ struct World {
     rekey: Rekey,
     signed: Vec<u8>,
     path0: MemberPath,
+    /// A member certificate the server issued, encoded.
+    cert: Vec<u8>,
 }
 
 fn world() -> &'static World {
@@ -80,7 +83,9 @@ fn world() -> &'static World {
         tree.request_join(MemberId(200), key(200)).unwrap();
         tree.request_leave(MemberId(5)).unwrap();
         let queued_bytes = tree.to_bytes().to_vec();
-        World { server, tree_bytes, queued_bytes, rekey: batch.rekey, signed, path0 }
+        let member_key = SigningKey::from_bytes(&[3u8; 32]).verifying_key().to_bytes();
+        let cert = MemberCert::issue(&server, "ayen", 7, 0x0101_0007, member_key, u64::MAX).encode();
+        World { server, tree_bytes, queued_bytes, rekey: batch.rekey, signed, path0, cert }
     })
 }
 
@@ -113,6 +118,18 @@ fn check_signed(bytes: &[u8]) {
     match m.apply(bytes, &w.server.verifying_key()) {
         Ok(applied) => assert!(Some(applied.epoch) > epoch),
         Err(_) => assert_eq!(m.epoch(), epoch, "a refused rekey moved the epoch"),
+    }
+}
+
+/// A certificate decodes canonically from the front of `bytes`, and one the
+/// server's key accepts is exactly the one it issued.
+fn check_cert(bytes: &[u8]) {
+    if let Ok((c, used)) = MemberCert::decode(bytes) {
+        assert!(used <= bytes.len() && used <= MAX_CERT);
+        assert_eq!(c.encode(), &bytes[..used], "an accepted certificate is not canonical");
+        if c.verify(&world().server.verifying_key(), 0).is_ok() {
+            assert_eq!(&bytes[..used], &world().cert[..], "a changed certificate passed verification");
+        }
     }
 }
 
@@ -188,6 +205,7 @@ fn request() -> impl Strategy<Value = Request> {
         text().prop_map(|group| Request::Join { group }),
         text().prop_map(|group| Request::Leave { group }),
         text().prop_map(|group| Request::Resync { group }),
+        any::<[u8; 32]>().prop_map(|key| Request::Certify { key }),
     ]
 }
 
@@ -212,6 +230,7 @@ fn response() -> impl Strategy<Value = Response> {
         Just(Response::Keys { suite: 2, path: world().path0.clone() }),
         any::<u32>().prop_map(|epoch| Response::Left { epoch }),
         text().prop_map(|message| Response::Error { code: ErrorCode::State, message }),
+        Just(Response::Certified { cert: world().cert.clone() }),
     ]
 }
 
@@ -249,6 +268,13 @@ proptest! {
         let w = world();
         check_rekey(&mutate(w.rekey.encode(), &ms));
         check_signed(&mutate(w.signed.clone(), &ms));
+    }
+
+    #[test]
+    fn member_certificates(b in bytes(500), ms in mutations()) {
+        check_cert(&b);
+        check_cert(&world().cert);
+        check_cert(&mutate(world().cert.clone(), &ms));
     }
 
     #[test]
