@@ -32,11 +32,11 @@ fuzz_target!(|data: &[u8]| {
     let _ = wire::peek_header(rest);
     let mut d = rest.to_vec();
     let len = d.len();
-    if let Ok((h, body)) = wire::open_packet(&mut seal, &mut d) {
+    if let Ok((h, body)) = wire::open_packet(&mut seal, &mut d, 1, |_, _| Some(0)) {
         let mut again = Vec::new();
         wire::seal_packet(&mut seal, &h, &body, &mut again).expect("re-seal");
         assert!(again.len() <= len);
-        let (h2, body2) = wire::open_packet(&mut seal, &mut again).expect("re-encoded packet refused");
+        let (h2, body2) = wire::open_packet(&mut seal, &mut again, 1, |_, _| Some(0)).expect("re-encoded packet refused");
         assert_eq!((h, body), (h2, body2));
     }
 });

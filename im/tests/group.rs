@@ -27,6 +27,7 @@ use lsim_keymgmt::suite::GroupSeal;
 use lsim_keymgmt::suite::SuiteId;
 use lsim_keymgmt::users::Cost;
 use lsim_transport::net::MulticastConfig;
+use lsim_transport::wire::{PacketType, peek_header};
 use scenario::{Target, USERS};
 
 const CHEAP: Cost = Cost { memory_kib: 256, passes: 1, lanes: 1 };
@@ -580,7 +581,7 @@ async fn a_repairer_found_through_the_room_repairs_its_region() {
         assert!(std::fs::read(&path).unwrap() == content, "member {i}: bytes differ");
     }
     let packets = capture.since(mark);
-    let relayed = packets.iter().filter(|p| p.len() > 1 && p[1] == 4).count();
+    let relayed = packets.iter().filter(|p| peek_header(p).is_ok_and(|h| h.packet_type == PacketType::Repair)).count();
     assert!(relayed > 0, "the repairer sent region-scoped repair ({} packets captured)", packets.len());
     for m in members {
         m.leave().await;

@@ -330,11 +330,11 @@ proptest! {
         let mut out = Vec::new();
         wire::seal_packet(&mut seal, &h, &Body::Command(c), &mut out).unwrap();
         let mut valid = out.clone();
-        prop_assert!(wire::open_packet(&mut seal, &mut valid).is_ok());
+        prop_assert!(wire::open_packet(&mut seal, &mut valid, 1, |_, _| Some(8)).is_ok());
         let mut bad = mutate(out, &ms);
-        let _ = wire::open_packet(&mut seal, &mut bad);
+        let _ = wire::open_packet(&mut seal, &mut bad, 1, |_, _| Some(8));
         let mut garbage = payload.clone();
-        let _ = wire::open_packet(&mut seal, &mut garbage);
+        let _ = wire::open_packet(&mut seal, &mut garbage, 1, |_, _| Some(8));
         // Chat sealed under the group key, as relayed through XMPP.
         let sealed = seal.encrypt_message(b"aad", &payload).unwrap();
         prop_assert_eq!(seal.decrypt_message(b"aad", &sealed).unwrap(), payload.clone());

@@ -581,10 +581,14 @@ impl Scenario {
             return Err(bad("workload.chats", w.chats.to_string(), "must be at most 1000000"));
         }
         let s = &self.sender;
+        // The largest packet of a symbol (a long header and the data header) must fit 1472 bytes.
+        let max_t =
+            1472 - lsim_transport::wire::HEADER_LEN - lsim_transport::wire::DATA_HEADER_LEN - crate::seal::TAG_LEN;
         if let Some(t) = s.symbol_size
-            && !(16..=1432).contains(&t)
+            && !(16..=max_t as u16).contains(&t)
         {
-            return Err(bad("sender.symbol_size", t.to_string(), "must be 16 to 1432 (a packet must fit 1472 bytes)"));
+            let why = format!("must be 16 to {max_t} (a packet must fit 1472 bytes)");
+            return Err(bad("sender.symbol_size", t.to_string(), &why));
         }
         if let Some(k) = s.block_symbols
             && !(1..=lsim_transport::geometry::MAX_BLOCK_SYMBOLS).contains(&k)

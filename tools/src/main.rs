@@ -658,7 +658,8 @@ fn report(json: bool, a: &Arrivals, driver: &Driver<Repairer<GroupSeal>>, start:
             "decode_failures": s.decode_failures, "dropped_stale": s.dropped(Drop::Stale),
             "dropped_overload": s.dropped(Drop::Overload),
             "dropped_bad_seal": s.dropped(Drop::BadSeal), "dropped_malformed": s.dropped(Drop::Malformed),
-            "dropped_other_session": s.dropped(Drop::OtherSession), "dropped_total": s.dropped_total(),
+            "dropped_other_session": s.dropped(Drop::OtherSession),
+            "dropped_no_reference": s.dropped(Drop::NoReference), "dropped_total": s.dropped_total(),
             "simulated_drops": driver.stats().simulated_drops, "failed": a.failed, "peak_rss_kib": peak_rss_kib(), "cpu_s": cpu_s(),
             "local_repairs": s.local_repairs, "forwarded_nacks": s.forwarded_nacks,
             "relayed_feedback": s.relayed_feedback, "repairer_fallbacks": s.repairer_fallbacks,
@@ -670,7 +671,7 @@ fn report(json: bool, a: &Arrivals, driver: &Driver<Repairer<GroupSeal>>, start:
             a.done.len(),
             s.packets_in,
             s.nacks_sent,
-            s.dropped(Drop::BadSeal)
+            s.dropped(Drop::BadSeal) + s.dropped(Drop::NoReference)
         );
     }
 }

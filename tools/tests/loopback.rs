@@ -124,7 +124,10 @@ fn packets_under_another_key_are_dropped_and_counted() {
     let o = rx.wait_with_output().unwrap();
     assert!(!o.status.success(), "nothing may be received");
     let stats: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert!(stats["dropped_bad_seal"].as_u64().unwrap() >= 70, "{stats}");
+    // The outsider's first packets carry its full counter and fail the seal;
+    // the rest have short headers from a node never heard, dropped unopened.
+    let n = |k: &str| stats[k].as_u64().unwrap();
+    assert!(n("dropped_bad_seal") >= 1 && n("dropped_bad_seal") + n("dropped_no_reference") >= 70, "{stats}");
     assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0, "no file, not even a temporary one");
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -215,7 +218,8 @@ fn an_outsider_flooding_at_line_rate_is_dropped_and_the_file_still_lands() {
         assert!(std::fs::read(out.join("incident plan.pdf")).unwrap() == content, "file differs at a receiver");
         assert_eq!(std::fs::read_dir(out).unwrap().count(), 1, "the file and nothing else");
         let n = |k: &str| st[k].as_u64().unwrap();
-        assert!(n("dropped_bad_seal") > 10_000, "the forged packets must arrive and be dropped: {st}");
+        let forged = n("dropped_bad_seal") + n("dropped_no_reference");
+        assert!(forged > 10_000, "the forged packets must arrive and be dropped: {st}");
         assert!(n("dropped_malformed") + n("dropped_other_session") > 10_000, "the random ones too: {st}");
         // What a dropped packet costs: the whole process's CPU over every
         // datagram it took in, flood and file together.

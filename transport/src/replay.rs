@@ -16,6 +16,11 @@ pub struct ReplayWindow {
 }
 
 impl ReplayWindow {
+    /// The highest counter accepted, if any (what a short header's counter is rebuilt from).
+    pub fn top(&self) -> Option<u64> {
+        self.top
+    }
+
     /// True (and remembered) if `seq` was not seen before and is not too old.
     pub fn accept(&mut self, seq: u64) -> bool {
         let Some(top) = self.top else {

@@ -31,11 +31,14 @@ pub enum Drop {
     Overload,
     /// Authentic, but a copy of a packet already accepted (or older than the replay window).
     Replay,
+    /// A short header from a node not yet heard in a long one: its counter
+    /// cannot be rebuilt until then (at most `wire::LONG_EVERY` packets).
+    NoReference,
 }
 
 impl Drop {
     /// Every reason, in report order.
-    pub const ALL: [Drop; 9] = [
+    pub const ALL: [Drop; 10] = [
         Drop::Malformed,
         Drop::BadSeal,
         Drop::UnknownEpoch,
@@ -45,6 +48,7 @@ impl Drop {
         Drop::Stale,
         Drop::Overload,
         Drop::Replay,
+        Drop::NoReference,
     ];
 
     /// The reason a decode error maps to.
@@ -54,6 +58,8 @@ impl Drop {
             WireError::Seal(SealError::UnknownEpoch(_)) => Drop::UnknownEpoch,
             WireError::Seal(_) => Drop::BadSeal,
             WireError::Geometry { .. } | WireError::Symbol { .. } => Drop::Invalid,
+            WireError::OtherSession(_) => Drop::OtherSession,
+            WireError::NoReference(_) => Drop::NoReference,
             _ => Drop::Malformed,
         }
     }
@@ -110,7 +116,7 @@ pub struct Stats {
     /// (`budget::RepairBudget`).
     pub repair_refused: u64,
     /// Dropped packets, by reason (indexed like `Drop::ALL`).
-    pub dropped: [u64; 9],
+    pub dropped: [u64; Drop::ALL.len()],
 }
 
 impl Stats {

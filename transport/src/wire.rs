@@ -10,10 +10,25 @@ use thiserror::Error;
 use crate::geometry::{Geometry, GeometryError};
 use crate::seal::{Nonce, Seal, SealError};
 
-/// Wire format version carried in every packet.
-pub const VERSION: u8 = 2;
-/// Bytes of the common header (authenticated, not encrypted).
-pub const HEADER_LEN: usize = 22;
+/// Wire format version carried in every packet (the high four bits of its first byte).
+pub const VERSION: u8 = 3;
+/// Bytes of the short common header: Data and Repair packets whose counter is
+/// not a multiple of `LONG_EVERY` carry only its low 32 bits.
+pub const SHORT_HEADER_LEN: usize = 12;
+/// Bytes of the long common header (the full 64-bit counter): the most a
+/// common header takes.
+pub const HEADER_LEN: usize = 16;
+/// Bytes of the associated data a packet is sealed with: its first byte and
+/// the full session, node, epoch and counter (`Header::aad`).
+pub const AAD_LEN: usize = 21;
+/// A Data or Repair packet must carry its full counter (long header) when
+/// the counter is a multiple of this, and may at any time; every other
+/// packet always does.
+pub const LONG_EVERY: u64 = 16;
+/// The top bit of the packet counter says which core of a node sealed the
+/// packet (set: a receiver's), so a sender and a receiver sharing a node id
+/// never share a nonce.
+pub const RECEIVER_SEQ_BIT: u64 = 1 << 63;
 /// Bytes of a data packet's body before the symbol.
 pub const DATA_HEADER_LEN: usize = 25;
 /// Bytes of a command body.
@@ -88,6 +103,16 @@ pub enum WireError {
     /// The packet's tag did not verify or its epoch is unknown.
     #[error("seal: {0}")]
     Seal(#[from] SealError),
+    /// The session byte names another session.
+    #[error("session byte {0:#04x} is not ours")]
+    OtherSession(u8),
+    /// A short header from a node and role never heard in a long one: its
+    /// counter cannot be rebuilt (it will be, after the next long header).
+    #[error("short header from node {0} before any long one")]
+    NoReference(u32),
+    /// A header whose form (short or long) is not the one the packet must use.
+    #[error("{0}")]
+    Form(&'static str),
 }
 
 /// A cursor over received bytes that cannot read past its end.
@@ -175,7 +200,10 @@ impl PacketType {
     }
 }
 
-/// The common header of every packet: sent in the clear, authenticated.
+/// The common header of every packet, as the seal authenticates it. On the
+/// wire it travels compressed (`Header::encode`, `Peek`): one byte of the
+/// session, two of the epoch and, in the short form, four of the counter;
+/// the receiver rebuilds the rest (`Peek::expand`) and the seal checks it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Header {
     /// What the body is.
@@ -191,32 +219,138 @@ pub struct Header {
 }
 
 impl Header {
-    /// Writes the header.
-    pub fn encode(&self, out: &mut Vec<u8>) {
-        out.push(VERSION);
-        out.push(self.packet_type as u8);
-        out.extend_from_slice(&self.session.to_be_bytes());
-        out.extend_from_slice(&self.node.to_be_bytes());
-        out.extend_from_slice(&self.epoch.to_be_bytes());
-        out.extend_from_slice(&self.seq.to_be_bytes());
+    /// True if this packet must travel with the long header (the full counter).
+    pub fn is_long(&self) -> bool {
+        !matches!(self.packet_type, PacketType::Data | PacketType::Repair)
+            || (self.seq & !RECEIVER_SEQ_BIT).is_multiple_of(LONG_EVERY)
     }
-    /// Reads a header.
-    pub fn read(r: &mut Reader<'_>) -> Result<Header, WireError> {
-        let version = r.u8("version")?;
-        if version != VERSION {
-            return Err(WireError::Version(version));
+    fn first_byte(&self, long: bool) -> u8 {
+        (VERSION << 4) | (u8::from(long) << 3) | self.packet_type as u8
+    }
+    /// Writes the header in its wire form: long if `long` or if it must be.
+    pub fn encode(&self, out: &mut Vec<u8>, long: bool) {
+        let long = long || self.is_long();
+        out.push(self.first_byte(long));
+        out.push(self.session as u8);
+        out.extend_from_slice(&self.node.to_be_bytes());
+        out.extend_from_slice(&(self.epoch as u16).to_be_bytes());
+        if long {
+            out.extend_from_slice(&self.seq.to_be_bytes());
+        } else {
+            out.extend_from_slice(&(self.seq as u32).to_be_bytes());
         }
-        Ok(Header {
-            packet_type: PacketType::from_u8(r.u8("packet type")?)?,
-            session: r.u32("session")?,
-            node: r.u32("node")?,
-            epoch: r.u32("epoch")?,
-            seq: r.u64("seq")?,
-        })
+    }
+    /// The associated data the packet is sealed with: the first wire byte
+    /// (version, form, type) and the full session, node, epoch and counter.
+    pub fn aad(&self, long: bool) -> [u8; AAD_LEN] {
+        let mut a = [0u8; AAD_LEN];
+        a[0] = self.first_byte(long || self.is_long());
+        a[1..5].copy_from_slice(&self.session.to_be_bytes());
+        a[5..9].copy_from_slice(&self.node.to_be_bytes());
+        a[9..13].copy_from_slice(&self.epoch.to_be_bytes());
+        a[13..21].copy_from_slice(&self.seq.to_be_bytes());
+        a
     }
     /// The seal nonce of this packet.
     pub fn nonce(&self) -> Nonce {
         Nonce { node: self.node, seq: self.seq }
+    }
+}
+
+/// A common header as read from the wire, before the receiver rebuilds the
+/// session, epoch and counter from what it knows (`expand`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Peek {
+    /// What the body is.
+    pub packet_type: PacketType,
+    /// The long form (full counter).
+    pub long: bool,
+    /// The low byte of the session.
+    pub session_byte: u8,
+    /// The node that sent it.
+    pub node: u32,
+    /// The low 16 bits of the key epoch.
+    pub epoch_low: u16,
+    /// The full counter (long form) or its low 32 bits (short form).
+    pub seq_bits: u64,
+}
+
+impl Peek {
+    /// Bytes of the header on the wire.
+    pub fn len(&self) -> usize {
+        if self.long { HEADER_LEN } else { SHORT_HEADER_LEN }
+    }
+    /// Never: a header has at least `SHORT_HEADER_LEN` bytes.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+    /// True if a receiver core sealed it (the counter's role bit). A short
+    /// header has no room for it: a Repair packet is always a receiver's
+    /// (repairer's), a Data packet a sender's.
+    pub fn receiver_role(&self) -> bool {
+        if self.long { self.seq_bits & RECEIVER_SEQ_BIT != 0 } else { self.packet_type == PacketType::Repair }
+    }
+    /// The epoch nearest `current` (the newest this node holds) whose low 16
+    /// bits are on the wire.
+    pub fn epoch(&self, current: u32) -> u32 {
+        let e = nearest(i128::from(current), i128::from(self.epoch_low), 16, i128::from(u32::MAX));
+        u32::try_from(e).unwrap_or(current)
+    }
+    /// The full header: `session` is ours (its low byte must match),
+    /// `current_epoch` the newest epoch we hold, and `reference` the highest
+    /// counter (without the role bit) accepted from this node and role, which
+    /// a short header needs.
+    pub fn expand(&self, session: u32, current_epoch: u32, reference: Option<u64>) -> Result<Header, WireError> {
+        if self.session_byte != session as u8 {
+            return Err(WireError::OtherSession(self.session_byte));
+        }
+        let seq = if self.long {
+            self.seq_bits
+        } else {
+            let top = reference.ok_or(WireError::NoReference(self.node))?;
+            let counter = nearest(i128::from(top) + 1, i128::from(self.seq_bits), 32, i128::from(RECEIVER_SEQ_BIT - 1));
+            let counter = u64::try_from(counter).map_err(|_| WireError::NoReference(self.node))?;
+            counter | if self.receiver_role() { RECEIVER_SEQ_BIT } else { 0 }
+        };
+        let h =
+            Header { packet_type: self.packet_type, session, node: self.node, epoch: self.epoch(current_epoch), seq };
+        if h.is_long() && !self.long {
+            return Err(WireError::Form("a short header where the long one is due"));
+        }
+        Ok(h)
+    }
+    /// Reads the wire form of a header.
+    pub fn read(r: &mut Reader<'_>) -> Result<Peek, WireError> {
+        let first = r.u8("version")?;
+        if first >> 4 != VERSION {
+            return Err(WireError::Version(first >> 4));
+        }
+        let long = first & 8 != 0;
+        let packet_type = PacketType::from_u8(first & 7)?;
+        let session_byte = r.u8("session")?;
+        let node = r.u32("node")?;
+        let epoch_low = r.u16("epoch")?;
+        let seq_bits = if long { r.u64("seq")? } else { u64::from(r.u32("seq")?) };
+        if !long && !matches!(packet_type, PacketType::Data | PacketType::Repair) {
+            return Err(WireError::Form("a short header on a packet that always has the long one"));
+        }
+        Ok(Peek { packet_type, long, session_byte, node, epoch_low, seq_bits })
+    }
+}
+
+/// The value nearest `expected` (within half a window either way, kept in
+/// 0..=`max`) whose low `bits` bits are `low` (QUIC's packet-number
+/// recovery, RFC 9000 appendix A.3).
+fn nearest(expected: i128, low: i128, bits: u32, max: i128) -> i128 {
+    let window = 1i128 << bits;
+    let half = window / 2;
+    let candidate = (expected & !(window - 1)) | low;
+    if candidate <= expected - half && candidate + window <= max {
+        candidate + window
+    } else if candidate > expected + half && candidate >= window {
+        candidate - window
+    } else {
+        candidate
     }
 }
 
@@ -575,49 +709,72 @@ impl Body<'_> {
     }
 }
 
-/// Writes `header` and `body` into `out` (cleared first) and seals it: the
-/// header is associated data, the body is encrypted, the tag is appended.
+/// Writes `header` (in its wire form, as short as it may be) and `body` into
+/// `out` (cleared first) and seals it: the full header is associated data
+/// (`Header::aad`), the body is encrypted, the tag is appended.
 pub fn seal_packet<S: Seal + ?Sized>(
     seal: &mut S,
     header: &Header,
     body: &Body<'_>,
     out: &mut Vec<u8>,
 ) -> Result<(), SealError> {
+    seal_packet_as(seal, header, false, body, out)
+}
+
+/// `seal_packet` with the long header if `long` (a node whose peers may not
+/// know its counter yet sends its full counter).
+pub fn seal_packet_as<S: Seal + ?Sized>(
+    seal: &mut S,
+    header: &Header,
+    long: bool,
+    body: &Body<'_>,
+    out: &mut Vec<u8>,
+) -> Result<(), SealError> {
     debug_assert_eq!(header.packet_type, body.packet_type());
     out.clear();
-    header.encode(out);
+    header.encode(out, long);
+    let header_len = out.len();
     body.encode(out);
     let tag_len = seal.tag_len();
     let body_end = out.len();
     out.resize(body_end + tag_len, 0);
-    let (head, rest) = out.split_at_mut(HEADER_LEN);
-    let (payload, tag) = rest.split_at_mut(body_end - HEADER_LEN);
-    seal.seal(header.epoch, header.nonce(), head, payload, tag)
+    let (payload, tag) = out[header_len..].split_at_mut(body_end - header_len);
+    seal.seal(header.epoch, header.nonce(), &header.aad(long), payload, tag)
 }
 
-/// Reads only the common header, without opening the packet (to route or drop it early).
-pub fn peek_header(datagram: &[u8]) -> Result<Header, WireError> {
+/// Reads only the common header's wire form, without opening the packet (to
+/// route or drop it early).
+pub fn peek_header(datagram: &[u8]) -> Result<Peek, WireError> {
     if datagram.len() > MAX_DATAGRAM {
         return Err(WireError::Oversized(datagram.len()));
     }
-    Header::read(&mut Reader::new(datagram))
+    Peek::read(&mut Reader::new(datagram))
 }
 
-/// Opens a datagram in place: checks the header, verifies and decrypts the
-/// body, and parses it. Nothing of a packet whose seal fails is parsed.
+/// Opens a datagram in place: reads the header, rebuilds it (`Peek::expand`:
+/// `session` is ours; `reference(node, receiver_role)` gives the highest
+/// counter accepted from that node and role, for short headers), verifies and
+/// decrypts the body, and parses it. Nothing of a packet whose seal fails is
+/// parsed.
 pub fn open_packet<'a, S: Seal + ?Sized>(
     seal: &mut S,
     datagram: &'a mut [u8],
+    session: u32,
+    reference: impl FnOnce(u32, bool) -> Option<u64>,
 ) -> Result<(Header, Body<'a>), WireError> {
-    let header = peek_header(datagram)?;
+    let peek = peek_header(datagram)?;
+    let header_len = peek.len();
     let tag_len = seal.tag_len();
-    if datagram.len() < HEADER_LEN + tag_len {
-        return Err(WireError::Truncated { what: "tag", need: HEADER_LEN + tag_len, have: datagram.len() });
+    if datagram.len() < header_len + tag_len {
+        return Err(WireError::Truncated { what: "tag", need: header_len + tag_len, have: datagram.len() });
     }
-    let (head, rest) = datagram.split_at_mut(HEADER_LEN);
+    let top = if peek.long { None } else { reference(peek.node, peek.receiver_role()) };
+    let header = peek.expand(session, seal.current_epoch(), top)?;
+    let aad = header.aad(peek.long);
+    let rest = &mut datagram[header_len..];
     let body_len = rest.len() - tag_len;
     let (payload, tag) = rest.split_at_mut(body_len);
-    seal.open(header.epoch, header.nonce(), head, payload, tag)?;
+    seal.open(header.epoch, header.nonce(), &aad, payload, tag)?;
     let body = Body::read(header.packet_type, payload)?;
     Ok((header, body))
 }
@@ -628,14 +785,22 @@ mod tests {
     use crate::seal::KeyedSum as SumSeal;
     use proptest::prelude::*;
 
+    /// Headers a receiver whose newest epoch is 0 can rebuild: epochs within
+    /// half the 16-bit window, any counter of either role.
     fn header(packet_type: PacketType) -> impl Strategy<Value = Header> {
-        (any::<u32>(), any::<u32>(), any::<u32>(), any::<u64>()).prop_map(move |(session, node, epoch, seq)| Header {
+        (any::<u32>(), any::<u32>(), 0u32..32_768, any::<u64>()).prop_map(move |(session, node, epoch, seq)| Header {
             packet_type,
             session,
             node,
             epoch,
             seq,
         })
+    }
+
+    /// What a receiver that accepted the packet just before `h` knows.
+    fn reference_for(h: &Header) -> impl FnOnce(u32, bool) -> Option<u64> + use<> {
+        let top = (h.seq & !RECEIVER_SEQ_BIT).saturating_sub(1);
+        move |_, _| Some(top)
     }
 
     fn data() -> impl Strategy<Value = (DataHeader, Vec<u8>)> {
@@ -703,7 +868,7 @@ mod tests {
         let mut seal = SumSeal(42);
         let mut buf = Vec::new();
         seal_packet(&mut seal, &h, &body, &mut buf).unwrap();
-        let (h2, b2) = open_packet(&mut seal, &mut buf).unwrap();
+        let (h2, b2) = open_packet(&mut seal, &mut buf, h.session, reference_for(&h)).unwrap();
         assert_eq!(h, h2);
         assert_eq!(body, b2);
     }
@@ -711,6 +876,7 @@ mod tests {
     proptest! {
         #[test]
         fn data_round_trips(h in header(PacketType::Data), (d, sym) in data()) {
+            let h = Header { seq: h.seq & !RECEIVER_SEQ_BIT, ..h };
             round_trip(h, Body::Data(d, &sym));
         }
 
@@ -723,6 +889,7 @@ mod tests {
         fn repair_round_trips(h in header(PacketType::Repair), origin in any::<u32>(), (d, sym) in data()) {
             let k = u32::from(d.geometry.symbols_in(d.block));
             let d = DataHeader { esi: k + d.esi % 1000, ..d };
+            let h = Header { seq: h.seq | RECEIVER_SEQ_BIT, ..h };
             round_trip(h, Body::Repair(origin, d, &sym));
         }
 
@@ -732,9 +899,9 @@ mod tests {
         }
 
         #[test]
-        fn random_bytes_never_panic(mut bytes in prop::collection::vec(any::<u8>(), 0..2000)) {
+        fn random_bytes_never_panic(mut bytes in prop::collection::vec(any::<u8>(), 0..2000), top in any::<Option<u64>>()) {
             let _ = peek_header(&bytes);
-            let _ = open_packet(&mut SumSeal(1), &mut bytes);
+            let _ = open_packet(&mut SumSeal(1), &mut bytes, 0, |_, _| top);
         }
 
         /// Any single-byte change to a sealed packet is refused (never parsed into something else).
@@ -745,7 +912,47 @@ mod tests {
             seal_packet(&mut seal, &h, &Body::Feedback(f), &mut buf).unwrap();
             let i = at % buf.len();
             buf[i] ^= x;
-            prop_assert!(open_packet(&mut seal, &mut buf).is_err());
+            prop_assert!(open_packet(&mut seal, &mut buf, h.session, reference_for(&h)).is_err());
+        }
+
+        /// The same for data packets, in both header forms: a changed byte of
+        /// the compressed header rebuilds another header, which the seal refuses.
+        #[test]
+        fn mutated_data_packets_are_refused(h in header(PacketType::Data), (d, sym) in data(), long in any::<bool>(),
+                                            at in any::<usize>(), x in 1u8..=255) {
+            let seq = (h.seq & !RECEIVER_SEQ_BIT & !(LONG_EVERY - 1)) + u64::from(!long);
+            let h = Header { seq, ..h };
+            prop_assert_eq!(h.is_long(), long);
+            let mut seal = SumSeal(7);
+            let mut buf = Vec::new();
+            seal_packet(&mut seal, &h, &Body::Data(d, &sym), &mut buf).unwrap();
+            let i = at % buf.len();
+            buf[i] ^= x;
+            prop_assert!(open_packet(&mut seal, &mut buf, h.session, reference_for(&h)).is_err());
+        }
+
+        /// A short header's counter is rebuilt exactly from any reference up
+        /// to 2^31 packets behind or ahead of it.
+        #[test]
+        fn short_counters_are_rebuilt(counter in 0u64..(1 << 62), back in 1i64..(1 << 31), ahead in any::<bool>()) {
+            let top = if ahead { counter.saturating_add(back as u64 - 1) } else { counter.saturating_sub(back as u64) };
+            let h = Header { packet_type: PacketType::Data, session: 5, node: 9, epoch: 0, seq: counter | 1 };
+            let mut buf = Vec::new();
+            h.encode(&mut buf, false);
+            let peek = peek_header(&buf).unwrap();
+            prop_assert!(!peek.long);
+            prop_assert_eq!(peek.expand(5, 0, Some(top)).unwrap(), h);
+        }
+
+        /// Epochs within 2^15 of the receiver's newest are rebuilt exactly.
+        #[test]
+        fn epochs_are_rebuilt_near_the_newest(current in any::<u32>(), delta in -32_767i64..32_768) {
+            let epoch = i64::from(current) + delta;
+            prop_assume!((0..=i64::from(u32::MAX)).contains(&epoch));
+            let h = Header { packet_type: PacketType::Command, session: 1, node: 2, epoch: epoch as u32, seq: 3 };
+            let mut buf = Vec::new();
+            h.encode(&mut buf, false);
+            prop_assert_eq!(peek_header(&buf).unwrap().expand(1, current, None).unwrap(), h);
         }
 
         /// Bodies parsed without a seal (as if the seal were broken) still never panic.
@@ -790,9 +997,34 @@ mod tests {
     }
 
     #[test]
+    fn short_headers_need_a_reference_and_the_due_form() {
+        let h = Header { packet_type: PacketType::Data, session: 0x1234_5678, node: 4, epoch: 2, seq: 65 };
+        let mut buf = Vec::new();
+        h.encode(&mut buf, false);
+        assert_eq!(buf.len(), SHORT_HEADER_LEN);
+        let peek = peek_header(&buf).unwrap();
+        assert_eq!(peek.expand(0x1234_5678, 2, None), Err(WireError::NoReference(4)));
+        assert_eq!(peek.expand(0x1234_5600, 2, Some(64)), Err(WireError::OtherSession(0x78)));
+        assert_eq!(peek.expand(0x1234_5678, 2, Some(64)), Ok(h));
+        // The counter one below rebuilds 64, a multiple of LONG_EVERY: that one travels long.
+        buf[11] = 64;
+        assert!(matches!(peek_header(&buf).unwrap().expand(0x1234_5678, 2, Some(63)), Err(WireError::Form(_))));
+        // Feedback and commands are always long.
+        buf[0] = (VERSION << 4) | PacketType::Feedback as u8;
+        assert!(matches!(peek_header(&buf), Err(WireError::Form(_))));
+    }
+
+    #[test]
     fn sizes_match_the_documented_layout() {
         let mut buf = Vec::new();
-        Header { packet_type: PacketType::Data, session: 0, node: 0, epoch: 0, seq: 0 }.encode(&mut buf);
+        Header { packet_type: PacketType::Data, session: 0, node: 0, epoch: 0, seq: 0 }.encode(&mut buf, false);
+        assert_eq!(buf.len(), HEADER_LEN);
+        buf.clear();
+        let h = Header { packet_type: PacketType::Data, session: 0, node: 0, epoch: 0, seq: 1 };
+        h.encode(&mut buf, false);
+        assert_eq!(buf.len(), SHORT_HEADER_LEN);
+        buf.clear();
+        h.encode(&mut buf, true);
         assert_eq!(buf.len(), HEADER_LEN);
         buf.clear();
         let g = Geometry::new(1, 1, 1).unwrap();

@@ -10,11 +10,7 @@ use std::collections::HashMap;
 use crate::replay::ReplayWindow;
 use crate::seal::{Seal, SealError};
 use crate::stats::{Drop, Stats};
-use crate::wire::{self, Body, Header};
-
-/// The top bit of the packet counter says which core of a node sealed the
-/// packet, so a sender and a receiver sharing a node id never share a nonce.
-pub(crate) const RECEIVER_SEQ_BIT: u64 = 1 << 63;
+use crate::wire::{self, Body, Header, RECEIVER_SEQ_BIT};
 
 /// Peers whose replay windows are kept; past this the state is dropped wholesale.
 const MAX_PEERS: usize = 65_536;
@@ -24,7 +20,18 @@ pub(crate) struct Framer<S> {
     pub(crate) session: u32,
     pub(crate) node: u32,
     seq: u64,
+    /// Packets sealed so far (the first `LONG_EVERY` carry the full counter:
+    /// peers that heard an earlier run of this node know another one).
+    sealed: u64,
     replay: HashMap<(u32, bool), ReplayWindow>,
+}
+
+/// True for the packets that may travel with a short header: symbols of
+/// files. Chat and rekeys are few packets, sparse, and read by members who
+/// may have heard nothing from their sender yet; they always carry the full
+/// counter, so the first one heard opens.
+fn bulk(body: &Body<'_>) -> bool {
+    matches!(body, Body::Data(h, _) | Body::Repair(_, h, _) if h.kind == wire::ObjectKind::File)
 }
 
 impl<S: Seal> Framer<S> {
@@ -33,7 +40,7 @@ impl<S: Seal> Framer<S> {
     /// restarted node would reuse nonces and be refused as a replay.
     pub(crate) fn new(seal: S, session: u32, node: u32, receiver: bool, first_seq: u64) -> Framer<S> {
         let seq = (first_seq & !RECEIVER_SEQ_BIT) | if receiver { RECEIVER_SEQ_BIT } else { 0 };
-        Framer { seal, session, node, seq, replay: HashMap::new() }
+        Framer { seal, session, node, seq, sealed: 0, replay: HashMap::new() }
     }
 
     /// Seals `body` into `out`; returns the packet's length.
@@ -45,7 +52,9 @@ impl<S: Seal> Framer<S> {
             epoch: self.seal.current_epoch(),
             seq: self.seq,
         };
-        wire::seal_packet(&mut self.seal, &header, body, out)?;
+        let long = self.sealed < wire::LONG_EVERY || !bulk(body);
+        wire::seal_packet_as(&mut self.seal, &header, long, body, out)?;
+        self.sealed += 1;
         self.seq = (self.seq & RECEIVER_SEQ_BIT) | (self.seq.wrapping_add(1) & !RECEIVER_SEQ_BIT);
         stats.packets_out += 1;
         stats.bytes_out += out.len() as u64;
@@ -61,25 +70,28 @@ impl<S: Seal> Framer<S> {
         stats: &mut Stats,
     ) -> Option<(Header, Body<'a>)> {
         stats.packets_in += 1;
-        let header = match wire::peek_header(datagram) {
+        let peek = match wire::peek_header(datagram) {
             Ok(h) => h,
             Err(e) => {
                 stats.drop(Drop::of(&e));
                 return None;
             }
         };
-        if header.session != self.session {
+        if peek.session_byte != self.session as u8 {
             stats.drop(Drop::OtherSession);
             return None;
         }
-        if header.node == self.node {
+        if peek.node == self.node {
             stats.drop(Drop::Own);
             return None;
         }
         scratch.clear();
         scratch.extend_from_slice(datagram);
-        match wire::open_packet(&mut self.seal, scratch) {
+        let replay = &self.replay;
+        let reference = |node, receiver| replay.get(&(node, receiver)).and_then(ReplayWindow::top);
+        match wire::open_packet(&mut self.seal, scratch, self.session, reference) {
             Ok(p) => {
+                let header = p.0;
                 let peer = (header.node, header.seq & RECEIVER_SEQ_BIT != 0);
                 if self.replay.len() >= MAX_PEERS && !self.replay.contains_key(&peer) {
                     self.replay.clear();

@@ -467,12 +467,13 @@ impl<S: Seal> Receiver<S> {
     }
 
     fn note_unknown_epoch(&mut self, datagram: &[u8]) {
+        let current = self.framer.seal.current_epoch();
         if let Ok(h) = wire::peek_header(datagram)
-            && h.epoch > self.framer.seal.current_epoch()
-            && h.epoch > self.epoch_ahead
+            && h.epoch(current) > current
+            && h.epoch(current) > self.epoch_ahead
         {
-            self.epoch_ahead = h.epoch;
-            self.events.push_back(ReceiverEvent::EpochAhead { sender: h.node, epoch: h.epoch });
+            self.epoch_ahead = h.epoch(current);
+            self.events.push_back(ReceiverEvent::EpochAhead { sender: h.node, epoch: self.epoch_ahead });
         }
     }
 

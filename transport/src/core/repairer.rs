@@ -724,7 +724,9 @@ mod tests {
         let mut esis = Vec::new();
         while let Some(t) = rep.poll_transmit(Time::from_micros(10), &mut buf) {
             assert_eq!(t.scope, Scope::Region);
-            if let Ok((_, Body::Repair(origin, h, _))) = wire::open_packet(&mut KEY.clone(), &mut buf[..t.len]) {
+            if let Ok((_, Body::Repair(origin, h, _))) =
+                wire::open_packet(&mut KEY.clone(), &mut buf[..t.len], 1, |_, _| Some(0))
+            {
                 assert_eq!(origin, 1);
                 esis.push(h.esi - u32::from(h.geometry.symbols_in(h.block)));
             }

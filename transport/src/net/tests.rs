@@ -101,7 +101,11 @@ async fn a_packet_from_outside_the_group_is_dropped_and_counted() {
     }
     let got = tokio::time::timeout(Duration::from_millis(300), d.run(|_, e| ControlFlow::Break(e))).await;
     assert!(got.is_err(), "nothing may be delivered: {got:?}");
-    assert_eq!(d.core().stats().dropped(crate::stats::Drop::BadSeal), n);
+    // Its first packets carry the full counter and fail the seal; the others
+    // have short headers from a node never heard, and are dropped unopened.
+    let s = d.core().stats();
+    assert!(s.dropped(crate::stats::Drop::BadSeal) >= 1);
+    assert_eq!(s.dropped(crate::stats::Drop::BadSeal) + s.dropped(crate::stats::Drop::NoReference), n);
 }
 
 #[test]
