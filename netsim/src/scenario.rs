@@ -581,9 +581,8 @@ impl Scenario {
             return Err(bad("workload.chats", w.chats.to_string(), "must be at most 1000000"));
         }
         let s = &self.sender;
-        // The largest packet of a symbol (a long header and the data header) must fit 1472 bytes.
-        let max_t =
-            1472 - lsim_transport::wire::HEADER_LEN - lsim_transport::wire::DATA_HEADER_LEN - crate::seal::TAG_LEN;
+        // Every packet of a symbol (`wire::MAX_SYMBOL_OVERHEAD`) must fit 1472 bytes.
+        let max_t = 1472 - lsim_transport::wire::MAX_SYMBOL_OVERHEAD;
         if let Some(t) = s.symbol_size
             && !(16..=max_t as u16).contains(&t)
         {

@@ -594,7 +594,7 @@ impl Sim {
                     };
                     let mut out = Vec::new();
                     let mut wrong = TestSeal::new("not the group key");
-                    let _ = wire::seal_packet(&mut wrong, &header, &Body::Data(h, &symbol), &mut out);
+                    let _ = wire::seal_packet(&mut wrong, &header, &Body::Data(h.frame(true), &symbol), &mut out);
                     debug_assert_eq!(wrong.tag_len(), 16);
                     out
                 })

@@ -8,13 +8,14 @@ mod common;
 use common::{assert_delivered, run, shipped};
 use lsim_netsim::scenario::LossSpec;
 use lsim_netsim::{Report, Scenario};
-use lsim_transport::wire::{DATA_HEADER_LEN, HEADER_LEN};
+use lsim_transport::wire::{DATA_HEADER_LEN, SHORT_HEADER_LEN};
 
 /// Payload bits per second the medium carries when it carries only data
-/// packets, times the share of them a receiver gets.
+/// packets (all of them in the shortest form), times the share of them a
+/// receiver gets.
 fn payload_rate_after_loss(s: &Scenario) -> f64 {
     let symbol = f64::from(s.sender_config(0).symbol_size);
-    let datagram = (HEADER_LEN + DATA_HEADER_LEN + lsim_netsim::seal::TAG_LEN) as f64 + symbol;
+    let datagram = (SHORT_HEADER_LEN + DATA_HEADER_LEN + lsim_netsim::seal::TAG_LEN) as f64 + symbol;
     let on_air = datagram + f64::from(s.link.overhead_bytes);
     let LossSpec::Bernoulli { p } = s.loss else { panic!("rate-auto.toml has Bernoulli loss") };
     s.link.bandwidth_bps as f64 * symbol / on_air * (1.0 - p) / 1e6

@@ -351,9 +351,13 @@ async fn send(files: &[PathBuf], net: &Net, opts: SendOptions) -> Result<()> {
     let mc = net.multicast()?;
     let socket = MulticastSocket::open(&mc).with_context(|| format!("joining {}", mc.group))?;
     let rate = (rate_mbit * 1e6 / 8.0) as u64;
+    let seal = key.seal();
+    // The largest symbols whose every packet fits a 1500-byte MTU under this suite's tag.
+    let symbol_size = lsim_transport::wire::symbol_size_for(1472, lsim_transport::seal::Seal::tag_len(&seal));
     let cfg = SenderConfig {
         session: key.session,
         node: node_id()?,
+        symbol_size,
         rate,
         queue_target: adaptive_rate.then_some(lsim_transport::rate::QUEUE_TARGET),
         // A quarter millisecond of credit: fewer, still short, bursts at high rates.
@@ -365,7 +369,7 @@ async fn send(files: &[PathBuf], net: &Net, opts: SendOptions) -> Result<()> {
     };
     // The driver has this thread to itself: pace with microsecond sleeps.
     let dcfg = DriverConfig { precise_timer: true, ..DriverConfig::default() };
-    let mut driver = Driver::new(Sender::new(cfg, key.seal())?, socket, dcfg);
+    let mut driver = Driver::new(Sender::new(cfg, seal)?, socket, dcfg);
     let mut total = 0u64;
     for path in files {
         let f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
@@ -384,7 +388,8 @@ async fn send(files: &[PathBuf], net: &Net, opts: SendOptions) -> Result<()> {
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 let b = bar.clone();
                 // Source symbols sent × symbol size: the share of the file on its way.
-                if !h.with(move |s: &mut Sender<GroupSeal>| b.set_position((s.stats().source_sent * 1400).min(total))) {
+                let t = u64::from(symbol_size);
+                if !h.with(move |s: &mut Sender<GroupSeal>| b.set_position((s.stats().source_sent * t).min(total))) {
                     break;
                 }
             }
@@ -659,7 +664,8 @@ fn report(json: bool, a: &Arrivals, driver: &Driver<Repairer<GroupSeal>>, start:
             "dropped_overload": s.dropped(Drop::Overload),
             "dropped_bad_seal": s.dropped(Drop::BadSeal), "dropped_malformed": s.dropped(Drop::Malformed),
             "dropped_other_session": s.dropped(Drop::OtherSession),
-            "dropped_no_reference": s.dropped(Drop::NoReference), "dropped_total": s.dropped_total(),
+            "dropped_no_reference": s.dropped(Drop::NoReference), "dropped_no_info": s.dropped(Drop::NoInfo),
+            "dropped_total": s.dropped_total(),
             "simulated_drops": driver.stats().simulated_drops, "failed": a.failed, "peak_rss_kib": peak_rss_kib(), "cpu_s": cpu_s(),
             "local_repairs": s.local_repairs, "forwarded_nacks": s.forwarded_nacks,
             "relayed_feedback": s.relayed_feedback, "repairer_fallbacks": s.repairer_fallbacks,

@@ -247,6 +247,7 @@ fn a_sender_killed_mid_file_leaves_no_file_under_its_name() {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(1000));
+    assert!(std::fs::read_dir(&out).unwrap().count() > 0, "the transfer had begun: a temporary file is being written");
     sender.kill().unwrap();
     sender.wait().unwrap();
     let o = rx.wait_with_output().unwrap();

@@ -11,6 +11,8 @@ use thiserror::Error;
 pub const MAX_BLOCK_SYMBOLS: u16 = 56_403;
 /// The largest object the transport carries (RaptorQ's transfer-length limit, ~878 GiB).
 pub const MAX_OBJECT_LEN: u64 = 942_574_504_275;
+/// Blocks an object may have: a data header carries the block number in 23 bits.
+pub const MAX_BLOCKS: u32 = 1 << 23;
 
 /// The layout of one object: `len` bytes cut into symbols of `symbol_size`
 /// bytes, `block_symbols` symbols per block (the last block may be shorter).
@@ -56,7 +58,7 @@ impl Geometry {
             return Err(GeometryError::TooLong(len));
         }
         let g = Geometry { len, symbol_size, block_symbols };
-        if g.total_symbols().div_ceil(u64::from(block_symbols)) > u64::from(u32::MAX) {
+        if g.total_symbols().div_ceil(u64::from(block_symbols)) > u64::from(MAX_BLOCKS) {
             return Err(GeometryError::TooManyBlocks { len, per_block: g.block_bytes() });
         }
         Ok(g)

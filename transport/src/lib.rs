@@ -60,7 +60,7 @@ pub mod time;
 pub mod wire;
 
 pub use crate::core::{
-    ConfigError, Core, Receiver, ReceiverConfig, ReceiverEvent, Repairer, RepairerConfig, Scope, SendError, Sender,
-    SenderConfig, SenderEvent, Transmit,
+    ConfigError, Core, DEFAULT_SYMBOL_SIZE, Receiver, ReceiverConfig, ReceiverEvent, Repairer, RepairerConfig, Scope,
+    SendError, Sender, SenderConfig, SenderEvent, Transmit,
 };
 pub use crate::time::Time;

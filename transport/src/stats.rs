@@ -34,11 +34,15 @@ pub enum Drop {
     /// A short header from a node not yet heard in a long one: its counter
     /// cannot be rebuilt until then (at most `wire::LONG_EVERY` packets).
     NoReference,
+    /// A symbol of an object whose info (kind and geometry) this receiver
+    /// has not heard yet: it missed every packet of the object that carried
+    /// it. Repaired like a lost symbol.
+    NoInfo,
 }
 
 impl Drop {
     /// Every reason, in report order.
-    pub const ALL: [Drop; 10] = [
+    pub const ALL: [Drop; 11] = [
         Drop::Malformed,
         Drop::BadSeal,
         Drop::UnknownEpoch,
@@ -49,6 +53,7 @@ impl Drop {
         Drop::Overload,
         Drop::Replay,
         Drop::NoReference,
+        Drop::NoInfo,
     ];
 
     /// The reason a decode error maps to.

@@ -29,8 +29,26 @@ pub const LONG_EVERY: u64 = 16;
 /// packet (set: a receiver's), so a sender and a receiver sharing a node id
 /// never share a nonce.
 pub const RECEIVER_SEQ_BIT: u64 = 1 << 63;
-/// Bytes of a data packet's body before the symbol.
-pub const DATA_HEADER_LEN: usize = 25;
+/// Bytes of a data packet's body before the symbol, without object info.
+pub const DATA_HEADER_LEN: usize = 10;
+/// Bytes of the object info (kind and geometry) a data packet may carry
+/// after its data header.
+pub const OBJECT_INFO_LEN: usize = 13;
+/// The most a symbol's packet adds to the symbol besides the seal's tag: the
+/// long header, a Repair packet's origin, the data header and object info.
+pub const MAX_SYMBOL_HEADERS: usize = HEADER_LEN + 4 + DATA_HEADER_LEN + OBJECT_INFO_LEN;
+/// `MAX_SYMBOL_HEADERS` and a 16-byte tag: a symbol size of at most
+/// 1472 − this fits every packet of an AEAD suite in a 1500-byte MTU.
+pub const MAX_SYMBOL_OVERHEAD: usize = MAX_SYMBOL_HEADERS + 16;
+
+/// The largest symbol size whose every packet fits `max_datagram` bytes
+/// under a seal with `tag_len`-byte tags.
+pub fn symbol_size_for(max_datagram: usize, tag_len: usize) -> u16 {
+    let t = max_datagram.min(MAX_DATAGRAM).saturating_sub(MAX_SYMBOL_HEADERS + tag_len);
+    u16::try_from(t).unwrap_or(u16::MAX)
+}
+/// Bit of the data header's 24-bit block field that says object info follows.
+const INFO_BIT: u32 = 1 << 23;
 /// Bytes of a command body.
 pub const COMMAND_LEN: usize = 29;
 /// Bytes of a feedback body before its entries.
@@ -376,14 +394,44 @@ impl ObjectKind {
     }
 }
 
-/// The header of a data packet; the symbol (`geometry.symbol_size()` bytes) follows.
+/// What a receiver must know of an object to use its symbols: what it is
+/// and how it is cut into blocks and symbols.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ObjectInfo {
+    /// What the object is.
+    pub kind: ObjectKind,
+    /// The object's layout.
+    pub geometry: Geometry,
+}
+
+impl ObjectInfo {
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.push(self.kind as u8);
+        out.extend_from_slice(&self.geometry.len().to_be_bytes());
+        out.extend_from_slice(&self.geometry.symbol_size().to_be_bytes());
+        out.extend_from_slice(&self.geometry.block_symbols().to_be_bytes());
+    }
+    fn read(r: &mut Reader<'_>, object: u32) -> Result<ObjectInfo, WireError> {
+        let kind = ObjectKind::from_u8(r.u8("object kind")?)?;
+        let len = r.u64("object length")?;
+        let symbol_size = r.u16("symbol size")?;
+        let block_symbols = r.u16("block symbols")?;
+        let geometry =
+            Geometry::new(len, symbol_size, block_symbols).map_err(|source| WireError::Geometry { object, source })?;
+        Ok(ObjectInfo { kind, geometry })
+    }
+}
+
+/// A symbol's full header, as the cores use it: the symbol
+/// (`geometry.symbol_size()` bytes) follows. On the wire it travels as a
+/// `DataFrame`, with or without the object info.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct DataHeader {
     /// The sender's object number.
     pub object: u32,
     /// What the object is.
     pub kind: ObjectKind,
-    /// The object's layout (every data packet carries it, so a receiver can start anywhere).
+    /// The object's layout.
     pub geometry: Geometry,
     /// Source block number.
     pub block: u32,
@@ -392,42 +440,96 @@ pub struct DataHeader {
 }
 
 impl DataHeader {
-    /// Writes the data header.
-    pub fn encode(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.object.to_be_bytes());
-        out.push(self.kind as u8);
-        out.extend_from_slice(&self.geometry.len().to_be_bytes());
-        out.extend_from_slice(&self.geometry.symbol_size().to_be_bytes());
-        out.extend_from_slice(&self.geometry.block_symbols().to_be_bytes());
-        out.extend_from_slice(&self.block.to_be_bytes());
-        out.extend_from_slice(&self.esi.to_be_bytes());
+    /// The wire form, carrying the object info if `with_info`.
+    pub fn frame(&self, with_info: bool) -> DataFrame {
+        DataFrame {
+            object: self.object,
+            block: self.block,
+            esi: self.esi,
+            info: with_info.then_some(ObjectInfo { kind: self.kind, geometry: self.geometry }),
+        }
     }
-    /// Reads a data header and checks that the symbol it names exists.
-    pub fn read(r: &mut Reader<'_>) -> Result<DataHeader, WireError> {
-        let object = r.u32("object")?;
-        let kind = ObjectKind::from_u8(r.u8("object kind")?)?;
-        let len = r.u64("object length")?;
-        let symbol_size = r.u16("symbol size")?;
-        let block_symbols = r.u16("block symbols")?;
-        let geometry =
-            Geometry::new(len, symbol_size, block_symbols).map_err(|source| WireError::Geometry { object, source })?;
-        let block = r.u32("block")?;
-        let esi = r.u32("esi")?;
-        let h = DataHeader { object, kind, geometry, block, esi };
-        if block >= geometry.blocks() {
-            return Err(h.symbol_error("block past the end of the object"));
-        }
-        if esi >= u32::from(geometry.symbols_in(block)) + MAX_REPAIR_SYMBOLS {
-            return Err(h.symbol_error("encoding symbol id beyond the repair limit"));
-        }
-        Ok(h)
+    /// The object info.
+    pub fn info(&self) -> ObjectInfo {
+        ObjectInfo { kind: self.kind, geometry: self.geometry }
     }
     /// True for a repair symbol.
     pub fn is_repair(&self) -> bool {
         self.esi >= u32::from(self.geometry.symbols_in(self.block))
     }
+    /// Fails unless a symbol of `len` bytes is one of this object's.
+    pub fn check_symbol(&self, len: usize) -> Result<(), WireError> {
+        if len == usize::from(self.geometry.symbol_size()) {
+            Ok(())
+        } else {
+            Err(self.symbol_error("symbol length differs from the object's symbol size"))
+        }
+    }
     fn symbol_error(&self, why: &'static str) -> WireError {
         WireError::Symbol { object: self.object, block: self.block, esi: self.esi, why }
+    }
+}
+
+/// A data packet's header as it travels: which symbol, and the object's
+/// info when the sender added it (always on chat and rekeys, repair symbols,
+/// each block's first symbol and long-header packets; see WIRE.md §3). A
+/// receiver without the info for the object can use the symbol only once it
+/// has heard it (`complete`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct DataFrame {
+    /// The sender's object number.
+    pub object: u32,
+    /// Source block number (below 2^23).
+    pub block: u32,
+    /// Encoding symbol id in the block (below 2^24).
+    pub esi: u32,
+    /// The object's kind and geometry, if carried.
+    pub info: Option<ObjectInfo>,
+}
+
+impl DataFrame {
+    /// Writes the data header (and the object info, if any).
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        let block = (self.block & (INFO_BIT - 1)) | if self.info.is_some() { INFO_BIT } else { 0 };
+        out.extend_from_slice(&self.object.to_be_bytes());
+        out.extend_from_slice(&block.to_be_bytes()[1..]);
+        out.extend_from_slice(&(self.esi & 0xff_ffff).to_be_bytes()[1..]);
+        if let Some(info) = &self.info {
+            info.encode(out);
+        }
+    }
+    /// Reads a data header; with object info, checks that the symbol it names exists.
+    pub fn read(r: &mut Reader<'_>) -> Result<DataFrame, WireError> {
+        let object = r.u32("object")?;
+        let block = u32::from_be_bytes([0, r.u8("block")?, r.u8("block")?, r.u8("block")?]);
+        let esi = u32::from_be_bytes([0, r.u8("esi")?, r.u8("esi")?, r.u8("esi")?]);
+        let info = if block & INFO_BIT != 0 { Some(ObjectInfo::read(r, object)?) } else { None };
+        let f = DataFrame { object, block: block & (INFO_BIT - 1), esi, info };
+        if let Some(info) = info {
+            f.complete(info)?;
+        }
+        Ok(f)
+    }
+    /// The full header, given the object's info (the frame's own if it has
+    /// one: a different `info` is refused): checks that the symbol exists.
+    pub fn complete(&self, info: ObjectInfo) -> Result<DataHeader, WireError> {
+        let h = DataHeader {
+            object: self.object,
+            kind: info.kind,
+            geometry: info.geometry,
+            block: self.block,
+            esi: self.esi,
+        };
+        if self.info.is_some_and(|own| own != info) {
+            return Err(h.symbol_error("object info differs from what the object said before"));
+        }
+        if self.block >= info.geometry.blocks() {
+            return Err(h.symbol_error("block past the end of the object"));
+        }
+        if self.esi >= u32::from(info.geometry.symbols_in(self.block)) + MAX_REPAIR_SYMBOLS {
+            return Err(h.symbol_error("encoding symbol id beyond the repair limit"));
+        }
+        Ok(h)
     }
 }
 
@@ -644,13 +746,14 @@ impl Command {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Body<'a> {
     /// A symbol and its header.
-    Data(DataHeader, &'a [u8]),
+    Data(DataFrame, &'a [u8]),
     /// Feedback.
     Feedback(Feedback),
     /// A command.
     Command(Command),
-    /// A repair symbol of `origin`'s object, relayed by a repairer.
-    Repair(u32, DataHeader, &'a [u8]),
+    /// A repair symbol of `origin`'s object, relayed by a repairer (always
+    /// with the object info).
+    Repair(u32, DataFrame, &'a [u8]),
 }
 
 impl Body<'_> {
@@ -684,26 +787,26 @@ impl Body<'_> {
         let mut r = Reader::new(body);
         Ok(match packet_type {
             PacketType::Data => {
-                let h = DataHeader::read(&mut r)?;
+                let f = DataFrame::read(&mut r)?;
                 let symbol = r.rest();
-                if symbol.len() != usize::from(h.geometry.symbol_size()) {
-                    return Err(h.symbol_error("symbol length differs from the object's symbol size"));
+                if let Some(info) = f.info {
+                    f.complete(info)?.check_symbol(symbol.len())?;
                 }
-                Body::Data(h, symbol)
+                Body::Data(f, symbol)
             }
             PacketType::Feedback => Body::Feedback(Feedback::read(&mut r)?),
             PacketType::Command => Body::Command(Command::read(&mut r)?),
             PacketType::Repair => {
                 let origin = r.u32("repair origin")?;
-                let h = DataHeader::read(&mut r)?;
+                let f = DataFrame::read(&mut r)?;
                 let symbol = r.rest();
-                if symbol.len() != usize::from(h.geometry.symbol_size()) {
-                    return Err(h.symbol_error("symbol length differs from the object's symbol size"));
-                }
+                let Some(info) = f.info else { return Err(WireError::Form("a relayed symbol without object info")) };
+                let h = f.complete(info)?;
+                h.check_symbol(symbol.len())?;
                 if !h.is_repair() {
                     return Err(h.symbol_error("a relayed symbol must be a repair symbol"));
                 }
-                Body::Repair(origin, h, symbol)
+                Body::Repair(origin, f, symbol)
             }
         })
     }
@@ -875,9 +978,9 @@ mod tests {
 
     proptest! {
         #[test]
-        fn data_round_trips(h in header(PacketType::Data), (d, sym) in data()) {
+        fn data_round_trips(h in header(PacketType::Data), (d, sym) in data(), info in any::<bool>()) {
             let h = Header { seq: h.seq & !RECEIVER_SEQ_BIT, ..h };
-            round_trip(h, Body::Data(d, &sym));
+            round_trip(h, Body::Data(d.frame(info), &sym));
         }
 
         #[test]
@@ -890,7 +993,7 @@ mod tests {
             let k = u32::from(d.geometry.symbols_in(d.block));
             let d = DataHeader { esi: k + d.esi % 1000, ..d };
             let h = Header { seq: h.seq | RECEIVER_SEQ_BIT, ..h };
-            round_trip(h, Body::Repair(origin, d, &sym));
+            round_trip(h, Body::Repair(origin, d.frame(true), &sym));
         }
 
         #[test]
@@ -925,7 +1028,7 @@ mod tests {
             prop_assert_eq!(h.is_long(), long);
             let mut seal = SumSeal(7);
             let mut buf = Vec::new();
-            seal_packet(&mut seal, &h, &Body::Data(d, &sym), &mut buf).unwrap();
+            seal_packet(&mut seal, &h, &Body::Data(d.frame(at % 2 == 0), &sym), &mut buf).unwrap();
             let i = at % buf.len();
             buf[i] ^= x;
             prop_assert!(open_packet(&mut seal, &mut buf, h.session, reference_for(&h)).is_err());
@@ -966,16 +1069,34 @@ mod tests {
     fn refuses_symbols_outside_the_object() {
         let g = Geometry::new(1000, 100, 4).unwrap();
         let mut buf = Vec::new();
-        DataHeader { object: 3, kind: ObjectKind::File, geometry: g, block: 3, esi: 0 }.encode(&mut buf);
-        let err = DataHeader::read(&mut Reader::new(&buf)).unwrap_err();
+        let h = DataHeader { object: 3, kind: ObjectKind::File, geometry: g, block: 3, esi: 0 };
+        h.frame(true).encode(&mut buf);
+        let err = DataFrame::read(&mut Reader::new(&buf)).unwrap_err();
         assert_eq!(err.to_string(), "object 3 block 3 esi 0: block past the end of the object");
+        // Without the info it reads, and fails when the receiver completes it.
+        buf.clear();
+        h.frame(false).encode(&mut buf);
+        let f = DataFrame::read(&mut Reader::new(&buf)).unwrap();
+        assert_eq!(f.complete(h.info()).unwrap_err().to_string(), err.to_string());
+        let other = ObjectInfo { kind: ObjectKind::Chat, ..h.info() };
+        let with = DataHeader { block: 0, ..h }.frame(true);
+        assert!(with.complete(other).unwrap_err().to_string().contains("differs from what the object said"));
+    }
+
+    #[test]
+    fn relayed_symbols_carry_their_object_info() {
+        let g = Geometry::new(1000, 100, 4).unwrap();
+        let mut buf = 7u32.to_be_bytes().to_vec();
+        DataHeader { object: 3, kind: ObjectKind::File, geometry: g, block: 0, esi: 5 }.frame(false).encode(&mut buf);
+        buf.extend_from_slice(&[0u8; 100]);
+        assert!(matches!(Body::read(PacketType::Repair, &buf), Err(WireError::Form(_))));
     }
 
     #[test]
     fn relayed_source_symbols_are_refused() {
         let g = Geometry::new(1000, 100, 4).unwrap();
         let mut buf = 7u32.to_be_bytes().to_vec();
-        DataHeader { object: 3, kind: ObjectKind::File, geometry: g, block: 0, esi: 3 }.encode(&mut buf);
+        DataHeader { object: 3, kind: ObjectKind::File, geometry: g, block: 0, esi: 3 }.frame(true).encode(&mut buf);
         buf.extend_from_slice(&[0u8; 100]);
         let err = Body::read(PacketType::Repair, &buf).unwrap_err();
         assert!(err.to_string().contains("must be a repair symbol"), "{err}");
@@ -1015,6 +1136,13 @@ mod tests {
     }
 
     #[test]
+    fn the_symbol_size_for_a_suite_fits_every_packet_of_it() {
+        assert_eq!(symbol_size_for(1472, 16), 1413);
+        assert_eq!(symbol_size_for(1472, 24), 1405);
+        assert_eq!(symbol_size_for(10, 16), 0);
+    }
+
+    #[test]
     fn sizes_match_the_documented_layout() {
         let mut buf = Vec::new();
         Header { packet_type: PacketType::Data, session: 0, node: 0, epoch: 0, seq: 0 }.encode(&mut buf, false);
@@ -1028,8 +1156,12 @@ mod tests {
         assert_eq!(buf.len(), HEADER_LEN);
         buf.clear();
         let g = Geometry::new(1, 1, 1).unwrap();
-        DataHeader { object: 0, kind: ObjectKind::Chat, geometry: g, block: 0, esi: 0 }.encode(&mut buf);
+        let d = DataHeader { object: 0, kind: ObjectKind::Chat, geometry: g, block: 0, esi: 0 };
+        d.frame(false).encode(&mut buf);
         assert_eq!(buf.len(), DATA_HEADER_LEN);
+        buf.clear();
+        d.frame(true).encode(&mut buf);
+        assert_eq!(buf.len(), DATA_HEADER_LEN + OBJECT_INFO_LEN);
         buf.clear();
         Command { flush: true, frontier: None, oldest: 0, grtt_us: 0, group_loss: 0, probe: None }.encode(&mut buf);
         assert_eq!(buf.len(), COMMAND_LEN);

@@ -142,15 +142,17 @@ fn command() -> impl Strategy<Value = Command> {
 
 /// A sealed datagram of any packet type, as the real encoder writes it.
 fn packet(tag_len: usize) -> impl Strategy<Value = Vec<u8>> {
-    let data = (header(PacketType::Data), data_header(false), any::<u8>()).prop_map(move |(h, d, fill)| {
-        let symbol = vec![fill; usize::from(d.geometry.symbol_size())];
-        seal(tag_len, &h, &Body::Data(d, &symbol))
-    });
+    let data = (header(PacketType::Data), data_header(false), any::<u8>(), any::<bool>()).prop_map(
+        move |(h, d, fill, info)| {
+            let symbol = vec![fill; usize::from(d.geometry.symbol_size())];
+            seal(tag_len, &h, &Body::Data(d.frame(info), &symbol))
+        },
+    );
     let repair =
         (header(PacketType::Repair), 0u32..8, data_header(true), any::<u8>()).prop_map(move |(h, origin, d, fill)| {
             let h = Header { seq: h.seq | wire::RECEIVER_SEQ_BIT, ..h };
             let symbol = vec![fill; usize::from(d.geometry.symbol_size())];
-            seal(tag_len, &h, &Body::Repair(origin, d, &symbol))
+            seal(tag_len, &h, &Body::Repair(origin, d.frame(true), &symbol))
         });
     let fb = (header(PacketType::Feedback), feedback()).prop_map(move |(h, f)| seal(tag_len, &h, &Body::Feedback(f)));
     let cmd = (header(PacketType::Command), command()).prop_map(move |(h, c)| seal(tag_len, &h, &Body::Command(c)));
@@ -178,8 +180,11 @@ fn check_open(tag_len: usize, mut datagram: Vec<u8>) -> bool {
     assert!(len <= MAX_DATAGRAM);
     match &body {
         Body::Data(d, symbol) | Body::Repair(_, d, symbol) => {
-            assert_eq!(symbol.len(), usize::from(d.geometry.symbol_size()));
-            assert!(d.block < d.geometry.blocks());
+            if let Some(info) = d.info {
+                assert_eq!(symbol.len(), usize::from(info.geometry.symbol_size()));
+                assert!(d.block < info.geometry.blocks());
+            }
+            assert!(d.block < lsim_transport::geometry::MAX_BLOCKS && d.esi < 1 << 24);
         }
         Body::Feedback(f) => assert!(f.entries.len() * wire::NACK_ENTRY_LEN <= len, "feedback amplifies"),
         Body::Command(_) => {}
@@ -330,7 +335,9 @@ fn cores_bound_memory_for_huge_objects() {
             let symbol = vec![1u8; usize::from(g.symbol_size())];
             let mut out = Vec::new();
             // A 65535-byte symbol does not fit a datagram; the cores must refuse it, not buffer it.
-            if wire::seal_packet(&mut OpenSeal { tag_len: 0 }, &h, &Body::Data(d, &symbol), &mut out).is_ok() {
+            if wire::seal_packet(&mut OpenSeal { tag_len: 0 }, &h, &Body::Data(d.frame(true), &symbol), &mut out)
+                .is_ok()
+            {
                 datagrams.push(out);
             }
         }
@@ -341,7 +348,8 @@ fn cores_bound_memory_for_huge_objects() {
         let d = DataHeader { object, kind: ObjectKind::File, geometry: small, block: object % small.blocks(), esi: 1 };
         let symbol = vec![2u8; 1400];
         let mut out = Vec::new();
-        wire::seal_packet(&mut OpenSeal { tag_len: 0 }, &h, &Body::Data(d, &symbol), &mut out).unwrap();
+        wire::seal_packet(&mut OpenSeal { tag_len: 0 }, &h, &Body::Data(d.frame(object % 2 == 0), &symbol), &mut out)
+            .unwrap();
         datagrams.push(out);
     }
     drive_cores(&datagrams);

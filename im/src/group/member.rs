@@ -516,6 +516,8 @@ impl Transport {
             rate: cfg.rate,
             queue_target: cfg.adaptive_rate.then_some(lsim_transport::rate::QUEUE_TARGET),
             first_seq: wall_clock_seq(),
+            // The largest symbols whose every packet fits a 1500-byte MTU under the group's suite.
+            symbol_size: lsim_transport::wire::symbol_size_for(1472, lsim_transport::seal::Seal::tag_len(&own_seal)),
             ..SenderConfig::default()
         };
         let sender = Sender::new(scfg, seal()?).map_err(|e| MemberError::Multicast(e.to_string()))?;

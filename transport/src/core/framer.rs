@@ -27,11 +27,12 @@ pub(crate) struct Framer<S> {
 }
 
 /// True for the packets that may travel with a short header: symbols of
-/// files. Chat and rekeys are few packets, sparse, and read by members who
-/// may have heard nothing from their sender yet; they always carry the full
-/// counter, so the first one heard opens.
+/// files (a frame without object info is one). Chat and rekeys are few
+/// packets, sparse, and read by members who may have heard nothing from their
+/// sender yet; they always carry the full counter, so the first one heard opens.
 fn bulk(body: &Body<'_>) -> bool {
-    matches!(body, Body::Data(h, _) | Body::Repair(_, h, _) if h.kind == wire::ObjectKind::File)
+    matches!(body, Body::Data(f, _) | Body::Repair(_, f, _)
+        if f.info.is_none_or(|i| i.kind == wire::ObjectKind::File))
 }
 
 impl<S: Seal> Framer<S> {
@@ -43,6 +44,13 @@ impl<S: Seal> Framer<S> {
         Framer { seal, session, node, seq, sealed: 0, replay: HashMap::new() }
     }
 
+    /// True if the next symbol of a file sealed goes with the long header
+    /// (the sender then adds the object info: a peer that can rebuild nothing
+    /// else of this node can start from that packet).
+    pub(crate) fn next_is_long(&self) -> bool {
+        self.sealed < wire::LONG_EVERY || (self.seq & !RECEIVER_SEQ_BIT).is_multiple_of(wire::LONG_EVERY)
+    }
+
     /// Seals `body` into `out`; returns the packet's length.
     pub(crate) fn write(&mut self, body: &Body<'_>, out: &mut Vec<u8>, stats: &mut Stats) -> Result<usize, SealError> {
         let header = Header {
@@ -52,7 +60,7 @@ impl<S: Seal> Framer<S> {
             epoch: self.seal.current_epoch(),
             seq: self.seq,
         };
-        let long = self.sealed < wire::LONG_EVERY || !bulk(body);
+        let long = self.next_is_long() || !bulk(body);
         wire::seal_packet_as(&mut self.seal, &header, long, body, out)?;
         self.sealed += 1;
         self.seq = (self.seq & RECEIVER_SEQ_BIT) | (self.seq.wrapping_add(1) & !RECEIVER_SEQ_BIT);

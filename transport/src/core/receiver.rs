@@ -22,7 +22,9 @@ use crate::rng::Rng;
 use crate::seal::Seal;
 use crate::stats::{Drop, Stats};
 use crate::time::Time;
-use crate::wire::{self, Body, Command, DataHeader, Echo, Feedback, Frontier, NackEntry, ObjectKind};
+use crate::wire::{
+    self, Body, Command, DataFrame, DataHeader, Echo, Feedback, Frontier, NackEntry, ObjectInfo, ObjectKind,
+};
 
 /// How a receiver behaves.
 #[derive(Clone, Debug)]
@@ -425,11 +427,13 @@ impl<S: Seal> Receiver<S> {
                 self.watch.fallen_back = false;
             }
             match body {
-                Body::Data(h, symbol) => {
+                Body::Data(f, symbol) => {
                     self.sender_packets += 1;
                     if let Some(r) = self.remote(header.node) {
                         r.loss.on_seq(header.seq);
-                        self.on_data(now, header.node, h, symbol);
+                        if let Some(h) = self.complete(header.node, &f, symbol.len()) {
+                            self.on_data(now, header.node, h, symbol);
+                        }
                     }
                 }
                 Body::Command(c) => {
@@ -454,9 +458,11 @@ impl<S: Seal> Receiver<S> {
                         self.on_peer_feedback(now, &fb);
                     }
                 }
-                Body::Repair(origin, h, symbol) => {
+                Body::Repair(origin, f, symbol) => {
                     if origin != self.cfg.node && self.remotes.contains_key(&origin) {
-                        self.on_data(now, origin, h, symbol);
+                        if let Some(h) = self.complete(origin, &f, symbol.len()) {
+                            self.on_data(now, origin, h, symbol);
+                        }
                     } else {
                         self.stats.drop(Drop::Stale);
                     }
@@ -530,6 +536,30 @@ impl<S: Seal> Receiver<S> {
             missing: Nack::Idle,
             loss: LossMeter::default(),
         }))
+    }
+
+    /// The full header of a symbol of `sender`'s: with the object info the
+    /// frame carries, or else what this receiver learned of the object
+    /// before. Without either, the symbol is dropped (`NoInfo`) and repaired
+    /// like a lost one.
+    fn complete(&mut self, sender: u32, f: &DataFrame, symbol_len: usize) -> Option<DataHeader> {
+        let r = self.remotes.get(&sender)?;
+        let info = match (f.info, r.objects.get(&f.object)) {
+            (Some(info), _) => info,
+            (None, Some(o)) => ObjectInfo { kind: o.kind, geometry: o.geometry },
+            (None, None) => {
+                let stale = r.is_done(f.object) || f.object < r.base;
+                self.stats.drop(if stale { Drop::Stale } else { Drop::NoInfo });
+                return None;
+            }
+        };
+        match f.complete(info).and_then(|h| h.check_symbol(symbol_len).map(|()| h)) {
+            Ok(h) => Some(h),
+            Err(e) => {
+                self.stats.drop(Drop::of(&e));
+                None
+            }
+        }
     }
 
     fn on_data(&mut self, now: Time, sender: u32, h: DataHeader, symbol: &[u8]) {

@@ -238,9 +238,14 @@ impl<S: Seal> Repairer<S> {
         Some(t)
     }
 
-    /// The pacer's unit: a relayed packet of the usual 1400-byte symbol.
+    /// The pacer's unit: a relayed packet of the usual symbol.
     fn max_packet(&self) -> usize {
-        wire::HEADER_LEN + 4 + wire::DATA_HEADER_LEN + 1400 + self.inner.framer.seal.tag_len()
+        wire::HEADER_LEN
+            + 4
+            + wire::DATA_HEADER_LEN
+            + wire::OBJECT_INFO_LEN
+            + usize::from(super::DEFAULT_SYMBOL_SIZE)
+            + self.inner.framer.seal.tag_len()
     }
 
     /// Takes what the receiver produced: keeps decoded blocks, answers what waited for them,
@@ -497,8 +502,11 @@ impl<S: Seal> Repairer<S> {
         };
         let grown = c.bytes() - before;
         self.cached_bytes += grown;
-        let len =
-            self.inner.framer.write(&Body::Repair(key.0, header, packet.data()), buf, &mut self.inner.stats).ok()?;
+        let len = self
+            .inner
+            .framer
+            .write(&Body::Repair(key.0, header.frame(true), packet.data()), buf, &mut self.inner.stats)
+            .ok()?;
         self.inner.stats.local_repairs += 1;
         if grown > 0 {
             self.evict();
@@ -728,7 +736,8 @@ mod tests {
                 wire::open_packet(&mut KEY.clone(), &mut buf[..t.len], 1, |_, _| Some(0))
             {
                 assert_eq!(origin, 1);
-                esis.push(h.esi - u32::from(h.geometry.symbols_in(h.block)));
+                let g = h.info.expect("relayed symbols carry the object info").geometry;
+                esis.push(h.esi - u32::from(g.symbols_in(h.block)));
             }
         }
         assert_eq!(esis, vec![1 << 19, (1 << 19) + 1, (1 << 19) + 2], "three fresh symbols from its own range");

@@ -95,12 +95,16 @@ pub struct SenderConfig {
     pub first_seq: u64,
 }
 
+/// The symbol size a sender uses unless told otherwise: the largest whose
+/// every packet (`wire::MAX_SYMBOL_OVERHEAD`) fits a 1500-byte MTU over IPv4.
+pub const DEFAULT_SYMBOL_SIZE: u16 = (1472 - wire::MAX_SYMBOL_OVERHEAD) as u16;
+
 impl Default for SenderConfig {
     fn default() -> SenderConfig {
         SenderConfig {
             session: 1,
             node: 1,
-            symbol_size: 1400,
+            symbol_size: DEFAULT_SYMBOL_SIZE,
             block_symbols: 64,
             rate: 1_250_000,
             queue_target: None,
@@ -249,7 +253,11 @@ impl<S: Seal> Sender<S> {
     /// A sender with `cfg`, sealing with `seal`; refuses a symbol size whose
     /// packets would not fit `max_datagram`.
     pub fn new(cfg: SenderConfig, seal: S) -> Result<Sender<S>, ConfigError> {
-        let packet = wire::HEADER_LEN + wire::DATA_HEADER_LEN + usize::from(cfg.symbol_size) + seal.tag_len();
+        let packet = wire::HEADER_LEN
+            + wire::DATA_HEADER_LEN
+            + wire::OBJECT_INFO_LEN
+            + usize::from(cfg.symbol_size)
+            + seal.tag_len();
         if cfg.symbol_size == 0 || packet > cfg.max_datagram.min(wire::MAX_DATAGRAM) {
             return Err(ConfigError::SymbolSize { symbol_size: cfg.symbol_size, packet, max: cfg.max_datagram });
         }
@@ -419,7 +427,11 @@ impl<S: Seal> Sender<S> {
     }
 
     fn max_packet(&self) -> usize {
-        wire::HEADER_LEN + wire::DATA_HEADER_LEN + usize::from(self.cfg.symbol_size) + self.framer.seal.tag_len()
+        wire::HEADER_LEN
+            + wire::DATA_HEADER_LEN
+            + wire::OBJECT_INFO_LEN
+            + usize::from(self.cfg.symbol_size)
+            + self.framer.seal.tag_len()
     }
 
     fn has_work(&self) -> bool {
@@ -686,7 +698,10 @@ impl<S: Seal> Sender<S> {
         let start = c.esi as usize * t;
         let header = DataHeader { object: o.id, kind: o.kind, geometry: g, block: c.block, esi: c.esi };
         let symbol = &self.cache[slot].data[start..start + t];
-        let len = self.framer.write(&Body::Data(header, symbol), buf, &mut self.stats).ok()?;
+        // The object info goes with every symbol of chat and rekeys, and with
+        // a file's first symbol of each block and its long-header packets.
+        let info = o.kind != ObjectKind::File || c.esi == 0 || self.framer.next_is_long();
+        let len = self.framer.write(&Body::Data(header.frame(info), symbol), buf, &mut self.stats).ok()?;
         self.stats.source_sent += 1;
         // Advance: next symbol, next block (with its proactive share), next object.
         let k = u32::from(g.symbols_in(c.block));
@@ -766,7 +781,10 @@ impl<S: Seal> Sender<S> {
             block,
             esi: packet.payload_id().encoding_symbol_id(),
         };
-        let len = self.framer.write(&Body::Data(header, packet.data()), buf, &mut self.stats).map_err(|_| None)?;
+        // Repair always carries the object info: it is what a receiver that
+        // missed every source symbol of the object (an Objects NACK) hears.
+        let body = Body::Data(header.frame(true), packet.data());
+        let len = self.framer.write(&body, buf, &mut self.stats).map_err(|_| None)?;
         self.stats.repair_sent += 1;
         Ok(Transmit { len, packet_type: wire::PacketType::Data, scope: Scope::Group })
     }

@@ -350,9 +350,9 @@ fn impossible_nacks_are_refused_and_counted() {
 
 #[test]
 fn a_symbol_size_that_cannot_fit_a_datagram_is_refused() {
-    // 1430 + 16 (long header) + 25 (data header) + 8 (tag) = 1479 > 1472.
+    // 1430 + 16 (long header) + 10 (data header) + 13 (object info) + 8 (tag) = 1477 > 1472.
     let cfg = SenderConfig { symbol_size: 1430, ..Default::default() };
-    assert!(matches!(Sender::new(cfg, KEY), Err(ConfigError::SymbolSize { packet: 1479, .. })));
+    assert!(matches!(Sender::new(cfg, KEY), Err(ConfigError::SymbolSize { packet: 1477, .. })));
     let cfg = SenderConfig { block_symbols: 0, ..Default::default() };
     assert!(matches!(Sender::new(cfg, KEY), Err(ConfigError::BlockSymbols(0))));
 }
@@ -398,7 +398,8 @@ fn insider_body() -> impl Strategy<Value = Body<'static>> {
             let block = block % g.blocks();
             let esi = esi % (u32::from(g.symbols_in(block)) + wire::MAX_REPAIR_SYMBOLS);
             let h = DataHeader { object: object % 64, kind: ObjectKind::File, geometry: g, block, esi };
-            Some(Body::Data(h, Box::leak(vec![0xa5u8; usize::from(t)].into_boxed_slice())))
+            // With or without the object info (a member may claim any).
+            Some(Body::Data(h.frame(esi.is_multiple_of(2)), Box::leak(vec![0xa5u8; usize::from(t)].into_boxed_slice())))
         },
     );
     let nack = (0u32..8, any::<u32>(), any::<u32>(), any::<bool>()).prop_map(|(o, b, n, objects)| {
