@@ -92,6 +92,40 @@ fn exchange(tx: &mut Sender<KeyedSum>, rxs: &mut [Receiver<KeyedSum>], lose: imp
 }
 
 #[test]
+fn symbols_heard_before_their_object_info_are_dropped_then_repaired() {
+    let mut tx = sender();
+    let mut rxs = vec![receiver(2)];
+    // A chat line first: the receiver knows the sender (and its counter).
+    tx.send_bytes(ObjectKind::Chat, b"file follows".to_vec()).unwrap();
+    for p in drain(&mut tx, Time::ZERO) {
+        rxs[0].handle_datagram(Time::ZERO, &p);
+    }
+    assert!(delivered(&mut rxs[0]).1);
+    // Then a file, of which the receiver loses every packet among the first
+    // 40 that carries the object info.
+    let data = object(50_000);
+    tx.send_bytes(ObjectKind::File, data.clone()).unwrap();
+    let (mut without, mut known) = (0, false);
+    for (n, p) in drain(&mut tx, Time::ZERO).into_iter().enumerate() {
+        let (data, info) = match open_test(&mut p.clone()) {
+            Ok((_, Body::Data(f, _))) => (true, f.info.is_some()),
+            _ => (false, false),
+        };
+        if n < 40 && info {
+            continue;
+        }
+        known |= info;
+        without += u64::from(data && !known);
+        rxs[0].handle_datagram(Time::ZERO, &p);
+    }
+    assert!(without >= 20, "most symbols of a file travel without the info: {without} before the first heard");
+    assert_eq!(rxs[0].stats().dropped(Drop::NoInfo), without, "each symbol heard before the info is dropped");
+    exchange(&mut tx, &mut rxs, |_, _| false);
+    let (got, complete) = delivered(&mut rxs[0]);
+    assert!(complete && got == data, "repaired: got {} of {} bytes", got.len(), data.len());
+}
+
+#[test]
 fn a_forged_packet_changes_nothing() {
     let mut tx = sender();
     let data = object(5000);
