@@ -68,6 +68,11 @@ def lab_up(loss, rate):
     sh("ip", "netns", "add", hub)
     sh("ip", "-n", hub, "link", "add", "br0", "type", "bridge", "mcast_snooping", "0")
     sh("ip", "-n", hub, "link", "set", "br0", "up")
+    # The bridge stands for the air: it must not run the host's IP netfilter
+    # hooks on every frame it forwards (br_netfilter is on by default in a new
+    # namespace, and that work is charged to the sender's CPU here).
+    for fam in ("iptables", "ip6tables", "arptables"):
+        sh("ip", "netns", "exec", hub, "sysctl", "-q", "-w", f"net.bridge.bridge-nf-call-{fam}=0", check=False)
     for i, h in enumerate(HOSTS):
         n, a, b = ns(h), f"{P}h{i}", f"{P}p{i}"
         sh("ip", "netns", "add", n)
