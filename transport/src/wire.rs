@@ -352,6 +352,12 @@ impl Peek {
         if !long && !matches!(packet_type, PacketType::Data | PacketType::Repair) {
             return Err(WireError::Form("a short header on a packet that always has the long one"));
         }
+        // Only a sender's core sends Data and only a receiver's (a repairer's)
+        // sends Repair: the role bit must agree, as the short form assumes.
+        let receiver = seq_bits & RECEIVER_SEQ_BIT != 0;
+        if long && ((packet_type == PacketType::Data && receiver) || (packet_type == PacketType::Repair && !receiver)) {
+            return Err(WireError::Form("a counter of the wrong role for the packet type"));
+        }
         Ok(Peek { packet_type, long, session_byte, node, epoch_low, seq_bits })
     }
 }
@@ -1130,6 +1136,12 @@ mod tests {
         // The counter one below rebuilds 64, a multiple of LONG_EVERY: that one travels long.
         buf[11] = 64;
         assert!(matches!(peek_header(&buf).unwrap().expand(0x1234_5678, 2, Some(63)), Err(WireError::Form(_))));
+        // A long Data packet must carry a sender's counter, a long Repair packet a receiver's.
+        let mut long = Vec::new();
+        Header { seq: 64 | RECEIVER_SEQ_BIT, ..h }.encode(&mut long, true);
+        assert!(matches!(peek_header(&long), Err(WireError::Form(_))));
+        long[0] = (VERSION << 4) | 8 | PacketType::Repair as u8;
+        assert!(peek_header(&long).is_ok());
         // Feedback and commands are always long.
         buf[0] = (VERSION << 4) | PacketType::Feedback as u8;
         assert!(matches!(peek_header(&buf), Err(WireError::Form(_))));
