@@ -16,6 +16,11 @@ release (into $CARGO_TARGET_DIR if set, else target/):
     sudo python3 bench/peers.py --size-mib 64 --loss 0 --lsim-rate 800 --lsim-arg=--block-symbols=256 --repeat 3
     sudo python3 bench/peers.py --size-mib 64 --loss 5 20 --lsim-rate 600 --lsim-arg=--block-symbols=256 --repeat 2
     sudo python3 bench/peers.py --size-mib 8 --loss 5 --rate-mbit 11 --lsim-rate 10.5
+    sudo python3 bench/peers.py --size-mib 64 --loss 0 --tools null lsim uftp --lsim-rate 3000
+
+`null` is the lab's ceiling, not a tool: datagrams sent and counted as fast
+as the kernel goes (transport/examples/blast.rs), no seal, no repair, no
+file; its last column counts receivers that got every datagram.
 
 lsim's sender runs with --no-loopback (nothing in its namespace listens) at
 a fixed --rate (--lsim-rate); --lsim-arg passes more `lsim send` arguments.
@@ -180,6 +185,29 @@ def run_udpcast(work, src, rate):
     return max(ends) - t0, [out for _, out in rx]
 
 
+def run_null(work, src, blast):
+    """The lab's ceiling: datagrams sent and counted, nothing else (transport/examples/blast.rs).
+
+    Returns the wall time until the last receiver has every datagram (or gave
+    up one second after the last it got) and how many receivers got them all."""
+    size = os.path.getsize(src)
+    rx = [subprocess.Popen(in_ns(HOSTS[i], blast, "recv", f"{GROUP}:{PORT + 20}", addr(i), str(size)),
+                           stdout=subprocess.PIPE, text=True) for i in (1, 2, 3)]
+    time.sleep(0.5)
+    t0 = time.time()
+    subprocess.run(in_ns("s", blast, "send", f"{GROUP}:{PORT + 20}", addr(0), str(size)), check=True,
+                   capture_output=True, timeout=120)
+    got, ends = [], []
+    for p in rx:
+        out = p.communicate(timeout=60)[0].split()
+        ends.append(time.time())
+        got.append(int(out[0]))
+    whole = -(-size // 1472)
+    # A receiver that missed some waited a second for more: its end is when the last one came.
+    wall = max(ends) - t0 - (1.0 if min(got) < whole else 0.0)
+    return wall, sum(g == whole for g in got)
+
+
 def digest(path):
     h = hashlib.sha256()
     try:
@@ -197,7 +225,8 @@ def main():
     ap.add_argument("--loss", type=int, nargs="+", default=[0, 5, 20])
     ap.add_argument("--rate-mbit", type=float, default=0, help="tbf on the sender's link (0: none)")
     ap.add_argument("--lsim-rate", default="0", help="lsim --rate in Mbit/s, or auto (default: link rate, or 1500)")
-    ap.add_argument("--tools", nargs="+", default=["lsim", "uftp", "udpcast"])
+    ap.add_argument("--tools", nargs="+", default=["lsim", "uftp", "udpcast"],
+                    help="lsim, uftp, udpcast, and null: the lab's ceiling, datagrams only (no file, no repair)")
     ap.add_argument("--uftp-cc", choices=["tfmcc"], help="uftp's congestion control (-C); default: none, a fixed -R")
     ap.add_argument("--lsim-arg", action="append", default=[], help="extra `lsim send` argument (repeatable)")
     ap.add_argument("--repeat", type=int, default=1, help="runs of each tool at each loss")
@@ -205,7 +234,10 @@ def main():
     LSIM_SEND_ARGS.extend(a.lsim_arg)
     ensure_tools()
     sh("cargo", "build", "--release", "-q", "-p", "lsim-tools")
-    lsim = os.path.join(os.path.abspath(os.environ.get("CARGO_TARGET_DIR", "target")), "release", "lsim")
+    sh("cargo", "build", "--release", "-q", "-p", "lsim-transport", "--example", "blast")
+    target = os.path.abspath(os.environ.get("CARGO_TARGET_DIR", "target"))
+    lsim = os.path.join(target, "release", "lsim")
+    blast = os.path.join(target, "release", "examples", "blast")
     work = tempfile.mkdtemp(prefix="lsim-peers-")
     src = os.path.join(work, "payload.bin")
     with open(src, "wb") as f:
@@ -220,14 +252,19 @@ def main():
             lab_up(loss, a.rate_mbit)
             try:
                 before = {h: tx_bytes(h) for h in HOSTS}
+                null_ok = None
                 if tool == "lsim":
                     wall, outs = run_lsim(work, src, rate, lsim)
+                elif tool == "null":
+                    wall, null_ok = run_null(work, src, blast)
+                    outs = []
                 elif tool == "uftp":
                     wall, outs = run_uftp(work, src, a.rate_mbit, a.uftp_cc)
                 else:
                     wall, outs = run_udpcast(work, src, a.rate_mbit)
                 after = {h: tx_bytes(h) for h in HOSTS}
-                ok = sum(digest(o) == want for o in outs)
+                # The null tool delivers no file: its column counts receivers that got every datagram.
+                ok = null_ok if null_ok is not None else sum(digest(o) == want for o in outs)
                 wire = (after["s"] - before["s"]) / size
                 fb = sum(after[h] - before[h] for h in HOSTS[1:])
                 link = f"{a.rate_mbit:g} Mbit/s" if a.rate_mbit else "veth"
