@@ -1090,21 +1090,17 @@ mod tests {
     }
 
     #[test]
-    fn relayed_symbols_carry_their_object_info() {
+    fn relayed_symbols_are_repair_symbols_with_their_object_info() {
         let g = Geometry::new(1000, 100, 4).unwrap();
-        let mut buf = 7u32.to_be_bytes().to_vec();
-        DataHeader { object: 3, kind: ObjectKind::File, geometry: g, block: 0, esi: 5 }.frame(false).encode(&mut buf);
-        buf.extend_from_slice(&[0u8; 100]);
-        assert!(matches!(Body::read(PacketType::Repair, &buf), Err(WireError::Form(_))));
-    }
-
-    #[test]
-    fn relayed_source_symbols_are_refused() {
-        let g = Geometry::new(1000, 100, 4).unwrap();
-        let mut buf = 7u32.to_be_bytes().to_vec();
-        DataHeader { object: 3, kind: ObjectKind::File, geometry: g, block: 0, esi: 3 }.frame(true).encode(&mut buf);
-        buf.extend_from_slice(&[0u8; 100]);
-        let err = Body::read(PacketType::Repair, &buf).unwrap_err();
+        let relayed = |esi: u32, info: bool| {
+            let mut buf = 7u32.to_be_bytes().to_vec();
+            DataHeader { object: 3, kind: ObjectKind::File, geometry: g, block: 0, esi }.frame(info).encode(&mut buf);
+            buf.extend_from_slice(&[0u8; 100]);
+            Body::read(PacketType::Repair, &buf).map(|_| ())
+        };
+        assert_eq!(relayed(5, true), Ok(()));
+        assert!(matches!(relayed(5, false), Err(WireError::Form(_))));
+        let err = relayed(3, true).unwrap_err();
         assert!(err.to_string().contains("must be a repair symbol"), "{err}");
     }
 
