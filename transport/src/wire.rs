@@ -872,6 +872,18 @@ pub fn open_packet<'a, S: Seal + ?Sized>(
     reference: impl FnOnce(u32, bool) -> Option<u64>,
 ) -> Result<(Header, Body<'a>), WireError> {
     let peek = peek_header(datagram)?;
+    open_peeked(seal, datagram, &peek, session, reference)
+}
+
+/// `open_packet` for a datagram whose header was already read into `peek`
+/// (by `peek_header` on these same bytes).
+pub fn open_peeked<'a, S: Seal + ?Sized>(
+    seal: &mut S,
+    datagram: &'a mut [u8],
+    peek: &Peek,
+    session: u32,
+    reference: impl FnOnce(u32, bool) -> Option<u64>,
+) -> Result<(Header, Body<'a>), WireError> {
     let header_len = peek.len();
     let tag_len = seal.tag_len();
     if datagram.len() < header_len + tag_len {

@@ -97,7 +97,7 @@ impl<S: Seal> Framer<S> {
         scratch.extend_from_slice(datagram);
         let replay = &self.replay;
         let reference = |node, receiver| replay.get(&(node, receiver)).and_then(ReplayWindow::top);
-        match wire::open_packet(&mut self.seal, scratch, self.session, reference) {
+        match wire::open_peeked(&mut self.seal, scratch, &peek, self.session, reference) {
             Ok(p) => {
                 let header = p.0;
                 let peer = (header.node, header.seq & RECEIVER_SEQ_BIT != 0);
