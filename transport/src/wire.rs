@@ -311,8 +311,9 @@ impl Peek {
     /// The epoch nearest `current` (the newest this node holds) whose low 16
     /// bits are on the wire.
     pub fn epoch(&self, current: u32) -> u32 {
-        let e = nearest(i128::from(current), i128::from(self.epoch_low), 16, i128::from(u32::MAX));
-        u32::try_from(e).unwrap_or(current)
+        nearest(i128::from(current), i128::from(self.epoch_low), 16, i128::from(u32::MAX))
+            .and_then(|e| u32::try_from(e).ok())
+            .unwrap_or(current)
     }
     /// The full header: `session` is ours (its low byte must match),
     /// `current_epoch` the newest epoch we hold, and `reference` the highest
@@ -326,8 +327,9 @@ impl Peek {
             self.seq_bits
         } else {
             let top = reference.ok_or(WireError::NoReference(self.node))?;
-            let counter = nearest(i128::from(top) + 1, i128::from(self.seq_bits), 32, i128::from(RECEIVER_SEQ_BIT - 1));
-            let counter = u64::try_from(counter).map_err(|_| WireError::NoReference(self.node))?;
+            let counter = nearest(i128::from(top) + 1, i128::from(self.seq_bits), 32, i128::from(RECEIVER_SEQ_BIT - 1))
+                .and_then(|c| u64::try_from(c).ok())
+                .ok_or(WireError::NoReference(self.node))?;
             counter | if self.receiver_role() { RECEIVER_SEQ_BIT } else { 0 }
         };
         let h =
@@ -362,20 +364,21 @@ impl Peek {
     }
 }
 
-/// The value nearest `expected` (within half a window either way, kept in
-/// 0..=`max`) whose low `bits` bits are `low` (QUIC's packet-number
-/// recovery, RFC 9000 appendix A.3).
-fn nearest(expected: i128, low: i128, bits: u32, max: i128) -> i128 {
+/// The value nearest `expected` (within half a window either way) whose low
+/// `bits` bits are `low`, kept in 0..=`max` (QUIC's packet-number recovery,
+/// RFC 9000 appendix A.3). `None` if no such value is in range.
+fn nearest(expected: i128, low: i128, bits: u32, max: i128) -> Option<i128> {
     let window = 1i128 << bits;
     let half = window / 2;
     let candidate = (expected & !(window - 1)) | low;
-    if candidate <= expected - half && candidate + window <= max {
+    let v = if candidate <= expected - half && candidate + window <= max {
         candidate + window
-    } else if candidate > expected + half && candidate >= window {
+    } else if (candidate > expected + half || candidate > max) && candidate >= window {
         candidate - window
     } else {
         candidate
-    }
+    };
+    (0..=max).contains(&v).then_some(v)
 }
 
 /// The three kinds of object the transport carries.
@@ -1063,6 +1066,20 @@ mod tests {
             let peek = peek_header(&buf).unwrap();
             prop_assert!(!peek.long);
             prop_assert_eq!(peek.expand(5, 0, Some(top)).unwrap(), h);
+        }
+
+        /// A rebuilt counter never leaves the counter space (63 bits: the top
+        /// bit is the role), whatever the reference.
+        #[test]
+        fn rebuilt_counters_stay_below_the_role_bit(top in prop_oneof![any::<u64>(), Just(RECEIVER_SEQ_BIT - 1)],
+                                                    low in any::<u32>()) {
+            let h = Header { packet_type: PacketType::Data, session: 5, node: 9, epoch: 0, seq: u64::from(low) | 1 };
+            let mut buf = Vec::new();
+            h.encode(&mut buf, false);
+            if let Ok(r) = peek_header(&buf).unwrap().expand(5, 0, Some(top & !RECEIVER_SEQ_BIT)) {
+                prop_assert_eq!(r.seq & RECEIVER_SEQ_BIT, 0);
+                prop_assert_eq!(r.seq as u32, low | 1);
+            }
         }
 
         /// Epochs within 2^15 of the receiver's newest are rebuilt exactly.

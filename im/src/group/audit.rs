@@ -72,7 +72,10 @@ impl std::ops::Drop for Capture {
 pub struct Readout {
     /// Every object byte a receiver holding the keys could deliver.
     pub bytes: Vec<u8>,
-    /// Datagrams it could not open for want of their epoch's key.
+    /// Datagrams it could not open for want of their epoch's key: sealed
+    /// under an epoch it never held, or (wire format v3) short headers from a
+    /// node none of whose long headers it could open, so their counter could
+    /// not be rebuilt.
     pub unopenable: u64,
 }
 
@@ -107,5 +110,6 @@ pub fn read_with(session: u32, suite: SuiteId, keys: &[(u32, SecretKey)], packet
             }
         }
     }
-    Readout { bytes, unopenable: rx.stats().dropped(Drop::UnknownEpoch) }
+    let s = rx.stats();
+    Readout { bytes, unopenable: s.dropped(Drop::UnknownEpoch) + s.dropped(Drop::NoReference) }
 }
