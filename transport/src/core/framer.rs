@@ -15,6 +15,13 @@ use crate::wire::{self, Body, Header, RECEIVER_SEQ_BIT};
 /// Peers whose replay windows are kept; past this the state is dropped wholesale.
 const MAX_PEERS: usize = 65_536;
 
+/// A sender's counter this far past the highest accepted from it means the
+/// sender restarted: a node's counter starts from the wall clock in
+/// nanoseconds, so a restart moves it on by about the time since the last
+/// run began, while a sender that keeps running moves it by one per packet
+/// (2^20 packets is 1.4 GB of symbols no receiver heard).
+const RESTART_JUMP: u64 = 1 << 20;
+
 pub(crate) struct Framer<S> {
     pub(crate) seal: S,
     pub(crate) session: u32,
@@ -24,6 +31,9 @@ pub(crate) struct Framer<S> {
     /// peers that heard an earlier run of this node know another one).
     sealed: u64,
     replay: HashMap<(u32, bool), ReplayWindow>,
+    /// Senders (node ids) seen restarting, for the core to forget what it
+    /// knew of their last run (their object numbers start again).
+    pub(crate) restarted: Vec<u32>,
 }
 
 /// True for the packets that may travel with a short header: symbols of
@@ -41,7 +51,7 @@ impl<S: Seal> Framer<S> {
     /// restarted node would reuse nonces and be refused as a replay.
     pub(crate) fn new(seal: S, session: u32, node: u32, receiver: bool, first_seq: u64) -> Framer<S> {
         let seq = (first_seq & !RECEIVER_SEQ_BIT) | if receiver { RECEIVER_SEQ_BIT } else { 0 };
-        Framer { seal, session, node, seq, sealed: 0, replay: HashMap::new() }
+        Framer { seal, session, node, seq, sealed: 0, replay: HashMap::new(), restarted: Vec::new() }
     }
 
     /// True if the next symbol of a file sealed goes with the long header
@@ -104,7 +114,14 @@ impl<S: Seal> Framer<S> {
                 if self.replay.len() >= MAX_PEERS && !self.replay.contains_key(&peer) {
                     self.replay.clear();
                 }
-                if self.replay.entry(peer).or_default().accept(header.seq & !RECEIVER_SEQ_BIT) {
+                let window = self.replay.entry(peer).or_default();
+                let (counter, before) = (header.seq & !RECEIVER_SEQ_BIT, window.top());
+                if window.accept(counter) {
+                    // Bounded: a sender core reads no restarts (it keeps nothing per peer sender).
+                    let jumped = before.is_some_and(|t| counter > t.saturating_add(RESTART_JUMP));
+                    if !peer.1 && jumped && self.restarted.len() < 64 {
+                        self.restarted.push(peer.0);
+                    }
                     Some(p)
                 } else {
                     stats.drop(Drop::Replay);

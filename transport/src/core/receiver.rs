@@ -319,6 +319,9 @@ pub struct Receiver<S> {
     pub(super) relay_inbox: Option<VecDeque<(u32, Feedback)>>,
     /// Objects started, with their geometry (collected with `relay_inbox`).
     pub(super) started: VecDeque<(u32, u32, ObjectKind, Geometry)>,
+    /// Senders whose restart made this receiver forget their last run (for a
+    /// repairer to drop what it kept of them).
+    pub(super) restarted: VecDeque<u32>,
     rng: Rng,
     now: Time,
     remotes: HashMap<u32, Remote>,
@@ -342,6 +345,7 @@ impl<S: Seal> Receiver<S> {
             watch: RepairerWatch::default(),
             relay_inbox: None,
             started: VecDeque::new(),
+            restarted: VecDeque::new(),
             rng: Rng::new(cfg.seed),
             cfg,
             stats: Stats::default(),
@@ -417,6 +421,9 @@ impl<S: Seal> Receiver<S> {
         let mut scratch = std::mem::take(&mut self.scratch);
         let unknown_before = self.stats.dropped(Drop::UnknownEpoch);
         let opened = self.framer.open(datagram, &mut scratch, &mut self.stats);
+        for node in std::mem::take(&mut self.framer.restarted) {
+            self.forget_sender(node);
+        }
         if opened.is_none() && self.stats.dropped(Drop::UnknownEpoch) > unknown_before {
             self.note_unknown_epoch(datagram);
         }
@@ -513,6 +520,20 @@ impl<S: Seal> Receiver<S> {
         for sender in replies {
             let entries = due.remove(&sender).unwrap_or_default();
             self.queue_feedback(now, sender, entries);
+        }
+    }
+
+    /// A sender restarted (`Framer::restarted`): its object numbers start
+    /// again, so what this receiver knew of its last run must not catch the
+    /// new one. Objects of the last run still incomplete are lost.
+    fn forget_sender(&mut self, node: u32) {
+        let Some(r) = self.remotes.remove(&node) else { return };
+        for (object, o) in r.objects {
+            self.buffered -= o.blocks.values().map(InBlock::bytes).sum::<usize>();
+            self.events.push_back(ReceiverEvent::ObjectLost { sender: node, object });
+        }
+        if self.relay_inbox.is_some() && self.restarted.len() < 4096 {
+            self.restarted.push_back(node);
         }
     }
 

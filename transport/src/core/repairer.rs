@@ -251,6 +251,9 @@ impl<S: Seal> Repairer<S> {
     /// Takes what the receiver produced: keeps decoded blocks, answers what waited for them,
     /// then serves the requests addressed to us.
     fn absorb(&mut self, now: Time) {
+        while let Some(origin) = self.inner.restarted.pop_front() {
+            self.forget_origin(origin);
+        }
         while let Some((origin, object, kind, g)) = self.inner.started.pop_front() {
             self.remember_object(origin, object, kind, g);
         }
@@ -306,6 +309,22 @@ impl<S: Seal> Repairer<S> {
             // Several members may wait on it: one round, charged to none of them.
             self.answer(now, None, loss, key, needed);
         }
+    }
+
+    /// `origin` restarted and numbers its objects from 0 again: nothing kept
+    /// of its last run may answer for the new one.
+    fn forget_origin(&mut self, origin: u32) {
+        self.objects.retain(|&(o, _), _| o != origin);
+        self.object_order.retain(|&(o, _)| o != origin);
+        let before = self.cached_bytes;
+        let dropped: usize = self.cache.iter().filter(|(k, _)| k.0 == origin).map(|(_, c)| c.bytes()).sum();
+        self.cache.retain(|k, _| k.0 != origin);
+        self.cached_bytes = before - dropped;
+        self.next_repair.retain(|k, _| k.0 != origin);
+        self.rounds.retain(|k, _| k.0 != origin);
+        self.jobs.retain(|(k, _)| k.0 != origin);
+        self.pending.retain(|k, _| k.0 != origin);
+        self.forwarded.retain(|k, _| k.0 != origin);
     }
 
     fn evict(&mut self) {
@@ -695,6 +714,30 @@ mod tests {
         }
         assert!(w.rep.receiver().stats().nacks_sent > 0, "the repairer asked upstream for itself");
         assert!(w.rep.stats().local_repairs > 0, "and then served its region");
+    }
+
+    #[test]
+    fn a_restarted_sender_s_last_run_is_forgotten() {
+        let cfg = RepairerConfig { receiver: ReceiverConfig { node: R, ..Default::default() }, ..Default::default() };
+        let mut rep = Repairer::new(cfg, KEY);
+        let mut buf = Vec::new();
+        for first_seq in [0, 10_000_000_000] {
+            // The same node, restarted seconds later: object 0 again, other bytes.
+            let scfg =
+                SenderConfig { node: 1, rate: 0, symbol_size: 100, block_symbols: 16, first_seq, ..Default::default() };
+            let mut tx = Sender::new(scfg, KEY).unwrap();
+            tx.send_bytes(ObjectKind::File, vec![first_seq as u8 ^ 0x5a; 3_000]).unwrap();
+            let t = tx.poll_transmit(Time::ZERO, &mut buf).unwrap();
+            rep.handle_datagram(Time::ZERO, &buf[..t.len]);
+            if first_seq == 0 {
+                while let Some(t) = tx.poll_transmit(Time::ZERO, &mut buf) {
+                    rep.handle_datagram(Time::ZERO, &buf[..t.len]);
+                }
+                assert!(rep.cached_bytes() > 0, "the first run's blocks are kept");
+            }
+        }
+        assert_eq!(rep.cached_bytes(), 0, "nothing of the last run may answer for the new one");
+        assert!(std::iter::from_fn(|| rep.poll_event()).any(|e| matches!(e, ReceiverEvent::ObjectComplete { .. })));
     }
 
     #[test]

@@ -510,3 +510,28 @@ fn packets_of_a_wrong_kind_of_header_are_dropped() {
     let s = rx.stats();
     assert_eq!((s.dropped(Drop::Malformed), s.dropped(Drop::OtherSession), s.dropped(Drop::Own)), (2, 1, 1));
 }
+
+#[test]
+fn a_restarted_sender_is_heard_afresh() {
+    let mut rx = receiver(2);
+    let run = |first_seq: u64, texts: &[&str], rx: &mut Receiver<KeyedSum>| {
+        let cfg = SenderConfig { node: 1, rate: 0, first_seq, ..Default::default() };
+        let mut tx = Sender::new(cfg, KEY).unwrap();
+        for t in texts {
+            tx.send_bytes(ObjectKind::Chat, t.as_bytes().to_vec()).unwrap();
+        }
+        for p in drain(&mut tx, Time::ZERO) {
+            rx.handle_datagram(Time::ZERO, &p);
+        }
+        let mut got = Vec::new();
+        while let Some(e) = rx.poll_event() {
+            if let ReceiverEvent::ObjectData { data, .. } = e {
+                got.push(String::from_utf8(data).unwrap());
+            }
+        }
+        got
+    };
+    assert_eq!(run(1_000, &["one", "two", "three"], &mut rx), ["one", "two", "three"]);
+    // The same node restarts (its counter from the wall clock, seconds later) and numbers its objects from 0 again.
+    assert_eq!(run(5_000_000_000, &["back", "again"], &mut rx), ["back", "again"]);
+}
