@@ -434,7 +434,7 @@ async fn send(files: &[PathBuf], net: &Net, opts: SendOptions) -> Result<()> {
             "packets_sent": s.packets_out, "bytes_sent": s.bytes_out, "source_packets": s.source_sent,
             "repair_packets": s.repair_sent, "nacks_received": s.nacks_received, "repair_rounds": s.repair_rounds,
             "repaired_blocks": s.repaired_blocks, "final_rate_mbps": driver.core().rate() as f64 * 8e-6, "grtt_ms": driver.core().grtt().as_secs_f64() * 1e3,
-            "repair_refused": s.repair_refused, "failed": failed,
+            "repair_refused": s.repair_refused, "overrun_cuts": s.overrun_cuts, "failed": failed,
         });
         println!("{j}");
     } else {

@@ -49,6 +49,7 @@ pub mod geometry;
 pub mod grtt;
 #[cfg(feature = "net")]
 pub mod net;
+pub mod overrun;
 pub mod pacing;
 pub mod rate;
 pub mod replay;

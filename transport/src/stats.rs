@@ -120,6 +120,8 @@ pub struct Stats {
     /// Repair symbols asked for beyond the requester's budget, and not sent
     /// (`budget::RepairBudget`).
     pub repair_refused: u64,
+    /// Times a sender slowed because a receiver's socket overflowed (`overrun.rs`).
+    pub overrun_cuts: u64,
     /// Dropped packets, by reason (indexed like `Drop::ALL`).
     pub dropped: [u64; Drop::ALL.len()],
 }

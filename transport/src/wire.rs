@@ -608,6 +608,9 @@ pub struct Feedback {
     /// The repairer asked to answer, instead of the sender (which then
     /// ignores the feedback but for suppression by its peers).
     pub relay: Option<u32>,
+    /// Datagrams the receiver's own socket dropped so far (its host fell
+    /// behind; modulo 2^32), once it has dropped any (`overrun.rs`).
+    pub overflow: Option<u32>,
     /// What to repair.
     pub entries: Vec<NackEntry>,
 }
@@ -620,7 +623,7 @@ impl Feedback {
             Some(e) => (1u8, e),
             None => (0u8, Echo { probe_time: 0, hold_us: 0 }),
         };
-        out.push(flags | if self.relay.is_some() { 2 } else { 0 });
+        out.push(flags | if self.relay.is_some() { 2 } else { 0 } | if self.overflow.is_some() { 4 } else { 0 });
         out.extend_from_slice(&echo.probe_time.to_be_bytes());
         out.extend_from_slice(&echo.hold_us.to_be_bytes());
         out.extend_from_slice(&self.loss.to_be_bytes());
@@ -628,6 +631,9 @@ impl Feedback {
         out.extend_from_slice(&n.to_be_bytes());
         if let Some(relay) = self.relay {
             out.extend_from_slice(&relay.to_be_bytes());
+        }
+        if let Some(overflow) = self.overflow {
+            out.extend_from_slice(&overflow.to_be_bytes());
         }
         for e in self.entries.iter().take(usize::from(n)) {
             e.encode(out);
@@ -641,10 +647,11 @@ impl Feedback {
         let hold_us = r.u32("probe hold")?;
         let loss = r.u16("loss")?;
         let n = usize::from(r.u16("entry count")?);
-        if flags & !3 != 0 {
+        if flags & !7 != 0 {
             return Err(WireError::Flags(flags, "feedback"));
         }
         let relay = if flags & 2 != 0 { Some(r.u32("feedback relay")?) } else { None };
+        let overflow = if flags & 4 != 0 { Some(r.u32("feedback overflow")?) } else { None };
         let need = n * NACK_ENTRY_LEN;
         if r.left() < need {
             return Err(WireError::Truncated { what: "NACK entries", need, have: r.left() });
@@ -657,10 +664,10 @@ impl Feedback {
             entries.push(NackEntry::read(r)?);
         }
         let echo = (flags & 1 != 0).then_some(Echo { probe_time, hold_us });
-        Ok(Feedback { target, echo, loss, relay, entries })
+        Ok(Feedback { target, echo, loss, relay, overflow, entries })
     }
     /// Entries that fit one datagram of `max` bytes with the given tag length
-    /// (without a relay field, which takes 4 bytes more).
+    /// (without the relay and overflow fields, which take 4 bytes more each).
     pub fn max_entries(max: usize, tag_len: usize) -> usize {
         max.saturating_sub(HEADER_LEN + FEEDBACK_FIXED_LEN + tag_len) / NACK_ENTRY_LEN
     }
@@ -959,12 +966,14 @@ mod tests {
             any::<u16>(),
             prop::collection::vec(entry(), 0..50),
             proptest::option::of(any::<u32>()),
+            proptest::option::of(any::<u32>()),
         )
-            .prop_map(|(target, echo, loss, entries, relay)| Feedback {
+            .prop_map(|(target, echo, loss, entries, relay, overflow)| Feedback {
                 target,
                 echo: echo.map(|(probe_time, hold_us)| Echo { probe_time, hold_us }),
                 loss,
                 relay,
+                overflow,
                 entries,
             })
     }
@@ -1140,6 +1149,7 @@ mod tests {
             echo: None,
             loss: 0,
             relay: None,
+            overflow: None,
             entries: vec![NackEntry::Objects { first: 1, bitmap: 3 }],
         };
         let mut buf = Vec::new();
@@ -1203,7 +1213,7 @@ mod tests {
         Command { flush: true, frontier: None, oldest: 0, grtt_us: 0, group_loss: 0, probe: None }.encode(&mut buf);
         assert_eq!(buf.len(), COMMAND_LEN);
         buf.clear();
-        Feedback { target: 0, echo: None, loss: 0, relay: None, entries: vec![] }.encode(&mut buf);
+        Feedback { target: 0, echo: None, loss: 0, relay: None, overflow: None, entries: vec![] }.encode(&mut buf);
         assert_eq!(buf.len(), FEEDBACK_FIXED_LEN);
     }
 }

@@ -110,13 +110,15 @@ fn feedback() -> impl Strategy<Value = Feedback> {
         prop::option::of((any::<u64>(), any::<u32>())),
         any::<u16>(),
         prop::option::of(0u32..8),
+        prop::option::of(any::<u32>()),
         prop::collection::vec(entry(), 0..20),
     )
-        .prop_map(|(target, echo, loss, relay, entries)| Feedback {
+        .prop_map(|(target, echo, loss, relay, overflow, entries)| Feedback {
             target,
             echo: echo.map(|(probe_time, hold_us)| Echo { probe_time, hold_us }),
             loss,
             relay,
+            overflow,
             entries,
         })
 }

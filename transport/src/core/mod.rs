@@ -36,6 +36,10 @@ pub trait Core {
     fn poll_transmit(&mut self, now: Time, buf: &mut Vec<u8>) -> Option<Transmit>;
     /// The next event.
     fn poll_event(&mut self) -> Option<Self::Event>;
+    /// The driver's socket has dropped `total` datagrams so far because this
+    /// node did not read them in time (its receive queue was full). Only a
+    /// receiver acts on it (it tells its senders, `overrun.rs`).
+    fn handle_overflow(&mut self, now: Time, total: u64);
 }
 
 macro_rules! impl_core {
@@ -56,6 +60,9 @@ macro_rules! impl_core {
             }
             fn poll_event(&mut self) -> Option<$event> {
                 $core::poll_event(self)
+            }
+            fn handle_overflow(&mut self, now: Time, total: u64) {
+                $core::handle_overflow(self, now, total)
             }
         }
     };

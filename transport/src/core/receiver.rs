@@ -333,6 +333,9 @@ pub struct Receiver<S> {
     outbox: VecDeque<Feedback>,
     events: VecDeque<ReceiverEvent>,
     scratch: Vec<u8>,
+    /// Datagrams our socket dropped so far (modulo 2^32), once the driver
+    /// counts them: every feedback carries it (`overrun.rs`).
+    overflow: Option<u32>,
     /// Authentic data and command packets taken from senders.
     sender_packets: u64,
 }
@@ -357,6 +360,7 @@ impl<S: Seal> Receiver<S> {
             outbox: VecDeque::new(),
             events: VecDeque::new(),
             scratch: Vec::new(),
+            overflow: None,
             sender_packets: 0,
         }
     }
@@ -520,6 +524,22 @@ impl<S: Seal> Receiver<S> {
         for sender in replies {
             let entries = due.remove(&sender).unwrap_or_default();
             self.queue_feedback(now, sender, entries);
+        }
+    }
+
+    /// The driver's socket dropped `total` datagrams so far (see
+    /// `Core::handle_overflow`). The first count is a baseline; when it grows,
+    /// every sender with an object in progress hears it at once, in an empty
+    /// feedback, and slows down (`overrun.rs`).
+    pub fn handle_overflow(&mut self, now: Time, total: u64) {
+        let total = total as u32;
+        let before = self.overflow.replace(total);
+        if before.is_none_or(|b| b == total) {
+            return;
+        }
+        let busy: Vec<u32> = self.remotes.iter().filter(|(_, r)| !r.objects.is_empty()).map(|(&n, _)| n).collect();
+        for sender in busy {
+            self.queue_feedback(now, sender, Vec::new());
         }
     }
 
@@ -951,7 +971,9 @@ impl<S: Seal> Receiver<S> {
         });
         let loss = (r.loss.estimate.clamp(0.0, 1.0) * 65_535.0) as u16;
         let relay = if entries.is_empty() { None } else { self.repairer_to_ask() };
-        let room = self.cfg.max_datagram.saturating_sub(if relay.is_some() { 4 } else { 0 });
+        let overflow = self.overflow;
+        let extra = if relay.is_some() { 4 } else { 0 } + if overflow.is_some() { 4 } else { 0 };
+        let room = self.cfg.max_datagram.saturating_sub(extra);
         let per_packet = Feedback::max_entries(room, self.framer.seal.tag_len()).max(1);
         let mut chunks: Vec<Vec<NackEntry>> = entries.chunks(per_packet).map(<[NackEntry]>::to_vec).collect();
         if chunks.is_empty() {
@@ -961,7 +983,7 @@ impl<S: Seal> Receiver<S> {
             if relay.is_some() {
                 self.stats.relayed_feedback += 1;
             }
-            self.outbox.push_back(Feedback { target: sender, echo, loss, relay, entries });
+            self.outbox.push_back(Feedback { target: sender, echo, loss, relay, overflow, entries });
         }
     }
 

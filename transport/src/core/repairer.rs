@@ -125,6 +125,11 @@ pub struct Repairer<S> {
 }
 
 impl<S: Seal> Repairer<S> {
+    /// The socket overflowed: its receiver tells the senders (`Receiver::handle_overflow`).
+    pub fn handle_overflow(&mut self, now: Time, total: u64) {
+        self.inner.handle_overflow(now, total);
+    }
+
     /// A repairer with `cfg`, opening and sealing packets with `seal`.
     pub fn new(cfg: RepairerConfig, seal: S) -> Repairer<S> {
         let mut inner = Receiver::new(cfg.receiver.clone(), seal);
@@ -225,7 +230,8 @@ impl<S: Seal> Repairer<S> {
         if let Some(origin) = self.acks.pop_front() {
             // "Heard you, still collecting": keeps members from giving up on us.
             let me = self.cfg.receiver.node;
-            let fb = Feedback { target: origin, echo: None, loss: 0, relay: Some(me), entries: Vec::new() };
+            let fb =
+                Feedback { target: origin, echo: None, loss: 0, relay: Some(me), overflow: None, entries: Vec::new() };
             let len = self.inner.framer.write(&Body::Feedback(fb), buf, &mut self.inner.stats).ok()?;
             self.inner.stats.feedback_sent += 1;
             return Some(Transmit { len, packet_type: wire::PacketType::Feedback, scope: Scope::Region });
@@ -766,6 +772,7 @@ mod tests {
             echo: None,
             loss: 0,
             relay: Some(R),
+            overflow: None,
             entries: vec![NackEntry::Block { object: 0, block: last, needed: 3 }],
         };
         let mut member_framer = super::super::framer::Framer::new(KEY, 1, 30, true, 0);

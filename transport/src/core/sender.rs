@@ -20,6 +20,7 @@ use super::{Scope, Transmit};
 use crate::budget::{self, RepairBudget};
 use crate::geometry::{Geometry, GeometryError};
 use crate::grtt::Grtt;
+use crate::overrun::OverrunGuard;
 use crate::pacing::Pacer;
 use crate::rate::RateControl;
 use crate::seal::Seal;
@@ -94,6 +95,9 @@ pub struct SenderConfig {
     /// restarted sender never reuses a nonce and is not taken for a replay.
     pub first_seq: u64,
 }
+
+/// The window over which a sender measures what it actually sends (`overrun.rs`).
+const SENDING_WINDOW: Duration = Duration::from_millis(5);
 
 /// The symbol size a sender uses unless told otherwise: the largest whose
 /// every packet (`wire::MAX_SYMBOL_OVERHEAD`) fits a 1500-byte MTU over IPv4.
@@ -228,6 +232,14 @@ pub struct Sender<S> {
     advertised_grtt: Duration,
     pacer: Pacer,
     rate_control: Option<RateControl>,
+    /// The share of the rate the receivers' hosts keep up with.
+    overrun: OverrunGuard,
+    /// The rate before that cap: the fixed rate, or the adaptive one.
+    base_rate: u64,
+    /// What is actually being sent, bytes per second, and where its last
+    /// measurement started (time, bytes out).
+    sending: f64,
+    sending_mark: (Time, u64),
     now: Time,
     objects: VecDeque<OutObject>,
     next_id: u32,
@@ -272,6 +284,10 @@ impl<S: Seal> Sender<S> {
             grtt: Grtt::new(cfg.initial_grtt),
             advertised_grtt: cfg.initial_grtt,
             pacer: Pacer::new(rate_control.as_ref().map_or(cfg.rate, RateControl::rate), cfg.burst),
+            base_rate: rate_control.as_ref().map_or(cfg.rate, RateControl::rate),
+            overrun: OverrunGuard::default(),
+            sending: 0.0,
+            sending_mark: (Time::ZERO, 0),
             rate_control,
             framer,
             cfg,
@@ -335,8 +351,22 @@ impl<S: Seal> Sender<S> {
 
     /// Changes the pacing rate (bytes per second).
     pub fn set_rate(&mut self, rate: u64) {
-        self.pacer.set_rate(rate);
+        self.base_rate = rate;
+        self.pace(self.now);
     }
+
+    /// Sets the pacer to the base rate times the share the receivers keep up
+    /// with (an unpaced sender stays unpaced).
+    fn pace(&mut self, now: Time) {
+        let rate = if self.base_rate == 0 { 0 } else { (self.overrun.rate(now, self.base_rate as f64) as u64).max(1) };
+        if rate != self.pacer.rate() {
+            self.pacer.set_rate(rate);
+        }
+    }
+
+    /// A sender's socket overflowing means nothing to the protocol (it reads
+    /// only feedback); present so every core takes the driver's report.
+    pub fn handle_overflow(&mut self, _now: Time, _total: u64) {}
 
     /// The pacing rate now (bytes per second; 0: unlimited).
     pub fn rate(&self) -> u64 {
@@ -403,6 +433,10 @@ impl<S: Seal> Sender<S> {
     /// nothing is due or the pacer says wait.
     pub fn poll_transmit(&mut self, now: Time, buf: &mut Vec<u8>) -> Option<Transmit> {
         self.now = self.now.max(now);
+        if self.overrun.cuts() > 0 {
+            // The share grows back after a cut.
+            self.pace(now);
+        }
         let next = self.next_packet(now)?;
         if !self.pacer.ready(now, self.max_packet()) {
             return None;
@@ -414,6 +448,13 @@ impl<S: Seal> Sender<S> {
         };
         let t = sent?;
         self.pacer.spend(now, t.len);
+        // What is actually sent (a nominal rate may be far above it), over 5 ms windows.
+        let (since, bytes) = self.sending_mark;
+        if now.saturating_since(since) >= SENDING_WINDOW {
+            let dt = now.saturating_since(since).as_secs_f64();
+            self.sending = (self.stats.bytes_out - bytes) as f64 / dt;
+            self.sending_mark = (now, self.stats.bytes_out);
+        }
         match next {
             Next::Repair => self.repair_run = self.repair_run.saturating_add(1),
             Next::Source => self.repair_run = 0,
@@ -554,7 +595,8 @@ impl<S: Seal> Sender<S> {
                 let rtt = (now - sent).saturating_sub(Duration::from_micros(u64::from(echo.hold_us)));
                 self.grtt.sample(rtt);
                 if let Some(rate) = self.rate_control.as_mut().and_then(|c| c.on_rtt(now, from, rtt)) {
-                    self.pacer.set_rate(rate);
+                    self.base_rate = rate;
+                    self.pace(now);
                 }
                 // Receivers time their NACKs by the GRTT we advertise: tell them soon when it moved a lot.
                 let (new, old) = (self.grtt.get(), self.advertised_grtt);
@@ -562,6 +604,14 @@ impl<S: Seal> Sender<S> {
                     self.next_probe = self.next_probe.min(now);
                 }
             }
+        }
+        // A receiver whose host falls behind: slow down until it keeps up.
+        let gap = (self.grtt.get() * 2).max(Duration::from_millis(10));
+        if let Some(total) = fb.overflow
+            && self.overrun.on_report(now, from, total, gap, self.sending, self.base_rate as f64)
+        {
+            self.stats.overrun_cuts += 1;
+            self.pace(now);
         }
         for entry in &fb.entries {
             self.stats.nacks_received += 1;

@@ -179,7 +179,7 @@ fn lost_symbols_are_repaired_and_every_receiver_decodes() {
 }
 
 fn feedback(target: u32, entries: Vec<NackEntry>) -> Body<'static> {
-    Body::Feedback(Feedback { target, echo: None, loss: 0, relay: None, entries })
+    Body::Feedback(Feedback { target, echo: None, loss: 0, relay: None, overflow: None, entries })
 }
 
 fn sealed(node: u32, seq: u64, body: &Body<'_>) -> Vec<u8> {
@@ -250,6 +250,7 @@ fn one_receivers_claimed_loss_neither_inflates_nor_starves_anothers_repair() {
             echo: None,
             loss,
             relay: None,
+            overflow: None,
             entries: vec![NackEntry::Block { object: 0, block, needed }],
         };
         sealed(node, seq, &Body::Feedback(fb))
@@ -295,6 +296,7 @@ fn a_measured_grtt_is_advertised_at_once() {
         echo: Some(Echo { probe_time: probe.time, hold_us: 0 }),
         loss: 0,
         relay: None,
+        overflow: None,
         entries: Vec::new(),
     });
     tx.handle_datagram(at, &sealed(7, 1, &echo));
@@ -447,6 +449,7 @@ fn insider_body() -> impl Strategy<Value = Body<'static>> {
             echo: Some(Echo { probe_time: u64::from(n), hold_us: b }),
             loss: n as u16,
             relay: None,
+            overflow: None,
             entries: vec![e],
         })
     });
@@ -534,4 +537,46 @@ fn a_restarted_sender_is_heard_afresh() {
     assert_eq!(run(1_000, &["one", "two", "three"], &mut rx), ["one", "two", "three"]);
     // The same node restarts (its counter from the wall clock, seconds later) and numbers its objects from 0 again.
     assert_eq!(run(5_000_000_000, &["back", "again"], &mut rx), ["back", "again"]);
+}
+
+#[test]
+fn a_receiver_whose_socket_overflows_slows_its_sender_until_it_keeps_up() {
+    let cfg = SenderConfig { node: 1, rate: 1_000_000, symbol_size: 100, block_symbols: 16, ..Default::default() };
+    let mut tx = Sender::new(cfg, KEY).unwrap();
+    let mut rx = receiver(2);
+    tx.send_bytes(ObjectKind::File, object(50_000)).unwrap();
+    let mut buf = Vec::new();
+    // What the pacer lets out at once: a command and the file's first symbols.
+    while let Some(t) = tx.poll_transmit(Time::ZERO, &mut buf) {
+        rx.handle_datagram(Time::ZERO, &buf[..t.len]);
+    }
+    assert_eq!(rx.objects_in_progress(), 1);
+    let mut feedback = |rx: &mut Receiver<KeyedSum>, tx: &mut Sender<KeyedSum>, now: Time| {
+        let mut n = 0;
+        while let Some(t) = rx.poll_transmit(now, &mut buf) {
+            let mut p = buf[..t.len].to_vec();
+            if let Ok((_, Body::Feedback(f))) = open_test(&mut p) {
+                assert!(f.overflow.is_some(), "once counted, every feedback carries the count");
+            }
+            tx.handle_datagram(now, &buf[..t.len]);
+            n += 1;
+        }
+        n
+    };
+    // The driver's first count is a baseline: nothing is sent for it.
+    rx.handle_overflow(Time::ZERO, 40);
+    assert_eq!(feedback(&mut rx, &mut tx, Time::ZERO), 0);
+    let ms = |n: u64| Time::from_micros(n * 1000);
+    // A probe reply carries the baseline to the sender.
+    rx.queue_feedback(ms(1), 1, Vec::new());
+    assert_eq!(feedback(&mut rx, &mut tx, ms(1)), 1);
+    assert_eq!(tx.rate(), 1_000_000);
+    // The socket drops more: the sender hears it at once and slows by a fifth.
+    rx.handle_overflow(ms(2), 55);
+    assert_eq!(feedback(&mut rx, &mut tx, ms(2)), 1);
+    assert_eq!(tx.stats().overrun_cuts, 1);
+    assert_eq!(tx.rate(), 800_000);
+    // With no more drops the rate grows back to the whole.
+    let _ = tx.poll_transmit(ms(2 + 3_000), &mut buf);
+    assert_eq!(tx.rate(), 1_000_000);
 }

@@ -88,6 +88,10 @@ pub struct DriverConfig {
 /// Deadlines closer than this are waited for by `DriverConfig::precise_timer`.
 const TIMER_TICK: Duration = Duration::from_millis(1);
 
+/// How often, while datagrams arrive, the socket's drop counter is read for
+/// the core (`Core::handle_overflow`).
+const OVERFLOW_CHECK: Duration = Duration::from_millis(20);
+
 /// What the driver counted.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DriverStats {
@@ -149,6 +153,9 @@ pub struct Driver<C> {
     rx_buf: Vec<u8>,
     rx_coalesce: Duration,
     precise_timer: bool,
+    /// When the socket's drop counter is next read, and what it said last.
+    overflow_check: Time,
+    drops: Option<u64>,
 }
 
 impl<C: Core> Driver<C> {
@@ -168,6 +175,8 @@ impl<C: Core> Driver<C> {
             rx_buf: vec![0u8; MAX_DATAGRAM],
             rx_coalesce: cfg.rx_coalesce,
             precise_timer: cfg.precise_timer,
+            overflow_check: Time::ZERO,
+            drops: None,
         }
     }
 
@@ -301,6 +310,15 @@ impl<C: Core> Driver<C> {
         }
         let now = self.clock.now();
         self.core.handle_datagram(now, &self.rx_buf[..n]);
+        if now >= self.overflow_check {
+            self.overflow_check = now + OVERFLOW_CHECK;
+            if let Some(d) = self.socket.drops()
+                && self.drops != Some(d)
+            {
+                self.drops = Some(d);
+                self.core.handle_overflow(now, d);
+            }
+        }
     }
 
     async fn transmit(&mut self, now: Time) {

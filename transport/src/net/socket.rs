@@ -57,6 +57,8 @@ pub struct MulticastSocket {
     pub recv_buffer: usize,
     /// Send buffer the kernel granted, bytes.
     pub send_buffer: usize,
+    /// The socket's inode, to find its drop counter (Linux).
+    inode: Option<u64>,
 }
 
 impl MulticastSocket {
@@ -84,6 +86,7 @@ impl MulticastSocket {
         let recv_buffer = s.recv_buffer_size()?;
         let send_buffer = s.send_buffer_size()?;
         s.set_nonblocking(true)?;
+        let inode = inode_of(&s);
         let socket = UdpSocket::from_std(s.into())?;
         Ok(MulticastSocket {
             socket,
@@ -92,6 +95,19 @@ impl MulticastSocket {
             local: Cell::new(false),
             recv_buffer,
             send_buffer,
+            inode,
+        })
+    }
+
+    /// Datagrams the kernel dropped for this socket so far because its
+    /// receive queue was full (this node did not read in time): the `drops`
+    /// column of `/proc/net/udp`. `None` where that cannot be read.
+    pub fn drops(&self) -> Option<u64> {
+        let inode = self.inode?.to_string();
+        let table = std::fs::read_to_string("/proc/net/udp").ok()?;
+        table.lines().skip(1).find_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            (f.get(9) == Some(&inode.as_str())).then(|| f.last()?.parse().ok()).flatten()
         })
     }
 
@@ -116,4 +132,17 @@ impl MulticastSocket {
         }
         Ok(())
     }
+}
+
+/// The inode of a socket, as `/proc/net/udp` names it.
+#[cfg(target_os = "linux")]
+fn inode_of(s: &Socket) -> Option<u64> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(format!("/proc/self/fd/{}", s.as_raw_fd())).ok().map(|m| m.ino())
+}
+
+#[cfg(not(target_os = "linux"))]
+fn inode_of(_: &Socket) -> Option<u64> {
+    None
 }

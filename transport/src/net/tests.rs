@@ -108,6 +108,21 @@ async fn a_packet_from_outside_the_group_is_dropped_and_counted() {
     assert_eq!(s.dropped(crate::stats::Drop::BadSeal) + s.dropped(crate::stats::Drop::NoReference), n);
 }
 
+#[tokio::test(flavor = "current_thread")]
+async fn the_socket_counts_what_it_dropped_for_want_of_reading() {
+    let g = group(3);
+    let cfg = MulticastConfig { recv_buffer: 4096, ..MulticastConfig::loopback(g) };
+    let rx = MulticastSocket::open(&cfg).unwrap();
+    assert_eq!(rx.drops(), Some(0));
+    let tx = MulticastSocket::open(&MulticastConfig::loopback(g)).unwrap();
+    // Never read: a few kilobytes of queue hold a handful of these.
+    for _ in 0..200 {
+        tx.socket().send_to(&[7u8; 1000], tx.group()).await.unwrap();
+    }
+    let dropped = rx.drops().unwrap();
+    assert!(dropped > 100, "{dropped} of 200 dropped");
+}
+
 #[test]
 fn only_multicast_groups_are_joined() {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
