@@ -623,6 +623,7 @@ impl Sim {
                 echo: None,
                 loss: u16::MAX,
                 relay: None,
+                overflow: None,
                 entries: vec![lsim_transport::wire::NackEntry::Block { object: 0, block, needed }],
             };
             let header = Header {
