@@ -581,10 +581,10 @@ impl Scenario {
             return Err(bad("workload.chats", w.chats.to_string(), "must be at most 1000000"));
         }
         let s = &self.sender;
-        // Every packet of a symbol (`wire::MAX_SYMBOL_OVERHEAD`) must fit 1472 bytes.
-        let max_t = 1472 - lsim_transport::wire::MAX_SYMBOL_OVERHEAD;
+        // Every packet of a symbol must fit 1472 bytes.
+        let max_t = lsim_transport::wire::symbol_size_for(1472, crate::seal::TAG_LEN);
         if let Some(t) = s.symbol_size
-            && !(16..=max_t as u16).contains(&t)
+            && !(16..=max_t).contains(&t)
         {
             let why = format!("must be 16 to {max_t} (a packet must fit 1472 bytes)");
             return Err(bad("sender.symbol_size", t.to_string(), &why));

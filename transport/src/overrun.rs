@@ -77,6 +77,11 @@ impl OverrunGuard {
         self.cap.map_or(rate, |c| c.min(rate))
     }
 
+    /// True while a cap binds (it lifts once it has grown back to the rate).
+    pub fn capped(&self) -> bool {
+        self.cap.is_some()
+    }
+
     /// Cuts so far.
     pub fn cuts(&self) -> u64 {
         self.cuts
@@ -115,7 +120,9 @@ mod tests {
         assert!(g.on_report(at(12), 7, 530, GAP, 480e3, RATE));
         let r = g.rate(at(12), RATE);
         assert!((r - 480e3 * 0.8).abs() < 1.0, "the cap starts from what was sent, under the grown cap: {r}");
+        assert!(g.capped());
         assert_eq!(g.rate(at(12 + 2_000), RATE), RATE, "back to the whole rate");
+        assert!(!g.capped());
         assert_eq!(g.cuts(), 2);
     }
 

@@ -41,8 +41,14 @@ pub const MAX_SYMBOL_HEADERS: usize = HEADER_LEN + 4 + DATA_HEADER_LEN + OBJECT_
 /// 1472 − this fits every packet of an AEAD suite in a 1500-byte MTU.
 pub const MAX_SYMBOL_OVERHEAD: usize = MAX_SYMBOL_HEADERS + 16;
 
+/// The longest packet a symbol of `symbol_size` bytes travels in, under a
+/// seal with `tag_len`-byte tags (a long-header Repair packet with the info).
+pub fn symbol_packet_len(symbol_size: u16, tag_len: usize) -> usize {
+    MAX_SYMBOL_HEADERS + usize::from(symbol_size) + tag_len
+}
+
 /// The largest symbol size whose every packet fits `max_datagram` bytes
-/// under a seal with `tag_len`-byte tags.
+/// under a seal with `tag_len`-byte tags (the inverse of `symbol_packet_len`).
 pub fn symbol_size_for(max_datagram: usize, tag_len: usize) -> u16 {
     let t = max_datagram.min(MAX_DATAGRAM).saturating_sub(MAX_SYMBOL_HEADERS + tag_len);
     u16::try_from(t).unwrap_or(u16::MAX)
@@ -1085,10 +1091,9 @@ mod tests {
             let h = Header { packet_type: PacketType::Data, session: 5, node: 9, epoch: 0, seq: u64::from(low) | 1 };
             let mut buf = Vec::new();
             h.encode(&mut buf, false);
-            if let Ok(r) = peek_header(&buf).unwrap().expand(5, 0, Some(top & !RECEIVER_SEQ_BIT)) {
-                prop_assert_eq!(r.seq & RECEIVER_SEQ_BIT, 0);
-                prop_assert_eq!(r.seq as u32, low | 1);
-            }
+            let r = peek_header(&buf).unwrap().expand(5, 0, Some(top & !RECEIVER_SEQ_BIT)).unwrap();
+            prop_assert_eq!(r.seq & RECEIVER_SEQ_BIT, 0);
+            prop_assert_eq!(r.seq as u32, low | 1);
         }
 
         /// Epochs within 2^15 of the receiver's newest are rebuilt exactly.
@@ -1187,6 +1192,9 @@ mod tests {
         assert_eq!(symbol_size_for(1472, 16), 1413);
         assert_eq!(symbol_size_for(1472, 24), 1405);
         assert_eq!(symbol_size_for(10, 16), 0);
+        for tag in [0, 16, 24] {
+            assert_eq!(symbol_packet_len(symbol_size_for(1472, tag), tag), 1472);
+        }
     }
 
     #[test]

@@ -485,12 +485,12 @@ impl<S: Seal> Receiver<S> {
 
     fn note_unknown_epoch(&mut self, datagram: &[u8]) {
         let current = self.framer.seal.current_epoch();
-        if let Ok(h) = wire::peek_header(datagram)
-            && h.epoch(current) > current
-            && h.epoch(current) > self.epoch_ahead
-        {
-            self.epoch_ahead = h.epoch(current);
-            self.events.push_back(ReceiverEvent::EpochAhead { sender: h.node, epoch: self.epoch_ahead });
+        if let Ok(h) = wire::peek_header(datagram) {
+            let epoch = h.epoch(current);
+            if epoch > current && epoch > self.epoch_ahead {
+                self.epoch_ahead = epoch;
+                self.events.push_back(ReceiverEvent::EpochAhead { sender: h.node, epoch });
+            }
         }
     }
 

@@ -246,12 +246,7 @@ impl<S: Seal> Repairer<S> {
 
     /// The pacer's unit: a relayed packet of the usual symbol.
     fn max_packet(&self) -> usize {
-        wire::HEADER_LEN
-            + 4
-            + wire::DATA_HEADER_LEN
-            + wire::OBJECT_INFO_LEN
-            + usize::from(super::DEFAULT_SYMBOL_SIZE)
-            + self.inner.framer.seal.tag_len()
+        wire::symbol_packet_len(super::DEFAULT_SYMBOL_SIZE, self.inner.framer.seal.tag_len())
     }
 
     /// Takes what the receiver produced: keeps decoded blocks, answers what waited for them,

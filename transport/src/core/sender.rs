@@ -232,7 +232,7 @@ pub struct Sender<S> {
     advertised_grtt: Duration,
     pacer: Pacer,
     rate_control: Option<RateControl>,
-    /// The share of the rate the receivers' hosts keep up with.
+    /// The cap on the rate the receivers' hosts keep up with.
     overrun: OverrunGuard,
     /// The rate before that cap: the fixed rate, or the adaptive one.
     base_rate: u64,
@@ -265,11 +265,8 @@ impl<S: Seal> Sender<S> {
     /// A sender with `cfg`, sealing with `seal`; refuses a symbol size whose
     /// packets would not fit `max_datagram`.
     pub fn new(cfg: SenderConfig, seal: S) -> Result<Sender<S>, ConfigError> {
-        let packet = wire::HEADER_LEN
-            + wire::DATA_HEADER_LEN
-            + wire::OBJECT_INFO_LEN
-            + usize::from(cfg.symbol_size)
-            + seal.tag_len();
+        // Every packet of a symbol must fit, a repairer's relayed one too.
+        let packet = wire::symbol_packet_len(cfg.symbol_size, seal.tag_len());
         if cfg.symbol_size == 0 || packet > cfg.max_datagram.min(wire::MAX_DATAGRAM) {
             return Err(ConfigError::SymbolSize { symbol_size: cfg.symbol_size, packet, max: cfg.max_datagram });
         }
@@ -355,8 +352,8 @@ impl<S: Seal> Sender<S> {
         self.pace(self.now);
     }
 
-    /// Sets the pacer to the base rate times the share the receivers keep up
-    /// with (an unpaced sender stays unpaced).
+    /// Sets the pacer to the base rate, under the receivers' cap if one
+    /// binds (an unpaced sender stays unpaced).
     fn pace(&mut self, now: Time) {
         let rate = if self.base_rate == 0 { 0 } else { (self.overrun.rate(now, self.base_rate as f64) as u64).max(1) };
         if rate != self.pacer.rate() {
@@ -433,8 +430,8 @@ impl<S: Seal> Sender<S> {
     /// nothing is due or the pacer says wait.
     pub fn poll_transmit(&mut self, now: Time, buf: &mut Vec<u8>) -> Option<Transmit> {
         self.now = self.now.max(now);
-        if self.overrun.cuts() > 0 {
-            // The share grows back after a cut.
+        if self.overrun.capped() {
+            // The cap grows back after a cut (the call that lifts it restores the base rate).
             self.pace(now);
         }
         let next = self.next_packet(now)?;
@@ -468,11 +465,7 @@ impl<S: Seal> Sender<S> {
     }
 
     fn max_packet(&self) -> usize {
-        wire::HEADER_LEN
-            + wire::DATA_HEADER_LEN
-            + wire::OBJECT_INFO_LEN
-            + usize::from(self.cfg.symbol_size)
-            + self.framer.seal.tag_len()
+        wire::symbol_packet_len(self.cfg.symbol_size, self.framer.seal.tag_len())
     }
 
     fn has_work(&self) -> bool {

@@ -386,9 +386,11 @@ fn impossible_nacks_are_refused_and_counted() {
 
 #[test]
 fn a_symbol_size_that_cannot_fit_a_datagram_is_refused() {
-    // 1430 + 16 (long header) + 10 (data header) + 13 (object info) + 8 (tag) = 1477 > 1472.
+    // A repairer relays it in 16 (long header) + 4 (origin) + 10 (data header) + 13 (object info)
+    // + 1430 + 8 (tag) = 1481 > 1472 bytes; 1421 fits exactly.
     let cfg = SenderConfig { symbol_size: 1430, ..Default::default() };
-    assert!(matches!(Sender::new(cfg, KEY), Err(ConfigError::SymbolSize { packet: 1477, .. })));
+    assert!(matches!(Sender::new(cfg, KEY), Err(ConfigError::SymbolSize { packet: 1481, .. })));
+    assert!(Sender::new(SenderConfig { symbol_size: 1421, ..Default::default() }, KEY).is_ok());
     let cfg = SenderConfig { block_symbols: 0, ..Default::default() };
     assert!(matches!(Sender::new(cfg, KEY), Err(ConfigError::BlockSymbols(0))));
 }
