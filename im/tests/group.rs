@@ -57,11 +57,18 @@ fn is_chat(text: &'static str) -> impl Fn(&MemberEvent) -> bool {
     move |e| matches!(e, MemberEvent::Chat { text: t, .. } if t == text)
 }
 
-/// Starts the key server and its presence in the room.
-async fn key_server(target: &Target, test: u8) -> (Arc<KeyServer>, KeyServerPresence) {
-    let dir = std::env::temp_dir().join(format!("lsim-group-{}-{test}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let cfg = ServerConfig::new(dir, vec![GroupConfig::loopback("lsim", SuiteId::Aes256Gcm, group_addr(test))]);
+/// A new empty directory, removed with everything in it when the test
+/// drops it, passing or not.
+fn scratch(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new().prefix(&format!("lsim-{name}-")).tempdir().unwrap()
+}
+
+/// Starts the key server and its presence in the room, with its data
+/// directory.
+async fn key_server(target: &Target, test: u8) -> (Arc<KeyServer>, KeyServerPresence, tempfile::TempDir) {
+    let dir = scratch(&format!("group-{test}"));
+    let cfg =
+        ServerConfig::new(dir.path().into(), vec![GroupConfig::loopback("lsim", SuiteId::Aes256Gcm, group_addr(test))]);
     let ks = Arc::new(KeyServer::start(cfg).await.unwrap());
     for (user, pw) in USERS {
         ks.add_user(user, pw, CHEAP).unwrap();
@@ -85,18 +92,18 @@ async fn key_server(target: &Target, test: u8) -> (Arc<KeyServer>, KeyServerPres
     let mut presence = KeyServerPresence::start(cfg, ks.clone());
     let ev = tokio::time::timeout(Duration::from_secs(20), presence.events.recv()).await.unwrap();
     assert_eq!(ev, Some(PresenceEvent::Published));
-    (ks, presence)
+    (ks, presence, dir)
 }
 
 /// The scenario; `outage(true)` stops the XMPP server, `outage(false)`
 /// starts it again.
 async fn three_members(target: &Target, test: u8, outage: &mut dyn FnMut(bool)) {
-    let (ks, mut presence) = key_server(target, test).await;
+    let (ks, mut presence, _ks_dir) = key_server(target, test).await;
     let capture = Capture::loopback(group_addr(test)).unwrap();
     let mut session = 0;
     let mut members = Vec::new();
-    let base = std::env::temp_dir().join(format!("lsim-group-files-{}-{test}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&base);
+    let files = scratch(&format!("group-files-{test}"));
+    let base = files.path();
     for (i, (user, pw)) in USERS.iter().take(3).enumerate() {
         let mut cfg = MemberConfig::new(target.config(user, pw), target.room(), user);
         cfg.chat_via = if i == 1 { ChatVia::Xmpp } else { ChatVia::Multicast };
@@ -326,7 +333,6 @@ async fn three_members(target: &Target, test: u8, outage: &mut dyn FnMut(bool)) 
     assert!(!reads.contains(b"after bob left"), "the leaver read chat sent after it left");
     assert!(reads.unopenable > 0);
     ks.close();
-    let _ = std::fs::remove_dir_all(&base);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -367,15 +373,15 @@ async fn group_with_prosody() {
 async fn leaver_and_joiner_cannot_read_captured_packets() {
     let Some(p) = common::Prosody::start("secrecy", false, &USERS) else { return };
     let t = Target { addr: p.addr(), domain: "localhost".into(), trust: None, muc: "conference.localhost".into() };
-    let (ks, _presence) = key_server(&t, 2).await;
+    let (ks, _presence, _ks_dir) = key_server(&t, 2).await;
     for spy in ["eve", "frank"] {
         ks.add_user(spy, "spy-pw", CHEAP).unwrap();
     }
     let captured = Capture::loopback(group_addr(2)).unwrap();
-    let base = std::env::temp_dir().join(format!("lsim-secrecy-{}", std::process::id()));
-    std::fs::create_dir_all(&base).unwrap();
+    let files = scratch("secrecy");
+    let base = files.path();
     let mut cfg = MemberConfig::new(t.config("alice", "alice-pw"), t.room(), "alice");
-    cfg.download_dir = base.clone();
+    cfg.download_dir = base.into();
     cfg.opener = Opener::Never;
     let mut alice = Member::start(cfg).await.unwrap();
     next(&mut alice, "joined", |e| matches!(e, MemberEvent::Joined { .. })).await;
@@ -431,7 +437,6 @@ async fn leaver_and_joiner_cannot_read_captured_packets() {
     assert!(!frank_reads.contains(b"SECRET") && !frank_reads.contains(b"eve may read"), "the joiner read the past");
     assert!(frank_reads.unopenable > 0);
     ks.close();
-    let _ = std::fs::remove_dir_all(&base);
 }
 
 /// alice and bob as members that open nothing.
@@ -449,14 +454,14 @@ async fn two_quiet_members(t: &Target) -> Vec<Member> {
 
 /// Starts the all-in-one server (embedded XMPP with the users, key server,
 /// its room presence) on loopback in a fresh directory.
-async fn all_in_one(name: &str, test: u8) -> (GroupServer, Target, std::path::PathBuf) {
-    let dir = std::env::temp_dir().join(format!("lsim-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let users = lsim_im::xmpp::users::UserStore::open(&dir).unwrap();
+async fn all_in_one(name: &str, test: u8) -> (GroupServer, Target, tempfile::TempDir) {
+    let scratch = scratch(name);
+    let dir = scratch.path();
+    let users = lsim_im::xmpp::users::UserStore::open(dir).unwrap();
     for (user, pw) in USERS {
         users.add(user, pw, true).unwrap();
     }
-    let mut cfg = GroupServerConfig::new(&dir);
+    let mut cfg = GroupServerConfig::new(dir);
     cfg.xmpp_listen = "127.0.0.1:0".parse().unwrap();
     cfg.keyserver_listen = "127.0.0.1:0".parse().unwrap();
     cfg.allow_plain_unencrypted = true;
@@ -468,14 +473,14 @@ async fn all_in_one(name: &str, test: u8) -> (GroupServer, Target, std::path::Pa
         trust: None,
         muc: "conference.localhost".into(),
     };
-    (server, t, dir)
+    (server, t, scratch)
 }
 
 /// The all-in-one server: one user list for both logins; members find the
 /// key server through the room and chat.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn all_in_one_group_server() {
-    let (server, t, dir) = all_in_one("allinone", 4).await;
+    let (server, t, _dir) = all_in_one("allinone", 4).await;
     let mut members = two_quiet_members(&t).await;
     let (epoch, n) = server.keys.group_state("lsim").await.unwrap();
     assert_eq!(n, 2);
@@ -490,7 +495,6 @@ async fn all_in_one_group_server() {
         m.leave().await;
     }
     server.stop().await;
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// With an external XMPP server (Prosody), the key service checks member
@@ -500,10 +504,9 @@ async fn all_in_one_group_server() {
 async fn key_service_with_prosody_accounts() {
     let Some(p) = common::Prosody::start("keyservice", false, &USERS) else { return };
     let t = Target { addr: p.addr(), domain: "localhost".into(), trust: None, muc: "conference.localhost".into() };
-    let dir = std::env::temp_dir().join(format!("lsim-keyservice-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = scratch("keyservice");
     let cfg = KeyServiceConfig {
-        data_dir: dir.clone(),
+        data_dir: dir.path().into(),
         listen: "127.0.0.1:0".parse().unwrap(),
         advertise: None,
         group: group_addr(5),
@@ -528,7 +531,6 @@ async fn key_service_with_prosody_accounts() {
         m.leave().await;
     }
     service.keys.close();
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A region's repairer announces itself in the room; the region's members
@@ -537,7 +539,8 @@ async fn key_service_with_prosody_accounts() {
 /// no NACK from them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_repairer_found_through_the_room_repairs_its_region() {
-    let (server, t, dir) = all_in_one("region", 5).await;
+    let (server, t, scratch) = all_in_one("region", 5).await;
+    let dir = scratch.path();
     let capture = Capture::loopback(group_addr(5)).unwrap();
     // alice repairs for "crew-a"; bob and carol are crew-a members on a lossy
     // radio; dave sends from elsewhere.
@@ -587,5 +590,4 @@ async fn a_repairer_found_through_the_room_repairs_its_region() {
         m.leave().await;
     }
     server.stop().await;
-    let _ = std::fs::remove_dir_all(&dir);
 }

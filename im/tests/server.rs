@@ -8,7 +8,6 @@
 mod scenario;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use lsim_im::xmpp::sasl::{self, ClientSasl, Mechanism};
@@ -30,16 +29,13 @@ trait Transport: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Transport for T {}
 type Io = Box<dyn Transport>;
 
-fn data_dir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("lsim-server-test-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
-fn config(tag: &str) -> ServerConfig {
-    let mut config = ServerConfig::new(data_dir(tag));
+/// A server config on a loopback port, and its data directory: removed
+/// when the test drops the guard, passing or not.
+fn config(tag: &str) -> (ServerConfig, tempfile::TempDir) {
+    let dir = tempfile::Builder::new().prefix(&format!("lsim-server-test-{tag}-")).tempdir().unwrap();
+    let mut config = ServerConfig::new(dir.path().to_path_buf());
     config.listen = "127.0.0.1:0".parse().unwrap();
-    config
+    (config, dir)
 }
 
 async fn start(config: ServerConfig, users: &[&str]) -> ServerHandle {
@@ -246,7 +242,7 @@ async fn relayed(from: &mut Client, to: &mut Client, id: &str, from_nick: &str) 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_mechanism_starttls_bind_room_presence_and_relay() {
-    let mut cfg = config("login");
+    let (mut cfg, _dir) = config("login");
     cfg.tls = true;
     let server = start(cfg, &["alice", "bob", "carol"]).await;
     let addr = server.local_addr();
@@ -299,7 +295,7 @@ async fn every_mechanism_starttls_bind_room_presence_and_relay() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_input_closes_only_the_offending_stream() {
-    let mut cfg = config("hostile");
+    let (mut cfg, _dir) = config("hostile");
     cfg.max_auth_failures = 2;
     let server = start(cfg, &["alice", "bob", "mallory"]).await;
     let addr = server.local_addr();
@@ -386,7 +382,7 @@ async fn hostile_input_closes_only_the_offending_stream() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unauthenticated_connections_time_out() {
-    let mut cfg = config("timeout");
+    let (mut cfg, _dir) = config("timeout");
     cfg.auth_timeout = Duration::from_millis(300);
     let server = start(cfg, &["alice"]).await;
     let addr = server.local_addr();
@@ -408,7 +404,7 @@ async fn unauthenticated_connections_time_out() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_over_the_limit_are_refused() {
-    let mut cfg = config("limit");
+    let (mut cfg, _dir) = config("limit");
     cfg.max_connections = 2;
     let server = start(cfg, &["alice"]).await;
     let addr = server.local_addr();
@@ -428,7 +424,7 @@ async fn connections_over_the_limit_are_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn users_persist_across_restarts() {
-    let cfg = config("restart");
+    let (cfg, _dir) = config("restart");
     let server = start(cfg.clone(), &["alice"]).await;
     let addr = server.local_addr();
     let mut alice = Client::login(addr, Mechanism::ScramSha256, "alice").await;
@@ -448,7 +444,7 @@ async fn users_persist_across_restarts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn require_tls_hides_sasl_until_starttls() {
-    let mut cfg = config("require-tls");
+    let (mut cfg, _dir) = config("require-tls");
     cfg.tls = true;
     cfg.require_tls = true;
     let server = start(cfg, &["alice"]).await;
@@ -470,7 +466,7 @@ async fn require_tls_hides_sasl_until_starttls() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn our_client_scenario_against_the_embedded_server() {
     for tls in [false, true] {
-        let mut cfg = config(if tls { "scenario-tls" } else { "scenario-plain" });
+        let (mut cfg, _dir) = config(if tls { "scenario-tls" } else { "scenario-plain" });
         cfg.tls = tls;
         cfg.allow_plain_unencrypted = !tls;
         let server = Server::start(cfg.clone()).await.unwrap();
@@ -510,7 +506,7 @@ async fn our_client_scenario_against_the_embedded_server() {
 /// others in the room keep receiving and see it leave.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_stops_reading_does_not_hold_up_the_room() {
-    let mut cfg = config("slow");
+    let (mut cfg, _dir) = config("slow");
     cfg.send_queue = 64;
     cfg.stanza_rate = 0;
     let server = start(cfg, &["alice", "bob", "sleepy"]).await;
@@ -547,7 +543,7 @@ async fn a_client_that_stops_reading_does_not_hold_up_the_room() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_bind_replaces_the_first_and_floods_are_cut_off() {
-    let mut cfg = config("conflict");
+    let (mut cfg, _dir) = config("conflict");
     cfg.stanza_rate = 1;
     cfg.stanza_burst = 5;
     let server = start(cfg, &["alice", "bob"]).await;

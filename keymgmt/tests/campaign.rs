@@ -194,7 +194,7 @@ async fn key_server_killed_mid_batch_loses_no_answered_member_and_reuses_no_epoc
     let dir = common::data_dir("campaign", "kill");
     let mc = group(1);
     let users: Vec<String> = (0..8).map(|i| format!("crew{i}")).collect();
-    let mut server = KeyServerProcess::start(&dir, mc, &format!("anchor,{}", users.join(",")));
+    let mut server = KeyServerProcess::start(dir.path(), mc, &format!("anchor,{}", users.join(",")));
     let pin = server.pin;
     let reg = Registration::login(server.addr, pin, "anchor", "pw").await.unwrap();
     let keys = reg.join("lsim").await.unwrap();
@@ -249,7 +249,7 @@ async fn key_server_killed_mid_batch_loses_no_answered_member_and_reuses_no_epoc
         );
 
         // Restarted: same identity, same members, one epoch no older than any handed out.
-        server = KeyServerProcess::start(&dir, mc, "");
+        server = KeyServerProcess::start(dir.path(), mc, "");
         assert_eq!(server.pin, pin, "round {round}: the certificate is kept");
         let mut current: Option<(u32, SecretKey)> = None;
         let mut regs = BTreeMap::new();
@@ -308,7 +308,6 @@ async fn key_server_killed_mid_batch_loses_no_answered_member_and_reuses_no_epoc
     );
     server.kill();
     anchor.follower.handle.stop();
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 /// An up-to-date member's chat sender on the group's multicast address
@@ -408,7 +407,7 @@ async fn a_member_cut_off_resyncs_when_the_partition_heals_unless_it_was_removed
     let mut rng = Rng::new(seed("partition"));
     let mc = MulticastConfig::loopback(group(2));
     let dir = common::data_dir("campaign", "partition");
-    let cfg = ServerConfig::new(dir.clone(), vec![GroupConfig::loopback("lsim", SuiteId::Aes256Gcm, group(2))]);
+    let cfg = ServerConfig::new(dir.path().into(), vec![GroupConfig::loopback("lsim", SuiteId::Aes256Gcm, group(2))]);
     let server = KeyServer::start(cfg).await.unwrap();
     let (addr, pin) = (server.addr().unwrap(), server.fingerprint());
     let crew: Vec<String> = (0..5).map(|i| format!("crew{i}")).collect();
@@ -524,5 +523,4 @@ async fn a_member_cut_off_resyncs_when_the_partition_heals_unless_it_was_removed
     peer_f.handle.stop();
     cut_f.handle.stop();
     server.close();
-    let _ = std::fs::remove_dir_all(dir);
 }

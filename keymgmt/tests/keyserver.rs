@@ -14,7 +14,7 @@ use lsim_keymgmt::suite::SuiteId;
 use lsim_transport::net::MulticastConfig;
 use tokio::sync::watch;
 
-fn data_dir(name: &str) -> std::path::PathBuf {
+fn data_dir(name: &str) -> tempfile::TempDir {
     common::data_dir("keyserver", name)
 }
 
@@ -34,7 +34,8 @@ async fn wait_epoch(w: &mut watch::Receiver<Followed>, epoch: u32) -> Followed {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eight_members_join_leave_and_follow_rekeys_over_multicast() {
     let mc = MulticastConfig::loopback(group(1));
-    let cfg = ServerConfig::new(data_dir("eight"), vec![GroupConfig::loopback("lsim", SuiteId::Aes256Gcm, group(1))]);
+    let dir = data_dir("eight");
+    let cfg = ServerConfig::new(dir.path().into(), vec![GroupConfig::loopback("lsim", SuiteId::Aes256Gcm, group(1))]);
     let server = KeyServer::start(cfg).await.unwrap();
     let (addr, pin) = (server.addr().unwrap(), server.fingerprint());
     let names: Vec<String> = (0..8).map(|i| format!("crew{i}")).collect();
@@ -109,7 +110,8 @@ async fn eight_members_join_leave_and_follow_rekeys_over_multicast() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_credentials_unknown_groups_and_garbage_get_clear_errors() {
     let dir = data_dir("errors");
-    let cfg = ServerConfig::new(dir.clone(), vec![GroupConfig::loopback("lsim", SuiteId::ChaCha20Poly1305, group(2))]);
+    let cfg =
+        ServerConfig::new(dir.path().into(), vec![GroupConfig::loopback("lsim", SuiteId::ChaCha20Poly1305, group(2))]);
     let server = KeyServer::start(cfg).await.unwrap();
     let (addr, pin) = (server.addr().unwrap(), server.fingerprint());
     server.add_user("ayen", "right", CHEAP).unwrap();
@@ -149,7 +151,7 @@ async fn bad_credentials_unknown_groups_and_garbage_get_clear_errors() {
     }
     let e = Registration::login(addr, pin, "crew99", "guess").await.err().unwrap();
     assert!(e.to_string().contains("RateLimited") && e.to_string().contains("address"), "{e}");
-    let log = std::fs::read_to_string(dir.join("security.log")).unwrap();
+    let log = std::fs::read_to_string(dir.path().join("security.log")).unwrap();
     let failed = log.lines().filter(|l| l.contains("login-failed") && l.contains("from=127.0.0.1:")).count();
     let refused = log.lines().filter(|l| l.contains("login-refused")).count();
     assert_eq!((failed, refused), (20, 3), "every failed and refused login is logged:\n{log}");
@@ -158,7 +160,8 @@ async fn bad_credentials_unknown_groups_and_garbage_get_clear_errors() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_key_server_certifies_a_members_signing_key() {
-    let cfg = ServerConfig::new(data_dir("certify"), vec![GroupConfig::loopback("lsim", SuiteId::Aes256Gcm, group(4))]);
+    let dir = data_dir("certify");
+    let cfg = ServerConfig::new(dir.path().into(), vec![GroupConfig::loopback("lsim", SuiteId::Aes256Gcm, group(4))]);
     let server = KeyServer::start(cfg).await.unwrap();
     let (addr, pin) = (server.addr().unwrap(), server.fingerprint());
     server.add_user("ayen", "right", CHEAP).unwrap();
@@ -201,7 +204,7 @@ async fn a_killed_server_restarts_with_its_members_identity_and_epochs() {
     let dir = data_dir("restart");
     let users = "ayen,ganesh,crew0,crew1,crew2,crew3,crew4,crew5";
     // Between operations: two members in, kill -9, restart.
-    let s = start_child(&dir, users);
+    let s = start_child(dir.path(), users);
     let pin = s.pin;
     let a = Registration::login(s.addr, pin, "ayen", "pw").await.unwrap();
     a.join("lsim").await.unwrap();
@@ -210,7 +213,7 @@ async fn a_killed_server_restarts_with_its_members_identity_and_epochs() {
     let member = g.member();
     s.kill();
 
-    let s = start_child(&dir, "");
+    let s = start_child(dir.path(), "");
     assert_eq!(s.pin, pin, "the certificate is kept");
     let g = Registration::login(s.addr, pin, "ganesh", "pw").await.unwrap();
     assert_eq!(g.member(), member, "member ids are kept");
@@ -242,7 +245,7 @@ async fn a_killed_server_restarts_with_its_members_identity_and_epochs() {
     }
 
     // Restarted: everyone who was answered is still a member; epochs go on from the highest seen.
-    let s = start_child(&dir, "");
+    let s = start_child(dir.path(), "");
     for name in &answered {
         let r = Registration::login(s.addr, pin, name, "pw").await.unwrap();
         let k = r.resync("lsim").await.unwrap();
@@ -254,5 +257,4 @@ async fn a_killed_server_restarts_with_its_members_identity_and_epochs() {
     assert!(next > highest, "epoch {next} after restart must exceed every epoch handed out ({highest})");
     eprintln!("answered before the kill: {answered:?}; epochs continued at {next}");
     s.kill();
-    let _ = std::fs::remove_dir_all(dir);
 }

@@ -6,7 +6,7 @@
 
 use std::io::BufRead;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use lsim_keymgmt::server::{GroupConfig, KeyServer, ServerConfig};
 use lsim_keymgmt::suite::SuiteId;
@@ -15,11 +15,10 @@ use lsim_keymgmt::users::Cost;
 /// Argon2 at its cheapest: logins in tests take microseconds.
 pub const CHEAP: Cost = Cost { memory_kib: 256, passes: 1, lanes: 1 };
 
-/// An empty directory for test `name` of file `file`, unique to this process.
-pub fn data_dir(file: &str, name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("lsim-{file}-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
+/// A new empty directory for test `name` of file `file`, removed with
+/// everything in it when the test drops it, passing or not.
+pub fn data_dir(file: &str, name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new().prefix(&format!("lsim-{file}-{name}-")).tempdir().unwrap()
 }
 
 /// A multicast group of its own for test number `test` of a test file whose
