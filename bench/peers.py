@@ -239,45 +239,47 @@ def main():
     lsim = os.path.join(target, "release", "lsim")
     blast = os.path.join(target, "release", "examples", "blast")
     work = tempfile.mkdtemp(prefix="lsim-peers-")
-    src = os.path.join(work, "payload.bin")
-    with open(src, "wb") as f:
-        f.write(os.urandom(a.size_mib << 20))
-    want, size = digest(src), a.size_mib << 20
-    rate = a.lsim_rate if a.lsim_rate == "auto" else (float(a.lsim_rate) or (a.rate_mbit or 1500))
-    print(f"| tool | loss | link | wall s | goodput Mbit/s | wire bytes / file | feedback bytes | receivers with a verified copy |")
-    print("|---|---|---|---|---|---|---|---|")
-    for loss in a.loss:
-        for tool in [t for _ in range(a.repeat) for t in a.tools]:
-            lab_down()
-            lab_up(loss, a.rate_mbit)
-            try:
-                before = {h: tx_bytes(h) for h in HOSTS}
-                null_ok = None
-                if tool == "lsim":
-                    wall, outs = run_lsim(work, src, rate, lsim)
-                elif tool == "null":
-                    wall, null_ok = run_null(work, src, blast)
-                    outs = []
-                elif tool == "uftp":
-                    wall, outs = run_uftp(work, src, a.rate_mbit, a.uftp_cc)
-                else:
-                    wall, outs = run_udpcast(work, src, a.rate_mbit)
-                after = {h: tx_bytes(h) for h in HOSTS}
-                # The null tool delivers no file: its column counts receivers that got every datagram.
-                ok = null_ok if null_ok is not None else sum(digest(o) == want for o in outs)
-                wire = (after["s"] - before["s"]) / size
-                fb = sum(after[h] - before[h] for h in HOSTS[1:])
-                link = f"{a.rate_mbit:g} Mbit/s" if a.rate_mbit else "veth"
-                print(f"| {tool} | {loss} % | {link} | {wall:.2f} | {size * 8 / wall / 1e6:.1f} | {wire:.3f} | {fb} | {ok}/3 |",
-                      flush=True)
-            except Exception as e:  # a tool that hangs or fails is a row, not the end of the run
-                print(f"| {tool} | {loss} % | | failed: {e} | | | | 0/3 |", flush=True)
-            finally:
+    try:  # the work directory holds copies of the payload: never leave it behind
+        src = os.path.join(work, "payload.bin")
+        with open(src, "wb") as f:
+            f.write(os.urandom(a.size_mib << 20))
+        want, size = digest(src), a.size_mib << 20
+        rate = a.lsim_rate if a.lsim_rate == "auto" else (float(a.lsim_rate) or (a.rate_mbit or 1500))
+        print(f"| tool | loss | link | wall s | goodput Mbit/s | wire bytes / file | feedback bytes | receivers with a verified copy |")
+        print("|---|---|---|---|---|---|---|---|")
+        for loss in a.loss:
+            for tool in [t for _ in range(a.repeat) for t in a.tools]:
                 lab_down()
-                for d in os.listdir(work):
-                    if d != "payload.bin" and d != "k":
-                        shutil.rmtree(os.path.join(work, d), ignore_errors=True)
-    shutil.rmtree(work, ignore_errors=True)
+                lab_up(loss, a.rate_mbit)
+                try:
+                    before = {h: tx_bytes(h) for h in HOSTS}
+                    null_ok = None
+                    if tool == "lsim":
+                        wall, outs = run_lsim(work, src, rate, lsim)
+                    elif tool == "null":
+                        wall, null_ok = run_null(work, src, blast)
+                        outs = []
+                    elif tool == "uftp":
+                        wall, outs = run_uftp(work, src, a.rate_mbit, a.uftp_cc)
+                    else:
+                        wall, outs = run_udpcast(work, src, a.rate_mbit)
+                    after = {h: tx_bytes(h) for h in HOSTS}
+                    # The null tool delivers no file: its column counts receivers that got every datagram.
+                    ok = null_ok if null_ok is not None else sum(digest(o) == want for o in outs)
+                    wire = (after["s"] - before["s"]) / size
+                    fb = sum(after[h] - before[h] for h in HOSTS[1:])
+                    link = f"{a.rate_mbit:g} Mbit/s" if a.rate_mbit else "veth"
+                    print(f"| {tool} | {loss} % | {link} | {wall:.2f} | {size * 8 / wall / 1e6:.1f} | {wire:.3f} | {fb} | {ok}/3 |",
+                          flush=True)
+                except Exception as e:  # a tool that hangs or fails is a row, not the end of the run
+                    print(f"| {tool} | {loss} % | | failed: {e} | | | | 0/3 |", flush=True)
+                finally:
+                    lab_down()
+                    for d in os.listdir(work):
+                        if d != "payload.bin" and d != "k":
+                            shutil.rmtree(os.path.join(work, d), ignore_errors=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
