@@ -17,12 +17,12 @@ use lsim_im::group::chat::ChatMessage;
 use lsim_im::group::member::{CHAT_AAD, ChatVia, Member, MemberConfig, MemberEvent, Opener, Via};
 use lsim_im::group::presence::{KeyServerPresence, PresenceConfig, PresenceEvent};
 use lsim_im::group::server::{GroupServer, GroupServerConfig, KeyService, KeyServiceConfig, XmppLogin};
-use lsim_im::xmpp::client::{Client, ClientEvent};
+use lsim_im::xmpp::client::{Client, ClientError, ClientEvent};
 use lsim_im::xmpp::payload::GroupParams;
 use lsim_im::xmpp::payload::{Payload, SealedChat};
 use lsim_im::xmpp::room::RoomEvent;
 use lsim_keymgmt::client::{Registration, follow_rekeys};
-use lsim_keymgmt::server::{GroupConfig, KeyServer, ServerConfig};
+use lsim_keymgmt::server::{GroupConfig, KeyServer, MAX_FAILED_LOGINS, ServerConfig};
 use lsim_keymgmt::suite::GroupSeal;
 use lsim_keymgmt::suite::SuiteId;
 use lsim_keymgmt::users::Cost;
@@ -491,6 +491,15 @@ async fn all_in_one_group_server() {
     let (ks, fp) = (server.params.keyserver, server.params.fingerprint);
     assert!(Registration::login(ks, fp, "alice", "alice-pw").await.is_ok());
     assert!(Registration::login(ks, fp, "alice", "bob-pw").await.is_err());
+    // One count of failed logins for both services: wrong passwords for
+    // carol at the registrar lock her XMPP login from this address too,
+    // for a while (the client may retry later; it does not give up).
+    for _ in 0..MAX_FAILED_LOGINS {
+        assert!(Registration::login(ks, fp, "carol", "guess").await.is_err());
+    }
+    let e = lsim_im::xmpp::client::connect(&t.config("carol", "carol-pw")).await.err().unwrap();
+    assert!(matches!(&e, ClientError::AuthRejected(c) if c == "temporary-auth-failure"), "{e}");
+    assert!(!e.is_fatal());
     for m in members {
         m.leave().await;
     }
@@ -516,6 +525,7 @@ async fn key_service_with_prosody_accounts() {
         xmpp: t.config("dave", "dave-pw"),
         room: t.room(),
         grace: Duration::from_secs(30),
+        guard: None,
     };
     let service = KeyService::start(cfg, Arc::new(XmppLogin::new(t.config("template", "unused")))).await.unwrap();
     let mut members = two_quiet_members(&t).await;

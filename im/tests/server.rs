@@ -16,6 +16,7 @@ use lsim_im::xmpp::stanza::{NS_LSIM, NS_MUC_USER};
 use lsim_im::xmpp::stream::{NS_CLIENT, NS_SASL, NS_STREAMS, NS_TLS};
 use lsim_im::xmpp::tls::{Trust, client_config};
 use lsim_im::xmpp::{Element, Handback, Limits, StreamEvent, StreamEvents, is_restart_point, spawn_reader_until};
+use lsim_keymgmt::guard::MAX_FAILED_LOGINS;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
@@ -419,6 +420,47 @@ async fn connections_over_the_limit_are_refused() {
     let pong = alice.until(|e| e.get_attr("id") == Some("p1")).await;
     assert_eq!(pong.get_attr("type"), Some("result"));
     drop(other);
+    server.stop().await;
+}
+
+/// A guesser reconnecting after each closed stream is limited as at the
+/// key server: after five wrong passwords for alice from one address, that
+/// address gets `temporary-auth-failure` even with the right one, unchecked;
+/// alice at another address still logs in; every try is in `security.log`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_guessing_over_many_connections_is_limited() {
+    let (cfg, dir) = config("guessing");
+    let server = start(cfg, &["alice"]).await;
+    let addr = server.local_addr();
+    let mut guesses = 0;
+    while guesses < MAX_FAILED_LOGINS {
+        // Each connection is closed after three failures: two per connection.
+        let mut guesser = Client::connect(addr).await;
+        guesser.open().await;
+        for _ in 0..2.min(MAX_FAILED_LOGINS - guesses) {
+            let failed = guesser.auth(Mechanism::ScramSha256, "alice", "guess").await;
+            assert_eq!(failed, Err("not-authorized".to_string()));
+            guesses += 1;
+        }
+    }
+    let mut guesser = Client::connect(addr).await;
+    guesser.open().await;
+    let refused = guesser.auth(Mechanism::ScramSha256, "alice", "alice password").await;
+    assert_eq!(refused, Err("temporary-auth-failure".to_string()), "refused before the password is checked");
+
+    // alice at her own device (another loopback address) is not locked out.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    let tcp = socket.connect(addr).await.unwrap();
+    let mut alice = Client::over(Box::new(tcp)).login_on(Mechanism::ScramSha256, "alice").await;
+    alice.send("<iq type='get' id='p1'><ping xmlns='urn:xmpp:ping'/></iq>").await;
+    assert_eq!(alice.until(|e| e.get_attr("id") == Some("p1")).await.get_attr("type"), Some("result"));
+
+    let log = std::fs::read_to_string(dir.path().join("security.log")).unwrap();
+    let lines = |what: &str| log.lines().filter(|l| l.contains(what)).count();
+    assert_eq!(lines("login-failed user=\"alice\" from=127.0.0.1:"), MAX_FAILED_LOGINS as usize, "{log}");
+    assert_eq!(lines("login-refused user=\"alice\" from=127.0.0.1:"), 1, "{log}");
+    assert_eq!(lines("from=127.0.0.2:"), 0, "{log}");
     server.stop().await;
 }
 

@@ -17,7 +17,7 @@ use std::time::Duration;
 use ed25519_dalek::SigningKey;
 
 use crate::cert::MemberCert;
-use crate::guard::{LoginGuard, Refusal};
+use crate::guard::Refusal;
 use lsim_transport::net::{Driver, DriverConfig, Handle, MulticastConfig, MulticastSocket};
 use lsim_transport::seal::Seal;
 use lsim_transport::wire::ObjectKind;
@@ -61,7 +61,7 @@ pub fn is_key_server_node(node: u32) -> bool {
     KEY_SERVER_NODES.contains(&node)
 }
 
-pub use crate::guard::{LOGIN_WINDOW, MAX_FAILED_LOGINS};
+pub use crate::guard::{LOGIN_WINDOW, LoginGuard, MAX_FAILED_LOGINS};
 
 /// One group the server keys.
 #[derive(Clone, Debug)]
@@ -108,6 +108,10 @@ pub struct ServerConfig {
     /// Where passwords are checked; `None`: the server's own users
     /// (added with [`KeyServer::add_user`]).
     pub passwords: Option<Arc<dyn PasswordCheck>>,
+    /// The failed-login accounting, when shared with another service that
+    /// checks the same passwords; `None`: a guard of its own logging to
+    /// `security.log` in `data_dir`.
+    pub guard: Option<Arc<LoginGuard>>,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -118,6 +122,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("groups", &self.groups)
             .field("batch_window", &self.batch_window)
             .field("external_passwords", &self.passwords.is_some())
+            .field("shared_guard", &self.guard.is_some())
             .finish()
     }
 }
@@ -132,6 +137,7 @@ impl ServerConfig {
             batch_window: Duration::from_millis(2),
             cost: Cost::RECOMMENDED,
             passwords: None,
+            guard: None,
         }
     }
 }
@@ -195,7 +201,7 @@ struct Inner {
     store: Store,
     signing: SigningKey,
     groups: Mutex<HashMap<String, Group>>,
-    guard: LoginGuard,
+    guard: Arc<LoginGuard>,
     window: Duration,
     passwords: Option<Arc<dyn PasswordCheck>>,
 }
@@ -243,7 +249,7 @@ impl KeyServer {
             store,
             signing,
             groups: Mutex::new(groups),
-            guard: LoginGuard::new(&cfg.data_dir),
+            guard: cfg.guard.clone().unwrap_or_else(|| Arc::new(LoginGuard::new(&cfg.data_dir))),
             window: cfg.batch_window,
             passwords: cfg.passwords.clone(),
         });
@@ -418,6 +424,7 @@ impl Inner {
             self.guard.failed(&user, from);
             return error(ErrorCode::BadCredentials, "unknown user or wrong password".into());
         }
+        self.guard.succeeded(&user, from);
         match self.store.member(&user) {
             Ok(rec) => {
                 let resp = Response::Welcome {

@@ -185,6 +185,7 @@ pub async fn keyserver(a: KeyserverArgs) -> Result<()> {
         xmpp: xmpp.clone(),
         room: Jid::parse(&a.room).map_err(|e| anyhow!("--room: {e}"))?,
         grace: Duration::from_secs_f64(a.grace),
+        guard: None,
     };
     let mut service =
         KeyService::start(cfg, Arc::new(XmppLogin::new(xmpp))).await.context("starting the key service")?;

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use lsim_keymgmt::server::{GroupConfig, KeyServer, PasswordCheck, ServerConfig as KeyConfig};
+use lsim_keymgmt::server::{GroupConfig, KeyServer, LoginGuard, PasswordCheck, ServerConfig as KeyConfig};
 use lsim_keymgmt::suite::SuiteId;
 use lsim_transport::net::MulticastConfig;
 
@@ -130,7 +130,11 @@ pub struct GroupServer {
 impl GroupServer {
     /// Starts the XMPP server, the key server and its room presence.
     pub async fn start(cfg: GroupServerConfig) -> Result<GroupServer, GroupServerError> {
+        // One user list, so one count of failed logins: guesses at the XMPP
+        // server and at the registrar are limited together.
+        let guard = Arc::new(LoginGuard::new(&cfg.data_dir));
         let mut xcfg = XmppConfig::new(&cfg.data_dir);
+        xcfg.guard = Some(guard.clone());
         xcfg.domain = cfg.domain.clone();
         xcfg.listen = cfg.xmpp_listen;
         xcfg.tls = cfg.tls;
@@ -164,6 +168,7 @@ impl GroupServer {
             xmpp: client,
             room: room.clone(),
             grace: cfg.grace,
+            guard: Some(guard),
         };
         let passwords = Arc::new(XmppPasswords(UserStore::open(&cfg.data_dir)?));
         let KeyService { keys, params, presence } = KeyService::start(service, passwords).await?;
@@ -209,6 +214,9 @@ pub struct KeyServiceConfig {
     pub room: Jid,
     /// How long a member may be out of the room before it is removed.
     pub grace: Duration,
+    /// The failed-login accounting, when shared with another service that
+    /// checks the same passwords; `None`: the key server's own.
+    pub guard: Option<Arc<LoginGuard>>,
 }
 
 /// A running key service.
@@ -242,6 +250,7 @@ impl KeyService {
         let mut kcfg = KeyConfig::new(cfg.data_dir.clone(), vec![group]);
         kcfg.listen = cfg.listen;
         kcfg.passwords = Some(passwords);
+        kcfg.guard = cfg.guard;
         let keys = Arc::new(KeyServer::start(kcfg).await?);
         let listen = keys.addr()?;
         let advertise = cfg.advertise.unwrap_or_else(|| {

@@ -176,14 +176,16 @@ impl ClientError {
     /// Whether retrying cannot help (wrong password, certificate mismatch,
     /// no common mechanism): the client stops instead of reconnecting.
     pub fn is_fatal(&self) -> bool {
-        matches!(
-            self,
-            ClientError::AuthRejected(_)
-                | ClientError::Tls(_)
-                | ClientError::TlsRequired
-                | ClientError::NoMechanism(_)
-                | ClientError::Sasl(sasl::Failure::ServerNotAuthenticated(_))
-        )
+        // temporary-auth-failure: too many failed logins, refused for a
+        // while (the server's login guard); retrying later can help.
+        matches!(self, ClientError::AuthRejected(c) if c != "temporary-auth-failure")
+            || matches!(
+                self,
+                ClientError::Tls(_)
+                    | ClientError::TlsRequired
+                    | ClientError::NoMechanism(_)
+                    | ClientError::Sasl(sasl::Failure::ServerNotAuthenticated(_))
+            )
     }
 }
 

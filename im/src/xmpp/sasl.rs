@@ -60,6 +60,10 @@ pub enum Failure {
     /// Wrong user or password (deliberately the same for both).
     #[error("not authorized (wrong user or password)")]
     NotAuthorized,
+    /// Too many failed logins for this user from here, or from this
+    /// address: refused unchecked for a while.
+    #[error("too many failed logins; try again in a minute")]
+    TemporaryAuthFailure,
     /// The peer's message is not what the mechanism defines.
     #[error("malformed SASL message: {0}")]
     MalformedRequest(&'static str),
@@ -98,6 +102,7 @@ impl Failure {
             Failure::EncryptionRequired => "encryption-required",
             Failure::InvalidAuthzid => "invalid-authzid",
             Failure::Aborted => "aborted",
+            Failure::TemporaryAuthFailure => "temporary-auth-failure",
         }
     }
 }

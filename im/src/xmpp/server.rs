@@ -5,7 +5,9 @@
 //!
 //! Owns sockets, tasks, timers and per-connection limits (connection
 //! count, authentication deadline, SASL failures, stanza rate, outgoing
-//! queue). It must not make routing or MUC decisions (the hub does) nor
+//! queue), and asks the login guard (`lsim_keymgmt::guard`) about every
+//! user name a SASL exchange names, so that password guessing over many
+//! connections is limited as at the key server. It must not make routing or MUC decisions (the hub does) nor
 //! parse XML itself (`xmpp::stream` does, in its own task per stream).
 //!
 //! Bad input ends only the offending stream, with the RFC 6120 stream
@@ -42,6 +44,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use lsim_keymgmt::guard::LoginGuard;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf, ReadHalf, WriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
@@ -106,6 +109,10 @@ pub struct ServerConfig {
     pub send_queue_bytes: usize,
     /// Longest time one write to a client may take.
     pub write_timeout: Duration,
+    /// The failed-login accounting, when shared with another service that
+    /// checks the same passwords (the all-in-one server's key server);
+    /// `None`: a guard of its own logging to `security.log` in `data_dir`.
+    pub guard: Option<Arc<LoginGuard>>,
 }
 
 impl ServerConfig {
@@ -128,6 +135,7 @@ impl ServerConfig {
             send_queue: 1024,
             send_queue_bytes: 1 << 20,
             write_timeout: Duration::from_secs(30),
+            guard: None,
         }
     }
 }
@@ -217,6 +225,7 @@ impl Server {
             return Err(ServerError::Config("require_tls needs tls"));
         }
         let users = Arc::new(UserStore::open(&config.data_dir)?);
+        let guard = config.guard.clone().unwrap_or_else(|| Arc::new(LoginGuard::new(&config.data_dir)));
         let (tls, fingerprint) = if config.tls {
             let names = [domain.clone(), format!("conference.{domain}")];
             let identity = ServerIdentity::load_or_create(&config.data_dir, &names)?;
@@ -234,6 +243,7 @@ impl Server {
             domain,
             config,
             users: users.clone(),
+            guard,
             tls,
             shutdown: stop_rx.clone(),
             next_id: AtomicU64::new(1),
@@ -250,6 +260,7 @@ struct Shared {
     /// `config.domain`, lowercased.
     domain: String,
     users: Arc<UserStore>,
+    guard: Arc<LoginGuard>,
     tls: Option<TlsAcceptor>,
     core: Mutex<Core>,
     shutdown: watch::Receiver<bool>,
@@ -344,6 +355,35 @@ impl Core {
 
 // ----------------------------------------------------------------- accept
 
+/// One step of a SASL exchange under the login guard: the user name the
+/// client names is noted in `named`, and a name the guard refuses from
+/// `peer` gets `temporary-auth-failure` without its password being checked.
+fn guarded_step(
+    shared: &Shared,
+    peer: SocketAddr,
+    named: &mut Option<String>,
+    exchange: &mut ServerSasl,
+    data: &[u8],
+) -> Result<ServerStep, Failure> {
+    let asked = std::cell::RefCell::new(None);
+    let refused = std::cell::Cell::new(false);
+    let step = exchange.step(data, &|user: &str| {
+        *asked.borrow_mut() = Some(user.to_string());
+        if shared.guard.check(user, peer).is_some() {
+            refused.set(true);
+            return None;
+        }
+        shared.users.lookup(user)
+    });
+    if let Some(user) = asked.into_inner() {
+        *named = Some(user);
+    }
+    if refused.get() {
+        return Err(Failure::TemporaryAuthFailure);
+    }
+    step
+}
+
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let max = shared.config.max_connections.min(Semaphore::MAX_PERMITS).min(u32::MAX as usize);
     let slots = Arc::new(Semaphore::new(max));
@@ -354,7 +394,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch
             _ = stop.wait_for(|s| *s) => break,
             accepted = listener.accept() => accepted,
         };
-        let Ok((tcp, _peer)) = accepted else {
+        let Ok((tcp, peer)) = accepted else {
             // Out of file descriptors and the like: let them drain.
             tokio::time::sleep(Duration::from_millis(20)).await;
             continue;
@@ -362,7 +402,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch
         let _ = tcp.set_nodelay(true);
         match slots.clone().try_acquire_owned() {
             Ok(permit) => {
-                tokio::spawn(serve(shared.clone(), tcp, permit));
+                tokio::spawn(serve(shared.clone(), tcp, peer, permit));
             }
             Err(_) => {
                 if let Ok(permit) = refusals.clone().try_acquire_owned() {
@@ -495,6 +535,10 @@ struct Conn {
     sasl: Option<ServerSasl>,
     sasl_attempted: bool,
     failures: u32,
+    /// The client's address, for the login guard.
+    peer: SocketAddr,
+    /// The user name the current SASL exchange is about, once named.
+    sasl_user: Option<String>,
 }
 
 /// A session that has bound its resource.
@@ -504,7 +548,7 @@ struct Bound {
     bind_id: String,
 }
 
-async fn serve(shared: Arc<Shared>, tcp: TcpStream, _permit: OwnedSemaphorePermit) {
+async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr, _permit: OwnedSemaphorePermit) {
     let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
     let io: Io = Box::new(tcp);
     let (r, w) = tokio::io::split(io);
@@ -518,6 +562,8 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream, _permit: OwnedSemaphorePermi
         sasl: None,
         sasl_attempted: false,
         failures: 0,
+        peer,
+        sasl_user: None,
     };
     match conn.negotiate(r).await {
         Ok(bound) => conn.run(id, bound).await,
@@ -749,10 +795,8 @@ impl Conn {
         let result = match e.name.as_str() {
             "auth" => self.sasl_auth(e),
             "response" => match self.sasl.as_mut() {
-                Some(sasl) => sasl::decode(&e.text_content()).and_then(|data| {
-                    let users = self.shared.users.clone();
-                    sasl.step(&data, &move |u: &str| users.lookup(u))
-                }),
+                Some(sasl) => sasl::decode(&e.text_content())
+                    .and_then(|data| guarded_step(&self.shared, self.peer, &mut self.sasl_user, sasl, &data)),
                 None => Err(Failure::MalformedRequest("response without an exchange")),
             },
             "abort" => Err(Failure::Aborted),
@@ -772,6 +816,7 @@ impl Conn {
                 let Ok(user) = validate_name(&user) else {
                     return self.sasl_failure(&Failure::NotAuthorized).await;
                 };
+                self.shared.guard.succeeded(&user, self.peer);
                 let mut success = Element::new("success", NS_SASL);
                 if !data.is_empty() {
                     success = success.text(sasl::encode(&data));
@@ -779,7 +824,12 @@ impl Conn {
                 self.send(&success).await?;
                 Ok(Segment::Authenticated(user))
             }
-            Err(failure) => self.sasl_failure(&failure).await,
+            Err(failure) => {
+                if let (Failure::NotAuthorized, Some(user)) = (&failure, self.sasl_user.take()) {
+                    self.shared.guard.failed(&user, self.peer);
+                }
+                self.sasl_failure(&failure).await
+            }
         }
     }
 
@@ -787,6 +837,7 @@ impl Conn {
     /// challenge (RFC 6120 §6.4.2), answered by the real first message.
     fn sasl_auth(&mut self, e: &Element) -> Result<ServerStep, Failure> {
         self.sasl = None;
+        self.sasl_user = None;
         let config = &self.shared.config;
         if config.require_tls && !self.encrypted {
             return Err(Failure::EncryptionRequired);
@@ -801,8 +852,7 @@ impl Conn {
             return Ok(ServerStep::Challenge(Vec::new()));
         }
         let data = sasl::decode(&text)?;
-        let users = self.shared.users.clone();
-        let step = exchange.step(&data, &move |u: &str| users.lookup(u))?;
+        let step = guarded_step(&self.shared, self.peer, &mut self.sasl_user, &mut exchange, &data)?;
         self.sasl = Some(exchange);
         Ok(step)
     }
