@@ -506,6 +506,64 @@ async fn all_in_one_group_server() {
     server.stop().await;
 }
 
+/// A file for some members only (the original system's future work: file
+/// access control): bob, named, gets it bit-exact and signed by alice;
+/// carol, in the group but not named, gets only a notice and nothing lands
+/// in her directory; naming a user who is not in the group is refused by
+/// the key server before anything is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_for_some_members_opens_only_for_them() {
+    let (server, t, scratch) = all_in_one("private", 7).await;
+    let dir = scratch.path();
+    let mut members = Vec::new();
+    for (user, pw) in USERS.iter().take(3) {
+        let mut cfg = MemberConfig::new(t.config(user, pw), t.room(), user);
+        cfg.opener = Opener::Never;
+        cfg.download_dir = dir.join(format!("files-{user}"));
+        std::fs::create_dir_all(&cfg.download_dir).unwrap();
+        let mut m = Member::start(cfg).await.unwrap();
+        next(&mut m, "joined", |e| matches!(e, MemberEvent::Joined { .. })).await;
+        members.push(m);
+    }
+    let (epoch, n) = server.keys.group_state("lsim").await.unwrap();
+    assert_eq!(n, 3);
+    for m in members.iter_mut().take(2) {
+        next(m, "latest epoch", |e| matches!(e, MemberEvent::Epoch(x) if *x == epoch)).await;
+    }
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let file = dir.join("casualty list.txt");
+    std::fs::write(&file, &data).unwrap();
+    let sent = |e: &MemberEvent| matches!(e, MemberEvent::FileNotSent { .. } | MemberEvent::FileSending { .. });
+    let arrived = |e: &MemberEvent| {
+        matches!(
+            e,
+            MemberEvent::FileReceived { .. } | MemberEvent::FileFailed { .. } | MemberEvent::FileNotForUs { .. }
+        )
+    };
+
+    // dave has an account but is not in the group: refused, nothing sent.
+    members[0].send_file_to(&file, &["bob".into(), "dave".into()]).await;
+    match next(&mut members[0], "refusal", sent).await {
+        MemberEvent::FileNotSent { why, .. } => assert!(why.contains("dave") && !why.contains("bob"), "{why}"),
+        other => panic!("sent to a non-member: {other:?}"),
+    }
+
+    members[0].send_file_to(&file, &["bob".into()]).await;
+    assert!(matches!(next(&mut members[0], "sending", sent).await, MemberEvent::FileSending { .. }));
+    let got = next(&mut members[1], "bob's file", arrived).await;
+    let MemberEvent::FileReceived { from, name, path, .. } = got else { panic!("bob: {got:?}") };
+    assert_eq!((from.as_str(), name.as_str()), ("alice", "casualty list.txt"));
+    assert!(std::fs::read(&path).unwrap() == data, "bob's copy is bit-exact");
+    let got = next(&mut members[2], "carol's notice", arrived).await;
+    assert!(matches!(got, MemberEvent::FileNotForUs { .. }), "carol: {got:?}");
+    let left: Vec<_> = std::fs::read_dir(dir.join("files-carol")).unwrap().collect();
+    assert!(left.is_empty(), "nothing of it in carol's directory: {left:?}");
+    for m in members {
+        m.leave().await;
+    }
+    server.stop().await;
+}
+
 /// With an external XMPP server (Prosody), the key service checks member
 /// passwords by logging into it: one user list, no passwords at the key
 /// server.

@@ -4,11 +4,13 @@
 //! Owns the client half of the registrar protocol and the glue between a
 //! member's key store (`member::MemberKeys`) and its transport seal: each
 //! verified rekey installs the new epoch in the seal of the receiver that
-//! carried it. It makes no key decision of its own.
+//! carried it. It also asks for file keys to be wrapped for some members and
+//! unwraps those sealed for this one. It makes no key decision of its own.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::ops::ControlFlow;
+use std::sync::Arc;
 
 use ed25519_dalek::VerifyingKey;
 use lsim_transport::net::{Driver, DriverConfig, Handle, MulticastConfig, MulticastSocket};
@@ -18,6 +20,7 @@ use thiserror::Error;
 use tokio::sync::watch;
 
 use crate::cert::{MemberCert, Signer};
+use crate::filekey::{self, FileKey, FileKeyError, MAX_RECIPIENTS, Wrap};
 use crate::key::SecretKey;
 use crate::member::MemberKeys;
 use crate::registrar::msg::{ErrorCode, Request, Response};
@@ -56,6 +59,9 @@ pub enum ClientError {
     /// Multicast set-up failed.
     #[error("multicast: {0}")]
     Multicast(String),
+    /// A file key request could not be made.
+    #[error(transparent)]
+    FileKey(#[from] FileKeyError),
 }
 
 /// A member's keys for one group.
@@ -73,6 +79,10 @@ impl GroupKeys {
         Some(GroupSeal::new(self.suite, epoch, self.keys.group_key()?))
     }
 }
+
+/// Opens the file keys wrapped for one member (see
+/// [`Registration::file_key_opener`]).
+pub type FileKeyOpener = Arc<dyn Fn(&[Wrap]) -> Option<FileKey> + Send + Sync>;
 
 /// A logged-in member.
 pub struct Registration {
@@ -160,6 +170,43 @@ impl Registration {
             }
             other => Err(refused(other)),
         }
+    }
+
+    /// Has the key server wrap `key` for each of `to` (user names, all
+    /// current members of `group`, as is this member); returns one wrap per
+    /// name, in the order given, to send along with the file.
+    pub async fn wrap_file_key(&self, group: &str, to: &[String], key: &FileKey) -> Result<Vec<Wrap>, ClientError> {
+        if to.len() > MAX_RECIPIENTS {
+            return Err(FileKeyError::TooManyRecipients { count: to.len(), max: MAX_RECIPIENTS }.into());
+        }
+        let req = Request::WrapFileKey { group: group.into(), to: to.to_vec(), key: key.clone() };
+        match self.client.call(&req).await? {
+            Response::FileKeyWraps { wraps } if wraps.len() == to.len() => Ok(wraps),
+            Response::FileKeyWraps { wraps } => {
+                Err(ClientError::Unexpected(format!("{} file key wraps for {} recipients", wraps.len(), to.len())))
+            }
+            other => Err(refused(other)),
+        }
+    }
+
+    /// Opens a file key wrapped for this member in `group`.
+    pub fn unwrap_file_key(&self, group: &str, wrap: &Wrap) -> Result<FileKey, FileKeyError> {
+        if wrap.member != self.member.0 {
+            return Err(FileKeyError::OtherMember { wrap: wrap.member, mine: self.member.0 });
+        }
+        filekey::unwrap(&self.individual, group, wrap)
+    }
+
+    /// What a receiver keeps to open files for this member in `group`
+    /// without the registration: finds this member's wrap among a file's
+    /// and unwraps it (`None`: the file is not for us). It holds a copy of
+    /// the individual key, zeroized when the last clone is dropped.
+    pub fn file_key_opener(&self, group: &str) -> FileKeyOpener {
+        let (member, individual, group) = (self.member.0, self.individual.clone(), group.to_string());
+        Arc::new(move |wraps: &[Wrap]| {
+            let wrap = wraps.iter().find(|w| w.member == member)?;
+            filekey::unwrap(&individual, &group, wrap).ok()
+        })
     }
 
     /// Leaves `group`; returns the epoch the rest of the group moved to.

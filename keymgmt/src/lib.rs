@@ -9,6 +9,7 @@
 
 pub mod cert;
 pub mod client;
+pub mod filekey;
 pub mod guard;
 pub mod key;
 pub mod member;

@@ -6,9 +6,11 @@
 //! before anyone hears of it (so a restart never loses a member or reuses an
 //! epoch), signing each rekey and multicasting it to the group on the
 //! transport (sealed under the epoch the members still hold, with proactive
-//! FEC). The channel (`registrar::quic`) and the tree (`tree`) do the rest.
+//! FEC). It also wraps file keys for members named by another member of the
+//! same group (`filekey`), keeping none of them. The channel
+//! (`registrar::quic`) and the tree (`tree`) do the rest.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{SocketAddr, SocketAddrV4};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -26,6 +28,7 @@ use thiserror::Error;
 use tokio::sync::{Mutex, oneshot};
 use zeroize::Zeroizing;
 
+use crate::filekey::{self, FileKey};
 use crate::key::SecretKey;
 use crate::registrar::msg::{ErrorCode, Request, Response};
 use crate::registrar::quic::{self, ChannelError, Identity};
@@ -545,6 +548,59 @@ impl Inner {
         }
     }
 
+    /// Wraps `key` for each of `to`, all current members of `group`, at
+    /// the request of another current member. Refusals: `NotAllowed` if the
+    /// requester is not a member, `Malformed` for an empty list or a name
+    /// given twice, `NotMember` naming every listed user who is not a member.
+    /// The key is neither logged nor kept: it drops (zeroized) with the request.
+    async fn wrap_file_key(&self, session: &Session, group: &str, to: &[String], key: &FileKey) -> Response {
+        let Some((user, member, _)) = &session.user else {
+            return error(ErrorCode::NotLoggedIn, "log in first (Hello)".into());
+        };
+        if to.is_empty() {
+            return error(ErrorCode::Malformed, "a file key for nobody".into());
+        }
+        let mut seen = HashSet::new();
+        if let Some(twice) = to.iter().find(|n| !seen.insert(n.as_str())) {
+            return error(ErrorCode::Malformed, format!("{twice:?} is named twice"));
+        }
+        // Store reads before taking the groups' lock; membership is checked under it.
+        let mut records = Vec::with_capacity(to.len());
+        for name in to {
+            match self.store.find_member(name) {
+                Ok(rec) => records.push(rec),
+                Err(e) => return error(ErrorCode::Internal, e.to_string()),
+            }
+        }
+        {
+            let groups = self.groups.lock().await;
+            let Some(g) = groups.get(group) else {
+                return error(ErrorCode::UnknownGroup, format!("no group {group:?}"));
+            };
+            if !g.tree.contains(*member) {
+                return error(ErrorCode::NotAllowed, format!("{user} is not a member of {group}"));
+            }
+            let outsiders: Vec<&String> = to
+                .iter()
+                .zip(&records)
+                .filter(|(_, rec)| !rec.as_ref().is_some_and(|r| g.tree.contains(MemberId(r.id))))
+                .map(|(name, _)| name)
+                .collect();
+            if !outsiders.is_empty() {
+                return error(ErrorCode::NotMember, not_members(group, &outsiders));
+            }
+        }
+        let mut wraps = Vec::with_capacity(records.len());
+        // Every record is there: a name without one was refused above.
+        for rec in records.iter().flatten() {
+            match filekey::wrap(&rec.key, group, rec.id, key) {
+                Ok(w) => wraps.push(w),
+                Err(e) => return error(ErrorCode::Internal, format!("wrapping a file key: {e}")),
+            }
+        }
+        Response::FileKeyWraps { wraps }
+    }
+
     fn resync(&self, session: &Session, groups: &HashMap<String, Group>, group: &str) -> Response {
         let Some((_, member, _)) = &session.user else {
             return error(ErrorCode::NotLoggedIn, "log in first (Hello)".into());
@@ -561,6 +617,16 @@ fn keys(g: &Group, member: MemberId) -> Response {
         Ok(path) => Response::Keys { suite: g.suite.to_u8(), path },
         Err(e) => error(ErrorCode::State, e.to_string()),
     }
+}
+
+/// "not members of lsim: "a", "b" and 3 more", short enough for an error message.
+fn not_members(group: &str, names: &[&String]) -> String {
+    const SHOWN: usize = 8;
+    let listed: Vec<String> =
+        names.iter().take(SHOWN).map(|n| format!("{:?}", n.chars().take(64).collect::<String>())).collect();
+    let more = names.len().saturating_sub(SHOWN);
+    let tail = if more > 0 { format!(" and {more} more") } else { String::new() };
+    format!("not members of {group}: {}{tail}", listed.join(", "))
 }
 
 fn fail(waiting: Vec<Waiter>, e: &dyn std::fmt::Display) {
@@ -595,6 +661,7 @@ impl quic::Handler for Inner {
                 self.resync(session, &groups, &group)
             }
             Request::Certify { key } => self.certify(session, key),
+            Request::WrapFileKey { group, to, key } => self.wrap_file_key(session, &group, &to, &key).await,
         }
     }
 

@@ -140,6 +140,12 @@ impl Store {
         Ok(record)
     }
 
+    /// The member record of `name` if it has one (never creates one).
+    pub fn find_member(&self, name: &str) -> Result<Option<MemberRecord>, StoreError> {
+        let Some(bytes) = self.get(MEMBERS, name)?.map(Zeroizing::new) else { return Ok(None) };
+        decode_member(&bytes).map(Some).ok_or(StoreError::Corrupt { what: "member", key: name.into() })
+    }
+
     /// Counts the server's starts: 0 at the first, one more at each start
     /// after it (the count is stored before it is returned, so no two starts,
     /// even with crashes between them, get the same number).
@@ -234,6 +240,8 @@ mod tests {
         assert!(s.user("ayen").unwrap().unwrap().verify("pw"));
         assert_eq!(s.users().unwrap(), ["ayen"]);
         assert_eq!(s.member("ayen").unwrap(), ayen);
+        assert_eq!(s.find_member("ayen").unwrap(), Some(ayen.clone()));
+        assert_eq!(s.find_member("nobody").unwrap(), None, "looking does not create");
         assert_eq!(s.member("ganesh").unwrap().id, ayen.id + 1, "ids never reused");
         assert_eq!(s.group("lsim").unwrap().as_deref(), Some(&b"tree bytes"[..]));
         assert_eq!(s.groups().unwrap(), ["lsim"]);

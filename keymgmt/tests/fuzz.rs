@@ -4,8 +4,9 @@
 //! `Response::decode`, and `MemberKeys::install_path` on what a response
 //! carries), the key server's stored tree (`KeyTree::from_bytes`, then
 //! used), stored password verifiers (`PasswordVerifier::from_bytes`), suite
-//! codes, and the group seal opening packets and chat messages
-//! (`wire::open_packet` with `GroupSeal`, `GroupSeal::decrypt_message`).
+//! codes, the group seal opening packets and chat messages
+//! (`wire::open_packet` with `GroupSeal`, `GroupSeal::decrypt_message`), and
+//! file key wraps (`Wrap::decode`, `filekey::unwrap`).
 //!
 //! Inputs are arbitrary bytes and valid encodings from the real encoders
 //! with bytes flipped, inserted, deleted, truncated and integers spliced to
@@ -24,6 +25,7 @@ use std::sync::OnceLock;
 
 use ed25519_dalek::SigningKey;
 use lsim_keymgmt::cert::{MAX_CERT, MemberCert};
+use lsim_keymgmt::filekey::{self, FileKey, WRAP_ENCODED_LEN, WRAP_LEN, Wrap};
 use lsim_keymgmt::key::SecretKey;
 use lsim_keymgmt::member::MemberKeys;
 use lsim_keymgmt::registrar::msg::{ErrorCode, MAX_MESSAGE, Request, Response};
@@ -147,6 +149,11 @@ fn check_response(bytes: &[u8]) {
         r.encode(&mut out);
         assert!(out.len() <= bytes.len());
         assert_eq!(Response::decode(&out).as_ref(), Ok(&r), "re-encoded response reads differently");
+        if let Response::FileKeyWraps { wraps } = &r {
+            for w in wraps.iter().take(4) {
+                check_wrap(&w.encode());
+            }
+        }
         if let Response::Keys { path, .. } = &r {
             let mut m = MemberKeys::new(path.group, path.member, key(0));
             let _ = m.install_path(path);
@@ -154,6 +161,27 @@ fn check_response(bytes: &[u8]) {
             let _ = m.install_path(path);
             let _ = m.apply(&world().signed, &world().server.verifying_key());
         }
+    }
+}
+
+/// The individual key the fuzzed wraps are sealed under.
+const WRAP_KEY: u64 = 77;
+
+/// A file key wrapped for member 3 of "lsim".
+fn real_wrap() -> Wrap {
+    filekey::wrap(&key(WRAP_KEY), "lsim", 3, &FileKey::from_bytes([0x42; 32])).unwrap()
+}
+
+/// A wrap decodes from exactly its length, re-encodes to the same bytes, and
+/// opens only if it is the real one.
+fn check_wrap(bytes: &[u8]) {
+    let Ok(w) = Wrap::decode(bytes) else {
+        assert_ne!(bytes.len(), WRAP_ENCODED_LEN);
+        return;
+    };
+    assert_eq!(&w.encode()[..], bytes);
+    if let Ok(k) = filekey::unwrap(&key(WRAP_KEY), "lsim", &w) {
+        assert_eq!((k.as_bytes(), w.member), (&[0x42; 32], 3), "an altered wrap opened");
     }
 }
 
@@ -206,6 +234,8 @@ fn request() -> impl Strategy<Value = Request> {
         text().prop_map(|group| Request::Leave { group }),
         text().prop_map(|group| Request::Resync { group }),
         any::<[u8; 32]>().prop_map(|key| Request::Certify { key }),
+        (text(), prop::collection::vec(text(), 0..12), any::<[u8; 32]>())
+            .prop_map(|(group, to, key)| { Request::WrapFileKey { group, to, key: FileKey::from_bytes(key) } }),
     ]
 }
 
@@ -230,7 +260,15 @@ fn response() -> impl Strategy<Value = Response> {
         Just(Response::Keys { suite: 2, path: world().path0.clone() }),
         any::<u32>().prop_map(|epoch| Response::Left { epoch }),
         text().prop_map(|message| Response::Error { code: ErrorCode::State, message }),
+        text().prop_map(|message| Response::Error { code: ErrorCode::NotMember, message }),
         Just(Response::Certified { cert: world().cert.clone() }),
+        (any::<u64>(), any::<[u8; WRAP_LEN / 2]>(), 0usize..12).prop_map(|(member, half, n)| {
+            let mut sealed = [0u8; WRAP_LEN];
+            sealed[..WRAP_LEN / 2].copy_from_slice(&half);
+            let mut wraps = vec![Wrap { member, sealed }; n];
+            wraps.push(real_wrap());
+            Response::FileKeyWraps { wraps }
+        }),
     ]
 }
 
@@ -293,6 +331,14 @@ proptest! {
     fn registrar_responses_mutated(r in encoded_response(), ms in mutations()) {
         check_response(&r);
         check_response(&mutate(r, &ms));
+    }
+
+    #[test]
+    fn file_key_wraps(b in bytes(100), ms in mutations()) {
+        check_wrap(&b);
+        let real = real_wrap().encode();
+        check_wrap(&real);
+        check_wrap(&mutate(real.to_vec(), &ms));
     }
 
     #[test]

@@ -7,7 +7,8 @@ mod common;
 use std::time::Duration;
 
 use common::{CHEAP, KeyServerProcess};
-use lsim_keymgmt::client::{Followed, Follower, GroupKeys, Registration, follow_rekeys};
+use lsim_keymgmt::client::{ClientError, Followed, Follower, GroupKeys, Registration, follow_rekeys};
+use lsim_keymgmt::filekey::{FileKey, FileKeyError, MAX_RECIPIENTS, Wrap};
 use lsim_keymgmt::registrar::msg::{ErrorCode, Request, Response};
 use lsim_keymgmt::server::{GroupConfig, KeyServer, ServerConfig};
 use lsim_keymgmt::suite::SuiteId;
@@ -184,6 +185,101 @@ async fn the_key_server_certifies_a_members_signing_key() {
     let bad = (0u8..=255).map(|b| [b; 32]).find(|k| ed25519_dalek::VerifyingKey::from_bytes(k).is_err()).unwrap();
     let r = reg.channel().call(&Request::Certify { key: bad }).await.unwrap();
     assert!(matches!(r, Response::Error { code: ErrorCode::Malformed, .. }), "{r:?}");
+    server.close();
+}
+
+/// The code and words of a refusal.
+fn refusal(r: Result<Vec<Wrap>, ClientError>) -> (ErrorCode, String) {
+    match r {
+        Err(ClientError::Refused { code, message }) => (code, message),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_key_is_wrapped_for_the_named_members_only() {
+    let dir = data_dir("filekey");
+    let cfg =
+        ServerConfig::new(dir.path().into(), vec![GroupConfig::loopback("lsim", SuiteId::ChaCha20Poly1305, group(5))]);
+    let server = KeyServer::start(cfg).await.unwrap();
+    let (addr, pin) = (server.addr().unwrap(), server.fingerprint());
+    for n in ["ayen", "ganesh", "crew0", "crew1"] {
+        server.add_user(n, "pw", CHEAP).unwrap();
+    }
+    let login = |n: &'static str| Registration::login(addr, pin, n, "pw");
+    let (ayen, ganesh, crew0, crew1) = (
+        login("ayen").await.unwrap(),
+        login("ganesh").await.unwrap(),
+        login("crew0").await.unwrap(),
+        login("crew1").await.unwrap(),
+    );
+    for r in [&ayen, &ganesh, &crew0] {
+        r.join("lsim").await.unwrap();
+    }
+    assert_eq!(server.group_state("lsim").await.map(|s| s.1), Some(3));
+
+    // ayen sends to ganesh and crew0: one wrap each, in order, each opening to the same key.
+    let key = FileKey::generate().unwrap();
+    let to = vec!["ganesh".to_string(), "crew0".to_string()];
+    let wraps = ayen.wrap_file_key("lsim", &to, &key).await.unwrap();
+    assert_eq!(wraps.iter().map(|w| w.member).collect::<Vec<_>>(), [ganesh.member().0, crew0.member().0]);
+    assert_eq!(ganesh.unwrap_file_key("lsim", &wraps[0]).unwrap().as_bytes(), key.as_bytes());
+    assert_eq!(crew0.unwrap_file_key("lsim", &wraps[1]).unwrap().as_bytes(), key.as_bytes());
+    // Through the envelope's bytes too.
+    let carried = Wrap::decode(&wraps[1].encode()).unwrap();
+    assert_eq!(crew0.unwrap_file_key("lsim", &carried), Ok(key.clone()));
+
+    // Nobody else opens them: not another member, not relabelled, not in another group.
+    assert_eq!(
+        ganesh.unwrap_file_key("lsim", &wraps[1]),
+        Err(FileKeyError::OtherMember { wrap: crew0.member().0, mine: ganesh.member().0 })
+    );
+    let relabelled = Wrap { member: ganesh.member().0, ..wraps[1].clone() };
+    assert!(matches!(ganesh.unwrap_file_key("lsim", &relabelled), Err(FileKeyError::Unwrap { .. })));
+    let relabelled = Wrap { member: ayen.member().0, ..wraps[0].clone() };
+    assert!(matches!(ayen.unwrap_file_key("lsim", &relabelled), Err(FileKeyError::Unwrap { .. })));
+    assert!(matches!(ganesh.unwrap_file_key("other", &wraps[0]), Err(FileKeyError::Unwrap { .. })));
+    assert!(matches!(crew1.unwrap_file_key("lsim", &wraps[0]), Err(FileKeyError::OtherMember { .. })));
+
+    // A registered user who did not join, and a name nobody has, cannot be named; the error names both, and only them.
+    let more = vec!["ganesh".to_string(), "crew1".to_string(), "nobody".to_string()];
+    let (code, message) = refusal(ayen.wrap_file_key("lsim", &more, &key).await);
+    assert_eq!(code, ErrorCode::NotMember, "{message}");
+    assert!(message.contains("\"crew1\"") && message.contains("\"nobody\""), "{message}");
+    assert!(!message.contains("ganesh"), "{message}");
+    // A user who is not a member cannot ask.
+    let (code, message) = refusal(crew1.wrap_file_key("lsim", &to, &key).await);
+    assert_eq!(code, ErrorCode::NotAllowed, "{message}");
+    assert!(message.contains("crew1"), "{message}");
+    // Nor for a group that does not exist, nor for nobody, nor for someone twice.
+    assert_eq!(refusal(ayen.wrap_file_key("no-such-room", &to, &key).await).0, ErrorCode::UnknownGroup);
+    assert_eq!(refusal(ayen.wrap_file_key("lsim", &[], &key).await).0, ErrorCode::Malformed);
+    let twice = vec!["crew0".to_string(), "ganesh".to_string(), "crew0".to_string()];
+    let (code, message) = refusal(ayen.wrap_file_key("lsim", &twice, &key).await);
+    assert_eq!(code, ErrorCode::Malformed);
+    assert!(message.contains("crew0"), "{message}");
+    // More names than a request carries are refused before sending.
+    let crowd: Vec<String> = (0..=MAX_RECIPIENTS).map(|i| format!("crew{i}")).collect();
+    assert!(matches!(
+        ayen.wrap_file_key("lsim", &crowd, &key).await,
+        Err(ClientError::FileKey(FileKeyError::TooManyRecipients { count, .. })) if count == MAX_RECIPIENTS + 1
+    ));
+    // Not before logging in.
+    let anon = lsim_keymgmt::registrar::quic::Client::connect(addr, pin).await.unwrap();
+    let r = anon.call(&Request::WrapFileKey { group: "lsim".into(), to: to.clone(), key: key.clone() }).await.unwrap();
+    assert!(matches!(r, Response::Error { code: ErrorCode::NotLoggedIn, .. }), "{r:?}");
+
+    // A member who left can be named no more, and can ask no more.
+    ganesh.leave("lsim").await.unwrap();
+    let (code, message) = refusal(ayen.wrap_file_key("lsim", &to, &key).await);
+    assert_eq!(code, ErrorCode::NotMember);
+    assert!(message.contains("ganesh") && !message.contains("crew0"), "{message}");
+    assert_eq!(refusal(ganesh.wrap_file_key("lsim", &["crew0".to_string()], &key).await).0, ErrorCode::NotAllowed);
+    // The one still in gets a fresh wrap of a new key, which opens for it alone.
+    let next = FileKey::generate().unwrap();
+    let w = crew0.wrap_file_key("lsim", &["ayen".to_string()], &next).await.unwrap();
+    assert_eq!(ayen.unwrap_file_key("lsim", &w[0]), Ok(next.clone()));
+    assert_ne!(next, key);
     server.close();
 }
 

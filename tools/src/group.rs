@@ -316,9 +316,11 @@ async fn room_member(r: &RoomArgs, iface: Ipv4Addr, dir: &Path, rate_mbit: f64, 
 }
 
 /// `lsim send --room`: joins the group, streams the files to it (each
-/// announced in the room), answers repairs for `linger` seconds, leaves.
+/// announced in the room; for the members `to` only, if any), answers
+/// repairs for `linger` seconds, leaves.
 pub async fn send_to_room(
     files: &[PathBuf],
+    to: &[String],
     r: &RoomArgs,
     iface: Ipv4Addr,
     rate_mbit: f64,
@@ -330,9 +332,13 @@ pub async fn send_to_room(
     // Let the others take the rekey of our join before data under it.
     tokio::time::sleep(Duration::from_millis(500)).await;
     for f in files {
-        m.send_file(f).await;
+        m.send_file_to(f, to).await;
         match wait(&mut m, |e| matches!(e, MemberEvent::FileSent { .. } | MemberEvent::FileNotSent { .. })).await? {
-            MemberEvent::FileNotSent { path, why } => bail!("{}: {why}", path.display()),
+            MemberEvent::FileNotSent { path, why } => {
+                // Leave properly (a rekey for the rest) rather than vanish.
+                m.leave().await;
+                bail!("{}: {why}", path.display())
+            }
             _ => println!("sent {}", f.display()),
         }
     }
@@ -477,6 +483,19 @@ fn clock(ms: u64) -> String {
 }
 
 /// One line for an event, as the chat client shows it.
+/// The arguments of the chat command `/send`: `FILE` for the whole group,
+/// or `--to USER,USER FILE` for those members only. `None`: no file.
+fn send_command(rest: &str) -> Option<(&str, Vec<String>)> {
+    let rest = rest.trim();
+    let Some(after) = rest.strip_prefix("--to ") else {
+        return (!rest.is_empty()).then(|| (rest, Vec::new()));
+    };
+    let (users, path) = after.trim_start().split_once(' ')?;
+    let to: Vec<String> = users.split(',').filter(|u| !u.is_empty()).map(str::to_string).collect();
+    let path = path.trim();
+    (!to.is_empty() && !path.is_empty()).then_some((path, to))
+}
+
 fn show(ev: &MemberEvent) -> Option<String> {
     Some(match ev {
         MemberEvent::Chat { from, sent_ms, text, via, .. } => {
@@ -502,6 +521,7 @@ fn show(ev: &MemberEvent) -> Option<String> {
             format!("-- received {name} from {from} ({size} bytes, signed and verified) -> {}", path.display())
         }
         MemberEvent::FileFailed { why, .. } => format!("!! a file did not arrive: {why}"),
+        MemberEvent::FileNotForUs { sender } => format!("-- a file for other members went by (node {sender:08x})"),
         MemberEvent::FileOpened { path } => format!("-- opened {}", path.display()),
         MemberEvent::XmppOffline(e) => format!("!! XMPP lost ({e}); chat and files go on over multicast"),
         MemberEvent::XmppOnline => "-- XMPP back".to_string(),
@@ -535,7 +555,7 @@ pub async fn chat(a: ChatArgs) -> Result<()> {
     cfg.simulated_loss = a.simulated_loss;
     cfg.params = a.params.params()?;
     let mut member = Member::start(cfg).await.context("joining the group")?;
-    println!("commands: /send FILE, /who, /files, /leave, /quit; anything else is chat");
+    println!("commands: /send FILE, /send --to USER,USER FILE, /who, /files, /leave, /quit; anything else is chat");
     let (tx, mut lines) = tokio::sync::mpsc::channel::<String>(16);
     std::thread::spawn(move || {
         for line in std::io::stdin().lock().lines() {
@@ -553,7 +573,10 @@ pub async fn chat(a: ChatArgs) -> Result<()> {
                 let Some(line) = line else { break };
                 let line = line.trim();
                 match line.split_once(' ').map_or((line, ""), |(c, r)| (c, r.trim())) {
-                    ("/send", path) if !path.is_empty() => member.send_file(Path::new(path)).await,
+                    ("/send", rest) => match send_command(rest) {
+                        Some((path, to)) => member.send_file_to(Path::new(path), &to).await,
+                        None => println!("!! usage: /send FILE or /send --to USER,USER FILE"),
+                    },
                     ("/who", _) => println!("-- here: {}", who.iter().cloned().collect::<Vec<String>>().join(", ")),
                     ("/files", _) => println!("-- files: {}", if files.is_empty() { "none yet".into() } else { files.join(", ") }),
                     ("/leave", _) | ("/quit", _) => break,
@@ -848,4 +871,21 @@ fn yes(b: bool) -> &'static str {
 /// Incompressible-looking bytes of a given length.
 fn pattern(len: usize) -> Vec<u8> {
     (0..len as u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::send_command;
+
+    #[test]
+    fn the_send_command_takes_a_file_and_optional_recipients() {
+        assert_eq!(send_command("map.pdf"), Some(("map.pdf", vec![])));
+        assert_eq!(send_command("  my map.pdf "), Some(("my map.pdf", vec![])));
+        let to = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(send_command("--to bob,carol my map.pdf"), Some(("my map.pdf", to(&["bob", "carol"]))));
+        assert_eq!(send_command("--to bob,,carol, x"), Some(("x", to(&["bob", "carol"]))));
+        assert_eq!(send_command(""), None);
+        assert_eq!(send_command("--to bob"), None, "recipients without a file");
+        assert_eq!(send_command("--to , x"), None, "a file without recipients");
+    }
 }

@@ -159,6 +159,11 @@ enum Command {
         /// Source symbols per FEC block (larger blocks need less repair under loss, and wait longer for it).
         #[arg(long, default_value_t = 64)]
         block_symbols: u16,
+        /// Group mode: only these members (user names, comma-separated) can
+        /// open the files; the rest of the group sees only that a file went
+        /// to them.
+        #[arg(long, value_delimiter = ',', requires = "room")]
+        to: Vec<String>,
     },
     /// Receive files from the group into a directory.
     Recv {
@@ -246,14 +251,14 @@ fn main() -> ExitCode {
     let result = rt.block_on(async {
         match cli.command {
             Command::Keygen { suite, out, force } => keygen(suite, &out, force),
-            Command::Send { files, net, rate, max_rate, adaptive_rate, linger, .. } if net.room.room.is_some() => {
+            Command::Send { files, net, rate, max_rate, adaptive_rate, linger, to, .. } if net.room.room.is_some() => {
                 let (mbit, auto) = rate.resolve(max_rate, adaptive_rate);
-                group::send_to_room(&files, &net.room, net.interface()?, mbit, auto, linger).await
+                group::send_to_room(&files, &to, &net.room, net.interface()?, mbit, auto, linger).await
             }
             Command::Recv { net, dir, once, overwrite, .. } if net.room.room.is_some() => {
                 group::receive_from_room(&net.room, net.interface()?, &dir, once, overwrite).await
             }
-            Command::Send { files, net, rate, max_rate, adaptive_rate, linger, proactive, block_symbols } => {
+            Command::Send { files, net, rate, max_rate, adaptive_rate, linger, proactive, block_symbols, .. } => {
                 let (rate_mbit, adaptive_rate) = rate.resolve(max_rate, adaptive_rate);
                 send(&files, &net, SendOptions { rate_mbit, adaptive_rate, linger, proactive, block_symbols }).await
             }

@@ -166,6 +166,18 @@ fn user_add_then_server_then_a_member_chats() {
     }
     let file = dir.join("sitrep.txt");
     std::fs::write(&file, "sector 7 clear, 3 crews on the ridge").unwrap();
+    // For named members only: someone outside the group is refused by the
+    // key server, by name, and nothing is sent.
+    let mut refused = group_args("send", "ann")
+        .arg(&file)
+        .args(["--to", "ben,nobody", "--linger", "0"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(refused.stdin.take().unwrap(), "ann-pw").unwrap();
+    let out = refused.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("nobody") && !err.contains("\"ben\""), "{err}");
     let mut send = group_args("send", "ann").arg(&file).args(["--linger", "1"]).spawn().unwrap();
     writeln!(send.stdin.take().unwrap(), "ann-pw").unwrap();
     assert!(send.wait().unwrap().success());

@@ -7,10 +7,22 @@
 //! ```text
 //! "LSF1" | name_len: u16 | name | size: u64 | bytes | sha256: 32
 //! "LSF2" | name_len: u16 | name | size: u64 | cert_len: u16 | cert | bytes | sha256: 32 | signature: 64
+//! "LSF3" | name_len: u16 | name* | size: u64 | cert_len: u16 | cert | n: u16 | n × wrap (68) | bytes* | sha256: 32 | signature: 64
 //! ```
 //!
-//! The LSF2 signature covers "lsim file v1", the header and the digest: one
-//! signature per file, made once the sender has read the file in order.
+//! The LSF2 and LSF3 signatures cover "lsim file v1", the header and the
+//! digest: one signature per file, made once the sender has read the file in
+//! order.
+//!
+//! LSF3 is a file for some members of the group only. Its name and bytes
+//! (starred) are encrypted with ChaCha20 under a fresh file key (nonce 1 for
+//! the name, 0 for the bytes; the key is used for this one file). The key
+//! server wrapped that key for each recipient under the recipient's
+//! individual key (`lsim_keymgmt::filekey`); other members see the sender,
+//! the size and who the recipients are, never the name or the bytes. The
+//! digest is over the bytes as sent (encrypted), so it tells others nothing
+//! either; the signature still binds the sender to the header, the wraps
+//! and the file.
 //! `Outgoing` wraps a file as an `ObjectSource` and hashes it while the sender
 //! reads it in order (no extra pass over the file); `Incoming` takes a
 //! receiver's in-order blocks, writes the bytes to a temporary file and checks
@@ -20,36 +32,69 @@
 use std::io::{self, Write};
 use std::sync::Arc;
 
+use chacha20::ChaCha20;
+use chacha20::cipher::{KeyIvInit, StreamCipher, StreamCipherSeek};
 use ed25519_dalek::VerifyingKey;
 use lsim_keymgmt::cert::{CertError, MAX_CERT, MemberCert, Signer};
+use lsim_keymgmt::filekey::{FileKey, MAX_RECIPIENTS, WRAP_ENCODED_LEN, Wrap};
 use lsim_transport::source::ObjectSource;
 use sha2::{Digest, Sha256};
 
 const MAGIC: &[u8; 4] = b"LSF1";
 const SIGNED_MAGIC: &[u8; 4] = b"LSF2";
+const RESTRICTED_MAGIC: &[u8; 4] = b"LSF3";
 const CONTEXT: &[u8] = b"lsim file v1\0";
 const SIGNATURE: usize = 64;
 /// Longest file name carried.
 pub const MAX_NAME: usize = 255;
 const DIGEST: usize = 32;
 
-/// The header: magic, u16 name length, name (UTF-8), u64 file size, and
-/// for a signed envelope the sender's certificate.
-fn header(name: &str, size: u64, cert: Option<&MemberCert>) -> Vec<u8> {
+/// The keystream for a restricted file's bytes (nonce 0) or name (nonce 1).
+fn keystream(key: &FileKey, nonce: u8) -> ChaCha20 {
+    let mut n = [0u8; 12];
+    n[11] = nonce;
+    ChaCha20::new(&(*key.as_bytes()).into(), &n.into())
+}
+
+/// Whom a restricted file is for: the wraps of its key, and the key.
+struct Restricted<'a> {
+    wraps: &'a [Wrap],
+    key: &'a FileKey,
+}
+
+/// The header: magic, u16 name length, name (UTF-8), u64 file size, for a
+/// signed envelope the sender's certificate, and for a restricted one the
+/// wraps of its key (and the name encrypted).
+fn header(name: &str, size: u64, cert: Option<&MemberCert>, restricted: Option<Restricted<'_>>) -> Vec<u8> {
     let mut end = name.len().min(MAX_NAME);
     while !name.is_char_boundary(end) {
         end -= 1;
     }
     // The receiver refuses an empty name: a nameless file goes as "file".
     let name = if end == 0 { b"file".as_slice() } else { &name.as_bytes()[..end] };
-    let mut h = if cert.is_some() { SIGNED_MAGIC.to_vec() } else { MAGIC.to_vec() };
+    let magic = match (cert.is_some(), restricted.is_some()) {
+        (_, true) => RESTRICTED_MAGIC,
+        (true, false) => SIGNED_MAGIC,
+        (false, false) => MAGIC,
+    };
+    let mut h = magic.to_vec();
     h.extend_from_slice(&(name.len() as u16).to_be_bytes());
+    let at = h.len();
     h.extend_from_slice(name);
+    if let Some(r) = &restricted {
+        keystream(r.key, 1).apply_keystream(&mut h[at..]);
+    }
     h.extend_from_slice(&size.to_be_bytes());
     if let Some(c) = cert {
         let c = c.encode();
         h.extend_from_slice(&(c.len() as u16).to_be_bytes());
         h.extend_from_slice(&c);
+    }
+    if let Some(r) = restricted {
+        h.extend_from_slice(&(r.wraps.len() as u16).to_be_bytes());
+        for w in r.wraps {
+            h.extend_from_slice(&w.encode());
+        }
     }
     h
 }
@@ -65,13 +110,45 @@ pub struct Outgoing<S> {
     signer: Option<Arc<Signer>>,
     /// The digest, then the signature if signed.
     trailer: Vec<u8>,
+    /// A restricted file: the keystream its bytes are encrypted with.
+    cipher: Option<ChaCha20>,
 }
 
 impl<S: ObjectSource> Outgoing<S> {
     /// Wraps `file` under `name`.
     pub fn new(name: &str, file: S) -> Outgoing<S> {
         let size = file.len();
-        let header = header(name, size, None);
+        Outgoing::with_header(header(name, size, None, None), file, None, None)
+    }
+
+    /// Wraps `file` under `name`, signed by `signer` (group mode).
+    pub fn signed(name: &str, file: S, signer: Arc<Signer>) -> Outgoing<S> {
+        let size = file.len();
+        let header = header(name, size, Some(signer.cert()), None);
+        Outgoing::with_header(header, file, Some(signer), None)
+    }
+
+    /// Wraps `file` under `name`, signed by `signer`, for the members whose
+    /// `wraps` of `key` the key server made (a fresh key for each file):
+    /// name and bytes are encrypted under `key`. At most
+    /// [`MAX_RECIPIENTS`] wraps, at least one.
+    pub fn restricted(
+        name: &str,
+        file: S,
+        signer: Arc<Signer>,
+        wraps: &[Wrap],
+        key: &FileKey,
+    ) -> io::Result<Outgoing<S>> {
+        if wraps.is_empty() || wraps.len() > MAX_RECIPIENTS {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "a restricted file needs 1 to 1024 recipients"));
+        }
+        let size = file.len();
+        let header = header(name, size, Some(signer.cert()), Some(Restricted { wraps, key }));
+        Ok(Outgoing::with_header(header, file, Some(signer), Some(keystream(key, 0))))
+    }
+
+    fn with_header(header: Vec<u8>, file: S, signer: Option<Arc<Signer>>, cipher: Option<ChaCha20>) -> Outgoing<S> {
+        let size = file.len();
         Outgoing {
             header,
             file,
@@ -79,17 +156,20 @@ impl<S: ObjectSource> Outgoing<S> {
             hasher: Sha256::new(),
             hashed: 0,
             digest: None,
-            signer: None,
+            signer,
             trailer: Vec::new(),
+            cipher,
         }
     }
 
-    /// Wraps `file` under `name`, signed by `signer` (group mode).
-    pub fn signed(name: &str, file: S, signer: Arc<Signer>) -> Outgoing<S> {
-        let size = file.len();
-        let header = header(name, size, Some(signer.cert()));
-        let signer = Some(signer);
-        Outgoing { header, file, size, hasher: Sha256::new(), hashed: 0, digest: None, signer, trailer: Vec::new() }
+    /// Reads file bytes at `at` as they go out: encrypted for a restricted file.
+    fn read_file(&mut self, at: u64, buf: &mut [u8]) -> io::Result<()> {
+        self.file.read_at(at, buf)?;
+        if let Some(c) = self.cipher.as_mut() {
+            c.try_seek(at).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "file too long to encrypt"))?;
+            c.apply_keystream(buf);
+        }
+        Ok(())
     }
 
     fn trailer_len(&self) -> usize {
@@ -115,7 +195,7 @@ impl<S: ObjectSource> Outgoing<S> {
         let mut buf = vec![0u8; 1 << 16];
         while self.hashed < end {
             let n = (end - self.hashed).min(buf.len() as u64) as usize;
-            self.file.read_at(self.hashed, &mut buf[..n])?;
+            self.read_file(self.hashed, &mut buf[..n])?;
             self.hasher.update(&buf[..n]);
             self.hashed += n as u64;
         }
@@ -156,7 +236,7 @@ impl<S: ObjectSource> ObjectSource for Outgoing<S> {
                 if at > self.hashed {
                     self.hash_to(at)?;
                 }
-                self.file.read_at(at, &mut buf[out..out + n])?;
+                self.read_file(at, &mut buf[out..out + n])?;
                 if at == self.hashed && self.digest.is_none() {
                     self.hasher.update(&buf[out..out + n]);
                     self.hashed += n as u64;
@@ -179,6 +259,22 @@ impl<S: ObjectSource> ObjectSource for Outgoing<S> {
     }
 }
 
+/// Why a restricted file was refused: its key was not wrapped for us.
+#[derive(Debug, thiserror::Error)]
+#[error("the file is for other members only")]
+pub struct NotForUs;
+
+impl NotForUs {
+    /// Whether `e` (from [`Incoming::push`]) is this refusal.
+    pub fn is(e: &io::Error) -> bool {
+        e.get_ref().is_some_and(|inner| inner.is::<NotForUs>())
+    }
+}
+
+/// Finds this member's wrap among a restricted file's and unwraps the file
+/// key; `None`: the file is not for us.
+pub type KeyOpener = Box<dyn FnMut(&[Wrap]) -> Option<FileKey> + Send>;
+
 /// An incoming envelope being written out.
 pub struct Incoming<W> {
     out: W,
@@ -190,6 +286,9 @@ pub struct Incoming<W> {
     hasher: Sha256,
     /// A signed envelope: its header bytes and the certificate in it.
     signed: Option<(Vec<u8>, MemberCert)>,
+    opener: Option<KeyOpener>,
+    /// A restricted file for us: the keystream of its bytes.
+    cipher: Option<ChaCha20>,
 }
 
 /// What `Incoming::finish` found.
@@ -223,7 +322,8 @@ impl FileSignature {
 }
 
 impl<W: Write> Incoming<W> {
-    /// Writes the file bytes of an envelope to `out`.
+    /// Writes the file bytes of an envelope to `out`; a restricted file is
+    /// refused as not for us.
     pub fn new(out: W) -> Incoming<W> {
         Incoming {
             out,
@@ -234,7 +334,16 @@ impl<W: Write> Incoming<W> {
             tail: Vec::new(),
             hasher: Sha256::new(),
             signed: None,
+            opener: None,
+            cipher: None,
         }
+    }
+
+    /// Like [`Incoming::new`], and a restricted file is opened with the key
+    /// `opener` unwraps; one it cannot is refused with
+    /// [`NotForUs`] before anything is written.
+    pub fn with_keys(out: W, opener: KeyOpener) -> Incoming<W> {
+        Incoming { opener: Some(opener), ..Incoming::new(out) }
     }
 
     /// The next bytes of the envelope, in order.
@@ -244,7 +353,8 @@ impl<W: Write> Incoming<W> {
             data = &[];
             let h = &self.head;
             if h.len() >= 6 {
-                let signed = &h[..4] == SIGNED_MAGIC;
+                let restricted = &h[..4] == RESTRICTED_MAGIC;
+                let signed = &h[..4] == SIGNED_MAGIC || restricted;
                 if &h[..4] != MAGIC && !signed {
                     return Err(bad("not an lsim file envelope"));
                 }
@@ -261,28 +371,58 @@ impl<W: Write> Incoming<W> {
                 if cert_len.is_some_and(|l| l > MAX_CERT) {
                     return Err(bad("certificate length out of range"));
                 }
-                let end = cert_len.map(|l| if signed { cert_at + 2 + l } else { cert_at });
+                let cert_end = cert_len.map(|l| if signed { cert_at + 2 + l } else { cert_at });
+                // A restricted file's wraps follow the certificate.
+                let wraps = match cert_end {
+                    Some(at) if restricted => h.get(at..at + 2).map(|c| usize::from(u16::from_be_bytes([c[0], c[1]]))),
+                    _ => Some(0),
+                };
+                if wraps.is_some_and(|w| w > MAX_RECIPIENTS || (restricted && w == 0)) {
+                    return Err(bad("recipient count out of range"));
+                }
+                let end = match (cert_end, wraps) {
+                    (Some(at), Some(w)) if restricted => Some(at + 2 + w * WRAP_ENCODED_LEN),
+                    (Some(at), Some(_)) => Some(at),
+                    _ => None,
+                };
                 if let Some(end) = end
                     && h.len() >= end
                 {
-                    let name = String::from_utf8(h[6..6 + n].to_vec()).map_err(|_| bad("file name is not UTF-8"))?;
+                    let cert_end = cert_end.unwrap_or(end);
+                    let mut name = h[6..6 + n].to_vec();
                     let mut size = [0u8; 8];
                     size.copy_from_slice(&h[6 + n..6 + n + 8]);
                     self.size = u64::from_be_bytes(size);
                     if signed {
-                        let (cert, used) = MemberCert::decode(&h[cert_at + 2..end]).map_err(|e| bad(&e.to_string()))?;
-                        if used != end - cert_at - 2 {
+                        let (cert, used) =
+                            MemberCert::decode(&h[cert_at + 2..cert_end]).map_err(|e| bad(&e.to_string()))?;
+                        if used != cert_end - cert_at - 2 {
                             return Err(bad("certificate length differs from its contents"));
                         }
                         self.signed = Some((h[..end].to_vec(), cert));
                     }
+                    if restricted {
+                        let wraps = h[cert_end + 2..end]
+                            .chunks_exact(WRAP_ENCODED_LEN)
+                            .map(Wrap::decode)
+                            .collect::<Result<Vec<_>, _>>()
+                            .map_err(|e| bad(&e.to_string()))?;
+                        let key = self
+                            .opener
+                            .as_mut()
+                            .and_then(|open| open(&wraps))
+                            .ok_or_else(|| io::Error::new(io::ErrorKind::PermissionDenied, NotForUs))?;
+                        keystream(&key, 1).apply_keystream(&mut name);
+                        self.cipher = Some(keystream(&key, 0));
+                    }
+                    let name = String::from_utf8(name).map_err(|_| bad("file name is not UTF-8"))?;
                     self.name = Some(name);
                     let rest = self.head.split_off(end);
                     self.head = Vec::new();
                     return self.push(&rest);
                 }
             }
-            if self.head.len() > 6 + MAX_NAME + 8 + 2 + MAX_CERT {
+            if self.head.len() > 6 + MAX_NAME + 8 + 2 + MAX_CERT + 2 + MAX_RECIPIENTS * WRAP_ENCODED_LEN {
                 return Err(bad("envelope header too long"));
             }
         }
@@ -294,8 +434,13 @@ impl<W: Write> Incoming<W> {
             if self.written + n as u64 > self.size {
                 return Err(bad("more bytes than the header announced"));
             }
-            self.out.write_all(&self.tail[..n])?;
+            // The digest is over the bytes as sent; a restricted file's are
+            // decrypted after it.
             self.hasher.update(&self.tail[..n]);
+            if let Some(c) = self.cipher.as_mut() {
+                c.apply_keystream(&mut self.tail[..n]);
+            }
+            self.out.write_all(&self.tail[..n])?;
             self.written += n as u64;
             self.tail.drain(..n);
         }
@@ -416,6 +561,88 @@ mod tests {
         for n in (0..env.len()).step_by(97) {
             assert!(receive(&env[..n]).is_err(), "a truncation at {n} was accepted");
         }
+    }
+
+    #[test]
+    fn a_restricted_file_opens_only_for_its_recipients_and_hides_name_and_bytes() {
+        use ed25519_dalek::SigningKey;
+        use lsim_keymgmt::filekey;
+        use lsim_keymgmt::key::SecretKey;
+        let server = SigningKey::from_bytes(&[1; 32]);
+        let alice_key = SigningKey::from_bytes(&[2; 32]);
+        let cert = MemberCert::issue(&server, "alice", 1, 1, alice_key.verifying_key().to_bytes(), u64::MAX);
+        let alice = Arc::new(Signer::new(alice_key, cert));
+        // Individual keys as the key server hands them out; bob (member 2) and
+        // dave (4) are recipients, carol (3) is not.
+        let individual = |m: u8| SecretKey::from_bytes([m; 32]);
+        let key = FileKey::generate().unwrap();
+        let wraps: Vec<Wrap> =
+            [2u64, 4].iter().map(|&m| filekey::wrap(&individual(m as u8), "lsim", m, &key).unwrap()).collect();
+        let data: Vec<u8> = (0..20_000u32).map(|i| (i * 7 % 253) as u8).collect();
+        let mut o = Outgoing::restricted("casualties.txt", data.clone(), alice.clone(), &wraps, &key).unwrap();
+        let mut env = vec![0u8; o.len() as usize];
+        for chunk in (0..env.len()).step_by(1400) {
+            let end = (chunk + 1400).min(env.len());
+            o.read_at(chunk as u64, &mut env[chunk..end]).unwrap();
+        }
+        let mut again = vec![0u8; 300];
+        o.read_at(5000, &mut again).unwrap();
+        assert_eq!(&again[..], &env[5000..5300], "a repair re-reads the same encrypted bytes");
+        assert!(!env.windows(10).any(|w| w == b"casualties"), "the name is not in the clear");
+        assert!(!env.windows(32).any(|w| data.windows(32).step_by(997).any(|d| d == w)), "nor the bytes");
+
+        let opener = |m: u64| -> KeyOpener {
+            Box::new(move |ws: &[Wrap]| {
+                ws.iter().find(|w| w.member == m).and_then(|w| filekey::unwrap(&individual(m as u8), "lsim", w).ok())
+            })
+        };
+        let receive = |mut inc: Incoming<Vec<u8>>| -> io::Result<(Received, Vec<u8>)> {
+            for c in env.chunks(1000) {
+                inc.push(c)?;
+            }
+            inc.finish()
+        };
+        let vk = server.verifying_key();
+        for m in [2, 4] {
+            let (r, out) = receive(Incoming::with_keys(Vec::new(), opener(m))).unwrap();
+            assert_eq!(r.name, "casualties.txt");
+            assert!(out == data, "member {m} reads the file");
+            assert_eq!(r.signature.unwrap().verify(&vk, 0), Ok("alice"));
+        }
+        let e = receive(Incoming::with_keys(Vec::new(), opener(3))).err().unwrap();
+        assert!(NotForUs::is(&e), "{e}");
+        let e = receive(Incoming::new(Vec::new())).err().unwrap();
+        assert!(NotForUs::is(&e), "{e}");
+        // Nothing was written for carol: the refusal comes with the header.
+        let mut inc = Incoming::with_keys(Vec::new(), opener(3));
+        let header_end = env.len() - data.len() - DIGEST - SIGNATURE;
+        assert!(inc.push(&env[..header_end - 1]).is_ok());
+        assert!(NotForUs::is(&inc.push(&env[header_end - 1..header_end]).err().unwrap()));
+
+        // A damaged wrap opens nothing.
+        let mut damaged = env.clone();
+        let bob_wrap = wraps[0].encode();
+        let at = damaged.windows(bob_wrap.len()).position(|w| w == bob_wrap).unwrap();
+        damaged[at + 8] ^= 1;
+        let mut inc = Incoming::with_keys(Vec::new(), opener(2));
+        let r = damaged.chunks(1000).try_for_each(|c| inc.push(c));
+        assert!(NotForUs::is(&r.err().unwrap()), "a damaged wrap opens nothing");
+        // A changed byte of the file fails the digest; a changed wrap count or
+        // header is refused or breaks the signature, never decrypts silently.
+        let mut damaged = env.clone();
+        damaged[header_end + 100] ^= 1;
+        let mut inc = Incoming::with_keys(Vec::new(), opener(2));
+        damaged.chunks(1000).try_for_each(|c| inc.push(c)).unwrap();
+        assert!(inc.finish().err().unwrap().to_string().contains("SHA-256"));
+        for n in (0..header_end).step_by(53) {
+            let mut inc = Incoming::with_keys(Vec::new(), opener(2));
+            let ok = inc.push(&env[..n]).and_then(|()| inc.finish().map(|_| ()));
+            assert!(ok.is_err(), "a truncation at {n} was accepted");
+        }
+        // Too many or no recipients are refused at the sender.
+        assert!(Outgoing::restricted("x", vec![1u8], alice.clone(), &[], &key).is_err());
+        let many = vec![wraps[0].clone(); MAX_RECIPIENTS + 1];
+        assert!(Outgoing::restricted("x", vec![1u8], alice, &many, &key).is_err());
     }
 
     #[test]

@@ -16,9 +16,11 @@ use lsim_transport::wire::ObjectKind;
 
 use ed25519_dalek::VerifyingKey;
 
-use super::envelope::{Incoming, Received};
+use super::envelope::{Incoming, NotForUs, Received};
 use super::landing::Landing;
 use super::signed::now_ms;
+use lsim_keymgmt::client::FileKeyOpener;
+use lsim_keymgmt::filekey::Wrap;
 
 /// What happened to a file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,6 +60,14 @@ pub enum InboxEvent {
         /// The member whose signature it carries, verified (group mode).
         from: Option<String>,
     },
+    /// It is for other members only (a restricted file whose key was not
+    /// wrapped for us): dropped, nothing written.
+    NotForUs {
+        /// Sending node.
+        sender: u32,
+        /// Transport object id.
+        object: u32,
+    },
     /// It will not arrive; nothing was left under a final name.
     Failed {
         /// Sending node.
@@ -82,6 +92,8 @@ pub struct Inbox {
     overwrite: bool,
     /// Group mode: files must be signed by a member this key server certified.
     signers: Option<VerifyingKey>,
+    /// Opens restricted files for us (group mode).
+    keys: Option<FileKeyOpener>,
     files: HashMap<(u32, u32), InFile>,
 }
 
@@ -91,7 +103,15 @@ impl Inbox {
     pub fn new(dir: &Path, overwrite: bool) -> Inbox {
         // Partial files of an earlier receiver here that was killed mid-file.
         Landing::sweep_stale(dir);
-        Inbox { dir: dir.to_path_buf(), overwrite, signers: None, files: HashMap::new() }
+        Inbox { dir: dir.to_path_buf(), overwrite, signers: None, keys: None, files: HashMap::new() }
+    }
+
+    /// Restricted files are opened with the key `open` finds for us among
+    /// their wraps; without it, or when it finds none, they are
+    /// [`InboxEvent::NotForUs`].
+    pub fn with_file_keys(mut self, open: FileKeyOpener) -> Inbox {
+        self.keys = Some(open);
+        self
     }
 
     /// Group mode: a file is kept only if a member certified by the key
@@ -125,7 +145,14 @@ impl Inbox {
             ReceiverEvent::ObjectStarted { sender, object, kind: ObjectKind::File, len } => {
                 match Landing::create(&self.dir, &format!("{sender:08x}-{object}")) {
                     Ok((landing, f)) => {
-                        let incoming = Incoming::new(BufWriter::new(f));
+                        let out = BufWriter::new(f);
+                        let incoming = match &self.keys {
+                            Some(open) => {
+                                let open = open.clone();
+                                Incoming::with_keys(out, Box::new(move |wraps: &[Wrap]| open(wraps)))
+                            }
+                            None => Incoming::new(out),
+                        };
                         self.files.insert((sender, object), InFile { landing, incoming, len, got: 0 });
                         Some(InboxEvent::Started { sender, object, len })
                     }
@@ -144,6 +171,9 @@ impl Inbox {
                     Err(err) => {
                         if let Some(f) = self.files.remove(&(sender, object)) {
                             f.landing.abandon();
+                        }
+                        if NotForUs::is(&err) {
+                            return Some(InboxEvent::NotForUs { sender, object });
                         }
                         Some(InboxEvent::Failed { sender, object, why: err.to_string() })
                     }

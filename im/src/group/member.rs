@@ -43,6 +43,7 @@ use crate::xmpp::element::Element;
 use crate::xmpp::jid::Jid;
 use crate::xmpp::payload::{FileOffer, GroupParams, MemberStatus, Payload, SealedChat};
 use crate::xmpp::room::RoomEvent;
+use lsim_keymgmt::filekey::{FileKey, Wrap};
 
 /// The top bit of a receiver's node id (see the module doc).
 pub const RECEIVER_NODE_BIT: u32 = 0x8000_0000;
@@ -273,6 +274,12 @@ pub enum MemberEvent {
         /// Where it is.
         path: PathBuf,
     },
+    /// A file for other members only went by (its key was not wrapped for
+    /// us): nothing was written.
+    FileNotForUs {
+        /// Sending node.
+        sender: u32,
+    },
     /// A file will not arrive; nothing was left under a final name.
     FileFailed {
         /// Sending node.
@@ -310,7 +317,8 @@ pub enum MemberEvent {
 
 enum Command {
     Chat(String),
-    File(PathBuf),
+    /// A file, and the members it is for (empty: the whole group).
+    File(PathBuf, Vec<String>),
     Leave,
 }
 
@@ -356,7 +364,7 @@ impl Member {
         let session = keys.keys.group();
         let (ev_tx, ev_rx) = mpsc::channel(1024);
         let (cmd_tx, cmd_rx) = mpsc::channel(64);
-        let transport = Transport::start(&cfg, &params, node, keys, registration.server_key(), signer, ev_tx.clone())?;
+        let transport = Transport::start(&cfg, &params, node, keys, &registration, signer, ev_tx.clone())?;
         let _ = ev_tx.send(MemberEvent::Joined { session, node, epoch, params: params.clone() }).await;
         let status = Payload::Status(MemberStatus {
             node,
@@ -376,7 +384,16 @@ impl Member {
 
     /// Streams a file to the group (announced in the room first).
     pub async fn send_file(&self, path: &Path) {
-        let _ = self.commands.send(Command::File(path.to_path_buf())).await;
+        let _ = self.commands.send(Command::File(path.to_path_buf(), Vec::new())).await;
+    }
+
+    /// Streams a file that only the members `to` (user names, in the group
+    /// now) can open: the key server wraps its key for each of them, and
+    /// the rest of the group sees who sent it, its size and whom it is for,
+    /// never its name or contents. The room hears that a file went to them,
+    /// not its name. Empty `to`: the whole group, as [`Member::send_file`].
+    pub async fn send_file_to(&self, path: &Path, to: &[String]) {
+        let _ = self.commands.send(Command::File(path.to_path_buf(), to.to_vec())).await;
     }
 
     /// Sends a chat message to the group.
@@ -489,10 +506,14 @@ impl Transport {
         params: &GroupParams,
         node: u32,
         keys: GroupKeys,
-        server: &ed25519_dalek::VerifyingKey,
+        registration: &Registration,
         signer: Arc<Signer>,
         events: mpsc::Sender<MemberEvent>,
     ) -> Result<Transport, MemberError> {
+        // The key server's key, which certifies every member's signing
+        // key, and the opener of files for some members only.
+        let server = registration.server_key();
+        let file_keys = registration.file_key_opener(&cfg.group);
         let SocketAddr::V4(group) = params.group else {
             return Err(MemberError::Params(format!("{} is not an IPv4 multicast address", params.group)));
         };
@@ -555,7 +576,7 @@ impl Transport {
         let rtask = tokio::spawn(async move {
             let mut partial: HashMap<(u32, u32), (ObjectKind, Vec<u8>)> = HashMap::new();
             // Files must be signed by a member our key server certified.
-            let mut inbox = Inbox::new(&download_dir, false).signed_by(server);
+            let mut inbox = Inbox::new(&download_dir, false).signed_by(server).with_file_keys(file_keys);
             let result = rdriver
                 .run(|core: &mut Repairer<GroupSeal>, e| {
                     // Our own objects come back on loopback: already shown.
@@ -730,11 +751,16 @@ async fn run(
                         xmpp.send_group(&cfg.room, None, Some(payload)).await;
                     }
                 }
-                Some(Command::File(path)) => {
-                    match send_file(&transport.sender, &path, node, transport.signer.clone()).await {
+                Some(Command::File(path, to)) => {
+                    let sent = match restrict(&registration, &cfg.group, &to).await {
+                        Ok(restricted) => send_file(&transport.sender, &path, node, transport.signer.clone(), restricted).await,
+                        Err(why) => Err(why),
+                    };
+                    match sent {
                         Ok((object, offer)) => {
                             sent_files.insert(object);
-                            xmpp.send_group(&cfg.room, Some(&format!("sending file {}", offer.name)), Some(Payload::File(offer).to_element())).await;
+                            let text = if to.is_empty() { format!("sending file {}", offer.name) } else { format!("sending a file to {}", to.join(", ")) };
+                            xmpp.send_group(&cfg.room, Some(&text), Some(Payload::File(offer).to_element())).await;
                             let _ = events.send(MemberEvent::FileSending { path, object }).await;
                         }
                         Err(why) => { let _ = events.send(MemberEvent::FileNotSent { path, why }).await; }
@@ -947,19 +973,43 @@ fn on_room_event(
     })
 }
 
-/// Queues `path` on the sender; returns its object id and the offer to
-/// announce.
+/// A file for the members `to` only: a fresh file key and the key
+/// server's wraps of it for each of them. `None` for the whole group.
+async fn restrict(
+    registration: &Registration,
+    group: &str,
+    to: &[String],
+) -> Result<Option<(Vec<Wrap>, FileKey)>, String> {
+    if to.is_empty() {
+        return Ok(None);
+    }
+    let key = FileKey::generate().map_err(|e| e.to_string())?;
+    let wraps = registration.wrap_file_key(group, to, &key).await.map_err(|e| format!("key server: {e}"))?;
+    Ok(Some((wraps, key)))
+}
+
+/// Queues `path` on the sender (for the members whose wraps are in
+/// `restricted`, or for everyone); returns its object id and the offer to
+/// announce (a restricted file's offer names its recipients, not the file).
 async fn send_file(
     sender: &Handle<Sender<GroupSeal>>,
     path: &Path,
     node: u32,
     signer: Arc<Signer>,
+    restricted: Option<(Vec<Wrap>, FileKey)>,
 ) -> Result<(u32, FileOffer), String> {
     let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let source = FileSource::new(file).map_err(|e| format!("{}: {e}", path.display()))?;
-    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| "file".into());
+    let mut name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| "file".into());
     let size = lsim_transport::source::ObjectSource::len(&source);
-    let outgoing = Outgoing::signed(&name, source, signer);
+    let outgoing = match &restricted {
+        None => Outgoing::signed(&name, source, signer),
+        Some((wraps, key)) => {
+            let o = Outgoing::restricted(&name, source, signer, wraps, key).map_err(|e| e.to_string())?;
+            name = format!("(a file for {} members)", wraps.len());
+            o
+        }
+    };
     let (tx, rx) = tokio::sync::oneshot::channel();
     sender.with(move |s| {
         let _ = tx.send(s.send(ObjectKind::File, Box::new(outgoing)).map_err(|e| e.to_string()));
@@ -1003,6 +1053,10 @@ fn on_file_event(ev: InboxEvent, opener: &Opener, progress: &mut HashMap<(u32, u
         InboxEvent::Failed { sender, object, why } => {
             progress.remove(&(sender, object));
             vec![MemberEvent::FileFailed { sender, why }]
+        }
+        InboxEvent::NotForUs { sender, object } => {
+            progress.remove(&(sender, object));
+            vec![MemberEvent::FileNotForUs { sender }]
         }
     }
 }

@@ -4,16 +4,29 @@
 //! channel: one request and one response per bidirectional stream, each a
 //! version byte, a type byte and fields, with every length bounded and a
 //! reader that never panics. It does not know the server's state.
+//!
+//! The file key messages:
+//!
+//! ```text
+//! WrapFileKey (request 6):  group (u16 length, UTF-8) | file key (32)
+//!                           | count (u16, ≤ MAX_RECIPIENTS) | count × user (u16 length, UTF-8)
+//! FileKeyWraps (response 6): count (u16, ≤ MAX_RECIPIENTS) | count × wrap (68, `Wrap::encode`)
+//! ```
+
+use std::fmt;
 
 use thiserror::Error;
 
+use crate::filekey::{FileKey, MAX_RECIPIENTS, WRAP_ENCODED_LEN, WRAP_LEN, Wrap};
 use crate::key::SecretKey;
 use crate::tree::{MemberId, MemberPath, NodeId, PathKey};
 
 /// Protocol version carried in every message.
 pub const VERSION: u8 = 1;
-/// Largest message either side reads.
-pub const MAX_MESSAGE: usize = 16 * 1024;
+/// Largest message either side reads: room for a file key request naming
+/// `MAX_RECIPIENTS` users of the longest valid name (64 bytes) and for its
+/// answer (`MAX_RECIPIENTS` wraps of 68 bytes).
+pub const MAX_MESSAGE: usize = 72 * 1024;
 /// Longest string field (user names, passwords, group names, error text).
 pub const MAX_STRING: usize = 1024;
 /// Most path keys in one message (a path of a tree of degree ≥ 2 with 2^32 members is shorter).
@@ -49,8 +62,13 @@ pub enum MsgError {
     Utf8(&'static str),
 }
 
-/// What a client asks.
-#[derive(Clone, Debug, PartialEq, Eq)]
+// The largest answer to a file key request fits in a message.
+const _: () = assert!(2 + 2 + MAX_RECIPIENTS * WRAP_ENCODED_LEN <= MAX_MESSAGE);
+// So does the largest request naming valid users.
+const _: () = assert!(2 + 2 + MAX_STRING + 32 + 2 + MAX_RECIPIENTS * (2 + crate::users::MAX_NAME) <= MAX_MESSAGE);
+
+/// What a client asks. `Debug` shows neither passwords nor file keys.
+#[derive(Clone, PartialEq, Eq)]
 pub enum Request {
     /// Log in; must be the connection's first request.
     Hello {
@@ -79,6 +97,32 @@ pub enum Request {
         /// The member's Ed25519 public key.
         key: [u8; 32],
     },
+    /// Wrap a file key for some members of a group (I must be one too).
+    WrapFileKey {
+        /// Group name.
+        group: String,
+        /// The recipients' user names, at most `MAX_RECIPIENTS`.
+        to: Vec<String>,
+        /// The file key.
+        key: FileKey,
+    },
+}
+
+impl fmt::Debug for Request {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Request::Hello { user, .. } => {
+                f.debug_struct("Hello").field("user", user).field("password", &format_args!("..")).finish()
+            }
+            Request::Join { group } => f.debug_struct("Join").field("group", group).finish(),
+            Request::Leave { group } => f.debug_struct("Leave").field("group", group).finish(),
+            Request::Resync { group } => f.debug_struct("Resync").field("group", group).finish(),
+            Request::Certify { key } => f.debug_struct("Certify").field("key", key).finish(),
+            Request::WrapFileKey { group, to, key } => {
+                f.debug_struct("WrapFileKey").field("group", group).field("to", to).field("key", key).finish()
+            }
+        }
+    }
 }
 
 /// What the server answers.
@@ -110,6 +154,11 @@ pub enum Response {
         /// `MemberCert::encode`.
         cert: Vec<u8>,
     },
+    /// A file key wrapped for each recipient, in the order asked (after WrapFileKey).
+    FileKeyWraps {
+        /// One wrap per recipient, at most `MAX_RECIPIENTS`.
+        wraps: Vec<Wrap>,
+    },
     /// Refused.
     Error {
         /// What kind of refusal.
@@ -138,6 +187,8 @@ pub enum ErrorCode {
     RateLimited = 7,
     /// The server failed.
     Internal = 8,
+    /// Users named in the request are not members of the group.
+    NotMember = 9,
 }
 
 impl ErrorCode {
@@ -150,6 +201,7 @@ impl ErrorCode {
             5 => ErrorCode::State,
             6 => ErrorCode::Malformed,
             7 => ErrorCode::RateLimited,
+            9 => ErrorCode::NotMember,
             _ => ErrorCode::Internal,
         }
     }
@@ -189,6 +241,21 @@ impl<'a> Reader<'a> {
         let mut a = [0u8; 32];
         a.copy_from_slice(self.take(32, what)?);
         Ok(a)
+    }
+    /// A count of at most `max` items of at least `min_len` bytes each, and
+    /// the capacity to reserve for them (no more than the bytes left can hold).
+    fn count(&mut self, what: &'static str, max: usize, min_len: usize) -> Result<(usize, usize), MsgError> {
+        let n = usize::from(self.u16(what)?);
+        if n > max {
+            return Err(MsgError::TooLong { what, len: n, max });
+        }
+        Ok((n, n.min(self.buf.len() / min_len)))
+    }
+    fn wrap(&mut self) -> Result<Wrap, MsgError> {
+        let member = self.u64("wrap member")?;
+        let mut sealed = [0u8; WRAP_LEN];
+        sealed.copy_from_slice(self.take(WRAP_LEN, "wrap")?);
+        Ok(Wrap { member, sealed })
     }
     fn string(&mut self, what: &'static str) -> Result<String, MsgError> {
         let len = usize::from(self.u16(what)?);
@@ -257,6 +324,16 @@ impl Request {
                 start(out, 5);
                 out.extend_from_slice(key);
             }
+            Request::WrapFileKey { group, to, key } => {
+                start(out, 6);
+                put_string(out, group);
+                out.extend_from_slice(key.as_bytes());
+                let n = to.len().min(MAX_RECIPIENTS);
+                out.extend_from_slice(&(n as u16).to_be_bytes());
+                for user in &to[..n] {
+                    put_string(out, user);
+                }
+            }
         }
     }
 
@@ -269,6 +346,16 @@ impl Request {
             3 => Request::Leave { group: r.string("group")? },
             4 => Request::Resync { group: r.string("group")? },
             5 => Request::Certify { key: r.key("signing key")? },
+            6 => {
+                let group = r.string("group")?;
+                let key = FileKey::from_bytes(r.key("file key")?);
+                let (n, capacity) = r.count("recipients", MAX_RECIPIENTS, 2)?;
+                let mut to = Vec::with_capacity(capacity);
+                for _ in 0..n {
+                    to.push(r.string("recipient")?);
+                }
+                Request::WrapFileKey { group, to, key }
+            }
             _ => return Err(MsgError::Type(t)),
         };
         r.finish()?;
@@ -317,6 +404,14 @@ impl Response {
                 out.extend_from_slice(&(n as u16).to_be_bytes());
                 out.extend_from_slice(&cert[..n]);
             }
+            Response::FileKeyWraps { wraps } => {
+                start(out, 6);
+                let n = wraps.len().min(MAX_RECIPIENTS);
+                out.extend_from_slice(&(n as u16).to_be_bytes());
+                for w in &wraps[..n] {
+                    out.extend_from_slice(&w.encode());
+                }
+            }
         }
     }
 
@@ -359,6 +454,14 @@ impl Response {
                 }
                 Response::Certified { cert: r.take(n, "certificate")?.to_vec() }
             }
+            6 => {
+                let (n, capacity) = r.count("wraps", MAX_RECIPIENTS, WRAP_ENCODED_LEN)?;
+                let mut wraps = Vec::with_capacity(capacity);
+                for _ in 0..n {
+                    wraps.push(r.wrap()?);
+                }
+                Response::FileKeyWraps { wraps }
+            }
             _ => return Err(MsgError::Type(t)),
         };
         r.finish()?;
@@ -382,7 +485,17 @@ mod tests {
             text().prop_map(|group| Request::Leave { group }),
             text().prop_map(|group| Request::Resync { group }),
             any::<[u8; 32]>().prop_map(|key| Request::Certify { key }),
+            (text(), prop::collection::vec(text(), 0..20), any::<[u8; 32]>())
+                .prop_map(|(group, to, key)| { Request::WrapFileKey { group, to, key: FileKey::from_bytes(key) } }),
         ]
+    }
+
+    fn wrap() -> impl Strategy<Value = Wrap> {
+        (any::<u64>(), prop::collection::vec(any::<u8>(), WRAP_LEN)).prop_map(|(member, b)| {
+            let mut sealed = [0u8; WRAP_LEN];
+            sealed.copy_from_slice(&b);
+            Wrap { member, sealed }
+        })
     }
 
     fn response() -> impl Strategy<Value = Response> {
@@ -408,8 +521,9 @@ mod tests {
             }),
             (any::<u8>(), path).prop_map(|(suite, path)| Response::Keys { suite, path }),
             any::<u32>().prop_map(|epoch| Response::Left { epoch }),
-            (1u8..9, text()).prop_map(|(c, message)| Response::Error { code: ErrorCode::from_u8(c), message }),
+            (1u8..10, text()).prop_map(|(c, message)| Response::Error { code: ErrorCode::from_u8(c), message }),
             prop::collection::vec(any::<u8>(), 0..=crate::cert::MAX_CERT).prop_map(|cert| Response::Certified { cert }),
+            prop::collection::vec(wrap(), 0..20).prop_map(|wraps| Response::FileKeyWraps { wraps }),
         ]
     }
 
@@ -438,7 +552,7 @@ mod tests {
     #[test]
     fn limits_are_enforced() {
         let mut b = vec![VERSION, 2, 0xff, 0xff];
-        b.extend(vec![b'a'; 0xffff]);
+        b.extend(vec![b'a'; MAX_MESSAGE]);
         assert_eq!(Request::decode(&b), Err(MsgError::TooLong { what: "message", len: b.len(), max: MAX_MESSAGE }));
         let b = [VERSION, 2, 0x08, 0x00, b'a'];
         assert_eq!(Request::decode(&b), Err(MsgError::TooLong { what: "group", len: 2048, max: MAX_STRING }));
@@ -446,5 +560,65 @@ mod tests {
         Request::Join { group: "lsim".into() }.encode(&mut b);
         b.push(0);
         assert_eq!(Request::decode(&b), Err(MsgError::Trailing(1)));
+    }
+
+    #[test]
+    fn error_codes_survive_the_wire() {
+        for c in 1u8..=9 {
+            let code = ErrorCode::from_u8(c);
+            assert_eq!(code as u8, c);
+        }
+        assert_eq!(ErrorCode::from_u8(0), ErrorCode::Internal);
+        assert_eq!(ErrorCode::from_u8(200), ErrorCode::Internal);
+    }
+
+    #[test]
+    fn file_key_messages_at_their_limits() {
+        let key = FileKey::from_bytes([7; 32]);
+        let to: Vec<String> = (0..MAX_RECIPIENTS).map(|i| format!("{i:064}")).collect();
+        let full = Request::WrapFileKey { group: "g".repeat(MAX_STRING), to: to.clone(), key: key.clone() };
+        let mut b = Vec::new();
+        full.encode(&mut b);
+        assert!(b.len() <= MAX_MESSAGE, "{} bytes", b.len());
+        assert_eq!(Request::decode(&b), Ok(full));
+        // One more name is cut at the limit when encoding and refused when read.
+        let mut more = to.clone();
+        more.push("extra".into());
+        Request::WrapFileKey { group: "lsim".into(), to: more, key: key.clone() }.encode(&mut b);
+        assert_eq!(Request::decode(&b), Ok(Request::WrapFileKey { group: "lsim".into(), to, key: key.clone() }));
+        let mut over = vec![VERSION, 6, 0, 0];
+        over.extend_from_slice(key.as_bytes());
+        over.extend_from_slice(&(MAX_RECIPIENTS as u16 + 1).to_be_bytes());
+        assert_eq!(
+            Request::decode(&over),
+            Err(MsgError::TooLong { what: "recipients", len: MAX_RECIPIENTS + 1, max: MAX_RECIPIENTS })
+        );
+        // A count past the data is a truncation, not an allocation.
+        over.truncate(over.len() - 2);
+        over.extend_from_slice(&1000u16.to_be_bytes());
+        over.extend_from_slice(&[0, 1, b'a']);
+        assert_eq!(Request::decode(&over), Err(MsgError::Truncated("recipient")));
+
+        let wraps = vec![Wrap { member: u64::MAX, sealed: [0xee; WRAP_LEN] }; MAX_RECIPIENTS];
+        let full = Response::FileKeyWraps { wraps };
+        full.encode(&mut b);
+        assert!(b.len() <= MAX_MESSAGE, "{} bytes", b.len());
+        assert_eq!(Response::decode(&b), Ok(full));
+        let mut short = vec![VERSION, 6];
+        short.extend_from_slice(&(MAX_RECIPIENTS as u16).to_be_bytes());
+        short.extend_from_slice(&[0; WRAP_ENCODED_LEN + 3]);
+        assert_eq!(Response::decode(&short), Err(MsgError::Truncated("wrap member")));
+        short[3] = 0xff;
+        assert!(matches!(Response::decode(&short), Err(MsgError::TooLong { what: "wraps", .. })));
+    }
+
+    #[test]
+    fn secrets_in_requests_never_print() {
+        let hello = Request::Hello { user: "ayen".into(), password: "hunter2".into() };
+        assert!(!format!("{hello:?}").contains("hunter2"), "{hello:?}");
+        let key = FileKey::from_bytes([0x5a; 32]);
+        let req = Request::WrapFileKey { group: "lsim".into(), to: vec!["ganesh".into()], key };
+        let shown = format!("{req:?}");
+        assert!(shown.contains("ganesh") && shown.contains("FileKey(..)") && !shown.contains("90"), "{shown}");
     }
 }
