@@ -22,6 +22,7 @@
 
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use lsim_im::group::chat::{ChatMessage, MAX_ENCODED, decode_beacon, encode_beacon};
@@ -35,6 +36,8 @@ use lsim_im::xmpp::sasl::{self, ClientSasl, Mechanism, ServerSasl, ServerStep, S
 use lsim_im::xmpp::stanza::NS_LSIM;
 use lsim_im::xmpp::stream::NS_CLIENT;
 use lsim_im::xmpp::{Element, Iq, Limits, Message, Node, Presence, StreamEvent, StreamReader};
+use lsim_keymgmt::filekey::{self, FileKey, Wrap};
+use lsim_keymgmt::key::SecretKey;
 use lsim_transport::source::ObjectSource;
 use proptest::prelude::*;
 use tokio::io::{AsyncRead, ReadBuf};
@@ -339,8 +342,9 @@ fn check_payload_element(e: &Element) {
 }
 
 /// The key server's key and a member it certified, for signed chat.
-fn signer() -> &'static (ed25519_dalek::SigningKey, lsim_keymgmt::cert::Signer) {
-    static S: std::sync::OnceLock<(ed25519_dalek::SigningKey, lsim_keymgmt::cert::Signer)> = std::sync::OnceLock::new();
+fn signer() -> &'static (ed25519_dalek::SigningKey, Arc<lsim_keymgmt::cert::Signer>) {
+    static S: std::sync::OnceLock<(ed25519_dalek::SigningKey, Arc<lsim_keymgmt::cert::Signer>)> =
+        std::sync::OnceLock::new();
     S.get_or_init(|| {
         let server = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
         let key = ed25519_dalek::SigningKey::from_bytes(&[8; 32]);
@@ -352,7 +356,7 @@ fn signer() -> &'static (ed25519_dalek::SigningKey, lsim_keymgmt::cert::Signer) 
             key.verifying_key().to_bytes(),
             u64::MAX,
         );
-        (server, lsim_keymgmt::cert::Signer::new(key, cert))
+        (server, Arc::new(lsim_keymgmt::cert::Signer::new(key, cert)))
     })
 }
 
@@ -377,7 +381,30 @@ fn check_chat(bytes: &[u8]) {
 
 /// Feeds an envelope in chunks; what comes out is never more than went in.
 fn check_envelope(bytes: &[u8], chunks: &[usize]) {
-    let mut inc = Incoming::new(Vec::new());
+    check_envelope_with(Incoming::new(Vec::new()), bytes, chunks);
+}
+
+/// The same for a receiver that holds the restricted files' test key (its
+/// opener hands it out whatever the wraps say, so that damaged headers and
+/// bytes still reach the decryption).
+fn check_restricted_envelope(bytes: &[u8], chunks: &[usize]) {
+    let opener = Box::new(|_: &[Wrap]| Some(FileKey::from_bytes(FILE_KEY)));
+    check_envelope_with(Incoming::with_keys(Vec::new(), opener), bytes, chunks);
+}
+
+const FILE_KEY: [u8; 32] = [9; 32];
+
+/// An envelope for member 2 only, under [`FILE_KEY`].
+fn restricted_envelope(name: &str, data: &[u8]) -> Vec<u8> {
+    let key = FileKey::from_bytes(FILE_KEY);
+    let wraps = [filekey::wrap(&SecretKey::from_bytes([2; 32]), "lsim", 2, &key).unwrap()];
+    let mut o = Outgoing::restricted(name, data.to_vec(), signer().1.clone(), &wraps, &key).unwrap();
+    let mut all = vec![0u8; o.len() as usize];
+    o.read_at(0, &mut all).unwrap();
+    all
+}
+
+fn check_envelope_with(mut inc: Incoming<Vec<u8>>, bytes: &[u8], chunks: &[usize]) {
     let mut at = 0;
     let mut i = 0;
     while at < bytes.len() {
@@ -652,11 +679,20 @@ proptest! {
         check_envelope(&env, &chunks);
         check_envelope(&mutate(env, &ms), &chunks);
         check_envelope(&junk, &chunks);
-        for magic in [b"LSF1", b"LSF2"] {
+        for magic in [b"LSF1", b"LSF2", b"LSF3"] {
             let mut framed = magic.to_vec();
             framed.extend_from_slice(&junk);
             check_envelope(&framed, &chunks);
+            check_restricted_envelope(&framed, &chunks);
         }
+        let env = restricted_envelope(&name, &data);
+        let mut inc = Incoming::with_keys(Vec::new(), Box::new(|_: &[Wrap]| Some(FileKey::from_bytes(FILE_KEY))));
+        inc.push(&env).unwrap();
+        let (r, out) = inc.finish().unwrap();
+        prop_assert_eq!((r.name.as_str(), &out), (name.as_str(), &data));
+        check_restricted_envelope(&env, &chunks);
+        check_restricted_envelope(&mutate(env.clone(), &ms), &chunks);
+        check_envelope(&env, &chunks);
     }
 
     #[test]
