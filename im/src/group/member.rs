@@ -584,6 +584,11 @@ impl Transport {
                         return ControlFlow::Continue(());
                     }
                     if let Some(ev) = inbox.handle(&e) {
+                        // A file for other members: stop receiving it (a
+                        // region's repairer keeps it for its members).
+                        if let InboxEvent::NotForUs { sender, object } = ev {
+                            core.decline(sender, object);
+                        }
                         let _ = tx.send(FromReceiver::File(ev));
                     }
                     on_receiver_event(core, e, &mut partial, &rkeys, &server, node, &tx);

@@ -543,6 +543,22 @@ impl<S: Seal> Receiver<S> {
         }
     }
 
+    /// The application does not want `object` of `sender` (a file for
+    /// other members): what is buffered of it is dropped, it is not NACKed
+    /// again, and its later packets are dropped as those of a finished
+    /// object. No further event about it is queued (events queued before
+    /// stay). Unknown senders and finished objects are left alone.
+    pub fn decline(&mut self, sender: u32, object: u32) {
+        let Some(r) = self.remotes.get_mut(&sender) else { return };
+        if r.is_done(object) {
+            return;
+        }
+        if let Some(o) = r.objects.remove(&object) {
+            self.buffered -= o.blocks.values().map(InBlock::bytes).sum::<usize>();
+        }
+        r.mark_done(object);
+    }
+
     /// A sender restarted (`Framer::restarted`): its object numbers start
     /// again, so what this receiver knew of its last run must not catch the
     /// new one. Objects of the last run still incomplete are lost.

@@ -192,6 +192,16 @@ impl<S: Seal> Repairer<S> {
         self.inner.set_repairer(repairer);
     }
 
+    /// The application does not want `object` of `sender` (see
+    /// `Receiver::decline`). A repairer that serves others keeps receiving
+    /// it, since its region may need its repairs; one that serves nobody
+    /// declines it.
+    pub fn decline(&mut self, sender: u32, object: u32) {
+        if !self.serving() {
+            self.inner.decline(sender, object);
+        }
+    }
+
     /// The next event of its receiver.
     pub fn poll_event(&mut self) -> Option<ReceiverEvent> {
         self.events.pop_front()

@@ -306,6 +306,42 @@ fn a_measured_grtt_is_advertised_at_once() {
 }
 
 /// When a NACK is due: the receiver's next timer that sends feedback, searched up to `limit`.
+#[test]
+fn a_declined_object_is_neither_nacked_nor_delivered_and_the_others_still_get_it() {
+    let mut tx = sender();
+    let data = object(20_000);
+    let id = tx.send_bytes(ObjectKind::File, data.clone()).unwrap();
+    let mut rxs: Vec<_> = (2..4).map(receiver).collect();
+    let packets = drain(&mut tx, Time::ZERO);
+    // Both hear the first block whole; receiver 0 then declines the object.
+    for p in packets.iter().take(20) {
+        rxs.iter_mut().for_each(|rx| rx.handle_datagram(Time::ZERO, p));
+    }
+    let mut first = Vec::new();
+    while let Some(e) = rxs[0].poll_event() {
+        first.push(e);
+    }
+    assert!(first.iter().any(|e| matches!(e, ReceiverEvent::ObjectData { object, .. } if *object == id)), "{first:?}");
+    rxs[0].decline(1, id);
+    assert_eq!((rxs[0].objects_in_progress(), rxs[0].buffered()), (0, 0));
+    let nacks_at_decline = rxs[0].stats().nacks_sent;
+    // The rest with a fifth lost at each, then the repair rounds.
+    for (n, p) in packets.iter().enumerate().skip(20) {
+        for (i, rx) in rxs.iter_mut().enumerate() {
+            if !crate::rng::Rng::new((i as u64) << 32 | n as u64).chance(0.2) {
+                rx.handle_datagram(Time::ZERO, p);
+            }
+        }
+    }
+    exchange(&mut tx, &mut rxs, |_, _| false);
+    let (got, complete) = delivered(&mut rxs[1]);
+    assert!(complete && got == data, "the other receiver still gets it");
+    assert!(rxs[1].stats().nacks_sent > 0, "it needed repair, as the decliner would have");
+    assert_eq!(rxs[0].stats().nacks_sent, nacks_at_decline, "the decliner asks for nothing more");
+    assert_eq!(delivered(&mut rxs[0]), (Vec::new(), false), "and hears nothing more of it");
+    assert_eq!((rxs[0].objects_in_progress(), rxs[0].buffered()), (0, 0));
+}
+
 fn first_nack(rx: &mut Receiver<KeyedSum>, from: Time, limit: Time) -> Option<Time> {
     let mut buf = Vec::new();
     let mut now = from;
