@@ -43,6 +43,8 @@ use sha2::{Digest, Sha256};
 const MAGIC: &[u8; 4] = b"LSF1";
 const SIGNED_MAGIC: &[u8; 4] = b"LSF2";
 const RESTRICTED_MAGIC: &[u8; 4] = b"LSF3";
+/// Longest restricted file: ChaCha20's keystream under one nonce.
+pub const MAX_RESTRICTED: u64 = 64 << 32;
 const CONTEXT: &[u8] = b"lsim file v1\0";
 const SIGNATURE: usize = 64;
 /// Longest file name carried.
@@ -143,6 +145,9 @@ impl<S: ObjectSource> Outgoing<S> {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "a restricted file needs 1 to 1024 recipients"));
         }
         let size = file.len();
+        if size > MAX_RESTRICTED {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "a restricted file is at most 256 GiB"));
+        }
         let header = header(name, size, Some(signer.cert()), Some(Restricted { wraps, key }));
         Ok(Outgoing::with_header(header, file, Some(signer), Some(keystream(key, 0))))
     }
@@ -166,8 +171,9 @@ impl<S: ObjectSource> Outgoing<S> {
     fn read_file(&mut self, at: u64, buf: &mut [u8]) -> io::Result<()> {
         self.file.read_at(at, buf)?;
         if let Some(c) = self.cipher.as_mut() {
-            c.try_seek(at).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "file too long to encrypt"))?;
-            c.apply_keystream(buf);
+            let too_long = |_| io::Error::new(io::ErrorKind::InvalidInput, "file too long to encrypt");
+            c.try_seek(at).map_err(too_long)?;
+            c.try_apply_keystream(buf).map_err(too_long)?;
         }
         Ok(())
     }
@@ -402,6 +408,9 @@ impl<W: Write> Incoming<W> {
                         self.signed = Some((h[..end].to_vec(), cert));
                     }
                     if restricted {
+                        if self.size > MAX_RESTRICTED {
+                            return Err(bad("restricted file longer than 256 GiB"));
+                        }
                         let wraps = h[cert_end + 2..end]
                             .chunks_exact(WRAP_ENCODED_LEN)
                             .map(Wrap::decode)
@@ -438,7 +447,8 @@ impl<W: Write> Incoming<W> {
             // decrypted after it.
             self.hasher.update(&self.tail[..n]);
             if let Some(c) = self.cipher.as_mut() {
-                c.apply_keystream(&mut self.tail[..n]);
+                // Past ChaCha20's 256 GiB: only a lying header gets here.
+                c.try_apply_keystream(&mut self.tail[..n]).map_err(|_| bad("restricted file longer than 256 GiB"))?;
             }
             self.out.write_all(&self.tail[..n])?;
             self.written += n as u64;
@@ -639,6 +649,12 @@ mod tests {
             let ok = inc.push(&env[..n]).and_then(|()| inc.finish().map(|_| ()));
             assert!(ok.is_err(), "a truncation at {n} was accepted");
         }
+        // A header claiming more than ChaCha20 can encrypt is refused at once.
+        let mut huge = env.clone();
+        let at = 4 + 2 + "casualties.txt".len();
+        huge[at..at + 8].copy_from_slice(&(MAX_RESTRICTED + 1).to_be_bytes());
+        let e = Incoming::with_keys(Vec::new(), opener(2)).push(&huge).err().unwrap();
+        assert!(e.to_string().contains("256 GiB"), "{e}");
         // Too many or no recipients are refused at the sender.
         assert!(Outgoing::restricted("x", vec![1u8], alice.clone(), &[], &key).is_err());
         let many = vec![wraps[0].clone(); MAX_RECIPIENTS + 1];
