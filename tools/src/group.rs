@@ -764,7 +764,35 @@ pub async fn demo(a: DemoArgs) -> Result<()> {
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
 
-    println!("\n4. dave joins, then leaves; what is said after cannot be read with any key he had");
+    println!("\n4. a casualty list for bob only: the key server wraps its key for him alone");
+    let list = dir.join("casualties.txt");
+    std::fs::write(&list, "crew 2: two smoke inhalation, evacuated to the river landing\n")?;
+    members[0].1.send_file_to(&list, &["bob".to_string()]).await;
+    let arrived = |e: &MemberEvent| {
+        matches!(
+            e,
+            MemberEvent::FileReceived { .. } | MemberEvent::FileNotForUs { .. } | MemberEvent::FileFailed { .. }
+        )
+    };
+    for (user, m) in members.iter_mut().skip(1) {
+        match wait(m, arrived).await? {
+            MemberEvent::FileReceived { name, from, .. } => {
+                println!("   {user} received {name} from {from}, decrypted and verified")
+            }
+            MemberEvent::FileNotForUs { .. } => {
+                println!("   {user}: a file for other members went by (no name, nothing written)")
+            }
+            other => bail!("{user}: {other:?}"),
+        }
+    }
+    wait(&mut members[1].1, |e| matches!(e, MemberEvent::FileOpened { .. })).await?;
+    if std::fs::read_dir(demo.dir.join("downloads").join("carol"))?.flatten().any(|e| e.file_name() == "casualties.txt")
+    {
+        bail!("carol holds the casualty list");
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    println!("\n5. dave joins, then leaves; what is said after cannot be read with any key he had");
     let (dave, _) = demo.member("dave").await?;
     let (dave_epoch, _) = demo.server.keys.group_state("lsim").await.ok_or_else(|| anyhow!("no group"))?;
     for (_, m) in members.iter_mut() {
@@ -804,7 +832,7 @@ pub async fn demo(a: DemoArgs) -> Result<()> {
         bail!("secrecy check failed");
     }
 
-    println!("\n5. erin joins; nothing captured before her join opens with her keys");
+    println!("\n6. erin joins; nothing captured before her join opens with her keys");
     let before = capture.before(capture.mark());
     let (erin, _) = demo.member("erin").await?;
     let erin_keys = erin.leave().await.keys_held;

@@ -22,8 +22,12 @@ fn demo_exits_0_and_prints_both_tables() {
     assert!(stdout.contains("reads bob's message: yes"), "{stdout}");
     assert!(stdout.contains("reads it: no"), "{stdout}");
     assert!(stdout.contains("read the earlier chat: no"), "{stdout}");
-    // The viewer ran once per member per file (two receivers, five files).
-    assert_eq!(stdout.matches("viewer] showing").count(), 10, "{stdout}");
+    // A file for bob only: bob opens it, carol cannot.
+    assert!(stdout.contains("bob received casualties.txt from alice"), "{stdout}");
+    assert!(stdout.contains("carol: a file for other members went by"), "{stdout}");
+    // The viewer ran once per member per file (two receivers, five files;
+    // bob alone for the casualty list).
+    assert_eq!(stdout.matches("viewer] showing").count(), 11, "{stdout}");
 }
 
 /// Kills the process when the test ends, passing or not.
