@@ -26,16 +26,13 @@
 //! 52      16    tag
 //! ```
 
-use std::fmt;
-
 use chacha20poly1305::ChaCha20Poly1305;
 use chacha20poly1305::aead::array::Array;
 use chacha20poly1305::aead::{AeadInOut, KeyInit};
 use hkdf::Hkdf;
 use sha2::Sha256;
-use subtle::ConstantTimeEq;
 use thiserror::Error;
-use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
+use zeroize::Zeroizing;
 
 use crate::key::{RandomError, SecretKey, random_bytes};
 
@@ -101,41 +98,33 @@ pub enum FileKeyError {
     },
 }
 
-/// The key of one file: zeroized on drop, compared in constant time, never printed.
-#[derive(Clone, Zeroize, ZeroizeOnDrop)]
-pub struct FileKey([u8; FILE_KEY_LEN]);
+/// The key of one file: a [`SecretKey`] (zeroized on drop, compared in
+/// constant time, never printed) of its own type, so that it cannot be
+/// passed where an individual or group key is meant.
+#[derive(Clone, PartialEq, Eq)]
+pub struct FileKey(SecretKey);
+
+impl std::fmt::Debug for FileKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FileKey(..)")
+    }
+}
 
 impl FileKey {
     /// A fresh key from the system's random generator.
     pub fn generate() -> Result<FileKey, FileKeyError> {
-        let mut k = FileKey([0u8; FILE_KEY_LEN]);
-        random_bytes(&mut k.0)?;
-        Ok(k)
+        Ok(FileKey(SecretKey::random()?))
     }
 
     /// A key from its bytes (unwrapping, a decoded request).
     pub fn from_bytes(bytes: [u8; FILE_KEY_LEN]) -> FileKey {
-        FileKey(bytes)
+        FileKey(SecretKey::from_bytes(bytes))
     }
 
     /// The key's bytes. Callers must not keep copies that outlive the key
     /// without zeroizing them.
     pub fn as_bytes(&self) -> &[u8; FILE_KEY_LEN] {
-        &self.0
-    }
-}
-
-impl PartialEq for FileKey {
-    fn eq(&self, other: &FileKey) -> bool {
-        self.0.ct_eq(&other.0).into()
-    }
-}
-
-impl Eq for FileKey {}
-
-impl fmt::Debug for FileKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("FileKey(..)")
+        self.0.as_bytes()
     }
 }
 

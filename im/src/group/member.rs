@@ -1011,7 +1011,10 @@ async fn send_file(
         None => Outgoing::signed(&name, source, signer),
         Some((wraps, key)) => {
             let o = Outgoing::restricted(&name, source, signer, wraps, key).map_err(|e| e.to_string())?;
-            name = format!("(a file for {} members)", wraps.len());
+            name = match wraps.len() {
+                1 => "(a file for one member)".to_string(),
+                n => format!("(a file for {n} members)"),
+            };
             o
         }
     };
