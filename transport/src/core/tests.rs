@@ -305,27 +305,27 @@ fn a_measured_grtt_is_advertised_at_once() {
     assert_eq!(next.first().map(|c| c.grtt_us), Some(2_000), "advertised without waiting a probe interval");
 }
 
-/// When a NACK is due: the receiver's next timer that sends feedback, searched up to `limit`.
-#[test]
-fn a_declined_object_is_neither_nacked_nor_delivered_and_the_others_still_get_it() {
+/// Sends a 20 kB object to `receivers` receivers (nodes 2, 3, …); all hear
+/// its first block whole, then the first `decliners` of them decline it, and
+/// every receiver loses its own fifth of the rest. Returns the sender's
+/// stats, the receivers, and what each delivered before declining.
+fn declining(
+    receivers: u32,
+    decliners: usize,
+) -> (crate::stats::Stats, Vec<Receiver<KeyedSum>>, Vec<Vec<ReceiverEvent>>, Vec<u8>) {
     let mut tx = sender();
     let data = object(20_000);
     let id = tx.send_bytes(ObjectKind::File, data.clone()).unwrap();
-    let mut rxs: Vec<_> = (2..4).map(receiver).collect();
+    let mut rxs: Vec<_> = (2..2 + receivers).map(receiver).collect();
     let packets = drain(&mut tx, Time::ZERO);
-    // Both hear the first block whole; receiver 0 then declines the object.
     for p in packets.iter().take(20) {
         rxs.iter_mut().for_each(|rx| rx.handle_datagram(Time::ZERO, p));
     }
-    let mut first = Vec::new();
-    while let Some(e) = rxs[0].poll_event() {
-        first.push(e);
+    let mut before = Vec::new();
+    for rx in rxs.iter_mut().take(decliners) {
+        before.push(std::iter::from_fn(|| rx.poll_event()).collect());
+        rx.decline(1, id);
     }
-    assert!(first.iter().any(|e| matches!(e, ReceiverEvent::ObjectData { object, .. } if *object == id)), "{first:?}");
-    rxs[0].decline(1, id);
-    assert_eq!((rxs[0].objects_in_progress(), rxs[0].buffered()), (0, 0));
-    let nacks_at_decline = rxs[0].stats().nacks_sent;
-    // The rest with a fifth lost at each, then the repair rounds.
     for (n, p) in packets.iter().enumerate().skip(20) {
         for (i, rx) in rxs.iter_mut().enumerate() {
             if !crate::rng::Rng::new((i as u64) << 32 | n as u64).chance(0.2) {
@@ -334,14 +334,38 @@ fn a_declined_object_is_neither_nacked_nor_delivered_and_the_others_still_get_it
         }
     }
     exchange(&mut tx, &mut rxs, |_, _| false);
+    (tx.stats().clone(), rxs, before, data)
+}
+
+#[test]
+fn a_declined_object_is_neither_nacked_nor_delivered_and_the_others_still_get_it() {
+    let (_, mut rxs, before, data) = declining(2, 1);
+    // The decliner had the first block when it declined.
+    assert!(before[0].iter().any(|e| matches!(e, ReceiverEvent::ObjectData { .. })), "{:?}", before[0]);
     let (got, complete) = delivered(&mut rxs[1]);
     assert!(complete && got == data, "the other receiver still gets it");
     assert!(rxs[1].stats().nacks_sent > 0, "it needed repair, as the decliner would have");
-    assert_eq!(rxs[0].stats().nacks_sent, nacks_at_decline, "the decliner asks for nothing more");
+    assert_eq!(rxs[0].stats().nacks_sent, 0, "the decliner asks for nothing");
     assert_eq!(delivered(&mut rxs[0]), (Vec::new(), false), "and hears nothing more of it");
     assert_eq!((rxs[0].objects_in_progress(), rxs[0].buffered()), (0, 0));
 }
 
+/// A file for one member of four on a lossy medium: when the other three
+/// decline it, the sender repairs only the recipient's losses.
+#[test]
+fn declining_receivers_cut_the_repair_to_what_the_recipients_need() {
+    let (kept, mut rxs, _, data) = declining(4, 0);
+    assert!(rxs.iter_mut().all(|rx| delivered(rx).0 == data));
+    let (declined, mut rxs, _, _) = declining(4, 3);
+    assert!(delivered(&mut rxs[3]).0 == data);
+    println!(
+        "repair symbols for 200 source symbols, 20 % loss at each of four receivers: all four keep it {}, three decline it {}",
+        kept.repair_sent, declined.repair_sent
+    );
+    assert!(declined.repair_sent < kept.repair_sent, "{} vs {}", declined.repair_sent, kept.repair_sent);
+}
+
+/// When a NACK is due: the receiver's next timer that sends feedback, searched up to `limit`.
 fn first_nack(rx: &mut Receiver<KeyedSum>, from: Time, limit: Time) -> Option<Time> {
     let mut buf = Vec::new();
     let mut now = from;
