@@ -308,11 +308,15 @@ fn a_measured_grtt_is_advertised_at_once() {
 /// Sends a 20 kB object to `receivers` receivers (nodes 2, 3, …); all hear
 /// its first block whole, then the first `decliners` of them decline it, and
 /// every receiver loses its own fifth of the rest. Returns the sender's
-/// stats, the receivers, and what each delivered before declining.
-fn declining(
-    receivers: u32,
-    decliners: usize,
-) -> (crate::stats::Stats, Vec<Receiver<KeyedSum>>, Vec<Vec<ReceiverEvent>>, Vec<u8>) {
+/// stats, the receivers, and what each decliner delivered before declining.
+struct Declined {
+    sent: crate::stats::Stats,
+    rxs: Vec<Receiver<KeyedSum>>,
+    before: Vec<Vec<ReceiverEvent>>,
+    data: Vec<u8>,
+}
+
+fn declining(receivers: u32, decliners: usize) -> Declined {
     let mut tx = sender();
     let data = object(20_000);
     let id = tx.send_bytes(ObjectKind::File, data.clone()).unwrap();
@@ -334,12 +338,12 @@ fn declining(
         }
     }
     exchange(&mut tx, &mut rxs, |_, _| false);
-    (tx.stats().clone(), rxs, before, data)
+    Declined { sent: tx.stats().clone(), rxs, before, data }
 }
 
 #[test]
 fn a_declined_object_is_neither_nacked_nor_delivered_and_the_others_still_get_it() {
-    let (_, mut rxs, before, data) = declining(2, 1);
+    let Declined { mut rxs, before, data, .. } = declining(2, 1);
     // The decliner had the first block when it declined.
     assert!(before[0].iter().any(|e| matches!(e, ReceiverEvent::ObjectData { .. })), "{:?}", before[0]);
     let (got, complete) = delivered(&mut rxs[1]);
@@ -354,9 +358,9 @@ fn a_declined_object_is_neither_nacked_nor_delivered_and_the_others_still_get_it
 /// decline it, the sender repairs only the recipient's losses.
 #[test]
 fn declining_receivers_cut_the_repair_to_what_the_recipients_need() {
-    let (kept, mut rxs, _, data) = declining(4, 0);
+    let Declined { sent: kept, mut rxs, data, .. } = declining(4, 0);
     assert!(rxs.iter_mut().all(|rx| delivered(rx).0 == data));
-    let (declined, mut rxs, _, _) = declining(4, 3);
+    let Declined { sent: declined, mut rxs, .. } = declining(4, 3);
     assert!(delivered(&mut rxs[3]).0 == data);
     println!(
         "repair symbols for 200 source symbols, 20 % loss at each of four receivers: all four keep it {}, three decline it {}",
