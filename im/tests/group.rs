@@ -234,6 +234,24 @@ async fn three_members(target: &Target, test: u8, outage: &mut dyn FnMut(bool)) 
     }
     assert!(!base.join("alice.opened").exists(), "the sender does not open its own file");
 
+    // A file for alice only, from carol: alice opens it, bob cannot.
+    let orders = base.join("orders.txt");
+    std::fs::write(&orders, "crew 3 to the north gate at 14:00").unwrap();
+    members[2].send_file_to(&orders, &["alice".into()]).await;
+    let arrived = |e: &MemberEvent| {
+        matches!(
+            e,
+            MemberEvent::FileReceived { .. } | MemberEvent::FileFailed { .. } | MemberEvent::FileNotForUs { .. }
+        )
+    };
+    let ev = next(&mut members[0], "alice's file", arrived).await;
+    let MemberEvent::FileReceived { from, path, .. } = ev else { panic!("alice: {ev:?}") };
+    assert_eq!(from, "carol");
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "crew 3 to the north gate at 14:00");
+    let ev = next(&mut members[1], "bob's notice", arrived).await;
+    assert!(matches!(ev, MemberEvent::FileNotForUs { .. }), "bob: {ev:?}");
+    assert!(!base.join("bob").join("orders.txt").exists());
+
     // The XMPP server goes away: chat and a file still get through on
     // multicast; when it is back, members are back in the room.
     outage(true);
