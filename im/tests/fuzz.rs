@@ -28,7 +28,7 @@ use std::task::{Context, Poll};
 use lsim_im::group::chat::{ChatMessage, MAX_ENCODED, decode_beacon, encode_beacon};
 use lsim_im::group::envelope::{Incoming, Outgoing};
 use lsim_im::group::landing::sanitize;
-use lsim_im::group::signed;
+use lsim_im::group::{receipt, signed};
 use lsim_im::xmpp::jid::Jid;
 use lsim_im::xmpp::payload::{FileOffer, GroupParams, MemberStatus, Payload, SealedChat};
 use lsim_im::xmpp::room::Room;
@@ -670,6 +670,27 @@ proptest! {
         let mut framed = b"LSS1".to_vec();
         framed.extend_from_slice(&b);
         check_signed_chat(&framed, &sealed);
+    }
+
+    #[test]
+    fn receipts(node in any::<u32>(), object in any::<u32>(), size in any::<u64>(), ms in xml_mutations(),
+                junk in prop::collection::vec(any::<u8>(), 0..400)) {
+        let (server, s) = signer();
+        let vk = server.verifying_key();
+        let r = receipt::sign(node, object, size, s);
+        let opened = receipt::open(&r, &vk, 0).map(|x| (x.node, x.object, x.size, x.user));
+        prop_assert_eq!(opened, Ok((node, object, size, "ayen".to_string())));
+        prop_assert_eq!(receipt::peek(&r), Some((node, object)));
+        // Any change is refused; junk never opens, with or without the magic.
+        let changed = mutate(r.clone(), &ms);
+        if changed != r {
+            prop_assert!(receipt::open(&changed, &vk, 0).is_err());
+        }
+        let _ = receipt::peek(&junk);
+        prop_assert!(receipt::open(&junk, &vk, 0).is_err());
+        let mut framed = b"LSK1".to_vec();
+        framed.extend_from_slice(&junk);
+        prop_assert!(receipt::open(&framed, &vk, 0).is_err());
     }
 
     #[test]

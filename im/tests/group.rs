@@ -572,6 +572,9 @@ async fn a_file_for_some_members_opens_only_for_them() {
     let MemberEvent::FileReceived { from, name, path, .. } = got else { panic!("bob: {got:?}") };
     assert_eq!((from.as_str(), name.as_str()), ("alice", "casualty list.txt"));
     assert!(std::fs::read(&path).unwrap() == data, "bob's copy is bit-exact");
+    // alice learns it from bob's signed receipt, on multicast.
+    let ev = next(&mut members[0], "bob's receipt", |e| matches!(e, MemberEvent::FileDelivered { .. })).await;
+    assert!(matches!(&ev, MemberEvent::FileDelivered { path, to, .. } if *path == file && to == "bob"), "{ev:?}");
     // carol hears of it twice, in either order: the offer in the room (which
     // does not name the file) and the file itself, which she cannot open.
     let (mut offered, mut notice) = (None, None);

@@ -316,8 +316,10 @@ async fn room_member(r: &RoomArgs, iface: Ipv4Addr, dir: &Path, rate_mbit: f64, 
 }
 
 /// `lsim send --room`: joins the group, streams the files to it (each
-/// announced in the room; for the members `to` only, if any), answers
-/// repairs for `linger` seconds, leaves.
+/// announced in the room), answers repairs for `linger` seconds, leaves.
+/// With `to`, the files are for those members only, and it waits (up to a
+/// minute) for each of them to confirm each file with a signed receipt: it
+/// leaves as soon as all have, and fails naming those who have not.
 pub async fn send_to_room(
     files: &[PathBuf],
     to: &[String],
@@ -331,19 +333,52 @@ pub async fn send_to_room(
     let mut m = room_member(r, iface, &dir, rate_mbit, adaptive).await?;
     // Let the others take the rekey of our join before data under it.
     tokio::time::sleep(Duration::from_millis(500)).await;
+    // Signed receipts heard, by file and recipient (they may come while
+    // later files are still going out).
+    let mut delivered = std::collections::BTreeSet::new();
+    let next = async |m: &mut Member, delivered: &mut std::collections::BTreeSet<(PathBuf, String)>| {
+        let ev = tokio::time::timeout(Duration::from_secs(60), m.next_event()).await.ok().flatten();
+        if let Some(MemberEvent::FileDelivered { path, to, .. }) = &ev {
+            println!("delivered {} to {to}", path.display());
+            delivered.insert((path.clone(), to.clone()));
+        }
+        ev
+    };
     for f in files {
         m.send_file_to(f, to).await;
-        match wait(&mut m, |e| matches!(e, MemberEvent::FileSent { .. } | MemberEvent::FileNotSent { .. })).await? {
-            MemberEvent::FileNotSent { path, why } => {
-                // Leave properly (a rekey for the rest) rather than vanish.
-                m.leave().await;
-                bail!("{}: {why}", path.display())
+        loop {
+            match next(&mut m, &mut delivered).await {
+                Some(MemberEvent::FileNotSent { path, why }) => {
+                    // Leave properly (a rekey for the rest) rather than vanish.
+                    m.leave().await;
+                    bail!("{}: {why}", path.display())
+                }
+                Some(MemberEvent::FileSent { .. }) => break,
+                Some(_) => {}
+                None => bail!("{}: timed out", f.display()),
             }
-            _ => println!("sent {}", f.display()),
+        }
+        println!("sent {}", f.display());
+    }
+    if to.is_empty() {
+        tokio::time::sleep(Duration::from_secs_f64(linger)).await;
+        m.leave().await;
+        return Ok(());
+    }
+    let expected: Vec<(PathBuf, String)> =
+        files.iter().flat_map(|f| to.iter().map(move |u| (f.clone(), u.clone()))).collect();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while expected.iter().any(|e| !delivered.contains(e)) && tokio::time::Instant::now() < deadline {
+        if tokio::time::timeout_at(deadline, next(&mut m, &mut delivered)).await.ok().flatten().is_none() {
+            break;
         }
     }
-    tokio::time::sleep(Duration::from_secs_f64(linger)).await;
     m.leave().await;
+    let missing: Vec<String> =
+        expected.iter().filter(|e| !delivered.contains(*e)).map(|(f, u)| format!("{u} ({})", f.display())).collect();
+    if !missing.is_empty() {
+        bail!("no receipt within a minute from: {}", missing.join(", "));
+    }
     Ok(())
 }
 
@@ -521,6 +556,7 @@ fn show(ev: &MemberEvent) -> Option<String> {
             format!("-- received {name} from {from} ({size} bytes, signed and verified) -> {}", path.display())
         }
         MemberEvent::FileFailed { why, .. } => format!("!! a file did not arrive: {why}"),
+        MemberEvent::FileDelivered { path, to, .. } => format!("-- {to} has {} (signed receipt)", path.display()),
         MemberEvent::FileNotForUs { sender } => format!("-- a file for other members went by (node {sender:08x})"),
         MemberEvent::FileOpened { path } => format!("-- opened {}", path.display()),
         MemberEvent::XmppOffline(e) => format!("!! XMPP lost ({e}); chat and files go on over multicast"),
@@ -786,6 +822,11 @@ pub async fn demo(a: DemoArgs) -> Result<()> {
         }
     }
     wait(&mut members[1].1, |e| matches!(e, MemberEvent::FileOpened { .. })).await?;
+    if let MemberEvent::FileDelivered { to, .. } =
+        wait(&mut members[0].1, |e| matches!(e, MemberEvent::FileDelivered { .. })).await?
+    {
+        println!("   alice has {to}'s signed receipt for it, over multicast");
+    }
     if std::fs::read_dir(demo.dir.join("downloads").join("carol"))?.flatten().any(|e| e.file_name() == "casualties.txt")
     {
         bail!("carol holds the casualty list");

@@ -25,6 +25,7 @@ fn demo_exits_0_and_prints_both_tables() {
     // A file for bob only: bob opens it, carol cannot.
     assert!(stdout.contains("bob received casualties.txt from alice"), "{stdout}");
     assert!(stdout.contains("carol: a file for other members went by"), "{stdout}");
+    assert!(stdout.contains("alice has bob's signed receipt"), "{stdout}");
     // The viewer ran once per member per file (two receivers, five files;
     // bob alone for the casualty list).
     assert_eq!(stdout.matches("viewer] showing").count(), 11, "{stdout}");
@@ -182,9 +183,12 @@ fn user_add_then_server_then_a_member_chats() {
     let out = refused.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("nobody") && !err.contains("\"ben\""), "{err}");
-    let mut send = group_args("send", "ann").arg(&file).args(["--linger", "1"]).spawn().unwrap();
+    // For ben only: ann's lsim send exits once ben's signed receipt is in.
+    let mut send = group_args("send", "ann").arg(&file).args(["--to", "ben"]).spawn().unwrap();
     writeln!(send.stdin.take().unwrap(), "ann-pw").unwrap();
-    assert!(send.wait().unwrap().success());
+    let out = send.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && said.contains("sitrep.txt to ben"), "{said}");
     let deadline = Instant::now() + Duration::from_secs(30);
     while recv.try_wait().unwrap().is_none() {
         assert!(Instant::now() < deadline, "lsim recv --room --once did not finish");

@@ -306,6 +306,8 @@ pub struct Received {
     pub size: u64,
     /// The sender's signature, for a signed envelope (not yet checked).
     pub signature: Option<FileSignature>,
+    /// A file for some members only (LSF3), opened with our key.
+    pub restricted: bool,
 }
 
 /// A file's signature as received: check it with `verify`.
@@ -482,7 +484,8 @@ impl<W: Write> Incoming<W> {
             }
         };
         self.out.flush()?;
-        Ok((Received { name, size: self.size, signature }, self.out))
+        let restricted = self.cipher.is_some();
+        Ok((Received { name, size: self.size, signature, restricted }, self.out))
     }
 }
 

@@ -59,6 +59,8 @@ pub enum InboxEvent {
         path: PathBuf,
         /// The member whose signature it carries, verified (group mode).
         from: Option<String>,
+        /// It was for some members only (us among them).
+        restricted: bool,
     },
     /// It is for other members only (a restricted file whose key was not
     /// wrapped for us): dropped, nothing written.
@@ -191,7 +193,8 @@ impl Inbox {
                         }
                         Ok(from) => match f.landing.commit(file, &r.name, self.overwrite) {
                             Ok(path) => {
-                                Some(InboxEvent::Received { sender, object, name: r.name, size: r.size, path, from })
+                                let (name, size, restricted) = (r.name, r.size, r.restricted);
+                                Some(InboxEvent::Received { sender, object, name, size, path, from, restricted })
                             }
                             Err(err) => Some(InboxEvent::Failed { sender, object, why: format!("{}: {err}", r.name) }),
                         },

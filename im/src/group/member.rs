@@ -37,6 +37,7 @@ use tokio::task::JoinHandle;
 use super::chat::{ChatMessage, Dedup};
 use super::envelope::Outgoing;
 use super::inbox::{Inbox, InboxEvent};
+use super::receipt;
 use super::signed;
 use crate::xmpp::client::{Client, ClientConfig, ClientEvent};
 use crate::xmpp::element::Element;
@@ -273,6 +274,16 @@ pub enum MemberEvent {
         size: u64,
         /// Where it is.
         path: PathBuf,
+    },
+    /// A recipient of our file for some members confirmed, with a receipt
+    /// signed under its certified key, that it holds the file.
+    FileDelivered {
+        /// Our file.
+        path: PathBuf,
+        /// Its transport object id.
+        object: u32,
+        /// The recipient (user name, as certified).
+        to: String,
     },
     /// A file for other members only went by (its key was not wrapped for
     /// us): nothing was written.
@@ -725,6 +736,8 @@ async fn run(
     let mut held = transport.initial.clone().into_iter().collect::<Vec<_>>();
     let mut dedup = Dedup::new(4096);
     let mut sent_files = std::collections::HashSet::new();
+    // Our files for some members only: who has not confirmed yet.
+    let mut awaiting: HashMap<u32, (PathBuf, std::collections::HashSet<String>)> = HashMap::new();
     let mut progress: HashMap<(u32, u32), u64> = HashMap::new();
     let node = transport.node;
     let mut xmpp_online = true;
@@ -764,6 +777,9 @@ async fn run(
                     match sent {
                         Ok((object, offer)) => {
                             sent_files.insert(object);
+                            if !to.is_empty() {
+                                awaiting.insert(object, (path.clone(), to.iter().cloned().collect()));
+                            }
                             let text = if to.is_empty() { format!("sending file {}", offer.name) } else { format!("sending a file to {}", to.join(", ")) };
                             xmpp.send_group(&cfg.room, Some(&text), Some(Payload::File(offer).to_element())).await;
                             let _ = events.send(MemberEvent::FileSending { path, object }).await;
@@ -772,6 +788,8 @@ async fn run(
                     }
                 }
                 None | Some(Command::Leave) => {
+                    // What we queued (chat, receipts) goes out first, for a while at most.
+                    flush(&transport.sender, Duration::from_secs(2)).await;
                     let epoch = registration.leave(&cfg.group).await;
                     xmpp.leave(cfg.room.clone()).await;
                     xmpp.stop().await;
@@ -802,6 +820,10 @@ async fn run(
                     Some(nick) => {
                         heard.insert(nick, tokio::time::Instant::now());
                     }
+                    // Receipts for other senders' files are none of our business.
+                    None if receipt::is_receipt(&bytes) => if let Some(ev) = on_receipt(&bytes, node, &transport.server, &mut awaiting, sender) {
+                        let _ = events.send(ev).await;
+                    },
                     None => match signed::open(&bytes, &transport.server, signed::now_ms()) {
                     Ok((m, _)) => {
                         if dedup.first_time(m.id) {
@@ -820,6 +842,13 @@ async fn run(
                     }
                 }
                 FromReceiver::File(ev) => {
+                    // A file for some members only: tell its sender we hold it.
+                    if let InboxEvent::Received { sender, object, size, restricted: true, .. } = ev {
+                        let bytes = receipt::sign(sender, object, size, &transport.signer);
+                        transport.sender.with(move |s| {
+                            let _ = s.send_bytes(ObjectKind::Chat, bytes);
+                        });
+                    }
                     for out in on_file_event(ev, &cfg.opener, &mut progress) {
                         let _ = events.send(out).await;
                     }
@@ -1028,6 +1057,57 @@ async fn send_file(
     Ok((object, offer))
 }
 
+/// A receipt heard on multicast: for one of our files for some members, a
+/// recipient confirming it holds the file (once per recipient). Receipts
+/// for other senders' files are dropped unchecked; a forged one for ours is
+/// shown as unreadable.
+fn on_receipt(
+    bytes: &[u8],
+    node: u32,
+    server: &ed25519_dalek::VerifyingKey,
+    awaiting: &mut HashMap<u32, (PathBuf, std::collections::HashSet<String>)>,
+    from_node: u32,
+) -> Option<MemberEvent> {
+    let (for_node, object) = receipt::peek(bytes)?;
+    if for_node != node || !awaiting.contains_key(&object) {
+        return None;
+    }
+    let r = match receipt::open(bytes, server, signed::now_ms()) {
+        Ok(r) => r,
+        Err(e) => {
+            return Some(MemberEvent::Unreadable {
+                from: format!("node {from_node}"),
+                via: Via::Multicast,
+                why: e.to_string(),
+            });
+        }
+    };
+    let (path, waiting) = awaiting.get_mut(&object)?;
+    if !waiting.remove(&r.user) {
+        return None;
+    }
+    let ev = MemberEvent::FileDelivered { path: path.clone(), object, to: r.user };
+    if waiting.is_empty() {
+        awaiting.remove(&object);
+    }
+    Some(ev)
+}
+
+/// Waits until the sender has sent everything queued once, or `limit`.
+async fn flush(sender: &Handle<Sender<GroupSeal>>, limit: Duration) {
+    let deadline = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < deadline {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        sender.with(move |s| {
+            let _ = tx.send(s.is_idle());
+        });
+        if rx.await.unwrap_or(true) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// Turns a file event into member events, throttling progress to 5 %
 /// steps and starting the opener on arrival.
 fn on_file_event(ev: InboxEvent, opener: &Opener, progress: &mut HashMap<(u32, u32), u64>) -> Vec<MemberEvent> {
@@ -1046,7 +1126,7 @@ fn on_file_event(ev: InboxEvent, opener: &Opener, progress: &mut HashMap<(u32, u
                 _ => Vec::new(),
             }
         }
-        InboxEvent::Received { sender, object, name, size, path, from } => {
+        InboxEvent::Received { sender, object, name, size, path, from, .. } => {
             progress.remove(&(sender, object));
             let from = from.unwrap_or_default();
             let mut out = vec![MemberEvent::FileReceived { sender, from, name, size, path: path.clone() }];

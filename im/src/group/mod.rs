@@ -14,5 +14,6 @@ pub mod inbox;
 pub mod landing;
 pub mod member;
 pub mod presence;
+pub mod receipt;
 pub mod server;
 pub mod signed;
