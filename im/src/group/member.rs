@@ -737,7 +737,7 @@ async fn run(
     let mut dedup = Dedup::new(4096);
     let mut sent_files = std::collections::HashSet::new();
     // Our files for some members only: who has not confirmed yet.
-    let mut awaiting: HashMap<u32, (PathBuf, std::collections::HashSet<String>)> = HashMap::new();
+    let mut awaiting: HashMap<u32, Awaiting> = HashMap::new();
     let mut progress: HashMap<(u32, u32), u64> = HashMap::new();
     let node = transport.node;
     let mut xmpp_online = true;
@@ -778,7 +778,12 @@ async fn run(
                         Ok((object, offer)) => {
                             sent_files.insert(object);
                             if !to.is_empty() {
-                                awaiting.insert(object, (path.clone(), to.iter().cloned().collect()));
+                                // Bounded: the oldest file still unconfirmed is forgotten first.
+                                if awaiting.len() >= MAX_AWAITING && let Some(&oldest) = awaiting.keys().min() {
+                                    awaiting.remove(&oldest);
+                                }
+                                let waiting = to.iter().cloned().collect();
+                                awaiting.insert(object, Awaiting { path: path.clone(), size: offer.size, waiting });
                             }
                             let text = if to.is_empty() { format!("sending file {}", offer.name) } else { format!("sending a file to {}", to.join(", ")) };
                             xmpp.send_group(&cfg.room, Some(&text), Some(Payload::File(offer).to_element())).await;
@@ -1057,6 +1062,17 @@ async fn send_file(
     Ok((object, offer))
 }
 
+/// Files for some members whose receipts a member waits for at most.
+const MAX_AWAITING: usize = 1024;
+
+/// One of our files for some members, until its recipients confirm it.
+struct Awaiting {
+    path: PathBuf,
+    size: u64,
+    /// Recipients who have not confirmed yet.
+    waiting: std::collections::HashSet<String>,
+}
+
 /// A receipt heard on multicast: for one of our files for some members, a
 /// recipient confirming it holds the file (once per recipient). Receipts
 /// for other senders' files are dropped unchecked; a forged one for ours is
@@ -1065,7 +1081,7 @@ fn on_receipt(
     bytes: &[u8],
     node: u32,
     server: &ed25519_dalek::VerifyingKey,
-    awaiting: &mut HashMap<u32, (PathBuf, std::collections::HashSet<String>)>,
+    awaiting: &mut HashMap<u32, Awaiting>,
     from_node: u32,
 ) -> Option<MemberEvent> {
     let (for_node, object) = receipt::peek(bytes)?;
@@ -1082,12 +1098,12 @@ fn on_receipt(
             });
         }
     };
-    let (path, waiting) = awaiting.get_mut(&object)?;
-    if !waiting.remove(&r.user) {
+    let file = awaiting.get_mut(&object)?;
+    if r.size != file.size || !file.waiting.remove(&r.user) {
         return None;
     }
-    let ev = MemberEvent::FileDelivered { path: path.clone(), object, to: r.user };
-    if waiting.is_empty() {
+    let ev = MemberEvent::FileDelivered { path: file.path.clone(), object, to: r.user };
+    if file.waiting.is_empty() {
         awaiting.remove(&object);
     }
     Some(ev)
