@@ -28,7 +28,7 @@ use std::task::{Context, Poll};
 use lsim_im::group::chat::{ChatMessage, MAX_ENCODED, decode_beacon, encode_beacon};
 use lsim_im::group::envelope::{Incoming, Outgoing};
 use lsim_im::group::landing::sanitize;
-use lsim_im::group::{receipt, signed};
+use lsim_im::group::{private, receipt, signed};
 use lsim_im::xmpp::jid::Jid;
 use lsim_im::xmpp::payload::{FileOffer, GroupParams, MemberStatus, Payload, SealedChat};
 use lsim_im::xmpp::room::Room;
@@ -691,6 +691,25 @@ proptest! {
         let mut framed = b"LSK1".to_vec();
         framed.extend_from_slice(&junk);
         prop_assert!(receipt::open(&framed, &vk, 0).is_err());
+    }
+
+    #[test]
+    fn private_messages(text in "\\PC{0,200}", ms in xml_mutations(), junk in prop::collection::vec(any::<u8>(), 0..600)) {
+        let key = FileKey::from_bytes(FILE_KEY);
+        let wraps = [filekey::wrap(&SecretKey::from_bytes([2; 32]), "lsim", 2, &key).unwrap()];
+        let inner = signed::sign(&ChatMessage::new("ayen", &text), &signer().1);
+        let sealed = private::seal(&inner, &wraps, &key).unwrap();
+        let with_key = |_: &[Wrap]| Some(FileKey::from_bytes(FILE_KEY));
+        prop_assert_eq!(private::open(&sealed, with_key), Ok(inner));
+        // Any change is refused even by a holder of the key; junk never opens.
+        let changed = mutate(sealed.clone(), &ms);
+        if changed != sealed {
+            prop_assert!(private::open(&changed, with_key).is_err());
+        }
+        prop_assert!(private::open(&junk, with_key).is_err());
+        let mut framed = b"LSP1".to_vec();
+        framed.extend_from_slice(&junk);
+        prop_assert!(private::open(&framed, with_key).is_err());
     }
 
     #[test]

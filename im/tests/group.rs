@@ -591,6 +591,23 @@ async fn a_file_for_some_members_opens_only_for_them() {
     assert!(!offer.name.contains("casualty") && offer.size == data.len() as u64, "{offer:?}");
     let left: Vec<_> = std::fs::read_dir(dir.join("files-carol")).unwrap().collect();
     assert!(left.is_empty(), "nothing of it in carol's directory: {left:?}");
+
+    // A private message to bob, then one to everyone: bob reads both, the
+    // first marked private; carol's next message is the public one.
+    members[0].chat_to("meet me at the north gate", &["bob".into()]).await;
+    members[0].chat("all crews regroup at the river").await;
+    let private = |e: &MemberEvent| matches!(e, MemberEvent::Chat { private: true, .. });
+    let public = |e: &MemberEvent| matches!(e, MemberEvent::Chat { private: false, .. });
+    let ev = next(&mut members[1], "bob's private message", private).await;
+    assert!(
+        matches!(&ev, MemberEvent::Chat { from, text, .. } if from == "alice" && text == "meet me at the north gate")
+    );
+    next(&mut members[1], "bob's public message", public).await;
+    let ev = next(&mut members[2], "carol's next message", |e| matches!(e, MemberEvent::Chat { .. })).await;
+    assert!(
+        matches!(&ev, MemberEvent::Chat { text, private: false, .. } if text == "all crews regroup at the river"),
+        "{ev:?}"
+    );
     for m in members {
         m.leave().await;
     }

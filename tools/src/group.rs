@@ -533,9 +533,10 @@ fn send_command(rest: &str) -> Option<(&str, Vec<String>)> {
 
 fn show(ev: &MemberEvent) -> Option<String> {
     Some(match ev {
-        MemberEvent::Chat { from, sent_ms, text, via, .. } => {
+        MemberEvent::Chat { from, sent_ms, text, via, private, .. } => {
             let via = if *via == Via::Xmpp { " (via room)" } else { "" };
-            format!("[{}] <{from}> {text}{via}", clock(*sent_ms))
+            let private = if *private { " (private)" } else { "" };
+            format!("[{}] <{from}>{private} {text}{via}", clock(*sent_ms))
         }
         MemberEvent::Unreadable { from, why, .. } => format!("!! a message from {from} could not be read: {why}"),
         MemberEvent::Joined { epoch, params, .. } => {
@@ -591,7 +592,10 @@ pub async fn chat(a: ChatArgs) -> Result<()> {
     cfg.simulated_loss = a.simulated_loss;
     cfg.params = a.params.params()?;
     let mut member = Member::start(cfg).await.context("joining the group")?;
-    println!("commands: /send FILE, /send --to USER,USER FILE, /who, /files, /leave, /quit; anything else is chat");
+    println!(
+        "commands: /send FILE, /send --to USER,USER FILE, /msg USER,USER TEXT, /who, /files, /leave, /quit; \
+         anything else is chat"
+    );
     let (tx, mut lines) = tokio::sync::mpsc::channel::<String>(16);
     std::thread::spawn(move || {
         for line in std::io::stdin().lock().lines() {
@@ -609,6 +613,14 @@ pub async fn chat(a: ChatArgs) -> Result<()> {
                 let Some(line) = line else { break };
                 let line = line.trim();
                 match line.split_once(' ').map_or((line, ""), |(c, r)| (c, r.trim())) {
+                    ("/msg", rest) => match rest.split_once(' ') {
+                        // Never to everyone by mistake: no recipients is a usage error.
+                        Some((users, text)) if !text.trim().is_empty() && users.split(',').any(|u| !u.is_empty()) => {
+                            let to: Vec<String> = users.split(',').filter(|u| !u.is_empty()).map(str::to_string).collect();
+                            member.chat_to(text.trim(), &to).await;
+                        }
+                        _ => println!("!! usage: /msg USER,USER TEXT"),
+                    },
                     ("/send", rest) => match send_command(rest) {
                         Some((path, to)) => member.send_file_to(Path::new(path), &to).await,
                         None => println!("!! usage: /send FILE or /send --to USER,USER FILE"),

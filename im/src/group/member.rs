@@ -37,13 +37,14 @@ use tokio::task::JoinHandle;
 use super::chat::{ChatMessage, Dedup};
 use super::envelope::Outgoing;
 use super::inbox::{Inbox, InboxEvent};
-use super::receipt;
 use super::signed;
+use super::{private, receipt};
 use crate::xmpp::client::{Client, ClientConfig, ClientEvent};
 use crate::xmpp::element::Element;
 use crate::xmpp::jid::Jid;
 use crate::xmpp::payload::{FileOffer, GroupParams, MemberStatus, Payload, SealedChat};
 use crate::xmpp::room::RoomEvent;
+use lsim_keymgmt::client::FileKeyOpener;
 use lsim_keymgmt::filekey::{FileKey, Wrap};
 
 /// The top bit of a receiver's node id (see the module doc).
@@ -215,6 +216,8 @@ pub enum MemberEvent {
         text: String,
         /// How it came first.
         via: Via,
+        /// For some members only (us among them), unreadable to the rest.
+        private: bool,
     },
     /// A message that could not be decrypted or read: shown, not dropped.
     Unreadable {
@@ -327,7 +330,8 @@ pub enum MemberEvent {
 }
 
 enum Command {
-    Chat(String),
+    /// A chat message, and the members it is for (empty: the whole group).
+    Chat(String, Vec<String>),
     /// A file, and the members it is for (empty: the whole group).
     File(PathBuf, Vec<String>),
     Leave,
@@ -409,7 +413,15 @@ impl Member {
 
     /// Sends a chat message to the group.
     pub async fn chat(&self, text: &str) {
-        let _ = self.commands.send(Command::Chat(text.to_string())).await;
+        let _ = self.commands.send(Command::Chat(text.to_string(), Vec::new())).await;
+    }
+
+    /// Sends a chat message that only the members `to` (user names, in the
+    /// group now) can read, on multicast: its key is wrapped for each of
+    /// them by the key server, as for a file for some members. Empty `to`:
+    /// the whole group, as [`Member::chat`].
+    pub async fn chat_to(&self, text: &str, to: &[String]) {
+        let _ = self.commands.send(Command::Chat(text.to_string(), to.to_vec())).await;
     }
 
     /// Stops without leaving the key group, as a crashed or unplugged
@@ -509,6 +521,8 @@ struct Transport {
     signer: Arc<Signer>,
     /// The key server's key: it certifies every member's signing key.
     server: ed25519_dalek::VerifyingKey,
+    /// Opens files and private messages for some members, us among them.
+    file_keys: FileKeyOpener,
 }
 
 impl Transport {
@@ -525,6 +539,7 @@ impl Transport {
         // key, and the opener of files for some members only.
         let server = registration.server_key();
         let file_keys = registration.file_key_opener(&cfg.group);
+        let inbox_keys = file_keys.clone();
         let SocketAddr::V4(group) = params.group else {
             return Err(MemberError::Params(format!("{} is not an IPv4 multicast address", params.group)));
         };
@@ -587,7 +602,7 @@ impl Transport {
         let rtask = tokio::spawn(async move {
             let mut partial: HashMap<(u32, u32), (ObjectKind, Vec<u8>)> = HashMap::new();
             // Files must be signed by a member our key server certified.
-            let mut inbox = Inbox::new(&download_dir, false).signed_by(server).with_file_keys(file_keys);
+            let mut inbox = Inbox::new(&download_dir, false).signed_by(server).with_file_keys(inbox_keys);
             let result = rdriver
                 .run(|core: &mut Repairer<GroupSeal>, e| {
                     // Our own objects come back on loopback: already shown.
@@ -631,6 +646,7 @@ impl Transport {
             initial,
             signer,
             server,
+            file_keys,
         })
     }
 
@@ -665,7 +681,7 @@ fn event_sender(e: &ReceiverEvent) -> u32 {
 }
 
 /// Chat objects larger than this are not chat.
-const MAX_CHAT_OBJECT: u64 = super::signed::MAX_SIGNED as u64;
+const MAX_CHAT_OBJECT: u64 = private::MAX_PRIVATE as u64;
 
 fn on_receiver_event(
     core: &mut Repairer<GroupSeal>,
@@ -757,12 +773,23 @@ async fn run(
     loop {
         tokio::select! {
             cmd = commands.recv() => match cmd {
-                Some(Command::Chat(text)) => {
+                Some(Command::Chat(text, to)) if !to.is_empty() => {
+                    let msg = ChatMessage::new(&transport.signer.cert().user, &text);
+                    dedup.first_time(msg.id);
+                    let signed = signed::sign(&msg, &transport.signer);
+                    match private_chat(&registration, &cfg.group, &to, &transport.sender, signed).await {
+                        Ok(()) => {
+                            let _ = events.send(chat_event(&msg, Via::Multicast, true)).await;
+                        }
+                        Err(why) => { let _ = events.send(MemberEvent::Error(format!("private message to {} not sent: {why}", to.join(", ")))).await; }
+                    }
+                }
+                Some(Command::Chat(text, _)) => {
                     // Signed as our user: that is the name others verify and show.
                     let msg = ChatMessage::new(&transport.signer.cert().user, &text);
                     dedup.first_time(msg.id);
                     let via = if cfg.chat_via == ChatVia::Xmpp && xmpp_online { Via::Xmpp } else { Via::Multicast };
-                    let _ = events.send(chat_event(&msg, via)).await;
+                    let _ = events.send(chat_event(&msg, via, false)).await;
                     // Through the room only while the room is reachable; otherwise multicast.
                     let via_room = cfg.chat_via == ChatVia::Xmpp && xmpp_online;
                     if let Some(payload) = send_chat(via_room, &transport, &msg) {
@@ -829,10 +856,21 @@ async fn run(
                     None if receipt::is_receipt(&bytes) => if let Some(ev) = on_receipt(&bytes, node, &transport.server, &mut awaiting, sender) {
                         let _ = events.send(ev).await;
                     },
+                    // A private message: ours to read, or for others (dropped unread).
+                    None if private::is_private(&bytes) => match private::open(&bytes, |w| (transport.file_keys)(w)) {
+                        Ok(inner) => match signed::open(&inner, &transport.server, signed::now_ms()) {
+                            Ok((m, _)) => if dedup.first_time(m.id) {
+                                let _ = events.send(chat_event(&m, Via::Multicast, true)).await;
+                            },
+                            Err(e) => { let _ = events.send(MemberEvent::Unreadable { from: format!("node {sender}"), via: Via::Multicast, why: e.to_string() }).await; }
+                        },
+                        Err(private::PrivateError::NotForUs) => {}
+                        Err(e) => { let _ = events.send(MemberEvent::Unreadable { from: format!("node {sender}"), via: Via::Multicast, why: e.to_string() }).await; }
+                    },
                     None => match signed::open(&bytes, &transport.server, signed::now_ms()) {
                     Ok((m, _)) => {
                         if dedup.first_time(m.id) {
-                            let _ = events.send(chat_event(&m, Via::Multicast)).await;
+                            let _ = events.send(chat_event(&m, Via::Multicast, false)).await;
                         }
                     }
                     Err(e) => {
@@ -961,8 +999,9 @@ fn repairer_change(
     }
 }
 
-fn chat_event(m: &ChatMessage, via: Via) -> MemberEvent {
-    MemberEvent::Chat { id: m.id_hex(), from: m.from.clone(), sent_ms: m.sent_ms, text: m.text.clone(), via }
+fn chat_event(m: &ChatMessage, via: Via, private: bool) -> MemberEvent {
+    let (id, from, text) = (m.id_hex(), m.from.clone(), m.text.clone());
+    MemberEvent::Chat { id, from, sent_ms: m.sent_ms, text, via, private }
 }
 
 /// Queues `msg` on the multicast sender, or returns the room payload to
@@ -1002,7 +1041,7 @@ fn on_room_event(
                     if !dedup.first_time(m.id) {
                         return None;
                     }
-                    chat_event(&m, Via::Xmpp)
+                    chat_event(&m, Via::Xmpp, false)
                 }
                 Ok(Err(e)) => MemberEvent::Unreadable { from, via: Via::Xmpp, why: e.to_string() },
                 Err(e) => MemberEvent::Unreadable { from, via: Via::Xmpp, why: format!("cannot decrypt: {e}") },
@@ -1060,6 +1099,26 @@ async fn send_file(
     let offer =
         FileOffer { id: format!("{node:08x}-{object}"), name, size, sha256: None, node, object: u64::from(object) };
     Ok((object, offer))
+}
+
+/// Seals `signed` (a signed chat message) for the members `to` (the key
+/// server wraps its key for each) and queues it on multicast.
+async fn private_chat(
+    registration: &Registration,
+    group: &str,
+    to: &[String],
+    sender: &Handle<Sender<GroupSeal>>,
+    signed: Vec<u8>,
+) -> Result<(), String> {
+    if to.len() > private::MAX_PRIVATE_RECIPIENTS {
+        return Err(format!("at most {} recipients", private::MAX_PRIVATE_RECIPIENTS));
+    }
+    let Some((wraps, key)) = restrict(registration, group, to).await? else { return Err("no recipients".into()) };
+    let sealed = private::seal(&signed, &wraps, &key).map_err(|e| e.to_string())?;
+    sender.with(move |s| {
+        let _ = s.send_bytes(ObjectKind::Chat, sealed);
+    });
+    Ok(())
 }
 
 /// Files for some members whose receipts a member waits for at most.

@@ -14,6 +14,7 @@ pub mod inbox;
 pub mod landing;
 pub mod member;
 pub mod presence;
+pub mod private;
 pub mod receipt;
 pub mod server;
 pub mod signed;
