@@ -812,7 +812,7 @@ pub async fn demo(a: DemoArgs) -> Result<()> {
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
 
-    println!("\n4. a casualty list for bob only: the key server wraps its key for him alone");
+    println!("\n4. a casualty list and a message for bob only: the key server wraps their keys for him alone");
     let list = dir.join("casualties.txt");
     std::fs::write(&list, "crew 2: two smoke inhalation, evacuated to the river landing\n")?;
     members[0].1.send_file_to(&list, &["bob".to_string()]).await;
@@ -838,6 +838,14 @@ pub async fn demo(a: DemoArgs) -> Result<()> {
         wait(&mut members[0].1, |e| matches!(e, MemberEvent::FileDelivered { .. })).await?
     {
         println!("   alice has {to}'s signed receipt for it, over multicast");
+    }
+    members[0].1.chat_to("Read it out at the river landing, not on the open channel.", &["bob".to_string()]).await;
+    members[0].1.chat("All crews: regroup at the river.").await;
+    let chat = |e: &MemberEvent| matches!(e, MemberEvent::Chat { .. });
+    for (user, m) in members.iter_mut().skip(1) {
+        if let MemberEvent::Chat { text, private, .. } = wait(m, chat).await? {
+            println!("   {user}'s next message{}: {text}", if private { " (private, for bob only)" } else { "" });
+        }
     }
     if std::fs::read_dir(demo.dir.join("downloads").join("carol"))?.flatten().any(|e| e.file_name() == "casualties.txt")
     {

@@ -26,6 +26,8 @@ fn demo_exits_0_and_prints_both_tables() {
     assert!(stdout.contains("bob received casualties.txt from alice"), "{stdout}");
     assert!(stdout.contains("carol: a file for other members went by"), "{stdout}");
     assert!(stdout.contains("alice has bob's signed receipt"), "{stdout}");
+    assert!(stdout.contains("bob's next message (private, for bob only): Read it out"), "{stdout}");
+    assert!(stdout.contains("carol's next message: All crews"), "{stdout}");
     // The viewer ran once per member per file (two receivers, five files;
     // bob alone for the casualty list).
     assert_eq!(stdout.matches("viewer] showing").count(), 11, "{stdout}");
