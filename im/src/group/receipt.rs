@@ -17,7 +17,9 @@
 //! "lsim receipt v1", then everything before it.
 
 use ed25519_dalek::VerifyingKey;
-use lsim_keymgmt::cert::{CertError, MAX_CERT, MemberCert, Signer};
+use lsim_keymgmt::cert::{CertError, MAX_CERT, Signer};
+
+use super::signed::{append_signature, check_signature};
 
 const MAGIC: &[u8; 4] = b"LSK1";
 const CONTEXT: &[u8] = b"lsim receipt v1\0";
@@ -70,10 +72,7 @@ pub fn sign(node: u32, object: u32, size: u64, signer: &Signer) -> Vec<u8> {
     out.extend_from_slice(&node.to_be_bytes());
     out.extend_from_slice(&object.to_be_bytes());
     out.extend_from_slice(&size.to_be_bytes());
-    out.extend_from_slice(&signer.cert().encode());
-    let sig = signer.sign(CONTEXT, &out);
-    out.extend_from_slice(&sig);
-    out
+    append_signature(out, signer, CONTEXT)
 }
 
 /// Opens a receipt: the certificate checked against the key server's key
@@ -88,11 +87,7 @@ pub fn open(bytes: &[u8], server: &VerifyingKey, now_ms: u64) -> Result<Receipt,
     }
     let mut size = [0u8; 8];
     size.copy_from_slice(&bytes[12..FIXED]);
-    let (cert, used) = MemberCert::decode(&bytes[FIXED..])?;
-    let sig: [u8; 64] =
-        bytes.get(FIXED + used..).and_then(|s| s.try_into().ok()).ok_or(ReceiptError::Malformed("signature"))?;
-    cert.verify(server, now_ms)?;
-    cert.verify_signed(CONTEXT, &bytes[..bytes.len() - 64], &sig)?;
+    let cert = check_signature(bytes, FIXED, CONTEXT, server, now_ms).ok_or(ReceiptError::Malformed("signature"))??;
     Ok(Receipt { node, object, size: u64::from_be_bytes(size), user: cert.user })
 }
 
@@ -100,6 +95,7 @@ pub fn open(bytes: &[u8], server: &VerifyingKey, now_ms: u64) -> Result<Receipt,
 mod tests {
     #![allow(clippy::unwrap_used)]
     use ed25519_dalek::SigningKey;
+    use lsim_keymgmt::cert::MemberCert;
 
     use super::*;
 

@@ -52,10 +52,41 @@ pub fn sign(msg: &ChatMessage, signer: &Signer) -> Vec<u8> {
     let mut out = MAGIC.to_vec();
     out.extend_from_slice(&(inner.len() as u32).to_be_bytes());
     out.extend_from_slice(&inner);
-    out.extend_from_slice(&signer.cert().encode());
-    let sig = signer.sign(CONTEXT, &out);
-    out.extend_from_slice(&sig);
-    out
+    append_signature(out, signer, CONTEXT)
+}
+
+/// `body` followed by the signer's certificate and its signature over
+/// `context`, `body` and the certificate: the tail every signed group
+/// format here shares (chat, receipts).
+pub(crate) fn append_signature(mut body: Vec<u8>, signer: &Signer, context: &[u8]) -> Vec<u8> {
+    body.extend_from_slice(&signer.cert().encode());
+    let sig = signer.sign(context, &body);
+    body.extend_from_slice(&sig);
+    body
+}
+
+/// Checks the tail [`append_signature`] wrote after the first `body_len`
+/// bytes: the certificate against the key server's key at `now_ms`, the
+/// signature under the certified key. `None`: no certificate and 64-byte
+/// signature follow exactly.
+pub(crate) fn check_signature(
+    bytes: &[u8],
+    body_len: usize,
+    context: &[u8],
+    server: &VerifyingKey,
+    now_ms: u64,
+) -> Option<Result<MemberCert, CertError>> {
+    let rest = bytes.get(body_len..)?;
+    let (cert, used) = match MemberCert::decode(rest) {
+        Ok(c) => c,
+        Err(e) => return Some(Err(e)),
+    };
+    let sig: [u8; 64] = rest.get(used..).and_then(|s| s.try_into().ok())?;
+    Some(
+        cert.verify(server, now_ms)
+            .and_then(|()| cert.verify_signed(context, &bytes[..bytes.len() - 64], &sig))
+            .map(|()| cert),
+    )
 }
 
 /// Opens a signed message: the certificate checked against the key server's
@@ -70,11 +101,8 @@ pub fn open(bytes: &[u8], server: &VerifyingKey, now_ms: u64) -> Result<(ChatMes
     }
     let inner_len = u32::from_be_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]) as usize;
     let inner = bytes.get(8..8usize.saturating_add(inner_len)).ok_or(SignedError::Malformed("truncated"))?;
-    let rest = &bytes[8 + inner_len..];
-    let (cert, used) = MemberCert::decode(rest)?;
-    let sig: [u8; 64] = rest.get(used..).and_then(|s| s.try_into().ok()).ok_or(SignedError::Malformed("signature"))?;
-    cert.verify(server, now_ms)?;
-    cert.verify_signed(CONTEXT, &bytes[..bytes.len() - 64], &sig)?;
+    let cert =
+        check_signature(bytes, 8 + inner_len, CONTEXT, server, now_ms).ok_or(SignedError::Malformed("signature"))??;
     let msg = ChatMessage::decode(inner)?;
     if msg.from != cert.user {
         return Err(SignedError::Impersonation { claimed: msg.from, signer: cert.user });
