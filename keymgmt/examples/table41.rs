@@ -1,7 +1,9 @@
 //! The original LSIM system's Table 4.1, measured on lsim: client
 //! registration, group join and group leave times, each measured until every
 //! member holds the new key (the joiner by the registrar's answer, everyone
-//! else by the rekey arriving over loopback multicast).
+//! else by the rekey arriving over loopback multicast). Also times wrapping a
+//! file key (for a file or a message for some members only) for one member
+//! and for all the others.
 //!
 //! `cargo run --release -p lsim-keymgmt --example table41 [members] [runs]`
 
@@ -9,6 +11,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
 use lsim_keymgmt::client::{Followed, Follower, Registration, follow_rekeys};
+use lsim_keymgmt::filekey::FileKey;
 use lsim_keymgmt::server::{GroupConfig, KeyServer, ServerConfig};
 use lsim_keymgmt::suite::SuiteId;
 use lsim_keymgmt::users::Cost;
@@ -39,6 +42,7 @@ async fn main() -> Res<()> {
     println!("| run | registration (ms) | join (ms) | leave (ms) |");
     println!("|---|---|---|---|");
     let (mut reg_ms, mut join_ms, mut leave_ms) = (Vec::new(), Vec::new(), Vec::new());
+    let mut wraps_ms: Vec<(usize, f64)> = Vec::new();
     for run in 0..runs {
         let mut follows: Vec<Follower> = Vec::new();
         let mut regs = Vec::new();
@@ -56,6 +60,23 @@ async fn main() -> Res<()> {
             j_sum += t.elapsed().as_secs_f64();
             follows.push(follow_rekeys(&mc, (run * 1000 + m) as u32 + 10, keys, *reg.server_key())?);
             regs.push(reg);
+        }
+        // A file key wrapped for one member, then for all the others.
+        let names: Vec<String> = (1..members).map(|m| format!("r{run}m{m}")).collect();
+        let key = FileKey::generate()?;
+        for to in [&names[..1.min(names.len())], &names[..]] {
+            if to.is_empty() {
+                continue;
+            }
+            let mut t = Vec::new();
+            for _ in 0..20 {
+                let start = Instant::now();
+                let wraps = regs[0].wrap_file_key("lsim", to, &key).await?;
+                t.push(start.elapsed().as_secs_f64() * 1e3);
+                assert_eq!(wraps.len(), to.len());
+            }
+            t.sort_by(f64::total_cmp);
+            wraps_ms.push((to.len(), t[t.len() / 2]));
         }
         let mut l_sum = 0.0;
         while let Some(reg) = regs.pop() {
@@ -78,6 +99,9 @@ async fn main() -> Res<()> {
     let avg = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
     println!("| avg/run | {:.2} | {:.2} | {:.2} |", avg(&reg_ms), avg(&join_ms), avg(&leave_ms));
     println!("| LSIM (2004, Table 4.1) | 260.57 | 427.60 | 366.38 |");
+    for (n, ms) in wraps_ms {
+        println!("file key wrapped for {n} member(s): {ms:.2} ms (median of 20 requests)");
+    }
     server.close();
     let _ = std::fs::remove_dir_all(dir);
     Ok(())
