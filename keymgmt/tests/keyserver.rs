@@ -32,6 +32,38 @@ async fn wait_epoch(w: &mut watch::Receiver<Followed>, epoch: u32) -> Followed {
     got.unwrap_or_else(|| panic!("member never reached epoch {epoch}: at {:?}", *w.borrow()))
 }
 
+/// Thirty members join one after another and every earlier one follows
+/// each rekey to the new epoch, never to a false "needs resync": a packet
+/// under the new epoch handled in the same batch as the rekey that brings it
+/// used to report the epoch as ahead after the rekey had installed it (from
+/// about 18 followers on this machine, every time).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thirty_members_follow_every_join_without_a_false_resync() {
+    let mc = MulticastConfig::loopback(group(6));
+    let dir = data_dir("thirty");
+    let cfg = ServerConfig::new(dir.path().into(), vec![GroupConfig::loopback("lsim", SuiteId::Aes256Gcm, group(6))]);
+    let server = KeyServer::start(cfg).await.unwrap();
+    let (addr, pin) = (server.addr().unwrap(), server.fingerprint());
+    let mut follows: Vec<Follower> = Vec::new();
+    let mut regs = Vec::new();
+    for i in 0..30 {
+        let name = format!("crew{i}");
+        server.add_user(&name, "pw", CHEAP).unwrap();
+        let reg = Registration::login(addr, pin, &name, "pw").await.unwrap();
+        let keys = reg.join("lsim").await.unwrap();
+        let epoch = keys.keys.epoch().unwrap();
+        for (j, f) in follows.iter_mut().enumerate() {
+            assert_eq!(wait_epoch(&mut f.epochs, epoch).await, Followed::Epoch(epoch), "member {j} at join {i}");
+        }
+        follows.push(follow_rekeys(&mc, 400 + i, keys, *reg.server_key()).unwrap());
+        regs.push(reg);
+    }
+    for f in follows {
+        f.handle.stop();
+    }
+    server.close();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eight_members_join_leave_and_follow_rekeys_over_multicast() {
     let mc = MulticastConfig::loopback(group(1));
