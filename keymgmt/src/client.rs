@@ -299,14 +299,9 @@ pub fn follow_rekeys(
                     ReceiverEvent::ObjectLost { sender, object } => {
                         partial.remove(&(sender, object));
                     }
-                    ReceiverEvent::EpochAhead { epoch, .. } => {
-                        // The driver hands over a batch's events after handling
-                        // all its datagrams: a packet under the epoch a rekey
-                        // earlier in the batch just installed reports as ahead.
+                    ReceiverEvent::EpochAhead { .. } => {
                         let current = keys.keys.epoch().unwrap_or(0);
-                        if epoch > current {
-                            let _ = tx.send(Followed::NeedsResync { current });
-                        }
+                        let _ = tx.send(Followed::NeedsResync { current });
                     }
                 }
                 if tx.is_closed() { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }

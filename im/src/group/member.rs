@@ -732,11 +732,8 @@ fn on_receiver_event(
         ReceiverEvent::ObjectLost { sender, object } => {
             partial.remove(&(sender, object));
         }
-        ReceiverEvent::EpochAhead { sender, epoch } => {
-            // Not ahead any more if a rekey earlier in the same batch of
-            // datagrams installed it (see `follow_rekeys`).
-            let current = keys.lock().ok().and_then(|k| k.keys.epoch()).unwrap_or(0);
-            if sender != own_node && epoch > current {
+        ReceiverEvent::EpochAhead { sender, .. } => {
+            if sender != own_node {
                 let _ = tx.send(FromReceiver::NeedsResync);
             }
         }

@@ -400,7 +400,20 @@ impl<S: Seal> Receiver<S> {
 
     /// The next event, if any.
     pub fn poll_event(&mut self) -> Option<ReceiverEvent> {
-        self.events.pop_front()
+        let e = self.events.pop_front();
+        match e {
+            Some(ref e) if self.outdated(e) => self.poll_event(),
+            _ => e,
+        }
+    }
+
+    /// Whether `e` no longer holds: an epoch reported ahead that the seal
+    /// knows by the time the event is read. A driver hands over a batch's
+    /// events after handling all its datagrams, so a packet under the epoch
+    /// that a rekey earlier in the batch brings is reported ahead, and the
+    /// application installs that epoch while reading the rekey's events.
+    pub(crate) fn outdated(&self, e: &ReceiverEvent) -> bool {
+        matches!(*e, ReceiverEvent::EpochAhead { epoch, .. } if epoch <= self.framer.seal.current_epoch())
     }
 
     /// When `handle_timeout` should next be called.

@@ -202,9 +202,13 @@ impl<S: Seal> Repairer<S> {
         }
     }
 
-    /// The next event of its receiver.
+    /// The next event of its receiver (see `Receiver::poll_event`).
     pub fn poll_event(&mut self) -> Option<ReceiverEvent> {
-        self.events.pop_front()
+        let e = self.events.pop_front();
+        match e {
+            Some(ref e) if self.inner.outdated(e) => self.poll_event(),
+            _ => e,
+        }
     }
 
     /// A datagram from the network.
