@@ -17,9 +17,10 @@ use std::time::Duration;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use ed25519_dalek::SigningKey;
 use lsim_im::group::chat::ChatMessage;
-use lsim_im::group::envelope::{Incoming, KeyOpener, Outgoing};
+use lsim_im::group::envelope::{Incoming, Outgoing};
 use lsim_im::group::signed;
 use lsim_keymgmt::cert::{MemberCert, Signer};
+use lsim_keymgmt::client::FileKeyOpener;
 use lsim_keymgmt::filekey::{self, FileKey, Wrap};
 use lsim_keymgmt::key::SecretKey;
 use lsim_transport::source::ObjectSource;
@@ -54,9 +55,9 @@ fn files(c: &mut Criterion) {
     let individual = SecretKey::from_bytes([5; 32]);
     let key = FileKey::from_bytes([6; 32]);
     let wraps: Vec<Wrap> = (0..8).map(|m| filekey::wrap(&individual, "lsim", m, &key).unwrap()).collect();
-    let opener = || -> KeyOpener {
+    let opener = || -> FileKeyOpener {
         let individual = individual.clone();
-        Box::new(move |w: &[Wrap]| filekey::unwrap(&individual, "lsim", &w[3]).ok())
+        Arc::new(move |w: &[Wrap]| filekey::unwrap(&individual, "lsim", &w[3]).ok())
     };
     let source: Arc<[u8]> = data.clone().into();
     let outgoing = |kind: &str| match kind {

@@ -388,7 +388,7 @@ fn check_envelope(bytes: &[u8], chunks: &[usize]) {
 /// opener hands it out whatever the wraps say, so that damaged headers and
 /// bytes still reach the decryption).
 fn check_restricted_envelope(bytes: &[u8], chunks: &[usize]) {
-    let opener = Box::new(|_: &[Wrap]| Some(FileKey::from_bytes(FILE_KEY)));
+    let opener = Arc::new(|_: &[Wrap]| Some(FileKey::from_bytes(FILE_KEY)));
     check_envelope_with(Incoming::with_keys(Vec::new(), opener), bytes, chunks);
 }
 
@@ -726,7 +726,7 @@ proptest! {
             check_restricted_envelope(&framed, &chunks);
         }
         let env = restricted_envelope(&name, &data);
-        let mut inc = Incoming::with_keys(Vec::new(), Box::new(|_: &[Wrap]| Some(FileKey::from_bytes(FILE_KEY))));
+        let mut inc = Incoming::with_keys(Vec::new(), Arc::new(|_: &[Wrap]| Some(FileKey::from_bytes(FILE_KEY))));
         inc.push(&env).unwrap();
         let (r, out) = inc.finish().unwrap();
         prop_assert_eq!((r.name.as_str(), &out), (name.as_str(), &data));

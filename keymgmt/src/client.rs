@@ -80,6 +80,15 @@ impl GroupKeys {
     }
 }
 
+/// Opens `wrap` as member `member` holding `individual`: a wrap for
+/// another member is refused before any decryption.
+fn unwrap_for(member: u64, individual: &SecretKey, group: &str, wrap: &Wrap) -> Result<FileKey, FileKeyError> {
+    if wrap.member != member {
+        return Err(FileKeyError::OtherMember { wrap: wrap.member, mine: member });
+    }
+    filekey::unwrap(individual, group, wrap)
+}
+
 /// Opens the file keys wrapped for one member (see
 /// [`Registration::file_key_opener`]).
 pub type FileKeyOpener = Arc<dyn Fn(&[Wrap]) -> Option<FileKey> + Send + Sync>;
@@ -191,10 +200,7 @@ impl Registration {
 
     /// Opens a file key wrapped for this member in `group`.
     pub fn unwrap_file_key(&self, group: &str, wrap: &Wrap) -> Result<FileKey, FileKeyError> {
-        if wrap.member != self.member.0 {
-            return Err(FileKeyError::OtherMember { wrap: wrap.member, mine: self.member.0 });
-        }
-        filekey::unwrap(&self.individual, group, wrap)
+        unwrap_for(self.member.0, &self.individual, group, wrap)
     }
 
     /// What a receiver keeps to open files for this member in `group`
@@ -203,10 +209,7 @@ impl Registration {
     /// the individual key, zeroized when the last clone is dropped.
     pub fn file_key_opener(&self, group: &str) -> FileKeyOpener {
         let (member, individual, group) = (self.member.0, self.individual.clone(), group.to_string());
-        Arc::new(move |wraps: &[Wrap]| {
-            let wrap = wraps.iter().find(|w| w.member == member)?;
-            filekey::unwrap(&individual, &group, wrap).ok()
-        })
+        Arc::new(move |wraps: &[Wrap]| wraps.iter().find_map(|w| unwrap_for(member, &individual, &group, w).ok()))
     }
 
     /// Leaves `group`; returns the epoch the rest of the group moved to.

@@ -272,6 +272,16 @@ async fn a_file_key_is_wrapped_for_the_named_members_only() {
     assert!(matches!(ayen.unwrap_file_key("lsim", &relabelled), Err(FileKeyError::Unwrap { .. })));
     assert!(matches!(ganesh.unwrap_file_key("other", &wraps[0]), Err(FileKeyError::Unwrap { .. })));
     assert!(matches!(crew1.unwrap_file_key("lsim", &wraps[0]), Err(FileKeyError::OtherMember { .. })));
+    // The opener receivers use finds each member's own wrap among them all,
+    // and opens nothing for anyone else or with a damaged wrap.
+    assert_eq!(ganesh.file_key_opener("lsim")(&wraps), Some(key.clone()));
+    assert_eq!(crew0.file_key_opener("lsim")(&wraps), Some(key.clone()));
+    assert_eq!(crew1.file_key_opener("lsim")(&wraps), None);
+    assert_eq!(ayen.file_key_opener("lsim")(&wraps), None);
+    assert_eq!(ganesh.file_key_opener("other")(&wraps), None);
+    let mut damaged = wraps.clone();
+    damaged[1].sealed[20] ^= 1;
+    assert_eq!(crew0.file_key_opener("lsim")(&damaged), None);
 
     // A registered user who did not join, and a name nobody has, cannot be named; the error names both, and only them.
     let more = vec!["ganesh".to_string(), "crew1".to_string(), "nobody".to_string()];

@@ -36,6 +36,7 @@ use chacha20::ChaCha20;
 use chacha20::cipher::{KeyIvInit, StreamCipher, StreamCipherSeek};
 use ed25519_dalek::VerifyingKey;
 use lsim_keymgmt::cert::{CertError, MAX_CERT, MemberCert, Signer};
+use lsim_keymgmt::client::FileKeyOpener;
 use lsim_keymgmt::filekey::{FileKey, MAX_RECIPIENTS, WRAP_ENCODED_LEN, Wrap};
 use lsim_transport::source::ObjectSource;
 use sha2::{Digest, Sha256};
@@ -277,10 +278,6 @@ impl NotForUs {
     }
 }
 
-/// Finds this member's wrap among a restricted file's and unwraps the file
-/// key; `None`: the file is not for us.
-pub type KeyOpener = Box<dyn FnMut(&[Wrap]) -> Option<FileKey> + Send>;
-
 /// An incoming envelope being written out.
 pub struct Incoming<W> {
     out: W,
@@ -292,7 +289,8 @@ pub struct Incoming<W> {
     hasher: Sha256,
     /// A signed envelope: its header bytes and the certificate in it.
     signed: Option<(Vec<u8>, MemberCert)>,
-    opener: Option<KeyOpener>,
+    /// Finds our wrap among a restricted file's and unwraps its key.
+    opener: Option<FileKeyOpener>,
     /// A restricted file for us: the keystream of its bytes.
     cipher: Option<ChaCha20>,
 }
@@ -350,7 +348,7 @@ impl<W: Write> Incoming<W> {
     /// Like [`Incoming::new`], and a restricted file is opened with the key
     /// `opener` unwraps; one it cannot is refused with
     /// [`NotForUs`] before anything is written.
-    pub fn with_keys(out: W, opener: KeyOpener) -> Incoming<W> {
+    pub fn with_keys(out: W, opener: FileKeyOpener) -> Incoming<W> {
         Incoming { opener: Some(opener), ..Incoming::new(out) }
     }
 
@@ -420,7 +418,7 @@ impl<W: Write> Incoming<W> {
                             .map_err(|e| bad(&e.to_string()))?;
                         let key = self
                             .opener
-                            .as_mut()
+                            .as_ref()
                             .and_then(|open| open(&wraps))
                             .ok_or_else(|| io::Error::new(io::ErrorKind::PermissionDenied, NotForUs))?;
                         keystream(&key, 1).apply_keystream(&mut name);
@@ -601,8 +599,8 @@ mod tests {
         assert!(!env.windows(10).any(|w| w == b"casualties"), "the name is not in the clear");
         assert!(!env.windows(32).any(|w| data.windows(32).step_by(997).any(|d| d == w)), "nor the bytes");
 
-        let opener = |m: u64| -> KeyOpener {
-            Box::new(move |ws: &[Wrap]| {
+        let opener = |m: u64| -> FileKeyOpener {
+            Arc::new(move |ws: &[Wrap]| {
                 ws.iter().find(|w| w.member == m).and_then(|w| filekey::unwrap(&individual(m as u8), "lsim", w).ok())
             })
         };

@@ -20,7 +20,6 @@ use super::envelope::{Incoming, NotForUs, Received};
 use super::landing::Landing;
 use super::signed::now_ms;
 use lsim_keymgmt::client::FileKeyOpener;
-use lsim_keymgmt::filekey::Wrap;
 
 /// What happened to a file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -149,10 +148,7 @@ impl Inbox {
                     Ok((landing, f)) => {
                         let out = BufWriter::new(f);
                         let incoming = match &self.keys {
-                            Some(open) => {
-                                let open = open.clone();
-                                Incoming::with_keys(out, Box::new(move |wraps: &[Wrap]| open(wraps)))
-                            }
+                            Some(open) => Incoming::with_keys(out, open.clone()),
                             None => Incoming::new(out),
                         };
                         self.files.insert((sender, object), InFile { landing, incoming, len, got: 0 });
