@@ -4,4 +4,5 @@
 #![forbid(unsafe_code)]
 
 pub mod group;
+pub mod text;
 pub mod xmpp;

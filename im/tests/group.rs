@@ -286,7 +286,7 @@ async fn three_members(target: &Target, test: u8, outage: &mut dyn FnMut(bool)) 
     outage(false);
     for m in members.iter_mut() {
         next(m, "xmpp back", |e| matches!(e, MemberEvent::XmppOnline)).await;
-        next(m, "back in the room", |e| matches!(e, MemberEvent::RoomJoined)).await;
+        next(m, "back in the room", |e| matches!(e, MemberEvent::RoomJoined(_))).await;
     }
 
     // The key server's presence is back in the room too (it may rejoin
@@ -626,6 +626,7 @@ async fn key_service_with_prosody_accounts() {
         data_dir: dir.path().into(),
         listen: "127.0.0.1:0".parse().unwrap(),
         advertise: None,
+        host: None,
         group: group_addr(5),
         interface: Ipv4Addr::LOCALHOST,
         ttl: 0,

@@ -15,10 +15,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 use lsim_im::group::audit::{Capture, read_with};
-use lsim_im::group::member::{ChatVia, Member, MemberConfig, MemberEvent, Opener, Via};
+use lsim_im::group::member::{ChatVia, Member, MemberConfig, MemberEvent, Opener, Placement, Via};
 use lsim_im::group::server::{GroupServer, GroupServerConfig, KeyService, KeyServiceConfig, XmppLogin};
+use lsim_im::text;
 use lsim_im::xmpp::client::{ClientConfig, TlsMode};
 use lsim_im::xmpp::jid::Jid;
+use lsim_im::xmpp::room::Occupant;
 use lsim_im::xmpp::tls::{Trust, parse_fingerprint};
 use lsim_im::xmpp::users::UserStore;
 use lsim_keymgmt::client::Registration;
@@ -178,6 +180,7 @@ pub async fn keyserver(a: KeyserverArgs) -> Result<()> {
         data_dir: a.data_dir,
         listen: a.listen,
         advertise: a.advertise,
+        host: None,
         group: a.group,
         interface: a.iface,
         ttl: 1,
@@ -472,7 +475,9 @@ pub struct ChatArgs {
     /// Where received files go.
     #[arg(long, default_value = ".")]
     download_dir: PathBuf,
-    /// Command that opens a received file (its path is appended).
+    /// Command that opens a received file, in shell words (quotes work,
+    /// e.g. --open-with "feh --title 'from the group'"); the file's path is
+    /// appended as one more argument. No shell runs it.
     #[arg(long)]
     open_with: Option<String>,
     /// Do not open received files.
@@ -531,44 +536,102 @@ fn send_command(rest: &str) -> Option<(&str, Vec<String>)> {
     (!to.is_empty() && !path.is_empty()).then_some((path, to))
 }
 
-fn show(ev: &MemberEvent) -> Option<String> {
-    Some(match ev {
-        MemberEvent::Chat { from, sent_ms, text, via, private, .. } => {
-            let via = if *via == Via::Xmpp { " (via room)" } else { "" };
-            let private = if *private { " (private)" } else { "" };
-            format!("[{}] <{from}>{private} {text}{via}", clock(*sent_ms))
+/// How a room occupant is named: its user, with its nick when it differs.
+fn who_is(o: &Occupant) -> String {
+    text::named(&o.user(), &o.nick)
+}
+
+/// One chat message as lines: the first after its prefix, the rest
+/// indented beneath it; every line made visible (no control character
+/// from the network reaches the terminal).
+fn chat_lines(prefix: &str, body: &str, suffix: &str) -> String {
+    let lines = text::lines(body);
+    let indent = " ".repeat(prefix.chars().count().min(40));
+    let mut out = String::new();
+    for (i, line) in lines.iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+            out.push_str(&indent);
         }
-        MemberEvent::Unreadable { from, why, .. } => format!("!! a message from {from} could not be read: {why}"),
+        out.push_str(line);
+    }
+    format!("{prefix}{out}{suffix}")
+}
+
+/// One line (or a few, for multi-line chat) for an event, as the chat
+/// client shows it. Everything that came from the network is made visible
+/// text first.
+fn show(ev: &MemberEvent) -> Option<String> {
+    let v = text::visible;
+    Some(match ev {
+        MemberEvent::Chat { from, sent_ms, text: body, via, private, placement, history, .. } => {
+            let mut before = String::new();
+            if let Placement::AfterMissing(n) = placement {
+                let s = if *n == 1 { "" } else { "s" };
+                before = format!("!! {n} earlier message{s} from {} did not arrive in time\n", v(from));
+            }
+            let mut marks = String::new();
+            if *private {
+                marks.push_str(" (private)");
+            }
+            if *placement == Placement::Late {
+                marks.push_str(" (late)");
+            }
+            if *history {
+                marks.push_str(" (history)");
+            }
+            let via = if *via == Via::Xmpp { " (via room)" } else { "" };
+            before + &chat_lines(&format!("[{}] <{}>{marks} ", clock(*sent_ms), v(from)), body, via)
+        }
+        MemberEvent::Unreadable { from, why, .. } => {
+            format!("!! a message from {} could not be read: {}", v(from), v(why))
+        }
         MemberEvent::Joined { epoch, params, .. } => {
-            format!("-- in the group (epoch {epoch}, {} on {})", params.suite, params.group)
+            format!("-- in the group (epoch {epoch}, {} on {})", v(&params.suite), params.group)
         }
         MemberEvent::Epoch(e) => format!("-- new group key (epoch {e})"),
-        MemberEvent::PresenceIn(n) => format!("-- {n} is here"),
-        MemberEvent::PresenceOut(n) => format!("-- {n} left"),
+        MemberEvent::PresenceIn(o) => format!("-- {} is here", who_is(o)),
+        MemberEvent::PresenceOut(o) => format!("-- {} left", who_is(o)),
         MemberEvent::FileOffered { from, offer } => {
-            format!("-- {from} is sending {} ({} bytes)", offer.name, offer.size)
+            format!("-- {} is sending {} ({} bytes)", v(from), v(&offer.name), offer.size)
         }
         MemberEvent::FileSending { path, .. } => format!("-- sending {}", path.display()),
         MemberEvent::FileSent { .. } => "-- file sent (answering repairs)".to_string(),
-        MemberEvent::FileNotSent { path, why } => format!("!! could not send {}: {why}", path.display()),
+        MemberEvent::FileNotSent { path, why } => format!("!! could not send {}: {}", path.display(), v(why)),
         MemberEvent::FileProgress { got, len, .. } if *got == 0 || got == len => return None,
         MemberEvent::FileProgress { got, len, .. } => format!("-- receiving: {}%", got * 100 / (*len).max(1)),
-        MemberEvent::FileReceived { from, name, size, path, .. } => {
-            format!("-- received {name} from {from} ({size} bytes, signed and verified) -> {}", path.display())
+        MemberEvent::FileReceived { from, name, size, path, .. } => format!(
+            "-- received {} from {} ({size} bytes, signed and verified) -> {}",
+            v(name),
+            v(from),
+            v(&path.display().to_string())
+        ),
+        MemberEvent::FileFailed { why, .. } => format!("!! a file did not arrive: {}", v(why)),
+        MemberEvent::FileDelivered { path, to, .. } => {
+            format!("-- {} has {} (signed receipt)", v(to), path.display())
         }
-        MemberEvent::FileFailed { why, .. } => format!("!! a file did not arrive: {why}"),
-        MemberEvent::FileDelivered { path, to, .. } => format!("-- {to} has {} (signed receipt)", path.display()),
         MemberEvent::FileNotForUs { sender } => format!("-- a file for other members went by (node {sender:08x})"),
-        MemberEvent::FileOpened { path } => format!("-- opened {}", path.display()),
-        MemberEvent::XmppOffline(e) => format!("!! XMPP lost ({e}); chat and files go on over multicast"),
+        MemberEvent::FileOpened { path } => format!("-- opened {}", v(&path.display().to_string())),
+        MemberEvent::XmppOffline(e) => format!("!! XMPP lost ({}); chat and files go on over multicast", v(e)),
         MemberEvent::XmppOnline => "-- XMPP back".to_string(),
-        MemberEvent::MulticastPresence(nicks) => format!("-- heard on multicast: {}", nicks.join(", ")),
-        MemberEvent::RoomJoined => return None,
-        MemberEvent::Repairer(Some(nick)) => format!("-- {nick} repairs for our region"),
+        MemberEvent::MulticastPresence(nicks) => {
+            format!("-- heard on multicast: {}", nicks.iter().map(|n| v(n)).collect::<Vec<_>>().join(", "))
+        }
+        MemberEvent::RoomJoined(_) => return None,
+        MemberEvent::Repairer(Some(nick)) => format!("-- {} repairs for our region", v(nick)),
         MemberEvent::Repairer(None) => "-- no repairer in our region: repairs come from the senders".to_string(),
-        MemberEvent::Error(e) => format!("!! {e}"),
+        MemberEvent::Error(e) => format!("!! {}", v(e)),
         MemberEvent::Left { epoch } => format!("-- left the group (the others moved to epoch {epoch})"),
     })
+}
+
+/// `--open-with`'s command split into words as a POSIX shell would.
+fn open_with(cmd: &str) -> Result<Vec<String>> {
+    match shlex::split(cmd) {
+        Some(words) if !words.is_empty() => Ok(words),
+        Some(_) => bail!("--open-with is empty: give a command, or --no-open"),
+        None => bail!("--open-with {cmd:?}: unbalanced quotes or a trailing backslash"),
+    }
 }
 
 /// The interactive line client.
@@ -582,7 +645,7 @@ pub async fn chat(a: ChatArgs) -> Result<()> {
     std::fs::create_dir_all(&cfg.download_dir)?;
     cfg.opener = match (&a.open_with, a.no_open) {
         (_, true) => Opener::Never,
-        (Some(cmd), false) => Opener::Command(cmd.split_whitespace().map(str::to_string).collect()),
+        (Some(cmd), false) => Opener::Command(open_with(cmd)?),
         (None, false) => Opener::System,
     };
     cfg.chat_via = if a.chat_via == "xmpp" { ChatVia::Xmpp } else { ChatVia::Multicast };
@@ -636,9 +699,10 @@ pub async fn chat(a: ChatArgs) -> Result<()> {
             ev = member.next_event() => {
                 let Some(ev) = ev else { break };
                 match &ev {
-                    MemberEvent::PresenceIn(n) => { who.insert(n.clone()); }
-                    MemberEvent::PresenceOut(n) => { who.remove(n); }
-                    MemberEvent::MulticastPresence(nicks) => who = nicks.iter().cloned().collect(),
+                    MemberEvent::RoomJoined(present) => who = present.iter().map(who_is).collect(),
+                    MemberEvent::PresenceIn(o) => { who.insert(who_is(o)); }
+                    MemberEvent::PresenceOut(o) => { who.remove(&who_is(o)); }
+                    MemberEvent::MulticastPresence(nicks) => who = nicks.iter().map(|n| text::visible(n)).collect(),
                     MemberEvent::FileReceived { path, .. } => files.push(path.display().to_string()),
                     _ => {}
                 }
@@ -965,6 +1029,62 @@ fn pattern(len: usize) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::send_command;
+
+    #[test]
+    fn open_with_takes_shell_words() {
+        assert_eq!(super::open_with("feh --title 'from the group'").unwrap(), ["feh", "--title", "from the group"]);
+        assert_eq!(super::open_with(r#"sh -c "echo \"$0\"""#).unwrap(), ["sh", "-c", r#"echo "$0""#]);
+        assert!(super::open_with("feh 'unbalanced").unwrap_err().to_string().contains("unbalanced"));
+        assert!(super::open_with("  ").is_err());
+    }
+
+    #[test]
+    fn hostile_text_never_reaches_the_terminal_raw() {
+        use lsim_im::group::member::{MemberEvent, Placement, Via};
+        let hostile = "\x1b[2J\x1b]0;pwned\x07\rX\x1b[K<alice> trust me\u{9b}1m\u{202e}\x00\x7f";
+        let chat = MemberEvent::Chat {
+            id: "1".into(),
+            from: format!("bob{hostile}"),
+            sent_ms: 0,
+            text: format!("line one{hostile}\nline two"),
+            via: Via::Multicast,
+            private: false,
+            placement: Placement::AfterMissing(2),
+            history: false,
+        };
+        let occupant = lsim_im::xmpp::room::Occupant {
+            nick: format!("commander{hostile}"),
+            jid: Some("bob@fire.example/x".into()),
+            role: None,
+            payload: None,
+        };
+        let events = [
+            chat,
+            MemberEvent::PresenceIn(occupant.clone()),
+            MemberEvent::Unreadable { from: hostile.into(), via: Via::Xmpp, why: hostile.into() },
+            MemberEvent::FileReceived {
+                sender: 1,
+                from: hostile.into(),
+                name: format!("map{hostile}.png"),
+                size: 1,
+                path: format!("/tmp/map{hostile}").into(),
+            },
+            MemberEvent::XmppOffline(hostile.into()),
+            MemberEvent::MulticastPresence(vec![hostile.into()]),
+        ];
+        for ev in &events {
+            let shown = super::show(ev).unwrap();
+            assert!(!shown.chars().any(|c| c.is_control() && c != '\n'), "{shown:?}");
+        }
+        // Multi-line chat: continuation lines are indented under the text, and the
+        // nick is shown beside the certified user.
+        let shown = super::show(&events[0]).unwrap();
+        let lines: Vec<&str> = shown.lines().collect();
+        assert_eq!(lines.len(), 3, "{shown}");
+        assert!(lines[0].starts_with("!! 2 earlier messages from bob"), "{shown}");
+        assert!(lines[2].starts_with("  ") && lines[2].trim_start() == "line two", "{shown}");
+        assert!(super::show(&events[1]).unwrap().starts_with("-- bob (commander\\x1b[2J"));
+    }
 
     #[test]
     fn the_send_command_takes_a_file_and_optional_recipients() {

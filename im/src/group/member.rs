@@ -37,13 +37,15 @@ use tokio::task::JoinHandle;
 use super::chat::{ChatMessage, Dedup};
 use super::envelope::Outgoing;
 use super::inbox::{Inbox, InboxEvent};
+use super::order::ChatOrder;
+pub use super::order::Placement;
 use super::signed;
 use super::{private, receipt};
 use crate::xmpp::client::{Client, ClientConfig, ClientEvent};
 use crate::xmpp::element::Element;
 use crate::xmpp::jid::Jid;
 use crate::xmpp::payload::{FileOffer, GroupParams, MemberStatus, Payload, SealedChat};
-use crate::xmpp::room::RoomEvent;
+use crate::xmpp::room::{Occupant, RoomEvent};
 use lsim_keymgmt::client::FileKeyOpener;
 use lsim_keymgmt::filekey::{FileKey, Wrap};
 
@@ -107,6 +109,9 @@ pub struct MemberConfig {
     pub beacon_interval: Duration,
     /// What opens a received file ("remote display").
     pub opener: Opener,
+    /// How long a chat message waits for an earlier one of its sender
+    /// that is still being repaired before it is shown without it.
+    pub chat_order_wait: Duration,
 }
 
 /// What opens a received file.
@@ -155,6 +160,7 @@ impl MemberConfig {
             download_dir: PathBuf::from("."),
             beacon_interval: Duration::from_secs(5),
             opener: Opener::System,
+            chat_order_wait: super::order::DEFAULT_WAIT,
         }
     }
 }
@@ -218,6 +224,11 @@ pub enum MemberEvent {
         via: Via,
         /// For some members only (us among them), unreadable to the rest.
         private: bool,
+        /// Where it stands in its sender's order (multicast chat; chat
+        /// through the room comes in the room's order).
+        placement: Placement,
+        /// Replayed room history (XEP-0203), not new.
+        history: bool,
     },
     /// A message that could not be decrypted or read: shown, not dropped.
     Unreadable {
@@ -228,7 +239,7 @@ pub enum MemberEvent {
         /// Why.
         why: String,
     },
-    /// A member announced a file in the room.
+    /// A member announced a file in the room (never for replayed history).
     FileOffered {
         /// Who (nick).
         from: String,
@@ -306,18 +317,19 @@ pub enum MemberEvent {
         /// The file.
         path: PathBuf,
     },
-    /// Someone is in the room.
-    PresenceIn(String),
+    /// Someone came into the room.
+    PresenceIn(Occupant),
     /// Someone left the room.
-    PresenceOut(String),
-    /// The XMPP connection dropped; multicast goes on.
+    PresenceOut(Occupant),
+    /// The XMPP connection dropped; multicast goes on. Reported once per
+    /// outage, however many reconnect attempts fail.
     XmppOffline(String),
     /// XMPP is back.
     XmppOnline,
     /// While XMPP is down: who was heard on multicast lately (by nick).
     MulticastPresence(Vec<String>),
-    /// We are (again) in the room.
-    RoomJoined,
+    /// We are (again) in the room; these are everyone else present.
+    RoomJoined(Vec<Occupant>),
     /// Our region's repairer, by nick (`None`: NACKs go to the senders).
     Repairer(Option<String>),
     /// Something failed (the member goes on where it can).
@@ -498,7 +510,12 @@ async fn params_from_room(
 
 /// What the receiver task tells the member task.
 enum FromReceiver {
-    Chat(Vec<u8>, u32),
+    /// A chat object complete: bytes, sender, object.
+    Chat(Vec<u8>, u32, u32),
+    /// A sender's object was heard of; whether it is chat we read.
+    Started(u32, u32, bool),
+    /// A sender's object will not complete.
+    Lost(u32, u32),
     Epoch(u32, SecretKey),
     NeedsResync,
     File(InboxEvent),
@@ -702,6 +719,7 @@ fn on_receiver_event(
             if wanted {
                 partial.insert((sender, object), (kind, Vec::with_capacity(len as usize)));
             }
+            let _ = tx.send(FromReceiver::Started(sender, object, wanted && kind == ObjectKind::Chat));
         }
         ReceiverEvent::ObjectData { sender, object, data, .. } => {
             if let Some((_, b)) = partial.get_mut(&(sender, object)) {
@@ -711,7 +729,7 @@ fn on_receiver_event(
         ReceiverEvent::ObjectComplete { sender, object } => {
             let Some((kind, bytes)) = partial.remove(&(sender, object)) else { return };
             if kind == ObjectKind::Chat {
-                let _ = tx.send(FromReceiver::Chat(bytes, sender));
+                let _ = tx.send(FromReceiver::Chat(bytes, sender, object));
                 return;
             }
             let Ok(mut keys) = keys.lock() else { return };
@@ -731,6 +749,7 @@ fn on_receiver_event(
         }
         ReceiverEvent::ObjectLost { sender, object } => {
             partial.remove(&(sender, object));
+            let _ = tx.send(FromReceiver::Lost(sender, object));
         }
         ReceiverEvent::EpochAhead { sender, .. } => {
             if sender != own_node {
@@ -751,6 +770,9 @@ async fn run(
 ) -> Vec<(u32, SecretKey)> {
     let mut held = transport.initial.clone().into_iter().collect::<Vec<_>>();
     let mut dedup = Dedup::new(4096);
+    let mut order = ChatOrder::new(cfg.chat_order_wait);
+    // Who is in the room, by nick (not us).
+    let mut roster: std::collections::BTreeMap<String, Occupant> = std::collections::BTreeMap::new();
     let mut sent_files = std::collections::HashSet::new();
     // Our files for some members only: who has not confirmed yet.
     let mut awaiting: HashMap<u32, Awaiting> = HashMap::new();
@@ -763,11 +785,15 @@ async fn run(
     let mut last_resync = tokio::time::Instant::now() - Duration::from_secs(60);
     // Our region's repairer, as the room shows it: (nick, node).
     let mut repairer: Option<(String, u32)> = None;
-    if let Some(region) = cfg.region.as_deref() {
-        for event in &early {
-            if let Some(change) = repairer_change(event, region, &cfg.nick, repairer.as_ref()) {
-                repairer = use_repairer(change, &transport.receiver, &events).await;
-            }
+    for event in early {
+        if let Some(region) = cfg.region.as_deref()
+            && let Some(change) = repairer_change(&event, region, &cfg.nick, repairer.as_ref())
+        {
+            repairer = use_repairer(change, &transport.receiver, &events).await;
+        }
+        // The room as it was when we came in: who is here already.
+        if let Some(ev) = on_room_event(event, &mut roster, &mut dedup, &transport.seal, &transport.server) {
+            let _ = events.send(ev).await;
         }
     }
     loop {
@@ -779,7 +805,7 @@ async fn run(
                     let signed = signed::sign(&msg, &transport.signer);
                     match private_chat(&registration, &cfg.group, &to, &transport.sender, signed).await {
                         Ok(()) => {
-                            let _ = events.send(chat_event(&msg, Via::Multicast, true)).await;
+                            let _ = events.send(chat_event(&msg, Via::Multicast, true, Placement::InOrder)).await;
                         }
                         Err(why) => { let _ = events.send(MemberEvent::Error(format!("private message to {} not sent: {why}", to.join(", ")))).await; }
                     }
@@ -789,7 +815,7 @@ async fn run(
                     let msg = ChatMessage::new(&transport.signer.cert().user, &text);
                     dedup.first_time(msg.id);
                     let via = if cfg.chat_via == ChatVia::Xmpp && xmpp_online { Via::Xmpp } else { Via::Multicast };
-                    let _ = events.send(chat_event(&msg, via, false)).await;
+                    let _ = events.send(chat_event(&msg, via, false, Placement::InOrder)).await;
                     // Through the room only while the room is reachable; otherwise multicast.
                     let via_room = cfg.chat_via == ChatVia::Xmpp && xmpp_online;
                     if let Some(payload) = send_chat(via_room, &transport, &msg) {
@@ -833,6 +859,15 @@ async fn run(
                     return held;
                 }
             },
+            () = order_due(if order.has_released() { Some(std::time::Instant::now()) } else { order.poll_timeout() }) => {
+                order.handle_timeout(tokio::time::Instant::now().into_std());
+                while let Some(r) = order.poll() {
+                    let reading = Reading { node, server: &transport.server, file_keys: &transport.file_keys };
+                    if let Some(ev) = reading.chat_object(r, &mut awaiting, &mut dedup, &mut heard) {
+                        let _ = events.send(ev).await;
+                    }
+                }
+            }
             _ = beacon.tick(), if !xmpp_online => {
                 let bytes = super::chat::encode_beacon(&cfg.nick);
                 transport.sender.with(move |s| {
@@ -848,37 +883,20 @@ async fn run(
                 }
             }
             Some(msg) = transport.from_receiver.recv() => match msg {
-                FromReceiver::Chat(bytes, sender) => match super::chat::decode_beacon(&bytes) {
-                    Some(nick) => {
-                        heard.insert(nick, tokio::time::Instant::now());
-                    }
-                    // Receipts for other senders' files are none of our business.
-                    None if receipt::is_receipt(&bytes) => if let Some(ev) = on_receipt(&bytes, node, &transport.server, &mut awaiting, sender) {
-                        let _ = events.send(ev).await;
-                    },
-                    // A private message: ours to read, or for others (dropped unread).
-                    None if private::is_private(&bytes) => match private::open(&bytes, |w| (transport.file_keys)(w)) {
-                        Ok(inner) => match signed::open(&inner, &transport.server, signed::now_ms()) {
-                            Ok((m, _)) => if dedup.first_time(m.id) {
-                                let _ = events.send(chat_event(&m, Via::Multicast, true)).await;
-                            },
-                            Err(e) => { let _ = events.send(MemberEvent::Unreadable { from: format!("node {sender}"), via: Via::Multicast, why: e.to_string() }).await; }
-                        },
-                        Err(private::PrivateError::NotForUs) => {}
-                        Err(e) => { let _ = events.send(MemberEvent::Unreadable { from: format!("node {sender}"), via: Via::Multicast, why: e.to_string() }).await; }
-                    },
-                    None => match signed::open(&bytes, &transport.server, signed::now_ms()) {
-                    Ok((m, _)) => {
-                        if dedup.first_time(m.id) {
-                            let _ = events.send(chat_event(&m, Via::Multicast, false)).await;
+                FromReceiver::Chat(bytes, sender, object) => {
+                    order.complete(sender, object, bytes, tokio::time::Instant::now().into_std());
+                    while let Some(r) = order.poll() {
+                        let reading = Reading { node, server: &transport.server, file_keys: &transport.file_keys };
+                        if let Some(ev) = reading.chat_object(r, &mut awaiting, &mut dedup, &mut heard) {
+                            let _ = events.send(ev).await;
                         }
                     }
-                    Err(e) => {
-                        let why = e.to_string();
-                        let _ = events.send(MemberEvent::Unreadable { from: format!("node {sender}"), via: Via::Multicast, why }).await;
-                    }
-                    },
-                },
+                }
+                FromReceiver::Started(sender, object, chat) => {
+                    let kind = if chat { ObjectKind::Chat } else { ObjectKind::File };
+                    order.started(sender, object, kind, tokio::time::Instant::now().into_std());
+                }
+                FromReceiver::Lost(sender, object) => order.lost(sender, object, tokio::time::Instant::now().into_std()),
                 FromReceiver::Sent(object) => {
                     if sent_files.remove(&object) {
                         let _ = events.send(MemberEvent::FileSent { object }).await;
@@ -935,26 +953,84 @@ async fn run(
                     {
                         repairer = use_repairer(change, &transport.receiver, &events).await;
                     }
-                    if let Some(ev) = on_room_event(event, &mut dedup, &transport.seal, &transport.server) {
+                    if let Some(ev) = on_room_event(event, &mut roster, &mut dedup, &transport.seal, &transport.server) {
                         let _ = events.send(ev).await;
                     }
                 }
+                // One line per outage, however many reconnect attempts fail.
                 Some(ClientEvent::Offline { error, .. }) => {
                     if xmpp_online {
                         xmpp_online = false;
                         heard.clear();
                         shown.clear();
+                        let _ = events.send(MemberEvent::XmppOffline(error)).await;
                     }
-                    let _ = events.send(MemberEvent::XmppOffline(error)).await;
                 }
                 Some(ClientEvent::Online { .. }) => {
-                    xmpp_online = true;
-                    let _ = events.send(MemberEvent::XmppOnline).await;
+                    if !xmpp_online {
+                        xmpp_online = true;
+                        let _ = events.send(MemberEvent::XmppOnline).await;
+                    }
                 }
                 Some(_) => {}
                 // The XMPP task ended (fatal error): multicast goes on.
                 None => std::future::pending::<()>().await,
             },
+        }
+    }
+}
+
+/// Sleeps until the chat order's next deadline (forever without one).
+async fn order_due(at: Option<std::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// What reading a chat object needs of the member.
+struct Reading<'a> {
+    node: u32,
+    server: &'a ed25519_dalek::VerifyingKey,
+    file_keys: &'a FileKeyOpener,
+}
+
+impl Reading<'_> {
+    /// A chat object whose turn has come: a beacon (who is heard on
+    /// multicast), a receipt for one of our files, a private message, or
+    /// signed chat; shown once.
+    fn chat_object(
+        &self,
+        r: super::order::Released,
+        awaiting: &mut HashMap<u32, Awaiting>,
+        dedup: &mut Dedup,
+        heard: &mut HashMap<String, tokio::time::Instant>,
+    ) -> Option<MemberEvent> {
+        let (bytes, sender) = (r.bytes, r.sender);
+        let unreadable =
+            |why: String| MemberEvent::Unreadable { from: format!("node {sender}"), via: Via::Multicast, why };
+        if let Some(nick) = super::chat::decode_beacon(&bytes) {
+            heard.insert(nick, tokio::time::Instant::now());
+            return None;
+        }
+        // Receipts for other senders' files are none of our business.
+        if receipt::is_receipt(&bytes) {
+            return on_receipt(&bytes, self.node, self.server, awaiting, sender);
+        }
+        let (inner, private) = if private::is_private(&bytes) {
+            // A private message: ours to read, or for others (dropped unread).
+            match private::open(&bytes, |w| (self.file_keys)(w)) {
+                Ok(inner) => (inner, true),
+                Err(private::PrivateError::NotForUs) => return None,
+                Err(e) => return Some(unreadable(e.to_string())),
+            }
+        } else {
+            (bytes, false)
+        };
+        match signed::open(&inner, self.server, signed::now_ms()) {
+            Ok((m, _)) if dedup.first_time(m.id) => Some(chat_event(&m, Via::Multicast, private, r.placement)),
+            Ok(_) => None,
+            Err(e) => Some(unreadable(e.to_string())),
         }
     }
 }
@@ -999,9 +1075,9 @@ fn repairer_change(
     }
 }
 
-fn chat_event(m: &ChatMessage, via: Via, private: bool) -> MemberEvent {
+fn chat_event(m: &ChatMessage, via: Via, private: bool, placement: Placement) -> MemberEvent {
     let (id, from, text) = (m.id_hex(), m.from.clone(), m.text.clone());
-    MemberEvent::Chat { id, from, sent_ms: m.sent_ms, text, via, private }
+    MemberEvent::Chat { id, from, sent_ms: m.sent_ms, text, via, private, placement, history: false }
 }
 
 /// Queues `msg` on the multicast sender, or returns the room payload to
@@ -1019,20 +1095,43 @@ fn send_chat(via_room: bool, transport: &Transport, msg: &ChatMessage) -> Option
     None
 }
 
+/// The room's view of the group: who is here (kept in `roster`, us not
+/// included), file offers, and chat sent sealed through the room. Replayed
+/// history is marked as such, and old file offers in it are not announced
+/// again.
 fn on_room_event(
     event: RoomEvent,
+    roster: &mut std::collections::BTreeMap<String, Occupant>,
     dedup: &mut Dedup,
     seal: &GroupSeal,
     server: &ed25519_dalek::VerifyingKey,
 ) -> Option<MemberEvent> {
     Some(match event {
-        RoomEvent::OccupantJoined(o) => MemberEvent::PresenceIn(o.nick),
-        RoomEvent::OccupantLeft { nick } => MemberEvent::PresenceOut(nick),
-        RoomEvent::Joined { .. } => MemberEvent::RoomJoined,
-        RoomEvent::Message { nick, message, .. } => {
+        RoomEvent::OccupantJoined(o) => {
+            roster.insert(o.nick.clone(), o.clone());
+            MemberEvent::PresenceIn(o)
+        }
+        RoomEvent::OccupantChanged(o) => {
+            roster.insert(o.nick.clone(), o);
+            return None;
+        }
+        RoomEvent::OccupantLeft { nick } => {
+            let o = roster.remove(&nick).unwrap_or(Occupant { nick, jid: None, role: None, payload: None });
+            MemberEvent::PresenceOut(o)
+        }
+        RoomEvent::Joined { nick, occupants } => {
+            *roster = occupants.into_iter().filter(|o| o.nick != nick).map(|o| (o.nick.clone(), o)).collect();
+            MemberEvent::RoomJoined(roster.values().cloned().collect())
+        }
+        RoomEvent::Left => {
+            roster.clear();
+            return None;
+        }
+        RoomEvent::Message { nick, message, delayed } => {
             let from = nick.unwrap_or_default();
             let chat = match message.payload.as_ref().map(Payload::parse) {
                 Some(Ok(Payload::Chat(chat))) => chat,
+                Some(Ok(Payload::File(_))) if delayed => return None,
                 Some(Ok(Payload::File(offer))) => return Some(MemberEvent::FileOffered { from, offer }),
                 _ => return None,
             };
@@ -1041,13 +1140,17 @@ fn on_room_event(
                     if !dedup.first_time(m.id) {
                         return None;
                     }
-                    chat_event(&m, Via::Xmpp, false)
+                    let mut ev = chat_event(&m, Via::Xmpp, false, Placement::InOrder);
+                    if let MemberEvent::Chat { history, .. } = &mut ev {
+                        *history = delayed;
+                    }
+                    ev
                 }
                 Ok(Err(e)) => MemberEvent::Unreadable { from, via: Via::Xmpp, why: e.to_string() },
                 Err(e) => MemberEvent::Unreadable { from, via: Via::Xmpp, why: format!("cannot decrypt: {e}") },
             }
         }
-        _ => return None,
+        RoomEvent::JoinFailed { .. } => return None,
     })
 }
 

@@ -13,6 +13,7 @@ pub mod envelope;
 pub mod inbox;
 pub mod landing;
 pub mod member;
+pub mod order;
 pub mod presence;
 pub mod private;
 pub mod receipt;

@@ -22,7 +22,7 @@ use tokio::time::Instant;
 use crate::xmpp::client::{Client, ClientConfig, ClientEvent};
 use crate::xmpp::jid::Jid;
 use crate::xmpp::payload::{GroupParams, Payload};
-use crate::xmpp::room::{Occupant, RoomEvent};
+use crate::xmpp::room::RoomEvent;
 
 /// How the key server sits in the room.
 #[derive(Debug, Clone)]
@@ -64,6 +64,29 @@ pub enum PresenceEvent {
     Error(String),
 }
 
+impl std::fmt::Display for PresenceEvent {
+    /// One sentence for the server's log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PresenceEvent::Published => write!(f, "in the room; the group's parameters are published"),
+            PresenceEvent::Evicted { user, epoch } => write!(
+                f,
+                "{} was out of the room past the grace period: removed from the group, the rest moved to epoch {epoch}",
+                crate::text::visible(user)
+            ),
+            PresenceEvent::Blind(why) => {
+                write!(f, "lost the XMPP server ({}): no member is removed until it is back", crate::text::visible(why))
+            }
+            PresenceEvent::Present(p) if p.is_empty() => write!(f, "no member in the room"),
+            PresenceEvent::Present(p) => {
+                let names: Vec<String> = p.iter().map(|(nick, user)| crate::text::named(user, nick)).collect();
+                write!(f, "in the room: {}", names.join(", "))
+            }
+            PresenceEvent::Error(e) => write!(f, "{}", crate::text::visible(e)),
+        }
+    }
+}
+
 /// The running presence task.
 pub struct KeyServerPresence {
     /// What it does.
@@ -83,11 +106,6 @@ impl KeyServerPresence {
     pub fn stop(self) {
         self.task.abort();
     }
-}
-
-/// The key-server user an occupant stands for.
-fn user_of(o: &Occupant) -> String {
-    o.jid.as_deref().and_then(|j| Jid::parse(j).ok()).and_then(|j| j.local).unwrap_or_else(|| o.nick.clone())
 }
 
 async fn run(cfg: PresenceConfig, keys: Arc<KeyServer>, events: mpsc::Sender<PresenceEvent>) {
@@ -125,7 +143,7 @@ async fn run(cfg: PresenceConfig, keys: Arc<KeyServer>, events: mpsc::Sender<Pre
                         present = occupants
                             .iter()
                             .filter(|o| o.nick != cfg.nick)
-                            .map(|o| (o.nick.clone(), user_of(o)))
+                            .map(|o| (o.nick.clone(), o.user()))
                             .collect();
                         let now_in: BTreeSet<String> = present.values().cloned().collect();
                         // Whoever we knew and is not back starts (or keeps) its grace.
@@ -143,7 +161,7 @@ async fn run(cfg: PresenceConfig, keys: Arc<KeyServer>, events: mpsc::Sender<Pre
                     ClientEvent::Room { event: RoomEvent::OccupantJoined(o) | RoomEvent::OccupantChanged(o), .. }
                         if o.nick != cfg.nick =>
                     {
-                        let user = user_of(&o);
+                        let user = o.user();
                         missing.remove(&user);
                         known.insert(user.clone());
                         present.insert(o.nick.clone(), user);

@@ -9,7 +9,7 @@
 //! XMPP account (a fresh random password each start). It must not hold
 //! protocol logic: each part is its own module.
 
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,8 +45,11 @@ pub struct GroupServerConfig {
     /// The key server's registrar (QUIC) address.
     pub keyserver_listen: SocketAddr,
     /// The address members are told to reach the registrar at (default:
-    /// the listen address, with 127.0.0.1 for an unspecified IP).
+    /// see [`announced`]).
     pub keyserver_advertise: Option<SocketAddr>,
+    /// This host's address on the members' network, announced for
+    /// services listening on an unspecified address (default: `interface`).
+    pub advertise: Option<IpAddr>,
     /// The group's multicast address and port.
     pub group: SocketAddrV4,
     /// Multicast interface (unspecified: the kernel's choice).
@@ -74,6 +77,7 @@ impl GroupServerConfig {
             allow_plain_unencrypted: false,
             keyserver_listen: SocketAddr::from(([127, 0, 0, 1], 4433)),
             keyserver_advertise: None,
+            advertise: None,
             group: SocketAddrV4::new(Ipv4Addr::new(239, 192, 76, 1), 5000),
             interface: Ipv4Addr::LOCALHOST,
             ttl: 1,
@@ -99,6 +103,9 @@ pub enum GroupServerError {
     /// The key server did not get into the room.
     #[error("the key server could not join the room: {0}")]
     Presence(String),
+    /// Members would be told an address they cannot reach.
+    #[error("{0}")]
+    Unreachable(String),
     /// No randomness for the key server's password.
     #[error("no system randomness")]
     Random,
@@ -148,8 +155,11 @@ impl GroupServer {
         let room = Jid::parse(&format!("{}@conference.{}", cfg.room, cfg.domain))
             .map_err(|e| GroupServerError::Presence(e.to_string()))?;
         let mut client = ClientConfig::new(Jid::bare_of(KEYSERVER_USER, &cfg.domain), &ks_password);
+        // Dial the address the server really listens on (loopback reaches a wildcard listener).
         let local = xmpp.local_addr();
-        client.server = Some(SocketAddr::new(Ipv4Addr::LOCALHOST.into(), local.port()).to_string());
+        let dial =
+            if local.ip().is_unspecified() { SocketAddr::new(Ipv4Addr::LOCALHOST.into(), local.port()) } else { local };
+        client.server = Some(dial.to_string());
         match xmpp.fingerprint() {
             Some(fp) => {
                 client.tls = TlsMode::Required;
@@ -161,6 +171,7 @@ impl GroupServer {
             data_dir: cfg.data_dir.clone(),
             listen: cfg.keyserver_listen,
             advertise: cfg.keyserver_advertise,
+            host: cfg.advertise,
             group: cfg.group,
             interface: cfg.interface,
             ttl: cfg.ttl,
@@ -197,9 +208,11 @@ pub struct KeyServiceConfig {
     pub data_dir: PathBuf,
     /// Registrar (QUIC) address.
     pub listen: SocketAddr,
-    /// Address members are told (default: `listen`, 127.0.0.1 for an
-    /// unspecified IP).
+    /// Address members are told (default: see [`announced`]).
     pub advertise: Option<SocketAddr>,
+    /// This host's address on the members' network, for a registrar
+    /// listening on an unspecified address (default: `interface`).
+    pub host: Option<IpAddr>,
     /// The group's multicast address and port.
     pub group: SocketAddrV4,
     /// Multicast interface.
@@ -253,10 +266,13 @@ impl KeyService {
         kcfg.guard = cfg.guard;
         let keys = Arc::new(KeyServer::start(kcfg).await?);
         let listen = keys.addr()?;
-        let advertise = cfg.advertise.unwrap_or_else(|| {
-            let ip = if listen.ip().is_unspecified() { Ipv4Addr::LOCALHOST.into() } else { listen.ip() };
-            SocketAddr::new(ip, listen.port())
-        });
+        let advertise = match announced(listen, cfg.advertise, cfg.host, cfg.interface) {
+            Ok(a) => a,
+            Err(why) => {
+                keys.close();
+                return Err(GroupServerError::Unreachable(why));
+            }
+        };
         let params = GroupParams {
             group: SocketAddr::V4(cfg.group),
             keyserver: advertise,
@@ -276,11 +292,43 @@ impl KeyService {
         let mut presence = KeyServerPresence::start(pcfg, keys.clone());
         match tokio::time::timeout(Duration::from_secs(20), presence.events.recv()).await {
             Ok(Some(PresenceEvent::Published)) => {}
-            Ok(other) => return Err(GroupServerError::Presence(format!("{other:?}"))),
-            Err(_) => return Err(GroupServerError::Presence("timed out".into())),
+            Ok(Some(other)) => return Err(GroupServerError::Presence(other.to_string())),
+            Ok(None) => return Err(GroupServerError::Presence("its XMPP client stopped".into())),
+            Err(_) => return Err(GroupServerError::Presence("no answer from the room within 20 s".into())),
         }
         Ok(KeyService { keys, params, presence })
     }
+}
+
+/// The registrar address members are told: `explicit` if given; else the
+/// listen address, with `host` (or else the multicast `interface`) in place
+/// of an unspecified IP. Refused, with the flag to change, when members on
+/// other hosts could not reach it: a loopback or unspecified address while
+/// the group's interface is a real network's.
+pub fn announced(
+    listen: SocketAddr,
+    explicit: Option<SocketAddr>,
+    host: Option<IpAddr>,
+    interface: Ipv4Addr,
+) -> Result<SocketAddr, String> {
+    let addr = explicit.unwrap_or_else(|| {
+        let ip = match (listen.ip().is_unspecified(), host) {
+            (false, _) => listen.ip(),
+            (true, Some(h)) => h,
+            (true, None) if interface.is_unspecified() => listen.ip(),
+            (true, None) => interface.into(),
+        };
+        SocketAddr::new(ip, listen.port())
+    });
+    let local_only = addr.ip().is_loopback() && interface.is_loopback();
+    if addr.ip().is_unspecified() || (addr.ip().is_loopback() && !local_only) {
+        return Err(format!(
+            "the key server would be announced to members as {addr}, which members on other hosts cannot reach: \
+             give --iface this host's address on the members' network, or --advertise ADDR \
+             (--keyserver-advertise ADDR:PORT for the key server alone)"
+        ));
+    }
+    Ok(addr)
 }
 
 /// Member passwords checked by logging into the XMPP server with them:
@@ -324,6 +372,30 @@ impl PasswordCheck for XmppLogin {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn members_are_told_an_address_they_can_reach() {
+        let any: SocketAddr = "0.0.0.0:4433".parse().unwrap();
+        let lo = Ipv4Addr::LOCALHOST;
+        let radio = Ipv4Addr::new(10, 1, 0, 1);
+        // The README's command: listen everywhere, --iface on the radio network.
+        assert_eq!(announced(any, None, None, radio), Ok("10.1.0.1:4433".parse().unwrap()));
+        // One host: loopback everywhere is fine.
+        assert_eq!(announced("127.0.0.1:4433".parse().unwrap(), None, None, lo), Ok("127.0.0.1:4433".parse().unwrap()));
+        assert_eq!(announced(any, None, None, lo), Ok("127.0.0.1:4433".parse().unwrap()));
+        // A chosen listen address or advertised host wins.
+        assert_eq!(announced("10.1.0.9:7".parse().unwrap(), None, None, radio), Ok("10.1.0.9:7".parse().unwrap()));
+        assert_eq!(announced(any, None, Some([10, 9, 9, 9].into()), radio), Ok("10.9.9.9:4433".parse().unwrap()));
+        assert_eq!(
+            announced(any, Some("10.2.2.2:99".parse().unwrap()), None, radio),
+            Ok("10.2.2.2:99".parse().unwrap())
+        );
+        // Loopback announced to a real network, or nothing to announce: refused, naming the flags.
+        let err = announced("127.0.0.1:4433".parse().unwrap(), None, None, radio).unwrap_err();
+        assert!(err.contains("127.0.0.1:4433") && err.contains("--advertise"), "{err}");
+        let err = announced(any, None, None, Ipv4Addr::UNSPECIFIED).unwrap_err();
+        assert!(err.contains("0.0.0.0:4433") && err.contains("--iface"), "{err}");
+    }
 
     #[test]
     fn key_server_logins_use_the_xmpp_users_but_never_its_own_account() {

@@ -616,6 +616,12 @@ async fn run(cfg: ClientConfig, mut commands: mpsc::Receiver<Command>, events: m
             }
         };
         backoff = st.cfg.backoff_min;
+        // Come back as the same resource: the server then replaces a session
+        // of ours it still holds (RFC 6120 §7.7.2.2) instead of keeping a
+        // ghost of it in our rooms until it times out.
+        if st.cfg.resource.is_none() {
+            st.cfg.resource = session.jid.resource.clone();
+        }
         let ev = ClientEvent::Online {
             jid: session.jid.clone(),
             encrypted: session.encrypted,

@@ -168,11 +168,18 @@ impl Hub {
     }
 
     /// Session `id` has bound `full` (RFC 6120 §7). A session already
-    /// bound to the same full JID is replaced: it leaves its rooms and is
-    /// closed with `conflict`.
+    /// bound to the same full JID is replaced and closed with `conflict`:
+    /// the new one is the same client back (a radio link dropped its TCP
+    /// connection), so it takes over the old one's room occupancies and the
+    /// rooms see no one leave.
     pub fn bind(&mut self, id: SessionId, full: Jid) -> Vec<Output> {
         let mut out = Vec::new();
         if let Some(old) = self.session_of(&full).filter(|old| *old != id) {
+            for room in self.rooms.values_mut() {
+                for o in room.occupants.iter_mut().filter(|o| o.session == old) {
+                    o.session = id;
+                }
+            }
             self.forget(old, &mut out);
             out.push(Output::Close(old, "conflict"));
         }
@@ -535,7 +542,14 @@ impl Hub {
                     self.bounce(id, &e, ErrorType::Modify, "jid-malformed", out);
                     return;
                 };
+                let rejoin = e.get_child("x", NS_MUC).is_some();
                 match occupant_nick {
+                    // A join presence from an occupant: a client that took
+                    // over its old session wants the room's state again.
+                    Some(current) if current == nick && rejoin => {
+                        self.update(room_name, id, children, out);
+                        self.send_state(room_name, id, from, out);
+                    }
                     Some(current) if current == nick => self.update(room_name, id, children, out),
                     // Nick changes (XEP-0045 §7.6) are not supported.
                     Some(_) => self.bounce(id, &e, ErrorType::Cancel, "not-acceptable", out),
@@ -566,11 +580,14 @@ impl Hub {
         if let Some(holder) = self.rooms.get(room_name).and_then(|r| r.by_nick(nick))
             && holder.real != *from
         {
-            self.bounce(id, request, ErrorType::Cancel, "conflict", out);
+            if holder.real.bare() == from.bare() {
+                self.take_over(room_name, nick, id, from, presence, out);
+            } else {
+                self.bounce(id, request, ErrorType::Cancel, "conflict", out);
+            }
             return;
         }
         let (affiliation, role) = if created { ("owner", "moderator") } else { ("none", "participant") };
-        let room_jid = self.room_jid(room_name, None);
         let occupant =
             Occupant { nick: nick.to_string(), session: id, real: from.clone(), affiliation, role, presence };
         let room = self.rooms.entry(room_name.to_string()).or_insert_with(|| Room::new(false));
@@ -589,13 +606,63 @@ impl Hub {
         }
         let own = occupant_presence(&self.muc_domain, room_name, &occupant, None, &from.to_string(), &codes);
         out.push(Output::Send(id, own));
-        let subject = Element::new("message", NS_CLIENT)
-            .attr("type", "groupchat")
-            .attr("from", room_jid)
-            .attr("to", from.to_string())
-            .child(Element::new("subject", NS_CLIENT).text(room.subject.as_str()));
-        out.push(Output::Send(id, subject));
         room.occupants.push(occupant);
+        let subject = self.subject(room_name, &self.rooms[room_name], from);
+        out.push(Output::Send(id, subject));
+    }
+
+    /// A new session of the occupant's own bare JID joins under its nick:
+    /// the same user back (restarted, or reconnected before its old
+    /// connection timed out). It becomes that occupant, so the room sees a
+    /// presence change instead of a stranger's nick; the old session is
+    /// told it is out.
+    fn take_over(
+        &mut self,
+        room_name: &str,
+        nick: &str,
+        id: SessionId,
+        from: &Jid,
+        presence: Vec<Element>,
+        out: &mut Vec<Output>,
+    ) {
+        let Some(room) = self.rooms.get_mut(room_name) else { return };
+        let Some(o) = room.occupants.iter_mut().find(|o| o.nick == nick) else { return };
+        let (old_session, old_real) = (o.session, o.real.clone());
+        o.session = id;
+        o.real = from.clone();
+        let gone = Occupant {
+            nick: nick.to_string(),
+            session: old_session,
+            real: old_real.clone(),
+            affiliation: o.affiliation,
+            role: "none",
+            presence: Vec::new(),
+        };
+        let p =
+            occupant_presence(&self.muc_domain, room_name, &gone, Some("unavailable"), &old_real.to_string(), &[110]);
+        out.push(Output::Send(old_session, p));
+        self.update(room_name, id, presence, out);
+        self.send_state(room_name, id, from, out);
+    }
+
+    /// The room's state as a joiner gets it: every other occupant's
+    /// presence, its own (status 110) and the subject.
+    fn send_state(&self, room_name: &str, id: SessionId, to: &Jid, out: &mut Vec<Output>) {
+        let Some(room) = self.rooms.get(room_name) else { return };
+        let Some(me) = room.by_session(id) else { return };
+        for o in room.occupants.iter().filter(|o| o.session != id) {
+            out.push(Output::Send(id, occupant_presence(&self.muc_domain, room_name, o, None, &to.to_string(), &[])));
+        }
+        out.push(Output::Send(id, occupant_presence(&self.muc_domain, room_name, me, None, &to.to_string(), &[110])));
+        out.push(Output::Send(id, self.subject(room_name, room, to)));
+    }
+
+    fn subject(&self, room_name: &str, room: &Room, to: &Jid) -> Element {
+        Element::new("message", NS_CLIENT)
+            .attr("type", "groupchat")
+            .attr("from", self.room_jid(room_name, None))
+            .attr("to", to.to_string())
+            .child(Element::new("subject", NS_CLIENT).text(room.subject.as_str()))
     }
 
     fn update(&mut self, room_name: &str, id: SessionId, presence: Vec<Element>, out: &mut Vec<Output>) {
@@ -969,9 +1036,40 @@ mod tests {
         hub.stanza(2, join(&format!("{ROOM}/bob")));
         let out = hub.bind(3, Jid::parse("alice@example.org/a").unwrap());
         assert!(out.contains(&Output::Close(1, "conflict")));
-        assert!(sends(&out).iter().any(|(id, p)| *id == 2 && p.get_attr("type") == Some("unavailable")));
-        assert_eq!(hub.occupants("lsim"), vec!["bob"]);
+        // The same client back: it keeps alice's place, and bob hears no leave.
+        assert!(sends(&out).is_empty(), "{out:?}");
+        assert_eq!(hub.occupants("lsim"), vec!["alice", "bob"]);
         assert!(hub.jid_of(1).is_none());
+        // Its join presence gets the room's state; bob sees a presence change, not a join.
+        let out = hub.stanza(3, join(&format!("{ROOM}/alice")));
+        let to_alice: Vec<&Element> = sends(&out).iter().filter(|(id, _)| *id == 3).map(|(_, e)| *e).collect();
+        assert!(to_alice.iter().any(|p| p.get_attr("from") == Some(&format!("{ROOM}/bob")[..])));
+        assert!(to_alice.iter().any(|p| muc(p).status_codes.contains(&110)));
+        assert!(to_alice.iter().any(|m| m.get_child("subject", NS_CLIENT).is_some()));
+        assert!(sends(&out).iter().all(|(id, p)| *id != 2 || p.get_attr("type").is_none()));
+        assert_eq!(hub.occupants("lsim"), vec!["alice", "bob"]);
+    }
+
+    #[test]
+    fn a_new_session_of_the_same_user_takes_over_its_nick() {
+        let mut hub = hub_with(&[(1, "carol@example.org/old"), (2, "bob@example.org/b"), (3, "carol@example.org/new")]);
+        hub.stanza(1, join(&format!("{ROOM}/carol")));
+        hub.stanza(2, join(&format!("{ROOM}/bob")));
+        let out = hub.stanza(3, join(&format!("{ROOM}/carol")));
+        // The old session is told it is out; bob sees carol's presence change, never a leave.
+        assert!(sends(&out).iter().any(|(id, p)| *id == 1 && p.get_attr("type") == Some("unavailable")));
+        assert!(sends(&out).iter().all(|(id, p)| *id != 2 || p.get_attr("type").is_none()));
+        assert!(sends(&out).iter().any(|(id, p)| *id == 3 && muc(p).status_codes.contains(&110)));
+        assert_eq!(hub.occupants("lsim"), vec!["carol", "bob"]);
+        // The old session closing later changes nothing.
+        let out = hub.close(1);
+        assert!(sends(&out).is_empty(), "{out:?}");
+        assert_eq!(hub.occupants("lsim"), vec!["carol", "bob"]);
+        // Another user still gets a conflict.
+        let mut hub2 = hub_with(&[(1, "carol@example.org/a"), (2, "mallory@example.org/m")]);
+        hub2.stanza(1, join(&format!("{ROOM}/carol")));
+        let out = hub2.stanza(2, join(&format!("{ROOM}/carol")));
+        assert_eq!(stanza_error(sends(&out)[0].1), Some("conflict"));
     }
 
     #[test]

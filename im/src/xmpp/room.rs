@@ -36,6 +36,14 @@ pub struct Occupant {
     pub payload: Option<Element>,
 }
 
+impl Occupant {
+    /// The user an occupant stands for: its real JID's local part when the
+    /// room shows it, its nick otherwise.
+    pub fn user(&self) -> String {
+        self.jid.as_deref().and_then(|j| Jid::parse(j).ok()).and_then(|j| j.local).unwrap_or_else(|| self.nick.clone())
+    }
+}
+
 /// Where the join stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JoinState {
