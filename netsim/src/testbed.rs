@@ -27,7 +27,9 @@
 //! between regions only through the router, where `smcrouted` installs
 //! `(*, 224.0.0.0/4)` routes from each region's interface to all the others;
 //! the kernel forwards only datagrams whose TTL is above 1, so TTL 1 stays in
-//! its region. With `--regions 1` there is one bridge and no router.
+//! its region. With `--regions 1` there is one bridge and no router. Routing
+//! needs a kernel built with IP multicast routing: without it, `up` of more
+//! than one region (and `check`) says so before building anything.
 //!
 //! Shaping: a host's loss drops that share of the UDP datagrams arriving at it
 //! (nftables input hook in its namespace); its rate is a token bucket on its
@@ -138,6 +140,14 @@ pub enum TestbedCommand {
         #[command(flatten)]
         which: Which,
     },
+    /// Say whether this machine can build a testbed of this many regions
+    /// (root, the tools, the kernel's multicast routing); exit 2 with what is
+    /// missing if not.
+    Check {
+        /// Regions (more than 1 needs a kernel that routes multicast).
+        #[arg(long, default_value_t = 1)]
+        regions: u8,
+    },
 }
 
 /// Run a testbed command, printing its error: the one-line entry point for `main`.
@@ -151,6 +161,8 @@ pub fn run(args: TestbedArgs) -> ExitCode {
 /// Run a testbed command; `Err` says what was wrong with which input or which system command.
 pub fn run_cli(args: TestbedArgs) -> Result<ExitCode, String> {
     let which = match &args.command {
+        // About the machine, not a testbed: no name, and answered here.
+        TestbedCommand::Check { regions } => return check(*regions),
         TestbedCommand::Up { which, .. }
         | TestbedCommand::Down { which }
         | TestbedCommand::Exec { which, .. }
@@ -183,7 +195,18 @@ pub fn run_cli(args: TestbedArgs) -> Result<ExitCode, String> {
             print!("{}", load(&which)?.describe());
             Ok(ExitCode::SUCCESS)
         }
+        TestbedCommand::Check { regions } => check(regions),
     }
+}
+
+/// `check`: whether `up --regions <regions>` can work here.
+fn check(regions: u8) -> Result<ExitCode, String> {
+    if regions == 0 || regions > 250 {
+        return Err(format!("--regions {regions}: must be 1 to 250"));
+    }
+    require_machine(regions)?;
+    println!("this machine can build a testbed of {regions} region(s)");
+    Ok(ExitCode::SUCCESS)
 }
 
 /// What `up` was asked for.
@@ -380,6 +403,41 @@ fn require_root() -> Result<(), String> {
     Ok(())
 }
 
+/// Why this kernel cannot route multicast between regions, or `None` if it
+/// can (or if there is no `/proc` to tell).
+///
+/// A kernel built with IP multicast routing (`CONFIG_IP_MROUTE`) gives every
+/// network namespace a `/proc/net/ip_mr_vif`, so looking in ours answers for
+/// the router's too. Without it `smcrouted` starts but can add no interface,
+/// and two regions never hear each other: `up` says so before building
+/// anything, and tests that need routing skip with this reason.
+pub fn multicast_routing_missing() -> Option<String> {
+    let proc_net = Path::new("/proc/net");
+    if !proc_net.join("dev").exists() || proc_net.join("ip_mr_vif").exists() {
+        return None;
+    }
+    Some(
+        "the kernel was built without IP multicast routing (CONFIG_IP_MROUTE): /proc/net/ip_mr_vif does not \
+         exist, so multicast cannot be routed between regions; one region (--regions 1) works"
+            .to_string(),
+    )
+}
+
+/// Root, then the kernel, then the tools a testbed of `regions` needs: the
+/// first thing missing, named with how to get it.
+fn require_machine(regions: u8) -> Result<(), String> {
+    require_root()?;
+    let mut tools = vec![IP, TC, NFT];
+    if regions > 1 {
+        // Before smcroute: installing it would not help.
+        if let Some(why) = multicast_routing_missing() {
+            return Err(format!("{regions} regions need a multicast router, but {why}"));
+        }
+        tools.push(SMCROUTED);
+    }
+    require_tools(&tools)
+}
+
 fn has_tool(tool: &str) -> bool {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
@@ -514,11 +572,8 @@ fn up(which: &Which, plan: Plan) -> Result<(), String> {
     for rate in plan.link_rate.iter().chain(&plan.host_rate) {
         parse_rate(rate)?;
     }
-    let mut tools = vec![IP, TC, NFT];
-    if plan.regions > 1 {
-        tools.push(SMCROUTED);
-    }
-    require_tools(&tools)?;
+    // Before the state file: on a machine that cannot run it, nothing is built.
+    require_machine(plan.regions)?;
     if state_path(which).exists() {
         let dir = if which.state_dir == Path::new(DEFAULT_STATE_DIR) {
             String::new()

@@ -11,7 +11,7 @@
 
 use std::ffi::OsString;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 
 /// Returns `args` with the config file's settings added, or `args`
 /// unchanged when there is no `--config`.
@@ -24,8 +24,14 @@ pub fn expand(args: Vec<OsString>) -> Result<Vec<OsString>> {
         Some(p) => (p.to_string(), 1),
         None => (strings.get(at + 1).cloned().context("--config needs a file")?, 2),
     };
-    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
-    let table: toml::Table = text.parse().with_context(|| format!("{path} is not valid TOML"))?;
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| anyhow!("--config {path}: cannot read it: {}", crate::io_why(&e)))?;
+    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+        // toml's own text spans lines (a snippet of the file): one line with the line number instead.
+        let at = e.span().map_or(0, |s| s.start.min(text.len()));
+        let line = 1 + text.as_bytes()[..at].iter().filter(|b| **b == b'\n').count();
+        anyhow!("--config {path}: not valid TOML at line {line}: {}", e.message().trim())
+    })?;
     let mut out: Vec<String> = strings[..at].iter().chain(&strings[at + remove..]).cloned().collect();
     // The subcommand: the first argument that is not a flag.
     let sub = out.iter().skip(1).find(|a| !a.starts_with('-')).cloned().unwrap_or_default();
@@ -94,6 +100,18 @@ mod tests {
         assert!(out.windows(2).any(|w| w == ["--iface", "10.0.0.7"]));
         assert_eq!(out.iter().filter(|a| *a == "--tls").count(), 1);
         assert!(!out.contains(&"--data-dir".to_string()), "other sections stay out");
+    }
+
+    #[test]
+    fn a_bad_file_is_one_line_naming_the_flag_and_the_line() {
+        let path = std::env::temp_dir().join(format!("lsim-config-{}-bad.toml", std::process::id()));
+        std::fs::write(&path, "iface = \"lo\"\n[chat\njid = 1\n").unwrap();
+        let argv: Vec<OsString> =
+            ["lsim", "chat", "--config"].iter().map(OsString::from).chain([path.clone().into()]).collect();
+        let err = format!("{:#}", expand(argv).unwrap_err());
+        std::fs::remove_file(&path).unwrap();
+        assert!(err.starts_with(&format!("--config {}: not valid TOML at line 2: ", path.display())), "{err}");
+        assert!(!err.contains('\n'), "{err}");
     }
 
     #[test]

@@ -47,6 +47,14 @@ pub struct ServerArgs {
     /// Key server (registrar, QUIC) address.
     #[arg(long, default_value = "127.0.0.1:4433")]
     keyserver_listen: SocketAddr,
+    /// This host's address on the members' network, announced in the room
+    /// for services listening on 0.0.0.0 (default: the --iface address).
+    #[arg(long)]
+    advertise: Option<Ipv4Addr>,
+    /// The key server address members are told, when it differs from what
+    /// it listens on (behind a port forward, say).
+    #[arg(long)]
+    keyserver_advertise: Option<SocketAddr>,
     /// The group's multicast address and port.
     #[arg(long, default_value = "239.192.76.1:5000")]
     group: SocketAddrV4,
@@ -64,10 +72,35 @@ pub struct ServerArgs {
     grace: f64,
 }
 
+/// Refuses an interface address this host does not have (a typo would
+/// otherwise announce an address no member can reach).
+pub fn check_iface(flag: &str, addr: Ipv4Addr) -> Result<()> {
+    if addr.is_unspecified() || addr.is_loopback() {
+        return Ok(());
+    }
+    let have: Vec<Ipv4Addr> = if_addrs::get_if_addrs()
+        .context("listing this host's addresses")?
+        .iter()
+        .filter_map(|i| match i.ip() {
+            std::net::IpAddr::V4(a) => Some(a),
+            std::net::IpAddr::V6(_) => None,
+        })
+        .collect();
+    if !have.contains(&addr) {
+        let list: Vec<String> = have.iter().map(Ipv4Addr::to_string).collect();
+        bail!("{flag} {addr}: this host has no such address (it has {})", list.join(", "));
+    }
+    Ok(())
+}
+
 /// Runs the group server until interrupted.
 pub async fn server(a: ServerArgs) -> Result<()> {
+    check_iface("--iface", a.iface)?;
     let mut cfg = GroupServerConfig::new(&a.data_dir);
+    let domain = a.domain.clone();
     cfg.domain = a.domain;
+    cfg.advertise = a.advertise.map(Into::into);
+    cfg.keyserver_advertise = a.keyserver_advertise;
     cfg.xmpp_listen = a.xmpp_listen;
     cfg.tls = a.tls;
     cfg.allow_plain_unencrypted = a.allow_plain;
@@ -78,7 +111,7 @@ pub async fn server(a: ServerArgs) -> Result<()> {
     cfg.room = a.room;
     cfg.grace = Duration::from_secs_f64(a.grace);
     let mut s = GroupServer::start(cfg).await.context("starting the group server")?;
-    println!("XMPP      {} (domain {}), room {}", s.xmpp.local_addr(), s.room.domain, s.room);
+    println!("XMPP      {} (domain {domain}), room {}", s.xmpp.local_addr(), s.room);
     if let Some(fp) = s.xmpp.fingerprint() {
         println!("XMPP TLS  certificate {}", lsim_im::xmpp::tls::fingerprint_hex(&fp));
     }
@@ -89,11 +122,23 @@ pub async fn server(a: ServerArgs) -> Result<()> {
     );
     println!("group     {} ({})", s.params.group, s.params.suite);
     println!("users     lsim user add NAME --data-dir {} --password-stdin", a.data_dir.display());
+    let group = s.room.local.clone().unwrap_or_default();
+    let mut epochs = tokio::time::interval(Duration::from_millis(500));
+    let mut last = None;
     loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
+            _ = epochs.tick() => {
+                let now = s.keys.group_state(&group).await;
+                if now != last {
+                    if let Some((epoch, members)) = now {
+                        println!("{} the group key is at epoch {epoch}, held by {members} member{}", log_time(), if members == 1 { "" } else { "s" });
+                    }
+                    last = now;
+                }
+            }
             ev = s.next_presence_event() => match ev {
-                Some(ev) => println!("{ev:?}"),
+                Some(ev) => println!("{} {ev}", log_time()),
                 None => break,
             },
         }
@@ -174,6 +219,7 @@ fn xmpp_config(
 /// Runs the key service until interrupted. Member passwords are checked
 /// by logging into the XMPP server with them.
 pub async fn keyserver(a: KeyserverArgs) -> Result<()> {
+    check_iface("--iface", a.iface)?;
     let password = read_password(true)?;
     let xmpp = xmpp_config(&a.jid, &password, &a.server, &a.tls, &a.pin, &a.ca_file)?;
     let cfg = KeyServiceConfig {
@@ -202,7 +248,7 @@ pub async fn keyserver(a: KeyserverArgs) -> Result<()> {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
             ev = service.presence.events.recv() => match ev {
-                Some(ev) => println!("{ev:?}"),
+                Some(ev) => println!("{} {ev}", log_time()),
                 None => break,
             },
         }
@@ -517,6 +563,12 @@ fn read_password(stdin: bool) -> Result<String> {
         .map_err(|_| anyhow!("give the password on stdin (--password-stdin) or in LSIM_PASSWORD"))
 }
 
+/// The time of day (UTC) for a log line.
+fn log_time() -> String {
+    let ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    clock(ms)
+}
+
 fn clock(ms: u64) -> String {
     let secs = ms / 1000;
     format!("{:02}:{:02}:{:02}", (secs / 3600) % 24, (secs / 60) % 60, secs % 60)
@@ -636,6 +688,7 @@ fn open_with(cmd: &str) -> Result<Vec<String>> {
 
 /// The interactive line client.
 pub async fn chat(a: ChatArgs) -> Result<()> {
+    check_iface("--iface", a.iface)?;
     let password = read_password(a.password_stdin)?;
     let xmpp = client_config(&a, &password)?;
     let room = Jid::parse(&a.room).map_err(|e| anyhow!("--room: {e}"))?;

@@ -4,6 +4,11 @@
 //! `epoch N`, `key HEX` — written with owner-only permissions, and reading
 //! it back into a transport seal. Group mode gets its keys from the key
 //! server instead.
+//!
+//! A key file's id (`KeyFile::id`) is derived, not stored, so files written
+//! before ids existed have one too: both ends print it, and a receiver that
+//! hears only packets it cannot open names its own, so a user can see that
+//! the two ends hold different files without showing the key.
 
 use std::io::Write;
 use std::path::Path;
@@ -11,6 +16,7 @@ use std::path::Path;
 use anyhow::{Context, Result, anyhow, bail};
 use lsim_keymgmt::key::{SecretKey, random_bytes};
 use lsim_keymgmt::suite::{GroupSeal, SuiteId};
+use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 /// A group key for standalone use.
@@ -52,7 +58,9 @@ impl KeyFile {
         opts.write(true).create(true).truncate(true);
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-        let mut f = opts.open(path).with_context(|| format!("creating {}", path.display()))?;
+        let mut f = opts
+            .open(path)
+            .map_err(|e| anyhow!("--out {}: cannot create it: {}", path.display(), crate::io_why(&e)))?;
         f.write_all(text.as_bytes())?;
         f.sync_all()?;
         Ok(())
@@ -60,11 +68,16 @@ impl KeyFile {
 
     /// Reads a key file.
     pub fn read(path: &Path) -> Result<KeyFile> {
-        let text =
-            Zeroizing::new(std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?);
+        let text = Zeroizing::new(
+            std::fs::read_to_string(path)
+                .map_err(|e| anyhow!("--key-file {}: cannot read it: {}", path.display(), crate::io_why(&e)))?,
+        );
         let mut lines = text.lines();
         if lines.next() != Some("lsim-key 1") {
-            bail!("{}: not an lsim key file (first line must be `lsim-key 1`)", path.display());
+            bail!(
+                "--key-file {}: not an lsim key file (its first line must be `lsim-key 1`; `lsim keygen` writes one)",
+                path.display()
+            );
         }
         let (mut suite, mut session, mut epoch, mut key) = (None, None, None, None);
         for (i, line) in lines.enumerate() {
@@ -82,7 +95,8 @@ impl KeyFile {
                     epoch = Some(v.parse::<u32>().with_context(|| format!("{} line {}", path.display(), i + 2))?)
                 }
                 "key" => {
-                    if v.len() != 64 {
+                    // Checked as bytes first: slicing a string with other characters could split one.
+                    if v.len() != 64 || !v.bytes().all(|b| b.is_ascii_hexdigit()) {
                         bail!("{} line {}: key must be 64 hex digits", path.display(), i + 2);
                     }
                     let mut b = Zeroizing::new([0u8; 32]);
@@ -92,7 +106,7 @@ impl KeyFile {
                     }
                     key = Some(SecretKey::from_bytes(*b));
                 }
-                other => bail!("{} line {}: unknown field {other:?}", path.display(), i + 2),
+                other => bail!("{} line {}: unknown field `{other}`", path.display(), i + 2),
             }
         }
         let missing = |f: &str| anyhow!("{}: missing `{f}`", path.display());
@@ -104,8 +118,63 @@ impl KeyFile {
         })
     }
 
+    /// A short id naming this key file: the first 8 hex digits of a
+    /// domain-separated SHA-256 of everything both ends must share (suite,
+    /// session, epoch, key). Different ids: the files do not interoperate.
+    /// Four bytes of a hash say nothing usable about the key.
+    pub fn id(&self) -> String {
+        let mut h = Sha256::new();
+        h.update(b"lsim key file id v1\0");
+        h.update(self.suite.name().as_bytes());
+        h.update([0]);
+        h.update(self.session.to_be_bytes());
+        h.update(self.epoch.to_be_bytes());
+        h.update(self.key.as_bytes());
+        h.finalize()[..4].iter().map(|b| format!("{b:02x}")).collect()
+    }
+
     /// The transport seal for this key.
     pub fn seal(&self) -> GroupSeal {
         GroupSeal::new(self.suite, self.epoch, &self.key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn key(suite: SuiteId, session: u32, epoch: u32, byte: u8) -> KeyFile {
+        KeyFile { suite, session, epoch, key: SecretKey::from_bytes([byte; 32]) }
+    }
+
+    #[test]
+    fn the_id_names_everything_both_ends_must_share() {
+        let a = key(SuiteId::Aes256Gcm, 7, 1, 1);
+        assert_eq!(a.id().len(), 8);
+        assert!(a.id().bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_eq!(a.id(), key(SuiteId::Aes256Gcm, 7, 1, 1).id());
+        for other in [
+            key(SuiteId::Aes256Gcm, 7, 1, 2),
+            key(SuiteId::Aes256Gcm, 8, 1, 1),
+            key(SuiteId::Aes256Gcm, 7, 2, 1),
+            key(SuiteId::ChaCha20Poly1305, 7, 1, 1),
+        ] {
+            assert_ne!(a.id(), other.id());
+        }
+    }
+
+    #[test]
+    fn a_file_written_before_ids_reads_and_has_its_id() {
+        let dir = std::env::temp_dir().join(format!("lsim-keyfile-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("old.key");
+        let old = format!("lsim-key 1\nsuite aes-256-gcm\nsession 7\nepoch 1\nkey {}\n", "01".repeat(32));
+        std::fs::write(&path, old).unwrap();
+        assert_eq!(KeyFile::read(&path).unwrap().id(), key(SuiteId::Aes256Gcm, 7, 1, 1).id());
+        std::fs::write(&path, format!("lsim-key 1\nkey {}\n", "é".repeat(32))).unwrap();
+        let err = format!("{:#}", KeyFile::read(&path).err().unwrap());
+        assert!(err.contains("64 hex digits"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

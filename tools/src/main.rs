@@ -2,13 +2,18 @@
 //!
 //! Standalone file transfer over encrypted multicast (`keygen`, `send`,
 //! `recv`); the group commands (server, chat, demo) come with the group client.
+//!
+//! Every error ends the process with status 2 and one line that names the
+//! input or flag to fix (clap's own usage errors exit 2 too). Inputs are
+//! checked before anything is sent or written: the files to send, the key
+//! file, the `--iface` address.
 
 mod config;
 mod group;
 mod keyfile;
 
 use std::fs::File;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -70,18 +75,35 @@ struct Net {
 }
 
 impl Net {
+    /// The `--iface` address, checked against this host's: a mistyped
+    /// address would otherwise fail later as a socket error, or not at all.
     fn interface(&self) -> Result<Ipv4Addr> {
-        Ok(match &self.iface {
-            None => Ipv4Addr::UNSPECIFIED,
-            Some(s) => match s.parse::<Ipv4Addr>() {
-                Ok(a) => a,
-                Err(_) => interface_addr(s)?,
-            },
-        })
+        let Some(s) = &self.iface else { return Ok(Ipv4Addr::UNSPECIFIED) };
+        let ifs =
+            if_addrs::get_if_addrs().with_context(|| format!("--iface {s}: cannot list this host's interfaces"))?;
+        match s.parse::<Ipv4Addr>() {
+            Ok(a) if a.is_unspecified() || ifs.iter().any(|i| i.ip() == IpAddr::V4(a)) => Ok(a),
+            Ok(_) => {
+                let mut have: Vec<Ipv4Addr> = ifs.iter().filter_map(ipv4).collect();
+                have.sort();
+                have.dedup();
+                let have = if have.is_empty() {
+                    "none".to_string()
+                } else {
+                    have.iter().map(Ipv4Addr::to_string).collect::<Vec<_>>().join(", ")
+                };
+                bail!("--iface {s}: this host has no such address (have: {have})")
+            }
+            Err(_) => interface_addr(s, &ifs),
+        }
     }
 
     fn group(&self) -> Result<SocketAddrV4> {
-        self.group.ok_or_else(|| anyhow!("--group is required (or --room for group mode)"))
+        let g = self.group.ok_or_else(|| anyhow!("--group is required (or --room for group mode)"))?;
+        if !g.ip().is_multicast() {
+            bail!("--group {g}: not a multicast address (give one in 224.0.0.0/4, e.g. 239.1.2.3:5000)");
+        }
+        Ok(g)
     }
 
     fn key_file(&self) -> Result<&Path> {
@@ -101,20 +123,51 @@ impl Net {
     }
 }
 
-/// The IPv4 address of the interface called `name`.
-fn interface_addr(name: &str) -> Result<Ipv4Addr> {
-    let ifs = if_addrs::get_if_addrs().context("listing network interfaces")?;
-    let v4 = ifs.iter().filter(|i| i.name == name).find_map(|i| match i.ip() {
-        std::net::IpAddr::V4(a) => Some(a),
-        std::net::IpAddr::V6(_) => None,
-    });
-    v4.ok_or_else(|| {
-        let names: std::collections::BTreeSet<&str> = ifs.iter().map(|i| i.name.as_str()).collect();
+fn ipv4(i: &if_addrs::Interface) -> Option<Ipv4Addr> {
+    match i.ip() {
+        IpAddr::V4(a) => Some(a),
+        IpAddr::V6(_) => None,
+    }
+}
+
+/// The IPv4 address of the interface called `name` (`--iface` by name).
+fn interface_addr(name: &str, ifs: &[if_addrs::Interface]) -> Result<Ipv4Addr> {
+    ifs.iter().filter(|i| i.name == name).find_map(ipv4).ok_or_else(|| {
+        let names: std::collections::BTreeSet<&str> =
+            ifs.iter().filter(|i| ipv4(i).is_some()).map(|i| i.name.as_str()).collect();
         anyhow!(
-            "no interface {name:?} with an IPv4 address (have: {})",
+            "--iface {name}: this host has no interface of that name with an IPv4 address (have: {})",
             names.into_iter().collect::<Vec<_>>().join(", ")
         )
     })
+}
+
+/// Why a file could not be used, as words (no "(os error 2)").
+fn io_why(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "no such file".to_string(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
+        std::io::ErrorKind::IsADirectory => "it is a directory".to_string(),
+        _ => e.to_string(),
+    }
+}
+
+/// The files to send, each opened: a missing, unreadable or non-regular
+/// file (a directory) is refused by name before anything goes out.
+fn open_inputs(files: &[PathBuf]) -> Result<Vec<File>> {
+    files
+        .iter()
+        .map(|p| {
+            let meta = std::fs::metadata(p).map_err(|e| anyhow!("{}: {}", p.display(), io_why(&e)))?;
+            if meta.is_dir() {
+                bail!("{} is a directory: give files, not directories", p.display());
+            }
+            if !meta.is_file() {
+                bail!("{} is not a regular file (a device, pipe or socket): give files", p.display());
+            }
+            File::open(p).map_err(|e| anyhow!("{}: cannot open it: {}", p.display(), io_why(&e)))
+        })
+        .collect()
 }
 
 #[derive(Subcommand)]
@@ -225,10 +278,7 @@ fn node_id() -> Result<u32> {
 fn main() -> ExitCode {
     let args = match config::expand(std::env::args_os().collect()) {
         Ok(a) => a,
-        Err(e) => {
-            eprintln!("lsim: {e:#}");
-            return ExitCode::FAILURE;
-        }
+        Err(e) => return fail(&e),
     };
     let cli = Cli::parse_from(args);
     // One driver loop per process: a single thread avoids handing it between workers (measured: half the
@@ -243,15 +293,13 @@ fn main() -> ExitCode {
         if group { tokio::runtime::Builder::new_multi_thread() } else { tokio::runtime::Builder::new_current_thread() };
     let rt = match { builder }.enable_all().build() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("lsim: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(e) => return fail(&anyhow!("cannot start the runtime: {e}")),
     };
     let result = rt.block_on(async {
         match cli.command {
             Command::Keygen { suite, out, force } => keygen(suite, &out, force),
             Command::Send { files, net, rate, max_rate, adaptive_rate, linger, to, .. } if net.room.room.is_some() => {
+                open_inputs(&files)?;
                 let (mbit, auto) = rate.resolve(max_rate, adaptive_rate);
                 group::send_to_room(&files, &to, &net.room, net.interface()?, mbit, auto, linger).await
             }
@@ -275,11 +323,16 @@ fn main() -> ExitCode {
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("lsim: {e:#}");
-            ExitCode::FAILURE
-        }
+        Err(e) => fail(&e),
     }
+}
+
+/// Prints `e` as one line and gives the exit status of every error: 2.
+fn fail(e: &anyhow::Error) -> ExitCode {
+    let text = format!("{e:#}");
+    let line: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    eprintln!("lsim: {}", line.join(" "));
+    ExitCode::from(2)
 }
 
 /// This process's peak resident memory in KiB (Linux's VmHWM), for `--json`.
@@ -306,8 +359,9 @@ fn cpu_s() -> Option<f64> {
 }
 
 fn keygen(suite: SuiteId, out: &Path, force: bool) -> Result<()> {
-    KeyFile::generate(suite)?.write(out, force)?;
-    println!("wrote a new {suite} group key to {}", out.display());
+    let key = KeyFile::generate(suite)?;
+    key.write(out, force)?;
+    println!("wrote a new {suite} group key to {} (key file id {})", out.display(), key.id());
     Ok(())
 }
 
@@ -326,7 +380,7 @@ impl std::str::FromStr for Rate {
         }
         match s.parse::<f64>() {
             Ok(r) if r > 0.0 && r <= 100_000.0 => Ok(Rate::Fixed(r)),
-            _ => Err(format!("{s:?}: a rate in Mbit/s (above 0, at most 100000) or `auto`")),
+            _ => Err("give a rate in Mbit/s (above 0, at most 100000) or `auto`".to_string()),
         }
     }
 }
@@ -352,9 +406,11 @@ struct SendOptions {
 
 async fn send(files: &[PathBuf], net: &Net, opts: SendOptions) -> Result<()> {
     let SendOptions { rate_mbit, adaptive_rate, linger, proactive, block_symbols } = opts;
+    let inputs = open_inputs(files)?;
     let key = KeyFile::read(net.key_file()?)?;
     let mc = net.multicast()?;
-    let socket = MulticastSocket::open(&mc).with_context(|| format!("joining {}", mc.group))?;
+    eprintln!("sending with key file id {} ({})", key.id(), key.suite);
+    let socket = MulticastSocket::open(&mc).with_context(|| format!("--group {}: cannot join it", mc.group))?;
     let rate = (rate_mbit * 1e6 / 8.0) as u64;
     let seal = key.seal();
     // The largest symbols whose every packet fits a 1500-byte MTU under this suite's tag.
@@ -376,8 +432,7 @@ async fn send(files: &[PathBuf], net: &Net, opts: SendOptions) -> Result<()> {
     let dcfg = DriverConfig { precise_timer: true, ..DriverConfig::default() };
     let mut driver = Driver::new(Sender::new(cfg, seal)?, socket, dcfg);
     let mut total = 0u64;
-    for path in files {
-        let f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    for (path, f) in files.iter().zip(inputs) {
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "file".into());
         let source = FileSource::new(f)?;
         total += lsim_transport::source::ObjectSource::len(&source);
@@ -440,6 +495,7 @@ async fn send(files: &[PathBuf], net: &Net, opts: SendOptions) -> Result<()> {
             "repair_packets": s.repair_sent, "nacks_received": s.nacks_received, "repair_rounds": s.repair_rounds,
             "repaired_blocks": s.repaired_blocks, "final_rate_mbps": driver.core().rate() as f64 * 8e-6, "grtt_ms": driver.core().grtt().as_secs_f64() * 1e3,
             "repair_refused": s.repair_refused, "overrun_cuts": s.overrun_cuts, "failed": failed,
+            "key_file_id": key.id(),
         });
         println!("{j}");
     } else {
@@ -518,17 +574,19 @@ struct RecvOptions {
 async fn recv(net: &Net, dir: &Path, opts: RecvOptions) -> Result<()> {
     let RecvOptions { once, overwrite, idle, loss, repair } = opts;
     let key = KeyFile::read(net.key_file()?)?;
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    // Every input checked before the directory is touched.
+    let mut mc = net.multicast()?;
+    std::fs::create_dir_all(dir).with_context(|| format!("--dir {}: cannot create it", dir.display()))?;
     let swept = Landing::sweep_stale(dir);
     if swept > 0 {
         eprintln!("removed {swept} partial file(s) left in {} by a receiver that was stopped mid-file", dir.display());
     }
-    let mut mc = net.multicast()?;
+    eprintln!("receiving with key file id {} ({})", key.id(), key.suite);
     if repair.repairer_node.is_some() || repair.repairer {
         // Region-scoped packets go out with TTL 1; the rest need to cross the routers.
         mc.ttl = mc.ttl.max(2);
     }
-    let socket = MulticastSocket::open(&mc).with_context(|| format!("joining {}", mc.group))?;
+    let socket = MulticastSocket::open(&mc).with_context(|| format!("--group {}: cannot join it", mc.group))?;
     let node = match repair.node {
         Some(n) if n == 0 || n >= 0xfff0_0000 => bail!("--node {n}: must be 1 to {}", 0xfff0_0000u32 - 1),
         Some(n) => n,
@@ -566,6 +624,7 @@ async fn recv(net: &Net, dir: &Path, opts: RecvOptions) -> Result<()> {
     let start = Instant::now();
     let (mut last_in, mut last_count) = (Instant::now(), 0u64);
     let idle = Duration::from_secs_f64(idle);
+    let mut warned = false;
     loop {
         let slice = tokio::time::timeout(
             Duration::from_millis(250),
@@ -579,6 +638,24 @@ async fn recv(net: &Net, dir: &Path, opts: RecvOptions) -> Result<()> {
         }
         // Only senders' packets count: receivers that still miss data keep NACKing each other.
         let count = driver.core().sender_packets();
+        // Nothing opened, yet packets came that would not open: not a silent
+        // sender but another key (said once; with --once, the end).
+        let foreign = unopened(driver.core().stats());
+        if count == 0 && foreign > 0 && a.done.is_empty() && a.files.is_empty() && last_in.elapsed() >= idle {
+            let why = format!(
+                "{foreign} packets arrived under a key this receiver does not hold (our key file id {}) and none \
+                 could be opened: is the sender using another key file? (`lsim send` prints its id)",
+                key.id()
+            );
+            if once {
+                report(net.json, &a, &driver, start, &key);
+                bail!(why);
+            }
+            if !warned {
+                eprintln!("lsim: {why}");
+                warned = true;
+            }
+        }
         if count != last_count {
             (last_in, last_count) = (Instant::now(), count);
         } else if repair.repairer && once && !a.done.is_empty() && last_in.elapsed() >= REPAIRER_LINGER {
@@ -588,11 +665,11 @@ async fn recv(net: &Net, dir: &Path, opts: RecvOptions) -> Result<()> {
             for (_, f) in a.files.drain() {
                 f.landing.abandon();
             }
-            report(net.json, &a, &driver, start);
+            report(net.json, &a, &driver, start, &key);
             bail!("no packet for {:.0} s: the sender is gone; nothing incomplete was kept", idle.as_secs_f64());
         }
     }
-    report(net.json, &a, &driver, start);
+    report(net.json, &a, &driver, start, &key);
     if a.done.is_empty() {
         bail!("no file received: {}", a.failed.join("; "));
     }
@@ -656,7 +733,14 @@ fn on_event(e: ReceiverEvent, dir: &Path, overwrite: bool, once: bool, a: &mut A
     ControlFlow::Continue(())
 }
 
-fn report(json: bool, a: &Arrivals, driver: &Driver<Repairer<GroupSeal>>, start: Instant) {
+/// Packets dropped because they would not open here: forged or damaged, or
+/// sealed under a session, epoch or key this receiver does not hold (a short
+/// header from a node never heard in a long one is one of those too).
+fn unopened(s: &lsim_transport::stats::Stats) -> u64 {
+    [Drop::BadSeal, Drop::NoReference, Drop::OtherSession, Drop::UnknownEpoch].iter().map(|d| s.dropped(*d)).sum()
+}
+
+fn report(json: bool, a: &Arrivals, driver: &Driver<Repairer<GroupSeal>>, start: Instant, key: &KeyFile) {
     let s = driver.core().stats();
     let bytes: u64 = a.done.iter().map(|d| d.1).sum();
     let wall = start.elapsed().as_secs_f64();
@@ -674,15 +758,18 @@ fn report(json: bool, a: &Arrivals, driver: &Driver<Repairer<GroupSeal>>, start:
             "simulated_drops": driver.stats().simulated_drops, "failed": a.failed, "peak_rss_kib": peak_rss_kib(), "cpu_s": cpu_s(),
             "local_repairs": s.local_repairs, "forwarded_nacks": s.forwarded_nacks,
             "relayed_feedback": s.relayed_feedback, "repairer_fallbacks": s.repairer_fallbacks,
+            "dropped_unknown_epoch": s.dropped(Drop::UnknownEpoch), "dropped_unopened": unopened(s),
+            "key_file_id": key.id(),
         });
         println!("{j}");
     } else {
         println!(
-            "received {} file(s), {bytes} bytes; {} packets, {} NACKs sent, {} forged or foreign packets dropped",
+            "received {} file(s), {bytes} bytes; {} packets, {} NACKs sent, {} dropped unopened (forged, damaged, \
+             or under a key this receiver does not hold)",
             a.done.len(),
             s.packets_in,
             s.nacks_sent,
-            s.dropped(Drop::BadSeal) + s.dropped(Drop::NoReference)
+            unopened(s)
         );
     }
 }

@@ -132,6 +132,55 @@ fn packets_under_another_key_are_dropped_and_counted() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// The id `lsim keygen` printed for the key it wrote.
+fn keygen_id(dir: &Path, name: &str) -> (PathBuf, String) {
+    let key = dir.join(name);
+    let out = lsim().args(["keygen", "--out"]).arg(&key).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let id = text.split("key file id ").nth(1).unwrap().trim().trim_end_matches(')').to_string();
+    assert_eq!(id.len(), 8, "{text}");
+    (key, id)
+}
+
+/// A receiver holding another key file than the sender's (a user's slip, not
+/// an attack) says so, naming its key file id, and exits 2: not "the sender
+/// is gone". Both ends print their ids so the two can be compared.
+#[test]
+fn a_receiver_with_another_key_file_says_so_and_exits_2() {
+    let dir = temp("otherkey");
+    let (a, a_id) = keygen_id(&dir, "a.key");
+    let (b, b_id) = keygen_id(&dir, "b.key");
+    assert_ne!(a_id, b_id);
+    let g = group(8);
+    let file = dir.join("briefing.pdf");
+    std::fs::write(&file, data(300_000, 8)).unwrap();
+    let out = dir.join("rx");
+    let rx = recv(&g, &b, &out, &["--idle-timeout", "2"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let sent = lsim()
+        .args(["send", "--iface", "127.0.0.1", "--linger", "0", "--group", &g, "--key-file"])
+        .arg(&a)
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(sent.status.success(), "{}", String::from_utf8_lossy(&sent.stderr));
+    assert!(String::from_utf8_lossy(&sent.stderr).contains(&format!("key file id {a_id}")));
+    let o = rx.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains(&format!("receiving with key file id {b_id}")), "{err}");
+    let last = err.lines().last().unwrap();
+    assert!(last.contains("packets arrived under a key this receiver does not hold"), "{err}");
+    assert!(last.contains(&format!("(our key file id {b_id})")) && last.contains("another key file"), "{err}");
+    assert!(!err.contains("sender is gone"), "{err}");
+    let stats: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(stats["dropped_unopened"].as_u64().unwrap() > 0, "{stats}");
+    assert_eq!(stats["key_file_id"], b_id.as_str());
+    assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0, "nothing written");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// An outsider floods the group at line rate during a transfer, two ways at
 /// once: an unpaced `lsim send` under a key of its own (well-formed packets
 /// with the group's session and the sender's node id, failing only the
