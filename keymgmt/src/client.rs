@@ -40,7 +40,7 @@ pub enum ClientError {
     #[error(transparent)]
     Channel(#[from] ChannelError),
     /// The server refused.
-    #[error("refused ({code:?}): {message}")]
+    #[error("refused: {message}")]
     Refused {
         /// Why.
         code: ErrorCode,

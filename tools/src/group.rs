@@ -437,8 +437,8 @@ pub async fn receive_from_room(r: &RoomArgs, iface: Ipv4Addr, dir: &Path, once: 
     if overwrite {
         bail!("--overwrite is for standalone mode: group files always land under a free name");
     }
-    std::fs::create_dir_all(dir)?;
     let mut m = room_member(r, iface, dir, 10.0, false).await?;
+    std::fs::create_dir_all(dir).with_context(|| format!("--dir {}: cannot create it", dir.display()))?;
     loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
@@ -695,7 +695,6 @@ pub async fn chat(a: ChatArgs) -> Result<()> {
     let nick = a.nick.clone().or_else(|| xmpp.jid.local.clone()).unwrap_or_else(|| "member".into());
     let mut cfg = MemberConfig::new(xmpp, room, &nick);
     cfg.download_dir = a.download_dir.clone();
-    std::fs::create_dir_all(&cfg.download_dir)?;
     cfg.opener = match (&a.open_with, a.no_open) {
         (_, true) => Opener::Never,
         (Some(cmd), false) => Opener::Command(open_with(cmd)?),
@@ -708,6 +707,9 @@ pub async fn chat(a: ChatArgs) -> Result<()> {
     cfg.simulated_loss = a.simulated_loss;
     cfg.params = a.params.params()?;
     let mut member = Member::start(cfg).await.context("joining the group")?;
+    // Only once in: a failed start writes nothing.
+    std::fs::create_dir_all(&a.download_dir)
+        .with_context(|| format!("--download-dir {}: cannot create it", a.download_dir.display()))?;
     println!(
         "commands: /send FILE, /send --to USER,USER FILE, /msg USER,USER TEXT, /who, /files, /leave, /quit; \
          anything else is chat"

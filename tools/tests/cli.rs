@@ -129,3 +129,108 @@ fn a_missing_key_file_or_config_names_its_flag_and_usage_errors_exit_2_too() {
     assert_eq!(o.status.code(), Some(2), "{}", String::from_utf8_lossy(&o.stderr));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A group server on loopback for the group-mode mistakes; ended on drop.
+struct GroupServer {
+    child: std::process::Child,
+    xmpp: String,
+    keys: String,
+    pin: String,
+    _data: PathBuf,
+}
+
+impl GroupServer {
+    fn start(name: &str) -> GroupServer {
+        use std::io::{BufRead, BufReader};
+        let data = temp(name);
+        let mut add = lsim()
+            .args(["user", "add", "alice", "--password-stdin", "--data-dir"])
+            .arg(&data)
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(&mut add.stdin.take().unwrap(), b"alice-pw\n").unwrap();
+        assert!(add.wait().unwrap().success());
+        let pid = std::process::id();
+        let group = format!("239.82.{}.1:{}", pid % 250, 30_000 + pid % 20_000);
+        let mut child = lsim()
+            .args(["server", "--tls", "--xmpp-listen", "127.0.0.1:0", "--keyserver-listen", "127.0.0.1:0"])
+            .args(["--group", &group, "--data-dir"])
+            .arg(&data)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let (mut xmpp, mut keys, mut pin) = (String::new(), String::new(), String::new());
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            let words: Vec<&str> = line.split_whitespace().collect();
+            match words.first() {
+                Some(&"XMPP") if words.get(1) != Some(&"TLS") => xmpp = words[1].to_string(),
+                Some(&"XMPP") => pin = words.last().unwrap().to_string(),
+                Some(&"keys") => keys = words[1].to_string(),
+                Some(&"group") => break,
+                _ => {}
+            }
+        }
+        std::thread::spawn(move || lines.for_each(drop));
+        GroupServer { child, xmpp, keys, pin, _data: data }
+    }
+
+    /// `lsim chat` as alice with `password`, and `extra` flags.
+    fn chat(&self, password: &str, download: &Path, extra: &[&str]) -> Output {
+        let mut c = lsim();
+        c.args(["chat", "--jid", "alice@localhost", "--server", &self.xmpp, "--password-stdin", "--no-open"])
+            .arg("--download-dir")
+            .arg(download)
+            .args(extra)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), format!("{password}\n").as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    }
+}
+
+impl Drop for GroupServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self._data);
+    }
+}
+
+#[test]
+fn group_mode_mistakes_are_one_line_naming_what_to_fix_and_write_nothing() {
+    let s = GroupServer::start("group-server");
+    let download = temp("group-downloads").join("incoming");
+    let room = ["--room", "lsim@conference.localhost"];
+    let flipped: String = s.pin.chars().map(|c| if c == '0' { '1' } else { '0' }).collect();
+
+    let line = refused(&s.chat("alice-pw", &download, &[&room[..], &["--pin", &flipped]].concat()));
+    assert!(line.contains(&s.pin) && line.contains("--pin"), "wrong pin: {line}");
+
+    let line = refused(&s.chat("not-her-password", &download, &[&room[..], &["--pin", &s.pin]].concat()));
+    assert!(line.contains("wrong user name or password"), "wrong password: {line}");
+
+    // A room nobody announces the group in (the server makes any room on join).
+    let no_room = ["--room", "nosuch@conference.localhost", "--pin", &s.pin];
+    let line = refused(&s.chat("alice-pw", &download, &no_room));
+    assert!(line.contains("nosuch@conference.localhost") && line.contains("--room"), "no such room: {line}");
+
+    // The key server given by hand, at an address where none answers.
+    let dead = UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
+    let pin_keys = ["--pin", &s.pin, "--multicast", "239.82.9.9:5999", "--keyserver", &dead, "--keyserver-pin", &s.pin];
+    let line = refused(&s.chat("alice-pw", &download, &[&room[..], &pin_keys[..]].concat()));
+    assert!(line.contains(&dead) && line.contains("--keyserver") && line.matches("timed out").count() <= 1, "{line}");
+
+    // The --iface address of another host.
+    let line =
+        refused(&s.chat("alice-pw", &download, &[&room[..], &["--pin", &s.pin, "--iface", "192.0.2.77"]].concat()));
+    assert!(line.contains("--iface 192.0.2.77"), "{line}");
+
+    assert!(!download.exists(), "a failed start wrote {}", download.display());
+    assert!(!s.keys.is_empty());
+    let _ = std::fs::remove_dir_all(download.parent().unwrap());
+}

@@ -172,17 +172,39 @@ pub enum MemberError {
     #[error("XMPP: {0}")]
     Xmpp(String),
     /// Nobody in the room published the group's parameters in time.
-    #[error("no group parameters in {0} (is the key server in the room?)")]
+    #[error(
+        "nobody in {0} announced the group's parameters within the wait: check --room (the server prints its room) \
+         and that the key server is in it"
+    )]
     NoParams(String),
     /// The key server refused or failed.
     #[error("key server: {0}")]
-    Keys(#[from] lsim_keymgmt::client::ClientError),
+    Keys(lsim_keymgmt::client::ClientError),
+    /// The key server did not answer.
+    #[error(
+        "the key server at {addr} did not answer ({why}): is it running and reachable from this host? \
+         (its address comes from the room's announcement, or --keyserver)"
+    )]
+    KeyServerUnreachable {
+        /// Where we tried.
+        addr: SocketAddr,
+        /// What the connection said.
+        why: String,
+    },
     /// The parameters cannot be used.
     #[error("group parameters: {0}")]
     Params(String),
     /// The multicast socket or transport could not be set up.
     #[error("multicast: {0}")]
     Multicast(String),
+}
+
+impl From<lsim_keymgmt::client::ClientError> for MemberError {
+    // Not a `#[from]` source: the message already holds the cause, and a
+    // chain printed with `{:#}` would say it twice.
+    fn from(e: lsim_keymgmt::client::ClientError) -> MemberError {
+        MemberError::Keys(e)
+    }
 }
 
 /// Which way a message came.
@@ -381,7 +403,9 @@ impl Member {
             None => params_from_room(&mut xmpp, &cfg, &mut early).await?,
         };
         let user = cfg.xmpp.jid.local.clone().unwrap_or_default();
-        let registration = Registration::login(params.keyserver, params.fingerprint, &user, &cfg.xmpp.password).await?;
+        let registration = Registration::login(params.keyserver, params.fingerprint, &user, &cfg.xmpp.password)
+            .await
+            .map_err(|e| unreachable_or(e, params.keyserver))?;
         let keys = registration.join(&cfg.group).await?;
         // Our signing key, certified by the key server: others see who sent what.
         let key = lsim_keymgmt::cert::new_signing_key().map_err(|e| MemberError::Params(e.to_string()))?;
@@ -470,6 +494,20 @@ async fn wait_online(xmpp: &mut Client) -> Result<(), MemberError> {
     }
 }
 
+/// A connection that never came up is an unreachable key server; any other
+/// failure is the key server's answer.
+fn unreachable_or(e: lsim_keymgmt::client::ClientError, addr: SocketAddr) -> MemberError {
+    use lsim_keymgmt::registrar::quic::ChannelError;
+    match e {
+        lsim_keymgmt::client::ClientError::Channel(ChannelError::Connect { why, .. })
+            if why.contains("timed out") || why.contains("refused") || why.contains("unreachable") =>
+        {
+            MemberError::KeyServerUnreachable { addr, why }
+        }
+        other => MemberError::Keys(other),
+    }
+}
+
 /// Waits for an occupant whose presence carries the group's parameters.
 async fn params_from_room(
     xmpp: &mut Client,
@@ -512,8 +550,9 @@ async fn params_from_room(
 enum FromReceiver {
     /// A chat object complete: bytes, sender, object.
     Chat(Vec<u8>, u32, u32),
-    /// A sender's object was heard of; whether it is chat we read.
-    Started(u32, u32, bool),
+    /// A sender's object was heard of: sender, object, whether it is chat
+    /// we read, and the sender's first object the transport delivers.
+    Started(u32, u32, bool, u32),
     /// A sender's object will not complete.
     Lost(u32, u32),
     Epoch(u32, SecretKey),
@@ -719,7 +758,8 @@ fn on_receiver_event(
             if wanted {
                 partial.insert((sender, object), (kind, Vec::with_capacity(len as usize)));
             }
-            let _ = tx.send(FromReceiver::Started(sender, object, wanted && kind == ObjectKind::Chat));
+            let first = core.receiver().first_object(sender).unwrap_or(object);
+            let _ = tx.send(FromReceiver::Started(sender, object, wanted && kind == ObjectKind::Chat, first));
         }
         ReceiverEvent::ObjectData { sender, object, data, .. } => {
             if let Some((_, b)) = partial.get_mut(&(sender, object)) {
@@ -892,9 +932,11 @@ async fn run(
                         }
                     }
                 }
-                FromReceiver::Started(sender, object, chat) => {
+                FromReceiver::Started(sender, object, chat, first) => {
                     let kind = if chat { ObjectKind::Chat } else { ObjectKind::File };
-                    order.started(sender, object, kind, tokio::time::Instant::now().into_std());
+                    let now = tokio::time::Instant::now().into_std();
+                    order.heard_from(sender, first, now);
+                    order.started(sender, object, kind, now);
                 }
                 FromReceiver::Lost(sender, object) => order.lost(sender, object, tokio::time::Instant::now().into_std()),
                 FromReceiver::Sent(object) => {

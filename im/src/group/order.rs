@@ -183,6 +183,15 @@ impl ChatOrder {
         ChatOrder { wait, lines: HashMap::new(), out: Vec::new() }
     }
 
+    /// The transport delivers `sender`'s objects from `first` on: a line
+    /// not yet started begins there, so a message at `first` that needed
+    /// repair is waited for rather than shown late.
+    pub fn heard_from(&mut self, sender: u32, first: u32, now: Instant) {
+        if !self.lines.contains_key(&sender) {
+            line_of(&mut self.lines, sender, first, now);
+        }
+    }
+
     /// The transport heard of a new object of `sender`.
     pub fn started(&mut self, sender: u32, object: u32, kind: ObjectKind, now: Instant) {
         let line = line_of(&mut self.lines, sender, object, now);
@@ -320,6 +329,18 @@ mod tests {
         assert_eq!(drain(&mut o), [(100_000, Placement::InOrder)]);
         o.complete(1, 0, b"restart".to_vec(), t0);
         assert_eq!(drain(&mut o), [(0, Placement::InOrder)]);
+    }
+
+    #[test]
+    fn a_line_starts_where_the_transport_does() {
+        let t0 = Instant::now();
+        let mut o = ChatOrder::new(DEFAULT_WAIT);
+        o.heard_from(4, 20, t0);
+        o.complete(4, 21, b"b".to_vec(), t0);
+        assert!(drain(&mut o).is_empty(), "21 waits for 20");
+        o.heard_from(4, 21, t0);
+        o.complete(4, 20, b"a".to_vec(), t0);
+        assert_eq!(drain(&mut o), [(20, Placement::InOrder), (21, Placement::InOrder)]);
     }
 
     #[test]

@@ -162,7 +162,7 @@ pub enum ClientError {
     #[error("SASL: {0}")]
     Sasl(#[from] sasl::Failure),
     /// The server refused the login.
-    #[error("login refused: <{0}/>")]
+    #[error("{}", refusal(.0))]
     AuthRejected(String),
     /// Resource binding failed.
     #[error("resource bind failed: {0}")]
@@ -170,6 +170,19 @@ pub enum ClientError {
     /// The server did something the protocol does not allow.
     #[error("protocol: {0}")]
     Protocol(String),
+}
+
+/// What a SASL failure condition means for the person who typed the password.
+fn refusal(condition: &str) -> String {
+    match condition {
+        "not-authorized" => "the server refused the login: wrong user name or password (<not-authorized/>)".into(),
+        "temporary-auth-failure" => {
+            "the server refuses logins from here for now after too many failures: wait a minute (<temporary-auth-failure/>)"
+                .into()
+        }
+        "account-disabled" => "the server has disabled this account (<account-disabled/>)".into(),
+        other => format!("the server refused the login (<{other}/>)"),
+    }
 }
 
 impl ClientError {
@@ -335,7 +348,10 @@ async fn connect_inner(cfg: &ClientConfig) -> Result<Session, ClientError> {
     let tls_config = client_config(&cfg.trust).map_err(|e| ClientError::Tls(e.to_string()))?;
     let name = rustls::pki_types::ServerName::try_from(cfg.jid.domain.clone())
         .map_err(|e| ClientError::Tls(format!("server name {}: {e}", cfg.jid.domain)))?;
-    let tls = TlsConnector::from(tls_config).connect(name, tcp).await.map_err(|e| ClientError::Tls(e.to_string()))?;
+    let tls = TlsConnector::from(tls_config)
+        .connect(name, tcp)
+        .await
+        .map_err(|e| ClientError::Tls(e.to_string().trim_start_matches("unexpected error: ").to_string()))?;
     let (r, mut w) = tokio::io::split(tls);
     write_raw(&mut w, &header(&cfg.jid.domain)).await?;
     let (mut events, handle) = spawn_reader_until(r, cfg.limits, is_restart_point);

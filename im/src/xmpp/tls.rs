@@ -230,7 +230,7 @@ impl ServerCertVerifier for PinnedCheck {
             Ok(ServerCertVerified::assertion())
         } else {
             Err(rustls::Error::General(format!(
-                "server certificate {} does not match the pinned fingerprint",
+                "the server's certificate has fingerprint {}, not the pinned one (check --pin against what the server prints)",
                 fingerprint_hex(&seen)
             )))
         }

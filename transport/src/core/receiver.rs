@@ -373,6 +373,13 @@ impl<S: Seal> Receiver<S> {
         self.sender_packets
     }
 
+    /// The lowest object of `sender` this receiver delivers: the ones below
+    /// were sent before it first heard the sender (and, without
+    /// `accept_backlog`, are never taken). `None` before it heard of it.
+    pub fn first_object(&self, sender: u32) -> Option<u32> {
+        self.remotes.get(&sender).map(|r| r.base)
+    }
+
     /// Counters.
     pub fn stats(&self) -> &Stats {
         &self.stats
