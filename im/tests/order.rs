@@ -47,7 +47,7 @@ impl Node {
         match self {
             Node::Tx(s) => s.poll_timeout(),
             Node::Rx(r, o, _) => {
-                let order = o.poll_timeout().map(|i| instant_to_time(i));
+                let order = o.poll_timeout().map(instant_to_time);
                 [r.poll_timeout(), order].into_iter().flatten().min()
             }
         }
@@ -71,6 +71,9 @@ fn time_to_instant(t: Time) -> Instant {
 fn instant_to_time(i: Instant) -> Time {
     BASE.with(|b| Time::from_micros(i.saturating_duration_since(*b).as_micros() as u64))
 }
+
+/// A datagram on the air: (arrival, sequence, destination, bytes).
+type InFlight = (Time, u64, usize, Vec<u8>);
 
 /// What each receiver showed, per sender: (message number, placement).
 type Shown = Vec<HashMap<u32, Vec<(u32, Placement)>>>;
@@ -101,8 +104,7 @@ fn run(seed: u64, chats: u32, loss: f64) -> (Shown, usize) {
     let mut highest: HashMap<(usize, u32), u32> = HashMap::new();
     let mut overtaken = 0;
     let mut rng = Rng::new(seed);
-    // In flight: (arrival, sequence, destination, bytes).
-    let mut air: BinaryHeap<Reverse<(Time, u64, usize, Vec<u8>)>> = BinaryHeap::new();
+    let mut air: BinaryHeap<Reverse<InFlight>> = BinaryHeap::new();
     let mut seq = 0u64;
     let mut now = Time::ZERO;
     let mut buf = Vec::new();
@@ -127,8 +129,8 @@ fn run(seed: u64, chats: u32, loss: f64) -> (Shown, usize) {
         }
         // Each sender queues its next chat on schedule: the message number in the body.
         if sent < chats && now >= next_chat {
-            for s in 0..SENDERS as usize {
-                if let Node::Tx(tx) = &mut nodes[s] {
+            for node in nodes.iter_mut().take(SENDERS as usize) {
+                if let Node::Tx(tx) = node {
                     let mut body = sent.to_be_bytes().to_vec();
                     body.resize(120, 0x55);
                     tx.send_bytes(ObjectKind::Chat, body).unwrap();
