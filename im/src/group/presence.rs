@@ -178,6 +178,9 @@ async fn run(cfg: PresenceConfig, keys: Arc<KeyServer>, events: mpsc::Sender<Pre
                         let _ = events.send(PresenceEvent::Blind(error)).await;
                     }
                     ClientEvent::Room { event: RoomEvent::Left, .. } => seeing = false,
+                    // Resumed (XEP-0198): still in the room, and what happened
+                    // there meanwhile is being delivered.
+                    ClientEvent::Online { resumed: true, .. } => seeing = true,
                     ClientEvent::Stopped { error } => {
                         let _ = events.send(PresenceEvent::Error(error.unwrap_or_else(|| "stopped".into()))).await;
                         return;

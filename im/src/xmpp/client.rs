@@ -24,6 +24,7 @@ use super::element::Element;
 use super::jid::Jid;
 use super::room::{Room, RoomEvent, is_delayed};
 use super::sasl::{self, ClientSasl, Mechanism};
+use super::sm::{self, Unacked};
 use super::stanza::{Iq, IqType, Message, Presence};
 use super::stream::{
     Handback, Limits, NS_CLIENT, NS_SASL, NS_STREAMS, NS_TLS, StreamError, StreamEvent, StreamEvents, is_restart_point,
@@ -283,6 +284,11 @@ pub struct Session {
     pub mechanism: Mechanism,
     writer: BoxWrite,
     events: StreamEvents,
+    /// Whether the server offers stream management (XEP-0198).
+    pub sm_offered: bool,
+    /// When this connection resumed an earlier session: how many of our
+    /// stanzas the server had handled.
+    pub resumed: Option<u32>,
 }
 
 impl std::fmt::Debug for Session {
@@ -318,12 +324,30 @@ impl Session {
     }
 }
 
-/// Connects, secures, authenticates and binds: a ready [`Session`].
-pub async fn connect(cfg: &ClientConfig) -> Result<Session, ClientError> {
-    timeout(cfg.connect_timeout, connect_inner(cfg)).await.map_err(|_| ClientError::Timeout("connect"))?
+/// What a client needs to resume its session after a dropped connection
+/// (XEP-0198).
+#[derive(Debug, Clone)]
+pub struct Resumption {
+    /// The id the server gave when stream management was enabled.
+    pub id: String,
+    /// Stanzas we handled from the server.
+    pub handled: u32,
+    /// Our full JID in that session.
+    pub jid: Jid,
 }
 
-async fn connect_inner(cfg: &ClientConfig) -> Result<Session, ClientError> {
+/// Connects, secures, authenticates and binds: a ready [`Session`].
+pub async fn connect(cfg: &ClientConfig) -> Result<Session, ClientError> {
+    connect_resuming(cfg, None).await
+}
+
+/// [`connect`], resuming the session `resume` names when the server still
+/// holds it ([`Session::resumed`]); binding anew otherwise.
+pub async fn connect_resuming(cfg: &ClientConfig, resume: Option<&Resumption>) -> Result<Session, ClientError> {
+    timeout(cfg.connect_timeout, connect_inner(cfg, resume)).await.map_err(|_| ClientError::Timeout("connect"))?
+}
+
+async fn connect_inner(cfg: &ClientConfig, resume: Option<&Resumption>) -> Result<Session, ClientError> {
     let tcp = TcpStream::connect(cfg.server_addr()).await?;
     tcp.set_nodelay(true)?;
     let (r, mut w) = tcp.into_split();
@@ -335,7 +359,7 @@ async fn connect_inner(cfg: &ClientConfig) -> Result<Session, ClientError> {
         if cfg.tls == TlsMode::Required {
             return Err(ClientError::TlsRequired);
         }
-        return authenticate_and_bind(cfg, events, handle, w, features, false).await;
+        return authenticate_and_bind(cfg, events, handle, w, features, false, resume).await;
     }
     write_element(&mut w, &Element::new("starttls", NS_TLS)).await?;
     let answer = next_stanza(&mut events, "STARTTLS").await?;
@@ -356,7 +380,7 @@ async fn connect_inner(cfg: &ClientConfig) -> Result<Session, ClientError> {
     write_raw(&mut w, &header(&cfg.jid.domain)).await?;
     let (mut events, handle) = spawn_reader_until(r, cfg.limits, is_restart_point);
     let features = header_and_features(&mut events).await?;
-    authenticate_and_bind(cfg, events, handle, w, features, true).await
+    authenticate_and_bind(cfg, events, handle, w, features, true, resume).await
 }
 
 fn choose_mechanism(cfg: &ClientConfig, features: &Element, encrypted: bool) -> Result<Mechanism, ClientError> {
@@ -379,6 +403,7 @@ async fn authenticate_and_bind<R, W>(
     mut w: W,
     features: Element,
     encrypted: bool,
+    resume: Option<&Resumption>,
 ) -> Result<Session, ClientError>
 where
     R: AsyncRead + Unpin + Send + 'static,
@@ -417,6 +442,25 @@ where
     write_raw(&mut w, &header(&cfg.jid.domain)).await?;
     let mut events = spawn_reader(r, cfg.limits);
     let features = header_and_features(&mut events).await?;
+    let sm_offered = features.get_child("sm", sm::NS_SM).is_some();
+    if let (Some(r), true) = (resume, sm_offered) {
+        write_element(&mut w, &sm::resume(&r.id, r.handled)).await?;
+        let e = next_stanza(&mut events, "stream resumption").await?;
+        if e.is("resumed", sm::NS_SM) {
+            let h = sm::h_of(&e).ok_or_else(|| ClientError::Protocol("<resumed/> without h".into()))?;
+            let writer = Box::new(w);
+            return Ok(Session {
+                jid: r.jid.clone(),
+                encrypted,
+                mechanism,
+                writer,
+                events,
+                sm_offered,
+                resumed: Some(h),
+            });
+        }
+        // <failed/>: the server no longer holds it; bind anew on this stream.
+    }
     if features.get_child("bind", NS_BIND).is_none() {
         return Err(ClientError::Bind("server offers no resource binding".into()));
     }
@@ -458,7 +502,7 @@ where
             }
         }
     }
-    Ok(Session { jid, encrypted, mechanism, writer: Box::new(w), events })
+    Ok(Session { jid, encrypted, mechanism, writer: Box::new(w), events, sm_offered, resumed: None })
 }
 
 fn stanza_error_condition(e: &Element) -> String {
@@ -481,6 +525,9 @@ pub enum ClientEvent {
         encrypted: bool,
         /// The SASL mechanism used.
         mechanism: Mechanism,
+        /// The earlier session was resumed (XEP-0198): rooms and presence
+        /// are as they were, and nothing was lost either way.
+        resumed: bool,
     },
     /// The connection failed or dropped.
     Offline {
@@ -594,6 +641,49 @@ struct State {
     rooms: BTreeMap<Jid, (Room, u32)>,
     queue: VecDeque<Element>,
     events: mpsc::Sender<ClientEvent>,
+    /// Stream management (XEP-0198) of the current session, once asked for.
+    sm: Option<Managed>,
+}
+
+/// Our side of stream management: what we handled, what the server has
+/// not acknowledged, and the id to resume with.
+struct Managed {
+    /// Set once the server enabled resumption.
+    id: Option<String>,
+    handled: u32,
+    unacked: Unacked<Element>,
+    jid: Jid,
+}
+
+/// Most bytes of unacknowledged stanzas kept for resending.
+const MAX_UNACKED_BYTES: usize = 1 << 20;
+/// Ask the server to acknowledge after this many stanzas.
+const ACK_EVERY: usize = 8;
+
+impl State {
+    /// How to resume, when the session can be.
+    fn resumption(&self) -> Option<Resumption> {
+        let m = self.sm.as_ref()?;
+        Some(Resumption { id: m.id.clone()?, handled: m.handled, jid: m.jid.clone() })
+    }
+}
+
+/// Sends a stanza, keeping it for resending until the server acknowledges it.
+async fn send_counted(st: &mut State, session: &mut Session, e: &Element) -> Result<(), ClientError> {
+    session.send(e).await?;
+    if let Some(m) = st.sm.as_mut()
+        && sm::is_stanza(e)
+    {
+        if !m.unacked.push(e.clone(), e.to_xml().len()) {
+            // Too much unacknowledged: resumption can no longer lose nothing.
+            st.sm = None;
+            return Ok(());
+        }
+        if m.unacked.len() % ACK_EVERY == 0 {
+            session.send(&sm::request()).await?;
+        }
+    }
+    Ok(())
 }
 
 impl State {
@@ -610,10 +700,11 @@ impl State {
 }
 
 async fn run(cfg: ClientConfig, mut commands: mpsc::Receiver<Command>, events: mpsc::Sender<ClientEvent>) {
-    let mut st = State { cfg, rooms: BTreeMap::new(), queue: VecDeque::new(), events };
+    let mut st = State { cfg, rooms: BTreeMap::new(), queue: VecDeque::new(), events, sm: None };
     let mut backoff = st.cfg.backoff_min;
     loop {
-        let session = match connect(&st.cfg).await {
+        let resumption = st.resumption();
+        let session = match connect_resuming(&st.cfg, resumption.as_ref()).await {
             Ok(s) => s,
             Err(e) => {
                 if e.is_fatal() || !st.cfg.reconnect {
@@ -638,10 +729,16 @@ async fn run(cfg: ClientConfig, mut commands: mpsc::Receiver<Command>, events: m
         if st.cfg.resource.is_none() {
             st.cfg.resource = session.jid.resource.clone();
         }
+        if resumption.is_some() && session.resumed.is_none() {
+            // The server no longer held our session: we were out of our rooms after all.
+            st.sm = None;
+            left_rooms(&mut st).await;
+        }
         let ev = ClientEvent::Online {
             jid: session.jid.clone(),
             encrypted: session.encrypted,
             mechanism: session.mechanism,
+            resumed: session.resumed.is_some(),
         };
         st.emit(ev).await;
         match online(&mut st, &mut commands, session).await {
@@ -650,14 +747,10 @@ async fn run(cfg: ClientConfig, mut commands: mpsc::Receiver<Command>, events: m
                 return;
             }
             Err(e) => {
-                for (room, _) in st.rooms.values_mut() {
-                    if room.state() != super::room::JoinState::Out {
-                        room.disconnected();
-                        let _ = st
-                            .events
-                            .send(ClientEvent::Room { room: room.jid().clone(), event: RoomEvent::Left })
-                            .await;
-                    }
+                // A session the server keeps for us stays in its rooms.
+                if st.resumption().is_none() {
+                    st.sm = None;
+                    left_rooms(&mut st).await;
                 }
                 if !st.cfg.reconnect {
                     st.emit(ClientEvent::Offline { error: e.to_string(), retry_in: None }).await;
@@ -671,6 +764,16 @@ async fn run(cfg: ClientConfig, mut commands: mpsc::Receiver<Command>, events: m
                     return;
                 }
             }
+        }
+    }
+}
+
+/// Our rooms are gone with the session: each is out until joined again.
+async fn left_rooms(st: &mut State) {
+    for (room, _) in st.rooms.values_mut() {
+        if room.state() != super::room::JoinState::Out {
+            room.disconnected();
+            let _ = st.events.send(ClientEvent::Room { room: room.jid().clone(), event: RoomEvent::Left }).await;
         }
     }
 }
@@ -715,12 +818,41 @@ async fn online(
     commands: &mut mpsc::Receiver<Command>,
     mut session: Session,
 ) -> Result<(), ClientError> {
-    session.send(&(&Presence::new(super::stanza::PresenceType::Available)).into()).await?;
-    for (room, history) in st.rooms.values_mut() {
-        session.send(&room.join(*history)).await?;
+    match session.resumed {
+        Some(h) => {
+            // Resumed: everything the server had not handled goes again;
+            // presence and rooms are as they were.
+            let pending: Vec<Element> = match st.sm.as_mut() {
+                Some(m) => match m.unacked.ack(h) {
+                    Ok(()) => m.unacked.pending().cloned().collect(),
+                    Err(_) => Vec::new(),
+                },
+                None => Vec::new(),
+            };
+            for e in &pending {
+                session.send(e).await?;
+            }
+        }
+        None => {
+            if session.sm_offered {
+                session.send(&sm::enable()).await?;
+                st.sm = Some(Managed {
+                    id: None,
+                    handled: 0,
+                    unacked: Unacked::new(MAX_UNACKED_BYTES),
+                    jid: session.jid.clone(),
+                });
+            }
+            let available: Element = (&Presence::new(super::stanza::PresenceType::Available)).into();
+            send_counted(st, &mut session, &available).await?;
+            let joins: Vec<Element> = st.rooms.values_mut().map(|(room, history)| room.join(*history)).collect();
+            for join in &joins {
+                send_counted(st, &mut session, join).await?;
+            }
+        }
     }
     while let Some(e) = st.queue.pop_front() {
-        session.send(&e).await?;
+        send_counted(st, &mut session, &e).await?;
     }
     let mut ping_due = Instant::now() + st.cfg.keepalive;
     let mut ping_sent: Option<(String, Instant)> = None;
@@ -741,7 +873,7 @@ async fn online(
                     from: None,
                     child: Some(Element::new("ping", NS_PING)),
                 };
-                session.send(&(&iq).into()).await?;
+                send_counted(st, &mut session, &(&iq).into()).await?;
                 ping_sent = Some((id, Instant::now()));
             }
             cmd = commands.recv() => match cmd {
@@ -756,20 +888,20 @@ async fn online(
                 }
                 Some(Command::Join { room, nick, history }) => {
                     let mut r = Room::new(room.clone(), &nick);
-                    session.send(&r.join(history)).await?;
+                    send_counted(st, &mut session, &r.join(history)).await?;
                     st.rooms.insert(room.bare(), (r, history));
                 }
                 Some(Command::Leave { room }) => {
                     if let Some((mut r, _)) = st.rooms.remove(&room.bare()) {
-                        session.send(&r.leave()).await?;
+                        send_counted(st, &mut session, &r.leave()).await?;
                     }
                 }
-                Some(Command::Send(e)) => session.send(&e).await?,
+                Some(Command::Send(e)) => send_counted(st, &mut session, &e).await?,
                 Some(Command::RoomPayload { room, payload }) => {
                     if let Some((r, _)) = st.rooms.get_mut(&room.bare())
                         && let Some(p) = r.set_payload(payload)
                     {
-                        session.send(&p).await?;
+                        send_counted(st, &mut session, &p).await?;
                     }
                 }
             },
@@ -781,11 +913,47 @@ async fn online(
                 };
                 // Anything from the server shows the connection is alive.
                 ping_due = Instant::now() + st.cfg.keepalive;
+                if e.ns == sm::NS_SM {
+                    if let Some(answer) = managed(st, &e) {
+                        session.send(&answer).await?;
+                    }
+                    continue;
+                }
+                if let Some(m) = st.sm.as_mut()
+                    && sm::is_stanza(&e)
+                {
+                    m.handled = m.handled.wrapping_add(1);
+                }
                 for reply in handle_incoming(st, &e, &mut ping_sent).await {
-                    session.send(&reply).await?;
+                    send_counted(st, &mut session, &reply).await?;
                 }
             }
         }
+    }
+}
+
+/// A stream management element from the server; returns what to answer.
+fn managed(st: &mut State, e: &Element) -> Option<Element> {
+    let m = st.sm.as_mut()?;
+    match e.name.as_str() {
+        "enabled" => {
+            let resumable = matches!(e.get_attr("resume"), Some("true" | "1"));
+            m.id = e.get_attr("id").filter(|_| resumable).map(str::to_string);
+            None
+        }
+        "r" => Some(sm::ack(m.handled)),
+        "a" => {
+            // An ack for more than we sent: the count is lost, resumption with it.
+            if sm::h_of(e).is_none_or(|h| m.unacked.ack(h).is_err()) {
+                st.sm = None;
+            }
+            None
+        }
+        "failed" => {
+            st.sm = None;
+            None
+        }
+        _ => None,
     }
 }
 

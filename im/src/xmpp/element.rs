@@ -82,6 +82,11 @@ impl Element {
         }
     }
 
+    /// Removes attribute `name`, if present.
+    pub fn remove_attr(&mut self, name: &str) {
+        self.attrs.retain(|(n, _)| n != name);
+    }
+
     /// The value of attribute `name` (qualified as written, e.g. `xml:lang`).
     pub fn get_attr(&self, name: &str) -> Option<&str> {
         self.attrs.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())

@@ -16,6 +16,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::element::Element;
+use super::history::{self, History};
 use super::jid::Jid;
 use super::stanza::{NS_MUC, NS_MUC_USER};
 use super::stream::NS_CLIENT;
@@ -90,11 +91,13 @@ struct Room {
     subject: String,
     /// In join order.
     occupants: Vec<Occupant>,
+    /// The last groupchat messages, replayed to joiners.
+    history: History,
 }
 
 impl Room {
     fn new(persistent: bool) -> Room {
-        Room { persistent, subject: String::new(), occupants: Vec::new() }
+        Room { persistent, subject: String::new(), occupants: Vec::new(), history: History::default() }
     }
 
     fn by_session(&self, id: SessionId) -> Option<&Occupant> {
@@ -115,6 +118,8 @@ pub struct Hub {
     by_bare: BTreeMap<String, BTreeSet<SessionId>>,
     /// Room local part → room.
     rooms: BTreeMap<String, Room>,
+    /// The time (Unix ms) the driver last gave: when room history is stamped.
+    now_ms: u64,
 }
 
 impl Hub {
@@ -129,6 +134,7 @@ impl Hub {
             sessions: BTreeMap::new(),
             by_bare: BTreeMap::new(),
             rooms,
+            now_ms: 0,
         }
     }
 
@@ -157,6 +163,16 @@ impl Hub {
         self.rooms.keys().map(String::as_str)
     }
 
+    /// The time now, Unix milliseconds (the driver's clock: the hub has none).
+    pub fn set_time(&mut self, now_ms: u64) {
+        self.now_ms = now_ms;
+    }
+
+    /// Messages in `room`'s history.
+    pub fn history_len(&self, room: &str) -> usize {
+        self.rooms.get(room).map_or(0, |r| r.history.len())
+    }
+
     /// Nicks in `room`, in join order.
     pub fn occupants(&self, room: &str) -> Vec<String> {
         self.rooms.get(room).map(|r| r.occupants.iter().map(|o| o.nick.clone()).collect()).unwrap_or_default()
@@ -174,6 +190,9 @@ impl Hub {
     /// rooms see no one leave.
     pub fn bind(&mut self, id: SessionId, full: Jid) -> Vec<Output> {
         let mut out = Vec::new();
+        if self.sessions.contains_key(&id) {
+            self.forget(id, &mut out);
+        }
         if let Some(old) = self.session_of(&full).filter(|old| *old != id) {
             for room in self.rooms.values_mut() {
                 for o in room.occupants.iter_mut().filter(|o| o.session == old) {
@@ -181,10 +200,9 @@ impl Hub {
                 }
             }
             self.forget(old, &mut out);
+            // The replaced session hears nothing more: it is being closed.
+            out.retain(|o| !matches!(o, Output::Send(to, _) if *to == old));
             out.push(Output::Close(old, "conflict"));
-        }
-        if self.sessions.contains_key(&id) {
-            self.forget(id, &mut out);
         }
         self.by_bare.entry(full.bare().to_string()).or_default().insert(id);
         self.sessions.insert(id, Session { jid: full });
@@ -547,8 +565,13 @@ impl Hub {
                     // A join presence from an occupant: a client that took
                     // over its old session wants the room's state again.
                     Some(current) if current == nick && rejoin => {
+                        let history = e.get_child("x", NS_MUC).and_then(|x| x.get_child("history", NS_MUC));
+                        let Ok(wanted) = history::Request::parse(history) else {
+                            self.bounce(id, &e, ErrorType::Modify, "bad-request", out);
+                            return;
+                        };
                         self.update(room_name, id, children, out);
-                        self.send_state(room_name, id, from, out);
+                        self.send_state(room_name, id, from, &wanted, out);
                     }
                     Some(current) if current == nick => self.update(room_name, id, children, out),
                     // Nick changes (XEP-0045 §7.6) are not supported.
@@ -572,6 +595,11 @@ impl Hub {
         request: &Element,
         out: &mut Vec<Output>,
     ) {
+        let history = request.get_child("x", NS_MUC).and_then(|x| x.get_child("history", NS_MUC));
+        let Ok(wanted) = history::Request::parse(history) else {
+            self.bounce(id, request, ErrorType::Modify, "bad-request", out);
+            return;
+        };
         let created = !self.rooms.contains_key(room_name);
         if created && self.rooms.len() >= MAX_ROOMS {
             self.bounce(id, request, ErrorType::Wait, "resource-constraint", out);
@@ -581,7 +609,7 @@ impl Hub {
             && holder.real != *from
         {
             if holder.real.bare() == from.bare() {
-                self.take_over(room_name, nick, id, from, presence, out);
+                self.take_over(room_name, nick, id, from, presence, &wanted, out);
             } else {
                 self.bounce(id, request, ErrorType::Cancel, "conflict", out);
             }
@@ -607,8 +635,12 @@ impl Hub {
         let own = occupant_presence(&self.muc_domain, room_name, &occupant, None, &from.to_string(), &codes);
         out.push(Output::Send(id, own));
         room.occupants.push(occupant);
-        let subject = self.subject(room_name, &self.rooms[room_name], from);
-        out.push(Output::Send(id, subject));
+        let room = &self.rooms[room_name];
+        let room_jid = self.room_jid(room_name, None);
+        for m in room.history.replay(&wanted, self.now_ms, &room_jid, &from.to_string()) {
+            out.push(Output::Send(id, m));
+        }
+        out.push(Output::Send(id, self.subject(room_name, room, from)));
     }
 
     /// A new session of the occupant's own bare JID joins under its nick:
@@ -616,6 +648,7 @@ impl Hub {
     /// connection timed out). It becomes that occupant, so the room sees a
     /// presence change instead of a stranger's nick; the old session is
     /// told it is out.
+    #[allow(clippy::too_many_arguments)]
     fn take_over(
         &mut self,
         room_name: &str,
@@ -623,6 +656,7 @@ impl Hub {
         id: SessionId,
         from: &Jid,
         presence: Vec<Element>,
+        wanted: &history::Request,
         out: &mut Vec<Output>,
     ) {
         let Some(room) = self.rooms.get_mut(room_name) else { return };
@@ -642,18 +676,21 @@ impl Hub {
             occupant_presence(&self.muc_domain, room_name, &gone, Some("unavailable"), &old_real.to_string(), &[110]);
         out.push(Output::Send(old_session, p));
         self.update(room_name, id, presence, out);
-        self.send_state(room_name, id, from, out);
+        self.send_state(room_name, id, from, wanted, out);
     }
 
     /// The room's state as a joiner gets it: every other occupant's
-    /// presence, its own (status 110) and the subject.
-    fn send_state(&self, room_name: &str, id: SessionId, to: &Jid, out: &mut Vec<Output>) {
+    /// presence, its own (status 110), the history it asked for and the subject.
+    fn send_state(&self, room_name: &str, id: SessionId, to: &Jid, wanted: &history::Request, out: &mut Vec<Output>) {
         let Some(room) = self.rooms.get(room_name) else { return };
         let Some(me) = room.by_session(id) else { return };
         for o in room.occupants.iter().filter(|o| o.session != id) {
             out.push(Output::Send(id, occupant_presence(&self.muc_domain, room_name, o, None, &to.to_string(), &[])));
         }
         out.push(Output::Send(id, occupant_presence(&self.muc_domain, room_name, me, None, &to.to_string(), &[110])));
+        for m in room.history.replay(wanted, self.now_ms, &self.room_jid(room_name, None), &to.to_string()) {
+            out.push(Output::Send(id, m));
+        }
         out.push(Output::Send(id, self.subject(room_name, room, to)));
     }
 
@@ -724,7 +761,14 @@ impl Hub {
                     room.subject = subject;
                 }
                 e.set_attr("from", from_occupant);
-                let Some(room) = self.rooms.get(room_name) else { return };
+                let now_ms = self.now_ms;
+                let Some(room) = self.rooms.get_mut(room_name) else { return };
+                // A subject change is the subject, not history (XEP-0045 §7.2.15).
+                if e.get_child("subject", NS_CLIENT).is_none() {
+                    let mut kept = e.clone();
+                    kept.remove_attr("to");
+                    room.history.push(&kept, now_ms);
+                }
                 for o in &room.occupants {
                     let mut copy = e.clone();
                     copy.set_attr("to", o.real.to_string());

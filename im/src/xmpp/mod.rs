@@ -9,12 +9,14 @@
 
 pub mod client;
 pub mod element;
+pub mod history;
 pub mod hub;
 pub mod jid;
 pub mod payload;
 pub mod room;
 pub mod sasl;
 pub mod server;
+pub mod sm;
 pub mod stanza;
 pub mod stream;
 pub mod tls;

@@ -56,6 +56,7 @@ use super::element::Element;
 use super::hub::{Hub, NS_SESSION, NS_STANZAS, Output, SessionId, stanza_kind_error};
 use super::jid::Jid;
 use super::sasl::{self, Failure, Mechanism, ServerSasl, ServerStep};
+use super::sm::{self, Unacked};
 use super::stream::{
     Limits, NS_CLIENT, NS_SASL, NS_STREAMS, NS_TLS, StreamEvent, StreamEvents, StreamHeader, spawn_reader,
     spawn_reader_until, stream_error_xml,
@@ -109,6 +110,9 @@ pub struct ServerConfig {
     pub send_queue_bytes: usize,
     /// Longest time one write to a client may take.
     pub write_timeout: Duration,
+    /// How long a session with stream management (XEP-0198) whose
+    /// connection dropped is kept, in its rooms, for the client to resume.
+    pub resume_timeout: Duration,
     /// The failed-login accounting, when shared with another service that
     /// checks the same passwords (the all-in-one server's key server);
     /// `None`: a guard of its own logging to `security.log` in `data_dir`.
@@ -135,6 +139,7 @@ impl ServerConfig {
             send_queue: 1024,
             send_queue_bytes: 1 << 20,
             write_timeout: Duration::from_secs(30),
+            resume_timeout: Duration::from_secs(300),
             guard: None,
         }
     }
@@ -290,19 +295,57 @@ pub const WRITE_BATCH: usize = 16 * 1024;
 /// A bound session's way out: its queue (serialized stanzas, and their
 /// bytes, which the writer gives back once written) and its kill switch.
 struct Outbox {
-    tx: mpsc::Sender<Box<str>>,
+    /// The writer's queue; `None` while a managed session waits to be resumed.
+    tx: Option<mpsc::Sender<Box<str>>>,
     queued: Arc<AtomicUsize>,
     max_bytes: usize,
     kill: watch::Sender<Option<Ending>>,
+    /// Which connection of the session this is (a resumption makes a new one).
+    generation: u64,
+    /// Stream management, once the client enabled it.
+    sm: Option<Managed>,
 }
+
+/// A session's XEP-0198 state, kept across its connections.
+struct Managed {
+    /// The resumption id.
+    id: String,
+    /// The bare JID that may resume it.
+    owner: String,
+    /// Stanzas sent to the client and not yet acknowledged.
+    unacked: Unacked<Box<str>>,
+    /// Stanzas handled from the client.
+    handled: u32,
+}
+
+/// Ask for an acknowledgement after this many unacknowledged stanzas.
+const ACK_EVERY: usize = 16;
 
 impl Outbox {
     /// Queues `e`; false if the queue is full, in stanzas or in bytes.
-    fn push(&self, e: &Element) -> bool {
+    /// While detached, a managed session only keeps it for resending.
+    fn push(&mut self, e: &Element) -> bool {
         let text = e.to_xml_in(NS_CLIENT).into_boxed_str();
+        if let Some(sm) = self.sm.as_mut().filter(|_| sm::is_stanza(e)) {
+            if !sm.unacked.push(text.clone(), text.len()) {
+                return false;
+            }
+            if sm.unacked.len() % ACK_EVERY == 0 && !self.send_raw(sm::request().to_xml_in(NS_CLIENT).into()) {
+                return false;
+            }
+        }
+        if self.tx.is_none() {
+            return self.sm.is_some();
+        }
+        self.send_raw(text)
+    }
+
+    /// Queues serialized text for the writer, uncounted.
+    fn send_raw(&self, text: Box<str>) -> bool {
+        let Some(tx) = self.tx.as_ref() else { return self.sm.is_some() };
         let len = text.len();
         let before = self.queued.fetch_add(len, Ordering::AcqRel);
-        if (before > 0 && before + len > self.max_bytes) || self.tx.try_send(text).is_err() {
+        if (before > 0 && before + len > self.max_bytes) || tx.try_send(text).is_err() {
             self.queued.fetch_sub(len, Ordering::AcqRel);
             return false;
         }
@@ -323,7 +366,7 @@ impl Core {
         while let Some(output) = work.pop_front() {
             match output {
                 Output::Send(id, e) => {
-                    let refused = self.outboxes.get(&id).is_some_and(|o| !o.push(&e));
+                    let refused = self.outboxes.get_mut(&id).is_some_and(|o| !o.push(&e));
                     if refused {
                         self.end(id, Ending::Error("policy-violation"));
                         work.extend(self.hub.close(id));
@@ -337,6 +380,31 @@ impl Core {
     fn end(&mut self, id: SessionId, ending: Ending) {
         if let Some(outbox) = self.outboxes.remove(&id) {
             let _ = outbox.kill.send(Some(ending));
+        }
+    }
+
+    /// Connection `generation` of session `id` ended. A managed session
+    /// whose transport died waits to be resumed (true: start its expiry);
+    /// one a newer connection took over is left alone; any other is over.
+    fn connection_ended(&mut self, id: SessionId, generation: u64, ending: Option<Ending>) -> bool {
+        match self.outboxes.get_mut(&id) {
+            Some(o) if o.generation != generation => false,
+            Some(o) if o.sm.is_some() && ending == Some(Ending::Quiet) => {
+                o.tx = None;
+                o.queued.store(0, Ordering::Release);
+                true
+            }
+            _ => {
+                self.close(id, ending);
+                false
+            }
+        }
+    }
+
+    /// A detached session's time to be resumed is up (unless it was).
+    fn expire(&mut self, id: SessionId, generation: u64) {
+        if self.outboxes.get(&id).is_some_and(|o| o.generation == generation && o.tx.is_none()) {
+            self.close(id, None);
         }
     }
 
@@ -436,6 +504,18 @@ async fn refuse(mut tcp: TcpStream, domain: String, _permit: OwnedSemaphorePermi
         Ok::<_, io::Error>(())
     })
     .await;
+}
+
+/// `<stream:features>` with the `stream` prefix the header declares: RFC
+/// 6120 §4.8.5 says to generate only that prefix for the stream namespace,
+/// and some clients (Net::XMPP's sendxmpp) accept nothing else.
+fn features_xml(features: &Element) -> String {
+    let mut out = String::from("<stream:features>");
+    for child in features.elements() {
+        child.write_to(&mut out, NS_STREAMS);
+    }
+    out.push_str("</stream:features>");
+    out
 }
 
 fn header_xml(domain: &str) -> String {
@@ -548,6 +628,18 @@ struct Bound {
     bind_id: String,
 }
 
+/// How a negotiation ended well: a new session, or an old one resumed.
+enum Negotiated {
+    Bound(Bound),
+    /// XEP-0198 resumption of session `previd` by `user`, which handled `h` of its stanzas.
+    Resume {
+        events: StreamEvents,
+        user: String,
+        previd: String,
+        h: u32,
+    },
+}
+
 async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr, _permit: OwnedSemaphorePermit) {
     let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
     let io: Io = Box::new(tcp);
@@ -566,7 +658,8 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr, _permit: O
         sasl_user: None,
     };
     match conn.negotiate(r).await {
-        Ok(bound) => conn.run(id, bound).await,
+        Ok(Negotiated::Bound(bound)) => conn.run(id, bound).await,
+        Ok(Negotiated::Resume { events, user, previd, h }) => conn.resume(events, &user, &previd, h).await,
         Err(fail) => conn.finish(fail).await,
     }
 }
@@ -630,7 +723,7 @@ impl Conn {
         if major != Some(1) {
             return Err(Fail::Stream("unsupported-version"));
         }
-        let text = format!("{}{}", header_xml(&self.shared.domain), features.to_xml_in(NS_CLIENT));
+        let text = format!("{}{}", header_xml(&self.shared.domain), features_xml(&features));
         self.write(&text).await?;
         self.header_sent = true;
         Ok(())
@@ -665,7 +758,7 @@ impl Conn {
     }
 
     /// Header, STARTTLS and SASL, then [`Conn::bind`].
-    async fn negotiate(&mut self, read: ReadHalf<Io>) -> Result<Bound, Fail> {
+    async fn negotiate(&mut self, read: ReadHalf<Io>) -> Result<Negotiated, Fail> {
         let limits = self.shared.config.limits;
         let mut read = Replay::new(read, Vec::new());
         let mut continuation = false;
@@ -682,6 +775,7 @@ impl Conn {
                         // if they had come over TLS (STARTTLS injection).
                         return Err(Fail::Stream("policy-violation"));
                     }
+                    self.send(&Element::new("proceed", NS_TLS)).await?;
                     read = Replay::new(self.start_tls(half).await?, Vec::new());
                     continuation = false;
                 }
@@ -696,13 +790,15 @@ impl Conn {
         }
     }
 
-    /// The restarted stream after SASL success, up to a bound resource.
-    async fn bind(&mut self, read: Replay, user: String) -> Result<Bound, Fail> {
+    /// The restarted stream after SASL success, up to a bound resource
+    /// (or a resumed session).
+    async fn bind(&mut self, read: Replay, user: String) -> Result<Negotiated, Fail> {
         self.header_sent = false;
         let mut events = spawn_reader(read, self.shared.config.limits);
         let features = Element::new("features", NS_STREAMS)
             .child(Element::new("bind", NS_BIND))
-            .child(Element::new("session", NS_SESSION).child(Element::new("optional", NS_SESSION)));
+            .child(Element::new("session", NS_SESSION).child(Element::new("optional", NS_SESSION)))
+            .child(Element::new("sm", sm::NS_SM));
         match self.recv(&mut events).await? {
             StreamEvent::Header(h) => self.open_stream(&h, features).await?,
             StreamEvent::End => return Err(Fail::Closed),
@@ -714,6 +810,18 @@ impl Conn {
                 StreamEvent::End => return Err(Fail::Closed),
                 StreamEvent::Header(_) => return Err(Fail::Stream("bad-format")),
             };
+            if e.is("resume", sm::NS_SM) {
+                let (Some(previd), Some(h)) = (e.get_attr("previd"), sm::h_of(&e)) else {
+                    self.send(&sm::failed("bad-request", None)).await?;
+                    continue;
+                };
+                return Ok(Negotiated::Resume { events, user, previd: previd.to_string(), h });
+            }
+            if e.ns == sm::NS_SM {
+                // <enable/> before binding (XEP-0198 §3: after it only).
+                self.send(&sm::failed("unexpected-request", None)).await?;
+                continue;
+            }
             if let Some(condition) = stanza_kind_error(&e) {
                 return Err(Fail::Stream(condition));
             }
@@ -730,7 +838,7 @@ impl Conn {
                 None => format!("lsim-{}", random_hex(6)),
             };
             match Jid::parse(&format!("{user}@{}/{resource}", self.shared.domain)) {
-                Ok(jid) => return Ok(Bound { events, jid, bind_id: iq_id.to_string() }),
+                Ok(jid) => return Ok(Negotiated::Bound(Bound { events, jid, bind_id: iq_id.to_string() })),
                 Err(_) => {
                     let error = Element::new("iq", NS_CLIENT).attr("type", "error").attr("id", iq_id).child(
                         Element::new("error", NS_CLIENT)
@@ -779,7 +887,9 @@ impl Conn {
                     self.send(&Element::new("failure", NS_TLS)).await?;
                     return Err(Fail::Closed);
                 }
-                self.send(&Element::new("proceed", NS_TLS)).await?;
+                // <proceed/> waits until the reader has stopped at the end of
+                // <starttls/> (`negotiate`): a prompt ClientHello must never be
+                // read as XML.
                 return Ok(Segment::StartTls);
             }
             if e.ns == NS_SASL {
@@ -871,12 +981,12 @@ impl Conn {
     /// The bound session: the hub gets its stanzas, a writer task sends it
     /// what the hub routes to it.
     async fn run(mut self, id: SessionId, bound: Bound) {
-        let Bound { mut events, jid, bind_id } = bound;
+        let Bound { events, jid, bind_id } = bound;
         let Some(w) = self.w.take() else { return };
         let config = &self.shared.config;
         let (tx, queue) = mpsc::channel(config.send_queue.max(2));
         let queued = Arc::new(AtomicUsize::new(0));
-        let (kill_tx, mut kill) = watch::channel(None);
+        let (kill_tx, kill) = watch::channel(None);
         let result = Element::new("iq", NS_CLIENT)
             .attr("type", "result")
             .attr("id", bind_id)
@@ -884,13 +994,95 @@ impl Conn {
             .child(Element::new("bind", NS_BIND).child(Element::new("jid", NS_BIND).text(jid.to_string())));
         {
             let mut core = self.shared.core();
-            let outbox = Outbox { tx, queued: queued.clone(), max_bytes: config.send_queue_bytes, kill: kill_tx };
+            let mut outbox = Outbox {
+                tx: Some(tx),
+                queued: queued.clone(),
+                max_bytes: config.send_queue_bytes,
+                kill: kill_tx,
+                generation: 0,
+                sm: None,
+            };
             outbox.push(&result);
             core.outboxes.insert(id, outbox);
-            let outputs = core.hub.bind(id, jid);
+            let outputs = core.hub.bind(id, jid.clone());
             core.dispatch(outputs);
         }
         let writer = tokio::spawn(write_session(w, queue, queued, kill.clone(), config.write_timeout));
+        self.serve(id, 0, &jid.bare().to_string(), events, kill, writer).await;
+    }
+
+    /// XEP-0198 resumption: a new connection takes over the session
+    /// `previd` of `user` (still in its rooms), gets `<resumed/>` and every
+    /// stanza it had not acknowledged, and goes on where the old one stopped.
+    async fn resume(mut self, events: StreamEvents, user: &str, previd: &str, h: u32) {
+        let owner = format!("{user}@{}", self.shared.domain);
+        let Some(w) = self.w.take() else { return };
+        let config = &self.shared.config;
+        let (tx, queue) = mpsc::channel(config.send_queue.max(2));
+        let queued = Arc::new(AtomicUsize::new(0));
+        let (kill_tx, kill) = watch::channel(None);
+        let attached = {
+            let mut core = self.shared.core();
+            let found = core
+                .outboxes
+                .iter_mut()
+                .find(|(_, o)| o.sm.as_ref().is_some_and(|m| m.id == previd && m.owner == owner));
+            match found {
+                None => Err(sm::failed("item-not-found", None)),
+                Some((&id, o)) => {
+                    let Some(m) = o.sm.as_mut() else { return };
+                    match m.unacked.ack(h) {
+                        Err(_) => Err(sm::failed("undefined-condition", Some(m.handled))),
+                        Ok(()) => {
+                            // The old connection, if its end was not noticed yet, stops quietly.
+                            let old = std::mem::replace(&mut o.kill, kill_tx);
+                            let _ = old.send(Some(Ending::Quiet));
+                            o.generation += 1;
+                            o.tx = Some(tx);
+                            o.queued = queued.clone();
+                            let handled = m.handled;
+                            let resend: Vec<Box<str>> = m.unacked.pending().cloned().collect();
+                            let mut ok = o.send_raw(sm::resumed(previd, handled).to_xml_in(NS_CLIENT).into());
+                            for text in resend {
+                                ok &= o.send_raw(text);
+                            }
+                            if !ok {
+                                core.close(id, Some(Ending::Error("policy-violation")));
+                            }
+                            Ok((id, o_generation(&core, id)))
+                        }
+                    }
+                }
+            }
+        };
+        match attached {
+            Err(failed) => {
+                // Unknown or expired: the client binds anew on this stream.
+                let mut w = w;
+                let _ = tokio::time::timeout(config.write_timeout, w.write_all(failed.to_xml_in(NS_CLIENT).as_bytes()))
+                    .await;
+                drop(w);
+                drop(events);
+            }
+            Ok((id, generation)) => {
+                let writer = tokio::spawn(write_session(w, queue, queued, kill.clone(), config.write_timeout));
+                self.serve(id, generation, &owner, events, kill, writer).await;
+            }
+        }
+    }
+
+    /// Reads the session's stanzas into the hub (and its stream management
+    /// elements) until its connection ends.
+    async fn serve(
+        &mut self,
+        id: SessionId,
+        generation: u64,
+        owner: &str,
+        mut events: StreamEvents,
+        mut kill: watch::Receiver<Option<Ending>>,
+        writer: JoinHandle<()>,
+    ) {
+        let config = &self.shared.config;
         let mut bucket = Bucket::new(config.stanza_rate, config.stanza_burst);
         let mut shutdown = self.shared.shutdown.clone();
         let ending = loop {
@@ -900,11 +1092,23 @@ impl Conn {
                 _ = shutdown.wait_for(|s| *s) => break Some(Ending::Error("system-shutdown")),
             };
             match event {
+                Some(Ok(StreamEvent::Stanza(e))) if e.ns == sm::NS_SM => {
+                    let secs = config.resume_timeout.as_secs();
+                    if let Err(condition) = self.shared.core().managed(id, owner, &e, secs) {
+                        break Some(Ending::Error(condition));
+                    }
+                }
                 Some(Ok(StreamEvent::Stanza(e))) => {
                     if !bucket.take(Instant::now()) {
                         break Some(Ending::Error("policy-violation"));
                     }
                     let mut core = self.shared.core();
+                    if let Some(m) = core.outboxes.get_mut(&id).and_then(|o| o.sm.as_mut())
+                        && sm::is_stanza(&e)
+                    {
+                        m.handled = m.handled.wrapping_add(1);
+                    }
+                    core.hub.set_time(unix_ms());
                     let outputs = core.hub.stanza(id, e);
                     core.dispatch(outputs);
                 }
@@ -916,9 +1120,63 @@ impl Conn {
                 None => break Some(Ending::Quiet),
             }
         };
-        self.shared.core().close(id, ending);
+        let detached = self.shared.core().connection_ended(id, generation, ending);
+        if detached {
+            let shared = self.shared.clone();
+            let wait = config.resume_timeout;
+            tokio::spawn(async move {
+                tokio::time::sleep(wait).await;
+                shared.core().expire(id, generation);
+            });
+        }
         drop(events);
         let _ = writer.await;
+    }
+}
+
+/// The current connection generation of session `id`.
+fn o_generation(core: &Core, id: SessionId) -> u64 {
+    core.outboxes.get(&id).map_or(0, |o| o.generation)
+}
+
+impl Core {
+    /// A stream management element from session `id` (bare JID `owner`):
+    /// enabling, an ack request or an ack. `Err`: the stream error to end with.
+    fn managed(&mut self, id: SessionId, owner: &str, e: &Element, resume_secs: u64) -> Result<(), &'static str> {
+        let Some(o) = self.outboxes.get_mut(&id) else { return Ok(()) };
+        match (e.name.as_str(), o.sm.as_mut()) {
+            ("enable", None) => {
+                let mut raw = [0u8; 16];
+                getrandom::fill(&mut raw).map_err(|_| "internal-server-error")?;
+                let sid: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+                let max_bytes = o.max_bytes;
+                o.sm = Some(Managed {
+                    id: sid.clone(),
+                    owner: owner.to_string(),
+                    unacked: Unacked::new(max_bytes),
+                    handled: 0,
+                });
+                if !o.send_raw(sm::enabled(&sid, resume_secs).to_xml_in(NS_CLIENT).into()) {
+                    return Err("policy-violation");
+                }
+            }
+            ("enable", Some(_)) => {
+                let _ = o.send_raw(sm::failed("unexpected-request", None).to_xml_in(NS_CLIENT).into());
+            }
+            ("r", Some(m)) => {
+                let a = sm::ack(m.handled).to_xml_in(NS_CLIENT).into();
+                if !o.send_raw(a) {
+                    return Err("policy-violation");
+                }
+            }
+            ("a", Some(m)) => {
+                let h = sm::h_of(e).ok_or("bad-format")?;
+                m.unacked.ack(h).map_err(|_| "undefined-condition")?;
+            }
+            // Acks and requests before enabling, or unknown elements: ignored.
+            _ => {}
+        }
+        Ok(())
     }
 }
 
@@ -976,6 +1234,11 @@ async fn write_session(
     .await;
 }
 
+/// The wall clock in Unix milliseconds (room history's stamps).
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
 fn random_hex(bytes: usize) -> String {
     let mut raw = vec![0u8; bytes];
     if getrandom::fill(&mut raw).is_err() {
@@ -1031,7 +1294,11 @@ mod tests {
     ) -> (Outbox, mpsc::Receiver<Box<str>>, watch::Receiver<Option<Ending>>) {
         let (tx, rx) = mpsc::channel(capacity);
         let (kill, kill_rx) = watch::channel(None);
-        (Outbox { tx, queued: Arc::new(AtomicUsize::new(0)), max_bytes, kill }, rx, kill_rx)
+        (
+            Outbox { tx: Some(tx), queued: Arc::new(AtomicUsize::new(0)), max_bytes, kill, generation: 0, sm: None },
+            rx,
+            kill_rx,
+        )
     }
 
     /// Binds `id` as `nick@localhost/r` and joins it to the room `lsim`.
@@ -1109,7 +1376,7 @@ mod tests {
         assert_eq!(*fast_kill.borrow(), None);
         assert_eq!(core.hub.occupants("lsim"), vec!["fast"]);
         // A stanza larger than the whole budget still goes into an empty queue.
-        let (lone, mut lone_rx, _k) = outbox_bytes(4, 100);
+        let (mut lone, mut lone_rx, _k) = outbox_bytes(4, 100);
         assert!(
             lone.push(&Element::new("message", NS_CLIENT).child(Element::new("body", NS_CLIENT).text(big.as_str())))
         );
@@ -1123,7 +1390,7 @@ mod tests {
     async fn the_writer_batches_the_queue_and_releases_its_bytes() {
         let (ours, mut theirs) = tokio::io::duplex(1 << 20);
         let (_r, w) = tokio::io::split(Box::new(ours) as Io);
-        let (o, rx, kill_rx) = outbox_bytes(4096, 1 << 20);
+        let (mut o, rx, kill_rx) = outbox_bytes(4096, 1 << 20);
         for i in 0..1000 {
             assert!(o.push(&Element::new("presence", NS_CLIENT).attr("id", i.to_string())));
         }

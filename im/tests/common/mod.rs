@@ -111,7 +111,7 @@ http_ports = {{ }}
 https_ports = {{ }}
 component_ports = {{ }}
 network_settings = {{ nagle = false }}
-modules_enabled = {{ "roster"; "saslauth"; "disco"; "ping"; "posix"; {tls_module} }}
+modules_enabled = {{ "roster"; "saslauth"; "disco"; "ping"; "posix"; "smacks"; {tls_module} }}
 modules_disabled = {{ "s2s"; "offline" }}
 authentication = "internal_plain"
 {tls_lines}
@@ -256,6 +256,7 @@ modules:
   mod_disco: {{}}
   mod_ping: {{}}
   mod_roster: {{}}
+  mod_stream_mgmt: {{}}
   mod_muc:
     host: "conference.localhost"
     access_create: all
@@ -389,5 +390,15 @@ impl Drop for Embedded {
         if !std::thread::panicking() {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
+    }
+}
+
+impl Embedded {
+    /// Stops it, changes its configuration, and starts it again on the
+    /// same port with the same data (e.g. `require_tls`).
+    pub async fn reconfigure(&mut self, change: impl FnOnce(&mut lsim_im::xmpp::server::ServerConfig)) {
+        self.stop().await;
+        change(&mut self.config);
+        self.resume().await;
     }
 }
