@@ -40,7 +40,7 @@ pub enum ClientError {
     #[error(transparent)]
     Channel(#[from] ChannelError),
     /// The server refused.
-    #[error("refused: {message}")]
+    #[error("refused ({code:?}): {message}")]
     Refused {
         /// Why.
         code: ErrorCode,

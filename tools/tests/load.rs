@@ -234,7 +234,8 @@ fn start_servers(dir: &Path, n: usize) -> Servers {
         std::thread::spawn(move || {
             for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
                 out.lines.fetch_add(1, Ordering::Relaxed);
-                if line.starts_with("Evicted") {
+                // "HH:MM:SS user was out of the room past the grace period: removed from the group, …"
+                if line.contains("removed from the group") {
                     out.evicted.fetch_add(1, Ordering::Relaxed);
                 }
                 if line.starts_with("keys ") {

@@ -770,7 +770,10 @@ impl Conn {
             let (half, rest) = handback.transport.take(handback.buffered);
             match segment {
                 Segment::StartTls => {
-                    if !rest.is_empty() {
+                    // Whitespace after <starttls/> is allowed between elements
+                    // (go-sendxmpp ends the element with a newline); anything
+                    // else arrived before our <proceed/> went out.
+                    if !rest.iter().all(u8::is_ascii_whitespace) {
                         // Bytes sent before our <proceed/> would be read as
                         // if they had come over TLS (STARTTLS injection).
                         return Err(Fail::Stream("policy-violation"));
