@@ -1,7 +1,11 @@
 //! XMPP benchmark, same machine and same run for every server: login time
-//! (TCP connect to bound resource, SCRAM-SHA-256), MUC join time (join
-//! presence to our own presence back), and room fan-out with N occupants
-//! (one sender; median and p99 delivery latency, deliveries per second).
+//! (TCP connect to bound resource, SCRAM-SHA-256, then stream management
+//! enabled), MUC join time (join presence to our own presence back, with
+//! no history and with 20 messages of it), room fan-out with N occupants
+//! (one sender; median and p99 delivery latency, deliveries per second),
+//! every session with XEP-0198 stream management on (acks answered), and
+//! the time a client whose TCP path was cut for 20 s (nftables, as root)
+//! takes from the link coming back to the first stanza delivered.
 //!
 //! ```text
 //! cargo run --release -p lsim-im --example xmpp_bench -- [--occupants 500] [--messages 100] [--rate 20] [--logins 50] [--servers embedded,prosody]
@@ -17,9 +21,11 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use lsim_im::xmpp::client::{ClientConfig, Session, TlsMode, connect};
+use lsim_im::xmpp::client::{Client, ClientConfig, ClientEvent, Session, TlsMode, connect};
+use lsim_im::xmpp::element::Element;
 use lsim_im::xmpp::jid::Jid;
 use lsim_im::xmpp::room::{Room, RoomEvent};
+use lsim_im::xmpp::sm;
 use lsim_im::xmpp::stanza::{Message, MessageType, Presence};
 use lsim_im::xmpp::stream::NS_CLIENT;
 use tokio::sync::mpsc;
@@ -74,12 +80,57 @@ impl Target {
     }
 }
 
+/// Our side of stream management on a raw session: what we handled, and
+/// the answer to the server's ack requests.
+#[derive(Default)]
+struct Acks {
+    handled: u32,
+}
+
+impl Acks {
+    /// Counts `e`; returns the ack to send when it asks for one.
+    fn on(&mut self, e: &Element) -> Option<Element> {
+        if sm::is_stanza(e) {
+            self.handled = self.handled.wrapping_add(1);
+        }
+        e.is("r", sm::NS_SM).then(|| sm::ack(self.handled))
+    }
+
+    /// Receives the next element, answering ack requests on the way.
+    async fn recv(&mut self, s: &mut Session) -> Option<Element> {
+        loop {
+            let e = s.recv().await?.ok()?;
+            match self.on(&e) {
+                Some(a) => s.send(&a).await.ok()?,
+                None if e.ns == sm::NS_SM => {}
+                None => return Some(e),
+            }
+        }
+    }
+}
+
+/// Logs in and enables stream management (when offered), as our client does.
+async fn login(t: &Target, i: usize) -> (Session, Acks) {
+    let mut s = connect(&t.config(i)).await.unwrap();
+    if s.sm_offered {
+        s.send(&sm::enable()).await.unwrap();
+        loop {
+            let e = s.recv().await.unwrap().unwrap();
+            if e.is("enabled", sm::NS_SM) {
+                break;
+            }
+            assert!(!e.is("failed", sm::NS_SM), "stream management refused");
+        }
+    }
+    (s, Acks::default())
+}
+
 /// Joins the room on `session` and waits for our own presence back.
-async fn join(session: &mut Session, room_jid: &Jid, nick: &str) -> Room {
+async fn join(session: &mut Session, acks: &mut Acks, room_jid: &Jid, nick: &str, history: u32) -> Room {
     let mut room = Room::new(room_jid.clone(), nick);
-    session.send(&room.join(0)).await.unwrap();
+    session.send(&room.join(history)).await.unwrap();
     loop {
-        let e = session.recv().await.expect("stream ended during join").expect("stream error during join");
+        let e = acks.recv(session).await.expect("stream ended during join");
         if !e.is("presence", NS_CLIENT) {
             continue;
         }
@@ -108,21 +159,59 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-async fn logins(t: &Target, n: usize) -> (Vec<Duration>, Vec<Duration>) {
-    let mut login = Vec::new();
+/// Login and join times; then join times again, asking for 20 messages of
+/// history from a room that holds them (until the subject closes the join).
+async fn logins(t: &Target, n: usize) -> (Vec<Duration>, Vec<Duration>, Vec<Duration>) {
+    let mut login_times = Vec::new();
     let mut joins = Vec::new();
     for i in 0..n {
         let t0 = Instant::now();
-        let mut s = connect(&t.config(i)).await.unwrap();
-        login.push(t0.elapsed());
+        let (mut s, mut acks) = login(t, i).await;
+        login_times.push(t0.elapsed());
         let t1 = Instant::now();
-        join(&mut s, &t.room, &format!("login{i}")).await;
+        join(&mut s, &mut acks, &t.room, &format!("login{i}"), 0).await;
         joins.push(t1.elapsed());
         s.close().await;
     }
-    login.sort();
+    // A speaker fills the history room with 20 messages of 200 characters.
+    let history_room = Jid::parse(&format!("history@{}", t.room.domain)).unwrap();
+    let (mut speaker, mut acks) = login(t, 0).await;
+    join(&mut speaker, &mut acks, &history_room, "speaker", 0).await;
+    for k in 0..20 {
+        let m = Message {
+            id: Some(format!("h{k}")),
+            body: Some(format!("{k:0200}")),
+            ..Message::new(MessageType::Groupchat, history_room.to_string())
+        };
+        speaker.send(&(&m).into()).await.unwrap();
+    }
+    let mut echoes = 0;
+    while echoes < 20 {
+        let e = acks.recv(&mut speaker).await.unwrap();
+        echoes += usize::from(e.is("message", NS_CLIENT));
+    }
+    let mut with_history = Vec::new();
+    for i in 1..n {
+        let (mut s, mut acks) = login(t, i).await;
+        let t1 = Instant::now();
+        join(&mut s, &mut acks, &history_room, &format!("h{i}"), 20).await;
+        let mut got = 0;
+        loop {
+            let e = acks.recv(&mut s).await.unwrap();
+            if e.get_child("subject", NS_CLIENT).is_some() {
+                break;
+            }
+            got += usize::from(e.is("message", NS_CLIENT));
+        }
+        with_history.push(t1.elapsed());
+        assert_eq!(got, 20, "history delivered");
+        s.close().await;
+    }
+    speaker.close().await;
+    login_times.sort();
     joins.sort();
-    (login, joins)
+    with_history.sort();
+    (login_times, joins, with_history)
 }
 
 struct Fanout {
@@ -135,15 +224,15 @@ struct Fanout {
 async fn fanout(t: &Target, occupants: usize, messages: usize, rate: f64) -> Fanout {
     let started = Instant::now();
     // Everyone but the sender: connect and join, a few at a time.
-    let (ready_tx, mut ready_rx) = mpsc::channel::<Session>(occupants);
+    let (ready_tx, mut ready_rx) = mpsc::channel::<(Session, Acks)>(occupants);
     let mut connecting = tokio::task::JoinSet::new();
     for i in 1..occupants {
         let t = t.clone();
         let tx = ready_tx.clone();
         connecting.spawn(async move {
-            let mut s = connect(&t.config(i)).await.unwrap();
-            join(&mut s, &t.room, &format!("u{i}")).await;
-            tx.send(s).await.unwrap();
+            let (mut s, mut acks) = login(&t, i).await;
+            join(&mut s, &mut acks, &t.room, &format!("u{i}"), 0).await;
+            tx.send((s, acks)).await.unwrap();
         });
         while connecting.len() >= 16 {
             connecting.join_next().await.unwrap().unwrap();
@@ -151,8 +240,8 @@ async fn fanout(t: &Target, occupants: usize, messages: usize, rate: f64) -> Fan
     }
     while connecting.join_next().await.is_some() {}
     drop(ready_tx);
-    let mut sender = connect(&t.config(0)).await.unwrap();
-    join(&mut sender, &t.room, "u0").await;
+    let (mut sender, mut sender_acks) = login(t, 0).await;
+    join(&mut sender, &mut sender_acks, &t.room, "u0", 0).await;
     let join_all = started.elapsed();
 
     // Phase 1 (seq < messages): paced at `rate`, for latency. Phase 2:
@@ -160,12 +249,12 @@ async fn fanout(t: &Target, occupants: usize, messages: usize, rate: f64) -> Fan
     let total = 2 * messages;
     let sent: Arc<Mutex<Vec<Option<Instant>>>> = Arc::new(Mutex::new(vec![None; total]));
     let mut readers = tokio::task::JoinSet::new();
-    while let Some(mut s) = ready_rx.recv().await {
+    while let Some((mut s, mut acks)) = ready_rx.recv().await {
         readers.spawn(async move {
             let mut got: Vec<(usize, Instant)> = Vec::with_capacity(total);
             let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
             while got.len() < total {
-                let Ok(Some(Ok(e))) = tokio::time::timeout_at(deadline, s.recv()).await else { break };
+                let Ok(Some(e)) = tokio::time::timeout_at(deadline, acks.recv(&mut s)).await else { break };
                 if !e.is("message", NS_CLIENT) {
                     continue;
                 }
@@ -203,7 +292,7 @@ async fn fanout(t: &Target, occupants: usize, messages: usize, rate: f64) -> Fan
     }
     // The sender reads its own echoes so the server never blocks on it.
     let drain = tokio::spawn(async move {
-        while let Ok(Some(Ok(_))) = tokio::time::timeout(Duration::from_secs(5), sender.recv()).await {}
+        while let Ok(Some(_)) = tokio::time::timeout(Duration::from_secs(5), sender_acks.recv(&mut sender)).await {}
     });
     let mut latencies = Vec::new();
     let mut last = burst_start;
@@ -235,7 +324,7 @@ async fn fanout(t: &Target, occupants: usize, messages: usize, rate: f64) -> Fan
 }
 
 async fn run(name: &str, t: &Target, a: &Args) {
-    let (login, joins) = logins(t, a.logins).await;
+    let (login, joins, history) = logins(t, a.logins).await;
     println!(
         "{name:9} login  median {:6.2} ms  p99 {:6.2} ms   join median {:6.2} ms  p99 {:6.2} ms   ({} each)",
         ms(percentile(&login, 0.5)),
@@ -244,6 +333,21 @@ async fn run(name: &str, t: &Target, a: &Args) {
         ms(percentile(&joins, 0.99)),
         a.logins
     );
+    println!(
+        "{name:9} join with 20 messages of history: median {:6.2} ms  p99 {:6.2} ms",
+        ms(percentile(&history, 0.5)),
+        ms(percentile(&history, 0.99)),
+    );
+    for (label, short) in [("client defaults", false), ("keepalive 2 s", true)] {
+        match resumption(t, short).await {
+            Some((took, resumed)) => println!(
+                "{name:9} link back after a 20 s cut ({label}): first stanza after {:7.1} ms ({})",
+                ms(took),
+                if resumed { "session resumed" } else { "the old connection carried on" }
+            ),
+            None => println!("{name:9} resumption: skipped (needs root and nft)"),
+        }
+    }
     let f = fanout(t, a.occupants, a.messages, a.rate).await;
     println!(
         "{name:9} fan-out {} occupants: {} msgs at {}/s latency median {:6.2} ms  p99 {:6.2} ms; burst of {} msgs {:8.0} deliveries/s; lost {}  (all joined in {:.1} s)",
@@ -257,6 +361,98 @@ async fn run(name: &str, t: &Target, a: &Args) {
         f.lost,
         f.join_all.as_secs_f64()
     );
+}
+
+/// A forwarder from a loopback port of its own to `to`.
+async fn forwarder(to: String) -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            let to = to.clone();
+            tokio::spawn(async move {
+                if let Ok(mut outbound) = tokio::net::TcpStream::connect(&to).await {
+                    let _ = inbound.set_nodelay(true);
+                    let _ = outbound.set_nodelay(true);
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+    });
+    port
+}
+
+fn nft(rules: &str) -> bool {
+    use std::io::Write;
+    let Ok(mut c) = std::process::Command::new("nft").args(["-f", "-"]).stdin(std::process::Stdio::piped()).spawn()
+    else {
+        return false;
+    };
+    let _ = c.stdin.take().unwrap().write_all(rules.as_bytes());
+    c.wait().is_ok_and(|s| s.success())
+}
+
+/// A client (ours, as members run it) whose TCP path is cut for 20 s while
+/// another occupant talks: the time from the link coming back to the first
+/// of those messages delivered, and whether the session was resumed.
+async fn resumption(t: &Target, short_keepalive: bool) -> Option<(Duration, bool)> {
+    let port = forwarder(t.addr.clone()).await;
+    let table = format!("lsim_bench_{port}");
+    let mut cfg = t.config(1);
+    cfg.resource = None;
+    cfg.server = Some(format!("127.0.0.1:{port}"));
+    if short_keepalive {
+        cfg.keepalive = Duration::from_secs(2);
+        cfg.keepalive_timeout = Duration::from_secs(3);
+        cfg.connect_timeout = Duration::from_secs(4);
+    }
+    let room = Jid::parse(&format!("resume{port}@{}", t.room.domain)).unwrap();
+    let mut cut_off = Client::spawn(cfg);
+    cut_off.join(room.clone(), "away", 0).await;
+    loop {
+        match cut_off.next_event().await? {
+            ClientEvent::Room { event: RoomEvent::Joined { .. }, .. } => break,
+            ClientEvent::Stopped { .. } => return None,
+            _ => {}
+        }
+    }
+    let (mut talker, mut acks) = login(t, 2).await;
+    join(&mut talker, &mut acks, &room, "talker", 0).await;
+    let rules = format!(
+        "table ip {table} {{\n chain in {{ type filter hook input priority -400; policy accept; tcp dport {port} drop; tcp sport {port} drop; }}\n \
+         chain out {{ type filter hook output priority -400; policy accept; tcp dport {port} drop; tcp sport {port} drop; }}\n}}\n"
+    );
+    if !nft(&rules) {
+        return None;
+    }
+    for k in 0..5 {
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        let m = Message {
+            id: Some(format!("r{k}")),
+            body: Some(format!("while away {k}")),
+            ..Message::new(MessageType::Groupchat, room.to_string())
+        };
+        talker.send(&(&m).into()).await.unwrap();
+    }
+    let _ = std::process::Command::new("nft").args(["delete", "table", "ip", &table]).status();
+    let back = Instant::now();
+    let mut resumed = false;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    let took = loop {
+        let ev = tokio::time::timeout_at(deadline, cut_off.next_event()).await.ok()??;
+        match ev {
+            ClientEvent::Online { resumed: r, .. } => resumed |= r,
+            ClientEvent::Room { event: RoomEvent::Message { message, .. }, .. }
+                if message.body.as_deref().is_some_and(|b| b.starts_with("while away")) =>
+            {
+                break back.elapsed();
+            }
+            _ => {}
+        }
+    };
+    cut_off.stop().await;
+    talker.close().await;
+    Some((took, resumed))
 }
 
 fn main() {

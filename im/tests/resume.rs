@@ -186,3 +186,23 @@ async fn resumption_with_ejabberd() {
     let t = Target { addr: e.addr(), domain: "localhost".into(), trust: None, muc: "conference.localhost".into() };
     resume_after_cut(&t).await;
 }
+
+/// A session the server no longer holds (restarted, expired, another
+/// user's id) is refused with `<failed/>`, and the client binds anew on
+/// the same stream: it is back, only not resumed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_session_falls_back_to_a_fresh_bind() {
+    use lsim_im::xmpp::client::{Resumption, connect_resuming};
+    use lsim_im::xmpp::jid::Jid;
+    let server = common::Embedded::start("resume-unknown", false, &USERS).await;
+    let t = Target { addr: server.addr(), domain: "localhost".into(), trust: None, muc: "conference.localhost".into() };
+    let cfg = t.config("alice", "alice-pw");
+    let stale =
+        Resumption { id: "0123456789abcdef".into(), handled: 3, jid: Jid::parse("alice@localhost/gone").unwrap() };
+    let session = connect_resuming(&cfg, Some(&stale)).await.unwrap();
+    assert_eq!(session.resumed, None);
+    assert!(session.sm_offered);
+    assert_eq!(session.jid.bare(), Jid::bare_of("alice", "localhost"));
+    assert_ne!(session.jid, stale.jid, "a fresh bind, not the stale session");
+    session.close().await;
+}

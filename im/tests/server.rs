@@ -613,3 +613,54 @@ async fn a_second_bind_replaces_the_first_and_floods_are_cut_off() {
     assert_eq!(bob.until(|e| e.get_attr("id") == Some("b")).await.get_attr("type"), Some("result"));
     server.stop().await;
 }
+
+/// RFC 6120 §4.8.5: stream elements carry the `stream` prefix on the wire
+/// (Net::XMPP's sendxmpp accepts nothing else); STARTTLS refuses plaintext
+/// sent before `<proceed/>` (an injection) but takes whitespace after
+/// `<starttls/>` (go-sendxmpp sends a newline) and a prompt ClientHello.
+#[tokio::test]
+async fn stream_prefix_and_starttls_injection() {
+    use tokio::io::AsyncReadExt;
+    let (mut cfg, _dir) = config("prefix");
+    cfg.tls = true;
+    let server = start(cfg, &["alice"]).await;
+    let addr = server.local_addr();
+    let read_until = async |tcp: &mut TcpStream, marker: &str| -> String {
+        let mut text = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !String::from_utf8_lossy(&text).contains(marker) {
+            let n = tokio::time::timeout(WAIT, tcp.read(&mut buf)).await.unwrap().unwrap();
+            if n == 0 {
+                break;
+            }
+            text.extend_from_slice(&buf[..n]);
+        }
+        String::from_utf8_lossy(&text).into_owned()
+    };
+
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(header().as_bytes()).await.unwrap();
+    let text = read_until(&mut tcp, "</stream:features>").await;
+    assert!(text.contains("<stream:features>") && !text.contains("<features"), "{text}");
+    // Plaintext after <starttls/>, before any <proceed/>: refused, no <proceed/>.
+    tcp.write_all(b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/><iq type='get' id='x'/>").await.unwrap();
+    let text = read_until(&mut tcp, "</stream:stream>").await;
+    assert!(text.contains("<stream:error>") && text.contains("policy-violation"), "{text}");
+    assert!(!text.contains("proceed"), "{text}");
+
+    // A newline after <starttls/>, then TLS at once: accepted.
+    let c = Client::connect(addr).await;
+    let mut c = c;
+    c.open().await;
+    c.send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>\n").await;
+    assert!(c.stanza().await.is("proceed", NS_TLS));
+    let io = c.take_back().await;
+    let connector =
+        tokio_rustls::TlsConnector::from(client_config(&Trust::Pinned(server.fingerprint().unwrap())).unwrap());
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let tls = connector.connect(name, io).await.unwrap();
+    let mut c = Client::over(Box::new(tls));
+    let features = c.open().await;
+    assert!(features.get_child("mechanisms", NS_SASL).is_some());
+    server.stop().await;
+}

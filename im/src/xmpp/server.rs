@@ -818,6 +818,13 @@ impl Conn {
                     self.send(&sm::failed("bad-request", None)).await?;
                     continue;
                 };
+                let owner = format!("{user}@{}", self.shared.domain);
+                if !self.shared.core().resumable(previd, &owner) {
+                    // Unknown, expired or another user's: the client may bind
+                    // on this stream instead (XEP-0198 §5).
+                    self.send(&sm::failed("item-not-found", None)).await?;
+                    continue;
+                }
                 return Ok(Negotiated::Resume { events, user, previd: previd.to_string(), h });
             }
             if e.ns == sm::NS_SM {
@@ -1143,6 +1150,11 @@ fn o_generation(core: &Core, id: SessionId) -> u64 {
 }
 
 impl Core {
+    /// Whether session `previd` of `owner` can be resumed.
+    fn resumable(&self, previd: &str, owner: &str) -> bool {
+        self.outboxes.values().any(|o| o.sm.as_ref().is_some_and(|m| m.id == previd && m.owner == owner))
+    }
+
     /// A stream management element from session `id` (bare JID `owner`):
     /// enabling, an ack request or an ack. `Err`: the stream error to end with.
     fn managed(&mut self, id: SessionId, owner: &str, e: &Element, resume_secs: u64) -> Result<(), &'static str> {
