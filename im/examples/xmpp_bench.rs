@@ -363,41 +363,11 @@ async fn run(name: &str, t: &Target, a: &Args) {
     );
 }
 
-/// A forwarder from a loopback port of its own to `to`.
-async fn forwarder(to: String) -> u16 {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        while let Ok((mut inbound, _)) = listener.accept().await {
-            let to = to.clone();
-            tokio::spawn(async move {
-                if let Ok(mut outbound) = tokio::net::TcpStream::connect(&to).await {
-                    let _ = inbound.set_nodelay(true);
-                    let _ = outbound.set_nodelay(true);
-                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                }
-            });
-        }
-    });
-    port
-}
-
-fn nft(rules: &str) -> bool {
-    use std::io::Write;
-    let Ok(mut c) = std::process::Command::new("nft").args(["-f", "-"]).stdin(std::process::Stdio::piped()).spawn()
-    else {
-        return false;
-    };
-    let _ = c.stdin.take().unwrap().write_all(rules.as_bytes());
-    c.wait().is_ok_and(|s| s.success())
-}
-
 /// A client (ours, as members run it) whose TCP path is cut for 20 s while
 /// another occupant talks: the time from the link coming back to the first
 /// of those messages delivered, and whether the session was resumed.
 async fn resumption(t: &Target, short_keepalive: bool) -> Option<(Duration, bool)> {
-    let port = forwarder(t.addr.clone()).await;
-    let table = format!("lsim_bench_{port}");
+    let port = common::forwarder(t.addr.clone()).await;
     let mut cfg = t.config(1);
     cfg.resource = None;
     cfg.server = Some(format!("127.0.0.1:{port}"));
@@ -418,13 +388,7 @@ async fn resumption(t: &Target, short_keepalive: bool) -> Option<(Duration, bool
     }
     let (mut talker, mut acks) = login(t, 2).await;
     join(&mut talker, &mut acks, &room, "talker", 0).await;
-    let rules = format!(
-        "table ip {table} {{\n chain in {{ type filter hook input priority -400; policy accept; tcp dport {port} drop; tcp sport {port} drop; }}\n \
-         chain out {{ type filter hook output priority -400; policy accept; tcp dport {port} drop; tcp sport {port} drop; }}\n}}\n"
-    );
-    if !nft(&rules) {
-        return None;
-    }
+    let cut = common::Cut::start(port)?;
     for k in 0..5 {
         tokio::time::sleep(Duration::from_secs(4)).await;
         let m = Message {
@@ -434,7 +398,7 @@ async fn resumption(t: &Target, short_keepalive: bool) -> Option<(Duration, bool
         };
         talker.send(&(&m).into()).await.unwrap();
     }
-    let _ = std::process::Command::new("nft").args(["delete", "table", "ip", &table]).status();
+    drop(cut);
     let back = Instant::now();
     let mut resumed = false;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);

@@ -13,13 +13,12 @@
 mod common;
 mod scenario;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use lsim_im::xmpp::client::{Client, ClientEvent};
 use lsim_im::xmpp::room::RoomEvent;
 use scenario::{Target, USERS, wait_for};
-use tokio::net::{TcpListener, TcpStream};
 
 /// How long alice is cut off.
 const CUT: Duration = Duration::from_secs(20);
@@ -33,51 +32,6 @@ fn can_cut() -> bool {
         return false;
     }
     true
-}
-
-/// A forwarder from a loopback port of its own to `to`; returns its port.
-async fn forwarder(to: String) -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        while let Ok((mut inbound, _)) = listener.accept().await {
-            let to = to.clone();
-            tokio::spawn(async move {
-                if let Ok(mut outbound) = TcpStream::connect(&to).await {
-                    let _ = inbound.set_nodelay(true);
-                    let _ = outbound.set_nodelay(true);
-                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                }
-            });
-        }
-    });
-    port
-}
-
-/// Every packet to or from loopback port `port` dropped while it lives.
-struct Cut {
-    table: String,
-}
-
-impl Cut {
-    fn start(port: u16) -> Cut {
-        let table = format!("lsim_resume_{port}");
-        let rules = format!(
-            "table ip {table} {{\n\
-             chain in {{ type filter hook input priority -400; policy accept; tcp dport {port} drop; tcp sport {port} drop; }}\n\
-             chain out {{ type filter hook output priority -400; policy accept; tcp dport {port} drop; tcp sport {port} drop; }}\n}}\n"
-        );
-        let mut nft = Command::new("nft").args(["-f", "-"]).stdin(Stdio::piped()).spawn().unwrap();
-        std::io::Write::write_all(&mut nft.stdin.take().unwrap(), rules.as_bytes()).unwrap();
-        assert!(nft.wait().unwrap().success(), "nft refused the cut");
-        Cut { table }
-    }
-}
-
-impl Drop for Cut {
-    fn drop(&mut self) {
-        let _ = Command::new("nft").args(["delete", "table", "ip", &self.table]).status();
-    }
 }
 
 fn body_of(ev: &ClientEvent) -> Option<String> {
@@ -100,7 +54,7 @@ async fn events_for(client: &mut Client, time: Duration) -> Vec<ClientEvent> {
 /// The scenario against the server at `target`.
 async fn resume_after_cut(target: &Target) {
     let room = target.room();
-    let port = forwarder(target.addr.clone()).await;
+    let port = common::forwarder(target.addr.clone()).await;
     let mut cfg = target.config("alice", "alice-pw");
     cfg.server = Some(format!("127.0.0.1:{port}"));
     // A dead link is noticed within seconds, as a handheld's client should.
@@ -120,7 +74,7 @@ async fn resume_after_cut(target: &Target) {
     // Let alice's stream management be enabled and her view settle.
     let _ = events_for(&mut alice, Duration::from_millis(500)).await;
 
-    let cut = Cut::start(port);
+    let cut = common::Cut::start(port).expect("nftables refused the cut");
     let started = Instant::now();
     let mut bob_saw = Vec::new();
     for i in 0..5 {

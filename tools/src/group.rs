@@ -541,6 +541,10 @@ pub struct ChatArgs {
     /// Drop this share of received datagrams (testing only).
     #[arg(long, default_value_t = 0.0, hide = true)]
     simulated_loss: f64,
+    /// Seconds a message waits for an earlier one of the same sender that
+    /// is still being repaired, before it is shown without it.
+    #[arg(long, default_value_t = 2.0)]
+    chat_order_wait: f64,
     #[command(flatten)]
     params: ParamsArgs,
     #[command(flatten)]
@@ -705,6 +709,10 @@ pub async fn chat(a: ChatArgs) -> Result<()> {
     a.region.apply(&mut cfg);
     cfg.rate = (a.rate * 125_000.0) as u64;
     cfg.simulated_loss = a.simulated_loss;
+    if !(0.0..=3600.0).contains(&a.chat_order_wait) {
+        bail!("--chat-order-wait {}: give seconds from 0 to 3600", a.chat_order_wait);
+    }
+    cfg.chat_order_wait = Duration::from_secs_f64(a.chat_order_wait);
     cfg.params = a.params.params()?;
     let mut member = Member::start(cfg).await.context("joining the group")?;
     // Only once in: a failed start writes nothing.

@@ -402,3 +402,53 @@ impl Embedded {
         self.resume().await;
     }
 }
+
+/// A plain TCP forwarder from a loopback port of its own to `to`; returns
+/// its port. A client sent through it can be cut off alone ([`Cut`]).
+pub async fn forwarder(to: String) -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            let to = to.clone();
+            tokio::spawn(async move {
+                if let Ok(mut outbound) = tokio::net::TcpStream::connect(&to).await {
+                    let _ = inbound.set_nodelay(true);
+                    let _ = outbound.set_nodelay(true);
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+    });
+    port
+}
+
+/// Every packet to or from loopback port `port` dropped by nftables while
+/// it lives (as root), as a radio out of range would: TCP sees silence,
+/// not a reset.
+pub struct Cut {
+    table: String,
+}
+
+impl Cut {
+    /// `None` if nftables refused (not root, no nft).
+    pub fn start(port: u16) -> Option<Cut> {
+        use std::io::Write;
+        let table = format!("lsim_cut_{port}");
+        let rules = format!(
+            "table ip {table} {{\n\
+             chain in {{ type filter hook input priority -400; policy accept; tcp dport {port} drop; tcp sport {port} drop; }}\n\
+             chain out {{ type filter hook output priority -400; policy accept; tcp dport {port} drop; tcp sport {port} drop; }}\n}}\n"
+        );
+        let mut nft =
+            std::process::Command::new("nft").args(["-f", "-"]).stdin(std::process::Stdio::piped()).spawn().ok()?;
+        nft.stdin.take()?.write_all(rules.as_bytes()).ok()?;
+        nft.wait().ok()?.success().then_some(Cut { table })
+    }
+}
+
+impl Drop for Cut {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("nft").args(["delete", "table", "ip", &self.table]).status();
+    }
+}
