@@ -324,9 +324,16 @@ impl Session {
         }
     }
 
-    /// Closes the stream politely.
+    /// Closes the stream politely: our closing tag, then (at most a second)
+    /// the server's, before the connection goes (RFC 6120 §4.4). A server
+    /// with stream management takes a connection dropped before that for a
+    /// lost link and keeps the session waiting for a resumption.
     pub async fn close(mut self) {
         let _ = write_raw(&mut self.writer, "</stream:stream>").await;
+        let _ = timeout(Duration::from_secs(1), async {
+            while let Some(Ok(StreamEvent::Header(_) | StreamEvent::Stanza(_))) = self.events.recv().await {}
+        })
+        .await;
         let _ = self.writer.shutdown().await;
     }
 }
