@@ -399,13 +399,14 @@ impl Hub {
         let reply = match (get, q.name.as_str(), q.ns.as_str()) {
             (true, "ping", NS_PING) | (false, "session", NS_SESSION) => Some(None),
             (true, "query", NS_ROSTER) => Some(Some(Element::new("query", NS_ROSTER))),
+            // Exactly what is implemented. Rosters and vCards are answered
+            // (empty, read-only) so that clients asking do not fail, but not
+            // advertised: they cannot be changed here.
             (true, "query", NS_DISCO_INFO) => Some(Some(
                 disco_info(q, "server", "im", Some("lsim"))
                     .child(feature(NS_DISCO_INFO))
                     .child(feature(NS_DISCO_ITEMS))
-                    .child(feature(NS_PING))
-                    .child(feature(NS_ROSTER))
-                    .child(feature(NS_VCARD)),
+                    .child(feature(NS_PING)),
             )),
             (true, "query", NS_DISCO_ITEMS) => Some(Some(disco_items(q).child(
                 Element::new("item", NS_DISCO_ITEMS).attr("jid", self.muc_domain.as_str()).attr("name", "Rooms"),
@@ -1152,6 +1153,8 @@ mod tests {
         let q = result_of(&out).get_child("query", NS_DISCO_INFO).unwrap();
         let id = q.get_child("identity", NS_DISCO_INFO).unwrap();
         assert_eq!((id.get_attr("category"), id.get_attr("type")), (Some("server"), Some("im")));
+        let vars: Vec<&str> = q.children_named("feature", NS_DISCO_INFO).filter_map(|f| f.get_attr("var")).collect();
+        assert_eq!(vars, [NS_DISCO_INFO, NS_DISCO_ITEMS, NS_PING], "only what is implemented is advertised");
         let out = hub.stanza(1, iq_get(Some("example.org"), items.clone()));
         let q = result_of(&out).get_child("query", NS_DISCO_ITEMS).unwrap();
         assert_eq!(q.elements().next().unwrap().get_attr("jid"), Some("conference.example.org"));
