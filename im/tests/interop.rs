@@ -97,15 +97,8 @@ impl Row {
             Row::Profanity => &["profanity", "tmux", "timeout"],
         };
         let mut missing: Vec<String> = need.iter().filter(|c| !common::have(c)).map(|c| c.to_string()).collect();
-        if self == Row::Slixmpp && missing.is_empty() {
-            let ok = std::process::Command::new("python3")
-                .args(["-c", "import slixmpp"])
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success());
-            if !ok {
-                missing.push("python3's slixmpp".into());
-            }
+        if self == Row::Slixmpp && missing.is_empty() && !common::have_python_module("slixmpp") {
+            missing.push("python3's slixmpp".into());
         }
         (!missing.is_empty()).then(|| format!("not installed: {}", missing.join(", ")))
     }

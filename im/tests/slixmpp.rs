@@ -15,11 +15,7 @@ use lsim_im::xmpp::room::RoomEvent;
 use scenario::{Target, USERS, wait_for};
 
 fn have_slixmpp() -> bool {
-    let ok = std::process::Command::new("python3")
-        .args(["-c", "import slixmpp"])
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
+    let ok = common::have_python_module("slixmpp");
     if !ok {
         assert!(!common::required(), "slixmpp is required (LSIM_REQUIRE_SERVERS=1) but not installed");
         eprintln!("slixmpp not installed: skipping");
