@@ -73,13 +73,14 @@ pub struct ServerArgs {
 }
 
 /// Refuses an interface address this host does not have (a typo would
-/// otherwise announce an address no member can reach).
+/// otherwise fail later as a socket error, or announce an address no member
+/// can reach). The one check for every command's `--iface`.
 pub fn check_iface(flag: &str, addr: Ipv4Addr) -> Result<()> {
-    if addr.is_unspecified() || addr.is_loopback() {
+    if addr.is_unspecified() {
         return Ok(());
     }
-    let have: Vec<Ipv4Addr> = if_addrs::get_if_addrs()
-        .context("listing this host's addresses")?
+    let ifs = if_addrs::get_if_addrs().with_context(|| format!("{flag} {addr}: cannot list this host's interfaces"))?;
+    let mut have: Vec<Ipv4Addr> = ifs
         .iter()
         .filter_map(|i| match i.ip() {
             std::net::IpAddr::V4(a) => Some(a),
@@ -87,8 +88,14 @@ pub fn check_iface(flag: &str, addr: Ipv4Addr) -> Result<()> {
         })
         .collect();
     if !have.contains(&addr) {
-        let list: Vec<String> = have.iter().map(Ipv4Addr::to_string).collect();
-        bail!("{flag} {addr}: this host has no such address (it has {})", list.join(", "));
+        have.sort();
+        have.dedup();
+        let list = if have.is_empty() {
+            "none".to_string()
+        } else {
+            have.iter().map(Ipv4Addr::to_string).collect::<Vec<_>>().join(", ")
+        };
+        bail!("{flag} {addr}: this host has no such address (have: {list})");
     }
     Ok(())
 }

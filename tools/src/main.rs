@@ -82,18 +82,7 @@ impl Net {
         let ifs =
             if_addrs::get_if_addrs().with_context(|| format!("--iface {s}: cannot list this host's interfaces"))?;
         match s.parse::<Ipv4Addr>() {
-            Ok(a) if a.is_unspecified() || ifs.iter().any(|i| i.ip() == IpAddr::V4(a)) => Ok(a),
-            Ok(_) => {
-                let mut have: Vec<Ipv4Addr> = ifs.iter().filter_map(ipv4).collect();
-                have.sort();
-                have.dedup();
-                let have = if have.is_empty() {
-                    "none".to_string()
-                } else {
-                    have.iter().map(Ipv4Addr::to_string).collect::<Vec<_>>().join(", ")
-                };
-                bail!("--iface {s}: this host has no such address (have: {have})")
-            }
+            Ok(a) => group::check_iface("--iface", a).map(|()| a),
             Err(_) => interface_addr(s, &ifs),
         }
     }
