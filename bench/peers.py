@@ -13,17 +13,20 @@ Run as root from the repository root. It installs what it lacks from
 Debian's packages (uftp, udpcast, nftables, iproute2) and builds lsim in
 release (into $CARGO_TARGET_DIR if set, else target/):
 
-    sudo python3 bench/peers.py --size-mib 64 --loss 0 --lsim-rate 800 --lsim-arg=--block-symbols=256 --repeat 3
-    sudo python3 bench/peers.py --size-mib 64 --loss 5 20 --lsim-rate 600 --lsim-arg=--block-symbols=256 --repeat 2
-    sudo python3 bench/peers.py --size-mib 8 --loss 5 --rate-mbit 11 --lsim-rate 10.5
-    sudo python3 bench/peers.py --size-mib 64 --loss 0 --tools null lsim uftp --lsim-rate 3000
+    sudo python3 bench/peers.py --size-mib 64 --loss 0 5 20 --tools null lsim uftp --repeat 2
+    sudo python3 bench/peers.py --size-mib 8 --loss 5 --rate-mbit 11 --tools lsim uftp
+    sudo python3 bench/peers.py --size-mib 64 --loss 0 --lsim-rate 600 --lsim-arg=--block-symbols=2048
 
 `null` is the lab's ceiling, not a tool: datagrams sent and counted as fast
 as the kernel goes (transport/examples/blast.rs), no seal, no repair, no
 file; its last column counts receivers that got every datagram.
 
-lsim's sender runs with --no-loopback (nothing in its namespace listens) at
-a fixed --rate (--lsim-rate); --lsim-arg passes more `lsim send` arguments.
+lsim runs as a user runs it, with no flags beyond the group, the key file
+and the file (its sender adapts its rate and block size, and loops its
+multicast back only when something on its host listens); --lsim-rate fixes
+its --rate and --lsim-arg passes more `lsim send` arguments, for
+comparisons. uftp gets -R --rate-mbit (unlimited, -R -1,
+without one).
 udpcast gets a named rendezvous group (its all-hosts default does not reach
 receivers in other namespaces) and every udpcast process runs under
 `timeout -k`: with loss it can hang in its handshake, which shows as a row
@@ -115,21 +118,19 @@ def in_ns(h, *cmd):
     return ["ip", "netns", "exec", ns(h), *cmd]
 
 
-def run_lsim(work, src, rate, lsim):
+def run_lsim(work, src, lsim):
     key = os.path.join(work, "k")
     sh(lsim, "keygen", "--out", key, "--force")
     rx = []
     for i in (1, 2, 3):
         d = os.path.join(work, f"lsim-r{i}")
         rx.append((subprocess.Popen(in_ns(HOSTS[i], lsim, "recv", "--once", "--idle-timeout", "30", "--group",
-                                          f"{GROUP}:{PORT}", "--iface", addr(i), "--key-file", key, "--dir", d),
+                                          f"{GROUP}:{PORT}", "--key-file", key, "--dir", d),
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), d))
     time.sleep(0.5)
     t0 = time.time()
-    # The sender's namespace has no member of the group: no loopback of its own packets.
-    sender = subprocess.Popen(in_ns("s", lsim, "send", "--rate", str(rate), "--linger", "3", "--no-loopback", "--group",
-                                    f"{GROUP}:{PORT}", "--iface", addr(0), "--key-file", key, *LSIM_SEND_ARGS, src),
-                              stdout=subprocess.DEVNULL)
+    sender = subprocess.Popen(in_ns("s", lsim, "send", "--group", f"{GROUP}:{PORT}", "--key-file", key,
+                                    *LSIM_SEND_ARGS, src), stdout=subprocess.DEVNULL)
     ends = []
     for p, d in rx:
         p.wait(timeout=900)
@@ -224,13 +225,15 @@ def main():
     ap.add_argument("--size-mib", type=int, default=64)
     ap.add_argument("--loss", type=int, nargs="+", default=[0, 5, 20])
     ap.add_argument("--rate-mbit", type=float, default=0, help="tbf on the sender's link (0: none)")
-    ap.add_argument("--lsim-rate", default="0", help="lsim --rate in Mbit/s, or auto (default: link rate, or 1500)")
+    ap.add_argument("--lsim-rate", help="lsim --rate in Mbit/s, or auto (default: none given, lsim's default)")
     ap.add_argument("--tools", nargs="+", default=["lsim", "uftp", "udpcast"],
                     help="lsim, uftp, udpcast, and null: the lab's ceiling, datagrams only (no file, no repair)")
     ap.add_argument("--uftp-cc", choices=["tfmcc"], help="uftp's congestion control (-C); default: none, a fixed -R")
     ap.add_argument("--lsim-arg", action="append", default=[], help="extra `lsim send` argument (repeatable)")
     ap.add_argument("--repeat", type=int, default=1, help="runs of each tool at each loss")
     a = ap.parse_args()
+    if a.lsim_rate:
+        LSIM_SEND_ARGS.extend(["--rate", a.lsim_rate])
     LSIM_SEND_ARGS.extend(a.lsim_arg)
     ensure_tools()
     sh("cargo", "build", "--release", "-q", "-p", "lsim-tools")
@@ -244,7 +247,6 @@ def main():
         with open(src, "wb") as f:
             f.write(os.urandom(a.size_mib << 20))
         want, size = digest(src), a.size_mib << 20
-        rate = a.lsim_rate if a.lsim_rate == "auto" else (float(a.lsim_rate) or (a.rate_mbit or 1500))
         print(f"| tool | loss | link | wall s | goodput Mbit/s | wire bytes / file | feedback bytes | receivers with a verified copy |")
         print("|---|---|---|---|---|---|---|---|")
         for loss in a.loss:
@@ -255,7 +257,7 @@ def main():
                     before = {h: tx_bytes(h) for h in HOSTS}
                     null_ok = None
                     if tool == "lsim":
-                        wall, outs = run_lsim(work, src, rate, lsim)
+                        wall, outs = run_lsim(work, src, lsim)
                     elif tool == "null":
                         wall, null_ok = run_null(work, src, blast)
                         outs = []

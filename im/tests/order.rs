@@ -180,7 +180,7 @@ fn run(seed: u64, chats: u32, loss: f64) -> (Shown, usize) {
                         order.complete(sender, object, bytes, t);
                     }
                     ReceiverEvent::ObjectLost { sender, object } => order.lost(sender, object, t),
-                    ReceiverEvent::EpochAhead { .. } => {}
+                    ReceiverEvent::EpochAhead { .. } | ReceiverEvent::ObjectProgress { .. } => {}
                 }
             }
             order.handle_timeout(t);

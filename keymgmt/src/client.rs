@@ -306,6 +306,7 @@ pub fn follow_rekeys(
                         let current = keys.keys.epoch().unwrap_or(0);
                         let _ = tx.send(Followed::NeedsResync { current });
                     }
+                    ReceiverEvent::ObjectProgress { .. } => {}
                 }
                 if tx.is_closed() { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
             })

@@ -384,7 +384,8 @@ async fn start_rekey_sender(
         session: g.tree.group(),
         node,
         proactive: 1.0,
-        rate: 0,
+        // The default adaptive rate: a burst of rekeys for a large group
+        // must not flood an 11 Mbit/s radio (unpaced, it did).
         symbol_size: 1200,
         first_seq: lsim_transport::net::driver::wall_clock_seq(),
         ..SenderConfig::default()

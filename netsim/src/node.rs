@@ -238,7 +238,7 @@ impl Verifier {
                     None => self.corrupt += 1,
                 }
             }
-            ReceiverEvent::EpochAhead { .. } => {}
+            ReceiverEvent::EpochAhead { .. } | ReceiverEvent::ObjectProgress { .. } => {}
             ReceiverEvent::ObjectLost { sender, object } => {
                 self.partial.remove(&(sender, object));
                 self.lost += 1;

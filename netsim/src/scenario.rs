@@ -265,7 +265,9 @@ pub struct SenderSpec {
     pub symbol_size: Option<u16>,
     /// Source symbols per block K.
     pub block_symbols: Option<u16>,
-    /// Pacing rate in bits per second (0: unpaced).
+    /// Pacing rate in bits per second (0: unpaced), or with `rate_auto` its
+    /// ceiling. Default: the transport's ceiling (1 Gbit/s) when adaptive,
+    /// 90 % of the link when fixed.
     pub rate_bps: Option<u64>,
     /// Proactive repair share of each block.
     pub proactive: Option<f64>,
@@ -277,10 +279,10 @@ pub struct SenderSpec {
     pub backoff_k: Option<f64>,
     /// GRTT before the first probe echo, milliseconds.
     pub initial_grtt_ms: Option<f64>,
-    /// Blocks kept in the sender's cache.
-    pub cached_blocks: Option<usize>,
+    /// Mebibytes of blocks (and encoders) kept in the sender's cache.
+    pub cache_mib: Option<usize>,
     /// Adapt the rate to the queueing delay probes show (a 5 ms target),
-    /// with `rate_bps` as the ceiling.
+    /// with `rate_bps` as the ceiling. Default: true, as the transport's.
     pub rate_auto: Option<bool>,
 }
 
@@ -612,8 +614,10 @@ impl Scenario {
         {
             return Err(bad("sender.repair_share", r.to_string(), "must be above 0 and at most 1"));
         }
-        if s.cached_blocks == Some(0) {
-            return Err(bad("sender.cached_blocks", "0".into(), "must be at least 1"));
+        if let Some(m) = s.cache_mib
+            && m > 4096
+        {
+            return Err(bad("sender.cache_mib", m.to_string(), "must be at most 4096"));
         }
         if let Some(r) = s.rate_bps
             && r > 0
@@ -668,24 +672,25 @@ impl Scenario {
     pub fn sender_config(&self, node: u32) -> SenderConfig {
         let d = SenderConfig::default();
         let s = &self.sender;
+        let auto = s.rate_auto.unwrap_or(d.queue_target.is_some());
         SenderConfig {
             session: 1,
             node,
             symbol_size: s.symbol_size.unwrap_or(d.symbol_size),
             block_symbols: s.block_symbols.unwrap_or(d.block_symbols),
-            rate: s.rate_bps.map_or(self.default_rate(), |r| r / 8),
+            rate: s.rate_bps.map_or(if auto { d.rate } else { self.default_rate() }, |r| r / 8),
             proactive: s.proactive.unwrap_or(d.proactive),
             loss_margin: s.loss_margin.unwrap_or(d.loss_margin),
             repair_share: s.repair_share.unwrap_or(d.repair_share),
             backoff_k: s.backoff_k.unwrap_or(d.backoff_k),
             initial_grtt: s.initial_grtt_ms.map_or(d.initial_grtt, |ms| Duration::from_secs_f64(ms / 1e3)),
-            cached_blocks: s.cached_blocks.unwrap_or(d.cached_blocks),
-            queue_target: s.rate_auto.unwrap_or(false).then_some(lsim_transport::rate::QUEUE_TARGET),
+            cache_bytes: s.cache_mib.map_or(d.cache_bytes, |m| m << 20),
+            queue_target: auto.then_some(lsim_transport::rate::QUEUE_TARGET),
             ..d
         }
     }
 
-    /// Pacing that leaves room on the medium for feedback: 90 % of the link.
+    /// A fixed pacing that leaves room on the medium for feedback: 90 % of the link.
     fn default_rate(&self) -> u64 {
         self.link.bandwidth_bps / 8 * 9 / 10
     }
@@ -778,7 +783,11 @@ mod tests {
         assert_eq!(s.seed, 1);
         assert_eq!(s.loss, LossSpec::None);
         assert_eq!(s.link.bandwidth_bps, 11_000_000);
-        assert_eq!(s.sender_config(0).rate, 1_237_500);
+        // The transport's default: adaptive, up to its ceiling; fixed, 90 % of the link.
+        let d = SenderConfig::default();
+        assert_eq!((s.sender_config(0).rate, s.sender_config(0).queue_target), (d.rate, d.queue_target));
+        let fixed = Scenario::parse(&format!("{MIN}[sender]\nrate_auto = false\n")).unwrap();
+        assert_eq!((fixed.sender_config(0).rate, fixed.sender_config(0).queue_target), (1_237_500, None));
     }
 
     #[test]

@@ -624,6 +624,7 @@ impl Sim {
                 loss: u16::MAX,
                 relay: None,
                 overflow: None,
+                received: None,
                 entries: vec![lsim_transport::wire::NackEntry::Block { object: 0, block, needed }],
             };
             let header = Header {

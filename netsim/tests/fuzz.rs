@@ -117,7 +117,7 @@ const FIELDS: &[&str] = &[
     "sender.repair_share",
     "sender.backoff_k",
     "sender.initial_grtt_ms",
-    "sender.cached_blocks",
+    "sender.cache_mib",
     "sender.rate_auto",
     "receiver.group_size",
     "receiver.max_blocks",

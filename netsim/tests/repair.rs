@@ -37,18 +37,25 @@ fn efficiency_p20() {
     efficiency(2);
 }
 
+/// 100 receivers at 10 % loss, default blocks (16 MiB in 12 blocks of
+/// about 1000 symbols): every receiver needs every block repaired, yet few
+/// speak. Without suppression each would NACK each block (1,200 NACKs a
+/// round); the bounds allow a quarter of that in all rounds together, and
+/// NACKs at most 3 % of the source packets (at K = 64 they were 5 %).
 #[test]
 fn nack_implosion_is_held_at_100_receivers() {
     let r = run(shipped("implosion-n100"));
     assert_delivered(&r);
-    assert!(r.repaired_blocks > 100, "the scenario must need repair:\n{}", r.table());
-    eprintln!("NACKs per repaired block: {:.2}", r.nacks_per_repaired_block);
+    assert!(r.repaired_blocks >= 10, "the scenario must need repair:\n{}", r.table());
+    eprintln!("NACKs per repaired block: {:.2}, in all {}", r.nacks_per_repaired_block, r.nacks_sent);
+    let receivers = 100.0;
     assert!(
-        r.nacks_per_repaired_block <= 3.0,
+        r.nacks_per_repaired_block <= 0.25 * receivers,
         "{:.2} NACKs per repaired block\n{}",
         r.nacks_per_repaired_block,
         r.table()
     );
+    assert!(r.nacks_sent * 100 <= 3 * r.source_packets, "{} NACKs\n{}", r.nacks_sent, r.table());
     // Most would-be NACKs were suppressed: without suppression every receiver NACKs every block.
     assert!(r.nacks_suppressed > 10 * r.nacks_sent);
 }

@@ -348,7 +348,8 @@ impl RegionArgs {
     }
 }
 
-async fn room_member(r: &RoomArgs, iface: Ipv4Addr, dir: &Path, rate_mbit: f64, adaptive: bool) -> Result<Member> {
+/// A member of `r`'s room; `pace` is (bytes per second, adaptive), `None` for the default.
+async fn room_member(r: &RoomArgs, iface: Ipv4Addr, dir: &Path, pace: Option<(u64, bool)>) -> Result<Member> {
     let password = read_password(true)?;
     let jid = r.jid.as_deref().ok_or_else(|| anyhow!("--room needs --jid"))?;
     let mut xmpp = xmpp_config(jid, &password, &r.server, &r.tls, &r.pin, &None)?;
@@ -359,8 +360,9 @@ async fn room_member(r: &RoomArgs, iface: Ipv4Addr, dir: &Path, rate_mbit: f64, 
     cfg.interface = iface;
     cfg.download_dir = dir.to_path_buf();
     cfg.opener = Opener::Never;
-    cfg.rate = (rate_mbit * 125_000.0) as u64;
-    cfg.adaptive_rate = adaptive;
+    if let Some((rate, adaptive)) = pace {
+        (cfg.rate, cfg.adaptive_rate) = (rate, adaptive);
+    }
     r.region.apply(&mut cfg);
     cfg.params = r.params.params()?;
     let mut m = Member::start(cfg).await.context("joining the group")?;
@@ -381,12 +383,11 @@ pub async fn send_to_room(
     to: &[String],
     r: &RoomArgs,
     iface: Ipv4Addr,
-    rate_mbit: f64,
-    adaptive: bool,
+    pace: (u64, bool),
     linger: f64,
 ) -> Result<()> {
     let dir = std::env::temp_dir();
-    let mut m = room_member(r, iface, &dir, rate_mbit, adaptive).await?;
+    let mut m = room_member(r, iface, &dir, Some(pace)).await?;
     // Let the others take the rekey of our join before data under it.
     tokio::time::sleep(Duration::from_millis(500)).await;
     // Signed receipts heard, by file and recipient (they may come while
@@ -444,7 +445,7 @@ pub async fn receive_from_room(r: &RoomArgs, iface: Ipv4Addr, dir: &Path, once: 
     if overwrite {
         bail!("--overwrite is for standalone mode: group files always land under a free name");
     }
-    let mut m = room_member(r, iface, dir, 10.0, false).await?;
+    let mut m = room_member(r, iface, dir, None).await?;
     std::fs::create_dir_all(dir).with_context(|| format!("--dir {}: cannot create it", dir.display()))?;
     loop {
         tokio::select! {
@@ -542,9 +543,8 @@ pub struct ChatArgs {
     /// Multicast interface address.
     #[arg(long, default_value = "0.0.0.0")]
     iface: Ipv4Addr,
-    /// Sending rate in Mbit/s.
-    #[arg(long, default_value_t = 10.0)]
-    rate: f64,
+    #[command(flatten)]
+    pace: crate::pace::PaceArgs,
     /// Drop this share of received datagrams (testing only).
     #[arg(long, default_value_t = 0.0, hide = true)]
     simulated_loss: f64,
@@ -714,7 +714,7 @@ pub async fn chat(a: ChatArgs) -> Result<()> {
     cfg.chat_via = if a.chat_via == "xmpp" { ChatVia::Xmpp } else { ChatVia::Multicast };
     cfg.interface = a.iface;
     a.region.apply(&mut cfg);
-    cfg.rate = (a.rate * 125_000.0) as u64;
+    (cfg.rate, cfg.adaptive_rate) = a.pace.resolve().map_err(|e| anyhow!(e))?;
     cfg.simulated_loss = a.simulated_loss;
     if !(0.0..=3600.0).contains(&a.chat_order_wait) {
         bail!("--chat-order-wait {}: give seconds from 0 to 3600", a.chat_order_wait);
@@ -798,7 +798,8 @@ pub struct DemoArgs {
     /// Simulated loss at every receiver.
     #[arg(long, default_value_t = 0.10)]
     loss: f64,
-    /// Sending rate in Mbit/s (11: the original system's 802.11b link).
+    /// The ceiling of the members' adaptive rate in Mbit/s (11: the
+    /// original system's 802.11b link, which loopback does not have).
     #[arg(long, default_value_t = 11.0)]
     rate: f64,
     /// Runs for the registration/join/leave timings.
@@ -887,7 +888,7 @@ pub async fn demo(a: DemoArgs) -> Result<()> {
     let server = GroupServer::start(cfg).await?;
     println!("lsim demo: XMPP server, key server and room {} on loopback; group {group}", server.room);
     println!(
-        "           every receiver drops {:.0} % of datagrams; senders pace at {} Mbit/s\n",
+        "           every receiver drops {:.0} % of datagrams; senders adapt their rate, up to {} Mbit/s\n",
         a.loss * 100.0,
         a.rate
     );

@@ -11,6 +11,7 @@
 mod config;
 mod group;
 mod keyfile;
+mod pace;
 
 use std::fs::File;
 use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
@@ -24,7 +25,7 @@ use clap::{Parser, Subcommand};
 use lsim_keymgmt::key::random_bytes;
 use lsim_keymgmt::suite::{GroupSeal, SuiteId};
 use lsim_transport::net::driver::wall_clock_seq;
-use lsim_transport::net::{Driver, DriverConfig, MulticastConfig, MulticastSocket};
+use lsim_transport::net::{Driver, DriverConfig, Loopback, MulticastConfig, MulticastSocket};
 use lsim_transport::source::FileSource;
 use lsim_transport::stats::Drop;
 use lsim_transport::wire::ObjectKind;
@@ -68,8 +69,8 @@ struct Net {
     /// Print one JSON object of statistics at the end.
     #[arg(long)]
     json: bool,
-    /// Do not loop our own multicast back to this host (no other member runs
-    /// here: saves delivering every packet to ourselves).
+    /// Never loop our own multicast back to this host. By default it loops
+    /// back only while another socket on this host has joined the group.
     #[arg(long)]
     no_loopback: bool,
 }
@@ -105,7 +106,8 @@ impl Net {
             group: self.group()?,
             interface,
             ttl: self.ttl,
-            loopback: !self.no_loopback,
+            // Our multicast comes back to this host only while another socket here listens.
+            loopback: if self.no_loopback { Loopback::Off } else { Loopback::WhenShared { own: 1 } },
             recv_buffer: 8 << 20,
             send_buffer: 4 << 20,
         })
@@ -180,17 +182,8 @@ enum Command {
         files: Vec<PathBuf>,
         #[command(flatten)]
         net: Net,
-        /// Sending rate in Mbit/s, or `auto`: find and hold what the path
-        /// carries (from the queueing delay of probe round trips, not from
-        /// loss, which on radio is mostly not congestion), up to --max-rate.
-        #[arg(long, default_value = "100")]
-        rate: Rate,
-        /// The ceiling of `--rate auto`, in Mbit/s.
-        #[arg(long, default_value_t = 100.0)]
-        max_rate: f64,
-        /// The same as `--rate auto` (kept for old scripts).
-        #[arg(long, hide = true)]
-        adaptive_rate: bool,
+        #[command(flatten)]
+        pace: pace::PaceArgs,
         /// Seconds without a repair request, after the last file went out,
         /// before exiting (at most ten times this, or 30 s, in all).
         #[arg(long, default_value_t = 2.0)]
@@ -198,8 +191,11 @@ enum Command {
         /// Proactive repair symbols per block, as a share of the block.
         #[arg(long, default_value_t = 0.0)]
         proactive: f64,
-        /// Source symbols per FEC block (larger blocks need less repair under loss, and wait longer for it).
-        #[arg(long, default_value_t = 64)]
+        /// The largest FEC block, in source symbols: a smaller file is one
+        /// block, a larger one the fewest blocks of at most this, sent four
+        /// at a time interleaved (larger blocks need less repair under
+        /// bursty loss, and wait longer for it).
+        #[arg(long, default_value_t = lsim_transport::geometry::DEFAULT_MAX_BLOCK)]
         block_symbols: u16,
         /// Group mode: only these members (user names, comma-separated) can
         /// open the files; the rest of the group sees only that a file went
@@ -287,17 +283,17 @@ fn main() -> ExitCode {
     let result = rt.block_on(async {
         match cli.command {
             Command::Keygen { suite, out, force } => keygen(suite, &out, force),
-            Command::Send { files, net, rate, max_rate, adaptive_rate, linger, to, .. } if net.room.room.is_some() => {
+            Command::Send { files, net, pace, linger, to, .. } if net.room.room.is_some() => {
                 open_inputs(&files)?;
-                let (mbit, auto) = rate.resolve(max_rate, adaptive_rate);
-                group::send_to_room(&files, &to, &net.room, net.interface()?, mbit, auto, linger).await
+                let (rate, auto) = pace.resolve().map_err(|e| anyhow!(e))?;
+                group::send_to_room(&files, &to, &net.room, net.interface()?, (rate, auto), linger).await
             }
             Command::Recv { net, dir, once, overwrite, .. } if net.room.room.is_some() => {
                 group::receive_from_room(&net.room, net.interface()?, &dir, once, overwrite).await
             }
-            Command::Send { files, net, rate, max_rate, adaptive_rate, linger, proactive, block_symbols, .. } => {
-                let (rate_mbit, adaptive_rate) = rate.resolve(max_rate, adaptive_rate);
-                send(&files, &net, SendOptions { rate_mbit, adaptive_rate, linger, proactive, block_symbols }).await
+            Command::Send { files, net, pace, linger, proactive, block_symbols, .. } => {
+                let (rate, adaptive_rate) = pace.resolve().map_err(|e| anyhow!(e))?;
+                send(&files, &net, SendOptions { rate, adaptive_rate, linger, proactive, block_symbols }).await
             }
             Command::Recv { net, dir, once, overwrite, idle_timeout, simulated_loss, repair } => {
                 recv(&net, &dir, RecvOptions { once, overwrite, idle: idle_timeout, loss: simulated_loss, repair })
@@ -354,39 +350,10 @@ fn keygen(suite: SuiteId, out: &Path, force: bool) -> Result<()> {
     Ok(())
 }
 
-/// `--rate`: a fixed rate in Mbit/s, or `auto`.
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Rate {
-    Fixed(f64),
-    Auto,
-}
-
-impl std::str::FromStr for Rate {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Rate, String> {
-        if s.eq_ignore_ascii_case("auto") {
-            return Ok(Rate::Auto);
-        }
-        match s.parse::<f64>() {
-            Ok(r) if r > 0.0 && r <= 100_000.0 => Ok(Rate::Fixed(r)),
-            _ => Err("give a rate in Mbit/s (above 0, at most 100000) or `auto`".to_string()),
-        }
-    }
-}
-
-impl Rate {
-    /// (Mbit/s, adaptive): the fixed rate, or the ceiling of an adaptive one.
-    fn resolve(self, max_rate: f64, adaptive: bool) -> (f64, bool) {
-        match self {
-            Rate::Auto => (max_rate, true),
-            Rate::Fixed(r) => (r, adaptive),
-        }
-    }
-}
-
 /// How `lsim send` sends, from its command line.
 struct SendOptions {
-    rate_mbit: f64,
+    /// Bytes per second (with `adaptive_rate`, the ceiling).
+    rate: u64,
     adaptive_rate: bool,
     linger: f64,
     proactive: f64,
@@ -394,13 +361,12 @@ struct SendOptions {
 }
 
 async fn send(files: &[PathBuf], net: &Net, opts: SendOptions) -> Result<()> {
-    let SendOptions { rate_mbit, adaptive_rate, linger, proactive, block_symbols } = opts;
+    let SendOptions { rate, adaptive_rate, linger, proactive, block_symbols } = opts;
     let inputs = open_inputs(files)?;
     let key = KeyFile::read(net.key_file()?)?;
     let mc = net.multicast()?;
     eprintln!("sending with key file id {} ({})", key.id(), key.suite);
     let socket = MulticastSocket::open(&mc).with_context(|| format!("--group {}: cannot join it", mc.group))?;
-    let rate = (rate_mbit * 1e6 / 8.0) as u64;
     let seal = key.seal();
     // The largest symbols whose every packet fits a 1500-byte MTU under this suite's tag.
     let symbol_size = lsim_transport::wire::symbol_size_for(1472, lsim_transport::seal::Seal::tag_len(&seal));
@@ -677,9 +643,14 @@ fn on_event(e: ReceiverEvent, dir: &Path, overwrite: bool, once: bool, a: &mut A
                 Err(err) => a.failed.push(format!("cannot create a file in {}: {err}", dir.display())),
             }
         }
-        ReceiverEvent::ObjectData { sender, object, data, .. } => {
+        ReceiverEvent::ObjectProgress { sender, object, got } => {
+            if let Some(f) = a.files.get_mut(&(sender, object)) {
+                f.progress.set_position(got.max(f.progress.position()));
+            }
+        }
+        ReceiverEvent::ObjectData { sender, object, data, offset } => {
             let pushed = a.files.get_mut(&(sender, object)).map(|f| {
-                f.progress.inc(data.len() as u64);
+                f.progress.set_position((offset + data.len() as u64).max(f.progress.position()));
                 f.incoming.push(&data)
             });
             if let Some(Err(err)) = pushed

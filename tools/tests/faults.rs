@@ -453,7 +453,11 @@ fn a_file_and_chat_under_way_get_through_when_the_group_server_is_killed() {
             while let Ok(line) = m.lines.try_recv() {
                 m.seen.push(line);
             }
-            assert!(!m.seen.iter().any(|l| l.contains("-- received")), "{when}: {user} had the file before the kill");
+            assert!(
+                !m.seen.iter().any(|l| l.contains("-- received")),
+                "{when}: {user} had the file before the kill: {:?}",
+                m.seen
+            );
         }
         members[0].say("still here after the server died");
         for (m, user) in members.iter_mut().zip(users).skip(1) {

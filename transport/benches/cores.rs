@@ -181,7 +181,9 @@ fn transfer(object: &Arc<[u8]>, case: Case) -> Outcome {
                 }
                 ReceiverEvent::ObjectComplete { .. } => complete = true,
                 ReceiverEvent::ObjectLost { object, .. } => panic!("object {object} lost at {now}"),
-                ReceiverEvent::ObjectStarted { .. } | ReceiverEvent::EpochAhead { .. } => {}
+                ReceiverEvent::ObjectStarted { .. }
+                | ReceiverEvent::EpochAhead { .. }
+                | ReceiverEvent::ObjectProgress { .. } => {}
             }
         }
         if !moved && !complete {

@@ -18,11 +18,11 @@
 //! - The base round trip is the minimum over `BASE_BUCKETS` one-second
 //!   buckets (LEDBAT's base history): it follows a route change within
 //!   seconds yet never mistakes a standing queue for the path.
-//! - Slow start: from `ceiling / 16` the rate grows by e every
+//! - Slow start: from `START` (or `ceiling / 16` if lower) the rate grows by e every
 //!   `SLOW_START_EFOLD` until the first queue, then drops by a quarter (what
 //!   it overshot while the queue took to show).
 //! - Increase, while the filtered queue is under the target: additive,
-//!   `ceiling / 16` per second at an empty queue, in proportion to the room
+//!   `INCREASE_PER_S` at an empty queue, in proportion to the room
 //!   the *latest* samples leave (so a queue or a stall stops it at once),
 //!   and back to the rate before the last decrease within about `RECOVER`
 //!   (a decrease for a stall costs little).
@@ -31,6 +31,15 @@
 //!   doubling while the queue outlasts the cuts (up to half), once per round
 //!   trip plus filter span, and not while the queue is already draining. A
 //!   drained excess leaves the bottleneck a few packets, never idle.
+//! - What the receivers report they get (`on_delivery`, bytes per second
+//!   over windows of 50 ms or more) bounds a decrease: when a queue shows,
+//!   the rate falls at once to what the slowest receiver gets, scaled up for
+//!   its reported loss (at most `RADIO_LOSS`), if that is below the cut.
+//!   Eight senders starting at once on one 11 Mbit/s cell each send eight
+//!   times their share; cuts of 10 % that double took a second and a half
+//!   and thousands of queue drops to get there, the delivered rate takes one.
+//!   Loss alone still never cuts: a path that carries the rate delivers it
+//!   less the loss, and the scale-up puts that back.
 //! - Additive increase and multiplicative decrease on a delay that senders
 //!   sharing a queue all see converge to equal shares, like TCP's AIMD.
 //!
@@ -41,12 +50,22 @@ use std::time::Duration;
 
 use crate::time::Time;
 
-/// Length of one bucket of the base-delay history.
 /// Queueing delay an adaptive sender aims for (`SenderConfig::queue_target`):
 /// enough for receivers to read in batches, far below a NACK round.
 pub const QUEUE_TARGET: Duration = Duration::from_millis(5);
 
+/// Length of one bucket of the base-delay history.
 const BASE_BUCKET: Duration = Duration::from_secs(1);
+
+/// The most loss a delivered rate is scaled up for: radio loss above this is
+/// rare, while a receiver behind an overflowing queue reports far more (its
+/// gaps are the queue's drops), and its delivered rate must not be scaled
+/// back up to the rate that overflowed it.
+const RADIO_LOSS: f64 = 0.3;
+
+/// The deepest single decrease to a delivered rate (to a quarter): one odd
+/// report cannot stop a sender.
+const DELIVERY_CUT: f64 = 0.25;
 
 /// Buckets of base-delay history kept.
 const BASE_BUCKETS: usize = 10;
@@ -76,12 +95,24 @@ const MAX_CUT: f64 = 0.1;
 /// The largest decrease of a queue that outlasted the ones before.
 const MAX_CUTS: f64 = 0.5;
 
-/// Share of the ceiling per second the rate grows by at an empty queue.
-const INCREASE_PER_S: f64 = 1.0 / 16.0;
+/// What the rate grows by per second at an empty queue, bytes per second
+/// (10 Mbit/s; a sixteenth of the ceiling if that is less): the same for
+/// every sender whatever its ceiling, so senders sharing a cell converge.
+const INCREASE_PER_S: f64 = 1_250_000.0;
+
+/// Where slow start begins, bytes per second (12 Mbit/s, or a sixteenth of
+/// the ceiling if less): about an 802.11b/g radio's rate, so a sender on one
+/// does not flood it for the first round trip, and a LAN is reached in
+/// about `SLOW_START_EFOLD` × ln(ceiling / START) (0.45 s for 1 Gbit/s).
+pub const START: f64 = 1_500_000.0;
+
+/// The least rate an adaptive sender keeps, bytes per second (0.5 Mbit/s):
+/// a queue slows a transfer, it never stops it.
+pub const FLOOR: u64 = 62_500;
 
 /// At the start the rate grows by e for each this long at an empty queue, until
 /// the first time the queue passes the target (slow start).
-const SLOW_START_EFOLD: Duration = Duration::from_millis(200);
+const SLOW_START_EFOLD: Duration = Duration::from_millis(100);
 
 /// What leaving slow start cuts the rate to: it overshoots by the time the queue shows.
 const SLOW_START_EXIT: f64 = 0.75;
@@ -96,6 +127,8 @@ const MAX_STEP: Duration = Duration::from_millis(100);
 #[derive(Clone, Debug)]
 pub struct RateControl {
     recent: HashMap<u32, VecDeque<(Time, Duration)>>,
+    /// Each receiver's last delivered rate (scaled for its loss) and when it came.
+    delivered: HashMap<u32, (Time, f64)>,
     last_heard: HashMap<u32, Time>,
     ceiling: f64,
     floor: f64,
@@ -124,10 +157,11 @@ impl RateControl {
         let ceiling = ceiling.max(1) as f64;
         RateControl {
             recent: HashMap::new(),
+            delivered: HashMap::new(),
             last_heard: HashMap::new(),
             ceiling,
             floor: (floor as f64).min(ceiling),
-            rate: (ceiling / 16.0).max(floor as f64).min(ceiling),
+            rate: (ceiling / 16.0).min(START).max(floor as f64).min(ceiling),
             target,
             base: VecDeque::new(),
             last_update: None,
@@ -192,6 +226,31 @@ impl RateControl {
         self.recent.values().filter_map(|s| s.iter().rev().take(FILTER).map(|&(_, d)| d).min()).max()
     }
 
+    /// Receiver `from` got `received` bytes per second from this sender
+    /// lately, losing `loss` (0 to 1) of what was sent.
+    pub fn on_delivery(&mut self, now: Time, from: u32, received: u32, loss: f64) {
+        if self.delivered.len() >= 4096 && !self.delivered.contains_key(&from) {
+            self.delivered.retain(|_, (t, _)| now.saturating_since(*t) < FORGET);
+        }
+        if self.delivered.len() < 4096 || self.delivered.contains_key(&from) {
+            let scaled = f64::from(received) / (1.0 - loss.clamp(0.0, RADIO_LOSS));
+            self.delivered.insert(from, (now, scaled));
+        }
+    }
+
+    /// The least rate a receiver heard from within `FORGET` reports it gets (scaled).
+    fn slowest_delivery(&self, now: Time) -> Option<f64> {
+        self.delivered.values().filter(|(t, _)| now.saturating_since(*t) < FORGET).map(|&(_, r)| r).reduce(f64::min)
+    }
+
+    /// `rate`, or the slowest delivery if that is less (not under `DELIVERY_CUT` of the rate now).
+    fn within_delivery(&self, now: Time, rate: f64) -> f64 {
+        match self.slowest_delivery(now) {
+            Some(d) if d < rate => d.max(self.rate * DELIVERY_CUT),
+            _ => rate,
+        }
+    }
+
     /// One round-trip sample from receiver `from` at `now`; returns the new rate if it changed.
     pub fn on_rtt(&mut self, now: Time, from: u32, rtt: Duration) -> Option<u64> {
         self.note_base(now, rtt);
@@ -207,7 +266,7 @@ impl RateControl {
         let before = self.rate;
         if self.slow_start && (queue > target || fresh > 2.0 * target) {
             self.slow_start = false;
-            self.rate *= SLOW_START_EXIT;
+            self.rate = self.within_delivery(now, self.rate * SLOW_START_EXIT);
             self.next_decrease = now + current + FILTER_SPAN;
         } else if queue > target {
             // A queue already draining needs no further cut: only one that holds does.
@@ -219,7 +278,7 @@ impl RateControl {
                     self.before_cut = self.rate;
                 }
                 self.cuts_in_row += 1;
-                self.rate *= 1.0 - cut;
+                self.rate = self.within_delivery(now, self.rate * (1.0 - cut));
                 self.cut_at_queue = queue;
                 // The queue needs a round trip to show the change, the filter its span to see it.
                 self.next_decrease = now + current + FILTER_SPAN;
@@ -234,7 +293,8 @@ impl RateControl {
             } else {
                 // Back to the rate before the last decrease within about `RECOVER`, then additively on.
                 let back = (self.before_cut - self.rate).max(0.0) / RECOVER.as_secs_f64();
-                self.rate += (self.ceiling * INCREASE_PER_S).max(back) * room * step.as_secs_f64();
+                let increase = INCREASE_PER_S.min(self.ceiling / 16.0);
+                self.rate += increase.max(back) * room * step.as_secs_f64();
             }
         }
         self.rate = self.rate.clamp(self.floor, self.ceiling);
@@ -258,7 +318,7 @@ mod tests {
     fn falls_when_a_queue_builds_and_recovers_when_it_drains() {
         let mut c = RateControl::new(100_000_000, 1_000_000, ms(2));
         let t = |m: u64| Time::ZERO + ms(m);
-        assert_eq!(c.rate(), 6_250_000, "starts at a sixteenth of the ceiling");
+        assert_eq!(c.rate(), START as u64, "starts at about a radio's rate");
         for i in 0..2000 {
             c.on_rtt(t(10 * i), 1, ms(1));
         }

@@ -617,6 +617,9 @@ pub struct Feedback {
     /// Datagrams the receiver's own socket dropped so far (its host fell
     /// behind; modulo 2^32), once it has dropped any (`overrun.rs`).
     pub overflow: Option<u32>,
+    /// Bytes per second the receiver lately got from this sender (what the
+    /// path delivers; `rate.rs` cuts to it when a queue shows), once measured.
+    pub received: Option<u32>,
     /// What to repair.
     pub entries: Vec<NackEntry>,
 }
@@ -629,7 +632,10 @@ impl Feedback {
             Some(e) => (1u8, e),
             None => (0u8, Echo { probe_time: 0, hold_us: 0 }),
         };
-        out.push(flags | if self.relay.is_some() { 2 } else { 0 } | if self.overflow.is_some() { 4 } else { 0 });
+        let optional = if self.relay.is_some() { 2 } else { 0 }
+            | if self.overflow.is_some() { 4 } else { 0 }
+            | if self.received.is_some() { 8 } else { 0 };
+        out.push(flags | optional);
         out.extend_from_slice(&echo.probe_time.to_be_bytes());
         out.extend_from_slice(&echo.hold_us.to_be_bytes());
         out.extend_from_slice(&self.loss.to_be_bytes());
@@ -640,6 +646,9 @@ impl Feedback {
         }
         if let Some(overflow) = self.overflow {
             out.extend_from_slice(&overflow.to_be_bytes());
+        }
+        if let Some(received) = self.received {
+            out.extend_from_slice(&received.to_be_bytes());
         }
         for e in self.entries.iter().take(usize::from(n)) {
             e.encode(out);
@@ -653,11 +662,12 @@ impl Feedback {
         let hold_us = r.u32("probe hold")?;
         let loss = r.u16("loss")?;
         let n = usize::from(r.u16("entry count")?);
-        if flags & !7 != 0 {
+        if flags & !15 != 0 {
             return Err(WireError::Flags(flags, "feedback"));
         }
         let relay = if flags & 2 != 0 { Some(r.u32("feedback relay")?) } else { None };
         let overflow = if flags & 4 != 0 { Some(r.u32("feedback overflow")?) } else { None };
+        let received = if flags & 8 != 0 { Some(r.u32("feedback received rate")?) } else { None };
         let need = n * NACK_ENTRY_LEN;
         if r.left() < need {
             return Err(WireError::Truncated { what: "NACK entries", need, have: r.left() });
@@ -670,10 +680,10 @@ impl Feedback {
             entries.push(NackEntry::read(r)?);
         }
         let echo = (flags & 1 != 0).then_some(Echo { probe_time, hold_us });
-        Ok(Feedback { target, echo, loss, relay, overflow, entries })
+        Ok(Feedback { target, echo, loss, relay, overflow, received, entries })
     }
     /// Entries that fit one datagram of `max` bytes with the given tag length
-    /// (without the relay and overflow fields, which take 4 bytes more each).
+    /// (without the relay, overflow and received fields, which take 4 bytes more each).
     pub fn max_entries(max: usize, tag_len: usize) -> usize {
         max.saturating_sub(HEADER_LEN + FEEDBACK_FIXED_LEN + tag_len) / NACK_ENTRY_LEN
     }
@@ -973,13 +983,15 @@ mod tests {
             prop::collection::vec(entry(), 0..50),
             proptest::option::of(any::<u32>()),
             proptest::option::of(any::<u32>()),
+            proptest::option::of(any::<u32>()),
         )
-            .prop_map(|(target, echo, loss, entries, relay, overflow)| Feedback {
+            .prop_map(|(target, echo, loss, entries, relay, overflow, received)| Feedback {
                 target,
                 echo: echo.map(|(probe_time, hold_us)| Echo { probe_time, hold_us }),
                 loss,
                 relay,
                 overflow,
+                received,
                 entries,
             })
     }
@@ -1155,6 +1167,7 @@ mod tests {
             loss: 0,
             relay: None,
             overflow: None,
+            received: None,
             entries: vec![NackEntry::Objects { first: 1, bitmap: 3 }],
         };
         let mut buf = Vec::new();
@@ -1221,7 +1234,8 @@ mod tests {
         Command { flush: true, frontier: None, oldest: 0, grtt_us: 0, group_loss: 0, probe: None }.encode(&mut buf);
         assert_eq!(buf.len(), COMMAND_LEN);
         buf.clear();
-        Feedback { target: 0, echo: None, loss: 0, relay: None, overflow: None, entries: vec![] }.encode(&mut buf);
+        Feedback { target: 0, echo: None, loss: 0, relay: None, overflow: None, received: None, entries: vec![] }
+            .encode(&mut buf);
         assert_eq!(buf.len(), FEEDBACK_FIXED_LEN);
     }
 }

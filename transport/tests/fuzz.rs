@@ -111,14 +111,16 @@ fn feedback() -> impl Strategy<Value = Feedback> {
         any::<u16>(),
         prop::option::of(0u32..8),
         prop::option::of(any::<u32>()),
+        prop::option::of(any::<u32>()),
         prop::collection::vec(entry(), 0..20),
     )
-        .prop_map(|(target, echo, loss, relay, overflow, entries)| Feedback {
+        .prop_map(|(target, echo, loss, relay, overflow, received, entries)| Feedback {
             target,
             echo: echo.map(|(probe_time, hold_us)| Echo { probe_time, hold_us }),
             loss,
             relay,
             overflow,
+            received,
             entries,
         })
 }

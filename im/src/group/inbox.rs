@@ -161,6 +161,11 @@ impl Inbox {
                     }),
                 }
             }
+            ReceiverEvent::ObjectProgress { sender, object, got } => {
+                // Symbols held, decoded or not: ahead of the bytes written.
+                let f = self.files.get(&(sender, object))?;
+                Some(InboxEvent::Progress { sender, object, got: got.max(f.got), len: f.len })
+            }
             ReceiverEvent::ObjectData { sender, object, ref data, .. } => {
                 let f = self.files.get_mut(&(sender, object))?;
                 f.got += data.len() as u64;

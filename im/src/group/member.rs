@@ -27,7 +27,7 @@ use lsim_keymgmt::rekey::RekeyError;
 use lsim_keymgmt::server::is_key_server_node;
 use lsim_keymgmt::suite::GroupSeal;
 use lsim_transport::net::driver::wall_clock_seq;
-use lsim_transport::net::{Driver, DriverConfig, Handle, MulticastConfig, MulticastSocket};
+use lsim_transport::net::{Driver, DriverConfig, Handle, Loopback, MulticastConfig, MulticastSocket};
 use lsim_transport::source::FileSource;
 use lsim_transport::wire::ObjectKind;
 use lsim_transport::{ReceiverConfig, ReceiverEvent, Repairer, RepairerConfig, Sender, SenderConfig, SenderEvent};
@@ -83,13 +83,15 @@ pub struct MemberConfig {
     pub interface: Ipv4Addr,
     /// Multicast TTL.
     pub ttl: u32,
-    /// Hear our own multicast (needed when members share a host).
+    /// Let our multicast reach other members on this host (it then loops
+    /// back only while one of them has joined the group).
     pub loopback: bool,
     /// Simulated receive loss (tests and the demo only).
     pub simulated_loss: f64,
     /// Our sending rate, bytes per second (with `adaptive_rate`, the ceiling).
     pub rate: u64,
-    /// Find the rate the path carries from probe round trips' queueing delay.
+    /// Find the rate the path carries from probe round trips' queueing
+    /// delay and the receivers' delivered rate (the default, up to 1 Gbit/s).
     pub adaptive_rate: bool,
     /// Our region (radio cell): NACKs go to the repairer that announces
     /// itself in the room for this region, while it answers.
@@ -154,8 +156,8 @@ impl MemberConfig {
             ttl: 1,
             loopback: true,
             simulated_loss: 0.0,
-            rate: 1_000_000,
-            adaptive_rate: false,
+            rate: SenderConfig::default().rate,
+            adaptive_rate: true,
             region: None,
             repairer: None,
             repairer_index: 0,
@@ -607,7 +609,8 @@ impl Transport {
             group: SocketAddrV4::new(*group.ip(), group.port()),
             interface: cfg.interface,
             ttl: cfg.ttl,
-            loopback: cfg.loopback,
+            // Our two sockets (sender, receiver) do not count: loop back only for others here.
+            loopback: if cfg.loopback { Loopback::WhenShared { own: 2 } } else { Loopback::Off },
             recv_buffer: 4 << 20,
             send_buffer: 1 << 20,
         };
@@ -736,6 +739,7 @@ fn event_sender(e: &ReceiverEvent) -> u32 {
         | ReceiverEvent::ObjectData { sender, .. }
         | ReceiverEvent::ObjectComplete { sender, .. }
         | ReceiverEvent::ObjectLost { sender, .. }
+        | ReceiverEvent::ObjectProgress { sender, .. }
         | ReceiverEvent::EpochAhead { sender, .. } => sender,
     }
 }
@@ -800,6 +804,8 @@ fn on_receiver_event(
                 let _ = tx.send(FromReceiver::NeedsResync);
             }
         }
+        // Files' progress is the inbox's.
+        ReceiverEvent::ObjectProgress { .. } => {}
     }
 }
 

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use lsim_keymgmt::server::{GroupConfig, KeyServer, LoginGuard, PasswordCheck, ServerConfig as KeyConfig};
 use lsim_keymgmt::suite::SuiteId;
-use lsim_transport::net::MulticastConfig;
+use lsim_transport::net::{Loopback, MulticastConfig};
 
 use super::presence::{KeyServerPresence, PresenceConfig, PresenceEvent};
 use crate::xmpp::client::{ClientConfig, TlsMode};
@@ -255,7 +255,7 @@ impl KeyService {
             group: cfg.group,
             interface: cfg.interface,
             ttl: cfg.ttl,
-            loopback: true,
+            loopback: Loopback::WhenShared { own: 1 },
             recv_buffer: 4 << 20,
             send_buffer: 4 << 20,
         };

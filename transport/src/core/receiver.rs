@@ -112,6 +112,18 @@ pub enum ReceiverEvent {
         /// The bytes.
         data: Vec<u8>,
     },
+    /// Symbols are arriving for a multi-block object: about `got` of its
+    /// bytes are held, decoded or not (reported every twentieth of it).
+    /// Blocks are sent interleaved and decoded whole, so `ObjectData` comes
+    /// in steps of up to four blocks; this is what a progress bar shows.
+    ObjectProgress {
+        /// Sending node.
+        sender: u32,
+        /// Object id.
+        object: u32,
+        /// Bytes held (symbols times their size, at most the object's length).
+        got: u64,
+    },
     /// Every byte of the object was delivered.
     ObjectComplete {
         /// Sending node.
@@ -222,6 +234,10 @@ struct InObject {
     /// Blocks below this have been looked at for NACKing.
     swept: u32,
     blocks: BTreeMap<u32, InBlock>,
+    /// Useful symbols held or decoded (at most K a block), and the
+    /// twentieths of the object last reported (`ObjectProgress`).
+    held: u64,
+    reported: u64,
 }
 
 /// Packet loss seen from one sender, from gaps in its packet counter.
@@ -256,6 +272,50 @@ impl LossMeter {
     }
 }
 
+/// Shortest window a delivered rate is measured over.
+const DELIVERY_WINDOW: Duration = Duration::from_millis(50);
+
+/// A pause in a sender's data longer than this starts a new window: an idle
+/// sender is not a slow path.
+const DELIVERY_GAP: Duration = Duration::from_millis(100);
+
+/// What a sender's data arrives at: bytes per second over windows of at
+/// least `DELIVERY_WINDOW`, reported in feedback (`Feedback::received`).
+#[derive(Default)]
+struct Delivery {
+    /// When the current window started, and when its last datagram came.
+    window: Option<(Time, Time)>,
+    bytes: u64,
+    rate: Option<u32>,
+}
+
+impl Delivery {
+    fn on_datagram(&mut self, now: Time, len: usize) {
+        match &mut self.window {
+            Some((_, last)) if now.saturating_since(*last) <= DELIVERY_GAP => *last = (*last).max(now),
+            _ => {
+                self.window = Some((now, now));
+                self.bytes = 0;
+            }
+        }
+        self.bytes += len as u64;
+    }
+
+    /// The rate of the last full window, closing the current one if it is long enough.
+    fn report(&mut self, now: Time) -> Option<u32> {
+        if let Some((start, last)) = self.window {
+            let span = now.min(last + DELIVERY_GAP).saturating_since(start);
+            if span >= DELIVERY_WINDOW {
+                let rate = self.bytes as f64 / span.as_secs_f64();
+                self.rate = Some(rate.min(f64::from(u32::MAX)) as u32);
+                self.window = Some((now, now));
+                self.bytes = 0;
+            }
+        }
+        self.rate
+    }
+}
+
 struct Remote {
     base: u32,
     got_command: bool,
@@ -270,6 +330,7 @@ struct Remote {
     reply_due: Option<Time>,
     missing: Nack,
     loss: LossMeter,
+    delivery: Delivery,
 }
 
 impl Remote {
@@ -462,6 +523,7 @@ impl<S: Seal> Receiver<S> {
                     self.sender_packets += 1;
                     if let Some(r) = self.remote(header.node) {
                         r.loss.on_seq(header.seq);
+                        r.delivery.on_datagram(now, datagram.len());
                         if let Some(h) = self.complete(header.node, &f, symbol.len()) {
                             self.on_data(now, header.node, h, symbol);
                         }
@@ -612,6 +674,7 @@ impl<S: Seal> Receiver<S> {
             reply_due: None,
             missing: Nack::Idle,
             loss: LossMeter::default(),
+            delivery: Delivery::default(),
         }))
     }
 
@@ -652,12 +715,9 @@ impl<S: Seal> Receiver<S> {
         // (this is the per-packet path).
         let mut moved = false;
         if !h.is_repair() {
-            let k = u32::from(h.geometry.symbols_in(h.block));
-            let f = if h.esi + 1 >= k {
-                Frontier { object: h.object, blocks_sent: h.block + 1 }
-            } else {
-                Frontier { object: h.object, blocks_sent: h.block }
-            };
+            // Blocks go out in interleaved groups: a block's source is all
+            // sent only once its group's last symbol is.
+            let f = Frontier { object: h.object, blocks_sent: h.geometry.sent_through(h.block, h.esi) };
             moved = advance(&mut r.frontier, f);
         }
         if r.is_done(h.object) || h.object < r.base {
@@ -674,7 +734,15 @@ impl<S: Seal> Receiver<S> {
             }
             r.objects.insert(
                 h.object,
-                InObject { kind: h.kind, geometry: h.geometry, next_deliver: 0, swept: 0, blocks: BTreeMap::new() },
+                InObject {
+                    kind: h.kind,
+                    geometry: h.geometry,
+                    next_deliver: 0,
+                    swept: 0,
+                    blocks: BTreeMap::new(),
+                    held: 0,
+                    reported: 0,
+                },
             );
             if self.relay_inbox.is_some() {
                 self.started.push_back((sender, h.object, h.kind, h.geometry));
@@ -714,8 +782,11 @@ impl<S: Seal> Receiver<S> {
                 self.stats.drop(Drop::Overload);
                 return;
             }
+            let useful = |b: &InBlock| if b.decoded.is_some() { b.k() } else { b.held().min(b.k()) };
+            let held_before = useful(block);
             add_symbol(block, &h, symbol, &mut self.stats);
             self.buffered = self.buffered + block.bytes() - before;
+            let gained = u64::from(useful(block).saturating_sub(held_before));
             if block.decoded.is_none() && h.is_repair() {
                 // Repair is flowing: wait for the rest of it before asking (again).
                 match block.nack {
@@ -727,7 +798,16 @@ impl<S: Seal> Receiver<S> {
                     Nack::Idle => {}
                 }
             }
-            if block.decoded.is_some() {
+            let decoded = block.decoded.is_some();
+            obj.held += gained;
+            let g = obj.geometry;
+            let step = obj.held * 20 / g.total_symbols();
+            if g.blocks() > 1 && step > obj.reported {
+                obj.reported = step;
+                let got = (obj.held * u64::from(g.symbol_size())).min(g.len());
+                self.events.push_back(ReceiverEvent::ObjectProgress { sender, object: h.object, got });
+            }
+            if decoded {
                 self.deliver(sender, h.object);
                 moved = true;
             }
@@ -847,9 +927,11 @@ impl<S: Seal> Receiver<S> {
             match *e {
                 NackEntry::Block { object, block, needed } => {
                     let Some(b) = r.objects.get_mut(&object).and_then(|o| o.blocks.get_mut(&block)) else { continue };
+                    // The sender answers a NACK with its receiver's loss as
+                    // margin (`budget::with_margin`): a need within that is covered.
                     if let Nack::Waiting(_) = b.nack
                         && b.decoded.is_none()
-                        && b.needed() <= needed
+                        && b.needed() <= crate::budget::with_margin(needed, fb.loss)
                     {
                         b.nack = Nack::Holdoff(holdoff);
                         self.stats.nacks_suppressed += 1;
@@ -1006,9 +1088,10 @@ impl<S: Seal> Receiver<S> {
             hold_us: u32::try_from(now.saturating_since(at).as_micros()).unwrap_or(u32::MAX),
         });
         let loss = (r.loss.estimate.clamp(0.0, 1.0) * 65_535.0) as u16;
+        let received = r.delivery.report(now);
         let relay = if entries.is_empty() { None } else { self.repairer_to_ask() };
         let overflow = self.overflow;
-        let extra = if relay.is_some() { 4 } else { 0 } + if overflow.is_some() { 4 } else { 0 };
+        let extra = [relay.is_some(), overflow.is_some(), received.is_some()].iter().filter(|&&x| x).count() * 4;
         let room = self.cfg.max_datagram.saturating_sub(extra);
         let per_packet = Feedback::max_entries(room, self.framer.seal.tag_len()).max(1);
         let mut chunks: Vec<Vec<NackEntry>> = entries.chunks(per_packet).map(<[NackEntry]>::to_vec).collect();
@@ -1019,7 +1102,7 @@ impl<S: Seal> Receiver<S> {
             if relay.is_some() {
                 self.stats.relayed_feedback += 1;
             }
-            self.outbox.push_back(Feedback { target: sender, echo, loss, relay, overflow, entries });
+            self.outbox.push_back(Feedback { target: sender, echo, loss, relay, overflow, received, entries });
         }
     }
 

@@ -244,8 +244,15 @@ impl<S: Seal> Repairer<S> {
         if let Some(origin) = self.acks.pop_front() {
             // "Heard you, still collecting": keeps members from giving up on us.
             let me = self.cfg.receiver.node;
-            let fb =
-                Feedback { target: origin, echo: None, loss: 0, relay: Some(me), overflow: None, entries: Vec::new() };
+            let fb = Feedback {
+                target: origin,
+                echo: None,
+                loss: 0,
+                relay: Some(me),
+                overflow: None,
+                received: None,
+                entries: Vec::new(),
+            };
             let len = self.inner.framer.write(&Body::Feedback(fb), buf, &mut self.inner.stats).ok()?;
             self.inner.stats.feedback_sent += 1;
             return Some(Transmit { len, packet_type: wire::PacketType::Feedback, scope: Scope::Region });
@@ -782,6 +789,7 @@ mod tests {
             loss: 0,
             relay: Some(R),
             overflow: None,
+            received: None,
             entries: vec![NackEntry::Block { object: 0, block: last, needed: 3 }],
         };
         let mut member_framer = super::super::framer::Framer::new(KEY, 1, 30, true, 0);

@@ -51,15 +51,18 @@ pub struct SenderConfig {
     pub node: u32,
     /// Largest symbol size T in bytes (a packet is T + 47 bytes + the seal's tag).
     pub symbol_size: u16,
-    /// Source symbols per block K.
+    /// The largest block K, in source symbols: an object of up to this many
+    /// symbols is one block, a larger one the fewest blocks of at most this
+    /// (`Geometry::for_object`).
     pub block_symbols: u16,
     /// Pacing rate in bytes per second; 0 sends as fast as polled. With
     /// `queue_target` set, the ceiling of the adaptive rate.
     pub rate: u64,
     /// Adapt the rate to the receivers: keep the queueing delay that probe
     /// round trips show near this (see `rate::RateControl`), between
-    /// `rate / 32` and `rate`. Probes go out every 2·GRTT (5 to 20 ms)
-    /// while sending. `None`: a fixed rate.
+    /// `rate::FLOOR` and `rate`. Probes go out every 2·GRTT (5 to 20 ms)
+    /// while sending. `None`: a fixed rate. The default adapts, up to
+    /// `DEFAULT_CEILING`.
     pub queue_target: Option<Duration>,
     /// Pacer burst in bytes.
     pub burst: u64,
@@ -78,8 +81,10 @@ pub struct SenderConfig {
     pub repair_share: f64,
     /// Objects kept for repair after their source is sent.
     pub retain_objects: usize,
-    /// Blocks (with their encoders) kept in memory; older ones are re-read on demand.
-    pub cached_blocks: usize,
+    /// Bytes of blocks (and their encoders, counted as much again) kept in
+    /// memory; the least recently used are dropped past it and re-read on
+    /// demand. An interleaving group's blocks are always kept.
+    pub cache_bytes: usize,
     /// Flushes sent (every 2·GRTT) after the last data before going idle.
     pub flush_count: u32,
     /// Interval of heartbeats once idle.
@@ -103,15 +108,20 @@ const SENDING_WINDOW: Duration = Duration::from_millis(5);
 /// every packet (`wire::MAX_SYMBOL_OVERHEAD`) fits a 1500-byte MTU over IPv4.
 pub const DEFAULT_SYMBOL_SIZE: u16 = (1472 - wire::MAX_SYMBOL_OVERHEAD) as u16;
 
+/// The ceiling of the default adaptive rate, bytes per second (1 Gbit/s):
+/// above what a radio carries and what this 2-core machine sends, so the
+/// path decides, not the setting.
+pub const DEFAULT_CEILING: u64 = 125_000_000;
+
 impl Default for SenderConfig {
     fn default() -> SenderConfig {
         SenderConfig {
             session: 1,
             node: 1,
             symbol_size: DEFAULT_SYMBOL_SIZE,
-            block_symbols: 64,
-            rate: 1_250_000,
-            queue_target: None,
+            block_symbols: crate::geometry::DEFAULT_MAX_BLOCK,
+            rate: DEFAULT_CEILING,
+            queue_target: Some(crate::rate::QUEUE_TARGET),
             burst: 8 * 1500,
             proactive: 0.0,
             initial_grtt: Duration::from_millis(50),
@@ -119,7 +129,7 @@ impl Default for SenderConfig {
             loss_margin: true,
             repair_share: 0.5,
             retain_objects: 4096,
-            cached_blocks: 32,
+            cache_bytes: 24 << 20,
             flush_count: 4,
             heartbeat: Duration::from_secs(1),
             probe_interval: Duration::from_secs(1),
@@ -192,6 +202,13 @@ struct CachedBlock {
     data: Vec<u8>,
     encoder: Option<SourceBlockEncoder>,
     used: u64,
+}
+
+impl CachedBlock {
+    /// What it holds: the block, and about as much again once it has an encoder.
+    fn cost(&self) -> usize {
+        self.data.len() * if self.encoder.is_some() { 2 } else { 1 }
+    }
 }
 
 /// Where the source stream stands: the next source symbol to send.
@@ -275,7 +292,7 @@ impl<S: Seal> Sender<S> {
         }
         let framer = Framer::new(seal, cfg.session, cfg.node, false, cfg.first_seq);
         let rate_control =
-            cfg.queue_target.filter(|_| cfg.rate > 0).map(|t| RateControl::new(cfg.rate, cfg.rate / 32, t));
+            cfg.queue_target.filter(|_| cfg.rate > 0).map(|t| RateControl::new(cfg.rate, crate::rate::FLOOR, t));
         let budget = RepairBudget::new(cfg.repair_share, 4 * u32::from(cfg.block_symbols));
         Ok(Sender {
             grtt: Grtt::new(cfg.initial_grtt),
@@ -503,7 +520,7 @@ impl<S: Seal> Sender<S> {
 
     fn frontier(&self) -> Option<Frontier> {
         match self.cursor {
-            Some(c) => Some(Frontier { object: c.object, blocks_sent: c.block }),
+            Some(c) => Some(Frontier { object: c.object, blocks_sent: self.group_start(c) }),
             None => self.objects.back().map(|o| Frontier { object: o.id, blocks_sent: o.geometry.blocks() }),
         }
     }
@@ -571,8 +588,14 @@ impl<S: Seal> Sender<S> {
     fn was_sent(&self, object: u32, block: u32) -> bool {
         match self.cursor {
             None => true,
-            Some(c) => object < c.object || (object == c.object && block < c.block),
+            Some(c) => object < c.object || (object == c.object && block < self.group_start(c)),
         }
+    }
+
+    /// The first block of the cursor's interleaving group: the blocks before
+    /// it are the ones whose source is all sent.
+    fn group_start(&self, c: Cursor) -> u32 {
+        self.object_index(c.object).map_or(c.block, |ix| self.objects[ix].geometry.group_of(c.block).start)
     }
 
     fn on_feedback(&mut self, now: Time, from: u32, fb: &Feedback) {
@@ -581,6 +604,9 @@ impl<S: Seal> Sender<S> {
         }
         if self.receivers.len() < budget::MAX_REQUESTERS || self.receivers.contains_key(&from) {
             self.receivers.insert(from, (now, fb.loss));
+        }
+        if let (Some(rx), Some(c)) = (fb.received, self.rate_control.as_mut()) {
+            c.on_delivery(now, from, rx, f64::from(fb.loss) / 65_535.0);
         }
         if let Some(echo) = fb.echo {
             let sent = Time::from_micros(echo.probe_time);
@@ -699,13 +725,25 @@ impl<S: Seal> Sender<S> {
             .read_at(g.block_offset(block), &mut data[..len])
             .map_err(|e| format!("reading block {block} of object {id}: {e}"))?;
         let entry = CachedBlock { object: id, block, data, encoder: None, used: self.tick };
-        if self.cache.len() < self.cfg.cached_blocks.max(1) {
-            self.cache.push(entry);
-            Ok(self.cache.len() - 1)
-        } else {
-            let slot = self.cache.iter().enumerate().min_by_key(|(_, c)| c.used).map_or(0, |(i, _)| i);
-            self.cache[slot] = entry;
-            Ok(slot)
+        self.make_room(entry.cost());
+        self.cache.push(entry);
+        Ok(self.cache.len() - 1)
+    }
+
+    /// Drops the least recently used blocks until `more` bytes fit the cache,
+    /// but keeps the blocks of the group being sent (they take turns: each
+    /// would be re-read for every symbol).
+    fn make_room(&mut self, more: usize) {
+        let sending = self.cursor.and_then(|c| {
+            let ix = self.object_index(c.object)?;
+            Some((c.object, self.objects[ix].geometry.group_of(c.block)))
+        });
+        let keep = |c: &CachedBlock| sending.as_ref().is_some_and(|(o, g)| c.object == *o && g.contains(&c.block));
+        let mut held: usize = self.cache.iter().map(CachedBlock::cost).sum();
+        while held + more > self.cfg.cache_bytes {
+            let oldest = self.cache.iter().enumerate().filter(|(_, c)| !keep(c)).min_by_key(|(_, c)| c.used);
+            let Some((slot, _)) = oldest else { break };
+            held -= self.cache.swap_remove(slot).cost();
         }
     }
 
@@ -746,18 +784,20 @@ impl<S: Seal> Sender<S> {
         let info = o.kind != ObjectKind::File || c.esi == 0 || self.framer.next_is_long();
         let len = self.framer.write(&Body::Data(header.frame(info), symbol), buf, &mut self.stats).ok()?;
         self.stats.source_sent += 1;
-        // Advance: next symbol, next block (with its proactive share), next object.
-        let k = u32::from(g.symbols_in(c.block));
-        if c.esi + 1 < k {
-            self.cursor = Some(Cursor { esi: c.esi + 1, ..c });
-        } else {
-            let proactive = (f64::from(k) * self.cfg.proactive).ceil() as u32;
-            if proactive > 0 {
-                self.repairs.push_back(RepairJob { object: c.object, block: c.block, left: proactive });
+        // Advance in the interleaved order; a group done gets its proactive share.
+        let group = g.group_of(c.block);
+        let next = g.next_source(c.block, c.esi);
+        if next.is_none_or(|(b, _)| !group.contains(&b)) {
+            for block in group {
+                let proactive = (f64::from(g.symbols_in(block)) * self.cfg.proactive).ceil() as u32;
+                if proactive > 0 {
+                    self.repairs.push_back(RepairJob { object: c.object, block, left: proactive });
+                }
             }
-            if c.block + 1 < g.blocks() {
-                self.cursor = Some(Cursor { object: c.object, block: c.block + 1, esi: 0 });
-            } else {
+        }
+        match next {
+            Some((block, esi)) => self.cursor = Some(Cursor { object: c.object, block, esi }),
+            None => {
                 self.events.push_back(SenderEvent::ObjectSent(c.object));
                 self.advance_object(c.object);
             }

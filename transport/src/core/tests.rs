@@ -179,7 +179,7 @@ fn lost_symbols_are_repaired_and_every_receiver_decodes() {
 }
 
 fn feedback(target: u32, entries: Vec<NackEntry>) -> Body<'static> {
-    Body::Feedback(Feedback { target, echo: None, loss: 0, relay: None, overflow: None, entries })
+    Body::Feedback(Feedback { target, echo: None, loss: 0, relay: None, overflow: None, received: None, entries })
 }
 
 fn sealed(node: u32, seq: u64, body: &Body<'_>) -> Vec<u8> {
@@ -251,6 +251,7 @@ fn one_receivers_claimed_loss_neither_inflates_nor_starves_anothers_repair() {
             loss,
             relay: None,
             overflow: None,
+            received: None,
             entries: vec![NackEntry::Block { object: 0, block, needed }],
         };
         sealed(node, seq, &Body::Feedback(fb))
@@ -297,6 +298,7 @@ fn a_measured_grtt_is_advertised_at_once() {
         loss: 0,
         relay: None,
         overflow: None,
+        received: None,
         entries: Vec::new(),
     });
     tx.handle_datagram(at, &sealed(7, 1, &echo));
@@ -306,7 +308,7 @@ fn a_measured_grtt_is_advertised_at_once() {
 }
 
 /// Sends a 20 kB object to `receivers` receivers (nodes 2, 3, …); all hear
-/// its first block whole, then the first `decliners` of them decline it, and
+/// its first interleaving group (4 blocks of 16 symbols) whole, then the first `decliners` of them decline it, and
 /// every receiver loses its own fifth of the rest. Returns the sender's
 /// stats, the receivers, and what each decliner delivered before declining.
 struct Declined {
@@ -322,7 +324,8 @@ fn declining(receivers: u32, decliners: usize) -> Declined {
     let id = tx.send_bytes(ObjectKind::File, data.clone()).unwrap();
     let mut rxs: Vec<_> = (2..2 + receivers).map(receiver).collect();
     let packets = drain(&mut tx, Time::ZERO);
-    for p in packets.iter().take(20) {
+    const FIRST_GROUP: usize = 70;
+    for p in packets.iter().take(FIRST_GROUP) {
         rxs.iter_mut().for_each(|rx| rx.handle_datagram(Time::ZERO, p));
     }
     let mut before = Vec::new();
@@ -330,7 +333,7 @@ fn declining(receivers: u32, decliners: usize) -> Declined {
         before.push(std::iter::from_fn(|| rx.poll_event()).collect());
         rx.decline(1, id);
     }
-    for (n, p) in packets.iter().enumerate().skip(20) {
+    for (n, p) in packets.iter().enumerate().skip(FIRST_GROUP) {
         for (i, rx) in rxs.iter_mut().enumerate() {
             if !crate::rng::Rng::new((i as u64) << 32 | n as u64).chance(0.2) {
                 rx.handle_datagram(Time::ZERO, p);
@@ -516,6 +519,7 @@ fn insider_body() -> impl Strategy<Value = Body<'static>> {
             loss: n as u16,
             relay: None,
             overflow: None,
+            received: None,
             entries: vec![e],
         })
     });
@@ -607,7 +611,14 @@ fn a_restarted_sender_is_heard_afresh() {
 
 #[test]
 fn a_receiver_whose_socket_overflows_slows_its_sender_until_it_keeps_up() {
-    let cfg = SenderConfig { node: 1, rate: 1_000_000, symbol_size: 100, block_symbols: 16, ..Default::default() };
+    let cfg = SenderConfig {
+        node: 1,
+        rate: 1_000_000,
+        queue_target: None,
+        symbol_size: 100,
+        block_symbols: 16,
+        ..Default::default()
+    };
     let mut tx = Sender::new(cfg, KEY).unwrap();
     let mut rx = receiver(2);
     tx.send_bytes(ObjectKind::File, object(50_000)).unwrap();
@@ -645,4 +656,32 @@ fn a_receiver_whose_socket_overflows_slows_its_sender_until_it_keeps_up() {
     // With no more drops the rate grows back to the whole.
     let _ = tx.poll_transmit(ms(2 + 3_000), &mut buf);
     assert_eq!(tx.rate(), 1_000_000);
+}
+
+/// Blocks go out interleaved four at a time and decode whole, so decoded
+/// data comes in steps; progress follows the symbols held, in twentieths,
+/// from the first group on.
+#[test]
+fn progress_comes_in_twentieths_ahead_of_decoding() {
+    let mut tx = sender();
+    let mut rx = receiver(2);
+    let data = object(20_000);
+    tx.send_bytes(ObjectKind::File, data).unwrap();
+    let mut progress = Vec::new();
+    let mut first_data = None;
+    for (i, p) in drain(&mut tx, Time::ZERO).iter().enumerate() {
+        rx.handle_datagram(Time::ZERO, p);
+        while let Some(e) = rx.poll_event() {
+            match e {
+                ReceiverEvent::ObjectProgress { got, .. } => progress.push((i, got)),
+                ReceiverEvent::ObjectData { .. } if first_data.is_none() => first_data = Some(i),
+                _ => {}
+            }
+        }
+    }
+    assert_eq!(progress.len(), 20, "{progress:?}");
+    assert!(progress.windows(2).all(|w| w[0].1 < w[1].1), "{progress:?}");
+    assert_eq!(progress.last().map(|p| p.1), Some(20_000));
+    let first_data = first_data.expect("decoded");
+    assert!(progress.iter().filter(|(i, _)| *i < first_data).count() >= 2, "progress before the first group decodes");
 }

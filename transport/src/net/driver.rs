@@ -28,6 +28,10 @@ use crate::wire::MAX_DATAGRAM;
 /// Datagrams read in one wake-up before the core gets to transmit again.
 const RECV_BATCH: usize = 256;
 
+/// A kernel stamp older than this (or in the future) is taken for a jump of
+/// the wall clock, and the datagram for one that arrived just now.
+const MAX_STAMP_AGE: Duration = Duration::from_secs(1);
+
 /// The real clock, as `Time` since the driver started.
 #[derive(Clone, Copy, Debug)]
 pub struct Clock {
@@ -156,6 +160,8 @@ pub struct Driver<C> {
     /// When the socket's drop counter is next read, and what it said last.
     overflow_check: Time,
     drops: Option<u64>,
+    /// When the socket next looks whether others on this host joined the group.
+    loopback_check: Time,
 }
 
 impl<C: Core> Driver<C> {
@@ -177,6 +183,7 @@ impl<C: Core> Driver<C> {
             precise_timer: cfg.precise_timer,
             overflow_check: Time::ZERO,
             drops: None,
+            loopback_check: Time::ZERO + super::socket::LOOPBACK_CHECK,
         }
     }
 
@@ -224,6 +231,12 @@ impl<C: Core> Driver<C> {
         let mut backlog = false;
         loop {
             let now = self.clock.now();
+            if now >= self.loopback_check {
+                self.loopback_check = now + super::socket::LOOPBACK_CHECK;
+                if self.socket.refresh_loopback().is_err() {
+                    self.stats.send_errors += 1;
+                }
+            }
             // Datagrams that arrived before a timer's deadline go in before the
             // timer fires: a receiver that fell behind must not decide its repair
             // is late while that repair waits in its own socket queue.
@@ -270,9 +283,9 @@ impl<C: Core> Driver<C> {
             };
             busy = false;
             tokio::select! {
-                r = self.socket.socket().recv_from(&mut self.rx_buf) => {
-                    let (n, _) = r?;
-                    self.receive(n);
+                r = self.socket.recv(&mut self.rx_buf) => {
+                    let (n, at) = r?;
+                    self.receive(n, at);
                     // Drain what else is queued before transmitting again.
                     backlog = self.drain(RECV_BATCH - 1)? == RECV_BATCH - 1;
                     busy = true;
@@ -290,8 +303,8 @@ impl<C: Core> Driver<C> {
     /// Reads up to `max` queued datagrams without waiting; returns how many.
     fn drain(&mut self, max: usize) -> io::Result<usize> {
         for i in 0..max {
-            match self.socket.socket().try_recv_from(&mut self.rx_buf) {
-                Ok((n, _)) => self.receive(n),
+            match self.socket.try_recv(&mut self.rx_buf) {
+                Ok((n, at)) => self.receive(n, at),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(i),
                 Err(e) => return Err(e),
             }
@@ -299,7 +312,11 @@ impl<C: Core> Driver<C> {
         Ok(max)
     }
 
-    fn receive(&mut self, n: usize) {
+    /// A datagram of `n` bytes in `rx_buf`, which arrived at `at` by the
+    /// kernel's clock if it said: the core gets that time (on the driver's
+    /// clock), so a probe's hold and an echo's round trip leave out how late
+    /// this process read them.
+    fn receive(&mut self, n: usize, at: Option<SystemTime>) {
         self.stats.datagrams_in += 1;
         self.stats.bytes_in += n as u64;
         if let Some((p, rng)) = &mut self.loss
@@ -309,7 +326,9 @@ impl<C: Core> Driver<C> {
             return;
         }
         let now = self.clock.now();
-        self.core.handle_datagram(now, &self.rx_buf[..n]);
+        let waited = at.and_then(|at| SystemTime::now().duration_since(at).ok()).filter(|w| *w < MAX_STAMP_AGE);
+        let arrived = waited.map_or(now, |w| Time::from_micros(now.as_micros().saturating_sub(w.as_micros() as u64)));
+        self.core.handle_datagram(arrived, &self.rx_buf[..n]);
         if now >= self.overflow_check {
             self.overflow_check = now + OVERFLOW_CHECK;
             if let Some(d) = self.socket.drops()
