@@ -50,6 +50,10 @@ pub struct Node {
     pub on: bool,
     /// Gone for good (left or crashed).
     pub gone: bool,
+    /// Senders' packets that reached its radio, and those its loss process took.
+    pub heard: u64,
+    /// (see `heard`)
+    pub lost_on_air: u64,
 }
 
 impl Node {

@@ -32,6 +32,8 @@ pub struct ReceiverReport {
     pub dropped: u64,
     /// Its own estimate of its loss from the sender.
     pub loss_estimate: f64,
+    /// The share of the senders' packets its loss process actually took.
+    pub loss_actual: f64,
     /// The region it sits in (index into `Report::regions`; 0 without regions).
     pub region: u32,
     /// Times it gave up on a silent repairer and asked the sender instead.
@@ -104,6 +106,9 @@ pub struct Report {
     pub repair_packets: u64,
     /// repair_packets / source_packets.
     pub repair_per_source: f64,
+    /// What an ideal code would need for the worst receiver's actual loss p
+    /// (every packet it hears useful): p / (1 - p) repair per source.
+    pub ideal_repair_per_source: f64,
     /// Repair symbols NACKs asked for beyond their requester's budget, not sent.
     pub repair_refused: u64,
     /// Commands (flush, heartbeat, probe) sent.
@@ -179,7 +184,13 @@ impl Report {
             ),
             ("goodput", format!("{:.2} Mbit/s", self.goodput_mbps)),
             ("source packets", self.source_packets.to_string()),
-            ("repair packets", format!("{} ({:.3} per source)", self.repair_packets, self.repair_per_source)),
+            (
+                "repair packets",
+                format!(
+                    "{} ({:.3} per source; an ideal code: {:.3})",
+                    self.repair_packets, self.repair_per_source, self.ideal_repair_per_source
+                ),
+            ),
             ("repaired blocks", format!("{} in {} rounds", self.repaired_blocks, self.repair_rounds)),
             ("NACKs sent", format!("{} ({:.2} per repaired block)", self.nacks_sent, self.nacks_per_repaired_block)),
             ("NACKs suppressed", self.nacks_suppressed.to_string()),
@@ -196,15 +207,15 @@ impl Report {
         }
         let _ = writeln!(
             s,
-            "  {:<6} {:>8} {:>7} {:>5} {:>12} {:>6} {:>6} {:>8} {:>6}",
-            "node", "verified", "corrupt", "lost", "done at (s)", "nacks", "supp", "forged", "loss"
+            "  {:<6} {:>8} {:>7} {:>5} {:>12} {:>6} {:>6} {:>8} {:>6} {:>6}",
+            "node", "verified", "corrupt", "lost", "done at (s)", "nacks", "supp", "forged", "loss", "(est)"
         );
         let shown = self.per_receiver.len().min(20);
         for r in &self.per_receiver[..shown] {
             let done = r.completion_s.map_or("-".to_string(), |t| format!("{t:.3}"));
             let _ = writeln!(
                 s,
-                "  {:<6} {:>8} {:>7} {:>5} {:>12} {:>6} {:>6} {:>8} {:>5.1}%",
+                "  {:<6} {:>8} {:>7} {:>5} {:>12} {:>6} {:>6} {:>8} {:>5.1}% {:>5.1}%",
                 r.node,
                 r.verified,
                 r.corrupt,
@@ -213,6 +224,7 @@ impl Report {
                 r.nacks_sent,
                 r.nacks_suppressed,
                 r.dropped_bad_seal,
+                r.loss_actual * 100.0,
                 r.loss_estimate * 100.0
             );
         }

@@ -495,13 +495,19 @@ impl Sim {
     fn fan_out(&mut self, cell: usize, f: Frame) {
         let l = &self.scenario.link;
         let (delay, jitter, reorder, reorder_ms, dup) = (l.delay_ms, l.jitter_ms, l.reorder, l.reorder_ms, l.duplicate);
+        let from_sender = f.node.is_some_and(|j| matches!(self.nodes[j].core, Core::Sender(_)));
         for k in 0..self.cells[cell].nodes.len() {
             let i = self.cells[cell].nodes[k];
             if Some(i) == f.node || !self.live(i) {
                 continue;
             }
             let node = &mut self.nodes[i];
-            if node.loss.lose(&mut node.rng) {
+            let lost = node.loss.lose(&mut node.rng);
+            if from_sender {
+                node.heard += 1;
+                node.lost_on_air += u64::from(lost);
+            }
+            if lost {
                 continue;
             }
             let mut ms = delay + jitter * node.rng.next_f64();
@@ -730,6 +736,7 @@ impl Sim {
                 dropped_replay: s.dropped(Drop::Replay),
                 dropped: s.dropped_total(),
                 loss_estimate: loss_estimate.unwrap_or(0.0),
+                loss_actual: if n.heard == 0 { 0.0 } else { n.lost_on_air as f64 / n.heard as f64 },
                 region: n.cell as u32,
                 repairer_fallbacks: s.repairer_fallbacks,
             });
@@ -791,6 +798,12 @@ impl Sim {
             source_packets: st.source_sent,
             repair_packets: st.repair_sent,
             repair_per_source: ratio(st.repair_sent, st.source_sent),
+            ideal_repair_per_source: {
+                // An ideal code: every packet heard is useful, so the worst
+                // receiver needs source / (1 - p) packets in all.
+                let worst = per_receiver.iter().map(|r| r.loss_actual).fold(0.0, f64::max).min(0.999);
+                worst / (1.0 - worst)
+            },
             repair_refused: st.repair_refused,
             command_packets: st.commands_sent,
             feedback_packets: fb,
@@ -831,5 +844,5 @@ fn sender_seed(seed: u64, k: usize) -> u64 {
 }
 
 fn node(id: u32, core: Core, loss: Loss, rng: Rng, cell: usize) -> Node {
-    Node { id, core, loss, rng, wake: None, finished: false, cell, on: true, gone: false }
+    Node { id, core, loss, rng, wake: None, finished: false, cell, on: true, gone: false, heard: 0, lost_on_air: 0 }
 }

@@ -11,7 +11,7 @@ use crate::geometry::{Geometry, GeometryError};
 use crate::seal::{Nonce, Seal, SealError};
 
 /// Wire format version carried in every packet (the high four bits of its first byte).
-pub const VERSION: u8 = 3;
+pub const VERSION: u8 = 4;
 /// Bytes of the short common header: Data and Repair packets whose counter is
 /// not a multiple of `LONG_EVERY` carry only its low 32 bits.
 pub const SHORT_HEADER_LEN: usize = 12;

@@ -301,6 +301,17 @@ impl Delivery {
         self.bytes += len as u64;
     }
 
+    /// Bytes per second now: the current window's if it is long enough, else the last one's.
+    fn current(&self, now: Time) -> Option<f64> {
+        if let Some((start, last)) = self.window {
+            let span = now.min(last + DELIVERY_GAP).saturating_since(start);
+            if span >= DELIVERY_WINDOW {
+                return Some(self.bytes as f64 / span.as_secs_f64());
+            }
+        }
+        self.rate.map(f64::from)
+    }
+
     /// The rate of the last full window, closing the current one if it is long enough.
     fn report(&mut self, now: Time) -> Option<u32> {
         if let Some((start, last)) = self.window {
@@ -1071,6 +1082,11 @@ impl<S: Seal> Receiver<S> {
     }
 
     /// The GRTT `sender` advertises (the configured guess before it did).
+    /// Bytes per second of `sender`'s data arriving here lately, once measured.
+    pub(super) fn arrival_rate(&self, sender: u32, now: Time) -> Option<f64> {
+        self.remotes.get(&sender)?.delivery.current(now)
+    }
+
     pub(super) fn grtt_of(&self, sender: u32) -> Duration {
         self.remotes.get(&sender).map_or(self.cfg.initial_grtt, |r| r.grtt)
     }

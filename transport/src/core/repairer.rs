@@ -49,7 +49,14 @@ pub struct RepairerConfig {
     /// The largest share of `rate` (or of 1 Gbit/s when unpaced) one member's
     /// NACKs may take (`budget::RepairBudget`).
     pub repair_share: f64,
-    /// Pacing rate of local repair in bytes per second (0: as fast as polled).
+    /// Pace local repair at the rate the repaired sender's data arrives
+    /// here (never under `rate::FLOOR`): the region carries at least what
+    /// reaches it. Off by default: on `regions-4x25` it finished 22.2 s
+    /// against 18.5 s unpaced, since the region's cell is faster than the
+    /// link feeding it; off, `rate` paces and the budget bounds each member.
+    pub follow: bool,
+    /// Fixed pacing rate of local repair in bytes per second, without
+    /// `follow` (0: as fast as polled).
     pub rate: u64,
     /// Pacer burst in bytes.
     pub burst: u64,
@@ -64,14 +71,15 @@ impl Default for RepairerConfig {
             cache_bytes: 32 << 20,
             loss_margin: true,
             repair_share: 0.5,
+            follow: false,
             rate: 0,
             burst: 8 * 1500,
         }
     }
 }
 
-/// The least repair a member's budget holds: four blocks of 64.
-const BUDGET_FLOOR: u32 = 256;
+/// The least repair a member's budget holds: two blocks of the default largest.
+const BUDGET_FLOOR: u32 = 2 * crate::geometry::DEFAULT_MAX_BLOCK as u32;
 
 /// (origin sender, object, block).
 type Key = (u32, u32, u32);
@@ -136,7 +144,7 @@ impl<S: Seal> Repairer<S> {
         let share = cfg.repair_share;
         inner.relay_inbox = Some(VecDeque::new());
         Repairer {
-            pacer: Pacer::new(cfg.rate, cfg.burst),
+            pacer: Pacer::new(if cfg.follow { crate::rate::FLOOR } else { cfg.rate }, cfg.burst),
             cfg,
             inner,
             now: Time::ZERO,
@@ -256,6 +264,14 @@ impl<S: Seal> Repairer<S> {
             let len = self.inner.framer.write(&Body::Feedback(fb), buf, &mut self.inner.stats).ok()?;
             self.inner.stats.feedback_sent += 1;
             return Some(Transmit { len, packet_type: wire::PacketType::Feedback, scope: Scope::Region });
+        }
+        if self.cfg.follow
+            && let Some(&((origin, _, _), _)) = self.jobs.front()
+        {
+            let rate = self.follow_rate(now, origin);
+            if rate != self.pacer.rate() {
+                self.pacer.set_rate(rate);
+            }
         }
         if self.jobs.is_empty() || !self.pacer.ready(now, self.max_packet()) {
             return None;
@@ -435,6 +451,12 @@ impl<S: Seal> Repairer<S> {
         false
     }
 
+    /// The rate `origin`'s data arrives here, never under `rate::FLOOR`.
+    fn follow_rate(&self, now: Time, origin: u32) -> u64 {
+        let arriving = self.inner.arrival_rate(origin, now).map_or(0, |r| r as u64);
+        arriving.max(crate::rate::FLOOR)
+    }
+
     fn may_forward(&mut self, now: Time, key: Key) -> bool {
         let holdoff = self.inner.grtt_of(key.0).mul_f64(self.inner.backoff_k().max(1.0));
         if self.forwarded.get(&key).is_some_and(|t| now.saturating_since(*t) < holdoff) {
@@ -458,7 +480,8 @@ impl<S: Seal> Repairer<S> {
             return;
         }
         let want = if self.cfg.loss_margin { budget::with_margin(needed, loss) } else { needed };
-        let (budget, rate) = (&mut self.budget, self.cfg.rate);
+        let rate = if self.cfg.follow { self.follow_rate(now, key.0) } else { self.cfg.rate };
+        let budget = &mut self.budget;
         let mut grant = |n: u32| from.map_or(n, |f| budget.grant(now, f, n, rate, symbol));
         match self.rounds.get_mut(&key) {
             Some(round) if round.closes.is_none_or(|t| now < t) => {
@@ -579,6 +602,8 @@ mod tests {
         rng: Rng,
         loss: f64,
         repairer_alive: bool,
+        /// When the repairer sent each region-scoped packet, and its length.
+        local: Vec<(Time, usize)>,
     }
 
     impl World {
@@ -602,7 +627,8 @@ mod tests {
                     Receiver::new(cfg, KEY)
                 })
                 .collect();
-            World { tx, rep, members, got: vec![Vec::new(); n as usize], rng: Rng::new(9), loss, repairer_alive: true }
+            let got = vec![Vec::new(); n as usize];
+            World { tx, rep, members, got, rng: Rng::new(9), loss, repairer_alive: true, local: Vec::new() }
         }
 
         /// Delivers one packet: `from_sender_side` packets cross into the region.
@@ -625,7 +651,11 @@ mod tests {
         }
 
         fn run(&mut self) {
-            let mut now = Time::ZERO;
+            self.run_from(Time::ZERO);
+        }
+
+        fn run_from(&mut self, start: Time) {
+            let mut now = start;
             let mut buf = Vec::new();
             for _ in 0..100_000 {
                 while let Some(t) = self.tx.poll_transmit(now, &mut buf) {
@@ -641,6 +671,8 @@ mod tests {
                     let p = buf[..t.len].to_vec();
                     if t.scope == Scope::Group {
                         self.tx.handle_datagram(now, &p);
+                    } else if t.packet_type == wire::PacketType::Repair {
+                        self.local.push((now, t.len));
                     }
                     for m in &mut self.members {
                         m.handle_datagram(now, &p);
@@ -699,6 +731,57 @@ mod tests {
         for m in &w.members {
             assert!(m.relaying(), "the members still trust their repairer");
             assert!(m.stats().relayed_feedback > 0);
+        }
+    }
+
+    #[test]
+    fn a_following_repairer_paces_local_repair_at_the_rate_data_arrives() {
+        let mut w = World::new(5, 0.05);
+        let rate = 50_000;
+        let scfg = SenderConfig {
+            node: 1,
+            rate,
+            queue_target: None,
+            symbol_size: 100,
+            block_symbols: 16,
+            ..Default::default()
+        };
+        w.tx = Sender::new(scfg, KEY).unwrap();
+        let (burst, follow) = (1500, true);
+        let cfg = RepairerConfig {
+            receiver: ReceiverConfig { node: R, seed: 3, ..Default::default() },
+            follow,
+            burst,
+            ..Default::default()
+        };
+        w.rep = Repairer::new(cfg, KEY);
+        let data = object(60_000);
+        w.tx.send_bytes(ObjectKind::File, data.clone()).unwrap();
+        // A burst of the radio: the members miss the first 200 packets, the
+        // repairer hears them at the sender's pace.
+        let (mut now, mut buf) = (Time::ZERO, Vec::new());
+        for _ in 0..200 {
+            while w.tx.poll_transmit(now, &mut buf).is_none() {
+                now = w.tx.poll_timeout().unwrap();
+                w.tx.handle_timeout(now);
+            }
+            w.rep.handle_datagram(now, &buf.clone());
+        }
+        w.run_from(now);
+        for got in &w.got {
+            assert!(got == &data, "every member holds the object, bytes equal");
+        }
+        let repaired: usize = w.local.iter().map(|p| p.1).sum();
+        assert!(repaired > 20_000, "the repairer served its region the burst: {repaired} B");
+        // Any 200 ms holds about what 200 ms of the sender's packets carry
+        // (the rate counts payload; packets add headers) and the pacer's
+        // burst; unpaced, the burst's repair leaves at once.
+        let window = std::time::Duration::from_millis(200);
+        let most = (rate as f64 * 0.2 * 1.5) as usize + burst as usize;
+        for (i, &(start, _)) in w.local.iter().enumerate() {
+            let bytes: usize =
+                w.local[i..].iter().take_while(|(t, _)| t.saturating_since(start) < window).map(|p| p.1).sum();
+            assert!(bytes <= most, "{bytes} B of local repair within 200 ms of {start:?}, at most {most}");
         }
     }
 

@@ -129,7 +129,7 @@ impl Default for SenderConfig {
             loss_margin: true,
             repair_share: 0.5,
             retain_objects: 4096,
-            cache_bytes: 24 << 20,
+            cache_bytes: 16 << 20,
             flush_count: 4,
             heartbeat: Duration::from_secs(1),
             probe_interval: Duration::from_secs(1),
@@ -432,15 +432,11 @@ impl<S: Seal> Sender<S> {
 
     /// When `handle_timeout` (and then `poll_transmit`) should next be called.
     pub fn poll_timeout(&self) -> Option<Time> {
-        let mut t: Option<Time> = None;
-        let mut consider = |x: Time| t = Some(t.map_or(x, |t| t.min(x)));
-        if self.has_work() {
-            consider(self.pacer.next_ready(self.now, self.max_packet()));
-            consider(self.next_probe);
-        } else {
-            consider(self.next_command_time());
-        }
-        t
+        // With work some packet is always due (a probe, repair or source).
+        let due = if self.has_work() { self.now } else { self.next_command_time() };
+        // Every packet waits for the pacer: a command that fell due while
+        // it waits must not ask to be woken in the past.
+        Some(due.max(self.pacer.next_ready(self.now, self.max_packet())))
     }
 
     /// The next packet to send at `now`, written into `buf`; `None` when

@@ -130,3 +130,31 @@ fn only_multicast_groups_are_joined() {
     let cfg = MulticastConfig::loopback(SocketAddrV4::new(Ipv4Addr::new(127, 0, 0, 2), 4000));
     assert!(MulticastSocket::open(&cfg).is_err());
 }
+
+/// A sender alone on its host does not read back what it sends; once
+/// another socket here joins the group its multicast loops back, and when
+/// that socket is gone it stops again.
+#[tokio::test(flavor = "current_thread")]
+async fn loopback_follows_other_listeners_on_this_host() {
+    let g = group(9);
+    let alone = MulticastConfig { loopback: Loopback::WhenShared { own: 1 }, ..MulticastConfig::loopback(g) };
+    let sender = MulticastSocket::open(&alone).unwrap();
+    if !std::path::Path::new("/proc/net/igmp").exists() {
+        eprintln!("no /proc/net/igmp here: loopback stays on, as it must when it cannot tell");
+        assert!(sender.looping());
+        return;
+    }
+    assert!(!sender.looping(), "nothing else here joined {g}");
+    let listener = MulticastSocket::open(&MulticastConfig::loopback(g)).unwrap();
+    sender.refresh_loopback().unwrap();
+    assert!(sender.looping(), "a listener joined");
+    // It hears what the sender sends now.
+    sender.socket().send_to(b"hello", std::net::SocketAddr::V4(g)).await.unwrap();
+    let mut buf = [0u8; 16];
+    let (n, at) = tokio::time::timeout(Duration::from_secs(2), listener.recv(&mut buf)).await.unwrap().unwrap();
+    assert_eq!(&buf[..n], b"hello");
+    assert!(at.is_some() == listener.stamped(), "stamped by the kernel where it stamps");
+    drop(listener);
+    sender.refresh_loopback().unwrap();
+    assert!(!sender.looping(), "the listener left");
+}
