@@ -43,6 +43,7 @@ UDPCAST_RDV = "239.214.0.4"
 UDPCAST_TIMEOUT = 180
 # Extra `lsim send` arguments (--lsim-arg).
 LSIM_SEND_ARGS = []
+STATS_DIR = None  # --stats: where each lsim run's --json statistics go
 
 
 PEERS = {"uftp": "uftp", "uftpd": "uftp", "udp-sender": "udpcast", "udp-receiver": "udpcast", "nft": "nftables",
@@ -118,19 +119,29 @@ def in_ns(h, *cmd):
     return ["ip", "netns", "exec", ns(h), *cmd]
 
 
+def stats_out(name):
+    """Where one lsim process's statistics go: a file under --stats, else nowhere."""
+    if STATS_DIR is None:
+        return [], subprocess.DEVNULL
+    os.makedirs(STATS_DIR, exist_ok=True)
+    return ["--json"], open(os.path.join(STATS_DIR, f"{time.strftime('%H%M%S')}-{name}.json"), "w")
+
+
 def run_lsim(work, src, lsim):
     key = os.path.join(work, "k")
     sh(lsim, "keygen", "--out", key, "--force")
     rx = []
     for i in (1, 2, 3):
         d = os.path.join(work, f"lsim-r{i}")
+        flag, out = stats_out(f"recv{i}")
         rx.append((subprocess.Popen(in_ns(HOSTS[i], lsim, "recv", "--once", "--idle-timeout", "30", "--group",
-                                          f"{GROUP}:{PORT}", "--key-file", key, "--dir", d),
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), d))
+                                          f"{GROUP}:{PORT}", "--key-file", key, "--dir", d, *flag),
+                                    stdout=out, stderr=subprocess.DEVNULL), d))
     time.sleep(0.5)
     t0 = time.time()
+    flag, out = stats_out("send")
     sender = subprocess.Popen(in_ns("s", lsim, "send", "--group", f"{GROUP}:{PORT}", "--key-file", key,
-                                    *LSIM_SEND_ARGS, src), stdout=subprocess.DEVNULL)
+                                    *LSIM_SEND_ARGS, *flag, src), stdout=out)
     ends = []
     for p, d in rx:
         p.wait(timeout=900)
@@ -231,10 +242,13 @@ def main():
     ap.add_argument("--uftp-cc", choices=["tfmcc"], help="uftp's congestion control (-C); default: none, a fixed -R")
     ap.add_argument("--lsim-arg", action="append", default=[], help="extra `lsim send` argument (repeatable)")
     ap.add_argument("--repeat", type=int, default=1, help="runs of each tool at each loss")
+    ap.add_argument("--stats", metavar="DIR", help="keep each lsim process's --json statistics in DIR")
     a = ap.parse_args()
     if a.lsim_rate:
         LSIM_SEND_ARGS.extend(["--rate", a.lsim_rate])
     LSIM_SEND_ARGS.extend(a.lsim_arg)
+    global STATS_DIR
+    STATS_DIR = a.stats
     ensure_tools()
     sh("cargo", "build", "--release", "-q", "-p", "lsim-tools")
     sh("cargo", "build", "--release", "-q", "-p", "lsim-transport", "--example", "blast")

@@ -18,9 +18,10 @@
 //! - The base round trip is the minimum over `BASE_BUCKETS` one-second
 //!   buckets (LEDBAT's base history): it follows a route change within
 //!   seconds yet never mistakes a standing queue for the path.
-//! - Slow start: from `START` (or `ceiling / 16` if lower) the rate grows by e every
-//!   `SLOW_START_EFOLD` until the first queue, then drops by a quarter (what
-//!   it overshot while the queue took to show).
+//! - Slow start: from `START` (or `ceiling / 16` if lower) the rate grows by
+//!   e every eight base round trips (50 to 100 ms, `SLOW_START_EFOLD`) until
+//!   the first queue, then drops by a quarter (what it overshot while the
+//!   queue took to show).
 //! - Increase, while the filtered queue is under the target: additive,
 //!   `INCREASE_PER_S` at an empty queue, in proportion to the room
 //!   the *latest* samples leave (so a queue or a stall stops it at once),
@@ -103,16 +104,24 @@ const INCREASE_PER_S: f64 = 1_250_000.0;
 /// Where slow start begins, bytes per second (12 Mbit/s, or a sixteenth of
 /// the ceiling if less): about an 802.11b/g radio's rate, so a sender on one
 /// does not flood it for the first round trip, and a LAN is reached in
-/// about `SLOW_START_EFOLD` × ln(ceiling / START) (0.45 s for 1 Gbit/s).
+/// about `SLOW_START_EFOLD` × ln(ceiling / START) (0.22 s for 1 Gbit/s).
 pub const START: f64 = 1_500_000.0;
 
 /// The least rate an adaptive sender keeps, bytes per second (0.5 Mbit/s):
 /// a queue slows a transfer, it never stops it.
 pub const FLOOR: u64 = 62_500;
 
-/// At the start the rate grows by e for each this long at an empty queue, until
-/// the first time the queue passes the target (slow start).
-const SLOW_START_EFOLD: Duration = Duration::from_millis(100);
+/// At the start the rate grows by e for each `SLOW_START_RTTS` base round
+/// trips at an empty queue (within these bounds), until the first time the
+/// queue passes the target (slow start): a LAN is reached in a quarter of a
+/// second. Not faster: a bottleneck's queue can hide from the probes for up
+/// to ~120 ms (measured behind an 11 Mbit/s token bucket), and with e every
+/// 20 ms the rate grew eightyfold in that time; at 50 ms the overshoot stays
+/// what the delivered rate and the cuts recover from. (Ending slow start on
+/// a delivered rate that stopped growing was tried: reports from the first
+/// windows lag the sender's own start-up, and it ended at 16 Mbit/s on a LAN.)
+const SLOW_START_EFOLD: (Duration, Duration) = (Duration::from_millis(50), Duration::from_millis(100));
+const SLOW_START_RTTS: u32 = 8;
 
 /// What leaving slow start cuts the rate to: it overshoots by the time the queue shows.
 const SLOW_START_EXIT: f64 = 0.75;
@@ -289,7 +298,9 @@ impl RateControl {
             // +1 with an empty queue, 0 at the target.
             let room = ((target - fresh) / target).max(0.0);
             if self.slow_start {
-                self.rate *= 1.0 + room * step.as_secs_f64() / SLOW_START_EFOLD.as_secs_f64();
+                let (least, most) = SLOW_START_EFOLD;
+                let efold = self.base().map_or(most, |b| (b * SLOW_START_RTTS).clamp(least, most));
+                self.rate *= 1.0 + room * step.as_secs_f64() / efold.as_secs_f64();
             } else {
                 // Back to the rate before the last decrease within about `RECOVER`, then additively on.
                 let back = (self.before_cut - self.rate).max(0.0) / RECOVER.as_secs_f64();
@@ -312,6 +323,24 @@ mod tests {
 
     fn at(us: u64) -> Time {
         Time::ZERO + Duration::from_micros(us)
+    }
+
+    /// Milliseconds of empty-queue echoes, one per `every` ms at round trip
+    /// `rtt` µs, until the rate reaches `ceiling`.
+    fn slow_start_ms(ceiling: u64, rtt: u64, every: u64) -> u64 {
+        let mut c = RateControl::new(ceiling, FLOOR, QUEUE_TARGET);
+        let rtt = Duration::from_micros(rtt);
+        (1..).map(|i| i * every).find(|&m| c.on_rtt(at(m * 1000), 1, rtt) == Some(ceiling)).unwrap_or(0)
+    }
+
+    #[test]
+    fn slow_start_takes_round_trips_within_bounds() {
+        // A LAN (round trip 0.3 ms, echoes every 5 ms): 12 Mbit/s to 1 Gbit/s in about 0.22 s.
+        let lan = slow_start_ms(125_000_000, 300, 5);
+        assert!((170..=280).contains(&lan), "LAN: {lan} ms");
+        // A radio cell (20 ms round trips): e every 100 ms, about 0.45 s.
+        let radio = slow_start_ms(125_000_000, 20_000, 20);
+        assert!((380..=560).contains(&radio), "radio: {radio} ms");
     }
 
     #[test]
