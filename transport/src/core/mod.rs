@@ -5,9 +5,13 @@
 //! region's NACKs from what it decoded (RMTP's designated receiver). Both follow quinn-proto's shape: `handle_datagram(now,
 //! bytes)`, `handle_timeout(now)`, `poll_timeout()`, `poll_transmit(now, buf)`,
 //! `poll_event()`. Every datagram they produce is multicast to the group.
+//! The sender and the repairer answer NACKs with one planner (`repair`)
+//! from one cache of blocks and encoders (`block_cache`).
 
+mod block_cache;
 mod framer;
 mod receiver;
+mod repair;
 mod repairer;
 mod sender;
 #[cfg(test)]

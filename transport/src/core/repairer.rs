@@ -13,11 +13,11 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use raptorq::{ObjectTransmissionInformation, SourceBlockEncoder};
-
+use super::block_cache::BlockCache;
 use super::receiver::Held;
+use super::repair::{Ask, RepairPlan};
 use super::{Receiver, ReceiverConfig, ReceiverEvent, Scope, Transmit};
-use crate::budget::{self, RepairBudget};
+use crate::budget::RepairBudget;
 use crate::geometry::Geometry;
 use crate::pacing::Pacer;
 use crate::seal::Seal;
@@ -84,26 +84,6 @@ const BUDGET_FLOOR: u32 = 2 * crate::geometry::DEFAULT_MAX_BLOCK as u32;
 /// (origin sender, object, block).
 type Key = (u32, u32, u32);
 
-struct Cached {
-    geometry: Geometry,
-    kind: ObjectKind,
-    data: Vec<u8>,
-    encoder: Option<SourceBlockEncoder>,
-    used: u64,
-}
-
-impl Cached {
-    fn bytes(&self) -> usize {
-        // The encoder holds about as much again as the block.
-        self.data.len() * if self.encoder.is_some() { 2 } else { 1 }
-    }
-}
-
-struct Round {
-    planned: u32,
-    closes: Option<Time>,
-}
-
 /// The repairer core (see the module doc). Its events are its receiver's.
 pub struct Repairer<S> {
     cfg: RepairerConfig,
@@ -113,19 +93,15 @@ pub struct Repairer<S> {
     /// Objects heard of: their kind and geometry (bounded).
     objects: HashMap<(u32, u32), (ObjectKind, Geometry)>,
     object_order: VecDeque<(u32, u32)>,
-    cache: HashMap<Key, Cached>,
-    cached_bytes: usize,
-    tick: u64,
-    next_repair: HashMap<Key, u32>,
-    rounds: HashMap<Key, Round>,
-    jobs: VecDeque<(Key, u32)>,
+    /// Decoded blocks kept to answer from.
+    cache: BlockCache<Key>,
+    /// Repair rounds and the symbols queued.
+    plan: RepairPlan<Key>,
     /// Requests for blocks still being collected: the largest count asked,
     /// and the largest loss reported by those asking.
     pending: HashMap<Key, (u32, u16)>,
     /// When each block was last passed upstream.
     forwarded: HashMap<Key, Time>,
-    /// What each member's NACKs may still take.
-    budget: RepairBudget,
     /// Acknowledgements owed to members whose NACKs wait (one per sender).
     acks: VecDeque<u32>,
     last_ack: Option<Time>,
@@ -141,8 +117,9 @@ impl<S: Seal> Repairer<S> {
     /// A repairer with `cfg`, opening and sealing packets with `seal`.
     pub fn new(cfg: RepairerConfig, seal: S) -> Repairer<S> {
         let mut inner = Receiver::new(cfg.receiver.clone(), seal);
-        let share = cfg.repair_share;
         inner.relay_inbox = Some(VecDeque::new());
+        let cache = BlockCache::new(cfg.cache_bytes);
+        let plan = RepairPlan::new(RepairBudget::new(cfg.repair_share, BUDGET_FLOOR), cfg.loss_margin);
         Repairer {
             pacer: Pacer::new(if cfg.follow { crate::rate::FLOOR } else { cfg.rate }, cfg.burst),
             cfg,
@@ -150,15 +127,10 @@ impl<S: Seal> Repairer<S> {
             now: Time::ZERO,
             objects: HashMap::new(),
             object_order: VecDeque::new(),
-            cache: HashMap::new(),
-            cached_bytes: 0,
-            tick: 0,
-            next_repair: HashMap::new(),
-            rounds: HashMap::new(),
-            jobs: VecDeque::new(),
+            cache,
+            plan,
             pending: HashMap::new(),
             forwarded: HashMap::new(),
-            budget: RepairBudget::new(share, BUDGET_FLOOR),
             acks: VecDeque::new(),
             last_ack: None,
             events: VecDeque::new(),
@@ -182,7 +154,7 @@ impl<S: Seal> Repairer<S> {
 
     /// Bytes of decoded blocks held for repair (bounded by `cache_bytes`).
     pub fn cached_bytes(&self) -> usize {
-        self.cached_bytes
+        self.cache.bytes()
     }
 
     /// True if it answers its region (it keeps blocks to answer from).
@@ -236,7 +208,7 @@ impl<S: Seal> Repairer<S> {
     /// When `handle_timeout` should next be called.
     pub fn poll_timeout(&self) -> Option<Time> {
         let mut t = self.inner.poll_timeout();
-        if !self.jobs.is_empty() {
+        if self.plan.has_jobs() {
             let ready = self.pacer.next_ready(self.now, self.max_packet());
             t = Some(t.map_or(ready, |t| t.min(ready)));
         }
@@ -266,14 +238,14 @@ impl<S: Seal> Repairer<S> {
             return Some(Transmit { len, packet_type: wire::PacketType::Feedback, scope: Scope::Region });
         }
         if self.cfg.follow
-            && let Some(&((origin, _, _), _)) = self.jobs.front()
+            && let Some((origin, _, _)) = self.plan.front()
         {
             let rate = self.follow_rate(now, origin);
             if rate != self.pacer.rate() {
                 self.pacer.set_rate(rate);
             }
         }
-        if self.jobs.is_empty() || !self.pacer.ready(now, self.max_packet()) {
+        if !self.plan.has_jobs() || !self.pacer.ready(now, self.max_packet()) {
             return None;
         }
         let t = self.write_repair(now, buf)?;
@@ -316,7 +288,10 @@ impl<S: Seal> Repairer<S> {
             self.object_order.push_back((origin, object));
             while self.object_order.len() > self.cfg.receiver.max_objects.max(16) {
                 if let Some(old) = self.object_order.pop_front() {
+                    // Its blocks cannot be answered for without its geometry.
                     self.objects.remove(&old);
+                    self.cache.retain(|&(o, obj, _)| (o, obj) != old);
+                    self.plan.forget(|&(o, obj, _)| (o, obj) == old);
                 }
             }
         }
@@ -326,7 +301,7 @@ impl<S: Seal> Repairer<S> {
         if !self.serving() {
             return;
         }
-        let Some(&(kind, g)) = self.objects.get(&(origin, object)) else { return };
+        let Some(&(_, g)) = self.objects.get(&(origin, object)) else { return };
         let full = u64::from(g.symbol_size()) * u64::from(g.block_symbols());
         let Ok(block) = u32::try_from(offset / full.max(1)) else { return };
         if block >= g.blocks() {
@@ -334,14 +309,9 @@ impl<S: Seal> Repairer<S> {
         }
         let mut padded = data.to_vec();
         padded.resize(g.padded_block_len(block), 0);
-        self.tick += 1;
-        let entry = Cached { geometry: g, kind, data: padded, encoder: None, used: self.tick };
-        self.cached_bytes += entry.bytes();
-        if let Some(old) = self.cache.insert((origin, object, block), entry) {
-            self.cached_bytes -= old.bytes();
-        }
-        self.evict();
         let key = (origin, object, block);
+        let dropped = self.cache.insert(key, padded, g.symbol_size(), block as u8, |_| false);
+        self.forget_blocks(&dropped);
         if let Some((needed, loss)) = self.pending.remove(&key) {
             let needed = if needed == u32::MAX { u32::from(g.symbols_in(block)) } else { needed };
             // Several members may wait on it: one round, charged to none of them.
@@ -354,26 +324,16 @@ impl<S: Seal> Repairer<S> {
     fn forget_origin(&mut self, origin: u32) {
         self.objects.retain(|&(o, _), _| o != origin);
         self.object_order.retain(|&(o, _)| o != origin);
-        let before = self.cached_bytes;
-        let dropped: usize = self.cache.iter().filter(|(k, _)| k.0 == origin).map(|(_, c)| c.bytes()).sum();
-        self.cache.retain(|k, _| k.0 != origin);
-        self.cached_bytes = before - dropped;
-        self.next_repair.retain(|k, _| k.0 != origin);
-        self.rounds.retain(|k, _| k.0 != origin);
-        self.jobs.retain(|(k, _)| k.0 != origin);
+        self.cache.retain(|k| k.0 != origin);
+        self.plan.forget(|k| k.0 == origin);
         self.pending.retain(|k, _| k.0 != origin);
         self.forwarded.retain(|k, _| k.0 != origin);
     }
 
-    fn evict(&mut self) {
-        while self.cached_bytes > self.cfg.cache_bytes && !self.cache.is_empty() {
-            let oldest = self.cache.iter().min_by_key(|(_, c)| c.used).map(|(k, _)| *k);
-            let Some(key) = oldest else { break };
-            if let Some(c) = self.cache.remove(&key) {
-                self.cached_bytes -= c.bytes();
-            }
-            self.next_repair.remove(&key);
-            self.rounds.remove(&key);
+    /// Blocks the cache dropped: their rounds and indices go too.
+    fn forget_blocks(&mut self, dropped: &[Key]) {
+        if !dropped.is_empty() {
+            self.plan.forget(|k| dropped.contains(k));
         }
     }
 
@@ -389,7 +349,7 @@ impl<S: Seal> Repairer<S> {
             match *e {
                 NackEntry::Block { object, block, needed } => {
                     let key = (origin, object, block);
-                    if self.cache.contains_key(&key) {
+                    if self.cache.contains(&key) {
                         self.answer(now, Some(from), fb.loss, key, needed);
                     } else if self.wait_or_forward(now, key, (needed, fb.loss), &mut upstream) {
                         waiting = true;
@@ -400,7 +360,7 @@ impl<S: Seal> Repairer<S> {
                         let object = first.wrapping_add(i);
                         let key = (origin, object, 0);
                         match self.objects.get(&(origin, object)) {
-                            Some((_, g)) if self.cache.contains_key(&key) => {
+                            Some((_, g)) if self.cache.contains(&key) => {
                                 let k = u32::from(g.symbols_in(0));
                                 self.answer(now, Some(from), fb.loss, key, k);
                             }
@@ -469,70 +429,30 @@ impl<S: Seal> Repairer<S> {
         true
     }
 
-    /// Plans repair of a cached block: a new round, or a top-up of the open
-    /// one. A member's request (`from`) is charged to its budget.
+    /// Plans repair of a cached block: a new round, or a top-up of the
+    /// open one. A member's request (`from`) is charged to its budget.
     fn answer(&mut self, now: Time, from: Option<u32>, loss: u16, key: Key, needed: u32) {
-        let Some(c) = self.cache.get(&key) else { return };
-        let k = u32::from(c.geometry.symbols_in(key.2));
-        let symbol = c.geometry.symbol_size();
-        if needed == 0 || needed > k + 8 {
-            self.inner.stats.drop(Drop::Invalid);
+        let Some(&(_, g)) = self.objects.get(&(key.0, key.1)) else { return };
+        if !self.cache.contains(&key) {
             return;
         }
-        let want = if self.cfg.loss_margin { budget::with_margin(needed, loss) } else { needed };
         let rate = if self.cfg.follow { self.follow_rate(now, key.0) } else { self.cfg.rate };
-        let budget = &mut self.budget;
-        let mut grant = |n: u32| from.map_or(n, |f| budget.grant(now, f, n, rate, symbol));
-        match self.rounds.get_mut(&key) {
-            Some(round) if round.closes.is_none_or(|t| now < t) => {
-                if want > round.planned {
-                    let extra = grant(want - round.planned);
-                    if extra > 0 {
-                        round.planned += extra;
-                        round.closes = None;
-                        self.add_job(key, extra);
-                    }
-                }
-            }
-            _ => {
-                let granted = grant(want);
-                if granted > 0 {
-                    self.rounds.insert(key, Round { planned: granted, closes: None });
-                    self.add_job(key, granted);
-                }
-            }
+        let ask = Ask { from, loss, block: key.2, needed };
+        let k = u32::from(g.symbols_in(key.2));
+        if self.plan.request(now, key, ask, k, rate, g.symbol_size()).is_err() {
+            self.inner.stats.drop(Drop::Invalid);
         }
-        self.inner.stats.repair_refused = self.budget.limited();
-    }
-
-    fn add_job(&mut self, key: Key, count: u32) {
-        if let Some(job) = self.jobs.iter_mut().find(|(k, _)| *k == key) {
-            job.1 += count;
-        } else {
-            self.jobs.push_back((key, count));
-        }
+        self.inner.stats.repair_refused = self.plan.refused();
     }
 
     fn write_repair(&mut self, now: Time, buf: &mut Vec<u8>) -> Option<Transmit> {
-        while let Some(&(key, _)) = self.jobs.front() {
+        while let Some(key) = self.plan.front() {
             match self.repair_symbol(key, buf) {
                 Some(t) => {
-                    if let Some(job) = self.jobs.front_mut() {
-                        job.1 -= 1;
-                        if job.1 == 0 {
-                            self.jobs.pop_front();
-                            let grtt = self.inner.grtt_of(key.0);
-                            self.rounds.retain(|_, r| r.closes.is_none_or(|t| t > now));
-                            if let Some(r) = self.rounds.get_mut(&key) {
-                                r.closes = Some(now + grtt);
-                            }
-                        }
-                    }
+                    self.plan.sent(now, self.inner.grtt_of(key.0));
                     return Some(t);
                 }
-                None => {
-                    self.jobs.pop_front();
-                }
+                None => self.plan.skip_front(),
             }
         }
         None
@@ -540,41 +460,18 @@ impl<S: Seal> Repairer<S> {
 
     /// One fresh repair symbol of a cached block from our range, sealed for the region.
     fn repair_symbol(&mut self, key: Key, buf: &mut Vec<u8>) -> Option<Transmit> {
-        self.tick += 1;
-        let (first, range) = (self.cfg.first_repair, self.cfg.range);
-        let c = self.cache.get_mut(&key)?;
-        c.used = self.tick;
-        let next = self.next_repair.entry(key).or_insert(0);
-        if *next >= range || first.saturating_add(*next) >= wire::MAX_REPAIR_SYMBOLS {
+        let &(kind, g) = self.objects.get(&(key.0, key.1))?;
+        if !self.cache.contains(&key) {
             return None;
         }
-        let j = first + *next;
-        *next += 1;
-        let g = c.geometry;
-        let before = c.bytes();
-        let encoder = c.encoder.get_or_insert_with(|| {
-            let oti = ObjectTransmissionInformation::new(c.data.len() as u64, g.symbol_size(), 1, 1, 1);
-            SourceBlockEncoder::new(key.2 as u8, &oti, &c.data)
-        });
-        let packet = encoder.repair_packets(j, 1).pop()?;
-        let header = DataHeader {
-            object: key.1,
-            kind: c.kind,
-            geometry: g,
-            block: key.2,
-            esi: packet.payload_id().encoding_symbol_id(),
-        };
-        let grown = c.bytes() - before;
-        self.cached_bytes += grown;
-        let len = self
-            .inner
-            .framer
-            .write(&Body::Repair(key.0, header.frame(true), packet.data()), buf, &mut self.inner.stats)
-            .ok()?;
+        let index = self.plan.next_index(key, self.cfg.first_repair, self.cfg.range)?;
+        let (packet, dropped) = self.cache.repair(key, index, |_| false)?;
+        self.forget_blocks(&dropped);
+        let esi = packet.payload_id().encoding_symbol_id();
+        let header = DataHeader { object: key.1, kind, geometry: g, block: key.2, esi };
+        let body = Body::Repair(key.0, header.frame(true), packet.data());
+        let len = self.inner.framer.write(&body, buf, &mut self.inner.stats).ok()?;
         self.inner.stats.local_repairs += 1;
-        if grown > 0 {
-            self.evict();
-        }
         Some(Transmit { len, packet_type: wire::PacketType::Repair, scope: Scope::Region })
     }
 }

@@ -13,9 +13,9 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
-use raptorq::{ObjectTransmissionInformation, SourceBlockEncoder};
-
+use super::block_cache::BlockCache;
 use super::framer::Framer;
+use super::repair::{Ask, Planned, RepairPlan};
 use super::{Scope, Transmit};
 use crate::budget::{self, RepairBudget};
 use crate::geometry::{Geometry, GeometryError};
@@ -189,26 +189,9 @@ struct OutObject {
     kind: ObjectKind,
     geometry: Geometry,
     source: Box<dyn ObjectSource + Send>,
-    /// Next repair symbol index per block (fresh ESIs for every answer).
-    next_repair: HashMap<u32, u32>,
     /// Blocks that were NACKed at least once.
     nacked: HashSet<u32>,
     failed: bool,
-}
-
-struct CachedBlock {
-    object: u32,
-    block: u32,
-    data: Vec<u8>,
-    encoder: Option<SourceBlockEncoder>,
-    used: u64,
-}
-
-impl CachedBlock {
-    /// What it holds: the block, and about as much again once it has an encoder.
-    fn cost(&self) -> usize {
-        self.data.len() * if self.encoder.is_some() { 2 } else { 1 }
-    }
 }
 
 /// Where the source stream stands: the next source symbol to send.
@@ -217,19 +200,6 @@ struct Cursor {
     object: u32,
     block: u32,
     esi: u32,
-}
-
-/// A repair round of one block: symbols planned, and when it stops taking top-ups.
-struct Round {
-    planned: u32,
-    /// `None` while its symbols are still being sent.
-    closes: Option<Time>,
-}
-
-struct RepairJob {
-    object: u32,
-    block: u32,
-    left: u32,
 }
 
 #[derive(Clone, Copy)]
@@ -261,13 +231,12 @@ pub struct Sender<S> {
     objects: VecDeque<OutObject>,
     next_id: u32,
     cursor: Option<Cursor>,
-    cache: Vec<CachedBlock>,
-    tick: u64,
-    repairs: VecDeque<RepairJob>,
-    rounds: HashMap<(u32, u32), Round>,
+    /// Blocks read from the objects, by (object, block).
+    cache: BlockCache<(u32, u32)>,
+    /// Repair rounds and the symbols queued, by (object, block).
+    plan: RepairPlan<(u32, u32)>,
     /// Receivers heard from: when, and the loss they report.
     receivers: HashMap<u32, (Time, u16)>,
-    budget: RepairBudget,
     flushes_sent: u32,
     last_command: Time,
     next_probe: Time,
@@ -294,6 +263,7 @@ impl<S: Seal> Sender<S> {
         let rate_control =
             cfg.queue_target.filter(|_| cfg.rate > 0).map(|t| RateControl::new(cfg.rate, crate::rate::FLOOR, t));
         let budget = RepairBudget::new(cfg.repair_share, 4 * u32::from(cfg.block_symbols));
+        let (cache, plan) = (BlockCache::new(cfg.cache_bytes), RepairPlan::new(budget, cfg.loss_margin));
         Ok(Sender {
             grtt: Grtt::new(cfg.initial_grtt),
             advertised_grtt: cfg.initial_grtt,
@@ -310,12 +280,9 @@ impl<S: Seal> Sender<S> {
             objects: VecDeque::new(),
             next_id: 0,
             cursor: None,
-            cache: Vec::new(),
-            tick: 0,
-            repairs: VecDeque::new(),
-            rounds: HashMap::new(),
+            cache,
+            plan,
             receivers: HashMap::new(),
-            budget,
             flushes_sent: 0,
             last_command: Time::ZERO,
             next_probe: Time::ZERO,
@@ -331,15 +298,7 @@ impl<S: Seal> Sender<S> {
         let geometry = Geometry::for_object(source.len(), self.cfg.symbol_size, self.cfg.block_symbols)?;
         let id = self.next_id;
         self.next_id = self.next_id.wrapping_add(1);
-        self.objects.push_back(OutObject {
-            id,
-            kind,
-            geometry,
-            source,
-            next_repair: HashMap::new(),
-            nacked: HashSet::new(),
-            failed: false,
-        });
+        self.objects.push_back(OutObject { id, kind, geometry, source, nacked: HashSet::new(), failed: false });
         if self.cursor.is_none() {
             self.cursor = Some(Cursor { object: id, block: 0, esi: 0 });
         }
@@ -482,7 +441,7 @@ impl<S: Seal> Sender<S> {
     }
 
     fn has_work(&self) -> bool {
-        !self.repairs.is_empty() || self.cursor.is_some()
+        self.plan.has_jobs() || self.cursor.is_some()
     }
 
     fn next_command_time(&self) -> Time {
@@ -505,7 +464,7 @@ impl<S: Seal> Sender<S> {
             // Repair goes first, but never starves the source: a member that
             // NACKs without end (or a region at extreme loss) slows the
             // transfer, it cannot stop it.
-            let repair = !self.repairs.is_empty() && (self.cursor.is_none() || self.repair_run < MAX_REPAIR_RUN);
+            let repair = self.plan.has_jobs() && (self.cursor.is_none() || self.repair_run < MAX_REPAIR_RUN);
             return Some(if repair { Next::Repair } else { Next::Source });
         }
         if now >= self.next_command_time() {
@@ -661,57 +620,25 @@ impl<S: Seal> Sender<S> {
             return;
         }
         let k = u32::from(o.geometry.symbols_in(block));
-        // A receiver asks for at most K (nothing received) plus a few for failed decodes.
-        if needed == 0 || needed > k + 8 {
-            self.stats.drop(Drop::Invalid);
-            return;
-        }
-        let want = if self.cfg.loss_margin { budget::with_margin(needed, loss) } else { needed };
-        let (rate, symbol) = (self.pacer.rate(), self.cfg.symbol_size);
-        match self.rounds.get_mut(&(object, block)) {
-            Some(round) if round.closes.is_none_or(|t| now < t) => {
-                // The round is under way: a larger count is topped up. Every count
-                // a receiver states is relative to what it held before this round's
-                // symbols reached it, so topping up to the largest never over-repairs.
-                if want > round.planned {
-                    let extra = self.budget.grant(now, from, want - round.planned, rate, symbol);
-                    if extra > 0 {
-                        round.planned += extra;
-                        round.closes = None;
-                        self.add_repair(object, block, extra);
-                    }
+        let ask = Ask { from: Some(from), loss, block, needed };
+        match self.plan.request(now, (object, block), ask, k, self.pacer.rate(), self.cfg.symbol_size) {
+            Ok(Planned::Round(_)) => {
+                self.stats.repair_rounds += 1;
+                if self.objects[ix].nacked.insert(block) {
+                    self.stats.repaired_blocks += 1;
                 }
             }
-            _ => {
-                let granted = self.budget.grant(now, from, want, rate, symbol);
-                if granted > 0 {
-                    self.rounds.insert((object, block), Round { planned: granted, closes: None });
-                    self.stats.repair_rounds += 1;
-                    if self.objects[ix].nacked.insert(block) {
-                        self.stats.repaired_blocks += 1;
-                    }
-                    self.add_repair(object, block, granted);
-                }
-            }
+            Ok(_) => {}
+            Err(_) => self.stats.drop(Drop::Invalid),
         }
-        self.stats.repair_refused = self.budget.limited();
+        self.stats.repair_refused = self.plan.refused();
     }
 
-    fn add_repair(&mut self, object: u32, block: u32, count: u32) {
-        if let Some(job) = self.repairs.iter_mut().find(|j| j.object == object && j.block == block) {
-            job.left += count;
-        } else {
-            self.repairs.push_back(RepairJob { object, block, left: count });
-        }
-    }
-
-    /// Loads (object, block) into the cache; returns its slot.
-    fn load_block(&mut self, ix: usize, block: u32) -> Result<usize, String> {
-        self.tick += 1;
+    /// Loads (object, block) into the cache.
+    fn load_block(&mut self, ix: usize, block: u32) -> Result<(), String> {
         let id = self.objects[ix].id;
-        if let Some(slot) = self.cache.iter().position(|c| c.object == id && c.block == block) {
-            self.cache[slot].used = self.tick;
-            return Ok(slot);
+        if self.cache.contains(&(id, block)) {
+            return Ok(());
         }
         let o = &mut self.objects[ix];
         let g = o.geometry;
@@ -720,27 +647,19 @@ impl<S: Seal> Sender<S> {
         o.source
             .read_at(g.block_offset(block), &mut data[..len])
             .map_err(|e| format!("reading block {block} of object {id}: {e}"))?;
-        let entry = CachedBlock { object: id, block, data, encoder: None, used: self.tick };
-        self.make_room(entry.cost());
-        self.cache.push(entry);
-        Ok(self.cache.len() - 1)
+        let keep = self.sending_group();
+        self.cache.insert((id, block), data, g.symbol_size(), block as u8, keep);
+        Ok(())
     }
 
-    /// Drops the least recently used blocks until `more` bytes fit the cache,
-    /// but keeps the blocks of the group being sent (they take turns: each
-    /// would be re-read for every symbol).
-    fn make_room(&mut self, more: usize) {
+    /// The blocks of the group being sent: the cache keeps them (they take
+    /// turns, and each would be re-read for every symbol).
+    fn sending_group(&self) -> impl Fn(&(u32, u32)) -> bool + use<S> {
         let sending = self.cursor.and_then(|c| {
             let ix = self.object_index(c.object)?;
             Some((c.object, self.objects[ix].geometry.group_of(c.block)))
         });
-        let keep = |c: &CachedBlock| sending.as_ref().is_some_and(|(o, g)| c.object == *o && g.contains(&c.block));
-        let mut held: usize = self.cache.iter().map(CachedBlock::cost).sum();
-        while held + more > self.cfg.cache_bytes {
-            let oldest = self.cache.iter().enumerate().filter(|(_, c)| !keep(c)).min_by_key(|(_, c)| c.used);
-            let Some((slot, _)) = oldest else { break };
-            held -= self.cache.swap_remove(slot).cost();
-        }
+        move |&(object, block)| sending.as_ref().is_some_and(|(o, g)| object == *o && g.contains(&block))
     }
 
     fn fail_object(&mut self, ix: usize, error: String) {
@@ -748,7 +667,7 @@ impl<S: Seal> Sender<S> {
         o.failed = true;
         let object = o.id;
         self.events.push_back(SenderEvent::ObjectFailed { object, error });
-        self.repairs.retain(|j| j.object != object);
+        self.plan.forget(|&(o, _)| o == object);
         if self.cursor.is_some_and(|c| c.object == object) {
             self.advance_object(object);
         }
@@ -762,19 +681,16 @@ impl<S: Seal> Sender<S> {
     fn write_source(&mut self, buf: &mut Vec<u8>) -> Option<Transmit> {
         let c = self.cursor?;
         let ix = self.object_index(c.object)?;
-        let slot = match self.load_block(ix, c.block) {
-            Ok(s) => s,
-            Err(e) => {
-                self.fail_object(ix, e);
-                return None;
-            }
-        };
+        if let Err(e) = self.load_block(ix, c.block) {
+            self.fail_object(ix, e);
+            return None;
+        }
         let o = &self.objects[ix];
         let g = o.geometry;
         let t = usize::from(g.symbol_size());
         let start = c.esi as usize * t;
         let header = DataHeader { object: o.id, kind: o.kind, geometry: g, block: c.block, esi: c.esi };
-        let symbol = &self.cache[slot].data[start..start + t];
+        let symbol = &self.cache.get(&(o.id, c.block))?[start..start + t];
         // The object info goes with every symbol of chat and rekeys, and with
         // a file's first symbol of each block and its long-header packets.
         let info = o.kind != ObjectKind::File || c.esi == 0 || self.framer.next_is_long();
@@ -787,7 +703,7 @@ impl<S: Seal> Sender<S> {
             for block in group {
                 let proactive = (f64::from(g.symbols_in(block)) * self.cfg.proactive).ceil() as u32;
                 if proactive > 0 {
-                    self.repairs.push_back(RepairJob { object: c.object, block, left: proactive });
+                    self.plan.add((c.object, block), proactive);
                 }
             }
         }
@@ -802,64 +718,36 @@ impl<S: Seal> Sender<S> {
     }
 
     fn write_repair(&mut self, buf: &mut Vec<u8>) -> Option<Transmit> {
-        loop {
-            let job = self.repairs.front()?;
-            let (object, block) = (job.object, job.block);
+        while let Some((object, block)) = self.plan.front() {
             match self.object_index(object) {
                 Some(ix) if !self.objects[ix].failed => match self.repair_symbol(ix, block, buf) {
                     Ok(t) => {
-                        let job = self.repairs.front_mut()?;
-                        job.left -= 1;
-                        if job.left == 0 {
-                            self.repairs.pop_front();
-                            // The round stays open one GRTT for NACKs already in flight.
-                            let now = self.now;
-                            self.rounds.retain(|_, r| r.closes.is_none_or(|t| t > now));
-                            if let Some(r) = self.rounds.get_mut(&(object, block)) {
-                                r.closes = Some(now + self.grtt.get());
-                            }
-                        }
+                        // The round stays open one GRTT for NACKs already in flight.
+                        self.plan.sent(self.now, self.grtt.get());
                         return Some(t);
                     }
                     Err(e) => {
-                        self.repairs.pop_front();
+                        self.plan.skip_front();
                         if let Some(e) = e {
                             self.fail_object(ix, e);
                         }
                     }
                 },
-                _ => {
-                    self.repairs.pop_front();
-                }
+                _ => self.plan.skip_front(),
             }
         }
+        None
     }
 
     /// One fresh repair symbol of (object, block). `Err(None)`: the block has
     /// used up its repair symbols; `Err(Some(_))`: the object cannot be read.
     fn repair_symbol(&mut self, ix: usize, block: u32, buf: &mut Vec<u8>) -> Result<Transmit, Option<String>> {
-        let slot = self.load_block(ix, block).map_err(Some)?;
-        let o = &mut self.objects[ix];
-        let g = o.geometry;
-        let next = o.next_repair.entry(block).or_insert(0);
-        if *next >= wire::MAX_REPAIR_SYMBOLS {
-            return Err(None);
-        }
-        let start = *next;
-        *next += 1;
-        let cached = &mut self.cache[slot];
-        let encoder = cached.encoder.get_or_insert_with(|| {
-            let oti = ObjectTransmissionInformation::new(cached.data.len() as u64, g.symbol_size(), 1, 1, 1);
-            SourceBlockEncoder::new(block as u8, &oti, &cached.data)
-        });
-        let packet = encoder.repair_packets(start, 1).pop().ok_or(None)?;
-        let header = DataHeader {
-            object: o.id,
-            kind: o.kind,
-            geometry: g,
-            block,
-            esi: packet.payload_id().encoding_symbol_id(),
-        };
+        self.load_block(ix, block).map_err(Some)?;
+        let (id, kind, g) = (self.objects[ix].id, self.objects[ix].kind, self.objects[ix].geometry);
+        let index = self.plan.next_index((id, block), 0, wire::MAX_REPAIR_SYMBOLS).ok_or(None)?;
+        let keep = self.sending_group();
+        let (packet, _) = self.cache.repair((id, block), index, keep).ok_or(None)?;
+        let header = DataHeader { object: id, kind, geometry: g, block, esi: packet.payload_id().encoding_symbol_id() };
         // Repair always carries the object info: it is what a receiver that
         // missed every source symbol of the object (an Objects NACK) hears.
         let body = Body::Data(header.frame(true), packet.data());
@@ -877,9 +765,8 @@ impl<S: Seal> Sender<S> {
                 break;
             }
             self.objects.pop_front();
-            self.cache.retain(|c| c.object != id);
-            self.repairs.retain(|j| j.object != id);
-            self.rounds.retain(|&(o, _), _| o != id);
+            self.cache.retain(|&(o, _)| o != id);
+            self.plan.forget(|&(o, _)| o == id);
             self.events.push_back(SenderEvent::ObjectReleased(id));
         }
     }
