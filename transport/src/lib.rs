@@ -43,17 +43,10 @@
 // Denied everywhere but `net::stamp` (two system calls, each with its SAFETY note).
 #![deny(unsafe_code)]
 
-pub mod backoff;
-pub mod budget;
 pub mod core;
 pub mod geometry;
-pub mod grtt;
 #[cfg(feature = "net")]
 pub mod net;
-pub mod overrun;
-pub mod pacing;
-pub mod rate;
-pub mod replay;
 pub mod rng;
 pub mod seal;
 pub mod source;
@@ -61,6 +54,7 @@ pub mod stats;
 pub mod time;
 pub mod wire;
 
+pub use crate::core::policy::{backoff, budget, grtt, overrun, pacing, rate, replay};
 pub use crate::core::{
     ConfigError, Core, DEFAULT_SYMBOL_SIZE, Receiver, ReceiverConfig, ReceiverEvent, Repairer, RepairerConfig, Scope,
     SendError, Sender, SenderConfig, SenderEvent, Transmit,

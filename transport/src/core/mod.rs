@@ -10,6 +10,7 @@
 
 mod block_cache;
 mod framer;
+pub mod policy;
 mod receiver;
 mod repair;
 mod repairer;
