@@ -14,7 +14,7 @@
 use std::collections::{HashMap, VecDeque};
 
 use super::block_cache::BlockCache;
-use super::receiver::Held;
+use super::receiver::{Held, Internal};
 use super::repair::{Ask, RepairPlan};
 use super::{Receiver, ReceiverConfig, ReceiverEvent, Scope, Transmit};
 use crate::budget::RepairBudget;
@@ -117,7 +117,7 @@ impl<S: Seal> Repairer<S> {
     /// A repairer with `cfg`, opening and sealing packets with `seal`.
     pub fn new(cfg: RepairerConfig, seal: S) -> Repairer<S> {
         let mut inner = Receiver::new(cfg.receiver.clone(), seal);
-        inner.relay_inbox = Some(VecDeque::new());
+        inner.serve_repairer();
         let cache = BlockCache::new(cfg.cache_bytes);
         let plan = RepairPlan::new(RepairBudget::new(cfg.repair_share, BUDGET_FLOOR), cfg.loss_margin);
         Repairer {
@@ -261,11 +261,17 @@ impl<S: Seal> Repairer<S> {
     /// Takes what the receiver produced: keeps decoded blocks, answers what waited for them,
     /// then serves the requests addressed to us.
     fn absorb(&mut self, now: Time) {
-        while let Some(origin) = self.inner.restarted.pop_front() {
-            self.forget_origin(origin);
-        }
-        while let Some((origin, object, kind, g)) = self.inner.started.pop_front() {
-            self.remember_object(origin, object, kind, g);
+        // Restarts and starts at once, requests after the blocks decoded
+        // with them are kept (a request may be for one of those).
+        let mut requests = Vec::new();
+        while let Some(note) = self.inner.poll_internal() {
+            match note {
+                Internal::Restarted { sender } => self.forget_origin(sender),
+                Internal::Started { sender, object, kind, geometry } => {
+                    self.remember_object(sender, object, kind, geometry)
+                }
+                Internal::Request { from, feedback } => requests.push((from, feedback)),
+            }
         }
         while let Some(e) = self.inner.poll_event() {
             if let ReceiverEvent::ObjectData { sender, object, offset, data } = &e {
@@ -273,8 +279,6 @@ impl<S: Seal> Repairer<S> {
             }
             self.events.push_back(e);
         }
-        let requests: Vec<(u32, Feedback)> =
-            self.inner.relay_inbox.as_mut().map(|q| q.drain(..).collect()).unwrap_or_default();
         for (from, fb) in requests {
             self.on_request(now, from, &fb);
         }

@@ -1,4 +1,3 @@
-
 use super::*;
 use crate::seal::KeyedSum as SumSeal;
 use proptest::prelude::*;

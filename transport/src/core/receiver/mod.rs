@@ -8,23 +8,27 @@
 //! No clock, no socket: time and datagrams are arguments, feedback packets
 //! are pulled with `poll_transmit`.
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::Duration;
 
-use raptorq::{EncodingPacket, ObjectTransmissionInformation, PayloadId, SourceBlockDecoder};
+mod block;
+mod nack;
+mod remote;
+
+pub(in crate::core) use block::Held;
+
+use block::{InBlock, InObject, add_symbol};
+use nack::{Nack, RepairerWatch, TimerKey, Timers};
+use remote::{Delivery, LossMeter, Remote};
 
 use super::framer::Framer;
 use super::{Scope, Transmit};
-use crate::backoff;
 use crate::geometry::Geometry;
 use crate::rng::Rng;
 use crate::seal::Seal;
 use crate::stats::{Drop, Stats};
 use crate::time::Time;
-use crate::wire::{
-    self, Body, Command, DataFrame, DataHeader, Echo, Feedback, Frontier, NackEntry, ObjectInfo, ObjectKind,
-};
+use crate::wire::{self, Body, Command, DataFrame, DataHeader, Feedback, Frontier, NackEntry, ObjectInfo, ObjectKind};
 
 /// How a receiver behaves.
 #[derive(Clone, Debug)]
@@ -150,235 +154,21 @@ pub enum ReceiverEvent {
     },
 }
 
-/// Where a block stands at a receiver.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Held {
-    /// Never heard of the sender or the object, or it was given up.
-    Unknown,
-    /// Being collected (or known missing and being asked for).
-    Coming,
-    /// Decoded and handed out.
-    Delivered,
+/// What a receiver tells the `Repairer` that runs it, besides its events.
+pub(in crate::core) enum Internal {
+    /// Feedback addressed to this node as a repairer: not a peer's NACK to
+    /// the sender, so it suppresses nothing of ours.
+    Request { from: u32, feedback: Feedback },
+    /// An object of `sender` started, with its geometry.
+    Started { sender: u32, object: u32, kind: ObjectKind, geometry: Geometry },
+    /// `sender` restarted: what was kept of its last run must go.
+    Restarted { sender: u32 },
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Nack {
-    /// Not known to be missing yet.
-    Idle,
-    /// Will NACK at this time unless suppressed.
-    Waiting(Time),
-    /// Quiet until this time (after NACKing or hearing an equal-or-larger NACK).
-    Holdoff(Time),
-}
-
-struct InBlock {
-    /// Source symbols at their place; allocated with the first one.
-    buf: Vec<u8>,
-    padded: usize,
-    repair_bytes: usize,
-    have: Vec<bool>,
-    n_source: u32,
-    repairs: Vec<(u32, Vec<u8>)>,
-    /// Symbols held when the last decode attempt failed.
-    failed_at: u32,
-    failures: u32,
-    decoded: Option<Vec<u8>>,
-    nack: Nack,
-}
-
-impl InBlock {
-    fn new(g: &Geometry, b: u32) -> InBlock {
-        InBlock {
-            buf: Vec::new(),
-            padded: g.padded_block_len(b),
-            repair_bytes: 0,
-            have: vec![false; usize::from(g.symbols_in(b))],
-            n_source: 0,
-            repairs: Vec::new(),
-            failed_at: 0,
-            failures: 0,
-            decoded: None,
-            nack: Nack::Idle,
-        }
-    }
-    /// Bytes this block holds in memory.
-    fn bytes(&self) -> usize {
-        self.buf.len() + self.repair_bytes + self.decoded.as_ref().map_or(0, Vec::len)
-    }
-    /// Bytes adding this symbol would allocate.
-    fn growth(&self, source: bool, t: usize) -> usize {
-        if !source {
-            t
-        } else if self.buf.is_empty() {
-            self.padded
-        } else {
-            0
-        }
-    }
-    fn k(&self) -> u32 {
-        self.have.len() as u32
-    }
-    fn held(&self) -> u32 {
-        self.n_source + self.repairs.len() as u32
-    }
-    /// Symbols still needed (at least one more after each failed decode).
-    fn needed(&self) -> u32 {
-        (self.k() + self.failures).saturating_sub(self.held()).max(1)
-    }
-}
-
-struct InObject {
-    kind: ObjectKind,
-    geometry: Geometry,
-    next_deliver: u32,
-    /// Blocks below this have been looked at for NACKing.
-    swept: u32,
-    blocks: BTreeMap<u32, InBlock>,
-    /// Useful symbols held or decoded (at most K a block), and the
-    /// twentieths of the object last reported (`ObjectProgress`).
-    held: u64,
-    reported: u64,
-}
-
-/// Packet loss seen from one sender, from gaps in its packet counter.
-#[derive(Default)]
-struct LossMeter {
-    next_seq: Option<u64>,
-    expected: u64,
-    received: u64,
-    estimate: f64,
-}
-
-impl LossMeter {
-    fn on_seq(&mut self, seq: u64) {
-        match self.next_seq {
-            None => {
-                self.next_seq = Some(seq.wrapping_add(1));
-                self.expected += 1;
-            }
-            Some(next) if seq >= next => {
-                self.expected += (seq - next).min(1 << 20) + 1;
-                self.next_seq = Some(seq.wrapping_add(1));
-            }
-            Some(_) => {}
-        }
-        self.received += 1;
-        if self.expected >= 256 {
-            let sample = 1.0 - (self.received as f64 / self.expected as f64).min(1.0);
-            self.estimate = 0.5 * self.estimate + 0.5 * sample;
-            self.expected = 0;
-            self.received = 0;
-        }
-    }
-}
-
-/// Shortest window a delivered rate is measured over.
-const DELIVERY_WINDOW: Duration = Duration::from_millis(50);
-
-/// A pause in a sender's data longer than this starts a new window: an idle
-/// sender is not a slow path.
-const DELIVERY_GAP: Duration = Duration::from_millis(100);
-
-/// What a sender's data arrives at: bytes per second over windows of at
-/// least `DELIVERY_WINDOW`, reported in feedback (`Feedback::received`).
-#[derive(Default)]
-struct Delivery {
-    /// When the current window started, and when its last datagram came.
-    window: Option<(Time, Time)>,
-    bytes: u64,
-    rate: Option<u32>,
-}
-
-impl Delivery {
-    fn on_datagram(&mut self, now: Time, len: usize) {
-        match &mut self.window {
-            Some((_, last)) if now.saturating_since(*last) <= DELIVERY_GAP => *last = (*last).max(now),
-            _ => {
-                self.window = Some((now, now));
-                self.bytes = 0;
-            }
-        }
-        self.bytes += len as u64;
-    }
-
-    /// Bytes per second now: the current window's if it is long enough, else the last one's.
-    fn current(&self, now: Time) -> Option<f64> {
-        if let Some((start, last)) = self.window {
-            let span = now.min(last + DELIVERY_GAP).saturating_since(start);
-            if span >= DELIVERY_WINDOW {
-                return Some(self.bytes as f64 / span.as_secs_f64());
-            }
-        }
-        self.rate.map(f64::from)
-    }
-
-    /// The rate of the last full window, closing the current one if it is long enough.
-    fn report(&mut self, now: Time) -> Option<u32> {
-        if let Some((start, last)) = self.window {
-            let span = now.min(last + DELIVERY_GAP).saturating_since(start);
-            if span >= DELIVERY_WINDOW {
-                let rate = self.bytes as f64 / span.as_secs_f64();
-                self.rate = Some(rate.min(f64::from(u32::MAX)) as u32);
-                self.window = Some((now, now));
-                self.bytes = 0;
-            }
-        }
-        self.rate
-    }
-}
-
-struct Remote {
-    base: u32,
-    got_command: bool,
-    done_below: u32,
-    done: BTreeSet<u32>,
-    objects: BTreeMap<u32, InObject>,
-    frontier: Option<Frontier>,
-    grtt: Duration,
-    /// The median loss of the group, as the sender advertises it.
-    group_loss: f64,
-    probe: Option<(u64, Time)>,
-    reply_due: Option<Time>,
-    missing: Nack,
-    loss: LossMeter,
-    delivery: Delivery,
-}
-
-impl Remote {
-    fn is_done(&self, object: u32) -> bool {
-        object < self.done_below || self.done.contains(&object)
-    }
-    fn mark_done(&mut self, object: u32) {
-        self.done.insert(object);
-        while self.done.remove(&self.done_below) {
-            self.done_below = self.done_below.wrapping_add(1);
-        }
-    }
-    /// Objects behind the frontier of which not one packet arrived (bounded).
-    fn missing_objects(&self, limit: usize) -> Vec<u32> {
-        let Some(f) = self.frontier else { return Vec::new() };
-        let end = if f.blocks_sent > 0 { f.object.wrapping_add(1) } else { f.object };
-        (self.done_below..end).filter(|o| !self.objects.contains_key(o) && !self.done.contains(o)).take(limit).collect()
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum TimerKey {
-    Block { sender: u32, object: u32, block: u32 },
-    Missing { sender: u32 },
-    Reply { sender: u32 },
-}
-
-/// Whether this region's repairer is answering.
-#[derive(Default)]
-struct RepairerWatch {
-    /// Something came from it since the last NACK we sent it.
-    heard: bool,
-    /// NACK rounds sent to it in a row with nothing heard in between.
-    unanswered: u32,
-    /// Gave up on it: NACKs go to the sender.
-    fallen_back: bool,
-}
+/// Requests a repairer may have waiting; past this they are dropped
+/// (`Drop::Overload`). Started and restarted notes come a few per datagram
+/// and are taken after each.
+const MAX_INTERNAL: usize = 4096;
 
 /// The receiver core (see the module doc).
 pub struct Receiver<S> {
@@ -386,14 +176,9 @@ pub struct Receiver<S> {
     pub(super) framer: Framer<S>,
     pub(super) stats: Stats,
     watch: RepairerWatch,
-    /// Feedback addressed to this node as a repairer (only collected when
-    /// a `Repairer` runs this receiver).
-    pub(super) relay_inbox: Option<VecDeque<(u32, Feedback)>>,
-    /// Objects started, with their geometry (collected with `relay_inbox`).
-    pub(super) started: VecDeque<(u32, u32, ObjectKind, Geometry)>,
-    /// Senders whose restart made this receiver forget their last run (for a
-    /// repairer to drop what it kept of them).
-    pub(super) restarted: VecDeque<u32>,
+    /// What a `Repairer` running this receiver must hear (only collected
+    /// then: `serve_repairer`).
+    internal: Option<VecDeque<Internal>>,
     rng: Rng,
     now: Time,
     remotes: HashMap<u32, Remote>,
@@ -401,7 +186,7 @@ pub struct Receiver<S> {
     epoch_ahead: u32,
     /// Bytes held in blocks (see `ReceiverConfig::max_buffered`).
     buffered: usize,
-    timers: BinaryHeap<Reverse<(Time, TimerKey)>>,
+    timers: Timers,
     outbox: VecDeque<Feedback>,
     events: VecDeque<ReceiverEvent>,
     scratch: Vec<u8>,
@@ -418,9 +203,7 @@ impl<S: Seal> Receiver<S> {
         Receiver {
             framer: Framer::new(seal, cfg.session, cfg.node, true, cfg.first_seq),
             watch: RepairerWatch::default(),
-            relay_inbox: None,
-            started: VecDeque::new(),
-            restarted: VecDeque::new(),
+            internal: None,
             rng: Rng::new(cfg.seed),
             cfg,
             stats: Stats::default(),
@@ -428,13 +211,23 @@ impl<S: Seal> Receiver<S> {
             remotes: HashMap::new(),
             epoch_ahead: 0,
             buffered: 0,
-            timers: BinaryHeap::new(),
+            timers: Timers::default(),
             outbox: VecDeque::new(),
             events: VecDeque::new(),
             scratch: Vec::new(),
             overflow: None,
             sender_packets: 0,
         }
+    }
+
+    /// Collects what a `Repairer` running this receiver must hear (`poll_internal`).
+    pub(in crate::core) fn serve_repairer(&mut self) {
+        self.internal.get_or_insert_with(VecDeque::new);
+    }
+
+    /// The next note for the `Repairer` running this receiver.
+    pub(in crate::core) fn poll_internal(&mut self) -> Option<Internal> {
+        self.internal.as_mut()?.pop_front()
     }
 
     /// Authentic data and command packets taken from senders so far. Unlike
@@ -497,7 +290,7 @@ impl<S: Seal> Receiver<S> {
 
     /// When `handle_timeout` should next be called.
     pub fn poll_timeout(&self) -> Option<Time> {
-        self.timers.peek().map(|Reverse((t, _))| *t)
+        self.timers.next()
     }
 
     /// The next feedback packet, written into `buf`.
@@ -551,9 +344,9 @@ impl<S: Seal> Receiver<S> {
                     if fb.relay.is_some() && fb.relay == Some(self.cfg.node) {
                         // Addressed to us as a repairer: not a peer's NACK to
                         // the sender, so it suppresses nothing of ours.
-                        if let Some(inbox) = self.relay_inbox.as_mut() {
-                            if inbox.len() < 4096 {
-                                inbox.push_back((header.node, fb));
+                        if let Some(queue) = self.internal.as_mut() {
+                            if queue.len() < MAX_INTERNAL {
+                                queue.push_back(Internal::Request { from: header.node, feedback: fb });
                             } else {
                                 self.stats.drop(Drop::Overload);
                             }
@@ -592,11 +385,7 @@ impl<S: Seal> Receiver<S> {
         self.now = self.now.max(now);
         let mut due: BTreeMap<u32, Vec<NackEntry>> = BTreeMap::new();
         let mut replies = BTreeSet::new();
-        while let Some(&Reverse((t, key))) = self.timers.peek() {
-            if t > now {
-                break;
-            }
-            self.timers.pop();
+        while let Some(key) = self.timers.pop_due(now) {
             match key {
                 TimerKey::Block { sender, object, block } => {
                     if let Some(e) = self.block_timer(now, sender, object, block) {
@@ -661,8 +450,8 @@ impl<S: Seal> Receiver<S> {
             self.buffered -= o.blocks.values().map(InBlock::bytes).sum::<usize>();
             self.events.push_back(ReceiverEvent::ObjectLost { sender: node, object });
         }
-        if self.relay_inbox.is_some() && self.restarted.len() < 4096 {
-            self.restarted.push_back(node);
+        if let Some(queue) = self.internal.as_mut() {
+            queue.push_back(Internal::Restarted { sender: node });
         }
     }
 
@@ -755,8 +544,8 @@ impl<S: Seal> Receiver<S> {
                     reported: 0,
                 },
             );
-            if self.relay_inbox.is_some() {
-                self.started.push_back((sender, h.object, h.kind, h.geometry));
+            if let Some(queue) = self.internal.as_mut() {
+                queue.push_back(Internal::Started { sender, object: h.object, kind: h.kind, geometry: h.geometry });
             }
             self.events.push_back(ReceiverEvent::ObjectStarted {
                 sender,
@@ -873,12 +662,12 @@ impl<S: Seal> Receiver<S> {
             for (&object, o) in r.objects.iter_mut() {
                 for (&block, b) in o.blocks.iter_mut() {
                     if let Nack::Waiting(t) | Nack::Holdoff(t) = &mut b.nack {
-                        self.timers.push(Reverse((sooner(t), TimerKey::Block { sender, object, block })));
+                        self.timers.set(TimerKey::Block { sender, object, block }, sooner(t));
                     }
                 }
             }
             if let Nack::Waiting(t) | Nack::Holdoff(t) = &mut r.missing {
-                self.timers.push(Reverse((sooner(t), TimerKey::Missing { sender })));
+                self.timers.set(TimerKey::Missing { sender }, sooner(t));
             }
         }
         r.grtt = grtt;
@@ -923,148 +712,10 @@ impl<S: Seal> Receiver<S> {
             if asked && r.reply_due.is_none() {
                 let at = now + r.grtt.mul_f64(self.rng.next_f64());
                 r.reply_due = Some(at);
-                self.timers.push(Reverse((at, TimerKey::Reply { sender })));
+                self.timers.set(TimerKey::Reply { sender }, at);
             }
         }
         self.sweep(now, sender);
-    }
-
-    /// Another receiver's feedback: suppress our NACKs it already covers.
-    fn on_peer_feedback(&mut self, now: Time, fb: &Feedback) {
-        let k = self.cfg.backoff_k;
-        let Some(r) = self.remotes.get_mut(&fb.target) else { return };
-        let holdoff = now + backoff::nack_holdoff(r.grtt, k);
-        for e in &fb.entries {
-            match *e {
-                NackEntry::Block { object, block, needed } => {
-                    let Some(b) = r.objects.get_mut(&object).and_then(|o| o.blocks.get_mut(&block)) else { continue };
-                    // The sender answers a NACK with its receiver's loss as
-                    // margin (`budget::with_margin`): a need within that is covered.
-                    if let Nack::Waiting(_) = b.nack
-                        && b.decoded.is_none()
-                        && b.needed() <= crate::budget::with_margin(needed, fb.loss)
-                    {
-                        b.nack = Nack::Holdoff(holdoff);
-                        self.stats.nacks_suppressed += 1;
-                    }
-                }
-                NackEntry::Objects { first, bitmap } => {
-                    if let Nack::Waiting(_) = r.missing {
-                        let mine = r.missing_objects(64);
-                        let covered = |o: &u32| {
-                            let i = o.wrapping_sub(first);
-                            i < 32 && bitmap & (1 << i) != 0
-                        };
-                        if !mine.is_empty() && mine.iter().all(covered) {
-                            r.missing = Nack::Holdoff(holdoff);
-                            self.stats.nacks_suppressed += 1;
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    /// Arms NACK timers for everything now known to be missing from `sender`.
-    fn sweep(&mut self, now: Time, sender: u32) {
-        let (k, gsize, max_blocks) = (self.cfg.backoff_k, self.cfg.group_size, self.cfg.max_blocks as u32);
-        let Some(r) = self.remotes.get_mut(&sender) else { return };
-        let Some(f) = r.frontier else { return };
-        let grtt = r.grtt;
-        let loss = r.loss.estimate.max(r.group_loss);
-        for (&object, obj) in r.objects.range_mut(..=f.object) {
-            let end = if object < f.object { obj.geometry.blocks() } else { f.blocks_sent.min(obj.geometry.blocks()) };
-            let end = end.min(obj.next_deliver.saturating_add(max_blocks));
-            while obj.swept < end {
-                let b = obj.swept;
-                obj.swept += 1;
-                let g = obj.geometry;
-                let block = obj.blocks.entry(b).or_insert_with(|| InBlock::new(&g, b));
-                if block.decoded.is_none() && block.nack == Nack::Idle {
-                    let urgency = backoff::urgency(block.needed(), block.k(), loss);
-                    let at = now + backoff::nack_backoff(&mut self.rng, grtt, k, gsize, urgency);
-                    block.nack = Nack::Waiting(at);
-                    self.timers.push(Reverse((at, TimerKey::Block { sender, object, block: b })));
-                }
-            }
-        }
-        if r.missing == Nack::Idle && !r.missing_objects(1).is_empty() {
-            let at = now + backoff::nack_backoff(&mut self.rng, grtt, k, gsize, 0.0);
-            r.missing = Nack::Waiting(at);
-            self.timers.push(Reverse((at, TimerKey::Missing { sender })));
-        }
-    }
-
-    /// A block's timer fired: NACK it, or end its holdoff and re-arm.
-    fn block_timer(&mut self, now: Time, sender: u32, object: u32, b: u32) -> Option<NackEntry> {
-        let (k, gsize) = (self.cfg.backoff_k, self.cfg.group_size);
-        let r = self.remotes.get_mut(&sender)?;
-        let (grtt, loss) = (r.grtt, r.loss.estimate.max(r.group_loss));
-        let block = r.objects.get_mut(&object)?.blocks.get_mut(&b)?;
-        if block.decoded.is_some() {
-            return None;
-        }
-        match block.nack {
-            Nack::Waiting(t) if t <= now => {
-                block.nack = Nack::Holdoff(now + backoff::nack_holdoff(grtt, k));
-                self.timers.push(Reverse((
-                    now + backoff::nack_holdoff(grtt, k),
-                    TimerKey::Block { sender, object, block: b },
-                )));
-                self.stats.nacks_sent += 1;
-                Some(NackEntry::Block { object, block: b, needed: block.needed() })
-            }
-            Nack::Holdoff(t) if t <= now => {
-                let urgency = backoff::urgency(block.needed(), block.k(), loss);
-                let at = now + backoff::nack_backoff(&mut self.rng, grtt, k, gsize, urgency);
-                block.nack = Nack::Waiting(at);
-                self.timers.push(Reverse((at, TimerKey::Block { sender, object, block: b })));
-                None
-            }
-            Nack::Holdoff(t) | Nack::Waiting(t) => {
-                // Moved later since this timer was armed.
-                self.timers.push(Reverse((t, TimerKey::Block { sender, object, block: b })));
-                None
-            }
-            Nack::Idle => None,
-        }
-    }
-
-    fn missing_timer(&mut self, now: Time, sender: u32) -> Vec<NackEntry> {
-        let (k, gsize) = (self.cfg.backoff_k, self.cfg.group_size);
-        let Some(r) = self.remotes.get_mut(&sender) else { return Vec::new() };
-        let mut entries = Vec::new();
-        match r.missing {
-            Nack::Waiting(t) if t <= now => {
-                let missing = r.missing_objects(32 * 8);
-                for o in &missing {
-                    match entries.last_mut() {
-                        Some(NackEntry::Objects { first, bitmap }) if o.wrapping_sub(*first) < 32 => {
-                            *bitmap |= 1 << o.wrapping_sub(*first);
-                        }
-                        _ => entries.push(NackEntry::Objects { first: *o, bitmap: 1 }),
-                    }
-                }
-                self.stats.nacks_sent += entries.len() as u64;
-                let until = now + backoff::nack_holdoff(r.grtt, k);
-                r.missing = Nack::Holdoff(until);
-                self.timers.push(Reverse((until, TimerKey::Missing { sender })));
-            }
-            Nack::Holdoff(t) if t <= now => {
-                r.missing = Nack::Idle;
-                if !r.missing_objects(1).is_empty() {
-                    let at = now + backoff::nack_backoff(&mut self.rng, r.grtt, k, gsize, 0.0);
-                    r.missing = Nack::Waiting(at);
-                    self.timers.push(Reverse((at, TimerKey::Missing { sender })));
-                }
-            }
-            Nack::Holdoff(t) | Nack::Waiting(t) => {
-                // Moved later (suppressed) since this timer was armed.
-                self.timers.push(Reverse((t, TimerKey::Missing { sender })));
-            }
-            Nack::Idle => {}
-        }
-        entries
     }
 
     /// Where a block of `sender`'s object stands here.
@@ -1081,12 +732,12 @@ impl<S: Seal> Receiver<S> {
         }
     }
 
-    /// The GRTT `sender` advertises (the configured guess before it did).
     /// Bytes per second of `sender`'s data arriving here lately, once measured.
     pub(super) fn arrival_rate(&self, sender: u32, now: Time) -> Option<f64> {
         self.remotes.get(&sender)?.delivery.current(now)
     }
 
+    /// The GRTT `sender` advertises (the configured guess before it did).
     pub(super) fn grtt_of(&self, sender: u32) -> Duration {
         self.remotes.get(&sender).map_or(self.cfg.initial_grtt, |r| r.grtt)
     }
@@ -1095,70 +746,8 @@ impl<S: Seal> Receiver<S> {
     pub(super) fn backoff_k(&self) -> f64 {
         self.cfg.backoff_k
     }
-
-    pub(super) fn queue_feedback(&mut self, now: Time, sender: u32, entries: Vec<NackEntry>) {
-        let Some(r) = self.remotes.get_mut(&sender) else { return };
-        r.reply_due = None;
-        let echo = r.probe.map(|(probe_time, at)| Echo {
-            probe_time,
-            hold_us: u32::try_from(now.saturating_since(at).as_micros()).unwrap_or(u32::MAX),
-        });
-        let loss = (r.loss.estimate.clamp(0.0, 1.0) * 65_535.0) as u16;
-        let received = r.delivery.report(now);
-        let relay = if entries.is_empty() { None } else { self.repairer_to_ask() };
-        let overflow = self.overflow;
-        let extra = [relay.is_some(), overflow.is_some(), received.is_some()].iter().filter(|&&x| x).count() * 4;
-        let room = self.cfg.max_datagram.saturating_sub(extra);
-        let per_packet = Feedback::max_entries(room, self.framer.seal.tag_len()).max(1);
-        let mut chunks: Vec<Vec<NackEntry>> = entries.chunks(per_packet).map(<[NackEntry]>::to_vec).collect();
-        if chunks.is_empty() {
-            chunks.push(Vec::new());
-        }
-        for entries in chunks {
-            if relay.is_some() {
-                self.stats.relayed_feedback += 1;
-            }
-            self.outbox.push_back(Feedback { target: sender, echo, loss, relay, overflow, received, entries });
-        }
-    }
-
-    /// The repairer to send NACKs to now, if any: the configured one until
-    /// `repairer_patience` rounds in a row went unanswered.
-    fn repairer_to_ask(&mut self) -> Option<u32> {
-        let repairer = self.cfg.repairer?;
-        if self.watch.fallen_back {
-            return None;
-        }
-        if self.watch.heard {
-            self.watch.heard = false;
-            self.watch.unanswered = 0;
-        } else {
-            self.watch.unanswered += 1;
-        }
-        if self.watch.unanswered > self.cfg.repairer_patience {
-            self.watch.fallen_back = true;
-            self.stats.repairer_fallbacks += 1;
-            return None;
-        }
-        Some(repairer)
-    }
-
-    /// Names this region's repairer (or none): NACKs go to it from now on,
-    /// as long as it answers.
-    pub fn set_repairer(&mut self, repairer: Option<u32>) {
-        if self.cfg.repairer != repairer {
-            self.cfg.repairer = repairer;
-            self.watch = RepairerWatch::default();
-        }
-    }
-
-    /// True while NACKs go to a repairer rather than to the sender.
-    pub fn relaying(&self) -> bool {
-        self.cfg.repairer.is_some() && !self.watch.fallen_back
-    }
 }
 
-/// Moves a frontier forward (never back).
 /// Moves a frontier forward (never back); true if it moved.
 fn advance(frontier: &mut Option<Frontier>, f: Frontier) -> bool {
     let newer = match *frontier {
@@ -1177,71 +766,4 @@ fn reply_hash(node: u32, probe_time: u64) -> u32 {
     x = (x ^ (x >> 33)).wrapping_mul(0xff51_afd7_ed55_8ccd);
     x = (x ^ (x >> 33)).wrapping_mul(0xc4ce_b9fe_1a85_ec53);
     ((x ^ (x >> 33)) & 0xffff) as u32
-}
-
-/// Adds one symbol to a block and decodes it once enough are held.
-fn add_symbol(block: &mut InBlock, h: &DataHeader, symbol: &[u8], stats: &mut Stats) {
-    let t = symbol.len();
-    let k = block.k();
-    if h.esi < k {
-        let i = h.esi as usize;
-        if block.have[i] {
-            stats.drop(Drop::Stale);
-            return;
-        }
-        if block.buf.is_empty() {
-            block.buf = vec![0u8; block.padded];
-        }
-        block.have[i] = true;
-        block.n_source += 1;
-        block.buf[i * t..(i + 1) * t].copy_from_slice(symbol);
-    } else {
-        if block.repairs.iter().any(|(e, _)| *e == h.esi) {
-            stats.drop(Drop::Stale);
-            return;
-        }
-        block.repairs.push((h.esi, symbol.to_vec()));
-        block.repair_bytes += symbol.len();
-    }
-    if block.n_source == k {
-        block.decoded = Some(std::mem::take(&mut block.buf));
-        stats.blocks_decoded += 1;
-        if !block.repairs.is_empty() {
-            stats.blocks_repaired += 1;
-        }
-        block.repairs = Vec::new();
-        block.repair_bytes = 0;
-        return;
-    }
-    if block.held() >= k && block.held() > block.failed_at {
-        match decode(block, h, t) {
-            Some(data) => {
-                block.decoded = Some(data);
-                block.repairs = Vec::new();
-                block.repair_bytes = 0;
-                block.buf = Vec::new();
-                stats.blocks_decoded += 1;
-                stats.blocks_repaired += 1;
-            }
-            None => {
-                block.failed_at = block.held();
-                block.failures += 1;
-                stats.decode_failures += 1;
-            }
-        }
-    }
-}
-
-fn decode(block: &InBlock, h: &DataHeader, t: usize) -> Option<Vec<u8>> {
-    let sbn = h.block as u8;
-    let oti = ObjectTransmissionInformation::new(block.padded as u64, t as u16, 1, 1, 1);
-    let mut decoder = SourceBlockDecoder::new(sbn, &oti, block.padded as u64);
-    let sources = block
-        .have
-        .iter()
-        .enumerate()
-        .filter(|(_, have)| **have)
-        .map(|(i, _)| EncodingPacket::new(PayloadId::new(sbn, i as u32), block.buf[i * t..(i + 1) * t].to_vec()));
-    let repairs = block.repairs.iter().map(|(esi, data)| EncodingPacket::new(PayloadId::new(sbn, *esi), data.clone()));
-    decoder.decode(sources.chain(repairs))
 }
