@@ -66,6 +66,8 @@ use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use thiserror::Error;
 use zeroize::Zeroize;
 
+pub(crate) use lsim_transport::codec::{Codec, Reader, Short, Trailing};
+
 use crate::key::SecretKey;
 use crate::tree::NodeId;
 
@@ -233,6 +235,10 @@ impl WrappedKey {
     pub fn under(&self) -> KeyId {
         KeyId { node: self.under_node, version: self.under_version }
     }
+}
+
+impl Codec for WrappedKey {
+    type Error = RekeyError;
 
     fn encode(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.node.0.to_be_bytes());
@@ -242,7 +248,7 @@ impl WrappedKey {
         out.extend_from_slice(&self.ciphertext);
     }
 
-    fn read(r: &mut Reader<'_>) -> Result<WrappedKey, Short> {
+    fn read(r: &mut Reader<'_>) -> Result<WrappedKey, RekeyError> {
         Ok(WrappedKey {
             node: NodeId(r.u32("wrapped node")?),
             version: r.u32("wrapped version")?,
@@ -427,62 +433,15 @@ fn signed_message(body: &[u8]) -> Vec<u8> {
     m
 }
 
-/// A read past the end of the input.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Short {
-    pub(crate) what: &'static str,
-    pub(crate) need: usize,
-    pub(crate) have: usize,
+impl From<Trailing> for RekeyError {
+    fn from(t: Trailing) -> RekeyError {
+        RekeyError::Malformed(format!("{} trailing bytes after {}", t.left, t.what))
+    }
 }
 
 impl From<Short> for RekeyError {
     fn from(s: Short) -> RekeyError {
         RekeyError::Truncated { what: s.what, need: s.need, have: s.have }
-    }
-}
-
-/// A cursor over untrusted bytes that cannot read past its end (shared with
-/// the tree's persistence format).
-pub(crate) struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Reader<'a> {
-    pub(crate) fn new(buf: &'a [u8]) -> Reader<'a> {
-        Reader { buf, pos: 0 }
-    }
-
-    pub(crate) fn left(&self) -> usize {
-        self.buf.len().saturating_sub(self.pos)
-    }
-
-    pub(crate) fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], Short> {
-        match self.buf.get(self.pos..self.pos.saturating_add(n)) {
-            Some(s) => {
-                self.pos += n;
-                Ok(s)
-            }
-            None => Err(Short { what, need: n, have: self.left() }),
-        }
-    }
-
-    pub(crate) fn array<const N: usize>(&mut self, what: &'static str) -> Result<[u8; N], Short> {
-        let mut a = [0u8; N];
-        a.copy_from_slice(self.take(N, what)?);
-        Ok(a)
-    }
-
-    pub(crate) fn u8(&mut self, what: &'static str) -> Result<u8, Short> {
-        Ok(self.array::<1>(what)?[0])
-    }
-
-    pub(crate) fn u32(&mut self, what: &'static str) -> Result<u32, Short> {
-        Ok(u32::from_be_bytes(self.array(what)?))
-    }
-
-    pub(crate) fn u64(&mut self, what: &'static str) -> Result<u64, Short> {
-        Ok(u64::from_be_bytes(self.array(what)?))
     }
 }
 

@@ -43,6 +43,7 @@
 // Denied everywhere but `net::stamp` (two system calls, each with its SAFETY note).
 #![deny(unsafe_code)]
 
+pub mod codec;
 pub mod core;
 pub mod geometry;
 #[cfg(feature = "net")]

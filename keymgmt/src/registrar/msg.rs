@@ -15,6 +15,7 @@
 
 use std::fmt;
 
+use lsim_transport::codec::{Reader, Short, Trailing};
 use thiserror::Error;
 
 use crate::filekey::{FileKey, MAX_RECIPIENTS, WRAP_ENCODED_LEN, WRAP_LEN, Wrap};
@@ -207,36 +208,27 @@ impl ErrorCode {
     }
 }
 
-struct Reader<'a> {
-    buf: &'a [u8],
+impl From<Short> for MsgError {
+    fn from(s: Short) -> MsgError {
+        MsgError::Truncated(s.what)
+    }
 }
 
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], MsgError> {
-        if self.buf.len() < n {
-            return Err(MsgError::Truncated(what));
-        }
-        let (a, b) = self.buf.split_at(n);
-        self.buf = b;
-        Ok(a)
+impl From<Trailing> for MsgError {
+    fn from(t: Trailing) -> MsgError {
+        MsgError::Trailing(t.left)
     }
-    fn u8(&mut self, what: &'static str) -> Result<u8, MsgError> {
-        Ok(self.take(1, what)?[0])
-    }
-    fn u16(&mut self, what: &'static str) -> Result<u16, MsgError> {
-        let b = self.take(2, what)?;
-        Ok(u16::from_be_bytes([b[0], b[1]]))
-    }
-    fn u32(&mut self, what: &'static str) -> Result<u32, MsgError> {
-        let mut a = [0u8; 4];
-        a.copy_from_slice(self.take(4, what)?);
-        Ok(u32::from_be_bytes(a))
-    }
-    fn u64(&mut self, what: &'static str) -> Result<u64, MsgError> {
-        let mut a = [0u8; 8];
-        a.copy_from_slice(self.take(8, what)?);
-        Ok(u64::from_be_bytes(a))
-    }
+}
+
+/// The registrar's fields, read with the shared bounded `codec::Reader`.
+trait Fields {
+    fn key(&mut self, what: &'static str) -> Result<[u8; 32], MsgError>;
+    fn count(&mut self, what: &'static str, max: usize, min_len: usize) -> Result<(usize, usize), MsgError>;
+    fn wrap(&mut self) -> Result<Wrap, MsgError>;
+    fn string(&mut self, what: &'static str) -> Result<String, MsgError>;
+}
+
+impl Fields for Reader<'_> {
     fn key(&mut self, what: &'static str) -> Result<[u8; 32], MsgError> {
         let mut a = [0u8; 32];
         a.copy_from_slice(self.take(32, what)?);
@@ -249,7 +241,7 @@ impl<'a> Reader<'a> {
         if n > max {
             return Err(MsgError::TooLong { what, len: n, max });
         }
-        Ok((n, n.min(self.buf.len() / min_len)))
+        Ok((n, n.min(self.left() / min_len)))
     }
     fn wrap(&mut self) -> Result<Wrap, MsgError> {
         let member = self.u64("wrap member")?;
@@ -264,9 +256,6 @@ impl<'a> Reader<'a> {
         }
         let b = self.take(len, what)?;
         String::from_utf8(b.to_vec()).map_err(|_| MsgError::Utf8(what))
-    }
-    fn finish(&self) -> Result<(), MsgError> {
-        if self.buf.is_empty() { Ok(()) } else { Err(MsgError::Trailing(self.buf.len())) }
     }
 }
 
@@ -290,7 +279,7 @@ fn header<'a>(b: &'a [u8]) -> Result<(u8, Reader<'a>), MsgError> {
     if b.len() > MAX_MESSAGE {
         return Err(MsgError::TooLong { what: "message", len: b.len(), max: MAX_MESSAGE });
     }
-    let mut r = Reader { buf: b };
+    let mut r = Reader::new(b);
     let v = r.u8("version")?;
     if v != VERSION {
         return Err(MsgError::Version(v));
@@ -358,7 +347,7 @@ impl Request {
             }
             _ => return Err(MsgError::Type(t)),
         };
-        r.finish()?;
+        r.finish("message")?;
         Ok(req)
     }
 }
@@ -464,7 +453,7 @@ impl Response {
             }
             _ => return Err(MsgError::Type(t)),
         };
-        r.finish()?;
+        r.finish("message")?;
         Ok(resp)
     }
 }

@@ -41,9 +41,11 @@ pub struct Probe {
     pub reply_fraction: u16,
 }
 
-impl Command {
+impl Codec for Command {
+    type Error = WireError;
+
     /// Writes the command body.
-    pub fn encode(&self, out: &mut Vec<u8>) {
+    fn encode(&self, out: &mut Vec<u8>) {
         let mut flags = 0u8;
         if self.flush {
             flags |= 1;
@@ -65,8 +67,9 @@ impl Command {
         out.extend_from_slice(&p.time.to_be_bytes());
         out.extend_from_slice(&p.reply_fraction.to_be_bytes());
     }
+
     /// Reads a command body.
-    pub fn read(r: &mut Reader<'_>) -> Result<Command, WireError> {
+    fn read(r: &mut Reader<'_>) -> Result<Command, WireError> {
         let flags = r.u8("command flags")?;
         if flags & !7 != 0 {
             return Err(WireError::Flags(flags, "command"));

@@ -121,28 +121,6 @@ pub struct DataFrame {
 }
 
 impl DataFrame {
-    /// Writes the data header (and the object info, if any).
-    pub fn encode(&self, out: &mut Vec<u8>) {
-        let block = (self.block & (INFO_BIT - 1)) | if self.info.is_some() { INFO_BIT } else { 0 };
-        out.extend_from_slice(&self.object.to_be_bytes());
-        out.extend_from_slice(&block.to_be_bytes()[1..]);
-        out.extend_from_slice(&(self.esi & 0xff_ffff).to_be_bytes()[1..]);
-        if let Some(info) = &self.info {
-            info.encode(out);
-        }
-    }
-    /// Reads a data header; with object info, checks that the symbol it names exists.
-    pub fn read(r: &mut Reader<'_>) -> Result<DataFrame, WireError> {
-        let object = r.u32("object")?;
-        let block = u32::from_be_bytes([0, r.u8("block")?, r.u8("block")?, r.u8("block")?]);
-        let esi = u32::from_be_bytes([0, r.u8("esi")?, r.u8("esi")?, r.u8("esi")?]);
-        let info = if block & INFO_BIT != 0 { Some(ObjectInfo::read(r, object)?) } else { None };
-        let f = DataFrame { object, block: block & (INFO_BIT - 1), esi, info };
-        if let Some(info) = info {
-            f.complete(info)?;
-        }
-        Ok(f)
-    }
     /// The full header, given the object's info (the frame's own if it has
     /// one: a different `info` is refused): checks that the symbol exists.
     pub fn complete(&self, info: ObjectInfo) -> Result<DataHeader, WireError> {
@@ -163,5 +141,33 @@ impl DataFrame {
             return Err(h.symbol_error("encoding symbol id beyond the repair limit"));
         }
         Ok(h)
+    }
+}
+
+impl Codec for DataFrame {
+    type Error = WireError;
+
+    /// Writes the data header (and the object info, if any).
+    fn encode(&self, out: &mut Vec<u8>) {
+        let block = (self.block & (INFO_BIT - 1)) | if self.info.is_some() { INFO_BIT } else { 0 };
+        out.extend_from_slice(&self.object.to_be_bytes());
+        out.extend_from_slice(&block.to_be_bytes()[1..]);
+        out.extend_from_slice(&(self.esi & 0xff_ffff).to_be_bytes()[1..]);
+        if let Some(info) = &self.info {
+            info.encode(out);
+        }
+    }
+
+    /// Reads a data header; with object info, checks that the symbol it names exists.
+    fn read(r: &mut Reader<'_>) -> Result<DataFrame, WireError> {
+        let object = r.u32("object")?;
+        let block = u32::from_be_bytes([0, r.u8("block")?, r.u8("block")?, r.u8("block")?]);
+        let esi = u32::from_be_bytes([0, r.u8("esi")?, r.u8("esi")?, r.u8("esi")?]);
+        let info = if block & INFO_BIT != 0 { Some(ObjectInfo::read(r, object)?) } else { None };
+        let f = DataFrame { object, block: block & (INFO_BIT - 1), esi, info };
+        if let Some(info) = info {
+            f.complete(info)?;
+        }
+        Ok(f)
     }
 }

@@ -26,7 +26,9 @@ pub enum NackEntry {
     },
 }
 
-impl NackEntry {
+impl Codec for NackEntry {
+    type Error = WireError;
+
     fn encode(&self, out: &mut Vec<u8>) {
         let (t, a, b, c) = match *self {
             NackEntry::Block { object, block, needed } => (1u8, object, block, needed),
@@ -37,6 +39,7 @@ impl NackEntry {
         out.extend_from_slice(&b.to_be_bytes());
         out.extend_from_slice(&c.to_be_bytes());
     }
+
     fn read(r: &mut Reader<'_>) -> Result<NackEntry, WireError> {
         let t = r.u8("NACK entry type")?;
         let (a, b, c) = (r.u32("NACK entry")?, r.u32("NACK entry")?, r.u32("NACK entry")?);
@@ -82,8 +85,18 @@ pub struct Feedback {
 }
 
 impl Feedback {
+    /// Entries that fit one datagram of `max` bytes with the given tag length
+    /// (without the relay, overflow and received fields, which take 4 bytes more each).
+    pub fn max_entries(max: usize, tag_len: usize) -> usize {
+        max.saturating_sub(HEADER_LEN + FEEDBACK_FIXED_LEN + tag_len) / NACK_ENTRY_LEN
+    }
+}
+
+impl Codec for Feedback {
+    type Error = WireError;
+
     /// Writes the feedback body.
-    pub fn encode(&self, out: &mut Vec<u8>) {
+    fn encode(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.target.to_be_bytes());
         let (flags, echo) = match self.echo {
             Some(e) => (1u8, e),
@@ -111,8 +124,9 @@ impl Feedback {
             e.encode(out);
         }
     }
+
     /// Reads a feedback body; the entry count must match the bytes present exactly.
-    pub fn read(r: &mut Reader<'_>) -> Result<Feedback, WireError> {
+    fn read(r: &mut Reader<'_>) -> Result<Feedback, WireError> {
         let target = r.u32("feedback target")?;
         let flags = r.u8("feedback flags")?;
         let probe_time = r.u64("probe time")?;
@@ -138,10 +152,5 @@ impl Feedback {
         }
         let echo = (flags & 1 != 0).then_some(Echo { probe_time, hold_us });
         Ok(Feedback { target, echo, loss, relay, overflow, received, entries })
-    }
-    /// Entries that fit one datagram of `max` bytes with the given tag length
-    /// (without the relay, overflow and received fields, which take 4 bytes more each).
-    pub fn max_entries(max: usize, tag_len: usize) -> usize {
-        max.saturating_sub(HEADER_LEN + FEEDBACK_FIXED_LEN + tag_len) / NACK_ENTRY_LEN
     }
 }

@@ -15,16 +15,15 @@ mod data;
 mod feedback;
 mod header;
 mod packet;
-mod reader;
 #[cfg(test)]
 mod tests;
 
+pub use crate::codec::{Codec, Reader};
 pub use command::{Command, Frontier, Probe};
 pub use data::{DataFrame, DataHeader, ObjectInfo, ObjectKind};
 pub use feedback::{Echo, Feedback, NackEntry};
 pub use header::{Header, PacketType, Peek};
 pub use packet::{Body, open_packet, open_peeked, peek_header, seal_packet, seal_packet_as};
-pub use reader::Reader;
 
 /// Wire format version carried in every packet (the high four bits of its first byte).
 pub const VERSION: u8 = 4;
@@ -153,4 +152,16 @@ pub enum WireError {
     /// A header whose form (short or long) is not the one the packet must use.
     #[error("{0}")]
     Form(&'static str),
+}
+
+impl From<crate::codec::Short> for WireError {
+    fn from(s: crate::codec::Short) -> WireError {
+        WireError::Truncated { what: s.what, need: s.need, have: s.have }
+    }
+}
+
+impl From<crate::codec::Trailing> for WireError {
+    fn from(t: crate::codec::Trailing) -> WireError {
+        WireError::Trailing(t.left, t.what)
+    }
 }

@@ -120,6 +120,21 @@ proptest! {
     }
 
     #[test]
+    fn every_codec_type_round_trips_alone(
+        (d, _) in data(),
+        info in any::<bool>(),
+        e in entry(),
+        f in feedback(),
+        c in command(),
+    ) {
+        use crate::codec::tests::assert_round_trip;
+        assert_round_trip(&d.frame(info));
+        assert_round_trip(&e);
+        assert_round_trip(&f);
+        assert_round_trip(&c);
+    }
+
+    #[test]
     fn random_bytes_never_panic(mut bytes in prop::collection::vec(any::<u8>(), 0..2000), top in any::<Option<u64>>()) {
         let _ = peek_header(&bytes);
         let _ = open_packet(&mut SumSeal(1), &mut bytes, 0, |_, _| top);
