@@ -5,9 +5,9 @@
 //! root key is the group key), every key in it, the group's epoch, the queue
 //! of join and leave requests, the batch rekeying that turns a queue into one
 //! new epoch (which keys change, which keys wrap them), and the tree's
-//! persistence format. It must not touch the network, the signing key or a
-//! member's state: it hands out a `Rekey` body for the caller to sign
-//! (`rekey`) and paths for the registrar to deliver.
+//! persistence format (in `store`). It must not touch the network, the
+//! signing key or a member's state: it hands out a `Rekey` body for the
+//! caller to sign (`rekey`) and paths for the registrar to deliver.
 //!
 //! # Batching rule (marking algorithm)
 //!
@@ -49,6 +49,10 @@
 //! n = 65,536: 31 and 8 + 8). A batch of L leaves wraps at most about
 //! L·d·log_d(n/L).
 
+mod store;
+#[cfg(test)]
+mod tests;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
 
@@ -58,20 +62,17 @@ use thiserror::Error;
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::key::{RandomError, SecretKey, random_bytes};
-use crate::rekey::{KeyId, Reader, Rekey, Short, WrappedKey};
+use crate::rekey::{KeyId, Rekey, WrappedKey};
+
+pub use store::FORMAT_VERSION;
 
 /// The default degree: it minimises the cost of a join plus a leave.
 pub const DEFAULT_DEGREE: u8 = 4;
 /// The largest degree a tree accepts.
 pub const MAX_DEGREE: u8 = 64;
-/// Version of the persistence format.
-pub const FORMAT_VERSION: u8 = 1;
 
-const MAGIC: &[u8; 4] = b"LSKT";
 /// Written as the parent of the root; never a node id.
 const NO_NODE: u32 = u32::MAX;
-const NODE_MIN_LEN: usize = 4 + 4 + 4 + SecretKey::LEN + 1;
-const REQUEST_MIN_LEN: usize = 1 + 8;
 const KEY_LABEL: &[u8] = b"lsim/v1/tree-node-key\0";
 
 /// A member of a group, as the key server names it.
@@ -133,12 +134,6 @@ pub enum TreeError {
     /// Stored bytes that are not a tree.
     #[error("corrupt key tree: {0}")]
     Corrupt(String),
-}
-
-impl From<Short> for TreeError {
-    fn from(s: Short) -> TreeError {
-        TreeError::Corrupt(format!("truncated {}: need {} bytes, have {}", s.what, s.need, s.have))
-    }
 }
 
 /// One key on a member's path.
@@ -639,254 +634,6 @@ impl KeyTree {
         }
         wrapped
     }
-
-    /// The tree's state for the key server's store, queue included. The bytes
-    /// hold every key of the group: keep them as secret as the keys.
-    pub fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
-        let mut len = 4 + 1 + 1 + 4 * 5;
-        len += self
-            .nodes
-            .values()
-            .map(|n| NODE_MIN_LEN + if matches!(n.kind, Kind::Leaf(_)) { 8 } else { 0 })
-            .sum::<usize>();
-        len += 4;
-        len += self
-            .pending
-            .iter()
-            .map(|(_, r)| REQUEST_MIN_LEN + if matches!(r, Request::Join(_)) { 32 } else { 0 })
-            .sum::<usize>();
-        // Sized up front: a growing Vec would leave copies of keys in freed memory.
-        let mut out = Zeroizing::new(Vec::with_capacity(len));
-        out.extend_from_slice(MAGIC);
-        out.push(FORMAT_VERSION);
-        out.push(self.degree);
-        for v in [self.group, self.epoch, self.next_node, self.root.0, self.nodes.len() as u32] {
-            out.extend_from_slice(&v.to_be_bytes());
-        }
-        let mut ids: Vec<NodeId> = self.nodes.keys().copied().collect();
-        ids.sort_unstable();
-        for id in ids {
-            let Some(n) = self.nodes.get(&id) else { continue };
-            out.extend_from_slice(&id.0.to_be_bytes());
-            out.extend_from_slice(&n.parent.map_or(NO_NODE, |p| p.0).to_be_bytes());
-            out.extend_from_slice(&n.version.to_be_bytes());
-            out.extend_from_slice(n.key.as_bytes());
-            match n.kind {
-                Kind::Interior(_) => out.push(0),
-                Kind::Leaf(m) => {
-                    out.push(1);
-                    out.extend_from_slice(&m.0.to_be_bytes());
-                }
-            }
-        }
-        out.extend_from_slice(&(self.pending.len() as u32).to_be_bytes());
-        for (member, request) in &self.pending {
-            match request {
-                Request::Join(key) => {
-                    out.push(1);
-                    out.extend_from_slice(&member.0.to_be_bytes());
-                    out.extend_from_slice(key.as_bytes());
-                }
-                Request::Leave => {
-                    out.push(2);
-                    out.extend_from_slice(&member.0.to_be_bytes());
-                }
-            }
-        }
-        out
-    }
-
-    /// Reads a tree written by `to_bytes`, checking that it is one (every
-    /// length bounded by the input, never panics).
-    pub fn from_bytes(bytes: &[u8]) -> Result<KeyTree, TreeError> {
-        let mut r = Reader::new(bytes);
-        let h = StoredHeader::read(&mut r)?;
-        let (mut nodes, members) = read_nodes(&mut r, &h)?;
-        link_children(&mut nodes, &h)?;
-        let (open, leaves) = index_nodes(&mut nodes, &h)?;
-        let (pending, queued) = read_requests(&mut r, &members)?;
-        if r.left() != 0 {
-            return Err(TreeError::Corrupt(format!("{} trailing bytes", r.left())));
-        }
-        let StoredHeader { group, degree, epoch, next_node, root, .. } = h;
-        Ok(KeyTree { group, degree, epoch, next_node, root, nodes, members, open, leaves, pending, queued })
-    }
-}
-
-type Nodes = HashMap<NodeId, Node>;
-type Members = BTreeMap<MemberId, NodeId>;
-type ByDepth = BTreeSet<(u32, NodeId)>;
-type Queue = Vec<(MemberId, Request)>;
-
-/// The fixed fields at the front of a stored tree.
-struct StoredHeader {
-    group: u32,
-    degree: u8,
-    epoch: u32,
-    next_node: u32,
-    root: NodeId,
-    count: usize,
-}
-
-impl StoredHeader {
-    fn read(r: &mut Reader<'_>) -> Result<StoredHeader, TreeError> {
-        if r.take(4, "magic")? != MAGIC {
-            return Err(corrupt("not a key tree (bad magic)"));
-        }
-        let version = r.u8("format version")?;
-        if version != FORMAT_VERSION {
-            return Err(TreeError::Corrupt(format!("format version {version}, expected {FORMAT_VERSION}")));
-        }
-        let degree = r.u8("degree")?;
-        if !(2..=MAX_DEGREE).contains(&degree) {
-            return Err(TreeError::Degree(degree));
-        }
-        let group = r.u32("group")?;
-        let epoch = r.u32("epoch")?;
-        let next_node = r.u32("next node id")?;
-        let root = NodeId(r.u32("root id")?);
-        let count = r.u32("node count")? as usize;
-        if next_node == NO_NODE {
-            return Err(corrupt("next node id is the reserved id"));
-        }
-        // Checked before anything is allocated for them.
-        if count.saturating_mul(NODE_MIN_LEN) > r.left() {
-            return Err(TreeError::Corrupt(format!("{count} nodes cannot fit in {} bytes", r.left())));
-        }
-        Ok(StoredHeader { group, degree, epoch, next_node, root, count })
-    }
-}
-
-/// The nodes, in strictly increasing id order, without their children lists or depths.
-fn read_nodes(r: &mut Reader<'_>, h: &StoredHeader) -> Result<(Nodes, Members), TreeError> {
-    let mut nodes = HashMap::with_capacity(h.count);
-    let mut members = BTreeMap::new();
-    let mut last: Option<u32> = None;
-    for _ in 0..h.count {
-        let id = r.u32("node id")?;
-        if last.is_some_and(|l| id <= l) || id >= h.next_node {
-            return Err(TreeError::Corrupt(format!("node id {id} out of order or not below {}", h.next_node)));
-        }
-        last = Some(id);
-        let parent = match r.u32("parent id")? {
-            NO_NODE => None,
-            p => Some(NodeId(p)),
-        };
-        let version = r.u32("version")?;
-        if version > h.epoch {
-            return Err(TreeError::Corrupt(format!("node {id} has key version {version} after epoch {}", h.epoch)));
-        }
-        let key = Box::new(SecretKey::from_bytes(r.array("key")?));
-        let kind = match r.u8("node kind")? {
-            0 => Kind::Interior(Vec::new()),
-            1 => {
-                let member = MemberId(r.u64("member id")?);
-                if members.insert(member, NodeId(id)).is_some() {
-                    return Err(TreeError::Corrupt(format!("{member} has two leaves")));
-                }
-                Kind::Leaf(member)
-            }
-            k => return Err(TreeError::Corrupt(format!("node {id} of unknown kind {k}"))),
-        };
-        nodes.insert(NodeId(id), Node { parent, depth: 0, version, key, kind });
-    }
-    Ok((nodes, members))
-}
-
-/// Fills the children lists from the parent links, in id order (the order the
-/// tree keeps them in), and checks the root.
-fn link_children(nodes: &mut HashMap<NodeId, Node>, h: &StoredHeader) -> Result<(), TreeError> {
-    let mut links: Vec<(NodeId, Option<NodeId>)> = nodes.iter().map(|(&id, n)| (id, n.parent)).collect();
-    links.sort_unstable();
-    for (id, parent) in links {
-        match parent {
-            None if id == h.root => {}
-            None => return Err(TreeError::Corrupt(format!("node {} has no parent and is not the root", id.0))),
-            Some(_) if id == h.root => return Err(corrupt("the root has a parent")),
-            Some(p) => match nodes.get_mut(&p).and_then(Node::children_mut) {
-                Some(children) if children.len() < usize::from(h.degree) => children.push(id),
-                Some(_) => return Err(TreeError::Corrupt(format!("node {} has more than {} children", p.0, h.degree))),
-                None => return Err(TreeError::Corrupt(format!("node {} hangs from a missing node or a leaf", id.0))),
-            },
-        }
-    }
-    match nodes.get(&h.root) {
-        Some(n) if matches!(n.kind, Kind::Interior(_)) && n.version == h.epoch => Ok(()),
-        // Every commit changes the group key, so the root's version is the epoch.
-        Some(n) if matches!(n.kind, Kind::Interior(_)) => {
-            Err(TreeError::Corrupt(format!("group key of version {} at epoch {}", n.version, h.epoch)))
-        }
-        _ => Err(corrupt("no interior root")),
-    }
-}
-
-/// Sets every depth from the root down and builds the free-slot and leaf
-/// indexes; a node the walk does not reach is on a cycle.
-fn index_nodes(nodes: &mut HashMap<NodeId, Node>, h: &StoredHeader) -> Result<(ByDepth, ByDepth), TreeError> {
-    let mut stack = vec![(h.root, 0u32)];
-    let mut reached = 0usize;
-    let (mut open, mut leaves) = (BTreeSet::new(), BTreeSet::new());
-    while let Some((id, depth)) = stack.pop() {
-        let Some(node) = nodes.get_mut(&id) else { continue };
-        node.depth = depth;
-        reached += 1;
-        match &node.kind {
-            Kind::Leaf(_) => {
-                leaves.insert((depth, id));
-            }
-            Kind::Interior(children) => {
-                if children.is_empty() && id != h.root {
-                    return Err(TreeError::Corrupt(format!("interior node {} has no members", id.0)));
-                }
-                if children.len() < usize::from(h.degree) {
-                    open.insert((depth, id));
-                }
-                stack.extend(children.iter().map(|&c| (c, depth + 1)));
-            }
-        }
-    }
-    if reached != nodes.len() {
-        return Err(TreeError::Corrupt(format!(
-            "{} of {} nodes not under the root",
-            nodes.len() - reached,
-            nodes.len()
-        )));
-    }
-    Ok((open, leaves))
-}
-
-/// The queue, each request consistent with the members.
-fn read_requests(
-    r: &mut Reader<'_>,
-    members: &BTreeMap<MemberId, NodeId>,
-) -> Result<(Queue, HashSet<MemberId>), TreeError> {
-    let count = r.u32("request count")? as usize;
-    if count.saturating_mul(REQUEST_MIN_LEN) > r.left() {
-        return Err(TreeError::Corrupt(format!("{count} requests cannot fit in {} bytes", r.left())));
-    }
-    let mut pending = Vec::with_capacity(count);
-    let mut queued = HashSet::with_capacity(count);
-    for _ in 0..count {
-        let kind = r.u8("request kind")?;
-        let member = MemberId(r.u64("request member")?);
-        let request = match (kind, members.contains_key(&member)) {
-            (1, false) => Request::Join(Box::new(SecretKey::from_bytes(r.array("join key")?))),
-            (2, true) => Request::Leave,
-            (1 | 2, _) => {
-                return Err(TreeError::Corrupt(format!("queued request of kind {kind} contradicts {member}'s state")));
-            }
-            (k, _) => return Err(TreeError::Corrupt(format!("unknown request kind {k}"))),
-        };
-        if !queued.insert(member) {
-            return Err(TreeError::Corrupt(format!("{member} has two queued requests")));
-        }
-        pending.push((member, request));
-    }
-    Ok((pending, queued))
-}
-
-fn corrupt(why: &str) -> TreeError {
-    TreeError::Corrupt(why.to_owned())
 }
 
 /// Adds `from` and its ancestors to `set`, stopping at the first one already
@@ -904,226 +651,4 @@ fn mark_up(nodes: &HashMap<NodeId, Node>, from: Option<NodeId>, set: &mut HashSe
 fn insert_sorted(children: &mut Vec<NodeId>, id: NodeId) {
     let at = children.partition_point(|&c| c < id);
     children.insert(at, id);
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
-
-    use proptest::prelude::*;
-
-    use super::*;
-
-    fn key(i: u64) -> SecretKey {
-        let mut b = [0u8; 32];
-        b[..8].copy_from_slice(&i.to_be_bytes());
-        b[8] = 0x5a;
-        SecretKey::from_bytes(b)
-    }
-
-    fn tree_of(n: u64) -> (KeyTree, Batch) {
-        let mut t = KeyTree::new(1, DEFAULT_DEGREE).unwrap();
-        for i in 0..n {
-            t.request_join(MemberId(i), key(i)).unwrap();
-        }
-        let b = t.commit().unwrap();
-        (t, b)
-    }
-
-    /// The node ids on every member's path: the tree's shape, without keys.
-    fn shape(t: &KeyTree) -> Vec<(MemberId, NodeId, Vec<NodeId>)> {
-        t.members()
-            .map(|m| {
-                let p = t.path_keys(m).unwrap();
-                (m, p.leaf, p.keys.iter().map(|k| k.node).collect())
-            })
-            .collect()
-    }
-
-    #[test]
-    fn requests_are_checked() {
-        assert_eq!(KeyTree::new(1, 1).unwrap_err(), TreeError::Degree(1));
-        assert_eq!(KeyTree::new(1, MAX_DEGREE + 1).unwrap_err(), TreeError::Degree(MAX_DEGREE + 1));
-        let (mut t, _) = tree_of(3);
-        assert_eq!(t.commit().unwrap_err(), TreeError::NothingQueued(1));
-        let m = |i| MemberId(i);
-        assert_eq!(t.request_join(m(1), key(1)), Err(TreeError::AlreadyMember { group: 1, member: m(1) }));
-        assert_eq!(t.request_leave(m(7)), Err(TreeError::NotMember { group: 1, member: m(7) }));
-        t.request_leave(m(1)).unwrap();
-        assert_eq!(t.request_leave(m(1)), Err(TreeError::AlreadyQueued { group: 1, member: m(1) }));
-        t.request_join(m(7), key(7)).unwrap();
-        assert_eq!(t.request_leave(m(7)), Err(TreeError::AlreadyQueued { group: 1, member: m(7) }));
-        assert_eq!(t.queued(), 2);
-        let b = t.commit().unwrap();
-        assert_eq!((b.epoch, b.joined.clone(), b.left.clone()), (2, vec![m(7)], vec![m(1)]));
-        assert_eq!(t.members().collect::<Vec<_>>(), vec![m(0), m(2), m(7)]);
-        assert_eq!(t.queued(), 0);
-        // The joiner takes the leaver's slot: no split, no growth.
-        assert_eq!(t.depth(m(7)), Some(1));
-    }
-
-    #[test]
-    fn every_commit_moves_one_epoch_and_changes_the_group_key() {
-        let (mut t, b) = tree_of(10);
-        assert_eq!((b.epoch, t.epoch(), b.rekey.prev_epoch), (1, 1, 0));
-        assert!(b.rekey.wrapped.is_empty(), "nobody held a key before the first batch");
-        let mut seen = vec![t.group_key().clone()];
-        for i in 0..10 {
-            if i % 2 == 0 {
-                t.request_leave(MemberId(i)).unwrap();
-            } else {
-                t.request_join(MemberId(100 + i), key(100 + i)).unwrap();
-            }
-            let b = t.commit().unwrap();
-            assert_eq!((b.epoch, b.rekey.prev_epoch, b.rekey.epoch), (i as u32 + 2, i as u32 + 1, i as u32 + 2));
-            assert!(!seen.contains(t.group_key()));
-            seen.push(t.group_key().clone());
-        }
-        t.request_leave(MemberId(1)).unwrap();
-        for m in t.members().collect::<Vec<_>>() {
-            if m != MemberId(1) {
-                t.request_leave(m).unwrap();
-            }
-        }
-        let b = t.commit().unwrap();
-        assert!(t.is_empty() && b.rekey.wrapped.is_empty());
-        t.request_join(MemberId(1), key(1)).unwrap();
-        let b = t.commit().unwrap();
-        assert_eq!(b.joiner_paths[0].keys.len(), 1);
-        assert_eq!(&b.joiner_paths[0].keys[0].key, t.group_key());
-    }
-
-    #[test]
-    fn sizes_match_the_theory_at_65536() {
-        let (mut t, b) = tree_of(65_536);
-        assert_eq!(t.len(), 65_536);
-        assert!(t.members().all(|m| t.depth(m) == Some(8)), "a complete 4-ary tree of height 8");
-        assert!(b.rekey.wrapped.is_empty());
-        assert!(b.joiner_paths.iter().all(|p| p.keys.len() == 8));
-
-        t.request_leave(MemberId(12_345)).unwrap();
-        let leave = t.commit().unwrap();
-        assert!(leave.keys_sent() <= 32, "leave wrapped {}", leave.keys_sent());
-        assert_eq!(leave.keys_sent(), 31);
-
-        t.request_join(MemberId(70_000), key(70_000)).unwrap();
-        let join = t.commit().unwrap();
-        assert_eq!(t.len(), 65_536);
-        assert!(join.keys_sent() <= 16, "join sent {}", join.keys_sent());
-        assert_eq!((join.rekey.wrapped.len(), join.joiner_paths[0].keys.len()), (8, 8));
-
-        // One more join needs a split: the tree grows a level where it must.
-        t.request_join(MemberId(70_001), key(70_001)).unwrap();
-        let grow = t.commit().unwrap();
-        assert_eq!(grow.keys_sent(), 18);
-        assert_eq!(t.depth(MemberId(70_001)), Some(9));
-    }
-
-    #[test]
-    fn batched_leaves_share_path_keys() {
-        let (mut t, _) = tree_of(4096);
-        for i in (0..4096).step_by(64) {
-            t.request_leave(MemberId(i)).unwrap();
-        }
-        let b = t.commit().unwrap();
-        // 64 single leaves would wrap 64 × 23 keys; L·d·log_d(n/L) = 64·4·3 = 768.
-        assert!(b.rekey.wrapped.len() <= 768, "{} wraps", b.rekey.wrapped.len());
-        assert!(b.rekey.wrapped.len() < 64 * 23);
-    }
-
-    #[test]
-    fn wraps_come_deepest_first() {
-        let (mut t, _) = tree_of(300);
-        let depth = |t: &KeyTree, node: NodeId| t.nodes.get(&node).map(|n| n.depth).unwrap();
-        for i in 0..20 {
-            t.request_leave(MemberId(i * 7)).unwrap();
-            t.request_join(MemberId(1000 + i), key(1000 + i)).unwrap();
-        }
-        let b = t.commit().unwrap();
-        let depths: Vec<u32> = b.rekey.wrapped.iter().map(|w| depth(&t, w.node)).collect();
-        assert!(depths.windows(2).all(|d| d[0] >= d[1]));
-        assert!(b.rekey.wrapped.iter().all(|w| w.version == b.epoch && w.under_version <= b.epoch));
-    }
-
-    #[test]
-    fn garbage_and_damaged_state_is_refused() {
-        for bytes in [&b""[..], b"LSKT", b"LSKT\x01\x04", b"nonsense that is long enough to read a header"] {
-            assert!(KeyTree::from_bytes(bytes).is_err());
-        }
-        let (t, _) = tree_of(5);
-        let good = t.to_bytes();
-        let mut huge_count = good.to_vec();
-        huge_count[22..26].copy_from_slice(&u32::MAX.to_be_bytes());
-        assert!(KeyTree::from_bytes(&huge_count).is_err());
-        let mut bad_degree = good.to_vec();
-        bad_degree[5] = 200;
-        assert_eq!(KeyTree::from_bytes(&bad_degree).unwrap_err(), TreeError::Degree(200));
-    }
-
-    fn ops() -> impl Strategy<Value = Vec<Vec<(bool, u8)>>> {
-        proptest::collection::vec(proptest::collection::vec((any::<bool>(), 0u8..60), 1..12), 1..8)
-    }
-
-    /// Applies batches of requests (ones that make no sense are skipped);
-    /// the last batch stays queued.
-    fn build(batches: &[Vec<(bool, u8)>], degree: u8) -> KeyTree {
-        let mut t = KeyTree::new(3, degree).unwrap();
-        for (i, batch) in batches.iter().enumerate() {
-            for &(join, m) in batch {
-                let m = u64::from(m);
-                let _ = if join { t.request_join(MemberId(m), key(m)) } else { t.request_leave(MemberId(m)) };
-            }
-            if i + 1 < batches.len() && t.queued() > 0 {
-                t.commit().unwrap();
-            }
-        }
-        t
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(64))]
-
-        #[test]
-        fn persistence_round_trips(batches in ops(), degree in 2u8..6) {
-            let mut t = build(&batches, degree);
-            let bytes = t.to_bytes();
-            prop_assert_eq!(bytes.capacity(), bytes.len(), "sized up front: no reallocation left key copies");
-            let mut back = KeyTree::from_bytes(&bytes).unwrap();
-            prop_assert_eq!(&back.to_bytes()[..], &bytes[..]);
-            prop_assert_eq!(back.group_key(), t.group_key());
-            prop_assert_eq!(shape(&back), shape(&t));
-            prop_assert_eq!(back.queued(), t.queued());
-            // The restored tree makes the same decisions.
-            if t.queued() > 0 {
-                let (a, b) = (t.commit().unwrap(), back.commit().unwrap());
-                prop_assert_eq!(shape(&back), shape(&t));
-                let ids = |b: &Batch| b.rekey.wrapped.iter().map(|w| (w.target(), w.under())).collect::<Vec<_>>();
-                prop_assert_eq!(ids(&a), ids(&b));
-            }
-        }
-
-        #[test]
-        fn damaged_state_never_panics(batches in ops(), cut in 0usize..4000, at in 0usize..4000, bit in 0u8..8) {
-            let t = build(&batches, 4);
-            let mut bytes = t.to_bytes().to_vec();
-            if let Some(b) = bytes.get_mut(at) {
-                *b ^= 1 << bit;
-            }
-            bytes.truncate(cut);
-            if let Ok(back) = KeyTree::from_bytes(&bytes) {
-                // Whatever loads must be a tree that works.
-                let mut back = back;
-                let _ = back.request_join(MemberId(999), key(999));
-                prop_assert!(back.commit().is_ok());
-            }
-        }
-
-        #[test]
-        fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
-            let _ = KeyTree::from_bytes(&bytes);
-            let mut prefixed = b"LSKT\x01\x04".to_vec();
-            prefixed.extend_from_slice(&bytes);
-            let _ = KeyTree::from_bytes(&prefixed);
-        }
-    }
 }

@@ -1,0 +1,229 @@
+//! `lsim chat`: the interactive line client. A member joins the group, and
+//! the lines typed become chat, files sent (`/send`) or private messages
+//! (`/msg`); what the group does is printed as it happens.
+//!
+//! Owns the chat flags, the line commands and how received files are opened
+//! (`--open-with`). It must not touch how an event is shown (`view`) or the
+//! protocols (`lsim_im::group::member` runs them).
+
+use std::io::BufRead;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use lsim_im::group::member::{ChatVia, Member, MemberConfig, MemberEvent, Opener};
+use lsim_im::text;
+use lsim_im::xmpp::client::ClientConfig;
+use lsim_im::xmpp::jid::Jid;
+
+use super::view::{show, who_is};
+use super::{ParamsArgs, RegionArgs, check_iface, read_password, xmpp_config};
+
+/// `lsim chat`.
+#[derive(clap::Args)]
+pub struct ChatArgs {
+    /// Your JID (user@domain).
+    #[arg(long)]
+    jid: String,
+    /// The room (the group), e.g. lsim@conference.localhost.
+    #[arg(long)]
+    room: String,
+    /// Your nick in the room (default: the JID's user).
+    #[arg(long)]
+    nick: Option<String>,
+    /// XMPP server host:port (default: the JID's domain, port 5222).
+    #[arg(long)]
+    server: Option<String>,
+    /// Read the password from the first line of standard input (otherwise LSIM_PASSWORD).
+    #[arg(long)]
+    password_stdin: bool,
+    /// STARTTLS: required, if-offered or disabled.
+    #[arg(long, default_value = "if-offered")]
+    tls: String,
+    /// Trust the server certificate with this SHA-256 fingerprint.
+    #[arg(long)]
+    pin: Option<String>,
+    /// Trust the CAs in this PEM file.
+    #[arg(long)]
+    ca_file: Option<PathBuf>,
+    /// Allow PLAIN without TLS (loopback only).
+    #[arg(long)]
+    allow_plain: bool,
+    /// Where received files go.
+    #[arg(long, default_value = ".")]
+    download_dir: PathBuf,
+    /// Command that opens a received file, in shell words (quotes work,
+    /// e.g. --open-with "feh --title 'from the group'"); the file's path is
+    /// appended as one more argument. No shell runs it.
+    #[arg(long)]
+    open_with: Option<String>,
+    /// Do not open received files.
+    #[arg(long)]
+    no_open: bool,
+    /// Send chat via multicast (default) or xmpp (sealed, through the room).
+    #[arg(long, default_value = "multicast")]
+    chat_via: String,
+    /// Multicast interface address.
+    #[arg(long, default_value = "0.0.0.0")]
+    iface: Ipv4Addr,
+    #[command(flatten)]
+    pace: crate::pace::PaceArgs,
+    /// Drop this share of received datagrams (testing only).
+    #[arg(long, default_value_t = 0.0, hide = true)]
+    simulated_loss: f64,
+    /// Seconds a message waits for an earlier one of the same sender that
+    /// is still being repaired, before it is shown without it.
+    #[arg(long, default_value_t = 2.0)]
+    chat_order_wait: f64,
+    #[command(flatten)]
+    params: ParamsArgs,
+    #[command(flatten)]
+    region: RegionArgs,
+}
+
+fn client_config(a: &ChatArgs, password: &str) -> Result<ClientConfig> {
+    let mut cfg = xmpp_config(&a.jid, password, &a.server, &a.tls, &a.pin, &a.ca_file)?;
+    cfg.allow_plain_unencrypted = a.allow_plain;
+    Ok(cfg)
+}
+
+/// The arguments of the chat command `/send`: `FILE` for the whole group,
+/// or `--to USER,USER FILE` for those members only. `None`: no file.
+fn send_command(rest: &str) -> Option<(&str, Vec<String>)> {
+    let rest = rest.trim();
+    let Some(after) = rest.strip_prefix("--to ") else {
+        return (!rest.is_empty()).then(|| (rest, Vec::new()));
+    };
+    let (users, path) = after.trim_start().split_once(' ')?;
+    let to: Vec<String> = users.split(',').filter(|u| !u.is_empty()).map(str::to_string).collect();
+    let path = path.trim();
+    (!to.is_empty() && !path.is_empty()).then_some((path, to))
+}
+
+/// `--open-with`'s command split into words as a POSIX shell would.
+fn open_with(cmd: &str) -> Result<Vec<String>> {
+    match shlex::split(cmd) {
+        Some(words) if !words.is_empty() => Ok(words),
+        Some(_) => bail!("--open-with is empty: give a command, or --no-open"),
+        None => bail!("--open-with {cmd:?}: unbalanced quotes or a trailing backslash"),
+    }
+}
+
+/// The interactive line client.
+pub async fn chat(a: ChatArgs) -> Result<()> {
+    check_iface("--iface", a.iface)?;
+    let password = read_password(a.password_stdin)?;
+    let xmpp = client_config(&a, &password)?;
+    let room = Jid::parse(&a.room).map_err(|e| anyhow!("--room: {e}"))?;
+    let nick = a.nick.clone().or_else(|| xmpp.jid.local.clone()).unwrap_or_else(|| "member".into());
+    let mut cfg = MemberConfig::new(xmpp, room, &nick);
+    cfg.download_dir = a.download_dir.clone();
+    cfg.opener = match (&a.open_with, a.no_open) {
+        (_, true) => Opener::Never,
+        (Some(cmd), false) => Opener::Command(open_with(cmd)?),
+        (None, false) => Opener::System,
+    };
+    cfg.chat_via = if a.chat_via == "xmpp" { ChatVia::Xmpp } else { ChatVia::Multicast };
+    cfg.interface = a.iface;
+    a.region.apply(&mut cfg);
+    (cfg.rate, cfg.adaptive_rate) = a.pace.resolve().map_err(|e| anyhow!(e))?;
+    cfg.simulated_loss = a.simulated_loss;
+    if !(0.0..=3600.0).contains(&a.chat_order_wait) {
+        bail!("--chat-order-wait {}: give seconds from 0 to 3600", a.chat_order_wait);
+    }
+    cfg.chat_order_wait = Duration::from_secs_f64(a.chat_order_wait);
+    cfg.params = a.params.params()?;
+    let mut member = Member::start(cfg).await.context("joining the group")?;
+    // Only once in: a failed start writes nothing.
+    std::fs::create_dir_all(&a.download_dir)
+        .with_context(|| format!("--download-dir {}: cannot create it", a.download_dir.display()))?;
+    println!(
+        "commands: /send FILE, /send --to USER,USER FILE, /msg USER,USER TEXT, /who, /files, /leave, /quit; \
+         anything else is chat"
+    );
+    let (tx, mut lines) = tokio::sync::mpsc::channel::<String>(16);
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lock().lines() {
+            let Ok(line) = line else { break };
+            if tx.blocking_send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut who = std::collections::BTreeSet::new();
+    let mut files: Vec<String> = Vec::new();
+    loop {
+        tokio::select! {
+            line = lines.recv() => {
+                let Some(line) = line else { break };
+                let line = line.trim();
+                match line.split_once(' ').map_or((line, ""), |(c, r)| (c, r.trim())) {
+                    ("/msg", rest) => match rest.split_once(' ') {
+                        // Never to everyone by mistake: no recipients is a usage error.
+                        Some((users, text)) if !text.trim().is_empty() && users.split(',').any(|u| !u.is_empty()) => {
+                            let to: Vec<String> = users.split(',').filter(|u| !u.is_empty()).map(str::to_string).collect();
+                            member.chat_to(text.trim(), &to).await;
+                        }
+                        _ => println!("!! usage: /msg USER,USER TEXT"),
+                    },
+                    ("/send", rest) => match send_command(rest) {
+                        Some((path, to)) => member.send_file_to(Path::new(path), &to).await,
+                        None => println!("!! usage: /send FILE or /send --to USER,USER FILE"),
+                    },
+                    ("/who", _) => println!("-- here: {}", who.iter().cloned().collect::<Vec<String>>().join(", ")),
+                    ("/files", _) => println!("-- files: {}", if files.is_empty() { "none yet".into() } else { files.join(", ") }),
+                    ("/leave", _) | ("/quit", _) => break,
+                    ("", _) => {}
+                    (c, _) if c.starts_with('/') => println!("!! unknown command {c}"),
+                    _ => member.chat(line).await,
+                }
+            }
+            ev = member.next_event() => {
+                let Some(ev) = ev else { break };
+                match &ev {
+                    MemberEvent::RoomJoined(present) => who = present.iter().map(who_is).collect(),
+                    MemberEvent::PresenceIn(o) => { who.insert(who_is(o)); }
+                    MemberEvent::PresenceOut(o) => { who.remove(&who_is(o)); }
+                    MemberEvent::MulticastPresence(nicks) => who = nicks.iter().map(|n| text::visible(n)).collect(),
+                    MemberEvent::FileReceived { path, .. } => files.push(path.display().to_string()),
+                    _ => {}
+                }
+                if let Some(text) = show(&ev) {
+                    println!("{text}");
+                }
+            }
+        }
+    }
+    for ev in member.leave().await.events {
+        if let Some(text) = show(&ev) {
+            println!("{text}");
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::send_command;
+
+    #[test]
+    fn open_with_takes_shell_words() {
+        assert_eq!(super::open_with("feh --title 'from the group'").unwrap(), ["feh", "--title", "from the group"]);
+        assert_eq!(super::open_with(r#"sh -c "echo \"$0\"""#).unwrap(), ["sh", "-c", r#"echo "$0""#]);
+        assert!(super::open_with("feh 'unbalanced").unwrap_err().to_string().contains("unbalanced"));
+        assert!(super::open_with("  ").is_err());
+    }
+
+    #[test]
+    fn the_send_command_takes_a_file_and_optional_recipients() {
+        assert_eq!(send_command("map.pdf"), Some(("map.pdf", vec![])));
+        assert_eq!(send_command("  my map.pdf "), Some(("my map.pdf", vec![])));
+        let to = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(send_command("--to bob,carol my map.pdf"), Some(("my map.pdf", to(&["bob", "carol"]))));
+        assert_eq!(send_command("--to bob,,carol, x"), Some(("x", to(&["bob", "carol"]))));
+        assert_eq!(send_command(""), None);
+        assert_eq!(send_command("--to bob"), None, "recipients without a file");
+        assert_eq!(send_command("--to , x"), None, "a file without recipients");
+    }
+}
