@@ -1,0 +1,115 @@
+//! Chat: ours sent (sealed through the room, on multicast, or private for
+//! some members), and chat objects from multicast read once their turn
+//! comes (beacons, receipts, private messages, signed chat).
+//!
+//! Owns how a chat message becomes a member event and which way ours goes
+//! out. It must not sign, seal or order anything itself: `group::signed`,
+//! `group::private` and `group::order` do; nor hold any state between
+//! messages (the running member holds it).
+
+use std::collections::HashMap;
+
+use lsim_keymgmt::client::{FileKeyOpener, Registration};
+use lsim_keymgmt::suite::GroupSeal;
+use lsim_transport::Sender;
+use lsim_transport::net::Handle;
+
+use super::error::NotSent;
+use super::files::restrict;
+use super::receipts::{Awaiting, on_receipt};
+use super::transport::{Transport, queue_chat};
+use super::{CHAT_AAD, MemberEvent, Placement, Via};
+use crate::group::chat::{ChatMessage, Dedup};
+use crate::group::order::Released;
+use crate::group::{private, receipt, signed};
+use crate::xmpp::element::Element;
+use crate::xmpp::payload::{Payload, SealedChat};
+
+/// What reading a chat object needs of the member.
+pub(super) struct Reading<'a> {
+    node: u32,
+    server: &'a ed25519_dalek::VerifyingKey,
+    file_keys: &'a FileKeyOpener,
+}
+
+impl<'a> Reading<'a> {
+    /// What `transport` holds for reading chat: our node, the key server's
+    /// key, the opener of private messages.
+    pub(super) fn of(transport: &'a Transport) -> Reading<'a> {
+        Reading { node: transport.node, server: &transport.server, file_keys: &transport.file_keys }
+    }
+
+    /// A chat object whose turn has come: a beacon (who is heard on
+    /// multicast), a receipt for one of our files, a private message, or
+    /// signed chat; shown once.
+    pub(super) fn chat_object(
+        &self,
+        r: Released,
+        awaiting: &mut HashMap<u32, Awaiting>,
+        dedup: &mut Dedup,
+        heard: &mut HashMap<String, tokio::time::Instant>,
+    ) -> Option<MemberEvent> {
+        let (bytes, sender) = (r.bytes, r.sender);
+        let unreadable =
+            |why: String| MemberEvent::Unreadable { from: format!("node {sender}"), via: Via::Multicast, why };
+        if let Some(nick) = crate::group::chat::decode_beacon(&bytes) {
+            heard.insert(nick, tokio::time::Instant::now());
+            return None;
+        }
+        // Receipts for other senders' files are none of our business.
+        if receipt::is_receipt(&bytes) {
+            return on_receipt(&bytes, self.node, self.server, awaiting, sender);
+        }
+        let (inner, private) = if private::is_private(&bytes) {
+            // A private message: ours to read, or for others (dropped unread).
+            match private::open(&bytes, |w| (self.file_keys)(w)) {
+                Ok(inner) => (inner, true),
+                Err(private::PrivateError::NotForUs) => return None,
+                Err(e) => return Some(unreadable(e.to_string())),
+            }
+        } else {
+            (bytes, false)
+        };
+        match signed::open(&inner, self.server, signed::now_ms()) {
+            Ok((m, _)) if dedup.first_time(m.id) => Some(chat_event(&m, Via::Multicast, private, r.placement)),
+            Ok(_) => None,
+            Err(e) => Some(unreadable(e.to_string())),
+        }
+    }
+}
+
+pub(super) fn chat_event(m: &ChatMessage, via: Via, private: bool, placement: Placement) -> MemberEvent {
+    let (id, from, text) = (m.id_hex(), m.from.clone(), m.text.clone());
+    MemberEvent::Chat { id, from, sent_ms: m.sent_ms, text, via, private, placement, history: false }
+}
+
+/// Queues `msg` on the multicast sender, or returns the room payload to
+/// send for chat through XMPP.
+pub(super) fn send_chat(via_room: bool, transport: &Transport, msg: &ChatMessage) -> Option<Element> {
+    let bytes = signed::sign(msg, &transport.signer);
+    if via_room {
+        let sealed = transport.seal.encrypt_message(CHAT_AAD, &bytes).ok()?;
+        let epoch = transport.seal.epochs().last().unwrap_or(0);
+        return Some(Payload::Chat(SealedChat { id: msg.id_hex(), epoch: u64::from(epoch), sealed }).to_element());
+    }
+    transport.queue_chat(bytes);
+    None
+}
+
+/// Seals `signed` (a signed chat message) for the members `to` (the key
+/// server wraps its key for each) and queues it on multicast.
+pub(super) async fn private_chat(
+    registration: &Registration,
+    group: &str,
+    to: &[String],
+    sender: &Handle<Sender<GroupSeal>>,
+    signed: Vec<u8>,
+) -> Result<(), NotSent> {
+    if to.len() > private::MAX_PRIVATE_RECIPIENTS {
+        return Err(NotSent::TooManyRecipients);
+    }
+    let Some((wraps, key)) = restrict(registration, group, to).await? else { return Err(NotSent::NoRecipients) };
+    let sealed = private::seal(&signed, &wraps, &key).map_err(NotSent::Private)?;
+    queue_chat(sender, sealed);
+    Ok(())
+}

@@ -1,0 +1,336 @@
+//! The member's two transport drivers: one sender (our chat, files and
+//! receipts) and one receiver (everything on the group), which repairs for
+//! our region when asked to, each on its own task; the group keys they
+//! share; and the receiver task's glue, which keeps chat and rekey objects,
+//! applies rekeys, hands file events to the inbox and tells the member task
+//! what happened ([`FromReceiver`]).
+//!
+//! Owns the drivers' set-up, where keys are installed into their seals, and
+//! their stop (on drop). It must not decide what chat, files or the room
+//! mean to the member: the running member does, from what comes out here.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, SocketAddrV4};
+use std::ops::ControlFlow;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use lsim_keymgmt::cert::Signer;
+use lsim_keymgmt::client::{FileKeyOpener, GroupKeys, MAX_REKEY, Registration};
+use lsim_keymgmt::key::SecretKey;
+use lsim_keymgmt::rekey::RekeyError;
+use lsim_keymgmt::server::is_key_server_node;
+use lsim_keymgmt::suite::GroupSeal;
+use lsim_transport::net::driver::wall_clock_seq;
+use lsim_transport::net::{Driver, DriverConfig, Handle, Loopback, MulticastConfig, MulticastSocket};
+use lsim_transport::wire::ObjectKind;
+use lsim_transport::{ReceiverConfig, ReceiverEvent, Repairer, RepairerConfig, Sender, SenderConfig, SenderEvent};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::{MemberConfig, MemberError, MemberEvent, RECEIVER_NODE_BIT};
+use crate::group::inbox::{Inbox, InboxEvent};
+use crate::group::private;
+use crate::xmpp::payload::GroupParams;
+
+/// What the receiver task tells the member task.
+pub(super) enum FromReceiver {
+    /// A chat object complete: bytes, sender, object.
+    Chat(Vec<u8>, u32, u32),
+    /// A sender's object was heard of: sender, object, whether it is chat
+    /// we read, and the sender's first object the transport delivers.
+    Started(u32, u32, bool, u32),
+    /// A sender's object will not complete.
+    Lost(u32, u32),
+    Epoch(u32, SecretKey),
+    NeedsResync,
+    File(InboxEvent),
+    Sent(u32),
+}
+
+/// The member's two transport drivers and the keys they share.
+pub(super) struct Transport {
+    pub(super) sender: Handle<Sender<GroupSeal>>,
+    pub(super) receiver: Handle<Repairer<GroupSeal>>,
+    keys: Arc<Mutex<GroupKeys>>,
+    /// Our copy of the epochs, for chat sealed through the room.
+    pub(super) seal: GroupSeal,
+    pub(super) from_receiver: mpsc::UnboundedReceiver<FromReceiver>,
+    tasks: Vec<JoinHandle<()>>,
+    pub(super) node: u32,
+    /// The epoch and group key we joined with.
+    pub(super) initial: Option<(u32, SecretKey)>,
+    /// Our certified signing key.
+    pub(super) signer: Arc<Signer>,
+    /// The key server's key: it certifies every member's signing key.
+    pub(super) server: ed25519_dalek::VerifyingKey,
+    /// Opens files and private messages for some members, us among them.
+    pub(super) file_keys: FileKeyOpener,
+}
+
+impl Transport {
+    pub(super) fn start(
+        cfg: &MemberConfig,
+        params: &GroupParams,
+        node: u32,
+        keys: GroupKeys,
+        registration: &Registration,
+        signer: Arc<Signer>,
+        events: mpsc::Sender<MemberEvent>,
+    ) -> Result<Transport, MemberError> {
+        // The key server's key, which certifies every member's signing
+        // key, and the opener of files for some members only.
+        let server = registration.server_key();
+        let file_keys = registration.file_key_opener(&cfg.group);
+        let inbox_keys = file_keys.clone();
+        let SocketAddr::V4(group) = params.group else {
+            return Err(MemberError::Params(format!("{} is not an IPv4 multicast address", params.group)));
+        };
+        let mc = MulticastConfig {
+            group: SocketAddrV4::new(*group.ip(), group.port()),
+            interface: cfg.interface,
+            ttl: cfg.ttl,
+            // Our two sockets (sender, receiver) do not count: loop back only for others here.
+            loopback: if cfg.loopback { Loopback::WhenShared { own: 2 } } else { Loopback::Off },
+            recv_buffer: 4 << 20,
+            send_buffer: 1 << 20,
+        };
+        let session = keys.keys.group();
+        let initial = keys.keys.epoch().zip(keys.keys.group_key().cloned());
+        let seal = || keys.seal().ok_or_else(|| MemberError::Params("no group key".into()));
+        let own_seal = seal()?;
+        let open = |mc: &MulticastConfig| MulticastSocket::open(mc).map_err(|e| MemberError::Multicast(e.to_string()));
+
+        let scfg = SenderConfig {
+            session,
+            node,
+            rate: cfg.rate,
+            queue_target: cfg.adaptive_rate.then_some(lsim_transport::rate::QUEUE_TARGET),
+            first_seq: wall_clock_seq(),
+            // The largest symbols whose every packet fits a 1500-byte MTU under the group's suite.
+            symbol_size: lsim_transport::wire::symbol_size_for(1472, lsim_transport::seal::Seal::tag_len(&own_seal)),
+            ..SenderConfig::default()
+        };
+        let sender = Sender::new(scfg, seal()?).map_err(|e| MemberError::Multicast(e.to_string()))?;
+        let mut sdriver = Driver::new(sender, open(&mc)?, DriverConfig::default());
+        let sender = sdriver.handle();
+
+        let rcfg = ReceiverConfig {
+            session,
+            node: node | RECEIVER_NODE_BIT,
+            seed: u64::from(node),
+            accept_backlog: false,
+            first_seq: wall_clock_seq(),
+            ..ReceiverConfig::default()
+        };
+        let dcfg = DriverConfig {
+            simulated_loss: cfg.simulated_loss,
+            seed: u64::from(node) ^ 0x5eed,
+            ..DriverConfig::default()
+        };
+        let rcfg = RepairerConfig {
+            receiver: rcfg,
+            first_repair: (1 << 19) + cfg.repairer_index.min(7) * (1 << 16),
+            // Not a repairer: nothing kept, nothing answered.
+            cache_bytes: if cfg.repairer.is_some() { 64 << 20 } else { 0 },
+            ..RepairerConfig::default()
+        };
+        let mut rdriver = Driver::new(Repairer::new(rcfg, seal()?), open(&mc)?, dcfg);
+        let receiver = rdriver.handle();
+        let keys = Arc::new(Mutex::new(keys));
+        let (tx, from_receiver) = mpsc::unbounded_channel();
+        let rkeys = keys.clone();
+        let download_dir = cfg.download_dir.clone();
+        let stx = tx.clone();
+        let server = *server;
+        let rtask = tokio::spawn(async move {
+            let mut partial: HashMap<(u32, u32), (ObjectKind, Vec<u8>)> = HashMap::new();
+            // Files must be signed by a member our key server certified.
+            let mut inbox = Inbox::new(&download_dir, false).signed_by(server).with_file_keys(inbox_keys);
+            let result = rdriver
+                .run(|core: &mut Repairer<GroupSeal>, e| {
+                    // Our own objects come back on loopback: already shown.
+                    if event_sender(&e) == node {
+                        return ControlFlow::Continue(());
+                    }
+                    if let Some(ev) = inbox.handle(&e) {
+                        // A file for other members: stop receiving it (a
+                        // region's repairer keeps it for its members).
+                        if let InboxEvent::NotForUs { sender, object } = ev {
+                            core.decline(sender, object);
+                        }
+                        let _ = tx.send(FromReceiver::File(ev));
+                    }
+                    on_receiver_event(core, e, &mut partial, &rkeys, &server, node, &tx);
+                    if tx.is_closed() { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+                })
+                .await;
+            if let Err(e) = result {
+                let _ = events.send(MemberEvent::Error(format!("receiver stopped: {e}"))).await;
+            }
+        });
+        let stask = tokio::spawn(async move {
+            let _ = sdriver
+                .run(|_, e| {
+                    if let SenderEvent::ObjectSent(object) = e {
+                        let _ = stx.send(FromReceiver::Sent(object));
+                    }
+                    ControlFlow::<()>::Continue(())
+                })
+                .await;
+        });
+        Ok(Transport {
+            sender,
+            receiver,
+            keys,
+            seal: own_seal,
+            from_receiver,
+            tasks: vec![rtask, stask],
+            node,
+            initial,
+            signer,
+            server,
+            file_keys,
+        })
+    }
+
+    /// Installs a new epoch everywhere but the receiver (which did it).
+    pub(super) fn install(&mut self, epoch: u32, key: &SecretKey) {
+        let _ = self.seal.install(epoch, key);
+        let key = key.clone();
+        self.sender.with(move |s| {
+            let _ = s.seal_mut().install(epoch, &key);
+        });
+    }
+
+    /// Installs the keys a resync got everywhere, the receiver too; the
+    /// epoch and group key now in use, if they hold one.
+    pub(super) fn resynced(&mut self, fresh: GroupKeys) -> Option<(u32, SecretKey)> {
+        let (epoch, key) = (fresh.keys.epoch(), fresh.keys.group_key().cloned());
+        let (Some(epoch), Some(key)) = (epoch, key) else { return None };
+        self.install(epoch, &key);
+        self.receiver.with({
+            let key = key.clone();
+            move |r| {
+                let _ = r.seal_mut().install(epoch, &key);
+            }
+        });
+        if let Ok(mut k) = self.keys.lock() {
+            *k = fresh;
+        }
+        Some((epoch, key))
+    }
+
+    /// Queues `bytes` as a chat object on our sender.
+    pub(super) fn queue_chat(&self, bytes: Vec<u8>) {
+        queue_chat(&self.sender, bytes);
+    }
+}
+
+impl Drop for Transport {
+    fn drop(&mut self) {
+        self.sender.stop();
+        self.receiver.stop();
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// Queues `bytes` (sealed, signed or a beacon) on `sender` as a chat object.
+pub(super) fn queue_chat(sender: &Handle<Sender<GroupSeal>>, bytes: Vec<u8>) {
+    sender.with(move |s| {
+        let _ = s.send_bytes(ObjectKind::Chat, bytes);
+    });
+}
+
+/// Waits until the sender has sent everything queued once, or `limit`.
+pub(super) async fn flush(sender: &Handle<Sender<GroupSeal>>, limit: Duration) {
+    let deadline = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < deadline {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        sender.with(move |s| {
+            let _ = tx.send(s.is_idle());
+        });
+        if rx.await.unwrap_or(true) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn event_sender(e: &ReceiverEvent) -> u32 {
+    match *e {
+        ReceiverEvent::ObjectStarted { sender, .. }
+        | ReceiverEvent::ObjectData { sender, .. }
+        | ReceiverEvent::ObjectComplete { sender, .. }
+        | ReceiverEvent::ObjectLost { sender, .. }
+        | ReceiverEvent::ObjectProgress { sender, .. }
+        | ReceiverEvent::EpochAhead { sender, .. } => sender,
+    }
+}
+
+/// Chat objects larger than this are not chat.
+const MAX_CHAT_OBJECT: u64 = private::MAX_PRIVATE as u64;
+
+fn on_receiver_event(
+    core: &mut Repairer<GroupSeal>,
+    e: ReceiverEvent,
+    partial: &mut HashMap<(u32, u32), (ObjectKind, Vec<u8>)>,
+    keys: &Mutex<GroupKeys>,
+    server: &ed25519_dalek::VerifyingKey,
+    own_node: u32,
+    tx: &mpsc::UnboundedSender<FromReceiver>,
+) {
+    match e {
+        ReceiverEvent::ObjectStarted { sender, object, kind, len } => {
+            let wanted = match kind {
+                ObjectKind::Rekey => is_key_server_node(sender) && len <= MAX_REKEY,
+                ObjectKind::Chat => len <= MAX_CHAT_OBJECT,
+                _ => false,
+            };
+            if wanted {
+                partial.insert((sender, object), (kind, Vec::with_capacity(len as usize)));
+            }
+            let first = core.receiver().first_object(sender).unwrap_or(object);
+            let _ = tx.send(FromReceiver::Started(sender, object, wanted && kind == ObjectKind::Chat, first));
+        }
+        ReceiverEvent::ObjectData { sender, object, data, .. } => {
+            if let Some((_, b)) = partial.get_mut(&(sender, object)) {
+                b.extend_from_slice(&data);
+            }
+        }
+        ReceiverEvent::ObjectComplete { sender, object } => {
+            let Some((kind, bytes)) = partial.remove(&(sender, object)) else { return };
+            if kind == ObjectKind::Chat {
+                let _ = tx.send(FromReceiver::Chat(bytes, sender, object));
+                return;
+            }
+            let Ok(mut keys) = keys.lock() else { return };
+            match keys.keys.apply(&bytes, server) {
+                Ok(applied) => {
+                    if let Some(k) = keys.keys.group_key().cloned() {
+                        let _ = core.seal_mut().install(applied.epoch, &k);
+                        let _ = tx.send(FromReceiver::Epoch(applied.epoch, k));
+                    }
+                }
+                Err(RekeyError::Gap { .. }) => {
+                    let _ = tx.send(FromReceiver::NeedsResync);
+                }
+                // Rekeys from before our join, replays: nothing to do.
+                Err(_) => {}
+            }
+        }
+        ReceiverEvent::ObjectLost { sender, object } => {
+            partial.remove(&(sender, object));
+            let _ = tx.send(FromReceiver::Lost(sender, object));
+        }
+        ReceiverEvent::EpochAhead { sender, .. } => {
+            if sender != own_node {
+                let _ = tx.send(FromReceiver::NeedsResync);
+            }
+        }
+        // Files' progress is the inbox's.
+        ReceiverEvent::ObjectProgress { .. } => {}
+    }
+}
