@@ -13,6 +13,7 @@ pub mod filekey;
 pub mod guard;
 pub mod key;
 pub mod member;
+pub mod pin;
 pub mod registrar;
 pub mod rekey;
 pub mod server;

@@ -10,11 +10,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
+use lsim_keymgmt::pin::PinnedVerifier;
+use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use zeroize::Zeroizing;
 
 /// The system's CA bundle (Debian's `ca-certificates`); `SSL_CERT_FILE`
@@ -49,7 +48,7 @@ fn provider() -> Arc<CryptoProvider> {
 
 /// SHA-256 of a DER certificate (what users pin), its hex form, and the
 /// parser for it: the same as the key server's pins.
-pub use lsim_keymgmt::registrar::quic::{fingerprint, fingerprint_hex, parse_fingerprint};
+pub use lsim_keymgmt::pin::{fingerprint, fingerprint_hex, parse_fingerprint};
 
 /// How long a generated server certificate is valid: ten years.
 pub const DEFAULT_VALIDITY: Duration = Duration::from_secs(10 * 365 * 86_400);
@@ -186,10 +185,7 @@ pub fn client_config(trust: &Trust) -> Result<Arc<rustls::ClientConfig>, TlsErro
         Trust::CaFile(path) => builder.with_root_certificates(roots(path)?).with_no_client_auth(),
         Trust::Pinned(pin) => builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(PinnedCheck {
-                pin: *pin,
-                algorithms: provider().signature_verification_algorithms,
-            }))
+            .with_custom_certificate_verifier(Arc::new(PinnedVerifier::pinned(*pin, &provider(), true)))
             .with_no_client_auth(),
     };
     Ok(Arc::new(config))
@@ -206,57 +202,6 @@ fn roots(path: &Path) -> Result<rustls::RootCertStore, TlsError> {
         return Err(TlsError::Pem(path.to_path_buf()));
     }
     Ok(store)
-}
-
-/// Accepts exactly the pinned certificate, and checks the handshake
-/// signatures with its key (so the peer holds the private key).
-#[derive(Debug)]
-struct PinnedCheck {
-    pin: [u8; 32],
-    algorithms: WebPkiSupportedAlgorithms,
-}
-
-impl ServerCertVerifier for PinnedCheck {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        let seen = fingerprint(end_entity);
-        if bool::from(subtle::ConstantTimeEq::ct_eq(&seen[..], &self.pin[..])) {
-            Ok(ServerCertVerified::assertion())
-        } else {
-            Err(rustls::Error::General(format!(
-                "the server's certificate has fingerprint {}, not the pinned one (check --pin against what the server prints)",
-                fingerprint_hex(&seen)
-            )))
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
-    }
 }
 
 #[cfg(test)]
@@ -282,12 +227,5 @@ mod tests {
         client_config(&Trust::CaFile(dir.join("xmpp-cert.pem"))).unwrap();
         assert!(client_config(&Trust::CaFile(dir.join("xmpp-key.pem"))).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn fingerprints_print_and_parse() {
-        let fp = fingerprint(b"x");
-        assert_eq!(parse_fingerprint(&fingerprint_hex(&fp)), Some(fp));
-        assert_eq!(parse_fingerprint("ab:cd"), None);
     }
 }

@@ -12,15 +12,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
-use sha2::{Digest, Sha256};
+use rustls::client::danger::ServerCertVerifier;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use thiserror::Error;
 use zeroize::Zeroizing;
 
 use super::msg::{MAX_MESSAGE, MsgError, Request, Response};
+use crate::pin::PinnedVerifier;
 
 /// ALPN protocol id of the registrar.
 pub const ALPN: &[u8] = b"lsim-registrar/1";
@@ -78,29 +77,8 @@ impl Identity {
     }
 }
 
-/// SHA-256 of a DER certificate.
-pub fn fingerprint(cert_der: &[u8]) -> [u8; 32] {
-    Sha256::digest(cert_der).into()
-}
-
-/// Hex form of a fingerprint, as users copy it into configuration.
-pub fn fingerprint_hex(fp: &[u8; 32]) -> String {
-    fp.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Parses a hex fingerprint (colons allowed).
-pub fn parse_fingerprint(s: &str) -> Option<[u8; 32]> {
-    let hex: Vec<u8> = s.bytes().filter(|b| *b != b':').collect();
-    if hex.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, pair) in hex.chunks(2).enumerate() {
-        let s = std::str::from_utf8(pair).ok()?;
-        out[i] = u8::from_str_radix(s, 16).ok()?;
-    }
-    Some(out)
-}
+/// Certificate fingerprints, as the pins here and in XMPP use them.
+pub use crate::pin::{fingerprint, fingerprint_hex, parse_fingerprint};
 
 fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
@@ -125,79 +103,12 @@ pub fn server_endpoint(addr: SocketAddr, id: &Identity) -> Result<quinn::Endpoin
     Ok(quinn::Endpoint::server(cfg, addr)?)
 }
 
-/// How a client decides to trust the server's certificate.
-#[derive(Debug)]
-enum Trust {
-    /// Only the certificate with this SHA-256.
-    Pinned([u8; 32]),
-    /// Any, remembering its fingerprint (trust on first use).
-    FirstUse(std::sync::Mutex<Option<[u8; 32]>>),
-}
-
-/// Checks the server's certificate by `Trust`, and the handshake signatures
-/// with the certificate's key.
-#[derive(Debug)]
-struct ServerCheck {
-    trust: Trust,
-    algorithms: WebPkiSupportedAlgorithms,
-}
-
-impl ServerCertVerifier for ServerCheck {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        use subtle::ConstantTimeEq;
-        match &self.trust {
-            Trust::Pinned(pin) if bool::from(fingerprint(end_entity).ct_eq(pin)) => Ok(ServerCertVerified::assertion()),
-            Trust::Pinned(_) => {
-                Err(rustls::Error::General("server certificate does not match the pinned fingerprint".into()))
-            }
-            Trust::FirstUse(seen) => {
-                if let Ok(mut seen) = seen.lock() {
-                    *seen = Some(fingerprint(end_entity));
-                }
-                Ok(ServerCertVerified::assertion())
-            }
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        _message: &[u8],
-        _cert: &CertificateDer<'_>,
-        _dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Err(rustls::Error::General("TLS 1.2 is not offered".into()))
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
-    }
-}
-
 /// Connects once, trusting whatever certificate the server shows, and
 /// returns its fingerprint: trust on first use. Callers store it and pin it
 /// from then on (see `known`).
 pub async fn learn_fingerprint(addr: SocketAddr) -> Result<[u8; 32], ChannelError> {
     let provider = provider();
-    let check = Arc::new(ServerCheck {
-        trust: Trust::FirstUse(std::sync::Mutex::new(None)),
-        algorithms: provider.signature_verification_algorithms,
-    });
+    let check = Arc::new(PinnedVerifier::first_use(&provider, false));
     let endpoint = endpoint_with(provider, check.clone())?;
     let conn = endpoint
         .connect(addr, SERVER_NAME)
@@ -205,18 +116,13 @@ pub async fn learn_fingerprint(addr: SocketAddr) -> Result<[u8; 32], ChannelErro
         .await
         .map_err(|e| ChannelError::Connect { addr, why: e.to_string() })?;
     conn.close(0u32.into(), b"learned");
-    let seen = match &check.trust {
-        Trust::FirstUse(seen) => seen.lock().ok().and_then(|s| *s),
-        Trust::Pinned(_) => None,
-    };
-    seen.ok_or(ChannelError::Connect { addr, why: "no certificate seen".into() })
+    check.seen().ok_or(ChannelError::Connect { addr, why: "no certificate seen".into() })
 }
 
 /// A client endpoint whose connections trust only the server with this pin.
 pub fn client_endpoint(pin: [u8; 32]) -> Result<quinn::Endpoint, ChannelError> {
     let provider = provider();
-    let check =
-        Arc::new(ServerCheck { trust: Trust::Pinned(pin), algorithms: provider.signature_verification_algorithms });
+    let check = Arc::new(PinnedVerifier::pinned(pin, &provider, false));
     endpoint_with(provider, check)
 }
 
@@ -437,16 +343,5 @@ mod tests {
         let c = again.expect("a place freed by a closed connection is given again");
         assert!(c.call(&join).await.is_ok());
         server.close(0u32.into(), b"");
-    }
-
-    #[test]
-    fn fingerprints_print_and_parse() {
-        let fp = [0xab; 32];
-        let hex = fingerprint_hex(&fp);
-        assert_eq!(parse_fingerprint(&hex), Some(fp));
-        let colons: String =
-            hex.as_bytes().chunks(2).map(|c| std::str::from_utf8(c).unwrap()).collect::<Vec<_>>().join(":");
-        assert_eq!(parse_fingerprint(&colons), Some(fp));
-        assert_eq!(parse_fingerprint("abc"), None);
     }
 }
