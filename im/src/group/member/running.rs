@@ -62,6 +62,8 @@ pub(super) struct Running {
     /// Files arriving: the last 5 % step reported.
     progress: HashMap<(u32, u32), u64>,
     xmpp_online: bool,
+    /// The XMPP client task ended for good: its events are no longer awaited.
+    xmpp_ended: bool,
     /// While XMPP is down: who was heard on multicast, and when.
     heard: HashMap<String, Instant>,
     /// The multicast presence last reported.
@@ -95,6 +97,7 @@ pub(super) fn spawn(
             awaiting: HashMap::new(),
             progress: HashMap::new(),
             xmpp_online: true,
+            xmpp_ended: false,
             heard: HashMap::new(),
             shown: Vec::new(),
             beacon: tokio::time::interval(cfg.beacon_interval.max(Duration::from_millis(50))),
@@ -129,7 +132,7 @@ impl Running {
                 () = order_due(order_deadline(&self.order)) => self.on_order_due().await,
                 _ = self.beacon.tick(), if !self.xmpp_online => self.on_beacon().await,
                 Some(msg) = self.transport.from_receiver.recv() => self.on_receiver(msg).await,
-                ev = self.xmpp.next_event() => self.on_xmpp(ev).await,
+                ev = self.xmpp.next_event(), if !self.xmpp_ended => self.on_xmpp(ev).await,
             }
         }
     }
@@ -329,8 +332,17 @@ impl Running {
                 }
             }
             Some(_) => {}
-            // The XMPP task ended (fatal error): multicast goes on.
-            None => std::future::pending::<()>().await,
+            // The XMPP task ended (fatal error): multicast goes on, and so
+            // do commands (waiting here forever once lost every Leave).
+            None => {
+                self.xmpp_ended = true;
+                if self.xmpp_online {
+                    self.xmpp_online = false;
+                    self.heard.clear();
+                    self.shown.clear();
+                    self.emit(MemberEvent::XmppOffline("the XMPP client stopped".into())).await;
+                }
+            }
         }
     }
 
