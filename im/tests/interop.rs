@@ -22,16 +22,16 @@ mod scenario;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::process::{PROCESS_TIMEOUT, Proc, ProcOut, tail};
+use common::tmux::Tmux;
 use lsim_im::xmpp::client::{Client, ClientEvent};
 use lsim_im::xmpp::jid::Jid;
 use lsim_im::xmpp::room::RoomEvent;
 use lsim_im::xmpp::tls::Trust;
 use scenario::Target;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Third-party user and our user, per row; the password is `USER-pw`.
 const USERS: [(&str, &str); 8] = [
@@ -49,8 +49,6 @@ const MUC: &str = "conference.localhost";
 const LSIM_NICK: &str = "lsim";
 /// Bound on one cell, whatever happens inside it.
 const CELL_TIMEOUT: Duration = Duration::from_secs(45);
-/// Bound on one external process.
-const PROCESS_TIMEOUT: Duration = Duration::from_secs(25);
 /// Bound on one step (a join, a message, a screen).
 const STEP: Duration = Duration::from_secs(15);
 
@@ -178,12 +176,6 @@ fn token(what: &str, ep: &Endpoint) -> String {
     format!("{what}-{}-{}-{}-{nanos:x}", ep.kind.name(), if ep.tls { "tls" } else { "plain" }, std::process::id())
 }
 
-/// The last `n` lines of `text` that are not blank.
-fn tail(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.lines().map(str::trim_end).filter(|l| !l.trim().is_empty()).collect();
-    lines[lines.len().saturating_sub(n)..].join("\n    | ")
-}
-
 // ---------------------------------------------------------------- our side
 
 /// Our client, in the cell's room.
@@ -274,89 +266,6 @@ impl Lsim {
     async fn send(&mut self, body: &str) {
         let room = self.room.clone();
         self.client.send_group(&room, Some(body), None).await;
-    }
-}
-
-// ------------------------------------------------------ external processes
-
-struct ProcOut {
-    /// `None`: killed after [`PROCESS_TIMEOUT`].
-    status: Option<ExitStatus>,
-    /// stdout, then stderr.
-    output: String,
-}
-
-impl ProcOut {
-    fn success(&self) -> bool {
-        self.status.is_some_and(|s| s.success())
-    }
-
-    fn describe(&self) -> String {
-        let status = match self.status {
-            Some(s) => s.to_string(),
-            None => format!("killed after {PROCESS_TIMEOUT:?}"),
-        };
-        format!("{status}; its output:\n    | {}", tail(&self.output, 12))
-    }
-}
-
-/// An external client, killed (it alone) when it outlives its bound.
-struct Proc {
-    handle: Option<tokio::task::JoinHandle<ProcOut>>,
-    out: Option<ProcOut>,
-}
-
-impl Proc {
-    fn spawn(mut cmd: tokio::process::Command, stdin: Option<String>) -> Proc {
-        cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        let handle = tokio::spawn(async move {
-            let mut child = match cmd.spawn() {
-                Ok(c) => c,
-                Err(e) => return ProcOut { status: None, output: format!("could not start: {e}") },
-            };
-            if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
-                let _ = pipe.write_all(text.as_bytes()).await;
-            }
-            let buffers = [Arc::new(Mutex::new(Vec::new())), Arc::new(Mutex::new(Vec::new()))];
-            let pipes: [Box<dyn tokio::io::AsyncRead + Unpin + Send>; 2] =
-                [Box::new(child.stdout.take().unwrap()), Box::new(child.stderr.take().unwrap())];
-            let readers = pipes.into_iter().zip(buffers.clone()).map(|(mut pipe, buf)| {
-                tokio::spawn(async move {
-                    let mut chunk = [0u8; 4096];
-                    while let Ok(n @ 1..) = pipe.read(&mut chunk).await {
-                        buf.lock().unwrap().extend_from_slice(&chunk[..n]);
-                    }
-                })
-            });
-            let readers: Vec<_> = readers.collect();
-            let status = match tokio::time::timeout(PROCESS_TIMEOUT, child.wait()).await {
-                Ok(status) => status.ok(),
-                Err(_) => {
-                    let _ = child.kill().await;
-                    None
-                }
-            };
-            for r in readers {
-                let _ = tokio::time::timeout(Duration::from_secs(2), r).await;
-            }
-            let [so, se] = buffers.map(|b| String::from_utf8_lossy(&b.lock().unwrap()).into_owned());
-            let output = format!("{so}{se}");
-            ProcOut { status, output }
-        });
-        Proc { handle: Some(handle), out: None }
-    }
-
-    /// Waits for it to end (bounded by [`PROCESS_TIMEOUT`]).
-    async fn finish(&mut self) -> &ProcOut {
-        if let Some(handle) = self.handle.as_mut() {
-            let out = handle.await.unwrap_or_else(|e| ProcOut { status: None, output: format!("task failed: {e}") });
-            self.handle = None;
-            self.out = Some(out);
-        }
-        self.out.as_ref().unwrap()
     }
 }
 
@@ -514,95 +423,6 @@ async fn send_once(
     (got, proc.out.take().unwrap())
 }
 
-/// A private tmux server (its own socket) running one program.
-struct Tmux {
-    socket: PathBuf,
-    /// The tmux server's and the pane's process ids.
-    pids: Vec<u32>,
-}
-
-impl Tmux {
-    fn command(socket: &Path) -> tokio::process::Command {
-        let mut cmd = tokio::process::Command::new("timeout");
-        cmd.args(["-k", "1", "5", "tmux", "-S"]).arg(socket).env_remove("TMUX").kill_on_drop(true);
-        cmd
-    }
-
-    async fn run(&self, args: &[&str]) -> Result<String, String> {
-        let out = Tmux::command(&self.socket).args(args).output().await.map_err(|e| e.to_string())?;
-        if !out.status.success() {
-            return Err(format!("tmux {args:?}: {}", String::from_utf8_lossy(&out.stderr).trim()));
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    }
-
-    /// Starts `program` in a 200×50 window, with `env` set.
-    async fn start(dir: &Path, program: &[&str], env: &[(&str, &Path)]) -> Result<Tmux, String> {
-        let socket = dir.join("tmux.sock");
-        let mut cmd = Tmux::command(&socket);
-        cmd.args(["-f", "/dev/null", "new-session", "-d", "-s", "lsim", "-x", "200", "-y", "50", "--"]).args(program);
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let out = cmd.output().await.map_err(|e| e.to_string())?;
-        let mut tmux = Tmux { socket, pids: Vec::new() };
-        if !out.status.success() {
-            return Err(format!("tmux new-session: {}", String::from_utf8_lossy(&out.stderr).trim()));
-        }
-        let pids = tmux.run(&["display-message", "-p", "-t", "lsim", "#{pid} #{pane_pid}"]).await?;
-        tmux.pids = pids.split_whitespace().filter_map(|p| p.parse().ok()).collect();
-        Ok(tmux)
-    }
-
-    /// Types `text` and Enter.
-    async fn type_line(&self, text: &str) -> Result<(), String> {
-        self.run(&["send-keys", "-t", "lsim", "-l", text]).await?;
-        self.run(&["send-keys", "-t", "lsim", "Enter"]).await.map(|_| ())
-    }
-
-    async fn screen(&self) -> String {
-        self.run(&["capture-pane", "-p", "-J", "-t", "lsim"]).await.unwrap_or_else(|e| e)
-    }
-
-    /// Waits until the screen shows `want`; fails early on any of `fail`.
-    async fn wait(&self, want: &str, fail: &[&str]) -> Result<String, String> {
-        let deadline = Instant::now() + STEP;
-        loop {
-            let screen = self.screen().await;
-            if screen.contains(want) {
-                return Ok(screen);
-            }
-            if let Some(f) = fail.iter().find(|f| screen.contains(**f)) {
-                return Err(format!("the screen shows {f:?} instead of {want:?}:\n    | {}", tail(&screen, 12)));
-            }
-            if Instant::now() > deadline {
-                return Err(format!("no {want:?} on the screen after {STEP:?}:\n    | {}", tail(&screen, 12)));
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("timeout")
-            .args(["-k", "1", "5", "tmux", "-S"])
-            .arg(&self.socket)
-            .arg("kill-server")
-            .env_remove("TMUX")
-            .stderr(Stdio::null())
-            .status();
-        for pid in &self.pids {
-            // Only if it is still ours and alive (not a zombie, not reused).
-            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-            let alive = !status.contains("State:\tZ");
-            if alive && (status.contains("Name:\ttmux") || status.contains("Name:\tprofanity")) {
-                let _ = std::process::Command::new("kill").args(["-KILL", &pid.to_string()]).status();
-            }
-        }
-    }
-}
-
 /// profanity: both directions, typed into it under tmux, read off its screen.
 async fn profanity(ep: &Endpoint) -> Outcome {
     let row = Row::Profanity;
@@ -629,16 +449,16 @@ async fn drive_profanity(ep: &Endpoint, lsim: &mut Lsim, dir: &Path) -> Result<S
     let (config, data) = (dir.join("config"), dir.join("data"));
     let env = [("HOME", dir), ("XDG_CONFIG_HOME", &config), ("XDG_DATA_HOME", &data)];
     let tmux = Tmux::start(dir, &["profanity", "-l", "DEBUG"], &env).await?;
-    tmux.wait("/help", &[]).await?;
+    tmux.wait("/help", &[], STEP).await?;
     // `tls trust`: STARTTLS required, the self-signed certificate accepted.
     let tls = if ep.tls { "trust" } else { "disable" };
     tmux.type_line(&format!("/connect {user}@localhost server 127.0.0.1 port {} tls {tls}", ep.port)).await?;
-    tmux.wait("Enter password", &[]).await?;
+    tmux.wait("Enter password", &[], STEP).await?;
     tmux.type_line(&format!("{user}-pw")).await?;
     let failed = ["Login failed", "Connection failed", "disconnected"];
-    tmux.wait("logged in successfully", &failed).await?;
+    tmux.wait("logged in successfully", &failed, STEP).await?;
     tmux.type_line(&format!("/join {} nick {}", lsim.room, row.name())).await?;
-    tmux.wait("You have joined the room", &["Error joining room"]).await?;
+    tmux.wait("You have joined the room", &["Error joining room"], STEP).await?;
     let to_lsim = token("profanity-to-lsim", ep);
     tmux.type_line(&to_lsim).await?;
     lsim.receive(row.name(), &to_lsim)
@@ -646,7 +466,7 @@ async fn drive_profanity(ep: &Endpoint, lsim: &mut Lsim, dir: &Path) -> Result<S
         .map_err(|e| format!("our client did not get profanity's groupchat: {e}"))?;
     let from_lsim = token("lsim-to-profanity", ep);
     lsim.send(&from_lsim).await;
-    tmux.wait(&format!("{LSIM_NICK}: {from_lsim}"), &[])
+    tmux.wait(&format!("{LSIM_NICK}: {from_lsim}"), &[], STEP)
         .await
         .map_err(|e| format!("our client got profanity's groupchat, but profanity did not show ours: {e}"))?;
     let _ = tmux.type_line("/quit").await;

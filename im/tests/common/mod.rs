@@ -2,7 +2,14 @@
 //! Debian's package in a private directory (plaintext or STARTTLS), and
 //! (in other test files) the embedded server. Each starts what it needs
 //! and stops it on drop.
+//!
+//! Third-party programs the tests drive live in `process` (any program,
+//! bounded, its output read) and `tmux` (a terminal client under a private
+//! tmux server).
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+pub mod process;
+pub mod tmux;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
