@@ -57,19 +57,31 @@ pub struct PinnedVerifier {
     /// Whether TLS 1.2 handshake signatures are checked (XMPP servers may
     /// speak 1.2) or refused (the registrar offers 1.3 only).
     tls12: bool,
+    /// What a refusal tells the user to check (which setting holds the pin).
+    hint: &'static str,
 }
+
+/// What a refusal says to check unless the caller names its setting.
+const HINT: &str = "check the pin against what the server prints";
 
 impl PinnedVerifier {
     /// Accepts exactly the certificate whose SHA-256 is `pin`.
     pub fn pinned(pin: [u8; 32], provider: &CryptoProvider, tls12: bool) -> PinnedVerifier {
-        PinnedVerifier { trust: Trust::Pinned(pin), algorithms: provider.signature_verification_algorithms, tls12 }
+        let algorithms = provider.signature_verification_algorithms;
+        PinnedVerifier { trust: Trust::Pinned(pin), algorithms, tls12, hint: HINT }
+    }
+
+    /// Names what a refusal tells the user to check, e.g. "check --pin
+    /// against what the server prints".
+    pub fn hint(self, hint: &'static str) -> PinnedVerifier {
+        PinnedVerifier { hint, ..self }
     }
 
     /// Accepts any certificate and remembers its fingerprint (`seen`): for
     /// learning a pin once, never for trusting a session.
     pub fn first_use(provider: &CryptoProvider, tls12: bool) -> PinnedVerifier {
         let trust = Trust::FirstUse(Mutex::new(None));
-        PinnedVerifier { trust, algorithms: provider.signature_verification_algorithms, tls12 }
+        PinnedVerifier { trust, algorithms: provider.signature_verification_algorithms, tls12, hint: HINT }
     }
 
     /// The fingerprint a first-use verifier saw.
@@ -94,8 +106,9 @@ impl ServerCertVerifier for PinnedVerifier {
         match &self.trust {
             Trust::Pinned(pin) if bool::from(seen.ct_eq(pin)) => Ok(ServerCertVerified::assertion()),
             Trust::Pinned(_) => Err(rustls::Error::General(format!(
-                "the server's certificate has fingerprint {}, not the pinned fingerprint (check the pin against what the server prints)",
-                fingerprint_hex(&seen)
+                "the server's certificate has fingerprint {}, not the pinned fingerprint ({})",
+                fingerprint_hex(&seen),
+                self.hint
             ))),
             Trust::FirstUse(slot) => {
                 if let Ok(mut slot) = slot.lock() {
@@ -159,10 +172,11 @@ mod tests {
         let name = ServerName::try_from("lsim").unwrap();
         let check =
             |v: &PinnedVerifier, c: &CertificateDer<'_>| v.verify_server_cert(c, &[], &name, &[], UnixTime::now());
-        let pinned = PinnedVerifier::pinned(fingerprint(&a), &provider, false);
+        let pinned = PinnedVerifier::pinned(fingerprint(&a), &provider, false).hint("check --pin");
         assert!(check(&pinned, &a).is_ok());
         let e = check(&pinned, &b).unwrap_err().to_string();
         assert!(e.contains("pinned fingerprint") && e.contains(&fingerprint_hex(&fingerprint(&b))), "{e}");
+        assert!(e.contains("(check --pin)"), "the refusal names the setting to fix: {e}");
         assert_eq!(pinned.seen(), None);
         let learner = PinnedVerifier::first_use(&provider, true);
         assert!(check(&learner, &b).is_ok());

@@ -185,7 +185,9 @@ pub fn client_config(trust: &Trust) -> Result<Arc<rustls::ClientConfig>, TlsErro
         Trust::CaFile(path) => builder.with_root_certificates(roots(path)?).with_no_client_auth(),
         Trust::Pinned(pin) => builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(PinnedVerifier::pinned(*pin, &provider(), true)))
+            .with_custom_certificate_verifier(Arc::new(
+                PinnedVerifier::pinned(*pin, &provider(), true).hint("check --pin against what the server prints"),
+            ))
             .with_no_client_auth(),
     };
     Ok(Arc::new(config))

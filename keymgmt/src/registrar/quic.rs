@@ -122,7 +122,9 @@ pub async fn learn_fingerprint(addr: SocketAddr) -> Result<[u8; 32], ChannelErro
 /// A client endpoint whose connections trust only the server with this pin.
 pub fn client_endpoint(pin: [u8; 32]) -> Result<quinn::Endpoint, ChannelError> {
     let provider = provider();
-    let check = Arc::new(PinnedVerifier::pinned(pin, &provider, false));
+    let check = Arc::new(
+        PinnedVerifier::pinned(pin, &provider, false).hint("check --keyserver-pin against what the key server prints"),
+    );
     endpoint_with(provider, check)
 }
 
