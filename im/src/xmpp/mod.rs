@@ -12,6 +12,7 @@ pub mod element;
 pub mod history;
 pub mod hub;
 pub mod jid;
+pub mod ns;
 pub mod payload;
 pub mod room;
 pub mod sasl;

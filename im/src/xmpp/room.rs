@@ -15,8 +15,7 @@ use super::stream::NS_CLIENT;
 
 /// XEP-0045 owner namespace (instant-room configuration).
 pub const NS_MUC_OWNER: &str = "http://jabber.org/protocol/muc#owner";
-/// Stanza error conditions.
-pub const NS_STANZAS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
+pub use super::ns::NS_STANZAS;
 /// XEP-0203 delayed delivery (room history).
 pub const NS_DELAY: &str = "urn:xmpp:delay";
 

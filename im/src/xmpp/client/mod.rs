@@ -37,11 +37,4 @@ pub use self::error::ClientError;
 pub use self::handle::{Client, ClientEvent};
 pub use self::session::{Resumption, Session};
 
-/// Resource binding (RFC 6120 §7).
-pub const NS_BIND: &str = "urn:ietf:params:xml:ns:xmpp-bind";
-/// Legacy session establishment (RFC 3921), still asked for by some servers.
-pub const NS_SESSION: &str = "urn:ietf:params:xml:ns:xmpp-session";
-/// XEP-0199 ping.
-pub const NS_PING: &str = "urn:xmpp:ping";
-/// XEP-0030 service discovery (info).
-pub const NS_DISCO_INFO: &str = "http://jabber.org/protocol/disco#info";
+pub use super::ns::{NS_BIND, NS_DISCO_INFO, NS_PING, NS_SESSION};

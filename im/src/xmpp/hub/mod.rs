@@ -35,20 +35,13 @@ use muc::Room;
 /// Identifies one client connection for as long as it is open.
 pub type SessionId = u64;
 
-/// XEP-0030 disco#info.
-pub const NS_DISCO_INFO: &str = "http://jabber.org/protocol/disco#info";
+pub use super::ns::{NS_DISCO_INFO, NS_PING, NS_SESSION, NS_STANZAS};
 /// XEP-0030 disco#items.
 pub const NS_DISCO_ITEMS: &str = "http://jabber.org/protocol/disco#items";
-/// XEP-0199 ping.
-pub const NS_PING: &str = "urn:xmpp:ping";
 /// RFC 6121 roster.
 pub const NS_ROSTER: &str = "jabber:iq:roster";
-/// RFC 3921 session establishment (a no-op today).
-pub const NS_SESSION: &str = "urn:ietf:params:xml:ns:xmpp-session";
 /// XEP-0054 vCard.
 pub const NS_VCARD: &str = "vcard-temp";
-/// Stanza error conditions (RFC 6120 §8.3).
-pub const NS_STANZAS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
 /// The room that exists from the start.
 pub const DEFAULT_ROOM: &str = "lsim";
 /// At most this many rooms exist at once; more joins get

@@ -79,8 +79,7 @@ use negotiation::serve;
 pub use outbox::WRITE_BATCH;
 use shared::{Core, Ending, Shared};
 
-/// Resource binding (RFC 6120 §7).
-pub const NS_BIND: &str = "urn:ietf:params:xml:ns:xmpp-bind";
+pub use super::ns::NS_BIND;
 
 /// How the embedded server runs.
 #[derive(Debug, Clone)]
