@@ -685,3 +685,27 @@ fn progress_comes_in_twentieths_ahead_of_decoding() {
     let first_data = first_data.expect("decoded");
     assert!(progress.iter().filter(|(i, _)| *i < first_data).count() >= 2, "progress before the first group decodes");
 }
+
+#[test]
+fn a_paced_sender_never_asks_to_be_woken_in_the_past() {
+    // A probe or flush falls due while the pacer waits: the deadline is the
+    // pacer's, not the past (a driver would spin until then).
+    let cfg =
+        SenderConfig { rate: 50_000, queue_target: None, symbol_size: 100, block_symbols: 16, ..Default::default() };
+    let mut tx = Sender::new(cfg, KeyedSum(7)).unwrap();
+    tx.send_bytes(ObjectKind::File, object(20_000)).unwrap();
+    let (mut now, mut buf, mut sent) = (Time::ZERO, Vec::new(), 0);
+    for _ in 0..10_000 {
+        while tx.poll_transmit(now, &mut buf).is_some() {
+            sent += 1;
+        }
+        let Some(next) = tx.poll_timeout() else { break };
+        assert!(next > now || sent == 0, "woken at {next:?} when it is already {now:?}");
+        now = next;
+        tx.handle_timeout(now);
+        if tx.is_idle() {
+            break;
+        }
+    }
+    assert!(sent >= 200, "the whole object went out, paced: {sent} packets");
+}
