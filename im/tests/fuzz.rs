@@ -40,11 +40,8 @@ use lsim_im::xmpp::payload::Payload;
 use lsim_im::xmpp::sasl::{self, ClientSasl, Mechanism, ServerSasl, ServerStep, StoredCredentials};
 use lsim_keymgmt::filekey::{self, FileKey, Wrap};
 use lsim_keymgmt::key::SecretKey;
+use lsim_testsupport::mutate::{config, mutate};
 use proptest::prelude::*;
-
-#[path = "../../testsupport/mutate.rs"]
-mod mutate;
-use mutate::*;
 
 mod fuzz_support;
 

@@ -32,18 +32,14 @@ use lsim_keymgmt::key::SecretKey;
 use lsim_keymgmt::registrar::msg::ErrorCode;
 use lsim_keymgmt::server::{GroupConfig, KeyServer, ServerConfig};
 use lsim_keymgmt::suite::{GroupSeal, SuiteId};
+use lsim_testsupport::campaign::{rounds, seed};
 use lsim_transport::net::driver::wall_clock_seq;
 use lsim_transport::net::{Driver, DriverConfig, Handle, MulticastConfig, MulticastSocket};
+use lsim_transport::rng::Rng;
 use lsim_transport::seal::Seal;
 use lsim_transport::wire::ObjectKind;
 use lsim_transport::{Receiver, ReceiverConfig, ReceiverEvent, Sender, SenderConfig};
 use tokio::sync::{mpsc, watch};
-
-#[path = "../../testsupport/campaign.rs"]
-mod campaign;
-
-use campaign::{rounds, seed};
-use lsim_transport::rng::Rng;
 
 fn group(test: u8) -> SocketAddrV4 {
     common::group(77, test)

@@ -34,13 +34,10 @@ use lsim_keymgmt::suite::{GroupSeal, SuiteId};
 
 use lsim_keymgmt::tree::{DEFAULT_DEGREE, KeyTree, MemberId, MemberPath, NodeId, PathKey};
 use lsim_keymgmt::users::PasswordVerifier;
+use lsim_testsupport::mutate::{config, mutate, mutations};
 use lsim_transport::seal::Seal;
 use lsim_transport::wire::{self, Body, Command, Header, PacketType};
 use proptest::prelude::*;
-
-#[path = "../../testsupport/mutate.rs"]
-mod mutate;
-use mutate::*;
 
 // ------------------------------------------------------------ a real group to draw valid encodings from
 

@@ -16,11 +16,8 @@
 use std::sync::OnceLock;
 
 use lsim_netsim::{Scenario, Sim};
+use lsim_testsupport::mutate::{config, mutate, mutation};
 use proptest::prelude::*;
-
-#[path = "../../testsupport/mutate.rs"]
-mod mutate;
-use mutate::*;
 
 /// The smallest valid scenario.
 const MIN: &str = "name = \"min\"\nreceivers = 1\n[workload]\nfile_bytes = 1000\n";

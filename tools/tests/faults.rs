@@ -24,6 +24,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
+use lsim_testsupport::campaign::{rounds, seed};
+use lsim_transport::rng::Rng;
+
 mod common;
 
 use common::{Proc, data, lsim};
@@ -31,12 +34,6 @@ use common::{Proc, data, lsim};
 fn temp_dir(name: &str) -> PathBuf {
     common::temp("faults", name)
 }
-
-#[path = "../../testsupport/campaign.rs"]
-mod campaign;
-
-use campaign::{rounds, seed};
-use lsim_transport::rng::Rng;
 
 /// A group and port of its own for each round of each test.
 fn group(test: u8, round: usize) -> String {

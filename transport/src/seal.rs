@@ -103,7 +103,9 @@ impl<S: Seal + ?Sized> Seal for Box<S> {
 }
 
 /// A keyed checksum seal for this crate's tests: not cryptography, but any
-/// change to header, body, tag, epoch or nonce is caught.
+/// change to header, body, tag, epoch or nonce is caught. Here rather than in
+/// `lsim-testsupport`: a unit test needs the `Seal` of its own build of this
+/// crate, and a dev-dependency would bring it another build's.
 #[cfg(test)]
 #[derive(Clone)]
 pub(crate) struct KeyedSum(pub u64);

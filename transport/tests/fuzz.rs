@@ -25,43 +25,14 @@
 
 use std::time::Duration;
 
+use lsim_testsupport::mutate::{config, mutate, mutations};
+use lsim_testsupport::seal::OpenSeal;
+use lsim_testsupport::wire::Spread::Narrow;
+use lsim_testsupport::wire::{Symbols, command, data_header, feedback, header};
 use lsim_transport::geometry::Geometry;
-use lsim_transport::seal::{Nonce, Seal, SealError};
-use lsim_transport::wire::{
-    self, Body, Command, DataHeader, Echo, Feedback, Frontier, Header, MAX_DATAGRAM, MAX_REPAIR_SYMBOLS, NackEntry,
-    ObjectKind, PacketType, Probe,
-};
+use lsim_transport::wire::{self, Body, DataHeader, Header, MAX_DATAGRAM, ObjectKind, PacketType};
 use lsim_transport::{Receiver, ReceiverConfig, Repairer, RepairerConfig, Sender, SenderConfig, Time};
 use proptest::prelude::*;
-
-#[path = "../../testsupport/mutate.rs"]
-mod mutate;
-use mutate::*;
-
-// ------------------------------------------------------------ a seal that opens everything
-
-/// Accepts every packet under every epoch: the fuzzer reaches the body parser
-/// without forging tags. `tag_len` bytes of zeros are appended on sealing.
-#[derive(Clone)]
-struct OpenSeal {
-    tag_len: usize,
-}
-
-impl Seal for OpenSeal {
-    fn tag_len(&self) -> usize {
-        self.tag_len
-    }
-    fn current_epoch(&self) -> u32 {
-        0
-    }
-    fn seal(&mut self, _: u32, _: Nonce, _: &[u8], _: &mut [u8], tag: &mut [u8]) -> Result<(), SealError> {
-        tag.fill(0);
-        Ok(())
-    }
-    fn open(&mut self, _: u32, _: Nonce, _: &[u8], _: &mut [u8], _: &[u8]) -> Result<(), SealError> {
-        Ok(())
-    }
-}
 
 // ------------------------------------------------------------ valid packets
 
@@ -74,92 +45,23 @@ fn reference(_: u32, _: bool) -> Option<u64> {
     Some(0)
 }
 
-fn header(packet_type: PacketType) -> impl Strategy<Value = Header> {
-    (prop_oneof![3 => Just(1u32), 1 => any::<u32>()], 0u32..8, 0u32..4, 0u64..1000)
-        .prop_map(move |(session, node, epoch, seq)| Header { packet_type, session, node, epoch, seq })
-}
-
-fn geometry() -> impl Strategy<Value = Geometry> {
-    (0u64..200_000, 1u16..1500, 1u16..64)
-        .prop_filter_map("impossible geometry", |(len, t, k)| Geometry::new(len, t, k).ok())
-}
-
-fn kind() -> impl Strategy<Value = ObjectKind> {
-    prop_oneof![Just(ObjectKind::File), Just(ObjectKind::Chat), Just(ObjectKind::Rekey)]
-}
-
-fn data_header(repair: bool) -> impl Strategy<Value = DataHeader> {
-    (0u32..6, kind(), geometry(), any::<u32>(), any::<u32>()).prop_map(move |(object, kind, geometry, b, e)| {
-        let block = b % geometry.blocks();
-        let k = u32::from(geometry.symbols_in(block));
-        let esi = if repair { k + e % MAX_REPAIR_SYMBOLS } else { e % (k + 8) };
-        DataHeader { object, kind, geometry, block, esi }
-    })
-}
-
-fn entry() -> impl Strategy<Value = NackEntry> {
-    prop_oneof![
-        (0u32..8, 0u32..8, 0u32..100).prop_map(|(object, block, needed)| NackEntry::Block { object, block, needed }),
-        (0u32..8, any::<u32>()).prop_map(|(first, bitmap)| NackEntry::Objects { first, bitmap }),
-    ]
-}
-
-fn feedback() -> impl Strategy<Value = Feedback> {
-    (
-        0u32..8,
-        prop::option::of((any::<u64>(), any::<u32>())),
-        any::<u16>(),
-        prop::option::of(0u32..8),
-        prop::option::of(any::<u32>()),
-        prop::option::of(any::<u32>()),
-        prop::collection::vec(entry(), 0..20),
-    )
-        .prop_map(|(target, echo, loss, relay, overflow, received, entries)| Feedback {
-            target,
-            echo: echo.map(|(probe_time, hold_us)| Echo { probe_time, hold_us }),
-            loss,
-            relay,
-            overflow,
-            received,
-            entries,
-        })
-}
-
-fn command() -> impl Strategy<Value = Command> {
-    (
-        any::<bool>(),
-        prop::option::of((0u32..8, 0u32..8)),
-        0u32..8,
-        0u32..1_000_000,
-        any::<u16>(),
-        prop::option::of((any::<u64>(), any::<u16>())),
-    )
-        .prop_map(|(flush, frontier, oldest, grtt_us, group_loss, probe)| Command {
-            flush,
-            frontier: frontier.map(|(object, blocks_sent)| Frontier { object, blocks_sent }),
-            oldest,
-            grtt_us,
-            group_loss,
-            probe: probe.map(|(time, reply_fraction)| Probe { time, reply_fraction }),
-        })
-}
-
 /// A sealed datagram of any packet type, as the real encoder writes it.
 fn packet(tag_len: usize) -> impl Strategy<Value = Vec<u8>> {
-    let data = (header(PacketType::Data), data_header(false), any::<u8>(), any::<bool>()).prop_map(
-        move |(h, d, fill, info)| {
+    let data = (header(PacketType::Data, Narrow), data_header(Narrow, Symbols::Source), any::<u8>(), any::<bool>())
+        .prop_map(move |(h, d, fill, info)| {
             let symbol = vec![fill; usize::from(d.geometry.symbol_size())];
             seal(tag_len, &h, &Body::Data(d.frame(info), &symbol))
-        },
-    );
-    let repair =
-        (header(PacketType::Repair), 0u32..8, data_header(true), any::<u8>()).prop_map(move |(h, origin, d, fill)| {
+        });
+    let repair = (header(PacketType::Repair, Narrow), 0u32..8, data_header(Narrow, Symbols::Repair), any::<u8>())
+        .prop_map(move |(h, origin, d, fill)| {
             let h = Header { seq: h.seq | wire::RECEIVER_SEQ_BIT, ..h };
             let symbol = vec![fill; usize::from(d.geometry.symbol_size())];
             seal(tag_len, &h, &Body::Repair(origin, d.frame(true), &symbol))
         });
-    let fb = (header(PacketType::Feedback), feedback()).prop_map(move |(h, f)| seal(tag_len, &h, &Body::Feedback(f)));
-    let cmd = (header(PacketType::Command), command()).prop_map(move |(h, c)| seal(tag_len, &h, &Body::Command(c)));
+    let fb = (header(PacketType::Feedback, Narrow), feedback(Narrow))
+        .prop_map(move |(h, f)| seal(tag_len, &h, &Body::Feedback(f)));
+    let cmd = (header(PacketType::Command, Narrow), command(Narrow))
+        .prop_map(move |(h, c)| seal(tag_len, &h, &Body::Command(c)));
     prop_oneof![data, repair, fb, cmd]
 }
 

@@ -16,7 +16,7 @@ pub mod stream;
 use proptest::prelude::*;
 
 use self::stream::FRAGMENTS;
-use crate::mutate::{Mutation, interesting, mutate};
+use lsim_testsupport::mutate::{Mutation, interesting, mutate};
 
 pub fn xml_mutation() -> impl Strategy<Value = Mutation> {
     // XML-significant bytes are worth more than random ones.

@@ -6,7 +6,7 @@
 
 use lsim_im::xmpp::sasl::{ClientSasl, Mechanism, ServerSasl, ServerStep, StoredCredentials};
 
-use crate::mutate::{Mutation, mutate};
+use lsim_testsupport::mutate::{Mutation, mutate};
 
 pub fn creds() -> &'static StoredCredentials {
     static C: std::sync::OnceLock<StoredCredentials> = std::sync::OnceLock::new();

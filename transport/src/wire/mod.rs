@@ -15,6 +15,8 @@ mod data;
 mod feedback;
 mod header;
 mod packet;
+#[cfg(any(test, feature = "strategies"))]
+pub mod strategies;
 #[cfg(test)]
 mod tests;
 

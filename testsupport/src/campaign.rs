@@ -1,7 +1,7 @@
 //! What the fault campaigns share (`keymgmt/tests/campaign.rs`,
-//! `tools/tests/faults.rs`, each including this file by `#[path]`): how many
-//! rounds to run and the seed that picks the faults. The faults are drawn
-//! with `lsim_transport::rng::Rng` from that seed.
+//! `tools/tests/faults.rs`): how many rounds to run and the seed that picks
+//! the faults. The faults themselves, drawn with `lsim_transport::rng::Rng`
+//! from that seed, stay with each campaign.
 
 /// Rounds per campaign: `LSIM_CAMPAIGN_ROUNDS`, else `ci`.
 pub fn rounds(ci: usize) -> usize {
