@@ -5,7 +5,7 @@
 //! The key server wraps a file key under each named recipient's individual
 //! key; the recipients unwrap it with theirs, and nobody else can. It does not
 //! decide who may receive a file (the server does), it does not encrypt the
-//! file, and it must not touch the group's key tree or its epoch keys.
+//! file (`filecipher` does), and it must not touch the group's key tree or its epoch keys.
 //!
 //! A wrap is ChaCha20-Poly1305 under a key derived from the recipient's
 //! individual key with HKDF-SHA256 and the info [`WRAP_INFO`] (the individual

@@ -9,6 +9,7 @@
 
 pub mod cert;
 pub mod client;
+pub mod filecipher;
 pub mod filekey;
 pub mod guard;
 pub mod key;
@@ -16,6 +17,7 @@ pub mod member;
 pub mod pin;
 pub mod registrar;
 pub mod rekey;
+pub mod resync;
 pub mod server;
 pub mod store;
 pub mod suite;

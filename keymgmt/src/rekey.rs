@@ -2,8 +2,9 @@
 //! already hold, signed by the key server.
 //!
 //! Owns the message's shape (`Rekey`, `WrappedKey`), how one key is wrapped
-//! under another (AES-256-GCM), its binary encoding with a bounded reader,
-//! and the Ed25519 signature around it (`SignedRekey`). It decides nothing:
+//! under another (AES-256-GCM), its binary encoding (the shared `Codec`
+//! over the bounded `codec::Reader`, re-exported here for the crate's other
+//! formats), and the Ed25519 signature around it (`SignedRekey`). It decides nothing:
 //! which keys to wrap under which is the tree's business (`tree`), and what
 //! a member does with a message is the member's (`member`). It must not hold
 //! state between calls.
@@ -296,9 +297,23 @@ impl Rekey {
         BODY_HEADER_LEN + WRAPPED_LEN * self.wrapped.len()
     }
 
-    /// The encoded body.
+    /// The encoded body (`Codec::encode` into a new buffer).
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.encoded_len());
+        Codec::encode(self, &mut out);
+        out
+    }
+
+    /// Reads a body that is all of `bytes` (`Codec::from_bytes`).
+    pub fn decode(bytes: &[u8]) -> Result<Rekey, RekeyError> {
+        Rekey::from_bytes(bytes)
+    }
+}
+
+impl Codec for Rekey {
+    type Error = RekeyError;
+
+    fn encode(&self, out: &mut Vec<u8>) {
         out.push(VERSION);
         out.extend_from_slice(&self.group.to_be_bytes());
         out.extend_from_slice(&self.epoch.to_be_bytes());
@@ -307,17 +322,16 @@ impl Rekey {
         // the encoder total and the reader refuses the result.
         out.extend_from_slice(&u32::try_from(self.wrapped.len()).unwrap_or(u32::MAX).to_be_bytes());
         for w in &self.wrapped {
-            w.encode(&mut out);
+            w.encode(out);
         }
-        out
     }
 
-    /// Reads a body.
-    pub fn decode(bytes: &[u8]) -> Result<Rekey, RekeyError> {
-        if bytes.len() > MAX_BODY {
-            return Err(RekeyError::Malformed(format!("body of {} bytes exceeds {MAX_BODY}", bytes.len())));
+    /// Reads a body, which ends its input: its count must account for
+    /// exactly the bytes left.
+    fn read(r: &mut Reader<'_>) -> Result<Rekey, RekeyError> {
+        if r.left() > MAX_BODY {
+            return Err(RekeyError::Malformed(format!("body of {} bytes exceeds {MAX_BODY}", r.left())));
         }
-        let mut r = Reader::new(bytes);
         let version = r.u8("version")?;
         if version != VERSION {
             return Err(RekeyError::Malformed(format!("rekey format version {version}, expected {VERSION}")));
@@ -341,7 +355,7 @@ impl Rekey {
         }
         let mut wrapped = Vec::with_capacity(count);
         for i in 0..count {
-            let w = WrappedKey::read(&mut r)?;
+            let w = WrappedKey::read(r)?;
             if w.version != epoch || w.under_version > epoch {
                 return Err(RekeyError::Malformed(format!(
                     "wrapped key {i} of rekey to epoch {epoch}: node {} version {} under node {} version {}",
@@ -384,33 +398,17 @@ impl SignedRekey {
         SIGNED_OVERHEAD + self.body.len()
     }
 
-    /// The encoding sent to the group.
+    /// The encoding sent to the group (`Codec::encode` into a new buffer).
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.encoded_len());
-        out.push(VERSION);
-        out.extend_from_slice(&u32::try_from(self.body.len()).unwrap_or(u32::MAX).to_be_bytes());
-        out.extend_from_slice(&self.body);
-        out.extend_from_slice(&self.signature);
+        Codec::encode(self, &mut out);
         out
     }
 
-    /// Reads the framing (not the signature, not the body).
+    /// Reads the framing (not the signature, not the body) that is all of
+    /// `bytes` (`Codec::from_bytes`).
     pub fn decode(bytes: &[u8]) -> Result<SignedRekey, RekeyError> {
-        let mut r = Reader::new(bytes);
-        let version = r.u8("signed rekey version")?;
-        if version != VERSION {
-            return Err(RekeyError::Malformed(format!("signed rekey format version {version}, expected {VERSION}")));
-        }
-        let len = r.u32("body length")? as usize;
-        if len > MAX_BODY {
-            return Err(RekeyError::Malformed(format!("body of {len} bytes exceeds {MAX_BODY}")));
-        }
-        let body = r.take(len, "body")?.to_vec();
-        let signature = r.array("signature")?;
-        if r.left() != 0 {
-            return Err(RekeyError::Malformed(format!("{} trailing bytes after the signature", r.left())));
-        }
-        Ok(SignedRekey { body, signature })
+        SignedRekey::from_bytes(bytes)
     }
 
     /// Checks the signature under the key server's key, then reads the body.
@@ -423,6 +421,33 @@ impl SignedRekey {
     /// Reads, checks and decodes a signed rekey from the wire in one go.
     pub fn open(bytes: &[u8], server: &VerifyingKey) -> Result<Rekey, RekeyError> {
         SignedRekey::decode(bytes)?.verify(server)
+    }
+}
+
+impl Codec for SignedRekey {
+    type Error = RekeyError;
+
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.push(VERSION);
+        out.extend_from_slice(&u32::try_from(self.body.len()).unwrap_or(u32::MAX).to_be_bytes());
+        out.extend_from_slice(&self.body);
+        out.extend_from_slice(&self.signature);
+    }
+
+    /// Reads the framing, which ends its input (a multicast object of its own).
+    fn read(r: &mut Reader<'_>) -> Result<SignedRekey, RekeyError> {
+        let version = r.u8("signed rekey version")?;
+        if version != VERSION {
+            return Err(RekeyError::Malformed(format!("signed rekey format version {version}, expected {VERSION}")));
+        }
+        let len = r.u32("body length")? as usize;
+        if len > MAX_BODY {
+            return Err(RekeyError::Malformed(format!("body of {len} bytes exceeds {MAX_BODY}")));
+        }
+        let body = r.take(len, "body")?.to_vec();
+        let signature = r.array("signature")?;
+        r.finish("the signature")?;
+        Ok(SignedRekey { body, signature })
     }
 }
 
@@ -446,12 +471,64 @@ impl From<Short> for RekeyError {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use proptest::prelude::*;
+    use proptest::test_runner::TestCaseError;
 
     use super::*;
+
+    /// Test support: `v` survives `Codec::to_bytes` then `Codec::from_bytes`,
+    /// and cuts of its bytes (some sixteen, and the last byte missing) are refused.
+    pub(crate) fn codec_round_trip<T: Codec + PartialEq + std::fmt::Debug>(v: &T) -> Result<(), TestCaseError> {
+        let bytes = v.to_bytes();
+        match T::from_bytes(&bytes) {
+            Ok(back) => prop_assert_eq!(&back, v),
+            Err(e) => return Err(TestCaseError::fail(format!("{v:?} refused its own bytes: {e:?}"))),
+        }
+        let step = (bytes.len() / 16).max(1);
+        for cut in (0..bytes.len()).step_by(step).chain(bytes.len().checked_sub(1)) {
+            prop_assert!(T::from_bytes(&bytes[..cut]).is_err(), "a cut at {} of {} was accepted", cut, bytes.len());
+        }
+        Ok(())
+    }
+
+    /// Bodies the reader accepts: `prev_epoch < epoch`, every key of version
+    /// `epoch` under a key no newer.
+    fn rekey() -> impl Strategy<Value = Rekey> {
+        (any::<u32>(), 1..=u32::MAX).prop_flat_map(|(group, epoch)| {
+            let wrapped = (any::<u32>(), any::<u32>(), 0..=epoch, prop::collection::vec(any::<u8>(), CIPHERTEXT_LEN))
+                .prop_map(move |(node, under_node, under_version, c)| {
+                    let mut ciphertext = [0u8; CIPHERTEXT_LEN];
+                    ciphertext.copy_from_slice(&c);
+                    WrappedKey {
+                        node: NodeId(node),
+                        version: epoch,
+                        under_node: NodeId(under_node),
+                        under_version,
+                        ciphertext,
+                    }
+                });
+            (0..epoch, prop::collection::vec(wrapped, 0..8)).prop_map(move |(prev_epoch, wrapped)| Rekey {
+                group,
+                epoch,
+                prev_epoch,
+                wrapped,
+            })
+        })
+    }
+
+    /// Framings with any body (the framing does not read it) and signature.
+    fn signed_rekey() -> impl Strategy<Value = SignedRekey> {
+        (prop::collection::vec(any::<u8>(), 0..300), prop::collection::vec(any::<u8>(), SIGNATURE_LEN)).prop_map(
+            |(body, s)| {
+                let mut signature = [0u8; SIGNATURE_LEN];
+                signature.copy_from_slice(&s);
+                SignedRekey { body, signature }
+            },
+        )
+    }
 
     fn key(b: u8) -> SecretKey {
         SecretKey::from_bytes([b; 32])
@@ -556,6 +633,20 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn rekeys_round_trip_through_the_codec(r in rekey()) {
+            codec_round_trip(&r)?;
+            prop_assert_eq!(Rekey::decode(&r.encode()), Ok(r.clone()));
+            let signed = SignedRekey::sign(&r, &server());
+            prop_assert_eq!(SignedRekey::open(&signed.to_bytes(), &server().verifying_key()), Ok(r));
+        }
+
+        #[test]
+        fn signed_rekeys_round_trip_through_the_codec(s in signed_rekey()) {
+            codec_round_trip(&s)?;
+            prop_assert_eq!(SignedRekey::decode(&s.encode()), Ok(s));
+        }
+
         #[test]
         fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
             let _ = Rekey::decode(&bytes);

@@ -16,28 +16,30 @@
 //!
 //! LSF3 is a file for some members of the group only. Its name and bytes
 //! (starred) are encrypted with ChaCha20 under a fresh file key (nonce 1 for
-//! the name, 0 for the bytes; the key is used for this one file). The key
-//! server wrapped that key for each recipient under the recipient's
-//! individual key (`lsim_keymgmt::filekey`); other members see the sender,
-//! the size and who the recipients are, never the name or the bytes. The
-//! digest is over the bytes as sent (encrypted), so it tells others nothing
-//! either; the signature still binds the sender to the header, the wraps
-//! and the file.
+//! the name, 0 for the bytes; the key is used for this one file), the
+//! keystream of `lsim_keymgmt::filecipher`. The key server wrapped that key
+//! for each recipient under the recipient's individual key (`filekey`);
+//! other members see the sender, the size and who the recipients are, never
+//! the name or the bytes. The digest is over the bytes as sent (encrypted),
+//! so it tells others nothing either; the signature still binds the sender
+//! to the header, the wraps and the file.
 //! `Outgoing` wraps a file as an `ObjectSource` and hashes it while the sender
 //! reads it in order (no extra pass over the file); `Incoming` takes a
 //! receiver's in-order blocks, writes the bytes to a temporary file and checks
 //! the digest, and hands back the signature for the caller to check against
-//! the key server's key. Where the file lands is `landing`'s business.
+//! the key server's key. The header is read with the shared bounded
+//! `codec::Reader` from the bytes so far: a read that runs short waits for
+//! more. Where the file lands is `landing`'s business.
 
 use std::io::{self, Write};
 use std::sync::Arc;
 
-use chacha20::ChaCha20;
-use chacha20::cipher::{KeyIvInit, StreamCipher, StreamCipherSeek};
 use ed25519_dalek::VerifyingKey;
 use lsim_keymgmt::cert::{CertError, MAX_CERT, MemberCert, Signer};
 use lsim_keymgmt::client::FileKeyOpener;
+use lsim_keymgmt::filecipher::{Keystream, MAX_KEYSTREAM};
 use lsim_keymgmt::filekey::{FileKey, MAX_RECIPIENTS, WRAP_ENCODED_LEN, Wrap};
+use lsim_transport::codec::{Reader, Short};
 use lsim_transport::source::ObjectSource;
 use sha2::{Digest, Sha256};
 
@@ -45,57 +47,46 @@ const MAGIC: &[u8; 4] = b"LSF1";
 const SIGNED_MAGIC: &[u8; 4] = b"LSF2";
 const RESTRICTED_MAGIC: &[u8; 4] = b"LSF3";
 /// Longest restricted file: ChaCha20's keystream under one nonce.
-pub const MAX_RESTRICTED: u64 = 64 << 32;
+pub const MAX_RESTRICTED: u64 = MAX_KEYSTREAM;
 const CONTEXT: &[u8] = b"lsim file v1\0";
 const SIGNATURE: usize = 64;
 /// Longest file name carried.
 pub const MAX_NAME: usize = 255;
 const DIGEST: usize = 32;
+/// Longest header a receiver waits for: every length at its bound.
+const MAX_HEADER: usize = 6 + MAX_NAME + 8 + 2 + MAX_CERT + 2 + MAX_RECIPIENTS * WRAP_ENCODED_LEN;
 
-/// The keystream for a restricted file's bytes (nonce 0) or name (nonce 1).
-fn keystream(key: &FileKey, nonce: u8) -> ChaCha20 {
-    let mut n = [0u8; 12];
-    n[11] = nonce;
-    ChaCha20::new(&(*key.as_bytes()).into(), &n.into())
-}
-
-/// Whom a restricted file is for: the wraps of its key, and the key.
-struct Restricted<'a> {
-    wraps: &'a [Wrap],
-    key: &'a FileKey,
-}
-
-/// The header: magic, u16 name length, name (UTF-8), u64 file size, for a
-/// signed envelope the sender's certificate, and for a restricted one the
-/// wraps of its key (and the name encrypted).
-fn header(name: &str, size: u64, cert: Option<&MemberCert>, restricted: Option<Restricted<'_>>) -> Vec<u8> {
+/// `name` as carried: cut to [`MAX_NAME`] bytes at a character boundary.
+fn carried_name(name: &str) -> &[u8] {
     let mut end = name.len().min(MAX_NAME);
     while !name.is_char_boundary(end) {
         end -= 1;
     }
     // The receiver refuses an empty name: a nameless file goes as "file".
-    let name = if end == 0 { b"file".as_slice() } else { &name.as_bytes()[..end] };
-    let magic = match (cert.is_some(), restricted.is_some()) {
+    if end == 0 { b"file".as_slice() } else { &name.as_bytes()[..end] }
+}
+
+/// The header: magic, u16 name length, name (as carried, and for a
+/// restricted file already encrypted), u64 file size, for a signed envelope
+/// the sender's certificate, and for a restricted one the wraps of its key.
+fn header(name: &[u8], size: u64, cert: Option<&MemberCert>, wraps: Option<&[Wrap]>) -> Vec<u8> {
+    let magic = match (cert.is_some(), wraps.is_some()) {
         (_, true) => RESTRICTED_MAGIC,
         (true, false) => SIGNED_MAGIC,
         (false, false) => MAGIC,
     };
     let mut h = magic.to_vec();
     h.extend_from_slice(&(name.len() as u16).to_be_bytes());
-    let at = h.len();
     h.extend_from_slice(name);
-    if let Some(r) = &restricted {
-        keystream(r.key, 1).apply_keystream(&mut h[at..]);
-    }
     h.extend_from_slice(&size.to_be_bytes());
     if let Some(c) = cert {
         let c = c.encode();
         h.extend_from_slice(&(c.len() as u16).to_be_bytes());
         h.extend_from_slice(&c);
     }
-    if let Some(r) = restricted {
-        h.extend_from_slice(&(r.wraps.len() as u16).to_be_bytes());
-        for w in r.wraps {
+    if let Some(wraps) = wraps {
+        h.extend_from_slice(&(wraps.len() as u16).to_be_bytes());
+        for w in wraps {
             h.extend_from_slice(&w.encode());
         }
     }
@@ -114,20 +105,20 @@ pub struct Outgoing<S> {
     /// The digest, then the signature if signed.
     trailer: Vec<u8>,
     /// A restricted file: the keystream its bytes are encrypted with.
-    cipher: Option<ChaCha20>,
+    cipher: Option<Keystream>,
 }
 
 impl<S: ObjectSource> Outgoing<S> {
     /// Wraps `file` under `name`.
     pub fn new(name: &str, file: S) -> Outgoing<S> {
         let size = file.len();
-        Outgoing::with_header(header(name, size, None, None), file, None, None)
+        Outgoing::with_header(header(carried_name(name), size, None, None), file, None, None)
     }
 
     /// Wraps `file` under `name`, signed by `signer` (group mode).
     pub fn signed(name: &str, file: S, signer: Arc<Signer>) -> Outgoing<S> {
         let size = file.len();
-        let header = header(name, size, Some(signer.cert()), None);
+        let header = header(carried_name(name), size, Some(signer.cert()), None);
         Outgoing::with_header(header, file, Some(signer), None)
     }
 
@@ -149,11 +140,15 @@ impl<S: ObjectSource> Outgoing<S> {
         if size > MAX_RESTRICTED {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "a restricted file is at most 256 GiB"));
         }
-        let header = header(name, size, Some(signer.cert()), Some(Restricted { wraps, key }));
-        Ok(Outgoing::with_header(header, file, Some(signer), Some(keystream(key, 0))))
+        let mut name = carried_name(name).to_vec();
+        // At most MAX_NAME bytes: far inside the name's keystream.
+        let too_long = |_| io::Error::new(io::ErrorKind::InvalidInput, "file name too long to encrypt");
+        Keystream::for_name(key).apply(&mut name).map_err(too_long)?;
+        let header = header(&name, size, Some(signer.cert()), Some(wraps));
+        Ok(Outgoing::with_header(header, file, Some(signer), Some(Keystream::for_bytes(key))))
     }
 
-    fn with_header(header: Vec<u8>, file: S, signer: Option<Arc<Signer>>, cipher: Option<ChaCha20>) -> Outgoing<S> {
+    fn with_header(header: Vec<u8>, file: S, signer: Option<Arc<Signer>>, cipher: Option<Keystream>) -> Outgoing<S> {
         let size = file.len();
         Outgoing {
             header,
@@ -173,8 +168,8 @@ impl<S: ObjectSource> Outgoing<S> {
         self.file.read_at(at, buf)?;
         if let Some(c) = self.cipher.as_mut() {
             let too_long = |_| io::Error::new(io::ErrorKind::InvalidInput, "file too long to encrypt");
-            c.try_seek(at).map_err(too_long)?;
-            c.try_apply_keystream(buf).map_err(too_long)?;
+            c.seek(at).map_err(too_long)?;
+            c.apply(buf).map_err(too_long)?;
         }
         Ok(())
     }
@@ -292,7 +287,7 @@ pub struct Incoming<W> {
     /// Finds our wrap among a restricted file's and unwraps its key.
     opener: Option<FileKeyOpener>,
     /// A restricted file for us: the keystream of its bytes.
-    cipher: Option<ChaCha20>,
+    cipher: Option<Keystream>,
 }
 
 /// What `Incoming::finish` found.
@@ -357,81 +352,11 @@ impl<W: Write> Incoming<W> {
         if self.name.is_none() {
             self.head.extend_from_slice(data);
             data = &[];
-            let h = &self.head;
-            if h.len() >= 6 {
-                let restricted = &h[..4] == RESTRICTED_MAGIC;
-                let signed = &h[..4] == SIGNED_MAGIC || restricted;
-                if &h[..4] != MAGIC && !signed {
-                    return Err(bad("not an lsim file envelope"));
-                }
-                let n = usize::from(u16::from_be_bytes([h[4], h[5]]));
-                if n == 0 || n > MAX_NAME {
-                    return Err(bad("file name length out of range"));
-                }
-                let cert_at = 6 + n + 8;
-                let cert_len = match h.get(cert_at..cert_at + 2) {
-                    _ if !signed => Some(0),
-                    Some(l) => Some(usize::from(u16::from_be_bytes([l[0], l[1]]))),
-                    None => None,
-                };
-                if cert_len.is_some_and(|l| l > MAX_CERT) {
-                    return Err(bad("certificate length out of range"));
-                }
-                let cert_end = cert_len.map(|l| if signed { cert_at + 2 + l } else { cert_at });
-                // A restricted file's wraps follow the certificate.
-                let wraps = match cert_end {
-                    Some(at) if restricted => h.get(at..at + 2).map(|c| usize::from(u16::from_be_bytes([c[0], c[1]]))),
-                    _ => Some(0),
-                };
-                if wraps.is_some_and(|w| w > MAX_RECIPIENTS || (restricted && w == 0)) {
-                    return Err(bad("recipient count out of range"));
-                }
-                let end = match (cert_end, wraps) {
-                    (Some(at), Some(w)) if restricted => Some(at + 2 + w * WRAP_ENCODED_LEN),
-                    (Some(at), Some(_)) => Some(at),
-                    _ => None,
-                };
-                if let Some(end) = end
-                    && h.len() >= end
-                {
-                    let cert_end = cert_end.unwrap_or(end);
-                    let mut name = h[6..6 + n].to_vec();
-                    let mut size = [0u8; 8];
-                    size.copy_from_slice(&h[6 + n..6 + n + 8]);
-                    self.size = u64::from_be_bytes(size);
-                    if signed {
-                        let (cert, used) =
-                            MemberCert::decode(&h[cert_at + 2..cert_end]).map_err(|e| bad(&e.to_string()))?;
-                        if used != cert_end - cert_at - 2 {
-                            return Err(bad("certificate length differs from its contents"));
-                        }
-                        self.signed = Some((h[..end].to_vec(), cert));
-                    }
-                    if restricted {
-                        if self.size > MAX_RESTRICTED {
-                            return Err(bad("restricted file longer than 256 GiB"));
-                        }
-                        let wraps = h[cert_end + 2..end]
-                            .chunks_exact(WRAP_ENCODED_LEN)
-                            .map(Wrap::decode)
-                            .collect::<Result<Vec<_>, _>>()
-                            .map_err(|e| bad(&e.to_string()))?;
-                        let key = self
-                            .opener
-                            .as_ref()
-                            .and_then(|open| open(&wraps))
-                            .ok_or_else(|| io::Error::new(io::ErrorKind::PermissionDenied, NotForUs))?;
-                        keystream(&key, 1).apply_keystream(&mut name);
-                        self.cipher = Some(keystream(&key, 0));
-                    }
-                    let name = String::from_utf8(name).map_err(|_| bad("file name is not UTF-8"))?;
-                    self.name = Some(name);
-                    let rest = self.head.split_off(end);
-                    self.head = Vec::new();
-                    return self.push(&rest);
-                }
+            if let Some(end) = self.open_head()? {
+                let rest = std::mem::take(&mut self.head).split_off(end);
+                return self.push(&rest);
             }
-            if self.head.len() > 6 + MAX_NAME + 8 + 2 + MAX_CERT + 2 + MAX_RECIPIENTS * WRAP_ENCODED_LEN {
+            if self.head.len() > MAX_HEADER {
                 return Err(bad("envelope header too long"));
             }
         }
@@ -448,13 +373,47 @@ impl<W: Write> Incoming<W> {
             self.hasher.update(&self.tail[..n]);
             if let Some(c) = self.cipher.as_mut() {
                 // Past ChaCha20's 256 GiB: only a lying header gets here.
-                c.try_apply_keystream(&mut self.tail[..n]).map_err(|_| bad("restricted file longer than 256 GiB"))?;
+                c.apply(&mut self.tail[..n]).map_err(|_| bad("restricted file longer than 256 GiB"))?;
             }
             self.out.write_all(&self.tail[..n])?;
             self.written += n as u64;
             self.tail.drain(..n);
         }
         Ok(())
+    }
+
+    /// Takes in the header once all of it is here (for a restricted file
+    /// also its key): `None` while bytes are missing, else its length.
+    fn open_head(&mut self) -> io::Result<Option<usize>> {
+        let head = match Head::read(&self.head) {
+            Ok(head) => head,
+            Err(Unread::More) => return Ok(None),
+            Err(Unread::Bad(why)) => return Err(bad(why)),
+        };
+        let mut name = head.name.to_vec();
+        self.size = head.size;
+        if let Some(cert) = head.cert {
+            let (decoded, used) = MemberCert::decode(cert).map_err(|e| bad(&e.to_string()))?;
+            if used != cert.len() {
+                return Err(bad("certificate length differs from its contents"));
+            }
+            self.signed = Some((self.head[..head.header_len].to_vec(), decoded));
+        }
+        if let Some(wraps) = head.wraps {
+            if self.size > MAX_RESTRICTED {
+                return Err(bad("restricted file longer than 256 GiB"));
+            }
+            let wraps: Result<Vec<_>, _> = wraps.chunks_exact(WRAP_ENCODED_LEN).map(Wrap::decode).collect();
+            let wraps = wraps.map_err(|e| bad(&e.to_string()))?;
+            let key = self.opener.as_ref().and_then(|open| open(&wraps));
+            let key = key.ok_or_else(|| io::Error::new(io::ErrorKind::PermissionDenied, NotForUs))?;
+            // At most MAX_NAME bytes: far inside the name's keystream.
+            Keystream::for_name(&key).apply(&mut name).map_err(|_| bad("file name too long to decrypt"))?;
+            self.cipher = Some(Keystream::for_bytes(&key));
+        }
+        let name = String::from_utf8(name).map_err(|_| bad("file name is not UTF-8"))?;
+        self.name = Some(name);
+        Ok(Some(head.header_len))
     }
 
     fn trailer_len(&self) -> usize {
@@ -489,6 +448,71 @@ impl<W: Write> Incoming<W> {
 
 fn bad(why: &str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, why.to_string())
+}
+
+/// A header's fields as read, before the certificate, size and wraps are
+/// checked and opened.
+struct Head<'a> {
+    /// As on the wire: encrypted in a restricted file.
+    name: &'a [u8],
+    size: u64,
+    /// The certificate's bytes (LSF2, LSF3).
+    cert: Option<&'a [u8]>,
+    /// The wraps' bytes (LSF3).
+    wraps: Option<&'a [u8]>,
+    header_len: usize,
+}
+
+/// Why no header was read: not all of it is here yet, or it is none.
+enum Unread {
+    More,
+    Bad(&'static str),
+}
+
+impl From<Short> for Unread {
+    fn from(_: Short) -> Unread {
+        Unread::More
+    }
+}
+
+impl<'a> Head<'a> {
+    /// Reads a header from the start of `bytes`, refusing each length out of
+    /// its bounds as soon as it has arrived.
+    fn read(bytes: &'a [u8]) -> Result<Head<'a>, Unread> {
+        let mut r = Reader::new(bytes);
+        // The magic is judged once the name length is here too.
+        let magic = r.array::<4>("envelope magic")?;
+        let n = usize::from(r.u16("file name length")?);
+        let restricted = &magic == RESTRICTED_MAGIC;
+        let signed = &magic == SIGNED_MAGIC || restricted;
+        if &magic != MAGIC && !signed {
+            return Err(Unread::Bad("not an lsim file envelope"));
+        }
+        if n == 0 || n > MAX_NAME {
+            return Err(Unread::Bad("file name length out of range"));
+        }
+        let name = r.take(n, "file name")?;
+        let size = r.u64("file size")?;
+        let cert = if signed {
+            let len = usize::from(r.u16("certificate length")?);
+            if len > MAX_CERT {
+                return Err(Unread::Bad("certificate length out of range"));
+            }
+            Some(r.take(len, "certificate")?)
+        } else {
+            None
+        };
+        let wraps = if restricted {
+            let count = usize::from(r.u16("recipient count")?);
+            if count == 0 || count > MAX_RECIPIENTS {
+                return Err(Unread::Bad("recipient count out of range"));
+            }
+            Some(r.take(count * WRAP_ENCODED_LEN, "wraps")?)
+        } else {
+            None
+        };
+        Ok(Head { name, size, cert, wraps, header_len: bytes.len() - r.left() })
+    }
 }
 
 #[cfg(test)]

@@ -10,17 +10,18 @@
 //! "LSP1" | n: u16 | n × wrap (68) | ChaCha20-Poly1305(key, nonce 0, aad: all before) of the signed message
 //! ```
 //!
+//! The sealing itself is `lsim_keymgmt::filecipher`'s; this module frames it.
+//!
 //! The key is drawn for this one message, so the fixed nonce is never
 //! reused under it.
 
-use chacha20poly1305::ChaCha20Poly1305;
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use lsim_keymgmt::filecipher;
 use lsim_keymgmt::filekey::{FileKey, WRAP_ENCODED_LEN, Wrap};
 
 use super::signed::MAX_SIGNED;
 
 const MAGIC: &[u8; 4] = b"LSP1";
-const TAG: usize = 16;
+const TAG: usize = filecipher::TAG_LEN;
 /// Most recipients of one private message.
 pub const MAX_PRIVATE_RECIPIENTS: usize = 64;
 /// The largest sealed private message.
@@ -45,10 +46,6 @@ pub fn is_private(bytes: &[u8]) -> bool {
     bytes.starts_with(MAGIC)
 }
 
-fn cipher(key: &FileKey) -> ChaCha20Poly1305 {
-    ChaCha20Poly1305::new(&(*key.as_bytes()).into())
-}
-
 /// `signed` (a signed chat message) sealed under `key`, with the `wraps`
 /// of `key` for its recipients.
 pub fn seal(signed: &[u8], wraps: &[Wrap], key: &FileKey) -> Result<Vec<u8>, PrivateError> {
@@ -60,8 +57,7 @@ pub fn seal(signed: &[u8], wraps: &[Wrap], key: &FileKey) -> Result<Vec<u8>, Pri
     for w in wraps {
         out.extend_from_slice(&w.encode());
     }
-    let sealed =
-        cipher(key).encrypt(&[0u8; 12].into(), Payload { msg: signed, aad: &out }).map_err(|_| PrivateError::Bounds)?;
+    let sealed = filecipher::seal(key, &out, signed).map_err(|_| PrivateError::Bounds)?;
     out.extend_from_slice(&sealed);
     Ok(out)
 }
@@ -89,8 +85,7 @@ pub fn open(bytes: &[u8], open: impl FnOnce(&[Wrap]) -> Option<FileKey>) -> Resu
         .collect::<Result<Vec<_>, _>>()
         .map_err(|_| PrivateError::Malformed("wrap"))?;
     let key = open(&wraps).ok_or(PrivateError::NotForUs)?;
-    cipher(&key)
-        .decrypt(&[0u8; 12].into(), Payload { msg: &bytes[header..], aad: &bytes[..header] })
+    filecipher::open(&key, &bytes[..header], &bytes[header..])
         .map_err(|_| PrivateError::Malformed("does not open under its key"))
 }
 

@@ -3,7 +3,8 @@
 //! Owns what a client and the key server say to each other over the QUIC
 //! channel: one request and one response per bidirectional stream, each a
 //! version byte, a type byte and fields, with every length bounded and a
-//! reader that never panics. It does not know the server's state.
+//! reader that never panics (the shared `Codec` over the bounded
+//! `codec::Reader`). It does not know the server's state.
 //!
 //! The file key messages:
 //!
@@ -15,7 +16,7 @@
 
 use std::fmt;
 
-use lsim_transport::codec::{Reader, Short, Trailing};
+use lsim_transport::codec::{Codec, Reader, Short, Trailing};
 use thiserror::Error;
 
 use crate::filekey::{FileKey, MAX_RECIPIENTS, WRAP_ENCODED_LEN, WRAP_LEN, Wrap};
@@ -270,27 +271,40 @@ fn put_string(out: &mut Vec<u8>, s: &str) {
 }
 
 fn start(out: &mut Vec<u8>, t: u8) {
-    out.clear();
     out.push(VERSION);
     out.push(t);
 }
 
-fn header<'a>(b: &'a [u8]) -> Result<(u8, Reader<'a>), MsgError> {
-    if b.len() > MAX_MESSAGE {
-        return Err(MsgError::TooLong { what: "message", len: b.len(), max: MAX_MESSAGE });
+/// Reads the version and returns the type of a message that is the rest of
+/// `r`'s input.
+fn header(r: &mut Reader<'_>) -> Result<u8, MsgError> {
+    if r.left() > MAX_MESSAGE {
+        return Err(MsgError::TooLong { what: "message", len: r.left(), max: MAX_MESSAGE });
     }
-    let mut r = Reader::new(b);
     let v = r.u8("version")?;
     if v != VERSION {
         return Err(MsgError::Version(v));
     }
-    let t = r.u8("type")?;
-    Ok((t, r))
+    Ok(r.u8("type")?)
 }
 
 impl Request {
-    /// Encodes into `out` (cleared first).
+    /// Encodes into `out` (cleared first; `Codec::encode` appends).
     pub fn encode(&self, out: &mut Vec<u8>) {
+        out.clear();
+        Codec::encode(self, out);
+    }
+
+    /// Decodes one request that is all of `b` (`Codec::from_bytes`).
+    pub fn decode(b: &[u8]) -> Result<Request, MsgError> {
+        Request::from_bytes(b)
+    }
+}
+
+impl Codec for Request {
+    type Error = MsgError;
+
+    fn encode(&self, out: &mut Vec<u8>) {
         match self {
             Request::Hello { user, password } => {
                 start(out, 1);
@@ -326,9 +340,9 @@ impl Request {
         }
     }
 
-    /// Decodes one request.
-    pub fn decode(b: &[u8]) -> Result<Request, MsgError> {
-        let (t, mut r) = header(b)?;
+    /// Reads one request, which ends its input (a stream's one message).
+    fn read(r: &mut Reader<'_>) -> Result<Request, MsgError> {
+        let t = header(r)?;
         let req = match t {
             1 => Request::Hello { user: r.string("user")?, password: r.string("password")? },
             2 => Request::Join { group: r.string("group")? },
@@ -353,8 +367,22 @@ impl Request {
 }
 
 impl Response {
-    /// Encodes into `out` (cleared first).
+    /// Encodes into `out` (cleared first; `Codec::encode` appends).
     pub fn encode(&self, out: &mut Vec<u8>) {
+        out.clear();
+        Codec::encode(self, out);
+    }
+
+    /// Decodes one response that is all of `b` (`Codec::from_bytes`).
+    pub fn decode(b: &[u8]) -> Result<Response, MsgError> {
+        Response::from_bytes(b)
+    }
+}
+
+impl Codec for Response {
+    type Error = MsgError;
+
+    fn encode(&self, out: &mut Vec<u8>) {
         match self {
             Response::Welcome { member, individual_key, server_key } => {
                 start(out, 1);
@@ -404,9 +432,9 @@ impl Response {
         }
     }
 
-    /// Decodes one response.
-    pub fn decode(b: &[u8]) -> Result<Response, MsgError> {
-        let (t, mut r) = header(b)?;
+    /// Reads one response, which ends its input (a stream's one message).
+    fn read(r: &mut Reader<'_>) -> Result<Response, MsgError> {
+        let t = header(r)?;
         let resp = match t {
             1 => Response::Welcome {
                 member: r.u64("member")?,
@@ -461,6 +489,7 @@ impl Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rekey::tests::codec_round_trip;
     use proptest::prelude::*;
 
     fn text() -> impl Strategy<Value = String> {
@@ -517,6 +546,16 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn requests_round_trip_through_the_codec(r in request()) {
+            codec_round_trip(&r)?;
+        }
+
+        #[test]
+        fn responses_round_trip_through_the_codec(r in response()) {
+            codec_round_trip(&r)?;
+        }
+
         #[test]
         fn requests_round_trip(r in request()) {
             let mut b = Vec::new();
