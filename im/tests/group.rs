@@ -16,7 +16,7 @@ use std::time::Duration;
 use group_support::{CHEAP, all_in_one, group_addr, is_chat, key_server, next, scratch, two_quiet_members};
 use lsim_im::group::audit::{Capture, read_with};
 use lsim_im::group::chat::ChatMessage;
-use lsim_im::group::member::{CHAT_AAD, ChatVia, Member, MemberConfig, MemberEvent, Opener, Via};
+use lsim_im::group::member::{CHAT_AAD, Member, MemberConfig, MemberEvent, Via, Viewer};
 use lsim_im::group::presence::PresenceEvent;
 use lsim_im::group::server::{KeyService, KeyServiceConfig, XmppLogin};
 use lsim_im::xmpp::client::{Client, ClientError, ClientEvent};
@@ -41,12 +41,12 @@ async fn three_members(target: &Target, test: u8, outage: &mut dyn FnMut(bool)) 
     let base = files.path();
     for (i, (user, pw)) in USERS.iter().take(3).enumerate() {
         let mut cfg = MemberConfig::new(target.config(user, pw), target.room(), user);
-        cfg.chat_via = if i == 1 { ChatVia::Xmpp } else { ChatVia::Multicast };
+        cfg.chat_via = if i == 1 { Via::Xmpp } else { Via::Multicast };
         cfg.download_dir = base.join(user);
         std::fs::create_dir_all(&cfg.download_dir).unwrap();
         // The viewer hook: appends the opened path to a log per member.
         let log = base.join(format!("{user}.opened"));
-        cfg.opener = Opener::Command(vec!["sh".into(), "-c".into(), format!("echo \"$0\" >> {}", log.display())]);
+        cfg.viewer = Viewer::Command(vec!["sh".into(), "-c".into(), format!("echo \"$0\" >> {}", log.display())]);
         cfg.simulated_loss = 0.10;
         cfg.rate = 40_000_000;
         cfg.beacon_interval = Duration::from_millis(200);
@@ -159,7 +159,7 @@ async fn three_members(target: &Target, test: u8, outage: &mut dyn FnMut(bool)) 
         assert_eq!((name.as_str(), size), ("survey.bin", content.len() as u64));
         assert_eq!(path, base.join(user).join("survey.bin"));
         assert!(std::fs::read(&path).unwrap() == content, "{user}: bytes differ");
-        next(m, "opened", |e| matches!(e, MemberEvent::FileOpened { .. })).await;
+        next(m, "opened", |e| matches!(e, MemberEvent::FileShown { .. })).await;
     }
     // The hook is a separate process: give it a moment to write.
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -335,7 +335,7 @@ async fn leaver_and_joiner_cannot_read_captured_packets() {
     let base = files.path();
     let mut cfg = MemberConfig::new(t.config("alice", "alice-pw"), t.room(), "alice");
     cfg.download_dir = base.into();
-    cfg.opener = Opener::Never;
+    cfg.viewer = Viewer::Never;
     let mut alice = Member::start(cfg).await.unwrap();
     next(&mut alice, "joined", |e| matches!(e, MemberEvent::Joined { .. })).await;
 
@@ -434,7 +434,7 @@ async fn a_file_for_some_members_opens_only_for_them() {
     let mut members = Vec::new();
     for (user, pw) in USERS.iter().take(3) {
         let mut cfg = MemberConfig::new(t.config(user, pw), t.room(), user);
-        cfg.opener = Opener::Never;
+        cfg.viewer = Viewer::Never;
         cfg.download_dir = dir.join(format!("files-{user}"));
         std::fs::create_dir_all(&cfg.download_dir).unwrap();
         let mut m = Member::start(cfg).await.unwrap();
@@ -564,7 +564,7 @@ async fn a_repairer_found_through_the_room_repairs_its_region() {
     let mut members = Vec::new();
     for (i, (user, pw)) in USERS.iter().enumerate() {
         let mut cfg = MemberConfig::new(t.config(user, pw), t.room(), user);
-        cfg.opener = Opener::Never;
+        cfg.viewer = Viewer::Never;
         cfg.download_dir = dir.join(format!("files-{user}"));
         std::fs::create_dir_all(&cfg.download_dir).unwrap();
         cfg.rate = 20_000_000;

@@ -16,8 +16,8 @@ use crate::loss::Loss;
 use crate::seal::TestSeal;
 use crate::workload::Expected;
 
-/// The core a node runs.
-pub enum Core {
+/// The part a node plays, with the transport core it runs.
+pub enum Role {
     /// The source of the workload.
     Sender(Box<Sender<TestSeal>>),
     /// A group member receiving it.
@@ -35,7 +35,7 @@ pub struct Node {
     /// Node id on the wire.
     pub id: u32,
     /// What it runs.
-    pub core: Core,
+    pub core: Role,
     /// Its radio's loss process.
     pub loss: Loss,
     /// Its own random stream (loss, jitter).
@@ -60,10 +60,10 @@ impl Node {
     /// Hands the core a datagram.
     pub fn datagram(&mut self, now: Time, bytes: &[u8]) {
         match &mut self.core {
-            Core::Sender(s) => s.handle_datagram(now, bytes),
-            Core::Receiver(r, _) => r.handle_datagram(now, bytes),
-            Core::Repairer(r, _) => r.handle_datagram(now, bytes),
-            Core::Outsider(last, first) => {
+            Role::Sender(s) => s.handle_datagram(now, bytes),
+            Role::Receiver(r, _) => r.handle_datagram(now, bytes),
+            Role::Repairer(r, _) => r.handle_datagram(now, bytes),
+            Role::Outsider(last, first) => {
                 *last = Some(bytes.to_vec());
                 if first.is_none() {
                     *first = Some(bytes.to_vec());
@@ -75,30 +75,30 @@ impl Node {
     /// Tells the core its timer fired.
     pub fn timeout(&mut self, now: Time) {
         match &mut self.core {
-            Core::Sender(s) => s.handle_timeout(now),
-            Core::Receiver(r, _) => r.handle_timeout(now),
-            Core::Repairer(r, _) => r.handle_timeout(now),
-            Core::Outsider(..) => {}
+            Role::Sender(s) => s.handle_timeout(now),
+            Role::Receiver(r, _) => r.handle_timeout(now),
+            Role::Repairer(r, _) => r.handle_timeout(now),
+            Role::Outsider(..) => {}
         }
     }
 
     /// The core's next packet.
     pub fn transmit(&mut self, now: Time, buf: &mut Vec<u8>) -> Option<Transmit> {
         match &mut self.core {
-            Core::Sender(s) => s.poll_transmit(now, buf),
-            Core::Receiver(r, _) => r.poll_transmit(now, buf),
-            Core::Repairer(r, _) => r.poll_transmit(now, buf),
-            Core::Outsider(..) => None,
+            Role::Sender(s) => s.poll_transmit(now, buf),
+            Role::Receiver(r, _) => r.poll_transmit(now, buf),
+            Role::Repairer(r, _) => r.poll_transmit(now, buf),
+            Role::Outsider(..) => None,
         }
     }
 
     /// The core's next deadline.
     pub fn next_timeout(&self) -> Option<Time> {
         match &self.core {
-            Core::Sender(s) => s.poll_timeout(),
-            Core::Receiver(r, _) => r.poll_timeout(),
-            Core::Repairer(r, _) => r.poll_timeout(),
-            Core::Outsider(..) => None,
+            Role::Sender(s) => s.poll_timeout(),
+            Role::Receiver(r, _) => r.poll_timeout(),
+            Role::Repairer(r, _) => r.poll_timeout(),
+            Role::Outsider(..) => None,
         }
     }
 
@@ -107,24 +107,24 @@ impl Node {
     pub fn drain_events(&mut self, now: Time) -> u64 {
         let mut n = 0;
         match &mut self.core {
-            Core::Sender(s) => {
+            Role::Sender(s) => {
                 while s.poll_event().is_some() {
                     n += 1;
                 }
             }
-            Core::Receiver(r, v) => {
+            Role::Receiver(r, v) => {
                 while let Some(e) = r.poll_event() {
                     n += 1;
                     v.on_event(now, e);
                 }
             }
-            Core::Repairer(r, v) => {
+            Role::Repairer(r, v) => {
                 while let Some(e) = r.poll_event() {
                     n += 1;
                     v.on_event(now, e);
                 }
             }
-            Core::Outsider(..) => {}
+            Role::Outsider(..) => {}
         }
         n
     }
@@ -132,17 +132,17 @@ impl Node {
     /// The core's counters.
     pub fn stats(&self) -> Option<&Stats> {
         match &self.core {
-            Core::Sender(s) => Some(s.stats()),
-            Core::Receiver(r, _) => Some(r.stats()),
-            Core::Repairer(r, _) => Some(r.stats()),
-            Core::Outsider(..) => None,
+            Role::Sender(s) => Some(s.stats()),
+            Role::Receiver(r, _) => Some(r.stats()),
+            Role::Repairer(r, _) => Some(r.stats()),
+            Role::Outsider(..) => None,
         }
     }
 
     /// What it verified, if it is a member.
     pub fn verifier(&self) -> Option<&Verifier> {
         match &self.core {
-            Core::Receiver(_, v) | Core::Repairer(_, v) => Some(v),
+            Role::Receiver(_, v) | Role::Repairer(_, v) => Some(v),
             _ => None,
         }
     }

@@ -19,7 +19,7 @@ use lsim_im::group::landing::Landing;
 use lsim_keymgmt::suite::GroupSeal;
 use lsim_transport::net::driver::wall_clock_seq;
 use lsim_transport::net::{Driver, DriverConfig, MulticastSocket};
-use lsim_transport::stats::Drop;
+use lsim_transport::stats::DropReason;
 use lsim_transport::wire::ObjectKind;
 use lsim_transport::{ReceiverConfig, ReceiverEvent, Repairer, RepairerConfig};
 
@@ -250,7 +250,10 @@ fn on_event(e: ReceiverEvent, dir: &Path, overwrite: bool, once: bool, a: &mut A
 /// sealed under a session, epoch or key this receiver does not hold (a short
 /// header from a node never heard in a long one is one of those too).
 fn unopened(s: &lsim_transport::stats::Stats) -> u64 {
-    [Drop::BadSeal, Drop::NoReference, Drop::OtherSession, Drop::UnknownEpoch].iter().map(|d| s.dropped(*d)).sum()
+    [DropReason::BadSeal, DropReason::NoReference, DropReason::OtherSession, DropReason::UnknownEpoch]
+        .iter()
+        .map(|d| s.dropped(*d))
+        .sum()
 }
 
 fn report(json: bool, a: &Arrivals, driver: &Driver<Repairer<GroupSeal>>, start: Instant, key: &KeyFile) {
@@ -262,16 +265,16 @@ fn report(json: bool, a: &Arrivals, driver: &Driver<Repairer<GroupSeal>>, start:
             "files": a.done.iter().map(|d| serde_json::json!({"name": d.0, "bytes": d.1, "path": d.2, "verified_unix_s": d.3})).collect::<Vec<_>>(),
             "bytes": bytes, "wall_s": wall, "packets_in": s.packets_in, "nacks_sent": s.nacks_sent,
             "nacks_suppressed": s.nacks_suppressed, "blocks_repaired": s.blocks_repaired,
-            "decode_failures": s.decode_failures, "dropped_stale": s.dropped(Drop::Stale),
-            "dropped_overload": s.dropped(Drop::Overload),
-            "dropped_bad_seal": s.dropped(Drop::BadSeal), "dropped_malformed": s.dropped(Drop::Malformed),
-            "dropped_other_session": s.dropped(Drop::OtherSession),
-            "dropped_no_reference": s.dropped(Drop::NoReference), "dropped_no_info": s.dropped(Drop::NoInfo),
+            "decode_failures": s.decode_failures, "dropped_stale": s.dropped(DropReason::Stale),
+            "dropped_overload": s.dropped(DropReason::Overload),
+            "dropped_bad_seal": s.dropped(DropReason::BadSeal), "dropped_malformed": s.dropped(DropReason::Malformed),
+            "dropped_other_session": s.dropped(DropReason::OtherSession),
+            "dropped_no_reference": s.dropped(DropReason::NoReference), "dropped_no_info": s.dropped(DropReason::NoInfo),
             "dropped_total": s.dropped_total(),
             "simulated_drops": driver.stats().simulated_drops, "failed": a.failed, "peak_rss_kib": peak_rss_kib(), "cpu_s": cpu_s(),
             "local_repairs": s.local_repairs, "forwarded_nacks": s.forwarded_nacks,
             "relayed_feedback": s.relayed_feedback, "repairer_fallbacks": s.repairer_fallbacks,
-            "dropped_unknown_epoch": s.dropped(Drop::UnknownEpoch), "dropped_unopened": unopened(s),
+            "dropped_unknown_epoch": s.dropped(DropReason::UnknownEpoch), "dropped_unopened": unopened(s),
             "key_file_id": key.id(),
         });
         println!("{j}");

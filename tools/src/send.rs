@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use lsim_im::group::envelope::Outgoing;
 use lsim_keymgmt::suite::GroupSeal;
+use lsim_transport::linger::LingerConfig;
 use lsim_transport::net::driver::wall_clock_seq;
 use lsim_transport::net::{Driver, DriverConfig, MulticastSocket};
 use lsim_transport::source::FileSource;
@@ -53,6 +54,7 @@ pub async fn send(files: &[PathBuf], net: &Net, opts: SendOptions) -> Result<()>
         proactive,
         block_symbols,
         first_seq: wall_clock_seq(),
+        linger: LingerConfig::quiet(Duration::from_secs_f64(linger)),
         ..SenderConfig::default()
     };
     // The driver has this thread to itself: pace with microsecond sleeps.
@@ -84,34 +86,27 @@ pub async fn send(files: &[PathBuf], net: &Net, opts: SendOptions) -> Result<()>
     };
     let mut sent = 0usize;
     let mut failed = Vec::new();
+    let mut elapsed = None;
+    // The transfer's time ends when every file went out and no repair is
+    // owed; late NACKs still get theirs until the sender says it may stop
+    // (`--linger` of silence, ten times that at most: `linger`).
     driver
         .run(|_, e| {
             match e {
                 SenderEvent::ObjectSent(_) => sent += 1,
                 SenderEvent::ObjectFailed { error, .. } => failed.push(error),
-                SenderEvent::Idle if sent + failed.len() == files.len() => return ControlFlow::Break(()),
+                SenderEvent::Idle if sent + failed.len() == files.len() => {
+                    elapsed.get_or_insert_with(|| start.elapsed());
+                }
+                SenderEvent::MayStop if sent + failed.len() == files.len() => return ControlFlow::Break(()),
                 _ => {}
             }
             ControlFlow::Continue(())
         })
         .await?;
-    let elapsed = start.elapsed();
+    let elapsed = elapsed.unwrap_or_else(|| start.elapsed());
     ticker.abort();
     bar.finish_and_clear();
-    // Late NACKs still get their repair: stay until none has come for `linger`
-    // seconds (a receiver restarted late may need a whole file), but not for
-    // ever: a member NACKing without end would keep us here.
-    let (quiet, most) = (Duration::from_secs_f64(linger), Duration::from_secs_f64((linger * 10.0).max(30.0)));
-    let lingering = Instant::now();
-    let (mut heard, mut last_nack) = (driver.core().stats().nacks_received, Instant::now());
-    while last_nack.elapsed() < quiet && lingering.elapsed() < most {
-        let slice = quiet.saturating_sub(last_nack.elapsed()).min(Duration::from_millis(100));
-        let _ = tokio::time::timeout(slice, driver.run(|_, _| ControlFlow::<()>::Continue(()))).await;
-        let now_heard = driver.core().stats().nacks_received;
-        if now_heard != heard {
-            (heard, last_nack) = (now_heard, Instant::now());
-        }
-    }
     let s = driver.core().stats().clone();
     let goodput = total as f64 * 8.0 / elapsed.as_secs_f64().max(1e-9) / 1e6;
     if net.json {

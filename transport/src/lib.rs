@@ -55,7 +55,7 @@ pub mod stats;
 pub mod time;
 pub mod wire;
 
-pub use crate::core::policy::{backoff, budget, grtt, overrun, pacing, rate, replay};
+pub use crate::core::policy::{backoff, budget, grtt, linger, overrun, pacing, rate, replay};
 pub use crate::core::{
     ConfigError, Core, DEFAULT_SYMBOL_SIZE, Receiver, ReceiverConfig, ReceiverEvent, Repairer, RepairerConfig, Scope,
     SendError, Sender, SenderConfig, SenderEvent, Transmit,

@@ -1,6 +1,6 @@
 //! What a core counts.
 //!
-//! Owns `Stats` and `Drop`: packets and bytes in and out by kind, NACK entries
+//! Owns `Stats` and `DropReason`: packets and bytes in and out by kind, NACK entries
 //! sent and suppressed, and every dropped packet by reason. Counters only;
 //! the cores decide what to count.
 
@@ -10,7 +10,7 @@ use crate::wire::WireError;
 
 /// Why an incoming packet was dropped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Drop {
+pub enum DropReason {
     /// Not a packet of ours: wrong version, unknown type, truncated header.
     Malformed,
     /// A sealed packet whose tag failed (forged, damaged, or another group's key).
@@ -40,37 +40,37 @@ pub enum Drop {
     NoInfo,
 }
 
-impl Drop {
+impl DropReason {
     /// Every reason, in report order.
-    pub const ALL: [Drop; 11] = [
-        Drop::Malformed,
-        Drop::BadSeal,
-        Drop::UnknownEpoch,
-        Drop::OtherSession,
-        Drop::Own,
-        Drop::Invalid,
-        Drop::Stale,
-        Drop::Overload,
-        Drop::Replay,
-        Drop::NoReference,
-        Drop::NoInfo,
+    pub const ALL: [DropReason; 11] = [
+        DropReason::Malformed,
+        DropReason::BadSeal,
+        DropReason::UnknownEpoch,
+        DropReason::OtherSession,
+        DropReason::Own,
+        DropReason::Invalid,
+        DropReason::Stale,
+        DropReason::Overload,
+        DropReason::Replay,
+        DropReason::NoReference,
+        DropReason::NoInfo,
     ];
 
     /// The reason a decode error maps to.
-    pub fn of(err: &WireError) -> Drop {
+    pub fn of(err: &WireError) -> DropReason {
         use crate::seal::SealError;
         match err {
-            WireError::Seal(SealError::UnknownEpoch(_)) => Drop::UnknownEpoch,
-            WireError::Seal(_) => Drop::BadSeal,
-            WireError::Geometry { .. } | WireError::Symbol { .. } => Drop::Invalid,
-            WireError::OtherSession(_) => Drop::OtherSession,
-            WireError::NoReference(_) => Drop::NoReference,
-            _ => Drop::Malformed,
+            WireError::Seal(SealError::UnknownEpoch(_)) => DropReason::UnknownEpoch,
+            WireError::Seal(_) => DropReason::BadSeal,
+            WireError::Geometry { .. } | WireError::Symbol { .. } => DropReason::Invalid,
+            WireError::OtherSession(_) => DropReason::OtherSession,
+            WireError::NoReference(_) => DropReason::NoReference,
+            _ => DropReason::Malformed,
         }
     }
 }
 
-impl fmt::Display for Drop {
+impl fmt::Display for DropReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(self, f)
     }
@@ -122,17 +122,17 @@ pub struct Stats {
     pub repair_refused: u64,
     /// Times a sender slowed because a receiver's socket overflowed (`overrun.rs`).
     pub overrun_cuts: u64,
-    /// Dropped packets, by reason (indexed like `Drop::ALL`).
-    pub dropped: [u64; Drop::ALL.len()],
+    /// Dropped packets, by reason (indexed like `DropReason::ALL`).
+    pub dropped: [u64; DropReason::ALL.len()],
 }
 
 impl Stats {
     /// Counts one dropped packet.
-    pub fn drop(&mut self, why: Drop) {
+    pub fn drop(&mut self, why: DropReason) {
         self.dropped[why as usize] += 1;
     }
     /// Dropped packets for one reason.
-    pub fn dropped(&self, why: Drop) -> u64 {
+    pub fn dropped(&self, why: DropReason) -> u64 {
         self.dropped[why as usize]
     }
     /// Dropped packets for every reason.

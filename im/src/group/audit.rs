@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use lsim_keymgmt::key::SecretKey;
 use lsim_keymgmt::suite::{GroupSeal, SuiteId};
 use lsim_transport::net::{MulticastConfig, MulticastSocket};
-use lsim_transport::stats::Drop;
+use lsim_transport::stats::DropReason;
 use lsim_transport::{Receiver, ReceiverConfig, ReceiverEvent, Time};
 use tokio::task::JoinHandle;
 
@@ -111,5 +111,5 @@ pub fn read_with(session: u32, suite: SuiteId, keys: &[(u32, SecretKey)], packet
         }
     }
     let s = rx.stats();
-    Readout { bytes, unopenable: s.dropped(Drop::UnknownEpoch) + s.dropped(Drop::NoReference) }
+    Readout { bytes, unopenable: s.dropped(DropReason::UnknownEpoch) + s.dropped(DropReason::NoReference) }
 }

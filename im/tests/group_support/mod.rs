@@ -11,7 +11,7 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::Arc;
 use std::time::Duration;
 
-use lsim_im::group::member::{Member, MemberConfig, MemberEvent, Opener};
+use lsim_im::group::member::{Member, MemberConfig, MemberEvent, Viewer};
 use lsim_im::group::presence::{KeyServerPresence, PresenceConfig, PresenceEvent};
 use lsim_im::group::server::{GroupServer, GroupServerConfig};
 use lsim_im::xmpp::payload::GroupParams;
@@ -91,7 +91,7 @@ pub async fn two_quiet_members(t: &Target) -> Vec<Member> {
     let mut members = Vec::new();
     for (user, pw) in USERS.iter().take(2) {
         let mut cfg = MemberConfig::new(t.config(user, pw), t.room(), user);
-        cfg.opener = Opener::Never;
+        cfg.viewer = Viewer::Never;
         let mut m = Member::start(cfg).await.unwrap();
         next(&mut m, "joined", |e| matches!(e, MemberEvent::Joined { .. })).await;
         members.push(m);

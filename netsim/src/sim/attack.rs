@@ -17,7 +17,7 @@ impl Sim {
         let node = &mut self.nodes[fi];
         let rng = &mut node.rng;
         let bytes: Option<Vec<u8>> = match &node.core {
-            Core::Outsider(Some(last), _) if self.forged.is_multiple_of(2) => {
+            Role::Outsider(Some(last), _) if self.forged.is_multiple_of(2) => {
                 let mut b = last.clone();
                 let at = rng.below(b.len() as u64) as usize;
                 b[at] ^= 1 << rng.below(8);
@@ -97,7 +97,7 @@ impl Sim {
     pub(super) fn replay(&mut self) {
         let Some(fi) = self.forger else { return };
         let bytes = match &self.nodes[fi].core {
-            Core::Outsider(last, first) => if self.replayed.is_multiple_of(2) { last } else { first }.clone(),
+            Role::Outsider(last, first) => if self.replayed.is_multiple_of(2) { last } else { first }.clone(),
             _ => None,
         };
         if let Some(b) = bytes {

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use lsim_transport::geometry::Geometry;
 use lsim_transport::rng::Rng;
 use lsim_transport::seal::Seal;
-use lsim_transport::stats::Drop;
+use lsim_transport::stats::DropReason;
 use lsim_transport::wire::{self, Body, DataHeader, Header, ObjectKind, PacketType};
 use lsim_transport::{ConfigError, Receiver, Repairer, RepairerConfig, Scope, Sender, Time};
 use sha2::{Digest, Sha256};
@@ -25,7 +25,7 @@ use sha2::{Digest, Sha256};
 use crate::clock::Agenda;
 use crate::loss::Loss;
 use crate::medium::{Frame, Medium};
-use crate::node::{Core, Node, Verifier};
+use crate::node::{Node, Role, Verifier};
 use crate::report::{ReceiverReport, RegionReport, RegionSample, Report, Sample};
 use crate::scenario::{Action, Scenario};
 use crate::seal::TestSeal;
@@ -140,7 +140,7 @@ impl Sim {
             expected.insert(id, workload::expected(&scenario.workload, sender_seed(scenario.seed, i)));
             let sender = Sender::new(scenario.sender_config(id), TestSeal::new(GROUP_KEY))?;
             senders.push(nodes.len());
-            nodes.push(node(id, Core::Sender(Box::new(sender)), Loss::None, master.fork(), cell));
+            nodes.push(node(id, Role::Sender(Box::new(sender)), Loss::None, master.fork(), cell));
         }
         let mut next_id = 100;
         let mut member = |nodes: &mut Vec<Node>, master: &mut Rng, cell: usize, loss: Loss, repairer: Option<u32>| {
@@ -149,7 +149,7 @@ impl Sim {
             let mut cfg = scenario.receiver_config(id, master.next_u64());
             cfg.repairer = repairer;
             let core =
-                Core::Receiver(Box::new(Receiver::new(cfg, TestSeal::new(GROUP_KEY))), Verifier::new(expected.clone()));
+                Role::Receiver(Box::new(Receiver::new(cfg, TestSeal::new(GROUP_KEY))), Verifier::new(expected.clone()));
             nodes.push(node(id, core, loss, master.fork(), cell));
         };
         for _ in 0..scenario.receivers {
@@ -165,7 +165,7 @@ impl Sim {
                     rate: spec.cell_bps.unwrap_or(l.bandwidth_bps) / 8 * 9 / 10,
                     ..RepairerConfig::default()
                 };
-                let core = Core::Repairer(
+                let core = Role::Repairer(
                     Box::new(Repairer::new(cfg, TestSeal::new(GROUP_KEY))),
                     Verifier::new(expected.clone()),
                 );
@@ -180,7 +180,7 @@ impl Sim {
         let a = &scenario.attack;
         let attacked = a.forged_per_second > 0.0 || a.replayed_per_second > 0.0 || a.nack_flood_per_second > 0.0;
         let forger = attacked.then(|| {
-            nodes.push(node(0xdead, Core::Outsider(None, None), Loss::None, master.fork(), 0));
+            nodes.push(node(0xdead, Role::Outsider(None, None), Loss::None, master.fork(), 0));
             nodes.len() - 1
         });
         for cell in 0..=n_regions {
@@ -261,7 +261,7 @@ impl Sim {
         let seed = self.scenario.seed;
         for (k, &si) in self.senders.iter().enumerate() {
             let sseed = sender_seed(seed, k);
-            if let Core::Sender(s) = &mut self.nodes[si].core {
+            if let Role::Sender(s) = &mut self.nodes[si].core {
                 for (i, len) in workload::files(&w).into_iter().enumerate() {
                     // Sizes were validated; a refusal here would be a transport bug and shows as undelivered.
                     let _ = s.send(ObjectKind::File, Box::new(PatternSource::new(sseed.wrapping_add(i as u64), len)));
@@ -329,9 +329,9 @@ impl Sim {
         };
         let in_cell = self.cells[cell].nodes.iter().copied();
         match spec.action {
-            Action::CrashRepairer => in_cell.filter(|&i| matches!(self.nodes[i].core, Core::Repairer(..))).collect(),
+            Action::CrashRepairer => in_cell.filter(|&i| matches!(self.nodes[i].core, Role::Repairer(..))).collect(),
             Action::Join => in_cell
-                .filter(|&i| matches!(self.nodes[i].core, Core::Receiver(..)) && self.nodes[i].on)
+                .filter(|&i| matches!(self.nodes[i].core, Role::Receiver(..)) && self.nodes[i].on)
                 .collect::<Vec<_>>()
                 .into_iter()
                 .rev()
@@ -339,7 +339,7 @@ impl Sim {
                 .collect(),
             Action::Leave => in_cell
                 .filter(|&i| {
-                    matches!(self.nodes[i].core, Core::Receiver(..))
+                    matches!(self.nodes[i].core, Role::Receiver(..))
                         && !self.nodes[i].gone
                         && (self.nodes[i].on || !present)
                 })
@@ -391,7 +391,7 @@ impl Sim {
                 let (seed, bytes) = (self.scenario.seed, self.scenario.workload.chat_bytes);
                 for k in 0..self.senders.len() {
                     let si = self.senders[k];
-                    if let Core::Sender(s) = &mut self.nodes[si].core {
+                    if let Role::Sender(s) = &mut self.nodes[si].core {
                         let _ = s.send_bytes(ObjectKind::Chat, workload::chat(sender_seed(seed, k), i, bytes));
                     }
                     self.pump(si);
@@ -401,7 +401,7 @@ impl Sim {
                 let (seed, bytes) = (self.scenario.seed, self.scenario.workload.rekey_bytes);
                 for k in 0..self.senders.len() {
                     let si = self.senders[k];
-                    if let Core::Sender(s) = &mut self.nodes[si].core {
+                    if let Role::Sender(s) = &mut self.nodes[si].core {
                         let _ = s.send_bytes(ObjectKind::Rekey, workload::rekey(sender_seed(seed, k), i, bytes));
                     }
                     self.pump(si);
@@ -498,7 +498,7 @@ impl Sim {
     fn fan_out(&mut self, cell: usize, f: Frame) {
         let l = &self.scenario.link;
         let (delay, jitter, reorder, reorder_ms, dup) = (l.delay_ms, l.jitter_ms, l.reorder, l.reorder_ms, l.duplicate);
-        let from_sender = f.node.is_some_and(|j| matches!(self.nodes[j].core, Core::Sender(_)));
+        let from_sender = f.node.is_some_and(|j| matches!(self.nodes[j].core, Role::Sender(_)));
         for k in 0..self.cells[cell].nodes.len() {
             let i = self.cells[cell].nodes[k];
             if Some(i) == f.node || !self.live(i) {
@@ -584,6 +584,6 @@ fn sender_seed(seed: u64, k: usize) -> u64 {
     seed.wrapping_add((k as u64) << 32)
 }
 
-fn node(id: u32, core: Core, loss: Loss, rng: Rng, cell: usize) -> Node {
+fn node(id: u32, core: Role, loss: Loss, rng: Rng, cell: usize) -> Node {
     Node { id, core, loss, rng, wake: None, finished: false, cell, on: true, gone: false, heard: 0, lost_on_air: 0 }
 }

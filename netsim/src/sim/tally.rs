@@ -8,7 +8,7 @@ use super::*;
 impl Sim {
     pub(super) fn report(self, wall: Duration) -> Report {
         let sender = self.senders.first().and_then(|&i| match &self.nodes[i].core {
-            Core::Sender(s) => Some(s),
+            Role::Sender(s) => Some(s),
             _ => None,
         });
         let grtt_ms = sender.map_or(0.0, |s| s.grtt().as_secs_f64() * 1e3);
@@ -49,8 +49,8 @@ impl Sim {
                 }
             }
             let loss_estimate = match &n.core {
-                Core::Receiver(r, _) => r.loss_from(first_sender),
-                Core::Repairer(r, _) => r.receiver().loss_from(first_sender),
+                Role::Receiver(r, _) => r.loss_from(first_sender),
+                Role::Repairer(r, _) => r.receiver().loss_from(first_sender),
                 _ => None,
             };
             per_receiver.push(ReceiverReport {
@@ -61,8 +61,8 @@ impl Sim {
                 completion_s: v.completed_at.map(Time::as_secs_f64),
                 nacks_sent: s.nacks_sent,
                 nacks_suppressed: s.nacks_suppressed,
-                dropped_bad_seal: s.dropped(Drop::BadSeal),
-                dropped_replay: s.dropped(Drop::Replay),
+                dropped_bad_seal: s.dropped(DropReason::BadSeal),
+                dropped_replay: s.dropped(DropReason::Replay),
                 dropped: s.dropped_total(),
                 loss_estimate: loss_estimate.unwrap_or(0.0),
                 loss_actual: if n.heard == 0 { 0.0 } else { n.lost_on_air as f64 / n.heard as f64 },
@@ -93,8 +93,8 @@ impl Sim {
                         }
                     }
                     match n.core {
-                        Core::Receiver(..) => receivers += 1,
-                        Core::Repairer(..) => repairer = Some(n.id),
+                        Role::Receiver(..) => receivers += 1,
+                        Role::Repairer(..) => repairer = Some(n.id),
                         _ => {}
                     }
                 }

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
-use lsim_im::group::member::{ChatVia, Member, MemberConfig, MemberEvent, Opener};
+use lsim_im::group::member::{Member, MemberConfig, MemberEvent, Via, Viewer};
 use lsim_im::text;
 use lsim_im::xmpp::client::ClientConfig;
 use lsim_im::xmpp::jid::Jid;
@@ -119,12 +119,12 @@ pub async fn chat(a: ChatArgs) -> Result<()> {
     let nick = a.nick.clone().or_else(|| xmpp.jid.local.clone()).unwrap_or_else(|| "member".into());
     let mut cfg = MemberConfig::new(xmpp, room, &nick);
     cfg.download_dir = a.download_dir.clone();
-    cfg.opener = match (&a.open_with, a.no_open) {
-        (_, true) => Opener::Never,
-        (Some(cmd), false) => Opener::Command(open_with(cmd)?),
-        (None, false) => Opener::System,
+    cfg.viewer = match (&a.open_with, a.no_open) {
+        (_, true) => Viewer::Never,
+        (Some(cmd), false) => Viewer::Command(open_with(cmd)?),
+        (None, false) => Viewer::System,
     };
-    cfg.chat_via = if a.chat_via == "xmpp" { ChatVia::Xmpp } else { ChatVia::Multicast };
+    cfg.chat_via = if a.chat_via == "xmpp" { Via::Xmpp } else { Via::Multicast };
     cfg.interface = a.iface;
     a.region.apply(&mut cfg);
     (cfg.rate, cfg.adaptive_rate) = a.pace.resolve().map_err(|e| anyhow!(e))?;

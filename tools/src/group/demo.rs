@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 use lsim_im::group::audit::{Capture, read_with};
-use lsim_im::group::member::{Member, MemberConfig, MemberEvent, Opener};
+use lsim_im::group::member::{Member, MemberConfig, MemberEvent, Viewer};
 use lsim_im::group::server::{GroupServer, GroupServerConfig};
 use lsim_im::xmpp::client::{ClientConfig, TlsMode};
 use lsim_im::xmpp::jid::Jid;
@@ -61,7 +61,7 @@ impl Demo {
         cfg.download_dir = self.dir.join("downloads").join(user);
         std::fs::create_dir_all(&cfg.download_dir)?;
         // A harmless viewer: says what it would show.
-        cfg.opener = Opener::Command(vec![
+        cfg.viewer = Viewer::Command(vec![
             "sh".into(),
             "-c".into(),
             format!("echo \"    [{user}'s viewer] showing $(basename \"$0\") ($(wc -c < \"$0\") bytes)\""),
@@ -160,7 +160,7 @@ pub async fn demo(a: DemoArgs) -> Result<()> {
         {
             println!("   {user} received ridge-map.png ({size} bytes, SHA-256 verified)");
         }
-        wait(m, |e| matches!(e, MemberEvent::FileOpened { .. })).await?;
+        wait(m, |e| matches!(e, MemberEvent::FileShown { .. })).await?;
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
 
@@ -185,7 +185,7 @@ pub async fn demo(a: DemoArgs) -> Result<()> {
             other => bail!("{user}: {other:?}"),
         }
     }
-    wait(&mut members[1].1, |e| matches!(e, MemberEvent::FileOpened { .. })).await?;
+    wait(&mut members[1].1, |e| matches!(e, MemberEvent::FileShown { .. })).await?;
     if let MemberEvent::FileDelivered { to, .. } =
         wait(&mut members[0].1, |e| matches!(e, MemberEvent::FileDelivered { .. })).await?
     {

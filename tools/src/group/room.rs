@@ -12,8 +12,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
-use lsim_im::group::member::{Member, MemberConfig, MemberEvent, Opener};
+use lsim_im::group::member::{Member, MemberConfig, MemberEvent, Viewer};
 use lsim_im::xmpp::jid::Jid;
+use lsim_transport::linger::LingerConfig;
 
 use super::view::show;
 use super::{ParamsArgs, RegionArgs, read_password, wait, xmpp_config};
@@ -47,7 +48,13 @@ pub struct RoomArgs {
 }
 
 /// A member of `r`'s room; `pace` is (bytes per second, adaptive), `None` for the default.
-async fn room_member(r: &RoomArgs, iface: Ipv4Addr, dir: &Path, pace: Option<(u64, bool)>) -> Result<Member> {
+/// Joins as the member `r` names; `tune` sets what the command changes.
+async fn room_member(
+    r: &RoomArgs,
+    iface: Ipv4Addr,
+    dir: &Path,
+    tune: impl FnOnce(&mut MemberConfig),
+) -> Result<Member> {
     let password = read_password(true)?;
     let jid = r.jid.as_deref().ok_or_else(|| anyhow!("--room needs --jid"))?;
     let mut xmpp = xmpp_config(jid, &password, &r.server, &r.tls, &r.pin, &None)?;
@@ -57,10 +64,8 @@ async fn room_member(r: &RoomArgs, iface: Ipv4Addr, dir: &Path, pace: Option<(u6
     let mut cfg = MemberConfig::new(xmpp, room, &nick);
     cfg.interface = iface;
     cfg.download_dir = dir.to_path_buf();
-    cfg.opener = Opener::Never;
-    if let Some((rate, adaptive)) = pace {
-        (cfg.rate, cfg.adaptive_rate) = (rate, adaptive);
-    }
+    cfg.viewer = Viewer::Never;
+    tune(&mut cfg);
     r.region.apply(&mut cfg);
     cfg.params = r.params.params()?;
     let mut m = Member::start(cfg).await.context("joining the group")?;
@@ -72,7 +77,9 @@ async fn room_member(r: &RoomArgs, iface: Ipv4Addr, dir: &Path, pace: Option<(u6
 }
 
 /// `lsim send --room`: joins the group, streams the files to it (each
-/// announced in the room), answers repairs for `linger` seconds, leaves.
+/// announced in the room), answers late repair requests until `linger`
+/// seconds pass without one (its sender says when: `Member::until_quiet`),
+/// leaves.
 /// With `to`, the files are for those members only, and it waits (up to a
 /// minute) for each of them to confirm each file with a signed receipt: it
 /// leaves as soon as all have, and fails naming those who have not.
@@ -85,7 +92,12 @@ pub async fn send_to_room(
     linger: f64,
 ) -> Result<()> {
     let dir = std::env::temp_dir();
-    let mut m = room_member(r, iface, &dir, Some(pace)).await?;
+    let mut m = room_member(r, iface, &dir, |cfg| {
+        (cfg.rate, cfg.adaptive_rate) = pace;
+        cfg.linger = LingerConfig::quiet(Duration::from_secs_f64(linger));
+    })
+    .await?;
+    let mut last = None;
     // Let the others take the rekey of our join before data under it.
     tokio::time::sleep(Duration::from_millis(500)).await;
     // Signed receipts heard, by file and recipient (they may come while
@@ -108,7 +120,10 @@ pub async fn send_to_room(
                     m.leave().await;
                     bail!("{}: {why}", path.display())
                 }
-                Some(MemberEvent::FileSent { .. }) => break,
+                Some(MemberEvent::FileSent { object }) => {
+                    last = Some(object);
+                    break;
+                }
                 Some(_) => {}
                 None => bail!("{}: timed out", f.display()),
             }
@@ -116,7 +131,9 @@ pub async fn send_to_room(
         println!("sent {}", f.display());
     }
     if to.is_empty() {
-        tokio::time::sleep(Duration::from_secs_f64(linger)).await;
+        if let Some(object) = last {
+            m.until_quiet(object).await;
+        }
         m.leave().await;
         return Ok(());
     }
@@ -143,7 +160,7 @@ pub async fn receive_from_room(r: &RoomArgs, iface: Ipv4Addr, dir: &Path, once: 
     if overwrite {
         bail!("--overwrite is for standalone mode: group files always land under a free name");
     }
-    let mut m = room_member(r, iface, dir, None).await?;
+    let mut m = room_member(r, iface, dir, |_| {}).await?;
     std::fs::create_dir_all(dir).with_context(|| format!("--dir {}: cannot create it", dir.display()))?;
     loop {
         tokio::select! {

@@ -76,6 +76,7 @@ pub(super) fn show(ev: &MemberEvent) -> Option<String> {
         MemberEvent::FileNotSent { path, why } => format!("!! could not send {}: {}", path.display(), v(why)),
         MemberEvent::FileProgress { got, len, .. } if *got == 0 || got == len => return None,
         MemberEvent::FileProgress { got, len, .. } => format!("-- receiving: {}%", got * 100 / (*len).max(1)),
+        MemberEvent::FileSendProgress { sent, len, .. } => format!("-- sending: {}%", sent * 100 / (*len).max(1)),
         MemberEvent::FileReceived { from, name, size, path, .. } => format!(
             "-- received {} from {} ({size} bytes, signed and verified) -> {}",
             v(name),
@@ -87,7 +88,7 @@ pub(super) fn show(ev: &MemberEvent) -> Option<String> {
             format!("-- {} has {} (signed receipt)", v(to), path.display())
         }
         MemberEvent::FileNotForUs { sender } => format!("-- a file for other members went by (node {sender:08x})"),
-        MemberEvent::FileOpened { path } => format!("-- opened {}", v(&path.display().to_string())),
+        MemberEvent::FileShown { path } => format!("-- opened {}", v(&path.display().to_string())),
         MemberEvent::XmppOffline(e) => format!("!! XMPP lost ({}); chat and files go on over multicast", v(e)),
         MemberEvent::XmppOnline => "-- XMPP back".to_string(),
         MemberEvent::MulticastPresence(nicks) => {
@@ -129,6 +130,7 @@ mod tests {
             MemberEvent::Unreadable { from: hostile.into(), via: Via::Xmpp, why: hostile.into() },
             MemberEvent::FileReceived {
                 sender: 1,
+                object: 0,
                 from: hostile.into(),
                 name: format!("map{hostile}.png"),
                 size: 1,

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use crate::replay::ReplayWindow;
 use crate::seal::{Seal, SealError};
-use crate::stats::{Drop, Stats};
+use crate::stats::{DropReason, Stats};
 use crate::wire::{self, Body, Header, RECEIVER_SEQ_BIT};
 
 /// Peers whose replay windows are kept; past this the state is dropped wholesale.
@@ -91,16 +91,16 @@ impl<S: Seal> Framer<S> {
         let peek = match wire::peek_header(datagram) {
             Ok(h) => h,
             Err(e) => {
-                stats.drop(Drop::of(&e));
+                stats.drop(DropReason::of(&e));
                 return None;
             }
         };
         if peek.session_byte != self.session as u8 {
-            stats.drop(Drop::OtherSession);
+            stats.drop(DropReason::OtherSession);
             return None;
         }
         if peek.node == self.node {
-            stats.drop(Drop::Own);
+            stats.drop(DropReason::Own);
             return None;
         }
         scratch.clear();
@@ -124,12 +124,12 @@ impl<S: Seal> Framer<S> {
                     }
                     Some(p)
                 } else {
-                    stats.drop(Drop::Replay);
+                    stats.drop(DropReason::Replay);
                     None
                 }
             }
             Err(e) => {
-                stats.drop(Drop::of(&e));
+                stats.drop(DropReason::of(&e));
                 None
             }
         }

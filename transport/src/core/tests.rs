@@ -8,7 +8,7 @@ use proptest::prelude::*;
 use super::*;
 use crate::geometry::Geometry;
 use crate::seal::KeyedSum;
-use crate::stats::Drop;
+use crate::stats::DropReason;
 use crate::time::Time;
 use crate::wire::{
     self, Body, Command, DataHeader, Echo, Feedback, Frontier, Header, NackEntry, ObjectKind, PacketType, Probe,
@@ -47,7 +47,7 @@ fn delivered(rx: &mut Receiver<KeyedSum>) -> (Vec<u8>, bool) {
     (data, complete)
 }
 
-fn object(len: usize) -> Vec<u8> {
+pub(super) fn object(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i * 7 % 251) as u8).collect()
 }
 
@@ -119,7 +119,7 @@ fn symbols_heard_before_their_object_info_are_dropped_then_repaired() {
         rxs[0].handle_datagram(Time::ZERO, &p);
     }
     assert!(without >= 20, "most symbols of a file travel without the info: {without} before the first heard");
-    assert_eq!(rxs[0].stats().dropped(Drop::NoInfo), without, "each symbol heard before the info is dropped");
+    assert_eq!(rxs[0].stats().dropped(DropReason::NoInfo), without, "each symbol heard before the info is dropped");
     exchange(&mut tx, &mut rxs, |_, _| false);
     let (got, complete) = delivered(&mut rxs[0]);
     assert!(complete && got == data, "repaired: got {} of {} bytes", got.len(), data.len());
@@ -142,7 +142,7 @@ fn a_forged_packet_changes_nothing() {
     }
     let (got, complete) = delivered(&mut rx);
     assert!(complete && got == data, "got {} of {} bytes, complete {complete}", got.len(), data.len());
-    assert_eq!(rx.stats().dropped(Drop::BadSeal), packets.len() as u64);
+    assert_eq!(rx.stats().dropped(DropReason::BadSeal), packets.len() as u64);
 }
 
 #[test]
@@ -157,7 +157,7 @@ fn a_replayed_packet_is_dropped_and_counted() {
     }
     let events: Vec<_> = std::iter::from_fn(|| rx.poll_event()).collect();
     assert_eq!(events.iter().filter(|e| matches!(e, ReceiverEvent::ObjectComplete { .. })).count(), 1);
-    assert_eq!(rx.stats().dropped(Drop::Replay), packets.len() as u64);
+    assert_eq!(rx.stats().dropped(DropReason::Replay), packets.len() as u64);
 }
 
 #[test]
@@ -178,11 +178,11 @@ fn lost_symbols_are_repaired_and_every_receiver_decodes() {
     assert!(s.repair_sent < s.source_sent / 2, "{} repair for {} source", s.repair_sent, s.source_sent);
 }
 
-fn feedback(target: u32, entries: Vec<NackEntry>) -> Body<'static> {
+pub(super) fn feedback(target: u32, entries: Vec<NackEntry>) -> Body<'static> {
     Body::Feedback(Feedback { target, echo: None, loss: 0, relay: None, overflow: None, received: None, entries })
 }
 
-fn sealed(node: u32, seq: u64, body: &Body<'_>) -> Vec<u8> {
+pub(super) fn sealed(node: u32, seq: u64, body: &Body<'_>) -> Vec<u8> {
     let h = Header { packet_type: body.packet_type(), session: 1, node, epoch: 0, seq };
     let mut out = Vec::new();
     wire::seal_packet(&mut KEY.clone(), &h, body, &mut out).unwrap();
@@ -442,13 +442,13 @@ fn impossible_nacks_are_refused_and_counted() {
         NackEntry::Block { object: 0, block: 5, needed: 1 },
     ];
     tx.handle_datagram(Time::ZERO, &sealed(7, 1, &feedback(1, entries)));
-    assert_eq!(tx.stats().dropped(Drop::Invalid), 3);
+    assert_eq!(tx.stats().dropped(DropReason::Invalid), 3);
     assert!(drain(&mut tx, Time::ZERO).is_empty(), "nothing repaired");
     tx.handle_datagram(
         Time::ZERO,
         &sealed(7, 2, &feedback(1, vec![NackEntry::Block { object: 9, block: 0, needed: 1 }])),
     );
-    assert_eq!(tx.stats().dropped(Drop::Stale), 1, "an object never sent");
+    assert_eq!(tx.stats().dropped(DropReason::Stale), 1, "an object never sent");
 }
 
 #[test]
@@ -581,7 +581,10 @@ fn packets_of_a_wrong_kind_of_header_are_dropped() {
     wire::seal_packet(&mut KEY.clone(), &h, &Body::Command(c), &mut own).unwrap();
     rx.handle_datagram(Time::ZERO, &own);
     let s = rx.stats();
-    assert_eq!((s.dropped(Drop::Malformed), s.dropped(Drop::OtherSession), s.dropped(Drop::Own)), (2, 1, 1));
+    assert_eq!(
+        (s.dropped(DropReason::Malformed), s.dropped(DropReason::OtherSession), s.dropped(DropReason::Own)),
+        (2, 1, 1)
+    );
 }
 
 #[test]
@@ -684,28 +687,4 @@ fn progress_comes_in_twentieths_ahead_of_decoding() {
     assert_eq!(progress.last().map(|p| p.1), Some(20_000));
     let first_data = first_data.expect("decoded");
     assert!(progress.iter().filter(|(i, _)| *i < first_data).count() >= 2, "progress before the first group decodes");
-}
-
-#[test]
-fn a_paced_sender_never_asks_to_be_woken_in_the_past() {
-    // A probe or flush falls due while the pacer waits: the deadline is the
-    // pacer's, not the past (a driver would spin until then).
-    let cfg =
-        SenderConfig { rate: 50_000, queue_target: None, symbol_size: 100, block_symbols: 16, ..Default::default() };
-    let mut tx = Sender::new(cfg, KeyedSum(7)).unwrap();
-    tx.send_bytes(ObjectKind::File, object(20_000)).unwrap();
-    let (mut now, mut buf, mut sent) = (Time::ZERO, Vec::new(), 0);
-    for _ in 0..10_000 {
-        while tx.poll_transmit(now, &mut buf).is_some() {
-            sent += 1;
-        }
-        let Some(next) = tx.poll_timeout() else { break };
-        assert!(next > now || sent == 0, "woken at {next:?} when it is already {now:?}");
-        now = next;
-        tx.handle_timeout(now);
-        if tx.is_idle() {
-            break;
-        }
-    }
-    assert!(sent >= 200, "the whole object went out, paced: {sent} packets");
 }

@@ -104,8 +104,8 @@ async fn a_packet_from_outside_the_group_is_dropped_and_counted() {
     // Its first packets carry the full counter and fail the seal; the others
     // have short headers from a node never heard, and are dropped unopened.
     let s = d.core().stats();
-    assert!(s.dropped(crate::stats::Drop::BadSeal) >= 1);
-    assert_eq!(s.dropped(crate::stats::Drop::BadSeal) + s.dropped(crate::stats::Drop::NoReference), n);
+    assert!(s.dropped(crate::stats::DropReason::BadSeal) >= 1);
+    assert_eq!(s.dropped(crate::stats::DropReason::BadSeal) + s.dropped(crate::stats::DropReason::NoReference), n);
 }
 
 #[tokio::test(flavor = "current_thread")]

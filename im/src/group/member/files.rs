@@ -1,6 +1,6 @@
 //! Files: ours queued on the sender (for the whole group, or for some
 //! members under a file key the key server wraps for each), and received
-//! files' events turned into member events, the opener started on arrival.
+//! files' events turned into member events, the viewer started on arrival.
 //!
 //! Owns the offer we announce and the progress throttle. It must not read
 //! or write files' envelopes (`group::envelope` and `group::inbox` do) nor
@@ -20,7 +20,7 @@ use lsim_transport::source::FileSource;
 use lsim_transport::wire::ObjectKind;
 
 use super::error::NotSent;
-use super::{MemberEvent, Opener};
+use super::{MemberEvent, Viewer};
 use crate::group::envelope::Outgoing;
 use crate::group::inbox::InboxEvent;
 use crate::xmpp::payload::FileOffer;
@@ -77,10 +77,10 @@ pub(super) async fn send_file(
 }
 
 /// Turns a file event into member events, throttling progress to 5 %
-/// steps and starting the opener on arrival.
+/// steps and starting the viewer on arrival.
 pub(super) fn on_file_event(
     ev: InboxEvent,
-    opener: &Opener,
+    viewer: &Viewer,
     progress: &mut HashMap<(u32, u32), u64>,
 ) -> Vec<MemberEvent> {
     match ev {
@@ -101,10 +101,10 @@ pub(super) fn on_file_event(
         InboxEvent::Received { sender, object, name, size, path, from, .. } => {
             progress.remove(&(sender, object));
             let from = from.unwrap_or_default();
-            let mut out = vec![MemberEvent::FileReceived { sender, from, name, size, path: path.clone() }];
-            if let Some(cmd) = opener.command() {
-                match open(&cmd, &path) {
-                    Ok(()) => out.push(MemberEvent::FileOpened { path }),
+            let mut out = vec![MemberEvent::FileReceived { sender, object, from, name, size, path: path.clone() }];
+            if let Some(cmd) = viewer.command() {
+                match launch(&cmd, &path) {
+                    Ok(()) => out.push(MemberEvent::FileShown { path }),
                     Err(e) => out.push(MemberEvent::Error(format!("opening {}: {e}", path.display()))),
                 }
             }
@@ -112,7 +112,7 @@ pub(super) fn on_file_event(
         }
         InboxEvent::Failed { sender, object, why } => {
             progress.remove(&(sender, object));
-            vec![MemberEvent::FileFailed { sender, why }]
+            vec![MemberEvent::FileFailed { sender, object, why }]
         }
         InboxEvent::NotForUs { sender, object } => {
             progress.remove(&(sender, object));
@@ -122,7 +122,7 @@ pub(super) fn on_file_event(
 }
 
 /// Starts `cmd path` without waiting for it (a task reaps it).
-fn open(cmd: &[String], path: &Path) -> std::io::Result<()> {
+fn launch(cmd: &[String], path: &Path) -> std::io::Result<()> {
     let Some((program, args)) = cmd.split_first() else { return Ok(()) };
     let mut child = tokio::process::Command::new(program)
         .args(args)

@@ -47,12 +47,13 @@ use std::time::Duration;
 use lsim_keymgmt::client::Registration;
 use lsim_keymgmt::key::SecretKey;
 use lsim_transport::SenderConfig;
-use tokio::sync::mpsc;
+use lsim_transport::linger::LingerConfig;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 pub use self::error::MemberError;
 use self::login::{params_from_room, unreachable_or, wait_online};
-use self::transport::Transport;
+use self::transport::{Lull, Transport};
 pub use super::order::Placement;
 use crate::xmpp::client::{Client, ClientConfig};
 use crate::xmpp::jid::Jid;
@@ -63,15 +64,6 @@ use crate::xmpp::room::Occupant;
 pub const RECEIVER_NODE_BIT: u32 = 0x8000_0000;
 /// Associated data of chat sealed for the room.
 pub const CHAT_AAD: &[u8] = b"lsim chat v1";
-
-/// Which way our chat goes out (every member accepts both).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ChatVia {
-    /// As a transport object on the multicast group (the default).
-    Multicast,
-    /// Sealed under the group key, as a room message (the original way).
-    Xmpp,
-}
 
 /// How a member runs.
 #[derive(Debug, Clone)]
@@ -113,40 +105,43 @@ pub struct MemberConfig {
     pub repairer_index: u32,
     /// Which way our chat goes (through the room only while it is
     /// reachable: during an XMPP outage chat goes on multicast).
-    pub chat_via: ChatVia,
+    pub chat_via: Via,
     /// Where received files land.
     pub download_dir: PathBuf,
     /// While XMPP is down, say "here" on multicast this often (and count
     /// as present those heard within three intervals).
     pub beacon_interval: Duration,
-    /// What opens a received file ("remote display").
-    pub opener: Opener,
+    /// What shows a received file on arrival.
+    pub viewer: Viewer,
     /// How long a chat message waits for an earlier one of its sender
     /// that is still being repaired before it is shown without it.
     pub chat_order_wait: Duration,
     /// Room messages asked for on joining (XEP-0045 history): chat sent
     /// through the room while we were away, shown marked as history.
     pub room_history: u32,
+    /// How long our sender waits, once all is sent, for late repair
+    /// requests before it says it may stop ([`Member::until_quiet`]).
+    pub linger: LingerConfig,
 }
 
-/// What opens a received file.
+/// What shows a received file on arrival (the original's "remote display").
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Opener {
+pub enum Viewer {
     /// Nothing: files are only saved.
     Never,
-    /// The system's opener (`xdg-open`), if installed.
+    /// The system's viewer (`xdg-open`), if installed.
     System,
     /// This command, with the file's path as its last argument.
     Command(Vec<String>),
 }
 
-impl Opener {
+impl Viewer {
     fn command(&self) -> Option<Vec<String>> {
         match self {
-            Opener::Never => None,
-            Opener::System => Some(vec!["xdg-open".to_string()]),
-            Opener::Command(c) if !c.is_empty() => Some(c.clone()),
-            Opener::Command(_) => None,
+            Viewer::Never => None,
+            Viewer::System => Some(vec!["xdg-open".to_string()]),
+            Viewer::Command(c) if !c.is_empty() => Some(c.clone()),
+            Viewer::Command(_) => None,
         }
     }
 }
@@ -171,21 +166,23 @@ impl MemberConfig {
             region: None,
             repairer: None,
             repairer_index: 0,
-            chat_via: ChatVia::Multicast,
+            chat_via: Via::Multicast,
             download_dir: PathBuf::from("."),
             beacon_interval: Duration::from_secs(5),
-            opener: Opener::System,
+            viewer: Viewer::System,
             chat_order_wait: super::order::DEFAULT_WAIT,
             room_history: 20,
+            linger: LingerConfig::default(),
         }
     }
 }
-/// Which way a message came.
+
+/// Which way a message goes out or came in (every member accepts both).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Via {
-    /// On the multicast transport.
+    /// As a transport object on the multicast group (chat's default).
     Multicast,
-    /// Through the XMPP room.
+    /// Sealed under the group key, as a message through the XMPP room (the original way).
     Xmpp,
 }
 
@@ -248,6 +245,15 @@ pub enum MemberEvent {
         /// Transport object id.
         object: u32,
     },
+    /// Part of our file went out once; reported every twentieth.
+    FileSendProgress {
+        /// Transport object id (as in `FileSending`).
+        object: u32,
+        /// Bytes sent so far.
+        sent: u64,
+        /// Of this many (the envelope: the file and its header and signature).
+        len: u64,
+    },
     /// Every source symbol of our file went out (repairs may follow).
     FileSent {
         /// Transport object id.
@@ -275,6 +281,8 @@ pub enum MemberEvent {
     FileReceived {
         /// Sending node.
         sender: u32,
+        /// Transport object id (as in its `FileProgress`).
+        object: u32,
         /// The member who signed it (verified against the key server's certificate).
         from: String,
         /// The name the sender gave.
@@ -304,11 +312,13 @@ pub enum MemberEvent {
     FileFailed {
         /// Sending node.
         sender: u32,
+        /// Transport object id (as in its `FileProgress`).
+        object: u32,
         /// Why.
         why: String,
     },
-    /// The opener was started on a received file.
-    FileOpened {
+    /// The viewer was started on a received file.
+    FileShown {
         /// The file.
         path: PathBuf,
     },
@@ -348,6 +358,8 @@ enum Command {
 pub struct Member {
     commands: mpsc::Sender<Command>,
     events: mpsc::Receiver<MemberEvent>,
+    /// Our sender's lulls (see [`Member::until_quiet`]).
+    lull: watch::Receiver<Lull>,
     task: JoinHandle<Vec<(u32, SecretKey)>>,
 }
 
@@ -396,8 +408,18 @@ impl Member {
             repairs: cfg.repairer.clone(),
         });
         xmpp.set_room_payload(cfg.room.clone(), Some(status.to_element())).await;
+        let lull = transport.lull.clone();
         let (commands, task) = running::spawn(cfg, xmpp, registration, transport, ev_tx, early);
-        Ok(Member { commands, events: ev_rx, task })
+        Ok(Member { commands, events: ev_rx, lull, task })
+    }
+
+    /// Returns once our sender has sent `object` and everything queued
+    /// since, and then heard no repair request for the linger's quiet time
+    /// (or its longest time passed): when a member that only came to send
+    /// may leave without stranding a receiver whose NACK was late. The
+    /// sender decides (`SenderEvent::MayStop`); this only waits for it.
+    pub async fn until_quiet(&mut self, object: u32) {
+        let _ = self.lull.wait_for(|l| l.quiet_after.is_some_and(|last| last.wrapping_sub(object) < 1 << 31)).await;
     }
 
     /// The next event; `None` once the member stopped.

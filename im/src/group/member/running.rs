@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use lsim_keymgmt::client::Registration;
 use lsim_keymgmt::key::SecretKey;
+use lsim_keymgmt::resync::ResyncGate;
 use lsim_transport::wire::ObjectKind;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -25,8 +26,8 @@ use super::files::{on_file_event, restrict, send_file};
 use super::messages::{Reading, chat_event, private_chat, send_chat};
 use super::receipts::{self, Awaiting};
 use super::room::{on_room_event, repairer_change, use_repairer};
-use super::transport::{FromReceiver, Transport, flush};
-use super::{ChatVia, Command, MemberConfig, MemberEvent, Placement, Via};
+use super::transport::{FromTransport, Transport, flush};
+use super::{Command, MemberConfig, MemberEvent, Placement, Via};
 use crate::group::chat::{ChatMessage, Dedup, encode_beacon};
 use crate::group::inbox::InboxEvent;
 use crate::group::order::ChatOrder;
@@ -69,7 +70,8 @@ pub(super) struct Running {
     /// The multicast presence last reported.
     shown: Vec<String>,
     beacon: tokio::time::Interval,
-    last_resync: Instant,
+    /// At most one resync with the key server every few seconds.
+    resync: ResyncGate,
     /// Our region's repairer, as the room shows it: (nick, node).
     repairer: Option<(String, u32)>,
 }
@@ -101,7 +103,7 @@ pub(super) fn spawn(
             heard: HashMap::new(),
             shown: Vec::new(),
             beacon: tokio::time::interval(cfg.beacon_interval.max(Duration::from_millis(50))),
-            last_resync: Instant::now() - Duration::from_secs(60),
+            resync: ResyncGate::default(),
             repairer: None,
             cfg,
             xmpp,
@@ -131,7 +133,7 @@ impl Running {
                 }
                 () = order_due(order_deadline(&self.order)) => self.on_order_due().await,
                 _ = self.beacon.tick(), if !self.xmpp_online => self.on_beacon().await,
-                Some(msg) = self.transport.from_receiver.recv() => self.on_receiver(msg).await,
+                Some(msg) = self.transport.from_transport.recv() => self.on_transport(msg).await,
                 ev = self.xmpp.next_event(), if !self.xmpp_ended => self.on_xmpp(ev).await,
             }
         }
@@ -174,7 +176,7 @@ impl Running {
         let msg = ChatMessage::new(&self.transport.signer.cert().user, text);
         self.dedup.first_time(msg.id);
         // Through the room only while the room is reachable; otherwise multicast.
-        let via_room = self.cfg.chat_via == ChatVia::Xmpp && self.xmpp_online;
+        let via_room = self.cfg.chat_via == Via::Xmpp && self.xmpp_online;
         let via = if via_room { Via::Xmpp } else { Via::Multicast };
         self.emit(chat_event(&msg, via, false, Placement::InOrder)).await;
         if let Some(payload) = send_chat(via_room, &self.transport, &msg) {
@@ -213,7 +215,7 @@ impl Running {
     async fn leave(self) -> Vec<(u32, SecretKey)> {
         let Running { cfg, xmpp, registration, transport, events, held, .. } = self;
         // What we queued (chat, receipts) goes out first, for a while at most.
-        flush(&transport.sender, Duration::from_secs(2)).await;
+        flush(&transport.sender, &transport.lull, Duration::from_secs(2)).await;
         let epoch = registration.leave(&cfg.group).await;
         xmpp.leave(cfg.room.clone()).await;
         xmpp.stop().await;
@@ -257,50 +259,53 @@ impl Running {
     }
 
     /// What the transport's receiver task reports.
-    async fn on_receiver(&mut self, msg: FromReceiver) {
+    async fn on_transport(&mut self, msg: FromTransport) {
         match msg {
-            FromReceiver::Chat(bytes, sender, object) => {
+            FromTransport::Chat(bytes, sender, object) => {
                 self.order.complete(sender, object, bytes, Instant::now().into_std());
                 self.release_chat().await;
             }
-            FromReceiver::Started(sender, object, chat, first) => {
+            FromTransport::Started(sender, object, chat, first) => {
                 let kind = if chat { ObjectKind::Chat } else { ObjectKind::File };
                 let now = Instant::now().into_std();
                 self.order.heard_from(sender, first, now);
                 self.order.started(sender, object, kind, now);
             }
-            FromReceiver::Lost(sender, object) => self.order.lost(sender, object, Instant::now().into_std()),
-            FromReceiver::Sent(object) => {
+            FromTransport::Lost(sender, object) => self.order.lost(sender, object, Instant::now().into_std()),
+            FromTransport::Progress(object, sent, len) => {
+                if self.sent_files.contains(&object) {
+                    self.emit(MemberEvent::FileSendProgress { object, sent, len }).await;
+                }
+            }
+            FromTransport::Sent(object) => {
                 if self.sent_files.remove(&object) {
                     self.emit(MemberEvent::FileSent { object }).await;
                 }
             }
-            FromReceiver::File(ev) => {
+            FromTransport::File(ev) => {
                 // A file for some members only: tell its sender we hold it.
                 if let InboxEvent::Received { sender, object, size, restricted: true, .. } = ev {
                     self.transport.queue_chat(receipt::sign(sender, object, size, &self.transport.signer));
                 }
-                for out in on_file_event(ev, &self.cfg.opener, &mut self.progress) {
+                for out in on_file_event(ev, &self.cfg.viewer, &mut self.progress) {
                     self.emit(out).await;
                 }
             }
-            FromReceiver::Epoch(epoch, key) => {
+            FromTransport::Epoch(epoch, key) => {
                 self.transport.install(epoch, &key);
                 self.held.push((epoch, key));
                 self.emit(MemberEvent::Epoch(epoch)).await;
             }
-            FromReceiver::NeedsResync => self.resync().await,
+            FromTransport::NeedsResync => self.resync().await,
         }
     }
 
     /// Asks the key server for the group's keys again.
     async fn resync(&mut self) {
-        // Epoch claims are not authenticated: at most one
-        // resync every few seconds.
-        if self.last_resync.elapsed() < Duration::from_secs(3) {
+        // Epoch claims are not authenticated: the gate lets few through.
+        if !self.resync.may_ask(std::time::Instant::now()) {
             return;
         }
-        self.last_resync = Instant::now();
         match self.registration.resync(&self.cfg.group).await {
             Ok(fresh) => {
                 if let Some((epoch, key)) = self.transport.resynced(fresh) {

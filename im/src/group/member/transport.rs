@@ -3,7 +3,7 @@
 //! our region when asked to, each on its own task; the group keys they
 //! share; and the receiver task's glue, which keeps chat and rekey objects,
 //! applies rekeys, hands file events to the inbox and tells the member task
-//! what happened ([`FromReceiver`]).
+//! what happened ([`FromTransport`]).
 //!
 //! Owns the drivers' set-up, where keys are installed into their seals, and
 //! their stop (on drop). It must not decide what chat, files or the room
@@ -25,7 +25,7 @@ use lsim_transport::net::driver::wall_clock_seq;
 use lsim_transport::net::{Driver, DriverConfig, Handle, Loopback, MulticastConfig, MulticastSocket};
 use lsim_transport::wire::ObjectKind;
 use lsim_transport::{ReceiverConfig, ReceiverEvent, Repairer, RepairerConfig, Sender, SenderConfig, SenderEvent};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::{MemberConfig, MemberError, MemberEvent, RECEIVER_NODE_BIT};
@@ -33,8 +33,8 @@ use crate::group::inbox::{Inbox, InboxEvent};
 use crate::group::private;
 use crate::xmpp::payload::GroupParams;
 
-/// What the receiver task tells the member task.
-pub(super) enum FromReceiver {
+/// What the transport tasks (our receiver's and our sender's) tell the member task.
+pub(super) enum FromTransport {
     /// A chat object complete: bytes, sender, object.
     Chat(Vec<u8>, u32, u32),
     /// A sender's object was heard of: sender, object, whether it is chat
@@ -45,7 +45,18 @@ pub(super) enum FromReceiver {
     Epoch(u32, SecretKey),
     NeedsResync,
     File(InboxEvent),
+    /// Our sender sent every source symbol of this object.
     Sent(u32),
+    /// Our sender sent this much of this object (bytes, of a length).
+    Progress(u32, u64, u64),
+}
+
+/// Our sender's lulls, as its driver task saw them: how many times it went
+/// idle, and the last object it had sent when it last said it may stop.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Lull {
+    pub(super) idle: u64,
+    pub(super) quiet_after: Option<u32>,
 }
 
 /// The member's two transport drivers and the keys they share.
@@ -55,7 +66,9 @@ pub(super) struct Transport {
     keys: Arc<Mutex<GroupKeys>>,
     /// Our copy of the epochs, for chat sealed through the room.
     pub(super) seal: GroupSeal,
-    pub(super) from_receiver: mpsc::UnboundedReceiver<FromReceiver>,
+    pub(super) from_transport: mpsc::UnboundedReceiver<FromTransport>,
+    /// Our sender's lulls (idle, may stop), updated by its driver task.
+    pub(super) lull: watch::Receiver<Lull>,
     tasks: Vec<JoinHandle<()>>,
     pub(super) node: u32,
     /// The epoch and group key we joined with.
@@ -109,6 +122,7 @@ impl Transport {
             first_seq: wall_clock_seq(),
             // The largest symbols whose every packet fits a 1500-byte MTU under the group's suite.
             symbol_size: lsim_transport::wire::symbol_size_for(1472, lsim_transport::seal::Seal::tag_len(&own_seal)),
+            linger: cfg.linger,
             ..SenderConfig::default()
         };
         let sender = Sender::new(scfg, seal()?).map_err(|e| MemberError::Multicast(e.to_string()))?;
@@ -138,7 +152,7 @@ impl Transport {
         let mut rdriver = Driver::new(Repairer::new(rcfg, seal()?), open(&mc)?, dcfg);
         let receiver = rdriver.handle();
         let keys = Arc::new(Mutex::new(keys));
-        let (tx, from_receiver) = mpsc::unbounded_channel();
+        let (tx, from_transport) = mpsc::unbounded_channel();
         let rkeys = keys.clone();
         let download_dir = cfg.download_dir.clone();
         let stx = tx.clone();
@@ -159,7 +173,7 @@ impl Transport {
                         if let InboxEvent::NotForUs { sender, object } = ev {
                             core.decline(sender, object);
                         }
-                        let _ = tx.send(FromReceiver::File(ev));
+                        let _ = tx.send(FromTransport::File(ev));
                     }
                     on_receiver_event(core, e, &mut partial, &rkeys, &server, node, &tx);
                     if tx.is_closed() { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
@@ -169,11 +183,22 @@ impl Transport {
                 let _ = events.send(MemberEvent::Error(format!("receiver stopped: {e}"))).await;
             }
         });
+        let (lull_tx, lull) = watch::channel(Lull::default());
         let stask = tokio::spawn(async move {
+            let mut last_sent = None;
             let _ = sdriver
                 .run(|_, e| {
-                    if let SenderEvent::ObjectSent(object) = e {
-                        let _ = stx.send(FromReceiver::Sent(object));
+                    match e {
+                        SenderEvent::ObjectSent(object) => {
+                            last_sent = Some(object);
+                            let _ = stx.send(FromTransport::Sent(object));
+                        }
+                        SenderEvent::ObjectProgress { object, sent, len } => {
+                            let _ = stx.send(FromTransport::Progress(object, sent, len));
+                        }
+                        SenderEvent::Idle => lull_tx.send_modify(|l| l.idle += 1),
+                        SenderEvent::MayStop => lull_tx.send_modify(|l| l.quiet_after = last_sent),
+                        _ => {}
                     }
                     ControlFlow::<()>::Continue(())
                 })
@@ -184,7 +209,8 @@ impl Transport {
             receiver,
             keys,
             seal: own_seal,
-            from_receiver,
+            from_transport,
+            lull,
             tasks: vec![rtask, stask],
             node,
             initial,
@@ -244,19 +270,21 @@ pub(super) fn queue_chat(sender: &Handle<Sender<GroupSeal>>, bytes: Vec<u8>) {
     });
 }
 
-/// Waits until the sender has sent everything queued once, or `limit`.
-pub(super) async fn flush(sender: &Handle<Sender<GroupSeal>>, limit: Duration) {
-    let deadline = tokio::time::Instant::now() + limit;
-    while tokio::time::Instant::now() < deadline {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        sender.with(move |s| {
-            let _ = tx.send(s.is_idle());
-        });
-        if rx.await.unwrap_or(true) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+/// Waits until the sender has sent everything queued once, or `limit`:
+/// woken by its next Idle, not by polling.
+pub(super) async fn flush(sender: &Handle<Sender<GroupSeal>>, lull: &watch::Receiver<Lull>, limit: Duration) {
+    let mut lull = lull.clone();
+    // Idle counted from before the question, so an Idle between the
+    // answer and the wait is not missed.
+    let before = lull.borrow_and_update().idle;
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    sender.with(move |s| {
+        let _ = tx.send(s.is_idle());
+    });
+    if rx.await.unwrap_or(true) {
+        return;
     }
+    let _ = tokio::time::timeout(limit, lull.wait_for(|l| l.idle > before)).await;
 }
 
 fn event_sender(e: &ReceiverEvent) -> u32 {
@@ -280,7 +308,7 @@ fn on_receiver_event(
     keys: &Mutex<GroupKeys>,
     server: &ed25519_dalek::VerifyingKey,
     own_node: u32,
-    tx: &mpsc::UnboundedSender<FromReceiver>,
+    tx: &mpsc::UnboundedSender<FromTransport>,
 ) {
     match e {
         ReceiverEvent::ObjectStarted { sender, object, kind, len } => {
@@ -293,7 +321,7 @@ fn on_receiver_event(
                 partial.insert((sender, object), (kind, Vec::with_capacity(len as usize)));
             }
             let first = core.receiver().first_object(sender).unwrap_or(object);
-            let _ = tx.send(FromReceiver::Started(sender, object, wanted && kind == ObjectKind::Chat, first));
+            let _ = tx.send(FromTransport::Started(sender, object, wanted && kind == ObjectKind::Chat, first));
         }
         ReceiverEvent::ObjectData { sender, object, data, .. } => {
             if let Some((_, b)) = partial.get_mut(&(sender, object)) {
@@ -303,7 +331,7 @@ fn on_receiver_event(
         ReceiverEvent::ObjectComplete { sender, object } => {
             let Some((kind, bytes)) = partial.remove(&(sender, object)) else { return };
             if kind == ObjectKind::Chat {
-                let _ = tx.send(FromReceiver::Chat(bytes, sender, object));
+                let _ = tx.send(FromTransport::Chat(bytes, sender, object));
                 return;
             }
             let Ok(mut keys) = keys.lock() else { return };
@@ -311,11 +339,11 @@ fn on_receiver_event(
                 Ok(applied) => {
                     if let Some(k) = keys.keys.group_key().cloned() {
                         let _ = core.seal_mut().install(applied.epoch, &k);
-                        let _ = tx.send(FromReceiver::Epoch(applied.epoch, k));
+                        let _ = tx.send(FromTransport::Epoch(applied.epoch, k));
                     }
                 }
                 Err(RekeyError::Gap { .. }) => {
-                    let _ = tx.send(FromReceiver::NeedsResync);
+                    let _ = tx.send(FromTransport::NeedsResync);
                 }
                 // Rekeys from before our join, replays: nothing to do.
                 Err(_) => {}
@@ -323,11 +351,11 @@ fn on_receiver_event(
         }
         ReceiverEvent::ObjectLost { sender, object } => {
             partial.remove(&(sender, object));
-            let _ = tx.send(FromReceiver::Lost(sender, object));
+            let _ = tx.send(FromTransport::Lost(sender, object));
         }
         ReceiverEvent::EpochAhead { sender, .. } => {
             if sender != own_node {
-                let _ = tx.send(FromReceiver::NeedsResync);
+                let _ = tx.send(FromTransport::NeedsResync);
             }
         }
         // Files' progress is the inbox's.

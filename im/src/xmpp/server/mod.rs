@@ -77,7 +77,7 @@ use super::tls::{ServerIdentity, TlsError};
 use super::users::{UserError, UserStore};
 use negotiation::serve;
 pub use outbox::WRITE_BATCH;
-use shared::{Core, Ending, Shared};
+use shared::{Ending, Shared, Switchboard};
 
 pub use super::ns::NS_BIND;
 
@@ -258,7 +258,7 @@ impl Server {
         let local_addr = listener.local_addr().map_err(|source| ServerError::Listen { addr: config.listen, source })?;
         let (stop_tx, stop_rx) = watch::channel(false);
         let shared = Arc::new(Shared {
-            core: Mutex::new(Core { hub: Hub::new(&domain), outboxes: HashMap::new() }),
+            core: Mutex::new(Switchboard { hub: Hub::new(&domain), outboxes: HashMap::new() }),
             domain,
             config,
             users: users.clone(),

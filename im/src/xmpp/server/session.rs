@@ -18,7 +18,7 @@ use super::NS_BIND;
 use super::bucket::Bucket;
 use super::negotiation::{Bound, Conn};
 use super::outbox::{Managed, Outbox, write_session};
-use super::shared::{Core, Ending};
+use super::shared::{Ending, Switchboard};
 use crate::xmpp::element::Element;
 use crate::xmpp::hub::SessionId;
 use crate::xmpp::sm::{self, Unacked};
@@ -182,11 +182,11 @@ impl Conn {
 }
 
 /// The current connection generation of session `id`.
-fn o_generation(core: &Core, id: SessionId) -> u64 {
+fn o_generation(core: &Switchboard, id: SessionId) -> u64 {
     core.outboxes.get(&id).map_or(0, |o| o.generation)
 }
 
-impl Core {
+impl Switchboard {
     /// Whether session `previd` of `owner` can be resumed.
     pub(super) fn resumable(&self, previd: &str, owner: &str) -> bool {
         self.outboxes.values().any(|o| o.sm.as_ref().is_some_and(|m| m.id == previd && m.owner == owner))

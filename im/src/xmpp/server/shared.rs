@@ -29,13 +29,13 @@ pub(super) struct Shared {
     pub(super) users: Arc<UserStore>,
     pub(super) guard: Arc<LoginGuard>,
     pub(super) tls: Option<TlsAcceptor>,
-    pub(super) core: Mutex<Core>,
+    pub(super) core: Mutex<Switchboard>,
     pub(super) shutdown: watch::Receiver<bool>,
     pub(super) next_id: AtomicU64,
 }
 
 impl Shared {
-    pub(super) fn core(&self) -> MutexGuard<'_, Core> {
+    pub(super) fn core(&self) -> MutexGuard<'_, Switchboard> {
         // The hub is only changed through whole `Hub` calls; a panic in
         // one leaves the previous state, which is still consistent.
         self.core.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -51,12 +51,13 @@ pub(super) enum Ending {
     Quiet,
 }
 
-pub(super) struct Core {
+/// The hub and every session's outbox: where the hub's output is delivered.
+pub(super) struct Switchboard {
     pub(super) hub: Hub,
     pub(super) outboxes: HashMap<SessionId, Outbox>,
 }
 
-impl Core {
+impl Switchboard {
     /// Carries out what the hub asked for. A session whose queue is full
     /// is closed (and leaves its rooms, which may produce more output).
     pub(super) fn dispatch(&mut self, outputs: Vec<Output>) {

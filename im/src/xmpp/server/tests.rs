@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use super::bucket::Bucket;
 use super::negotiation::negotiation_stop;
 use super::outbox::{Outbox, write_session};
-use super::shared::{Core, Ending};
+use super::shared::{Ending, Switchboard};
 use super::transport::Io;
 use crate::xmpp::element::Element;
 use crate::xmpp::hub::{Hub, SessionId};
@@ -40,7 +40,7 @@ fn outbox_bytes(
 }
 
 /// Binds `id` as `nick@localhost/r` and joins it to the room `lsim`.
-fn bind_and_join(core: &mut Core, id: SessionId, nick: &str) {
+fn bind_and_join(core: &mut Switchboard, id: SessionId, nick: &str) {
     let jid = Jid::parse(&format!("{nick}@localhost/r")).unwrap();
     let outputs = core.hub.bind(id, jid);
     core.dispatch(outputs);
@@ -55,7 +55,7 @@ fn bind_and_join(core: &mut Core, id: SessionId, nick: &str) {
 /// leaves the room; the others get their stanzas and see it leave.
 #[test]
 fn a_full_queue_closes_only_that_session() {
-    let mut core = Core { hub: Hub::new("localhost"), outboxes: HashMap::new() };
+    let mut core = Switchboard { hub: Hub::new("localhost"), outboxes: HashMap::new() };
     let (fast, mut fast_rx, fast_kill) = outbox(64);
     let (slow, mut slow_rx, slow_kill) = outbox(3);
     core.outboxes.insert(1, fast);
@@ -82,7 +82,7 @@ fn a_full_queue_closes_only_that_session() {
 /// readers cannot pile up `send_queue × max_stanza_bytes` per occupant.
 #[test]
 fn a_queue_over_its_byte_budget_closes_only_that_session() {
-    let mut core = Core { hub: Hub::new("localhost"), outboxes: HashMap::new() };
+    let mut core = Switchboard { hub: Hub::new("localhost"), outboxes: HashMap::new() };
     let (fast, mut fast_rx, fast_kill) = outbox_bytes(1024, 64 * 1024);
     let (slow, _slow_rx, slow_kill) = outbox_bytes(1024, 64 * 1024);
     let slow_queued = slow.queued.clone();

@@ -12,7 +12,7 @@ use raptorq::{EncodingPacket, ObjectTransmissionInformation, PayloadId, SourceBl
 
 use super::nack::Nack;
 use crate::geometry::Geometry;
-use crate::stats::{Drop, Stats};
+use crate::stats::{DropReason, Stats};
 use crate::wire::{DataHeader, ObjectKind};
 
 /// Where a block stands at a receiver.
@@ -102,7 +102,7 @@ pub(super) fn add_symbol(block: &mut InBlock, h: &DataHeader, symbol: &[u8], sta
     if h.esi < k {
         let i = h.esi as usize;
         if block.have[i] {
-            stats.drop(Drop::Stale);
+            stats.drop(DropReason::Stale);
             return;
         }
         if block.buf.is_empty() {
@@ -113,7 +113,7 @@ pub(super) fn add_symbol(block: &mut InBlock, h: &DataHeader, symbol: &[u8], sta
         block.buf[i * t..(i + 1) * t].copy_from_slice(symbol);
     } else {
         if block.repairs.iter().any(|(e, _)| *e == h.esi) {
-            stats.drop(Drop::Stale);
+            stats.drop(DropReason::Stale);
             return;
         }
         block.repairs.push((h.esi, symbol.to_vec()));

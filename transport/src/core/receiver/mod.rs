@@ -31,7 +31,7 @@ use super::{Scope, Transmit};
 use crate::geometry::Geometry;
 use crate::rng::Rng;
 use crate::seal::Seal;
-use crate::stats::{Drop, Stats};
+use crate::stats::{DropReason, Stats};
 use crate::time::Time;
 use crate::wire::{self, Body, Command, DataFrame, DataHeader, Feedback, Frontier, NackEntry, ObjectInfo, ObjectKind};
 
@@ -47,7 +47,7 @@ pub(in crate::core) enum Internal {
 }
 
 /// Requests a repairer may have waiting; past this they are dropped
-/// (`Drop::Overload`). Started and restarted notes come a few per datagram
+/// (`DropReason::Overload`). Started and restarted notes come a few per datagram
 /// and are taken after each.
 const MAX_INTERNAL: usize = 4096;
 
@@ -189,12 +189,12 @@ impl<S: Seal> Receiver<S> {
     pub fn handle_datagram(&mut self, now: Time, datagram: &[u8]) {
         self.now = self.now.max(now);
         let mut scratch = std::mem::take(&mut self.scratch);
-        let unknown_before = self.stats.dropped(Drop::UnknownEpoch);
+        let unknown_before = self.stats.dropped(DropReason::UnknownEpoch);
         let opened = self.framer.open(datagram, &mut scratch, &mut self.stats);
         for node in std::mem::take(&mut self.framer.restarted) {
             self.forget_sender(node);
         }
-        if opened.is_none() && self.stats.dropped(Drop::UnknownEpoch) > unknown_before {
+        if opened.is_none() && self.stats.dropped(DropReason::UnknownEpoch) > unknown_before {
             self.note_unknown_epoch(datagram);
         }
         if let Some((header, body)) = opened {
@@ -229,7 +229,7 @@ impl<S: Seal> Receiver<S> {
                             if queue.len() < MAX_INTERNAL {
                                 queue.push_back(Internal::Request { from: header.node, feedback: fb });
                             } else {
-                                self.stats.drop(Drop::Overload);
+                                self.stats.drop(DropReason::Overload);
                             }
                         }
                     } else {
@@ -242,7 +242,7 @@ impl<S: Seal> Receiver<S> {
                             self.on_data(now, origin, h, symbol);
                         }
                     } else {
-                        self.stats.drop(Drop::Stale);
+                        self.stats.drop(DropReason::Stale);
                     }
                 }
             }
@@ -338,7 +338,7 @@ impl<S: Seal> Receiver<S> {
 
     fn remote(&mut self, node: u32) -> Option<&mut Remote> {
         if !self.remotes.contains_key(&node) && self.remotes.len() >= self.cfg.max_senders {
-            self.stats.drop(Drop::Overload);
+            self.stats.drop(DropReason::Overload);
             return None;
         }
         let grtt = self.cfg.initial_grtt;
@@ -370,14 +370,14 @@ impl<S: Seal> Receiver<S> {
             (None, Some(o)) => ObjectInfo { kind: o.kind, geometry: o.geometry },
             (None, None) => {
                 let stale = r.is_done(f.object) || f.object < r.base;
-                self.stats.drop(if stale { Drop::Stale } else { Drop::NoInfo });
+                self.stats.drop(if stale { DropReason::Stale } else { DropReason::NoInfo });
                 return None;
             }
         };
         match f.complete(info).and_then(|h| h.check_symbol(symbol_len).map(|()| h)) {
             Ok(h) => Some(h),
             Err(e) => {
-                self.stats.drop(Drop::of(&e));
+                self.stats.drop(DropReason::of(&e));
                 None
             }
         }
@@ -402,7 +402,7 @@ impl<S: Seal> Receiver<S> {
             moved = advance(&mut r.frontier, f);
         }
         if r.is_done(h.object) || h.object < r.base {
-            self.stats.drop(Drop::Stale);
+            self.stats.drop(DropReason::Stale);
             if moved {
                 self.sweep(now, sender);
             }
@@ -410,7 +410,7 @@ impl<S: Seal> Receiver<S> {
         }
         if !r.objects.contains_key(&h.object) {
             if r.objects.len() >= cfg_max_objects {
-                self.stats.drop(Drop::Overload);
+                self.stats.drop(DropReason::Overload);
                 return;
             }
             r.objects.insert(
@@ -439,28 +439,28 @@ impl<S: Seal> Receiver<S> {
         let Some(obj) = r.objects.get_mut(&h.object) else { return };
         if obj.geometry != h.geometry || obj.kind != h.kind {
             // Authentic but contradicting what this sender said before.
-            self.stats.drop(Drop::Invalid);
+            self.stats.drop(DropReason::Invalid);
             return;
         }
         if h.block < obj.next_deliver {
-            self.stats.drop(Drop::Stale);
+            self.stats.drop(DropReason::Stale);
             if moved {
                 self.sweep(now, sender);
             }
             return;
         }
         if h.block >= obj.next_deliver.saturating_add(max_blocks) {
-            self.stats.drop(Drop::Overload);
+            self.stats.drop(DropReason::Overload);
             return;
         }
         let grtt = r.grtt;
         let block = obj.blocks.entry(h.block).or_insert_with(|| InBlock::new(&h.geometry, h.block));
         if block.decoded.is_some() {
-            self.stats.drop(Drop::Stale);
+            self.stats.drop(DropReason::Stale);
         } else {
             let before = block.bytes();
             if self.buffered + block.growth(!h.is_repair(), symbol.len()) > self.cfg.max_buffered {
-                self.stats.drop(Drop::Overload);
+                self.stats.drop(DropReason::Overload);
                 return;
             }
             let useful = |b: &InBlock| if b.decoded.is_some() { b.k() } else { b.held().min(b.k()) };

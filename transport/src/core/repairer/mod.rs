@@ -21,7 +21,7 @@ use crate::budget::RepairBudget;
 use crate::geometry::Geometry;
 use crate::pacing::Pacer;
 use crate::seal::Seal;
-use crate::stats::{Drop, Stats};
+use crate::stats::{DropReason, Stats};
 use crate::time::Time;
 use crate::wire::{self, Body, DataHeader, Feedback, NackEntry, ObjectKind};
 
@@ -395,7 +395,7 @@ impl<S: Seal> Repairer<S> {
         }
         if self.pending.len() > 65_536 {
             self.pending.clear();
-            self.inner.stats.drop(Drop::Overload);
+            self.inner.stats.drop(DropReason::Overload);
         }
     }
 
@@ -444,7 +444,7 @@ impl<S: Seal> Repairer<S> {
         let ask = Ask { from, loss, block: key.2, needed };
         let k = u32::from(g.symbols_in(key.2));
         if self.plan.request(now, key, ask, k, rate, g.symbol_size()).is_err() {
-            self.inner.stats.drop(Drop::Invalid);
+            self.inner.stats.drop(DropReason::Invalid);
         }
         self.inner.stats.repair_refused = self.plan.refused();
     }

@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use crate::linger::LingerConfig;
 use crate::wire;
 
 /// How a sender behaves. `Default` gives values suited to a LAN or a radio cell.
@@ -58,6 +59,9 @@ pub struct SenderConfig {
     pub heartbeat: Duration,
     /// Longest interval between GRTT probes while active.
     pub probe_interval: Duration,
+    /// How long, once idle, the sender waits for late repair requests before
+    /// it says it may stop (`SenderEvent::MayStop`; see `linger`).
+    pub linger: LingerConfig,
     /// Receivers asked to answer each probe (the rest stay quiet).
     pub probe_replies: u32,
     /// Largest datagram to produce (a data packet is T + 47 bytes + the seal's tag).
@@ -97,6 +101,7 @@ impl Default for SenderConfig {
             flush_count: 4,
             heartbeat: Duration::from_secs(1),
             probe_interval: Duration::from_secs(1),
+            linger: LingerConfig::default(),
             probe_replies: 4,
             max_datagram: 1472,
             first_seq: 0,

@@ -24,12 +24,13 @@ use super::{Scope, Transmit};
 use crate::budget::{self, RepairBudget};
 use crate::geometry::{Geometry, GeometryError};
 use crate::grtt::Grtt;
+use crate::linger::Linger;
 use crate::overrun::OverrunGuard;
 use crate::pacing::Pacer;
 use crate::rate::RateControl;
 use crate::seal::Seal;
 use crate::source::ObjectSource;
-use crate::stats::{Drop, Stats};
+use crate::stats::{DropReason, Stats};
 use crate::time::Time;
 use crate::wire::{self, Body, Command, DataHeader, Feedback, Frontier, NackEntry, ObjectKind, Probe};
 
@@ -63,8 +64,24 @@ pub enum SenderEvent {
     },
     /// The object left the retention window: no more repairs for it.
     ObjectReleased(u32),
+    /// Part of a file's source went out: reported every twentieth (chat
+    /// and rekeys, one block each, only get `ObjectSent`).
+    ObjectProgress {
+        /// Object id.
+        object: u32,
+        /// Bytes of it sent once (source symbols × symbol size, at most `len`).
+        sent: u64,
+        /// Its length in bytes.
+        len: u64,
+    },
     /// Everything is sent, flushed, and no NACK is outstanding.
     Idle,
+    /// Everything queued was sent, the sender is idle and no repair request
+    /// came for the linger's quiet time (or its longest time passed since
+    /// the last source symbol went out): a sender that wants to exit may now,
+    /// without stranding a receiver whose NACK was late (`linger`). Once
+    /// per object queued.
+    MayStop,
 }
 
 /// Refusal to queue an object.
@@ -83,6 +100,9 @@ struct OutObject {
     /// Blocks that were NACKed at least once.
     nacked: HashSet<u32>,
     failed: bool,
+    /// Source symbols sent, and the last twentieth reported.
+    sent: u64,
+    reported: u64,
 }
 
 /// Where the source stream stands: the next source symbol to send.
@@ -132,6 +152,8 @@ pub struct Sender<S> {
     last_command: Time,
     next_probe: Time,
     idle_reported: bool,
+    /// When the sender may stop.
+    linger: Linger,
     /// Repair packets sent since the last source packet.
     repair_run: u32,
     events: VecDeque<SenderEvent>,
@@ -156,6 +178,7 @@ impl<S: Seal> Sender<S> {
         let budget = RepairBudget::new(cfg.repair_share, 4 * u32::from(cfg.block_symbols));
         let (cache, plan) = (BlockCache::new(cfg.cache_bytes), RepairPlan::new(budget, cfg.loss_margin));
         Ok(Sender {
+            linger: Linger::new(cfg.linger),
             grtt: Grtt::new(cfg.initial_grtt),
             advertised_grtt: cfg.initial_grtt,
             pacer: Pacer::new(rate_control.as_ref().map_or(cfg.rate, RateControl::rate), cfg.burst),
@@ -189,11 +212,21 @@ impl<S: Seal> Sender<S> {
         let geometry = Geometry::for_object(source.len(), self.cfg.symbol_size, self.cfg.block_symbols)?;
         let id = self.next_id;
         self.next_id = self.next_id.wrapping_add(1);
-        self.objects.push_back(OutObject { id, kind, geometry, source, nacked: HashSet::new(), failed: false });
+        self.objects.push_back(OutObject {
+            id,
+            kind,
+            geometry,
+            source,
+            nacked: HashSet::new(),
+            failed: false,
+            sent: 0,
+            reported: 0,
+        });
         if self.cursor.is_none() {
             self.cursor = Some(Cursor { object: id, block: 0, esi: 0 });
         }
         self.idle_reported = false;
+        self.linger.on_queued();
         self.release_old();
         Ok(id)
     }
@@ -278,6 +311,12 @@ impl<S: Seal> Sender<S> {
     /// (What is due is decided in `poll_transmit`.)
     pub fn handle_timeout(&mut self, now: Time) {
         self.now = self.now.max(now);
+        if self.cursor.is_none() {
+            self.linger.on_all_sent(self.now);
+        }
+        if self.linger.may_stop(self.now, self.is_idle()) {
+            self.events.push_back(SenderEvent::MayStop);
+        }
     }
 
     /// When `handle_timeout` (and then `poll_transmit`) should next be called.
@@ -286,7 +325,9 @@ impl<S: Seal> Sender<S> {
         let due = if self.has_work() { self.now } else { self.next_command_time() };
         // Every packet waits for the pacer: a command that fell due while
         // it waits must not ask to be woken in the past.
-        Some(due.max(self.pacer.next_ready(self.now, self.max_packet())))
+        let packet = due.max(self.pacer.next_ready(self.now, self.max_packet()));
+        // The linger's deadline is no packet: the pacer does not hold it.
+        Some(self.linger.deadline(self.is_idle()).map_or(packet, |t| packet.min(t.max(self.now))))
     }
 
     /// The next packet to send at `now`, written into `buf`; `None` when
@@ -308,6 +349,9 @@ impl<S: Seal> Sender<S> {
         };
         let t = sent?;
         self.pacer.spend(now, t.len);
+        if self.cursor.is_none() {
+            self.linger.on_all_sent(now);
+        }
         // What is actually sent (a nominal rate may be far above it), over 5 ms windows.
         let (since, bytes) = self.sending_mark;
         if now.saturating_since(since) >= SENDING_WINDOW {
@@ -480,6 +524,7 @@ impl<S: Seal> Sender<S> {
         }
         for entry in &fb.entries {
             self.stats.nacks_received += 1;
+            self.linger.on_nack(now);
             match *entry {
                 NackEntry::Block { object, block, needed } => self.on_nack(now, from, fb.loss, object, block, needed),
                 NackEntry::Objects { first, bitmap } => {
@@ -488,7 +533,7 @@ impl<S: Seal> Sender<S> {
                         let k = self.object_index(object).map(|ix| u32::from(self.objects[ix].geometry.symbols_in(0)));
                         match k {
                             Some(k) => self.on_nack(now, from, fb.loss, object, 0, k),
-                            None => self.stats.drop(Drop::Stale),
+                            None => self.stats.drop(DropReason::Stale),
                         }
                     }
                 }
@@ -498,16 +543,16 @@ impl<S: Seal> Sender<S> {
 
     fn on_nack(&mut self, now: Time, from: u32, loss: u16, object: u32, block: u32, needed: u32) {
         let Some(ix) = self.object_index(object) else {
-            self.stats.drop(Drop::Stale);
+            self.stats.drop(DropReason::Stale);
             return;
         };
         let o = &self.objects[ix];
         if o.failed || !self.was_sent(object, block) {
-            self.stats.drop(Drop::Stale);
+            self.stats.drop(DropReason::Stale);
             return;
         }
         if block >= o.geometry.blocks() {
-            self.stats.drop(Drop::Invalid);
+            self.stats.drop(DropReason::Invalid);
             return;
         }
         let k = u32::from(o.geometry.symbols_in(block));
@@ -520,7 +565,7 @@ impl<S: Seal> Sender<S> {
                 }
             }
             Ok(_) => {}
-            Err(_) => self.stats.drop(Drop::Invalid),
+            Err(_) => self.stats.drop(DropReason::Invalid),
         }
         self.stats.repair_refused = self.plan.refused();
     }
@@ -587,6 +632,7 @@ impl<S: Seal> Sender<S> {
         let info = o.kind != ObjectKind::File || c.esi == 0 || self.framer.next_is_long();
         let len = self.framer.write(&Body::Data(header.frame(info), symbol), buf, &mut self.stats).ok()?;
         self.stats.source_sent += 1;
+        self.progress(ix);
         // Advance in the interleaved order; a group done gets its proactive share.
         let group = g.group_of(c.block);
         let next = g.next_source(c.block, c.esi);
@@ -606,6 +652,19 @@ impl<S: Seal> Sender<S> {
             }
         }
         Some(Transmit { len, packet_type: wire::PacketType::Data, scope: Scope::Group })
+    }
+
+    /// Counts a source symbol of object `ix` sent; reports each twentieth of a file.
+    fn progress(&mut self, ix: usize) {
+        let o = &mut self.objects[ix];
+        o.sent += 1;
+        let (total, len) = (o.geometry.total_symbols().max(1), o.geometry.len());
+        let twentieth = o.sent * 20 / total;
+        if o.kind == ObjectKind::File && twentieth > o.reported && o.sent < total {
+            o.reported = twentieth;
+            let sent = (o.sent * u64::from(o.geometry.symbol_size())).min(len);
+            self.events.push_back(SenderEvent::ObjectProgress { object: o.id, sent, len });
+        }
     }
 
     fn write_repair(&mut self, buf: &mut Vec<u8>) -> Option<Transmit> {
@@ -662,3 +721,6 @@ impl<S: Seal> Sender<S> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
