@@ -334,3 +334,18 @@ fn every_name_the_sender_writes_is_one_the_receiver_takes() {
     }
     assert!(refused.is_empty(), "names refused: {refused:?}");
 }
+
+/// An intact file for some members, fed a byte at a time, opens: a header
+/// cut anywhere (before its certificate's length, too) waits for the rest.
+/// (The hand-indexed parser refused it when a piece ended there.)
+#[test]
+fn a_restricted_envelope_arriving_a_byte_at_a_time_opens() {
+    let data: Vec<u8> = (0..5000u32).map(|i| (i * 31 % 251) as u8).collect();
+    let env = restricted_envelope("map.png", &data);
+    let mut inc = Incoming::with_keys(Vec::new(), Arc::new(|_: &[Wrap]| Some(FileKey::from_bytes(FILE_KEY))));
+    for b in env.chunks(1) {
+        inc.push(b).expect("every prefix of an intact envelope is accepted");
+    }
+    let (r, out) = inc.finish().expect("it opens");
+    assert_eq!((r.name.as_str(), out), ("map.png", data));
+}
