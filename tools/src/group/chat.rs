@@ -7,7 +7,7 @@
 //! protocols (`lsim_im::group::member` runs them).
 
 use std::io::BufRead;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -16,6 +16,7 @@ use lsim_im::group::member::{Member, MemberConfig, MemberEvent, Via, Viewer};
 use lsim_im::text;
 use lsim_im::xmpp::client::ClientConfig;
 use lsim_im::xmpp::jid::Jid;
+use lsim_web::{Web, WebConfig};
 
 use super::view::{show, who_is};
 use super::{ParamsArgs, RegionArgs, check_iface, read_password, xmpp_config};
@@ -58,9 +59,19 @@ pub struct ChatArgs {
     /// appended as one more argument. No shell runs it.
     #[arg(long)]
     open_with: Option<String>,
-    /// Do not open received files.
+    /// Do not open received files (with --web: do not open the page in a
+    /// browser; received files are shown in the page).
     #[arg(long)]
     no_open: bool,
+    /// Serve this client as a web page instead of the terminal: on
+    /// 127.0.0.1 and any free port, or on ADDR. The URL it prints carries
+    /// the page's access token.
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:0")]
+    web: Option<SocketAddr>,
+    /// Let --web listen on an address other hosts can reach (anyone there
+    /// who has the URL can use this member).
+    #[arg(long, requires = "web")]
+    web_remote: bool,
     /// Send chat via multicast (default) or xmpp (sealed, through the room).
     #[arg(long, default_value = "multicast")]
     chat_via: String,
@@ -117,6 +128,14 @@ pub async fn chat(a: ChatArgs) -> Result<()> {
     let xmpp = client_config(&a, &password)?;
     let room = Jid::parse(&a.room).map_err(|e| anyhow!("--room: {e}"))?;
     let nick = a.nick.clone().or_else(|| xmpp.jid.local.clone()).unwrap_or_else(|| "member".into());
+    // The page's port first: a taken one fails before anyone sees us join.
+    let web = match a.web {
+        Some(listen) => {
+            let uploads = std::env::temp_dir().join(format!("lsim-web-{}", std::process::id()));
+            Some(Web::bind(WebConfig { listen, allow_remote: a.web_remote, uploads }).await?)
+        }
+        None => None,
+    };
     let mut cfg = MemberConfig::new(xmpp, room, &nick);
     cfg.download_dir = a.download_dir.clone();
     cfg.viewer = match (&a.open_with, a.no_open) {
@@ -124,6 +143,10 @@ pub async fn chat(a: ChatArgs) -> Result<()> {
         (Some(cmd), false) => Viewer::Command(open_with(cmd)?),
         (None, false) => Viewer::System,
     };
+    if web.is_some() {
+        // Shown in the page instead.
+        cfg.viewer = Viewer::Never;
+    }
     cfg.chat_via = if a.chat_via == "xmpp" { Via::Xmpp } else { Via::Multicast };
     cfg.interface = a.iface;
     a.region.apply(&mut cfg);
@@ -138,6 +161,9 @@ pub async fn chat(a: ChatArgs) -> Result<()> {
     // Only once in: a failed start writes nothing.
     std::fs::create_dir_all(&a.download_dir)
         .with_context(|| format!("--download-dir {}: cannot create it", a.download_dir.display()))?;
+    if let Some(web) = web {
+        return serve_web(member, web, &nick, !a.no_open).await;
+    }
     println!(
         "commands: /send FILE, /send --to USER,USER FILE, /msg USER,USER TEXT, /who, /files, /leave, /quit; \
          anything else is chat"
@@ -200,6 +226,35 @@ pub async fn chat(a: ChatArgs) -> Result<()> {
             println!("{text}");
         }
     }
+    Ok(())
+}
+
+/// `--web`: the member's page, until it leaves (from the page, or Ctrl-C);
+/// its events are logged here as in the terminal client.
+async fn serve_web(member: Member, web: Web, nick: &str, open: bool) -> Result<()> {
+    println!("web client: {}", web.url());
+    if let Some(addr) = web.local_addr().filter(|a| !a.ip().is_loopback()) {
+        eprintln!("warning: the web client listens on {addr}: anyone who reaches it with the URL can use this member");
+    }
+    if open {
+        let launched = std::process::Command::new("xdg-open")
+            .arg(web.url())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn();
+        if let Err(e) = launched {
+            println!("-- no browser opened ({e}): open the URL above");
+        }
+    }
+    let stop = Box::pin(async {
+        let _ = tokio::signal::ctrl_c().await;
+    });
+    web.run(member, nick, stop, |ev| {
+        if let Some(text) = show(ev) {
+            println!("{text}");
+        }
+    })
+    .await?;
     Ok(())
 }
 

@@ -46,8 +46,10 @@ use std::time::Duration;
 
 use lsim_keymgmt::client::Registration;
 use lsim_keymgmt::key::SecretKey;
-use lsim_transport::SenderConfig;
+use lsim_keymgmt::suite::GroupSeal;
 use lsim_transport::linger::LingerConfig;
+use lsim_transport::net::Handle;
+use lsim_transport::{Sender, SenderConfig};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
@@ -360,6 +362,8 @@ pub struct Member {
     events: mpsc::Receiver<MemberEvent>,
     /// Our sender's lulls (see [`Member::until_quiet`]).
     lull: watch::Receiver<Lull>,
+    /// Our sender, to ask it how fast it goes.
+    sender: Handle<Sender<GroupSeal>>,
     task: JoinHandle<Vec<(u32, SecretKey)>>,
 }
 
@@ -408,9 +412,21 @@ impl Member {
             repairs: cfg.repairer.clone(),
         });
         xmpp.set_room_payload(cfg.room.clone(), Some(status.to_element())).await;
-        let lull = transport.lull.clone();
+        let (lull, sender) = (transport.lull.clone(), transport.sender.clone());
         let (commands, task) = running::spawn(cfg, xmpp, registration, transport, ev_tx, early);
-        Ok(Member { commands, events: ev_rx, lull, task })
+        Ok(Member { commands, events: ev_rx, lull, sender, task })
+    }
+
+    /// Our sender's pacing rate now, bytes per second (the adaptive rate
+    /// where it adapts); `None` once the member stopped.
+    pub async fn sending_rate(&self) -> Option<u64> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if !self.sender.with(move |s| {
+            let _ = tx.send(s.rate());
+        }) {
+            return None;
+        }
+        rx.await.ok()
     }
 
     /// Returns once our sender has sent `object` and everything queued
