@@ -6,8 +6,10 @@
 //! It shows: chat typed in one page appears in the others; hostile chat and
 //! file names are text and run nothing; a PNG sent from a page's file input
 //! is displayed in another page (the image loaded, progress 100 %); an SVG
-//! with script is offered for download only; a private message reaches only
-//! its recipient's page; requests without the token, with a wrong one, from
+//! and an HTML page with script are offered for download only; a private
+//! message reaches only its recipient's page; a file for one member is shown
+//! in that member's page, its receipt ("bob has it") in the sender's, and
+//! the third page never names it; requests without the token, with a wrong one, from
 //! another origin or under another host name are refused; a member leaving
 //! disappears from the others' member lists. `LSIM_SCREENSHOTS=DIR` keeps
 //! the desktop and phone-width screenshots (docs/ holds the committed ones);

@@ -239,7 +239,28 @@ def main():
         assert m["private"], m
         time.sleep(3)
         assert not has_chat(c, "for bob only"), "carol's page shows a message for bob only"
+
+        # A file for bob only: shown at bob's (text, inline), "bob has it" at
+        # alice's from his signed receipt; carol's page never names it.
+        report = os.path.join(files, "casualties.txt")
+        with open(report, "w") as f:
+            f.write("Sector 4: two walking wounded, one stretcher case.\n")
+        send_file(a, report)
+        r = until(b, "the file for bob at bob", lambda: (lambda e: e if e and e["state"] == "received" else None)(file_entry(b, "casualties.txt")))
+        assert r["kind"] == "text" and r["frames"] == 1, r
+        until(a, "bob's receipt at alice", lambda: (lambda e: e and "bob has it" in e["meta"])(file_entry(a, "casualties.txt")))
+        until(c, "carol told a file for others went by", lambda: "a file for other members went by" in c.find_element(By.ID, "timeline").text)
+        assert file_entry(c, "casualties.txt") is None, "carol's page names bob's file"
         choose(a, [])
+
+        # An HTML page with script is a download too.
+        page = os.path.join(files, "notes.html")
+        with open(page, "w") as f:
+            f.write("<html><body><script>parent.__pwned=1</script>notes</body></html>")
+        send_file(a, page)
+        h = until(b, "the HTML at bob", lambda: (lambda e: e if e and e["state"] == "received" else None)(file_entry(b, "notes.html")))
+        assert h["kind"] == "download" and h["frames"] == 0 and not h["imgs"] and h["link"], h
+        no_script_ran(b, "bob")
 
         # Screenshots: desktop and phone width.
         if shots:
@@ -264,7 +285,7 @@ def main():
         no_script_ran(a, "alice")
         if cfg.get("bench"):
             bench(a, b, urls["alice"], files)
-        print(f"OK: chat, hostile text, PNG shown (progress 100 %), SVG as download, private message, {n} request checks, leave")
+        print(f"OK: chat, hostile text, PNG shown (progress 100 %), SVG and HTML as downloads, private message, a file for bob only with his receipt, {n} request checks, leave")
         return 0
     except AssertionError as e:
         print(f"FAILED: {e}")
