@@ -5,30 +5,12 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use lsim_transport::seal::{Nonce, Seal, SealError};
+use lsim_testsupport::seal::OpenSeal;
 use lsim_transport::wire;
-
-struct OpenSeal(usize);
-
-impl Seal for OpenSeal {
-    fn tag_len(&self) -> usize {
-        self.0
-    }
-    fn current_epoch(&self) -> u32 {
-        0
-    }
-    fn seal(&mut self, _: u32, _: Nonce, _: &[u8], _: &mut [u8], tag: &mut [u8]) -> Result<(), SealError> {
-        tag.fill(0);
-        Ok(())
-    }
-    fn open(&mut self, _: u32, _: Nonce, _: &[u8], _: &mut [u8], _: &[u8]) -> Result<(), SealError> {
-        Ok(())
-    }
-}
 
 fuzz_target!(|data: &[u8]| {
     let Some((&t, rest)) = data.split_first() else { return };
-    let mut seal = OpenSeal(usize::from(t % 3) * 8);
+    let mut seal = OpenSeal { tag_len: usize::from(t % 3) * 8 };
     let _ = wire::peek_header(rest);
     let mut d = rest.to_vec();
     let len = d.len();
