@@ -94,7 +94,7 @@ pub async fn send(files: &[PathBuf], net: &Net, opts: SendOptions) -> Result<()>
         .run(|_, e| {
             match e {
                 SenderEvent::ObjectSent(_) => sent += 1,
-                SenderEvent::ObjectFailed { error, .. } => failed.push(error),
+                SenderEvent::ObjectFailed { error, .. } => failed.push(error.to_string()),
                 SenderEvent::Idle if sent + failed.len() == files.len() => {
                     elapsed.get_or_insert_with(|| start.elapsed());
                 }

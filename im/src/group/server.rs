@@ -104,8 +104,8 @@ pub enum GroupServerError {
     #[error("the key server could not join the room: {0}")]
     Presence(String),
     /// Members would be told an address they cannot reach.
-    #[error("{0}")]
-    Unreachable(String),
+    #[error(transparent)]
+    Unreachable(#[from] Unreachable),
     /// No randomness for the key server's password.
     #[error("no system randomness")]
     Random,
@@ -300,6 +300,15 @@ impl KeyService {
     }
 }
 
+/// The address members would be told, which they cannot reach.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the key server would be announced to members as {0}, which members on other hosts cannot reach: \
+     give --iface this host's address on the members' network, or --advertise ADDR \
+     (--keyserver-advertise ADDR:PORT for the key server alone)"
+)]
+pub struct Unreachable(pub SocketAddr);
+
 /// The registrar address members are told: `explicit` if given; else the
 /// listen address, with `host` (or else the multicast `interface`) in place
 /// of an unspecified IP. Refused, with the flag to change, when members on
@@ -310,7 +319,7 @@ pub fn announced(
     explicit: Option<SocketAddr>,
     host: Option<IpAddr>,
     interface: Ipv4Addr,
-) -> Result<SocketAddr, String> {
+) -> Result<SocketAddr, Unreachable> {
     let addr = explicit.unwrap_or_else(|| {
         let ip = match (listen.ip().is_unspecified(), host) {
             (false, _) => listen.ip(),
@@ -322,11 +331,7 @@ pub fn announced(
     });
     let local_only = addr.ip().is_loopback() && interface.is_loopback();
     if addr.ip().is_unspecified() || (addr.ip().is_loopback() && !local_only) {
-        return Err(format!(
-            "the key server would be announced to members as {addr}, which members on other hosts cannot reach: \
-             give --iface this host's address on the members' network, or --advertise ADDR \
-             (--keyserver-advertise ADDR:PORT for the key server alone)"
-        ));
+        return Err(Unreachable(addr));
     }
     Ok(addr)
 }
@@ -391,9 +396,9 @@ mod tests {
             Ok("10.2.2.2:99".parse().unwrap())
         );
         // Loopback announced to a real network, or nothing to announce: refused, naming the flags.
-        let err = announced("127.0.0.1:4433".parse().unwrap(), None, None, radio).unwrap_err();
+        let err = announced("127.0.0.1:4433".parse().unwrap(), None, None, radio).unwrap_err().to_string();
         assert!(err.contains("127.0.0.1:4433") && err.contains("--advertise"), "{err}");
-        let err = announced(any, None, None, Ipv4Addr::UNSPECIFIED).unwrap_err();
+        let err = announced(any, None, None, Ipv4Addr::UNSPECIFIED).unwrap_err().to_string();
         assert!(err.contains("0.0.0.0:4433") && err.contains("--iface"), "{err}");
     }
 

@@ -20,7 +20,9 @@ mod tests;
 
 pub use receiver::{Receiver, ReceiverConfig, ReceiverEvent};
 pub use repairer::{Repairer, RepairerConfig};
-pub use sender::{ConfigError, DEFAULT_CEILING, DEFAULT_SYMBOL_SIZE, SendError, Sender, SenderConfig, SenderEvent};
+pub use sender::{
+    ConfigError, DEFAULT_CEILING, DEFAULT_SYMBOL_SIZE, ReadError, SendError, Sender, SenderConfig, SenderEvent,
+};
 
 use crate::seal::Seal;
 use crate::time::Time;

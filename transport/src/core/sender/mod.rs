@@ -60,7 +60,7 @@ pub enum SenderEvent {
         /// Object id.
         object: u32,
         /// What went wrong.
-        error: String,
+        error: ReadError,
     },
     /// The object left the retention window: no more repairs for it.
     ObjectReleased(u32),
@@ -82,6 +82,20 @@ pub enum SenderEvent {
     /// without stranding a receiver whose NACK was late (`linger`). Once
     /// per object queued.
     MayStop,
+}
+
+/// An object's bytes could not be read from its source.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("reading block {block} of object {object}: {message}")]
+pub struct ReadError {
+    /// Object id.
+    pub object: u32,
+    /// The block being read.
+    pub block: u32,
+    /// The kind of I/O error.
+    pub kind: std::io::ErrorKind,
+    /// The error as the source said it.
+    pub message: String,
 }
 
 /// Refusal to queue an object.
@@ -571,7 +585,7 @@ impl<S: Seal> Sender<S> {
     }
 
     /// Loads (object, block) into the cache.
-    fn load_block(&mut self, ix: usize, block: u32) -> Result<(), String> {
+    fn load_block(&mut self, ix: usize, block: u32) -> Result<(), ReadError> {
         let id = self.objects[ix].id;
         if self.cache.contains(&(id, block)) {
             return Ok(());
@@ -580,9 +594,12 @@ impl<S: Seal> Sender<S> {
         let g = o.geometry;
         let mut data = vec![0u8; g.padded_block_len(block)];
         let len = g.block_len(block);
-        o.source
-            .read_at(g.block_offset(block), &mut data[..len])
-            .map_err(|e| format!("reading block {block} of object {id}: {e}"))?;
+        o.source.read_at(g.block_offset(block), &mut data[..len]).map_err(|e| ReadError {
+            object: id,
+            block,
+            kind: e.kind(),
+            message: e.to_string(),
+        })?;
         let keep = self.sending_group();
         self.cache.insert((id, block), data, g.symbol_size(), block as u8, keep);
         Ok(())
@@ -598,7 +615,7 @@ impl<S: Seal> Sender<S> {
         move |&(object, block)| sending.as_ref().is_some_and(|(o, g)| object == *o && g.contains(&block))
     }
 
-    fn fail_object(&mut self, ix: usize, error: String) {
+    fn fail_object(&mut self, ix: usize, error: ReadError) {
         let o = &mut self.objects[ix];
         o.failed = true;
         let object = o.id;
@@ -691,7 +708,7 @@ impl<S: Seal> Sender<S> {
 
     /// One fresh repair symbol of (object, block). `Err(None)`: the block has
     /// used up its repair symbols; `Err(Some(_))`: the object cannot be read.
-    fn repair_symbol(&mut self, ix: usize, block: u32, buf: &mut Vec<u8>) -> Result<Transmit, Option<String>> {
+    fn repair_symbol(&mut self, ix: usize, block: u32, buf: &mut Vec<u8>) -> Result<Transmit, Option<ReadError>> {
         self.load_block(ix, block).map_err(Some)?;
         let (id, kind, g) = (self.objects[ix].id, self.objects[ix].kind, self.objects[ix].geometry);
         let index = self.plan.next_index((id, block), 0, wire::MAX_REPAIR_SYMBOLS).ok_or(None)?;
