@@ -232,19 +232,13 @@ enum Command {
     /// Manage the users of a group server.
     User {
         #[command(subcommand)]
-        action: UserAction,
+        action: group::UserAction,
     },
     /// Join a group: chat, and send and receive files (interactive).
     Chat(group::ChatArgs),
     /// Everything on loopback, no set-up: a server, members, chat, a file, a leave and a join, and the
     /// original system's tables measured now.
     Demo(group::DemoArgs),
-}
-
-#[derive(Subcommand)]
-enum UserAction {
-    /// Add a user (stored as salted SCRAM credentials only).
-    Add(group::UserAddArgs),
 }
 
 fn node_id() -> Result<u32> {
@@ -295,7 +289,7 @@ fn main() -> ExitCode {
             }
             Command::Server(a) => group::server(a).await,
             Command::Keyserver(a) => group::keyserver(a).await,
-            Command::User { action: UserAction::Add(a) } => group::user_add(a),
+            Command::User { action } => group::user(action),
             Command::Chat(a) => group::chat(a).await,
             Command::Demo(a) => group::demo(a).await,
         }

@@ -7,6 +7,7 @@
 //! tree or XMPP: it composes `lsim-transport`, `lsim-keymgmt` and
 //! [`crate::xmpp`].
 
+pub mod admin;
 pub mod audit;
 pub mod chat;
 pub mod envelope;

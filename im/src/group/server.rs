@@ -17,7 +17,9 @@ use std::time::Duration;
 use lsim_keymgmt::server::{GroupConfig, KeyServer, LoginGuard, PasswordCheck, ServerConfig as KeyConfig};
 use lsim_keymgmt::suite::SuiteId;
 use lsim_transport::net::{Loopback, MulticastConfig};
+use tokio::task::JoinHandle;
 
+use super::admin::{self, Admin};
 use super::presence::{KeyServerPresence, PresenceConfig, PresenceEvent};
 use crate::xmpp::client::{ClientConfig, TlsMode};
 use crate::xmpp::jid::Jid;
@@ -103,6 +105,9 @@ pub enum GroupServerError {
     /// The key server did not get into the room.
     #[error("the key server could not join the room: {0}")]
     Presence(String),
+    /// The admin socket could not be opened.
+    #[error("admin socket: {0}")]
+    Admin(#[from] admin::AdminError),
     /// Members would be told an address they cannot reach.
     #[error(transparent)]
     Unreachable(#[from] Unreachable),
@@ -132,6 +137,8 @@ pub struct GroupServer {
     /// The room's JID.
     pub room: Jid,
     presence: KeyServerPresence,
+    /// The admin socket's task (`admin`), and its path.
+    admin: (JoinHandle<()>, PathBuf),
 }
 
 impl GroupServer {
@@ -183,7 +190,17 @@ impl GroupServer {
         };
         let passwords = Arc::new(XmppPasswords(UserStore::open(&cfg.data_dir)?));
         let KeyService { keys, params, presence } = KeyService::start(service, passwords).await?;
-        Ok(GroupServer { xmpp, keys, params, room, presence })
+        let group = room.local.clone().unwrap_or_default();
+        let admin = match Admin::new(&cfg.data_dir, xmpp.sessions(), keys.clone(), &group).serve().await {
+            Ok(task) => (task, cfg.data_dir.join(admin::SOCKET_FILE)),
+            Err(e) => {
+                presence.stop();
+                keys.close();
+                xmpp.stop().await;
+                return Err(GroupServerError::Admin(e));
+            }
+        };
+        Ok(GroupServer { xmpp, keys, params, room, presence, admin })
     }
 
     /// What the key server's room presence reports (evictions, outages).
@@ -193,6 +210,8 @@ impl GroupServer {
 
     /// Stops all three.
     pub async fn stop(self) {
+        self.admin.0.abort();
+        let _ = std::fs::remove_file(&self.admin.1);
         self.presence.stop();
         self.keys.close();
         self.xmpp.stop().await;

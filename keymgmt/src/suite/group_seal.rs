@@ -94,6 +94,19 @@ impl GroupSeal {
         Ok(())
     }
 
+    /// Drops (and wipes) every past epoch older than `epoch`: once a rekey
+    /// has had time to reach everyone, packets under the epochs before it
+    /// are refused, so a member removed by it cannot go on sending under
+    /// the key it still holds. The caller decides when (`lsim_im`'s member:
+    /// a grace after installing `epoch`); the current epoch is never dropped.
+    pub fn retire_before(&mut self, epoch: u32) {
+        while self.past.front().is_some_and(|k| k.epoch() < epoch) {
+            if let Some(old) = self.past.pop_front() {
+                self.cipher.forget(&old);
+            }
+        }
+    }
+
     /// The keys of `epoch`, if held.
     pub fn keys(&self, epoch: u32) -> Option<&EpochKeys> {
         if self.current.epoch() == epoch {

@@ -505,6 +505,24 @@ fn group_seal_keeps_a_window_of_epochs() {
 }
 
 #[test]
+fn retired_epochs_no_longer_open_what_a_removed_member_seals() {
+    for suite in SuiteId::ALL {
+        // The removed member keeps epoch 4; the others move to 5.
+        let mut removed = GroupSeal::new(suite, 4, &group_key(4));
+        let mut rx = GroupSeal::new(suite, 3, &group_key(3));
+        rx.install(4, &group_key(4)).unwrap();
+        rx.install(5, &group_key(5)).unwrap();
+        let forged = seal_one(&mut removed, 4, 7);
+        assert_eq!(open_one(&mut rx, 4, 7, &forged).unwrap(), KAT_PAYLOAD, "{suite}: within the grace");
+        rx.retire_before(5);
+        assert_eq!(rx.epochs().collect::<Vec<_>>(), [5]);
+        assert_eq!(open_one(&mut rx, 4, 8, &seal_one(&mut removed, 4, 8)), Err(SealError::UnknownEpoch(4)));
+        rx.retire_before(99);
+        assert_eq!(rx.epochs().collect::<Vec<_>>(), [5], "the current epoch stays");
+    }
+}
+
+#[test]
 fn group_seal_refuses_to_go_backwards() {
     let mut seal = GroupSeal::with_past_epochs(SuiteId::Aes256Gcm, 0, 10, &group_key(10));
     assert_eq!(seal.install(10, &group_key(10)), Err(InstallError::NotNewer { epoch: 10, current: 10 }));

@@ -36,7 +36,7 @@ pub use demo::{DemoArgs, demo};
 pub use keyserver::{KeyserverArgs, keyserver};
 pub use room::{RoomArgs, receive_from_room, send_to_room};
 pub use server::{ServerArgs, server};
-pub use user::{UserAddArgs, user_add};
+pub use user::{UserAction, user};
 
 /// Refuses an interface address this host does not have (a typo would
 /// otherwise fail later as a socket error, or announce an address no member

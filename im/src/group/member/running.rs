@@ -293,6 +293,7 @@ impl Running {
             }
             FromTransport::Epoch(epoch, key) => {
                 self.transport.install(epoch, &key);
+                self.transport.retire_later(epoch);
                 self.held.push((epoch, key));
                 self.emit(MemberEvent::Epoch(epoch)).await;
             }
@@ -309,6 +310,7 @@ impl Running {
         match self.registration.resync(&self.cfg.group).await {
             Ok(fresh) => {
                 if let Some((epoch, key)) = self.transport.resynced(fresh) {
+                    self.transport.retire_later(epoch);
                     self.held.push((epoch, key));
                     self.emit(MemberEvent::Epoch(epoch)).await;
                 }

@@ -229,6 +229,18 @@ impl Transport {
         });
     }
 
+    /// After `EPOCH_GRACE`, packets under epochs before `epoch` are refused
+    /// by our receiver and our sender (feedback): a member removed by the
+    /// rekey to `epoch` cannot go on sending under the key it still holds.
+    pub(super) fn retire_later(&self, epoch: u32) {
+        let (receiver, sender) = (self.receiver.clone(), self.sender.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(EPOCH_GRACE).await;
+            receiver.with(move |r| r.seal_mut().retire_before(epoch));
+            sender.with(move |s| s.seal_mut().retire_before(epoch));
+        });
+    }
+
     /// Installs the keys a resync got everywhere, the receiver too; the
     /// epoch and group key now in use, if they hold one.
     pub(super) fn resynced(&mut self, fresh: GroupKeys) -> Option<(u32, SecretKey)> {
@@ -297,6 +309,11 @@ fn event_sender(e: &ReceiverEvent) -> u32 {
         | ReceiverEvent::EpochAhead { sender, .. } => sender,
     }
 }
+
+/// How long packets under the epoch before a rekey are still opened: data
+/// in flight, and senders whose copy of the rekey is still being repaired
+/// (what they send meanwhile is repaired under the new epoch).
+pub const EPOCH_GRACE: Duration = Duration::from_secs(2);
 
 /// Chat objects larger than this are not chat.
 const MAX_CHAT_OBJECT: u64 = private::MAX_PRIVATE as u64;

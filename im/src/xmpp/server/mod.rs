@@ -193,8 +193,41 @@ pub struct ServerHandle {
     local_addr: SocketAddr,
     fingerprint: Option<[u8; 32]>,
     users: Arc<UserStore>,
+    shared: Arc<Shared>,
     stop_tx: watch::Sender<bool>,
     task: Option<JoinHandle<()>>,
+}
+
+/// Ends users' sessions on a running server (see [`ServerHandle::sessions`]).
+#[derive(Clone)]
+pub struct Sessions(Arc<Shared>);
+
+impl std::fmt::Debug for Sessions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Sessions")
+    }
+}
+
+impl Sessions {
+    /// Ends every session of the user `local` (a removed or revoked user,
+    /// or one whose password changed) with the stream error `condition`;
+    /// each leaves its rooms as if it had gone. A detached session (stream
+    /// management) ends too: it cannot be resumed. Returns how many ended.
+    pub fn end(&self, local: &str, condition: &'static str) -> usize {
+        let mut core = self.0.core();
+        let ids: Vec<SessionId> = core
+            .outboxes
+            .keys()
+            .copied()
+            .filter(|id| {
+                core.hub.jid_of(*id).is_some_and(|j| j.local.as_deref().is_some_and(|l| l.eq_ignore_ascii_case(local)))
+            })
+            .collect();
+        for id in &ids {
+            core.close(*id, Some(Ending::Error(condition)));
+        }
+        ids.len()
+    }
 }
 
 impl ServerHandle {
@@ -211,6 +244,11 @@ impl ServerHandle {
     /// The user store (add users while the server runs).
     pub fn users(&self) -> &UserStore {
         &self.users
+    }
+
+    /// A handle to end users' sessions from another task.
+    pub fn sessions(&self) -> Sessions {
+        Sessions(self.shared.clone())
     }
 
     /// Stops accepting, closes every session with `system-shutdown` and
@@ -267,8 +305,8 @@ impl Server {
             shutdown: stop_rx.clone(),
             next_id: AtomicU64::new(1),
         });
-        let task = tokio::spawn(accept_loop(listener, shared, stop_rx));
-        Ok(ServerHandle { local_addr, fingerprint, users, stop_tx, task: Some(task) })
+        let task = tokio::spawn(accept_loop(listener, shared.clone(), stop_rx));
+        Ok(ServerHandle { local_addr, fingerprint, users, shared, stop_tx, task: Some(task) })
     }
 }
 
