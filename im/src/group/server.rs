@@ -126,6 +126,24 @@ impl PasswordCheck for XmppPasswords {
     }
 }
 
+/// A line of the group server's log.
+#[derive(Debug)]
+pub enum ServerEvent {
+    /// The key server's room presence.
+    Presence(PresenceEvent),
+    /// User administration: who, what, which user, how it ended.
+    Admin(String),
+}
+
+impl std::fmt::Display for ServerEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ServerEvent::Presence(p) => p.fmt(f),
+            ServerEvent::Admin(a) => f.write_str(a),
+        }
+    }
+}
+
 /// The running group server.
 pub struct GroupServer {
     /// The XMPP server.
@@ -139,6 +157,8 @@ pub struct GroupServer {
     presence: KeyServerPresence,
     /// The admin socket's task (`admin`), and its path.
     admin: (JoinHandle<()>, PathBuf),
+    /// What the admin socket did, a sentence each.
+    admin_events: tokio::sync::mpsc::UnboundedReceiver<String>,
 }
 
 impl GroupServer {
@@ -191,7 +211,8 @@ impl GroupServer {
         let passwords = Arc::new(XmppPasswords(UserStore::open(&cfg.data_dir)?));
         let KeyService { keys, params, presence } = KeyService::start(service, passwords).await?;
         let group = room.local.clone().unwrap_or_default();
-        let admin = match Admin::new(&cfg.data_dir, xmpp.sessions(), keys.clone(), &group).serve().await {
+        let (notify, admin_events) = tokio::sync::mpsc::unbounded_channel();
+        let admin = match Admin::new(&cfg.data_dir, xmpp.sessions(), keys.clone(), &group, notify).serve().await {
             Ok(task) => (task, cfg.data_dir.join(admin::SOCKET_FILE)),
             Err(e) => {
                 presence.stop();
@@ -200,12 +221,21 @@ impl GroupServer {
                 return Err(GroupServerError::Admin(e));
             }
         };
-        Ok(GroupServer { xmpp, keys, params, room, presence, admin })
+        Ok(GroupServer { xmpp, keys, params, room, presence, admin, admin_events })
     }
 
     /// What the key server's room presence reports (evictions, outages).
     pub async fn next_presence_event(&mut self) -> Option<PresenceEvent> {
         self.presence.events.recv().await
+    }
+
+    /// What the server's log shows next: the key server's room presence
+    /// (evictions, outages) or what user administration did (`lsim user`).
+    pub async fn next_event(&mut self) -> Option<ServerEvent> {
+        tokio::select! {
+            Some(did) = self.admin_events.recv() => Some(ServerEvent::Admin(did)),
+            ev = self.presence.events.recv() => ev.map(ServerEvent::Presence),
+        }
     }
 
     /// Stops all three.

@@ -105,7 +105,7 @@ pub async fn server(a: ServerArgs) -> Result<()> {
                     last = now;
                 }
             }
-            ev = s.next_presence_event() => match ev {
+            ev = s.next_event() => match ev {
                 Some(ev) => println!("{} {ev}", log_time()),
                 None => break,
             },

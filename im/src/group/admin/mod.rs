@@ -43,6 +43,8 @@ pub struct Admin {
     keys: Arc<KeyServer>,
     /// The key group's name.
     group: String,
+    /// Each action carried out or refused, as the audit log has it, for the server's own log.
+    notify: tokio::sync::mpsc::UnboundedSender<String>,
 }
 
 /// The admin socket could not be opened.
@@ -58,8 +60,15 @@ pub enum AdminError {
 
 impl Admin {
     /// The admin of the group `group` served from `data_dir`.
-    pub fn new(data_dir: &Path, sessions: Sessions, keys: Arc<KeyServer>, group: &str) -> Admin {
-        Admin { data_dir: data_dir.to_path_buf(), sessions, keys, group: group.to_string() }
+    /// Each action is also sent on `notify` (the server prints it).
+    pub fn new(
+        data_dir: &Path,
+        sessions: Sessions,
+        keys: Arc<KeyServer>,
+        group: &str,
+        notify: tokio::sync::mpsc::UnboundedSender<String>,
+    ) -> Admin {
+        Admin { data_dir: data_dir.to_path_buf(), sessions, keys, group: group.to_string(), notify }
     }
 
     /// Listens on `admin.sock` in the data directory (a stale socket left
@@ -130,6 +139,8 @@ impl Admin {
     }
 
     fn log(&self, who: &str, req: &Request, outcome: &str) {
+        let user = req.user().map(crate::text::visible).unwrap_or_default();
+        let _ = self.notify.send(format!("{who}: {} {user}: {outcome}", req.verb()));
         // The action happened either way; a log that cannot be written is said on stderr.
         if let Err(e) = Journal::new(&self.data_dir).append(now_ms(), who, req.verb(), req.user(), outcome) {
             eprintln!("audit log: {e}");
