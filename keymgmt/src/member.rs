@@ -9,7 +9,7 @@
 //! or the tree: it sees only the bytes a rekey arrives in and the paths the
 //! registrar hands over.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use ed25519_dalek::VerifyingKey;
 
@@ -64,6 +64,8 @@ pub struct MemberKeys {
     past: VecDeque<(u32, Box<SecretKey>)>,
     window: usize,
     resync: bool,
+    /// The users the key server revoked, as its last applied rekey said.
+    revoked: BTreeSet<String>,
 }
 
 impl MemberKeys {
@@ -82,7 +84,13 @@ impl MemberKeys {
             past: VecDeque::new(),
             window,
             resync: false,
+            revoked: BTreeSet::new(),
         }
+    }
+
+    /// Whether the key server revoked `user` (its signatures are refused).
+    pub fn is_revoked(&self, user: &str) -> bool {
+        self.revoked.contains(user)
     }
 
     /// The group.
@@ -200,6 +208,8 @@ impl MemberKeys {
             Some(next) => {
                 let learned = next.keys.iter().filter(|(_, h)| h.version == rekey.epoch).count();
                 self.advance(next);
+                // Signed with the keys: the newest list replaces the last.
+                self.revoked = rekey.revoked.iter().cloned().collect();
                 Ok(Applied { epoch: rekey.epoch, learned })
             }
             None => {

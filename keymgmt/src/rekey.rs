@@ -9,13 +9,13 @@
 //! a member does with a message is the member's (`member`). It must not hold
 //! state between calls.
 //!
-//! # Encoding (version 1, integers big-endian)
+//! # Encoding (version 2, integers big-endian)
 //!
 //! A rekey body:
 //!
 //! ```text
 //! offset size  field
-//!  0      1    format version (1)
+//!  0      1    format version (2)
 //!  1      4    group
 //!  5      4    epoch       the epoch this rekey starts
 //!  9      4    prev_epoch  the epoch it follows (< epoch)
@@ -26,20 +26,26 @@
 //!          4    under_node     the node whose key wraps it
 //!          4    under_version  that key's version (≤ epoch)
 //!         48    ciphertext     AES-256-GCM of the 32-byte key ‖ 16-byte tag
+//!  then   2    revoked     number of revoked user names (≤ MAX_REVOKED)
+//!        each: 1 length (1..=MAX_REVOKED_NAME) ‖ the name, UTF-8
 //! ```
+//!
+//! Version 2 added the revoked names: every rekey carries the group's whole
+//! list, signed with the rest, so a member that applies it refuses whatever
+//! those users signed from then on (replays of older messages too).
 //!
 //! A signed rekey, as multicast to the group:
 //!
 //! ```text
-//!  0      1    format version (1)
+//!  0      1    format version (2)
 //!  1      4    body length (≤ MAX_BODY)
 //!  5      n    body, as above
 //!  5+n   64    Ed25519 signature by the key server over
 //!              SIGNATURE_CONTEXT ‖ body
 //! ```
 //!
-//! Decoding checks every length before using it: the count must account for
-//! exactly the bytes that follow it, so a reader never allocates more than
+//! Decoding checks every length before using it: the counts must account for
+//! exactly the bytes that follow them, so a reader never allocates more than
 //! the input implies, and no input makes it panic.
 //!
 //! # Wrapping
@@ -73,7 +79,11 @@ use crate::key::SecretKey;
 use crate::tree::NodeId;
 
 /// Version of the rekey encodings.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
+/// Most revoked user names a rekey carries.
+pub const MAX_REVOKED: usize = 4096;
+/// Longest revoked user name (bytes).
+pub const MAX_REVOKED_NAME: usize = 255;
 /// Bytes of a rekey body before its wrapped keys.
 pub const BODY_HEADER_LEN: usize = 17;
 /// Bytes of one wrapped key on the wire.
@@ -85,8 +95,9 @@ pub const SIGNATURE_LEN: usize = 64;
 /// Bytes a signed rekey adds around its body.
 pub const SIGNED_OVERHEAD: usize = 5 + SIGNATURE_LEN;
 /// Largest body a reader accepts (a million wrapped keys; a batch of every
-/// member of a million-member group leaving needs fewer).
-pub const MAX_BODY: usize = BODY_HEADER_LEN + WRAPPED_LEN * (1 << 20);
+/// member of a million-member group leaving needs fewer; and the longest
+/// revoked list).
+pub const MAX_BODY: usize = BODY_HEADER_LEN + WRAPPED_LEN * (1 << 20) + 2 + MAX_REVOKED * (1 + MAX_REVOKED_NAME);
 /// Prefix of every signed message, so that a rekey signature can never be
 /// taken for a signature over anything else the key server signs.
 pub const SIGNATURE_CONTEXT: &[u8] = b"lsim/v1/rekey-signature\0";
@@ -289,12 +300,15 @@ pub struct Rekey {
     /// The new keys, ordered so that a member can unwrap them in one pass:
     /// every key comes after the keys it is wrapped under.
     pub wrapped: Vec<WrappedKey>,
+    /// Every user revoked from the group so far (the key server's list, in
+    /// order): members refuse what they signed.
+    pub revoked: Vec<String>,
 }
 
 impl Rekey {
     /// Bytes of the encoded body.
     pub fn encoded_len(&self) -> usize {
-        BODY_HEADER_LEN + WRAPPED_LEN * self.wrapped.len()
+        BODY_HEADER_LEN + WRAPPED_LEN * self.wrapped.len() + 2 + self.revoked.iter().map(|n| 1 + n.len()).sum::<usize>()
     }
 
     /// The encoded body (`Codec::encode` into a new buffer).
@@ -324,9 +338,17 @@ impl Codec for Rekey {
         for w in &self.wrapped {
             w.encode(out);
         }
+        // Names past the bounds are not carried (the key server never makes them).
+        let names: Vec<&String> =
+            self.revoked.iter().filter(|n| (1..=MAX_REVOKED_NAME).contains(&n.len())).take(MAX_REVOKED).collect();
+        out.extend_from_slice(&(names.len() as u16).to_be_bytes());
+        for n in names {
+            out.push(n.len() as u8);
+            out.extend_from_slice(n.as_bytes());
+        }
     }
 
-    /// Reads a body, which ends its input: its count must account for
+    /// Reads a body, which ends its input: its counts must account for
     /// exactly the bytes left.
     fn read(r: &mut Reader<'_>) -> Result<Rekey, RekeyError> {
         if r.left() > MAX_BODY {
@@ -344,14 +366,9 @@ impl Codec for Rekey {
             return Err(RekeyError::Malformed(format!("rekey to epoch {epoch} follows epoch {prev_epoch}")));
         }
         let need = count.checked_mul(WRAPPED_LEN).ok_or_else(|| RekeyError::Malformed("count overflows".into()))?;
-        if need != r.left() {
-            if need > r.left() {
-                return Err(RekeyError::Truncated { what: "wrapped keys", need, have: r.left() });
-            }
-            return Err(RekeyError::Malformed(format!(
-                "{} trailing bytes after {count} wrapped keys",
-                r.left() - need
-            )));
+        // The wrapped keys, then at least the revoked names' count.
+        if need.saturating_add(2) > r.left() {
+            return Err(RekeyError::Truncated { what: "wrapped keys", need: need + 2, have: r.left() });
         }
         let mut wrapped = Vec::with_capacity(count);
         for i in 0..count {
@@ -364,7 +381,21 @@ impl Codec for Rekey {
             }
             wrapped.push(w);
         }
-        Ok(Rekey { group, epoch, prev_epoch, wrapped })
+        let n = usize::from(r.u16("revoked count")?);
+        if n > MAX_REVOKED {
+            return Err(RekeyError::Malformed(format!("{n} revoked names exceed {MAX_REVOKED}")));
+        }
+        let mut revoked = Vec::with_capacity(n.min(r.left()));
+        for i in 0..n {
+            let len = usize::from(r.u8("revoked name length")?);
+            let name = r.take(len, "revoked name")?;
+            match std::str::from_utf8(name) {
+                Ok(s) if len > 0 => revoked.push(s.to_string()),
+                _ => return Err(RekeyError::Malformed(format!("revoked name {i} is empty or not UTF-8"))),
+            }
+        }
+        r.finish("the revoked names")?;
+        Ok(Rekey { group, epoch, prev_epoch, wrapped, revoked })
     }
 }
 
@@ -510,12 +541,8 @@ pub(crate) mod tests {
                         ciphertext,
                     }
                 });
-            (0..epoch, prop::collection::vec(wrapped, 0..8)).prop_map(move |(prev_epoch, wrapped)| Rekey {
-                group,
-                epoch,
-                prev_epoch,
-                wrapped,
-            })
+            (0..epoch, prop::collection::vec(wrapped, 0..8), prop::collection::vec("[a-z0-9._é-]{1,20}", 0..4))
+                .prop_map(move |(prev_epoch, wrapped, revoked)| Rekey { group, epoch, prev_epoch, wrapped, revoked })
         })
     }
 
@@ -542,7 +569,7 @@ pub(crate) mod tests {
         let wrapped = (0..5u8)
             .map(|i| WrappedKey::seal(7, 9, id(u32::from(i), 9), &key(i), id(100 + u32::from(i), 3), &key(200)))
             .collect();
-        Rekey { group: 7, epoch: 9, prev_epoch: 8, wrapped }
+        Rekey { group: 7, epoch: 9, prev_epoch: 8, wrapped, revoked: vec!["carol".into()] }
     }
 
     fn server() -> SigningKey {
@@ -586,7 +613,7 @@ pub(crate) mod tests {
     fn body_round_trip_and_sizes() {
         let r = sample();
         let bytes = r.encode();
-        assert_eq!(bytes.len(), BODY_HEADER_LEN + 5 * WRAPPED_LEN);
+        assert_eq!(bytes.len(), BODY_HEADER_LEN + 5 * WRAPPED_LEN + 2 + 1 + "carol".len());
         assert_eq!(bytes.len(), r.encoded_len());
         assert_eq!(Rekey::decode(&bytes).unwrap(), r);
     }
@@ -623,13 +650,29 @@ pub(crate) mod tests {
         assert!(matches!(Rekey::decode(&count_high), Err(RekeyError::Truncated { .. })));
         let mut count_low = good.clone();
         count_low[13..17].copy_from_slice(&1u32.to_be_bytes());
-        assert!(matches!(Rekey::decode(&count_low), Err(RekeyError::Malformed(_))));
+        assert!(Rekey::decode(&count_low).is_err());
         let mut backwards = good.clone();
         backwards[9..13].copy_from_slice(&9u32.to_be_bytes());
         assert!(matches!(Rekey::decode(&backwards), Err(RekeyError::Malformed(_))));
-        let mut wrong_version = good;
-        wrong_version[0] = 2;
-        assert!(matches!(Rekey::decode(&wrong_version), Err(RekeyError::Malformed(_))));
+        let mut wrong_version = good.clone();
+        wrong_version[0] = 1;
+        assert!(
+            matches!(Rekey::decode(&wrong_version), Err(RekeyError::Malformed(m)) if m.contains("version 1, expected 2"))
+        );
+        // The revoked names: each bounded, UTF-8, none empty, nothing after them.
+        let names = BODY_HEADER_LEN + 5 * WRAPPED_LEN;
+        let mut empty = good.clone();
+        empty[names + 2] = 0;
+        assert!(Rekey::decode(&empty).is_err());
+        let mut not_utf8 = good.clone();
+        not_utf8[names + 3] = 0xff;
+        assert!(matches!(Rekey::decode(&not_utf8), Err(RekeyError::Malformed(_))));
+        let mut too_many = good.clone();
+        too_many[names..names + 2].copy_from_slice(&u16::MAX.to_be_bytes());
+        assert!(matches!(Rekey::decode(&too_many), Err(RekeyError::Malformed(_))));
+        let mut trailing = good;
+        trailing.push(b'x');
+        assert!(matches!(Rekey::decode(&trailing), Err(RekeyError::Malformed(_))));
     }
 
     proptest! {

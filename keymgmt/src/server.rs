@@ -207,6 +207,8 @@ struct Inner {
     guard: Arc<LoginGuard>,
     window: Duration,
     passwords: Option<Arc<dyn PasswordCheck>>,
+    /// Users revoked by the administrator: every rekey carries their names.
+    revoked: std::sync::Mutex<Vec<String>>,
 }
 
 /// A running key server.
@@ -255,6 +257,7 @@ impl KeyServer {
             guard: cfg.guard.clone().unwrap_or_else(|| Arc::new(LoginGuard::new(&cfg.data_dir))),
             window: cfg.batch_window,
             passwords: cfg.passwords.clone(),
+            revoked: std::sync::Mutex::new(Vec::new()),
         });
         let node = key_server_node(inner.store.next_start()?);
         for g in &cfg.groups {
@@ -319,6 +322,27 @@ impl KeyServer {
             Response::Error { message, .. } => Err(ServerError::Group { group: group.into(), why: message }),
             _ => Err(ServerError::Group { group: group.into(), why: "unexpected answer to a leave".into() }),
         }
+    }
+
+    /// The users revoked so far (the administrator's persisted list, given
+    /// at start): every rekey from now on carries them.
+    pub fn set_revoked(&self, names: impl IntoIterator<Item = String>) {
+        if let Ok(mut r) = self.inner.revoked.lock() {
+            *r = names.into_iter().collect();
+        }
+    }
+
+    /// Revokes `user`: its name goes on the list every rekey carries (so
+    /// members refuse what it signed, from the rekey on), and it is evicted
+    /// from `group`, whose rekey is the first to carry it. `Ok(None)` if it
+    /// was not in the group (the list still has it).
+    pub async fn revoke(&self, group: &str, user: &str) -> Result<Option<u32>, ServerError> {
+        if let Ok(mut r) = self.inner.revoked.lock()
+            && !r.iter().any(|n| n == user)
+        {
+            r.push(user.to_string());
+        }
+        self.evict(group, user).await
     }
 
     /// Stops serving.
@@ -526,7 +550,9 @@ impl Inner {
             g.tree = before;
             return fail(waiting, &e);
         }
-        let signed = SignedRekey::sign(&batch.rekey, &self.signing).encode();
+        let mut rekey = batch.rekey.clone();
+        rekey.revoked = self.revoked.lock().map(|r| r.clone()).unwrap_or_default();
+        let signed = SignedRekey::sign(&rekey, &self.signing).encode();
         if let Some(h) = &g.rekeys {
             h.with(move |s: &mut Sender<GroupSeal>| {
                 // Sealed under the epoch the members still hold.

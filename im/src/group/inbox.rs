@@ -95,8 +95,13 @@ pub struct Inbox {
     signers: Option<VerifyingKey>,
     /// Opens restricted files for us (group mode).
     keys: Option<FileKeyOpener>,
+    /// Signers whose files are refused (revoked by the key server).
+    refuse: Option<Refuse>,
     files: HashMap<(u32, u32), InFile>,
 }
+
+/// Says whether a signer's files are refused.
+pub type Refuse = Box<dyn Fn(&str) -> bool + Send>;
 
 impl Inbox {
     /// Files land in `dir`; an existing file is replaced only if
@@ -104,7 +109,14 @@ impl Inbox {
     pub fn new(dir: &Path, overwrite: bool) -> Inbox {
         // Partial files of an earlier receiver here that was killed mid-file.
         Landing::sweep_stale(dir);
-        Inbox { dir: dir.to_path_buf(), overwrite, signers: None, keys: None, files: HashMap::new() }
+        Inbox { dir: dir.to_path_buf(), overwrite, signers: None, keys: None, refuse: None, files: HashMap::new() }
+    }
+
+    /// Files signed by a user `refuse` names (revoked) are refused like
+    /// forged ones: nothing is left under a final name.
+    pub fn refusing(mut self, refuse: Refuse) -> Inbox {
+        self.refuse = Some(refuse);
+        self
     }
 
     /// Restricted files are opened with the key `open` finds for us among
@@ -129,6 +141,9 @@ impl Inbox {
         let Some(server) = &self.signers else { return Ok(None) };
         let sig = r.signature.as_ref().ok_or_else(|| format!("{}: refused: not signed by its sender", r.name))?;
         match sig.verify(server, now_ms()) {
+            Ok(user) if self.refuse.as_ref().is_some_and(|r| r(user)) => {
+                Err(format!("{}: refused: signed by {user}, whose certificate the key server revoked", r.name))
+            }
             Ok(user) => Ok(Some(user.to_string())),
             Err(e) => Err(format!("{}: refused: {e}", r.name)),
         }

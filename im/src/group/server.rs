@@ -210,6 +210,8 @@ impl GroupServer {
         };
         let passwords = Arc::new(XmppPasswords(UserStore::open(&cfg.data_dir)?));
         let KeyService { keys, params, presence } = KeyService::start(service, passwords).await?;
+        // Every rekey carries the revoked names (members refuse what they signed).
+        keys.set_revoked(admin::revoked::Revoked::new(&cfg.data_dir).names().unwrap_or_default());
         let group = room.local.clone().unwrap_or_default();
         let (notify, admin_events) = tokio::sync::mpsc::unbounded_channel();
         let admin = match Admin::new(&cfg.data_dir, xmpp.sessions(), keys.clone(), &group, notify).serve().await {

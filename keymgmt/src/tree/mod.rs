@@ -459,7 +459,13 @@ impl KeyTree {
         self.epoch = epoch;
 
         let joiner_paths = joined.iter().filter_map(|&m| self.path_keys(m).ok()).collect();
-        Ok(Batch { epoch, rekey: Rekey { group: self.group, epoch, prev_epoch, wrapped }, joiner_paths, joined, left })
+        Ok(Batch {
+            epoch,
+            rekey: Rekey { group: self.group, epoch, prev_epoch, wrapped, revoked: Vec::new() },
+            joiner_paths,
+            joined,
+            left,
+        })
     }
 
     /// `member`'s current path, for a resync over the registrar.

@@ -185,7 +185,12 @@ impl Admin {
                 }
                 users.remove(name).map_err(|e| e.to_string())?;
                 let ended = self.sessions.end(name, "not-authorized");
-                let epoch = self.keys.evict(&self.group, name).await.map_err(|e| format!("evicting {name}: {e}"))?;
+                let epoch = if revoke {
+                    self.keys.revoke(&self.group, name).await
+                } else {
+                    self.keys.evict(&self.group, name).await
+                };
+                let epoch = epoch.map_err(|e| format!("evicting {name}: {e}"))?;
                 let rekey = epoch.map_or("not in the key group".to_string(), |e| format!("group rekeyed to epoch {e}"));
                 let did = if revoke { "revoked" } else { "removed" };
                 Ok(vec![format!("{did} {name}: {ended} session(s) ended, {rekey}")])

@@ -30,13 +30,20 @@ pub(super) struct Reading<'a> {
     node: u32,
     server: &'a ed25519_dalek::VerifyingKey,
     file_keys: &'a FileKeyOpener,
+    /// Our keys: which users the key server revoked.
+    keys: &'a std::sync::Mutex<lsim_keymgmt::client::GroupKeys>,
 }
 
 impl<'a> Reading<'a> {
     /// What `transport` holds for reading chat: our node, the key server's
     /// key, the opener of private messages.
     pub(super) fn of(transport: &'a Transport) -> Reading<'a> {
-        Reading { node: transport.node, server: &transport.server, file_keys: &transport.file_keys }
+        Reading {
+            node: transport.node,
+            server: &transport.server,
+            file_keys: &transport.file_keys,
+            keys: &transport.keys,
+        }
     }
 
     /// A chat object whose turn has come: a beacon (who is heard on
@@ -71,6 +78,10 @@ impl<'a> Reading<'a> {
             (bytes, false)
         };
         match signed::open(&inner, self.server, signed::now_ms()) {
+            // Its signer was revoked: refused, replays of what it signed before too.
+            Ok((_, cert)) if super::transport::revoked(self.keys, &cert.user) => {
+                Some(unreadable(format!("signed by {}, whose certificate the key server revoked", cert.user)))
+            }
             Ok((m, _)) if dedup.first_time(m.id) => Some(chat_event(&m, Via::Multicast, private, r.placement)),
             Ok(_) => None,
             Err(e) => Some(unreadable(e.to_string())),

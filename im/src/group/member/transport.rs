@@ -63,7 +63,7 @@ pub(super) struct Lull {
 pub(super) struct Transport {
     pub(super) sender: Handle<Sender<GroupSeal>>,
     pub(super) receiver: Handle<Repairer<GroupSeal>>,
-    keys: Arc<Mutex<GroupKeys>>,
+    pub(super) keys: Arc<Mutex<GroupKeys>>,
     /// Our copy of the epochs, for chat sealed through the room.
     pub(super) seal: GroupSeal,
     pub(super) from_transport: mpsc::UnboundedReceiver<FromTransport>,
@@ -160,7 +160,11 @@ impl Transport {
         let rtask = tokio::spawn(async move {
             let mut partial: HashMap<(u32, u32), (ObjectKind, Vec<u8>)> = HashMap::new();
             // Files must be signed by a member our key server certified.
-            let mut inbox = Inbox::new(&download_dir, false).signed_by(server).with_file_keys(inbox_keys);
+            let refused = rkeys.clone();
+            let mut inbox = Inbox::new(&download_dir, false)
+                .signed_by(server)
+                .with_file_keys(inbox_keys)
+                .refusing(Box::new(move |user: &str| revoked(&refused, user)));
             let result = rdriver
                 .run(|core: &mut Repairer<GroupSeal>, e| {
                     // Our own objects come back on loopback: already shown.
@@ -314,6 +318,11 @@ fn event_sender(e: &ReceiverEvent) -> u32 {
 /// in flight, and senders whose copy of the rekey is still being repaired
 /// (what they send meanwhile is repaired under the new epoch).
 pub const EPOCH_GRACE: Duration = Duration::from_secs(2);
+
+/// Whether the rekeys applied to `keys` revoked `user` (a poisoned lock: refuse).
+pub(super) fn revoked(keys: &Mutex<GroupKeys>, user: &str) -> bool {
+    keys.lock().map_or(true, |k| k.keys.is_revoked(user))
+}
 
 /// Chat objects larger than this are not chat.
 const MAX_CHAT_OBJECT: u64 = private::MAX_PRIVATE as u64;
