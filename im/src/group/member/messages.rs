@@ -65,7 +65,8 @@ impl<'a> Reading<'a> {
         }
         // Receipts for other senders' files are none of our business.
         if receipt::is_receipt(&bytes) {
-            return on_receipt(&bytes, self.node, self.server, awaiting, sender);
+            let revoked = |user: &str| super::transport::revoked(self.keys, user);
+            return on_receipt(&bytes, self.node, self.server, awaiting, sender, &revoked);
         }
         let (inner, private) = if private::is_private(&bytes) {
             // A private message: ours to read, or for others (dropped unread).

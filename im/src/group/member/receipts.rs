@@ -44,6 +44,7 @@ pub(super) fn on_receipt(
     server: &ed25519_dalek::VerifyingKey,
     awaiting: &mut HashMap<u32, Awaiting>,
     from_node: u32,
+    revoked: &dyn Fn(&str) -> bool,
 ) -> Option<MemberEvent> {
     let (for_node, object) = receipt::peek(bytes)?;
     if for_node != node || !awaiting.contains_key(&object) {
@@ -59,6 +60,10 @@ pub(super) fn on_receipt(
             });
         }
     };
+    if revoked(&r.user) {
+        let why = format!("a receipt signed by {}, whose certificate the key server revoked", r.user);
+        return Some(MemberEvent::Unreadable { from: format!("node {from_node}"), via: Via::Multicast, why });
+    }
     let file = awaiting.get_mut(&object)?;
     if r.size != file.size || !file.waiting.remove(&r.user) {
         return None;

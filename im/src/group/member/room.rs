@@ -29,6 +29,7 @@ pub(super) fn on_room_event(
     dedup: &mut Dedup,
     seal: &GroupSeal,
     server: &ed25519_dalek::VerifyingKey,
+    revoked: &dyn Fn(&str) -> bool,
 ) -> Option<MemberEvent> {
     Some(match event {
         RoomEvent::OccupantJoined(o) => {
@@ -60,6 +61,12 @@ pub(super) fn on_room_event(
                 _ => return None,
             };
             match seal.decrypt_message(CHAT_AAD, &chat.sealed).map(|b| signed::open(&b, server, signed::now_ms())) {
+                // Its signer was revoked: refused, as on multicast.
+                Ok(Ok((_, cert))) if revoked(&cert.user) => MemberEvent::Unreadable {
+                    from,
+                    via: Via::Xmpp,
+                    why: format!("signed by {}, whose certificate the key server revoked", cert.user),
+                },
                 Ok(Ok((m, _))) => {
                     if !dedup.first_time(m.id) {
                         return None;

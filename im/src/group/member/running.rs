@@ -361,8 +361,12 @@ impl Running {
         {
             self.repairer = use_repairer(change, &self.transport.receiver, &self.events).await;
         }
-        let t = &self.transport;
-        if let Some(ev) = on_room_event(event, &mut self.roster, &mut self.dedup, &t.seal, &t.server) {
+        let ev = {
+            let t = &self.transport;
+            let revoked = |user: &str| super::transport::revoked(&t.keys, user);
+            on_room_event(event, &mut self.roster, &mut self.dedup, &t.seal, &t.server, &revoked)
+        };
+        if let Some(ev) = ev {
             self.emit(ev).await;
         }
     }
