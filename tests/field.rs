@@ -9,7 +9,9 @@
 //! complete at every member; a member out of range (every packet dropped,
 //! TCP too) for 45 s comes back under its own nick and receives what was
 //! said meanwhile; the server restarted, every member is back in the room
-//! within 10 s under its own nick, and no old file is announced again.
+//! within 10 s under its own nick, and no old file is announced again;
+//! carol revoked with the README's `lsim user revoke` on the command post:
+//! alice and bob rekeyed, nothing carol sends after it shown, her login refused.
 //!
 //! Needs root, ip, nft and tc (`.ci/run` installs them); elsewhere it says
 //! so and passes, unless `LSIM_REQUIRE_SERVERS=1` makes that a failure.
@@ -89,6 +91,7 @@ fn the_readme_group_across_four_hosts() {
     let member_cmd = command_starting(&readme_commands(SECTION, "lsim chat"), &["lsim", "chat"]);
     let dirs: Vec<std::path::PathBuf> = MEMBERS.iter().map(|u| work.path().join(u)).collect();
     let mut members: Vec<Proc> = Vec::new();
+    let mut carol_argv = Vec::new();
     for (i, user) in MEMBERS.iter().enumerate() {
         let h = i as u8 + 1;
         let dir = dirs[i].display().to_string();
@@ -99,6 +102,9 @@ fn the_readme_group_across_four_hosts() {
         argv[0] = lsim.clone();
         if *user == "carol" {
             argv.extend(["--chat-via".to_string(), "xmpp".to_string()]);
+        }
+        if *user == "carol" {
+            carol_argv = argv.clone();
         }
         let m = Proc::start(user, tb.command(h, &argv), &format!("{}\n", password(user)));
         m.wait(secs(60), "the join", |l| l.starts_with("-- in the group"));
@@ -185,4 +191,43 @@ fn the_readme_group_across_four_hosts() {
         let outages = lines.iter().filter(|l| l.starts_with("!! XMPP lost")).count();
         assert!(outages <= 2, "{}: one line per outage, got {outages}:\n{}", m.name, lines.join("\n"));
     }
+
+    // carol's handheld is lost: the README's revoke, on the command post.
+    // alice and bob, on their own hosts, move to a new epoch; carol's
+    // session ends; nothing she sends after it is shown (within the old
+    // epoch's 2 s grace her signature is refused, after it her packets no
+    // longer open); she cannot log in again.
+    let users = readme_commands(SECTION, "lsim user revoke");
+    let mut revoke = substitute(&command_starting(&users, &["user", "revoke"]), &[("/var/lib/lsim", &data)]);
+    revoke[0] = lsim.clone();
+    let marks: Vec<usize> = members.iter().map(Proc::mark).collect();
+    let t0 = Instant::now();
+    let o = tb.run(0, &revoke, "");
+    assert!(o.status.success(), "{revoke:?}: {}", String::from_utf8_lossy(&o.stderr));
+    for (i, m) in members.iter().enumerate().take(2) {
+        m.wait_from(marks[i], secs(10), "the rekey of carol's revocation", |l| l.starts_with("-- new group key"));
+    }
+    eprintln!("field: alice and bob on the new epoch {:?} after the revoke command started", t0.elapsed());
+    server.wait(secs(5), "the revocation in the server's log", |l| l.contains("revoke carol: ok"));
+    members[2].wait_from(marks[2], secs(10), "the end of carol's session", |l| l.contains("<not-authorized/>"));
+    for k in 0..10 {
+        members[2].say(&format!("carol after her revocation {k}"));
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    std::thread::sleep(secs(3));
+    for (i, m) in members.iter().enumerate().take(2) {
+        let seen: Vec<String> =
+            m.lines().into_iter().skip(marks[i]).filter(|l| l.contains("carol after her revocation")).collect();
+        assert!(
+            seen.iter().all(|l| !l.contains("<carol>")),
+            "{} was shown carol's chat after her revocation: {seen:?}",
+            m.name
+        );
+    }
+    let refused = members.iter().take(2).enumerate().any(|(i, m)| {
+        m.lines().iter().skip(marks[i]).any(|l| l.contains("signed by carol, whose certificate the key server revoked"))
+    });
+    assert!(refused, "neither alice nor bob refused carol's signature within the grace");
+    let again = Proc::start("carol again", tb.command(3, &carol_argv), &format!("{}\n", password("carol")));
+    again.wait(secs(30), "carol's login refused", |l| l.contains("refused the login"));
 }

@@ -155,8 +155,7 @@ fn offline(dir: &Path, req: &Request) -> Result<Vec<String>> {
     let outcome: Result<Vec<String>> = match req {
         Request::List => return Ok(admin::list(&users, &revoked)),
         Request::Log => return Ok(Journal::new(dir).read()?),
-        Request::Add { name, password } if revoked.contains(name) => {
-            let _ = password;
+        Request::Add { name, .. } if revoked.contains(name) => {
             Err(anyhow!("{name} is revoked: the name stays refused"))
         }
         Request::Add { name, password } => users
