@@ -11,7 +11,9 @@
 //! said meanwhile; the server restarted, every member is back in the room
 //! within 10 s under its own nick, and no old file is announced again;
 //! carol revoked with the README's `lsim user revoke` on the command post:
-//! alice and bob rekeyed, nothing carol sends after it shown, her login refused.
+//! alice and bob rekeyed, nothing carol sends after it shown, her login
+//! refused; then dave, invited with the README's `lsim user invite`,
+//! enrolls on her host with the code alone and chats with alice and bob.
 //!
 //! Needs root, ip, nft and tc (`.ci/run` installs them); elsewhere it says
 //! so and passes, unless `LSIM_REQUIRE_SERVERS=1` makes that a failure.
@@ -230,4 +232,35 @@ fn the_readme_group_across_four_hosts() {
     assert!(refused, "neither alice nor bob refused carol's signature within the grace");
     let again = Proc::start("carol again", tb.command(3, &carol_argv), &format!("{}\n", password("carol")));
     again.wait(secs(30), "carol's login refused", |l| l.contains("refused the login"));
+    drop(again);
+
+    // A replacement handheld: dave, invited with the README's command on
+    // the command post, enrolls on carol's old host with the code alone
+    // (no fingerprint, address or password typed) and joins.
+    let mut invite = substitute(&command_starting(&users, &["user", "invite"]), &[("/var/lib/lsim", &data)]);
+    invite[0] = lsim.clone();
+    let png = work.path().join("invite-dave.png").display().to_string();
+    invite.extend(["--png".to_string(), png]);
+    let o = tb.run(0, &invite, "");
+    assert!(o.status.success(), "{invite:?}: {}", String::from_utf8_lossy(&o.stderr));
+    let printed = String::from_utf8_lossy(&o.stdout).to_string();
+    let code = printed.lines().nth(1).unwrap_or_default().to_string();
+    assert!(code.starts_with("LSIM1"), "{printed}");
+    let enroll = readme_commands(SECTION, "--invite");
+    let dave_dir = work.path().join("dave").display().to_string();
+    let mut argv = substitute(
+        &command_starting(&enroll, &["lsim", "chat"]),
+        &[("LSIM1...", &code), ("10.1.0.4", &Testbed::addr(3)), ("~/incoming", &dave_dir)],
+    );
+    argv[0] = lsim.clone();
+    let mut cmd = tb.command(3, &argv);
+    cmd.env("XDG_CONFIG_HOME", work.path().join("dave-home"));
+    let mut dave = Proc::start("dave", cmd, "");
+    dave.wait(secs(30), "dave enrolled", |l| l.starts_with("-- enrolled as dave@"));
+    dave.wait(secs(60), "dave in the group", |l| l.starts_with("-- in the group"));
+    let marks: Vec<usize> = members.iter().map(Proc::mark).collect();
+    dave.say("dave on the replacement handheld");
+    for (i, m) in members.iter().enumerate().take(2) {
+        chat_seen(m, marks[i], "dave", "dave on the replacement handheld", secs(30));
+    }
 }

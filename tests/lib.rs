@@ -79,6 +79,30 @@ pub fn binary(name: &str) -> PathBuf {
     path
 }
 
+/// A free TCP port on loopback.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// `lsim ARGS` with `stdin`, run to its end.
+pub fn lsim(args: &[&str], stdin: &str) -> Output {
+    let mut c = Command::new(binary("lsim"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A command that does not read its input may be gone already.
+    let _ = c.stdin.take().unwrap().write_all(stdin.as_bytes());
+    c.wait_with_output().unwrap()
+}
+
+/// What a finished command printed, standard output then error.
+pub fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
 fn sh(args: &[&str]) -> Output {
     Command::new(args[0]).args(&args[1..]).output().unwrap_or_else(|e| panic!("{args:?}: {e}"))
 }

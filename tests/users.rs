@@ -10,34 +10,11 @@
 //! nothing; every action is in the audit log.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test harness
 
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use lsim_tests::{Proc, binary};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// `lsim ARGS` with `stdin`, run to its end.
-fn lsim(args: &[&str], stdin: &str) -> Output {
-    let mut c = Command::new(binary("lsim"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // A command that does not read its input may be gone already.
-    let _ = c.stdin.take().unwrap().write_all(stdin.as_bytes());
-    c.wait_with_output().unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
-}
+use lsim_tests::{Proc, binary, free_port, lsim, text};
 
 struct Group {
     dir: String,

@@ -180,7 +180,9 @@ fn run(seed: u64, chats: u32, loss: f64) -> (Shown, usize) {
                         order.complete(sender, object, bytes, t);
                     }
                     ReceiverEvent::ObjectLost { sender, object } => order.lost(sender, object, t),
-                    ReceiverEvent::EpochAhead { .. } | ReceiverEvent::ObjectProgress { .. } => {}
+                    ReceiverEvent::EpochAhead { .. }
+                    | ReceiverEvent::ObjectProgress { .. }
+                    | ReceiverEvent::SenderRestarted { .. } => {}
                 }
             }
             order.handle_timeout(t);

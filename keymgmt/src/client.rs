@@ -306,7 +306,7 @@ pub fn follow_rekeys(
                         let current = keys.keys.epoch().unwrap_or(0);
                         let _ = tx.send(Followed::NeedsResync { current });
                     }
-                    ReceiverEvent::ObjectProgress { .. } => {}
+                    ReceiverEvent::ObjectProgress { .. } | ReceiverEvent::SenderRestarted { .. } => {}
                 }
                 if tx.is_closed() { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
             })

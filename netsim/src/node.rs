@@ -242,7 +242,9 @@ impl Verifier {
                     None => self.corrupt += 1,
                 }
             }
-            ReceiverEvent::EpochAhead { .. } | ReceiverEvent::ObjectProgress { .. } => {}
+            ReceiverEvent::EpochAhead { .. }
+            | ReceiverEvent::ObjectProgress { .. }
+            | ReceiverEvent::SenderRestarted { .. } => {}
             ReceiverEvent::ObjectLost { sender, object } => {
                 self.partial.remove(&(sender, object));
                 self.lost += 1;

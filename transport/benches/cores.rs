@@ -183,6 +183,7 @@ fn transfer(object: &Arc<[u8]>, case: Case) -> Outcome {
                 ReceiverEvent::ObjectLost { object, .. } => panic!("object {object} lost at {now}"),
                 ReceiverEvent::ObjectStarted { .. }
                 | ReceiverEvent::EpochAhead { .. }
+                | ReceiverEvent::SenderRestarted { .. }
                 | ReceiverEvent::ObjectProgress { .. } => {}
             }
         }

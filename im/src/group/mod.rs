@@ -12,6 +12,7 @@ pub mod audit;
 pub mod chat;
 pub mod envelope;
 pub mod inbox;
+pub mod invite;
 pub mod landing;
 pub mod member;
 pub mod order;

@@ -230,6 +230,15 @@ impl ChatOrder {
         line.release(sender, now, self.wait, &mut self.out);
     }
 
+    /// The transport says `sender` restarted: what its last run still held
+    /// back is released at once (gaps given up), and its next run starts a
+    /// line of its own, from wherever it starts.
+    pub fn restarted(&mut self, sender: u32, now: Instant) {
+        if let Some(mut line) = self.lines.remove(&sender) {
+            line.release(sender, now, Duration::ZERO, &mut self.out);
+        }
+    }
+
     /// Gives up on gaps whose bound has passed.
     pub fn handle_timeout(&mut self, now: Instant) {
         for (sender, line) in &mut self.lines {
@@ -277,6 +286,26 @@ mod tests {
         o.complete(1, 10, b"first".to_vec(), t0 + Duration::from_millis(300));
         assert_eq!(drain(&mut o), [(10, Placement::InOrder), (11, Placement::InOrder)]);
         assert_eq!(o.poll_timeout(), None);
+    }
+
+    #[test]
+    fn a_sender_that_restarts_numbering_low_is_in_order_not_late() {
+        let t0 = Instant::now();
+        let mut o = ChatOrder::new(DEFAULT_WAIT);
+        for id in 0..5 {
+            o.complete(1, id, b"old run".to_vec(), t0);
+        }
+        o.started(1, 5, ObjectKind::Chat, t0);
+        o.complete(1, 6, b"held behind 5".to_vec(), t0);
+        assert_eq!(drain(&mut o).len(), 5);
+        // The same node, a new process: numbers from 0 again (not far
+        // enough below the cursor to look like a new run by itself).
+        o.restarted(1, t0);
+        assert_eq!(drain(&mut o), [(6, Placement::AfterMissing(1))], "what the last run held is shown at once");
+        o.heard_from(1, 0, t0);
+        o.started(1, 0, ObjectKind::Chat, t0);
+        o.complete(1, 0, b"new run".to_vec(), t0);
+        assert_eq!(drain(&mut o), [(0, Placement::InOrder)]);
     }
 
     #[test]

@@ -19,6 +19,7 @@ use lsim_keymgmt::suite::SuiteId;
 use lsim_transport::net::{Loopback, MulticastConfig};
 use tokio::task::JoinHandle;
 
+use super::admin::enroll::{Contact, Enrollment};
 use super::admin::{self, Admin};
 use super::presence::{KeyServerPresence, PresenceConfig, PresenceEvent};
 use crate::xmpp::client::{ClientConfig, TlsMode};
@@ -167,8 +168,11 @@ impl GroupServer {
         // One user list, so one count of failed logins: guesses at the XMPP
         // server and at the registrar are limited together.
         let guard = Arc::new(LoginGuard::new(&cfg.data_dir));
+        let (notify, admin_events) = tokio::sync::mpsc::unbounded_channel();
+        let enrollment = Enrollment::new(cfg.data_dir.clone(), notify.clone());
         let mut xcfg = XmppConfig::new(&cfg.data_dir);
         xcfg.guard = Some(guard.clone());
+        xcfg.enroll = Some(enrollment.clone());
         xcfg.domain = cfg.domain.clone();
         xcfg.listen = cfg.xmpp_listen;
         xcfg.tls = cfg.tls;
@@ -213,8 +217,20 @@ impl GroupServer {
         // Every rekey carries the revoked names (members refuse what they signed).
         keys.set_revoked(admin::revoked::Revoked::new(&cfg.data_dir).names().unwrap_or_default());
         let group = room.local.clone().unwrap_or_default();
-        let (notify, admin_events) = tokio::sync::mpsc::unbounded_channel();
-        let admin = match Admin::new(&cfg.data_dir, xmpp.sessions(), keys.clone(), &group, notify).serve().await {
+        if let Some(xmpp_pin) = xmpp.fingerprint() {
+            // Members reach the XMPP server where they reach the key server,
+            // unless it listens on one address of its own.
+            let host = if local.ip().is_unspecified() { params.keyserver.ip() } else { local.ip() };
+            enrollment.set_contact(Contact {
+                domain: cfg.domain.clone(),
+                server: SocketAddr::new(host, local.port()).to_string(),
+                room: room.to_string(),
+                xmpp_pin,
+                keyserver_pin: params.fingerprint,
+            });
+        }
+        let admin = Admin::new(&cfg.data_dir, xmpp.sessions(), keys.clone(), &group, notify, enrollment);
+        let admin = match admin.serve().await {
             Ok(task) => (task, cfg.data_dir.join(admin::SOCKET_FILE)),
             Err(e) => {
                 presence.stop();

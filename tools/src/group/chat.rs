@@ -18,25 +18,39 @@ use lsim_im::xmpp::client::ClientConfig;
 use lsim_im::xmpp::jid::Jid;
 use lsim_web::{Web, WebConfig};
 
+use lsim_im::xmpp::tls::parse_fingerprint;
+use zeroize::Zeroizing;
+
+use super::profile::Profile;
 use super::view::{show, who_is};
 use super::{ParamsArgs, RegionArgs, check_iface, read_password, xmpp_config};
 
 /// `lsim chat`.
 #[derive(clap::Args)]
 pub struct ChatArgs {
-    /// Your JID (user@domain).
-    #[arg(long)]
-    jid: String,
+    /// Your JID (user@domain). Without it: the saved profile (--profile).
+    #[arg(long, requires = "room", conflicts_with = "invite")]
+    jid: Option<String>,
     /// The room (the group), e.g. lsim@conference.localhost.
-    #[arg(long)]
-    room: String,
+    #[arg(long, requires = "jid")]
+    room: Option<String>,
+    /// Enroll with an invitation code (`lsim user invite` on the server):
+    /// this device chooses its password, registers it with the code, saves
+    /// the account as its profile and joins. The code works once.
+    #[arg(long, value_name = "CODE")]
+    invite: Option<String>,
+    /// The saved account (written by --invite, read when --jid is not
+    /// given; default $XDG_CONFIG_HOME/lsim/profile.toml).
+    #[arg(long, value_name = "PATH")]
+    profile: Option<PathBuf>,
     /// Your nick in the room (default: the JID's user).
     #[arg(long)]
     nick: Option<String>,
     /// XMPP server host:port (default: the JID's domain, port 5222).
     #[arg(long)]
     server: Option<String>,
-    /// Read the password from the first line of standard input (otherwise LSIM_PASSWORD).
+    /// Read the password from the first line of standard input (otherwise
+    /// LSIM_PASSWORD, or the profile's; with --invite: the password to choose).
     #[arg(long)]
     password_stdin: bool,
     /// STARTTLS: required, if-offered or disabled.
@@ -93,10 +107,41 @@ pub struct ChatArgs {
     region: RegionArgs,
 }
 
-fn client_config(a: &ChatArgs, password: &str) -> Result<ClientConfig> {
-    let mut cfg = xmpp_config(&a.jid, password, &a.server, &a.tls, &a.pin, &a.ca_file)?;
-    cfg.allow_plain_unencrypted = a.allow_plain;
-    Ok(cfg)
+/// Who this member is and where it joins: the flags, or the profile
+/// (enrolling first with --invite).
+struct Account {
+    xmpp: ClientConfig,
+    room: Jid,
+    keyserver_pin: Option<[u8; 32]>,
+}
+
+async fn account(a: &ChatArgs) -> Result<Account> {
+    if let (Some(jid), Some(room)) = (&a.jid, &a.room) {
+        let password = read_password(a.password_stdin)?;
+        let mut xmpp = xmpp_config(jid, &password, &a.server, &a.tls, &a.pin, &a.ca_file)?;
+        xmpp.allow_plain_unencrypted = a.allow_plain;
+        let room = Jid::parse(room).map_err(|e| anyhow!("--room: {e}"))?;
+        return Ok(Account { xmpp, room, keyserver_pin: None });
+    }
+    let path = match &a.profile {
+        Some(p) => p.clone(),
+        None => super::profile::default_path()?,
+    };
+    let profile = match &a.invite {
+        Some(code) => {
+            let chosen = if a.password_stdin { Some(Zeroizing::new(read_password(true)?)) } else { None };
+            super::invite::enroll(code, chosen, &path).await?
+        }
+        None => Profile::load(&path)?,
+    };
+    let server = Some(a.server.clone().unwrap_or_else(|| profile.server.clone()));
+    let pin = Some(a.pin.clone().unwrap_or_else(|| profile.pin.clone()));
+    let mut xmpp = xmpp_config(&profile.jid, &profile.password, &server, "required", &pin, &None)?;
+    xmpp.allow_plain_unencrypted = false;
+    let room = Jid::parse(&profile.room).map_err(|e| anyhow!("{}: room: {e}", path.display()))?;
+    let keyserver_pin = parse_fingerprint(&profile.keyserver_pin)
+        .ok_or_else(|| anyhow!("{}: keyserver_pin: 64 hex digits", path.display()))?;
+    Ok(Account { xmpp, room, keyserver_pin: Some(keyserver_pin) })
 }
 
 /// The arguments of the chat command `/send`: `FILE` for the whole group,
@@ -124,9 +169,7 @@ fn open_with(cmd: &str) -> Result<Vec<String>> {
 /// The interactive line client.
 pub async fn chat(a: ChatArgs) -> Result<()> {
     check_iface("--iface", a.iface)?;
-    let password = read_password(a.password_stdin)?;
-    let xmpp = client_config(&a, &password)?;
-    let room = Jid::parse(&a.room).map_err(|e| anyhow!("--room: {e}"))?;
+    let Account { xmpp, room, keyserver_pin } = account(&a).await?;
     let nick = a.nick.clone().or_else(|| xmpp.jid.local.clone()).unwrap_or_else(|| "member".into());
     // The page's port first: a taken one fails before anyone sees us join.
     let web = match a.web {
@@ -138,6 +181,7 @@ pub async fn chat(a: ChatArgs) -> Result<()> {
     };
     let mut cfg = MemberConfig::new(xmpp, room, &nick);
     cfg.download_dir = a.download_dir.clone();
+    cfg.keyserver_pin = keyserver_pin;
     cfg.viewer = match (&a.open_with, a.no_open) {
         (_, true) => Viewer::Never,
         (Some(cmd), false) => Viewer::Command(open_with(cmd)?),

@@ -14,7 +14,10 @@
 
 mod chat;
 mod demo;
+mod invite;
 mod keyserver;
+mod profile;
+mod qr;
 mod room;
 mod server;
 mod user;

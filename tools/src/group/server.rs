@@ -90,6 +90,12 @@ pub async fn server(a: ServerArgs) -> Result<()> {
     );
     println!("group     {} ({})", s.params.group, s.params.suite);
     println!("users     lsim user add NAME --data-dir {} --password-stdin", a.data_dir.display());
+    if a.tls {
+        println!(
+            "          lsim user invite NAME --data-dir {} (a one-time code to enroll with)",
+            a.data_dir.display()
+        );
+    }
     let group = s.room.local.clone().unwrap_or_default();
     let mut epochs = tokio::time::interval(Duration::from_millis(500));
     let mut last = None;

@@ -1,5 +1,5 @@
-//! `lsim user list | add | passwd | remove | revoke | log`: the users of a
-//! group server. With the server running they go through its admin socket
+//! `lsim user list | add | passwd | remove | revoke | invite | log`: the
+//! users of a group server. With the server running they go through its admin socket
 //! and act at once (a removed or revoked user's sessions end and the group
 //! is rekeyed within the second); with it stopped they change its data
 //! directory, which it reads when it starts.
@@ -66,6 +66,22 @@ pub struct UserNameArgs {
     data_dir: PathBuf,
 }
 
+/// `lsim user invite`.
+#[derive(clap::Args)]
+pub struct UserInviteArgs {
+    /// The new user's name.
+    user: String,
+    /// The server's data directory.
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// How long the code stays open: 30m, 1h, 2d or seconds (at most 30 days).
+    #[arg(long, default_value = "24h")]
+    expires: String,
+    /// Where to write the QR code as a PNG (default: invite-NAME.png here).
+    #[arg(long)]
+    png: Option<PathBuf>,
+}
+
 /// What `lsim user` does.
 #[derive(clap::Subcommand)]
 pub enum UserAction {
@@ -81,6 +97,10 @@ pub enum UserAction {
     /// As remove, and the name stays refused, across restarts (a lost or
     /// stolen device).
     Revoke(UserNameArgs),
+    /// A one-time code (text, QR code, PNG) with which a new member
+    /// enrolls: `lsim chat --invite CODE` on its device. Needs the server
+    /// running with --tls.
+    Invite(UserInviteArgs),
     /// The audit log: who did what to which user, when.
     Log(DataDir),
 }
@@ -113,6 +133,20 @@ pub fn user(action: UserAction) -> Result<()> {
         }
         UserAction::Remove(a) => (a.data_dir, Request::Remove { name: name(&a.user)? }),
         UserAction::Revoke(a) => (a.data_dir, Request::Revoke { name: name(&a.user)? }),
+        UserAction::Invite(a) => {
+            let name = name(&a.user)?;
+            let seconds = super::invite::duration_s(&a.expires)?;
+            let png = a.png.unwrap_or_else(|| PathBuf::from(format!("invite-{name}.png")));
+            let lines = match std::os::unix::net::UnixStream::connect(a.data_dir.join(SOCKET_FILE)) {
+                Ok(stream) => through_server(stream, &Request::Invite { name, seconds })?,
+                Err(_) => bail!(
+                    "--data-dir {}: the server is not running here: an invitation carries its addresses and \
+                     fingerprints, start it (lsim server) first",
+                    a.data_dir.display()
+                ),
+            };
+            return super::invite::show(&lines, &png);
+        }
     };
     let socket = dir.join(SOCKET_FILE);
     let lines = match std::os::unix::net::UnixStream::connect(&socket) {
@@ -167,6 +201,7 @@ fn offline(dir: &Path, req: &Request) -> Result<Vec<String>> {
             .add(name, password, true)
             .map(|()| vec![format!("changed {name}'s password (the server is not running)")])
             .map_err(|e| anyhow!("{e}")),
+        Request::Invite { .. } => Err(anyhow!("invitations are handed out by the running server")),
         Request::Remove { name } | Request::Revoke { name } => {
             let revoke = matches!(req, Request::Revoke { .. });
             if users.lookup(name).is_none() {

@@ -1,5 +1,5 @@
 //! User administration of a running group server: `lsim user list | add |
-//! remove | passwd | revoke | log` reach it through a Unix socket in its
+//! remove | passwd | revoke | invite | log` reach it through a Unix socket in its
 //! data directory (`admin.sock`, this user only), and act at once: a
 //! removed or revoked user's XMPP sessions end, it is evicted from the key
 //! group (the group is rekeyed) and cannot log in again; a revoked name
@@ -7,10 +7,13 @@
 //!
 //! Owns the socket, who may use it (the server's own user or root, by the
 //! peer's credentials) and carrying requests out (`execute`). The protocol
-//! is `request`'s, the log `journal`'s, the revoked names `revoked`'s. It
+//! is `request`'s, the log `journal`'s, the revoked names `revoked`'s,
+//! invitations `enroll`'s (kept in `invites`). It
 //! must not touch the protocols: it calls the user store, the XMPP server's
 //! sessions and the key server.
 
+pub mod enroll;
+pub mod invites;
 pub mod journal;
 pub mod request;
 pub mod revoked;
@@ -23,6 +26,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::task::JoinHandle;
 
+use self::enroll::Enrollment;
 use self::journal::Journal;
 use self::request::{MAX_LINE, Reply, Request};
 use self::revoked::Revoked;
@@ -45,6 +49,8 @@ pub struct Admin {
     group: String,
     /// Each action carried out or refused, as the audit log has it, for the server's own log.
     notify: tokio::sync::mpsc::UnboundedSender<String>,
+    /// Invitations handed out and taken in.
+    enrollment: Arc<Enrollment>,
 }
 
 /// The admin socket could not be opened.
@@ -67,8 +73,9 @@ impl Admin {
         keys: Arc<KeyServer>,
         group: &str,
         notify: tokio::sync::mpsc::UnboundedSender<String>,
+        enrollment: Arc<Enrollment>,
     ) -> Admin {
-        Admin { data_dir: data_dir.to_path_buf(), sessions, keys, group: group.to_string(), notify }
+        Admin { data_dir: data_dir.to_path_buf(), sessions, keys, group: group.to_string(), notify, enrollment }
     }
 
     /// Listens on `admin.sock` in the data directory (a stale socket left
@@ -120,6 +127,10 @@ impl Admin {
                 let outcome = self.execute(&req).await;
                 if !matches!(req, Request::List | Request::Log) {
                     let said = match &outcome {
+                        // Never the code itself: it holds the one-time secret.
+                        Ok(lines) if matches!(req, Request::Invite { .. }) => {
+                            format!("ok: {}", lines.first().map_or("", String::as_str))
+                        }
                         Ok(lines) => format!("ok: {}", lines.join("; ")),
                         Err(why) => format!("refused: {why}"),
                     };
@@ -153,7 +164,11 @@ impl Admin {
         let revoked = Revoked::new(&self.data_dir);
         let exists = |name: &str| users.lookup(name).is_some();
         match req {
-            Request::List => Ok(list(&users, &revoked)),
+            Request::List => {
+                let mut all = list(&users, &revoked);
+                all.extend(self.enrollment.pending());
+                Ok(all)
+            }
             Request::Log => Journal::new(&self.data_dir).read().map_err(|e| e.to_string()),
             _ if req.user() == Some(KEYSERVER_USER) => Err("the key server's own account is not administered".into()),
             Request::Add { name, password } => {
@@ -166,6 +181,7 @@ impl Admin {
                 users.add(name, password, false).map_err(|e| e.to_string())?;
                 Ok(vec![format!("added {name}")])
             }
+            Request::Invite { name, seconds } => self.enrollment.invite(name, *seconds),
             Request::Passwd { name, password } => {
                 if !exists(name) {
                     return Err(format!("no user {name}"));

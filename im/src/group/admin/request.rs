@@ -2,7 +2,8 @@
 //! connection on its admin socket, as lines; one reply, as lines.
 //!
 //! ```text
-//! request:  VERB [NAME]\n  (list | log | add NAME | passwd NAME | remove NAME | revoke NAME)
+//! request:  VERB [NAME]\n  (list | log | add NAME | passwd NAME | remove NAME | revoke NAME
+//!                          | invite NAME SECONDS)
 //!           PASSWORD\n     (add and passwd only)
 //! reply:    ok\n  or  error REASON\n, then the output, a line each
 //! ```
@@ -16,6 +17,9 @@ use crate::xmpp::users::validate_name;
 
 /// The longest request line, and the longest password.
 pub const MAX_LINE: usize = 1024;
+
+/// The longest an invitation may stay open: 30 days.
+pub const MAX_INVITE_S: u64 = 30 * 24 * 3600;
 
 /// What an administrator asks.
 #[derive(Debug, PartialEq, Eq)]
@@ -48,13 +52,20 @@ pub enum Request {
         /// The user.
         name: String,
     },
+    /// A one-time enrollment code for a new user.
+    Invite {
+        /// The user it is for.
+        name: String,
+        /// How long it stays open, in seconds.
+        seconds: u64,
+    },
 }
 
 /// A request that cannot be carried out as written.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum RequestError {
     /// Not one of the verbs.
-    #[error("unknown request {0:?}: list, log, add, passwd, remove or revoke")]
+    #[error("unknown request {0:?}: list, log, add, passwd, remove, revoke or invite")]
     Verb(String),
     /// A verb that names a user without one, or the other way round.
     #[error("{0} needs {1}")]
@@ -76,6 +87,7 @@ impl Request {
         let mut words = first.split(' ');
         let verb = words.next().unwrap_or("");
         let name = words.next();
+        let seconds = if verb == "invite" { words.next() } else { None };
         if words.next().is_some() {
             return Err(RequestError::Shape("a request", "one verb and at most one user name"));
         }
@@ -98,6 +110,13 @@ impl Request {
             "passwd" => Ok(Request::Passwd { name: user("passwd")?, password: secret()? }),
             "remove" => Ok(Request::Remove { name: user("remove")? }),
             "revoke" => Ok(Request::Revoke { name: user("revoke")? }),
+            "invite" => {
+                let name = user("invite")?;
+                match seconds.and_then(|s| s.parse::<u64>().ok()) {
+                    Some(seconds @ 1..=MAX_INVITE_S) => Ok(Request::Invite { name, seconds }),
+                    _ => Err(RequestError::Bounds("an invitation stays open from 1 second to 30 days")),
+                }
+            }
             other => Err(RequestError::Verb(other.chars().take(40).collect())),
         }
     }
@@ -111,6 +130,7 @@ impl Request {
             Request::Passwd { name, password } => format!("passwd {name}\n{}\n", password.as_str()),
             Request::Remove { name } => format!("remove {name}\n"),
             Request::Revoke { name } => format!("revoke {name}\n"),
+            Request::Invite { name, seconds } => format!("invite {name} {seconds}\n"),
         })
     }
 
@@ -128,6 +148,7 @@ impl Request {
             Request::Passwd { .. } => "passwd",
             Request::Remove { .. } => "remove",
             Request::Revoke { .. } => "revoke",
+            Request::Invite { .. } => "invite",
         }
     }
 
@@ -138,7 +159,8 @@ impl Request {
             Request::Add { name, .. }
             | Request::Passwd { name, .. }
             | Request::Remove { name }
-            | Request::Revoke { name } => Some(name),
+            | Request::Revoke { name }
+            | Request::Invite { name, .. } => Some(name),
         }
     }
 }
@@ -187,6 +209,7 @@ mod tests {
             Request::Passwd { name: "carol".into(), password: pw() },
             Request::Remove { name: "carol".into() },
             Request::Revoke { name: "carol".into() },
+            Request::Invite { name: "dave".into(), seconds: 3600 },
         ] {
             let text = r.encode();
             let mut lines = text.lines();
@@ -208,6 +231,10 @@ mod tests {
         assert!(matches!(Request::parse("add carol", None), Err(RequestError::Bounds(_))));
         assert!(matches!(Request::parse("add carol", Some("")), Err(RequestError::Bounds(_))));
         assert!(matches!(Request::parse(&"x".repeat(2000), None), Err(RequestError::Bounds(_))));
+        for bad in ["invite dave", "invite dave 0", "invite dave 1h", "invite dave 2592001"] {
+            assert!(matches!(Request::parse(bad, None), Err(RequestError::Bounds(_))), "{bad}");
+        }
+        assert!(matches!(Request::parse("remove carol 5", None), Err(RequestError::Shape(..))));
         assert_eq!(Request::parse("remove Carol", None), Ok(Request::Remove { name: "carol".into() }));
     }
 

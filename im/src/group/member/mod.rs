@@ -124,6 +124,10 @@ pub struct MemberConfig {
     /// How long our sender waits, once all is sent, for late repair
     /// requests before it says it may stop ([`Member::until_quiet`]).
     pub linger: LingerConfig,
+    /// The key server certificate's SHA-256 this member was told out of
+    /// band (an invitation carries it): the room's announcement must name
+    /// the same, or the member refuses to log in there.
+    pub keyserver_pin: Option<[u8; 32]>,
 }
 
 /// What shows a received file on arrival (the original's "remote display").
@@ -173,6 +177,7 @@ impl MemberConfig {
             beacon_interval: Duration::from_secs(5),
             viewer: Viewer::System,
             chat_order_wait: super::order::DEFAULT_WAIT,
+            keyserver_pin: None,
             room_history: 20,
             linger: LingerConfig::default(),
         }
@@ -391,6 +396,14 @@ impl Member {
             Some(p) => p,
             None => params_from_room(&mut xmpp, &cfg, &mut early).await?,
         };
+        if cfg.keyserver_pin.is_some_and(|pin| pin != params.fingerprint) {
+            xmpp.stop().await;
+            return Err(MemberError::Params(format!(
+                "the room announces a key server at {} whose certificate is not the one this member was given \
+                 (invitation or profile): refusing to log in there",
+                params.keyserver
+            )));
+        }
         let user = cfg.xmpp.jid.local.clone().unwrap_or_default();
         let registration = Registration::login(params.keyserver, params.fingerprint, &user, &cfg.xmpp.password)
             .await

@@ -272,6 +272,7 @@ impl Running {
                 self.order.started(sender, object, kind, now);
             }
             FromTransport::Lost(sender, object) => self.order.lost(sender, object, Instant::now().into_std()),
+            FromTransport::Restarted(sender) => self.order.restarted(sender, Instant::now().into_std()),
             FromTransport::Progress(object, sent, len) => {
                 if self.sent_files.contains(&object) {
                     self.emit(MemberEvent::FileSendProgress { object, sent, len }).await;

@@ -42,6 +42,8 @@ pub(super) enum FromTransport {
     Started(u32, u32, bool, u32),
     /// A sender's object will not complete.
     Lost(u32, u32),
+    /// A sender restarted: its objects are numbered anew.
+    Restarted(u32),
     Epoch(u32, SecretKey),
     NeedsResync,
     File(InboxEvent),
@@ -310,7 +312,8 @@ fn event_sender(e: &ReceiverEvent) -> u32 {
         | ReceiverEvent::ObjectComplete { sender, .. }
         | ReceiverEvent::ObjectLost { sender, .. }
         | ReceiverEvent::ObjectProgress { sender, .. }
-        | ReceiverEvent::EpochAhead { sender, .. } => sender,
+        | ReceiverEvent::EpochAhead { sender, .. }
+        | ReceiverEvent::SenderRestarted { sender } => sender,
     }
 }
 
@@ -383,6 +386,9 @@ fn on_receiver_event(
             if sender != own_node {
                 let _ = tx.send(FromTransport::NeedsResync);
             }
+        }
+        ReceiverEvent::SenderRestarted { sender } => {
+            let _ = tx.send(FromTransport::Restarted(sender));
         }
         // Files' progress is the inbox's.
         ReceiverEvent::ObjectProgress { .. } => {}

@@ -43,7 +43,7 @@ async fn next_event(events: &mut StreamEvents, step: &'static str) -> Result<Str
 
 /// The next top-level element; a `<stream:error/>` or the end of the
 /// stream is an error.
-async fn next_stanza(events: &mut StreamEvents, step: &'static str) -> Result<Element, ClientError> {
+pub(super) async fn next_stanza(events: &mut StreamEvents, step: &'static str) -> Result<Element, ClientError> {
     match next_event(events, step).await? {
         StreamEvent::Stanza(e) if e.is("error", NS_STREAMS) => Err(ClientError::StreamErrorReceived(
             e.elements().next().map(|c| c.name.clone()).unwrap_or_else(|| "undefined-condition".into()),
@@ -94,10 +94,23 @@ pub async fn connect(cfg: &ClientConfig) -> Result<Session, ClientError> {
 /// [`connect`], resuming the session `resume` names when the server still
 /// holds it ([`Session::resumed`]); binding anew otherwise.
 pub async fn connect_resuming(cfg: &ClientConfig, resume: Option<&Resumption>) -> Result<Session, ClientError> {
-    timeout(cfg.connect_timeout, connect_inner(cfg, resume)).await.map_err(|_| ClientError::Timeout("connect"))?
+    timeout(cfg.connect_timeout, connect_inner(cfg, resume, None)).await.map_err(|_| ClientError::Timeout("connect"))?
 }
 
-async fn connect_inner(cfg: &ClientConfig, resume: Option<&Resumption>) -> Result<Session, ClientError> {
+/// [`connect`] for the first time with an invitation: its `token` is
+/// presented and `cfg`'s user registered with `cfg`'s password before
+/// logging in (XEP-0401 and XEP-0077).
+pub async fn enroll(cfg: &ClientConfig, token: &str) -> Result<Session, ClientError> {
+    timeout(cfg.connect_timeout, connect_inner(cfg, None, Some(token)))
+        .await
+        .map_err(|_| ClientError::Timeout("enrollment"))?
+}
+
+async fn connect_inner(
+    cfg: &ClientConfig,
+    resume: Option<&Resumption>,
+    preauth: Option<&str>,
+) -> Result<Session, ClientError> {
     let tcp = TcpStream::connect(cfg.server_addr()).await?;
     tcp.set_nodelay(true)?;
     let (r, mut w) = tcp.into_split();
@@ -109,7 +122,7 @@ async fn connect_inner(cfg: &ClientConfig, resume: Option<&Resumption>) -> Resul
         if cfg.tls == TlsMode::Required {
             return Err(ClientError::TlsRequired);
         }
-        return authenticate_and_bind(cfg, events, handle, w, features, false, resume).await;
+        return authenticate_and_bind(cfg, events, handle, w, features, false, resume, preauth).await;
     }
     write_element(&mut w, &Element::new("starttls", NS_TLS)).await?;
     let answer = next_stanza(&mut events, "STARTTLS").await?;
@@ -130,7 +143,7 @@ async fn connect_inner(cfg: &ClientConfig, resume: Option<&Resumption>) -> Resul
     write_raw(&mut w, &header(&cfg.jid.domain)).await?;
     let (mut events, handle) = spawn_reader_until(r, cfg.limits, is_restart_point);
     let features = header_and_features(&mut events).await?;
-    authenticate_and_bind(cfg, events, handle, w, features, true, resume).await
+    authenticate_and_bind(cfg, events, handle, w, features, true, resume, preauth).await
 }
 
 pub(super) fn choose_mechanism(
@@ -150,6 +163,7 @@ pub(super) fn choose_mechanism(
         .ok_or(ClientError::NoMechanism(offered))
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn authenticate_and_bind<R, W>(
     cfg: &ClientConfig,
     mut events: StreamEvents,
@@ -158,11 +172,15 @@ async fn authenticate_and_bind<R, W>(
     features: Element,
     encrypted: bool,
     resume: Option<&Resumption>,
+    preauth: Option<&str>,
 ) -> Result<Session, ClientError>
 where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
+    if let Some(token) = preauth {
+        super::enroll::register(cfg, &mut events, &mut w, &features, encrypted, token).await?;
+    }
     let mechanism = choose_mechanism(cfg, &features, encrypted)?;
     let mut exchange = ClientSasl::new(mechanism, cfg.user(), &cfg.password);
     let initial = exchange.initial()?;

@@ -47,6 +47,9 @@ pub enum ClientError {
     /// Resource binding failed.
     #[error("resource bind failed: {0}")]
     Bind(String),
+    /// The server refused to enroll us with the invitation.
+    #[error("enrollment refused: {0}")]
+    Enrollment(String),
     /// The server did something the protocol does not allow.
     #[error("protocol: {0}")]
     Protocol(String),
@@ -77,6 +80,7 @@ impl ClientError {
                 ClientError::Tls(_)
                     | ClientError::TlsRequired
                     | ClientError::NoMechanism(_)
+                    | ClientError::Enrollment(_)
                     | ClientError::Sasl(sasl::Failure::ServerNotAuthenticated(_))
             )
     }

@@ -15,6 +15,7 @@
 //! - `error`: why a connection could not be set up or went down;
 //! - `connect`: the connection sequence, TCP to a bound (or resumed)
 //!   [`Session`];
+//! - `enroll`: registering with an invitation's token before the first login;
 //! - `session`: one logged-in, bound connection, and what resuming it takes;
 //! - `handle`: the long-lived [`Client`], its commands and its events;
 //! - `run`: the client task: reconnect with backoff, the online loop, our
@@ -23,6 +24,7 @@
 
 mod config;
 mod connect;
+mod enroll;
 mod error;
 mod handle;
 mod incoming;
@@ -32,7 +34,7 @@ mod session;
 mod tests;
 
 pub use self::config::{ClientConfig, TlsMode};
-pub use self::connect::{connect, connect_resuming};
+pub use self::connect::{connect, connect_resuming, enroll};
 pub use self::error::ClientError;
 pub use self::handle::{Client, ClientEvent};
 pub use self::session::{Resumption, Session};

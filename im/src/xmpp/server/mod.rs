@@ -42,13 +42,15 @@
 //! hub and each session's outbox under one lock); `outbox` a bound
 //! session's queue and its writer task; `transport` the byte streams a
 //! stream runs on; `negotiation` a connection up to its bound resource;
-//! `auth` its SASL steps under the login guard; `session` a bound (or
-//! resumed) session; `bucket` the stanza rate limit.
+//! `auth` its SASL steps under the login guard; `register` enrollment by
+//! invitation before SASL; `session` a bound (or resumed) session;
+//! `bucket` the stanza rate limit.
 
 mod auth;
 mod bucket;
 mod negotiation;
 mod outbox;
+pub mod register;
 mod session;
 mod shared;
 mod transport;
@@ -131,6 +133,9 @@ pub struct ServerConfig {
     /// checks the same passwords (the all-in-one server's key server);
     /// `None`: a guard of its own logging to `security.log` in `data_dir`.
     pub guard: Option<Arc<LoginGuard>>,
+    /// In-band registration by invitation token (XEP-0077 with XEP-0401's
+    /// preauth) on encrypted streams; `None`: no registration.
+    pub enroll: Option<Arc<dyn register::Enroll>>,
 }
 
 impl ServerConfig {
@@ -155,6 +160,7 @@ impl ServerConfig {
             write_timeout: Duration::from_secs(30),
             resume_timeout: Duration::from_secs(300),
             guard: None,
+            enroll: None,
         }
     }
 }

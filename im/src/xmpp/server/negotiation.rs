@@ -18,6 +18,7 @@ use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
+use super::register::{self, Registration};
 use super::shared::Shared;
 use super::transport::{Io, Replay};
 use super::{NS_BIND, header_xml};
@@ -76,6 +77,8 @@ pub(super) struct Conn {
     pub(super) peer: SocketAddr,
     /// The user name the current SASL exchange is about, once named.
     pub(super) sasl_user: Option<String>,
+    /// Enrollment by invitation on this connection.
+    registration: Registration,
 }
 
 /// A session that has bound its resource.
@@ -113,6 +116,7 @@ pub(super) async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr,
         failures: 0,
         peer,
         sasl_user: None,
+        registration: Registration::default(),
     };
     match conn.negotiate(r).await {
         Ok(Negotiated::Bound(bound)) => conn.run(id, bound).await,
@@ -211,7 +215,17 @@ impl Conn {
             }
             features = features.child(mechs);
         }
+        if self.registration_open() {
+            features = features.child(Element::new("register", register::NS_REGISTER_FEATURE));
+        }
         features
+    }
+
+    /// Whether this stream may enroll by invitation: the server takes
+    /// invitations and the password would travel encrypted.
+    fn registration_open(&self) -> bool {
+        let config = &self.shared.config;
+        config.enroll.is_some() && (self.encrypted || config.allow_plain_unencrypted)
     }
 
     /// Header, STARTTLS and SASL, then [`Conn::bind`].
@@ -361,6 +375,18 @@ impl Conn {
             }
             if e.ns == NS_SASL {
                 return self.sasl_step(&e).await;
+            }
+            if register::is_registration(&e)
+                && self.registration_open()
+                && let Some(enroll) = self.shared.config.enroll.clone()
+            {
+                let reply = register::answer(&e, &mut self.registration, enroll.as_ref());
+                self.send(&reply).await?;
+                // Tokens are 128 random bits: a stream that keeps guessing is closed.
+                if self.registration.refused >= self.shared.config.max_auth_failures.max(1) {
+                    return Err(Fail::Stream("policy-violation"));
+                }
+                continue;
             }
             // A stanza before authentication is not-authorized (RFC 6120 §6.4.1).
             return Err(Fail::Stream(stanza_kind_error(&e).unwrap_or("not-authorized")));

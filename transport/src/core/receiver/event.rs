@@ -66,4 +66,12 @@ pub enum ReceiverEvent {
         /// The epoch the packet claims.
         epoch: u32,
     },
+    /// `sender` restarted (a new process, or the same member joined again
+    /// and given the same node): its object numbers start again, and any
+    /// per-sender state above (chat order) must start again too. Objects of
+    /// its last run still incomplete were reported lost just before.
+    SenderRestarted {
+        /// Sending node.
+        sender: u32,
+    },
 }

@@ -331,6 +331,7 @@ impl<S: Seal> Receiver<S> {
             self.buffered -= o.blocks.values().map(InBlock::bytes).sum::<usize>();
             self.events.push_back(ReceiverEvent::ObjectLost { sender: node, object });
         }
+        self.events.push_back(ReceiverEvent::SenderRestarted { sender: node });
         if let Some(queue) = self.internal.as_mut() {
             queue.push_back(Internal::Restarted { sender: node });
         }
