@@ -6,7 +6,10 @@
 //! `lsim chat` joins again. The same code a second time, an expired code
 //! and a code with one character changed are refused with one-line
 //! errors; so are invitations for bad or taken names. Neither the audit
-//! log nor the server's files hold the code's secret.
+//! log nor the server's files hold the code's secret. A device keeps its
+//! signing key across runs: dave restarted is not flagged, but his profile
+//! copied to another device (someone else with his password) makes alice
+//! say "dave's key changed", once.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test harness
 
 use std::path::Path;
@@ -86,6 +89,7 @@ fn an_invited_member_enrolls_with_the_code_alone_and_the_code_works_once() {
         "--no-open",
     ]);
     alice.arg("--download-dir").arg(tmp.path().join("dl-alice"));
+    alice.env("XDG_CONFIG_HOME", tmp.path().join("alice-home"));
     let alice = Proc::start("alice", alice, "alice-pw\n");
     alice.wait(secs(30), "alice in", |l| l.starts_with("-- in the group"));
 
@@ -137,6 +141,27 @@ fn an_invited_member_enrolls_with_the_code_alone_and_the_code_works_once() {
     let mark = alice.mark();
     again.say("dave, back from the profile");
     alice.wait_from(mark, secs(15), "dave's chat", |l| l.contains("<dave> dave, back from the profile"));
+    let flagged = |from: usize| alice.lines().iter().skip(from).any(|l| l.contains("dave's key changed"));
+    assert!(!flagged(0), "the same device, restarted, was flagged");
+
+    // Someone else with dave's password (his profile copied to another
+    // device, which has its own signing key): alice is warned, once.
+    again.say("/quit");
+    drop(again);
+    let thief = tmp.path().join("thief-home");
+    std::fs::create_dir_all(thief.join("lsim")).unwrap();
+    std::fs::copy(home.join("lsim/profile.toml"), thief.join("lsim/profile.toml")).unwrap();
+    let mut other = Proc::start("dave elsewhere", device("dave", &thief, &[]), "");
+    other.wait(secs(30), "the copy in", |l| l.starts_with("-- in the group"));
+    let mark = alice.mark();
+    other.say("it is me, dave");
+    let warned = alice.wait_from(mark, secs(15), "the warning", |l| l.contains("dave's key changed"));
+    assert!(warned.contains("someone else holding dave's password"), "{warned}");
+    alice.wait_from(mark, secs(15), "the chat after it", |l| l.contains("<dave> it is me, dave"));
+    other.say("and again");
+    alice.wait_from(mark, secs(15), "the next chat", |l| l.contains("<dave> and again"));
+    let warnings = alice.lines().iter().skip(mark).filter(|l| l.contains("dave's key changed")).count();
+    assert_eq!(warnings, 1, "flagged once");
 
     // Logged, without the secret.
     let log = text(&lsim(&["user", "log", "--data-dir", &dir], ""));

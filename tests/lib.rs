@@ -79,6 +79,14 @@ pub fn binary(name: &str) -> PathBuf {
     path
 }
 
+/// Where the `lsim` processes of these tests keep their accounts' files
+/// (signing keys, known keys) unless a test gives a device its own:
+/// beside the build (`target/<profile>/lsim-config`), never the home directory.
+pub fn config_home() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable");
+    exe.parent().and_then(Path::parent).expect("target/<profile>/deps").join("lsim-config")
+}
+
 /// A free TCP port on loopback.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
@@ -87,6 +95,7 @@ pub fn free_port() -> u16 {
 /// `lsim ARGS` with `stdin`, run to its end.
 pub fn lsim(args: &[&str], stdin: &str) -> Output {
     let mut c = Command::new(binary("lsim"))
+        .env("XDG_CONFIG_HOME", config_home())
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -213,6 +222,9 @@ impl Proc {
     pub fn start(name: &str, mut cmd: Command, first: &str) -> Proc {
         use std::os::unix::process::CommandExt;
         cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
+        if !cmd.get_envs().any(|(k, _)| k == "XDG_CONFIG_HOME") {
+            cmd.env("XDG_CONFIG_HOME", config_home());
+        }
         let mut child = cmd.spawn().unwrap_or_else(|e| panic!("{name}: {e}"));
         let lines = Arc::new(Mutex::new(Vec::new()));
         let out = child.stdout.take().unwrap();

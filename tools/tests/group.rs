@@ -7,7 +7,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn lsim() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_lsim"))
+    // Members' signing keys and known keys go to the build's scratch directory.
+    let mut c = Command::new(env!("CARGO_BIN_EXE_lsim"));
+    c.env("XDG_CONFIG_HOME", concat!(env!("CARGO_TARGET_TMPDIR"), "/lsim-config"));
+    c
 }
 
 #[test]

@@ -46,7 +46,10 @@ const ROOM: &str = "lsim@conference.localhost";
 const GROUP: &str = "lsim";
 
 fn lsim() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_lsim"))
+    // Members' signing keys and known keys go to the build's scratch directory.
+    let mut c = Command::new(env!("CARGO_BIN_EXE_lsim"));
+    c.env("XDG_CONFIG_HOME", concat!(env!("CARGO_TARGET_TMPDIR"), "/lsim-config"));
+    c
 }
 
 /// A server process, killed and reaped when the test ends, passing or not.

@@ -81,6 +81,7 @@ impl Testbed {
 
     fn lsim(&self, host: &str, args: &[&str], extra: &[&Path]) -> Command {
         let mut c = Command::new(netsim());
+        c.env("XDG_CONFIG_HOME", concat!(env!("CARGO_TARGET_TMPDIR"), "/lsim-config"));
         c.args(["testbed", "exec", "--name", &self.name, host, "--"])
             .arg(env!("CARGO_BIN_EXE_lsim"))
             .args(args)

@@ -190,6 +190,12 @@ impl Model {
             MemberEvent::Unreadable { from, via: v, why } => {
                 self.say(json!({"type": "unreadable", "from": from, "via": via(*v), "why": why}))
             }
+            MemberEvent::KeyChanged { user, was, now } => self.notice(
+                "error",
+                format!(
+                    "{user}'s key changed ({was} → {now}): a new device, or someone else holding {user}'s password"
+                ),
+            ),
             MemberEvent::FileOffered { .. } => Vec::new(),
             MemberEvent::FileSending { path, object } => {
                 let Some(id) = self.uploads.get(path).cloned() else { return Vec::new() };

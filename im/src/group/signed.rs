@@ -44,6 +44,9 @@ pub enum SignedError {
         /// The certified signer.
         signer: String,
     },
+    /// Its signer's certificate was revoked by the key server.
+    #[error("signed by {0}, whose certificate the key server revoked")]
+    Revoked(String),
 }
 
 /// `msg` signed by `signer`, ready to send.
@@ -110,6 +113,22 @@ pub fn open(bytes: &[u8], server: &VerifyingKey, now_ms: u64) -> Result<(ChatMes
     Ok((msg, cert))
 }
 
+/// [`open`], refusing a message whose signer `revoked` names: whatever it
+/// signed, whenever (a message signed before the revocation and replayed
+/// after it is refused like a new one).
+pub fn open_unrevoked(
+    bytes: &[u8],
+    server: &VerifyingKey,
+    now_ms: u64,
+    revoked: &dyn Fn(&str) -> bool,
+) -> Result<(ChatMessage, MemberCert), SignedError> {
+    let (msg, cert) = open(bytes, server, now_ms)?;
+    if revoked(&cert.user) {
+        return Err(SignedError::Revoked(cert.user));
+    }
+    Ok((msg, cert))
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -140,6 +159,23 @@ mod tests {
         let m = ChatMessage::new("alice", "fire moving north");
         let (got, cert) = open(&sign(&m, &alice), &server().verifying_key(), 0).unwrap();
         assert_eq!((got, cert.user.as_str()), (m, "alice"));
+    }
+
+    #[test]
+    fn what_a_revoked_member_signed_before_is_refused_when_replayed_after() {
+        let carol = member("carol", 4);
+        let vk = server().verifying_key();
+        let before = sign(&ChatMessage::new("carol", "signed before the revocation"), &carol);
+        let nobody = |_: &str| false;
+        assert!(open_unrevoked(&before, &vk, 0, &nobody).is_ok(), "accepted while carol is a member");
+        // The rekey named carol revoked: the same bytes, replayed, are refused.
+        let carol_revoked = |u: &str| u == "carol";
+        let e = open_unrevoked(&before, &vk, 10, &carol_revoked).unwrap_err();
+        assert!(matches!(&e, SignedError::Revoked(u) if u == "carol"), "{e}");
+        assert_eq!(e.to_string(), "signed by carol, whose certificate the key server revoked");
+        // Others are not affected.
+        let alice = member("alice", 2);
+        assert!(open_unrevoked(&sign(&ChatMessage::new("alice", "hi"), &alice), &vk, 10, &carol_revoked).is_ok());
     }
 
     #[test]

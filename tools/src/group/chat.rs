@@ -182,6 +182,8 @@ pub async fn chat(a: ChatArgs) -> Result<()> {
     let mut cfg = MemberConfig::new(xmpp, room, &nick);
     cfg.download_dir = a.download_dir.clone();
     cfg.keyserver_pin = keyserver_pin;
+    let (identity, known) = super::profile::device_files(&cfg.xmpp.jid, a.profile.as_deref())?;
+    (cfg.identity, cfg.known_keys) = (Some(identity), Some(known));
     cfg.viewer = match (&a.open_with, a.no_open) {
         (_, true) => Viewer::Never,
         (Some(cmd), false) => Viewer::Command(open_with(cmd)?),

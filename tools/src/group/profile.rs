@@ -3,10 +3,16 @@
 //! who enrolled by scanning a code never types an address, a fingerprint
 //! or a password.
 //!
+//! Beside it, per account (`<jid>/`), what the device keeps whether it
+//! enrolled or not: its signing key (`identity.key`, so others see the same
+//! key from it every run) and the keys others signed with (`known-keys`,
+//! so a changed one is flagged).
+//!
 //! Owns the file (`$XDG_CONFIG_HOME/lsim/profile.toml`, else
-//! `~/.config/lsim/profile.toml`; `--profile PATH` for another): its
+//! `~/.config/lsim/profile.toml`; `--profile PATH` for another), its
 //! fields, its mode (0600: it holds the password) and its crash-safe
-//! writing. It must not enroll (`invite`) or join (`chat`).
+//! writing, and where the per-account files are. It must not enroll
+//! (`invite`) or join (`chat`).
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -39,6 +45,17 @@ pub fn default_path() -> Result<PathBuf> {
             .join(".config"),
     };
     Ok(base.join("lsim").join("profile.toml"))
+}
+
+/// Where this device keeps `jid`'s signing key and the keys it saw from
+/// others: `<dir of the profile>/<bare jid>/`.
+pub fn device_files(jid: &lsim_im::xmpp::jid::Jid, profile: Option<&Path>) -> Result<(PathBuf, PathBuf)> {
+    let base = match profile {
+        Some(p) => p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf(),
+        None => default_path()?.parent().map(Path::to_path_buf).unwrap_or_default(),
+    };
+    let dir = base.join(jid.bare().to_string());
+    Ok((dir.join("identity.key"), dir.join("known-keys")))
 }
 
 impl Profile {

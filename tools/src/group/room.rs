@@ -65,6 +65,8 @@ async fn room_member(
     cfg.interface = iface;
     cfg.download_dir = dir.to_path_buf();
     cfg.viewer = Viewer::Never;
+    let (identity, known) = super::profile::device_files(&cfg.xmpp.jid, None)?;
+    (cfg.identity, cfg.known_keys) = (Some(identity), Some(known));
     tune(&mut cfg);
     r.region.apply(&mut cfg);
     cfg.params = r.params.params()?;

@@ -62,6 +62,11 @@ pub(super) fn show(ev: &MemberEvent) -> Option<String> {
         MemberEvent::Unreadable { from, why, .. } => {
             format!("!! a message from {} could not be read: {}", v(from), v(why))
         }
+        MemberEvent::KeyChanged { user, was, now } => format!(
+            "!! {}'s key changed (was {was}, now {now}): a new device, or someone else holding {}'s password",
+            v(user),
+            v(user)
+        ),
         MemberEvent::Joined { epoch, params, .. } => {
             format!("-- in the group (epoch {epoch}, {} on {})", v(&params.suite), params.group)
         }

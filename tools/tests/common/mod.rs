@@ -5,9 +5,13 @@
 use std::path::PathBuf;
 use std::process::{Child, Command, Output};
 
-/// The `lsim` binary built for these tests.
+/// The `lsim` binary built for these tests. Its members keep their
+/// signing keys and the keys they saw under the build's scratch directory,
+/// not the home directory.
 pub fn lsim() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_lsim"))
+    let mut c = Command::new(env!("CARGO_BIN_EXE_lsim"));
+    c.env("XDG_CONFIG_HOME", concat!(env!("CARGO_TARGET_TMPDIR"), "/lsim-config"));
+    c
 }
 
 /// An empty directory of its own for `file`'s test `name`.

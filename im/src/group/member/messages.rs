@@ -21,6 +21,7 @@ use super::transport::{Transport, queue_chat};
 use super::{CHAT_AAD, MemberEvent, Placement, Via};
 use crate::group::chat::{ChatMessage, Dedup};
 use crate::group::order::Released;
+use crate::group::trust::{KnownKeys, Seen, short_fingerprint};
 use crate::group::{private, receipt, signed};
 use crate::xmpp::element::Element;
 use crate::xmpp::payload::{Payload, SealedChat};
@@ -55,6 +56,8 @@ impl<'a> Reading<'a> {
         awaiting: &mut HashMap<u32, Awaiting>,
         dedup: &mut Dedup,
         heard: &mut HashMap<String, tokio::time::Instant>,
+        trust: &mut KnownKeys,
+        notes: &mut Vec<MemberEvent>,
     ) -> Option<MemberEvent> {
         let (bytes, sender) = (r.bytes, r.sender);
         let unreadable =
@@ -78,15 +81,32 @@ impl<'a> Reading<'a> {
         } else {
             (bytes, false)
         };
-        match signed::open(&inner, self.server, signed::now_ms()) {
-            // Its signer was revoked: refused, replays of what it signed before too.
-            Ok((_, cert)) if super::transport::revoked(self.keys, &cert.user) => {
-                Some(unreadable(format!("signed by {}, whose certificate the key server revoked", cert.user)))
+        // A revoked signer is refused, replays of what it signed before too.
+        let revoked = |user: &str| super::transport::revoked(self.keys, user);
+        match signed::open_unrevoked(&inner, self.server, signed::now_ms(), &revoked) {
+            Ok((m, cert)) if dedup.first_time(m.id) => {
+                notes.extend(key_seen(trust, &cert));
+                Some(chat_event(&m, Via::Multicast, private, r.placement))
             }
-            Ok((m, _)) if dedup.first_time(m.id) => Some(chat_event(&m, Via::Multicast, private, r.placement)),
             Ok(_) => None,
             Err(e) => Some(unreadable(e.to_string())),
         }
+    }
+}
+
+/// `cert`'s key as `trust` takes it: an event if it changed for its user.
+pub(super) fn key_seen(trust: &mut KnownKeys, cert: &lsim_keymgmt::cert::MemberCert) -> Option<MemberEvent> {
+    let (seen, failed) = trust.observe(&cert.user, cert.key);
+    if let Some(e) = failed {
+        eprintln!("known keys: {e}");
+    }
+    match seen {
+        Seen::Changed { was } => Some(MemberEvent::KeyChanged {
+            user: cert.user.clone(),
+            was: short_fingerprint(&was),
+            now: short_fingerprint(&cert.key),
+        }),
+        Seen::First | Seen::Same => None,
     }
 }
 

@@ -128,6 +128,12 @@ pub struct MemberConfig {
     /// band (an invitation carries it): the room's announcement must name
     /// the same, or the member refuses to log in there.
     pub keyserver_pin: Option<[u8; 32]>,
+    /// This device's signing key file, kept across runs (made on first
+    /// use); `None`: a fresh key each run (others see it change).
+    pub identity: Option<PathBuf>,
+    /// Where the keys other users signed with are remembered (to flag a
+    /// changed one across runs); `None`: for this run only.
+    pub known_keys: Option<PathBuf>,
 }
 
 /// What shows a received file on arrival (the original's "remote display").
@@ -178,6 +184,8 @@ impl MemberConfig {
             viewer: Viewer::System,
             chat_order_wait: super::order::DEFAULT_WAIT,
             keyserver_pin: None,
+            identity: None,
+            known_keys: None,
             room_history: 20,
             linger: LingerConfig::default(),
         }
@@ -228,6 +236,16 @@ pub enum MemberEvent {
         placement: Placement,
         /// Replayed room history (XEP-0203), not new.
         history: bool,
+    },
+    /// A user signed with another key than this member saw from it
+    /// before: a new device, or someone else holding its password.
+    KeyChanged {
+        /// The user.
+        user: String,
+        /// The earlier key's short fingerprint.
+        was: String,
+        /// The new key's short fingerprint.
+        now: String,
     },
     /// A message that could not be decrypted or read: shown, not dropped.
     Unreadable {
@@ -410,7 +428,10 @@ impl Member {
             .map_err(|e| unreachable_or(e, params.keyserver))?;
         let keys = registration.join(&cfg.group).await?;
         // Our signing key, certified by the key server: others see who sent what.
-        let key = lsim_keymgmt::cert::new_signing_key().map_err(|e| MemberError::Params(e.to_string()))?;
+        let key = match &cfg.identity {
+            Some(path) => super::identity::load_or_create(path).map_err(|e| MemberError::Params(e.to_string()))?,
+            None => lsim_keymgmt::cert::new_signing_key().map_err(|e| MemberError::Params(e.to_string()))?,
+        };
         let signer = Arc::new(registration.certify(key).await?);
         let node = (registration.member().0 as u32) & !RECEIVER_NODE_BIT;
         let epoch = keys.keys.epoch().unwrap_or(0);

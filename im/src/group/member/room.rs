@@ -16,6 +16,7 @@ use super::messages::chat_event;
 use super::{CHAT_AAD, MemberEvent, Placement, RECEIVER_NODE_BIT, Via};
 use crate::group::chat::Dedup;
 use crate::group::signed;
+use crate::group::trust::KnownKeys;
 use crate::xmpp::payload::Payload;
 use crate::xmpp::room::{Occupant, RoomEvent};
 
@@ -23,13 +24,21 @@ use crate::xmpp::room::{Occupant, RoomEvent};
 /// included), file offers, and chat sent sealed through the room. Replayed
 /// history is marked as such, and old file offers in it are not announced
 /// again.
+/// What opening chat from the room takes: the group's seal, the key
+/// server's key (certificates) and who it revoked.
+pub(super) struct RoomKeys<'a> {
+    pub(super) seal: &'a GroupSeal,
+    pub(super) server: &'a ed25519_dalek::VerifyingKey,
+    pub(super) revoked: &'a dyn Fn(&str) -> bool,
+}
+
 pub(super) fn on_room_event(
     event: RoomEvent,
     roster: &mut BTreeMap<String, Occupant>,
     dedup: &mut Dedup,
-    seal: &GroupSeal,
-    server: &ed25519_dalek::VerifyingKey,
-    revoked: &dyn Fn(&str) -> bool,
+    keys: RoomKeys<'_>,
+    trust: &mut KnownKeys,
+    notes: &mut Vec<MemberEvent>,
 ) -> Option<MemberEvent> {
     Some(match event {
         RoomEvent::OccupantJoined(o) => {
@@ -60,22 +69,26 @@ pub(super) fn on_room_event(
                 Some(Ok(Payload::File(offer))) => return Some(MemberEvent::FileOffered { from, offer }),
                 _ => return None,
             };
-            match seal.decrypt_message(CHAT_AAD, &chat.sealed).map(|b| signed::open(&b, server, signed::now_ms())) {
-                // Its signer was revoked: refused, as on multicast.
-                Ok(Ok((_, cert))) if revoked(&cert.user) => MemberEvent::Unreadable {
-                    from,
-                    via: Via::Xmpp,
-                    why: format!("signed by {}, whose certificate the key server revoked", cert.user),
-                },
-                Ok(Ok((m, _))) => {
+            // A revoked signer is refused, as on multicast.
+            let RoomKeys { seal, server, revoked } = keys;
+            let opened = seal
+                .decrypt_message(CHAT_AAD, &chat.sealed)
+                .map(|b| signed::open_unrevoked(&b, server, signed::now_ms(), revoked));
+            match opened {
+                Ok(Ok((m, cert))) => {
                     if !dedup.first_time(m.id) {
                         return None;
                     }
+                    notes.extend(super::messages::key_seen(trust, &cert));
                     let mut ev = chat_event(&m, Via::Xmpp, false, Placement::InOrder);
                     if let MemberEvent::Chat { history, .. } = &mut ev {
                         *history = delayed;
                     }
                     ev
+                }
+                // Refused and said so, replayed history included.
+                Ok(Err(e @ signed::SignedError::Revoked(_))) => {
+                    MemberEvent::Unreadable { from, via: Via::Xmpp, why: e.to_string() }
                 }
                 // History from before we joined is under keys we never held: by design.
                 Ok(Err(_)) | Err(_) if delayed => return None,

@@ -25,12 +25,13 @@ use tokio::time::Instant;
 use super::files::{on_file_event, restrict, send_file};
 use super::messages::{Reading, chat_event, private_chat, send_chat};
 use super::receipts::{self, Awaiting};
-use super::room::{on_room_event, repairer_change, use_repairer};
+use super::room::{RoomKeys, on_room_event, repairer_change, use_repairer};
 use super::transport::{FromTransport, Transport, flush};
 use super::{Command, MemberConfig, MemberEvent, Placement, Via};
 use crate::group::chat::{ChatMessage, Dedup, encode_beacon};
 use crate::group::inbox::InboxEvent;
 use crate::group::order::ChatOrder;
+use crate::group::trust::KnownKeys;
 use crate::group::{receipt, signed};
 use crate::xmpp::client::{Client, ClientEvent};
 use crate::xmpp::payload::Payload;
@@ -54,6 +55,8 @@ pub(super) struct Running {
     dedup: Dedup,
     /// Multicast chat in each sender's order.
     order: ChatOrder,
+    /// The keys users signed with before (a changed one is flagged).
+    trust: KnownKeys,
     /// Who is in the room, by nick (not us).
     roster: BTreeMap<String, Occupant>,
     /// Our files still sending their source symbols.
@@ -93,6 +96,7 @@ pub(super) fn spawn(
         let mut running = Running {
             held: transport.initial.clone().into_iter().collect(),
             dedup: Dedup::new(4096),
+            trust: cfg.known_keys.as_deref().map(KnownKeys::load).unwrap_or_default(),
             order: ChatOrder::new(cfg.chat_order_wait),
             roster: BTreeMap::new(),
             sent_files: HashSet::new(),
@@ -238,7 +242,16 @@ impl Running {
     async fn release_chat(&mut self) {
         while let Some(r) = self.order.poll() {
             let reading = Reading::of(&self.transport);
-            if let Some(ev) = reading.chat_object(r, &mut self.awaiting, &mut self.dedup, &mut self.heard) {
+            let mut notes = Vec::new();
+            let ev = reading.chat_object(
+                r,
+                &mut self.awaiting,
+                &mut self.dedup,
+                &mut self.heard,
+                &mut self.trust,
+                &mut notes,
+            );
+            for ev in notes.into_iter().chain(ev) {
                 self.emit(ev).await;
             }
         }
@@ -362,12 +375,15 @@ impl Running {
         {
             self.repairer = use_repairer(change, &self.transport.receiver, &self.events).await;
         }
+        let mut notes = Vec::new();
         let ev = {
             let t = &self.transport;
             let revoked = |user: &str| super::transport::revoked(&t.keys, user);
-            on_room_event(event, &mut self.roster, &mut self.dedup, &t.seal, &t.server, &revoked)
+            let trust = &mut self.trust;
+            let keys = RoomKeys { seal: &t.seal, server: &t.server, revoked: &revoked };
+            on_room_event(event, &mut self.roster, &mut self.dedup, keys, trust, &mut notes)
         };
-        if let Some(ev) = ev {
+        for ev in notes.into_iter().chain(ev) {
             self.emit(ev).await;
         }
     }
