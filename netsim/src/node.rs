@@ -50,6 +50,11 @@ pub struct Node {
     pub on: bool,
     /// Gone for good (left or crashed).
     pub gone: bool,
+    /// Out of range for now: hears and sends nothing, its timers run.
+    pub away: bool,
+    /// A group member (a receiver, or a member holding what it received),
+    /// not a sender, a region's repairer or an outsider.
+    pub member: bool,
     /// Senders' packets that reached its radio, and those its loss process took.
     pub heard: u64,
     /// (see `heard`)

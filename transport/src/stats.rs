@@ -117,6 +117,11 @@ pub struct Stats {
     pub local_repairs: u64,
     /// NACK entries a repairer passed up to the sender for its region.
     pub forwarded_nacks: u64,
+    /// Holders' summaries that told this receiver of objects of a silent
+    /// sender it had not known of.
+    pub holdings_taken: u64,
+    /// Summaries of silent senders this holder sent.
+    pub holdings_sent: u64,
     /// Repair symbols asked for beyond the requester's budget, and not sent
     /// (`budget::RepairBudget`).
     pub repair_refused: u64,

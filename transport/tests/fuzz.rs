@@ -28,7 +28,7 @@ use std::time::Duration;
 use lsim_testsupport::mutate::{config, mutate, mutations};
 use lsim_testsupport::seal::OpenSeal;
 use lsim_testsupport::wire::Spread::Narrow;
-use lsim_testsupport::wire::{Symbols, command, data_header, feedback, header};
+use lsim_testsupport::wire::{Symbols, command, data_header, feedback, header, holdings};
 use lsim_transport::geometry::Geometry;
 use lsim_transport::wire::{self, Body, DataHeader, Header, MAX_DATAGRAM, ObjectKind, PacketType};
 use lsim_transport::{Receiver, ReceiverConfig, Repairer, RepairerConfig, Sender, SenderConfig, Time};
@@ -62,7 +62,9 @@ fn packet(tag_len: usize) -> impl Strategy<Value = Vec<u8>> {
         .prop_map(move |(h, f)| seal(tag_len, &h, &Body::Feedback(f)));
     let cmd = (header(PacketType::Command, Narrow), command(Narrow))
         .prop_map(move |(h, c)| seal(tag_len, &h, &Body::Command(c)));
-    prop_oneof![data, repair, fb, cmd]
+    let held = (header(PacketType::Holdings, Narrow), holdings(Narrow))
+        .prop_map(move |(h, s)| seal(tag_len, &h, &Body::Holdings(s)));
+    prop_oneof![data, repair, fb, cmd, held]
 }
 
 fn seal(tag_len: usize, h: &Header, body: &Body<'_>) -> Vec<u8> {
@@ -94,6 +96,7 @@ fn check_open(tag_len: usize, mut datagram: Vec<u8>) -> bool {
         }
         Body::Feedback(f) => assert!(f.entries.len() * wire::NACK_ENTRY_LEN <= len, "feedback amplifies"),
         Body::Command(_) => {}
+        Body::Holdings(s) => assert!(s.entries.len() * wire::HOLDING_LEN <= len, "holdings amplify"),
     }
     let mut again = Vec::new();
     wire::seal_packet(&mut seal, &h, &body, &mut again).unwrap();

@@ -158,6 +158,14 @@ pub enum Action {
     Leave,
     /// The region's repairer dies without a word.
     CrashRepairer,
+    /// Receivers go out of range: they hear and send nothing (their timers
+    /// run on) until a `back` event, and are still expected to complete.
+    Away,
+    /// The receivers longest away come back in range.
+    Back,
+    /// Senders stop for good (switched off): nothing more from them, no
+    /// repair either. `count` senders of the cell.
+    Quit,
 }
 
 /// Loss model, the same for every receiver (each draws independently).
@@ -296,6 +304,10 @@ pub struct ReceiverSpec {
     pub group_size: Option<f64>,
     /// Blocks held per object.
     pub max_blocks: Option<usize>,
+    /// Mebibytes of received blocks each member keeps to repair others
+    /// from when their sender has gone silent (a holder, as `lsim chat`
+    /// members are). Default 0: plain receivers.
+    pub hold_mib: Option<usize>,
 }
 
 /// An outsider without the group key.

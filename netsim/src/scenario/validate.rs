@@ -128,7 +128,7 @@ impl Scenario {
         // Joins and leaves of one cell must not ask for more receivers than it has.
         let mut asked: std::collections::HashMap<(&str, bool), u32> = std::collections::HashMap::new();
         for (i, e) in self.events.iter().enumerate() {
-            if e.action == Action::CrashRepairer {
+            if !matches!(e.action, Action::Join | Action::Leave) {
                 continue;
             }
             let n = asked.entry((e.region.as_str(), e.action == Action::Join)).or_default();
@@ -150,14 +150,20 @@ impl Scenario {
             if e.action == Action::CrashRepairer && !region.is_some_and(|r| r.repairer) {
                 return Err(nth_bad("events", i, "action", "\"crash-repairer\"".into(), "the region has no repairer"));
             }
-            let available = region.map_or(self.receivers, |r| r.receivers);
+            let available = match e.action {
+                Action::Quit => region.map_or(self.senders, |r| r.senders),
+                _ => region.map_or(self.receivers, |r| r.receivers),
+            };
             if e.action != Action::CrashRepairer && (e.count == 0 || e.count > available) {
                 return Err(nth_bad(
                     "events",
                     i,
                     "count",
                     e.count.to_string(),
-                    &format!("must be 1 to the region's {available} receivers"),
+                    &format!(
+                        "must be 1 to the cell's {available} {}",
+                        if e.action == Action::Quit { "senders" } else { "receivers" }
+                    ),
                 ));
             }
         }

@@ -148,8 +148,28 @@ impl Sim {
             next_id += 1;
             let mut cfg = scenario.receiver_config(id, master.next_u64());
             cfg.repairer = repairer;
-            let core =
-                Role::Receiver(Box::new(Receiver::new(cfg, TestSeal::new(GROUP_KEY))), Verifier::new(expected.clone()));
+            let core = match scenario.receiver.hold_mib.filter(|&m| m > 0) {
+                // A member holding what it received, as `lsim chat` members do.
+                Some(mib) => {
+                    let cfg = RepairerConfig {
+                        first_repair: (1 << 19) + (id % 64) * (1 << 13),
+                        range: 1 << 13,
+                        receiver: cfg,
+                        cache_bytes: mib << 20,
+                        keep_declined: false,
+                        hold_pace: Some(0.5),
+                        ..RepairerConfig::default()
+                    };
+                    Role::Repairer(
+                        Box::new(Repairer::new(cfg, TestSeal::new(GROUP_KEY))),
+                        Verifier::new(expected.clone()),
+                    )
+                }
+                None => Role::Receiver(
+                    Box::new(Receiver::new(cfg, TestSeal::new(GROUP_KEY))),
+                    Verifier::new(expected.clone()),
+                ),
+            };
             nodes.push(node(id, core, loss, master.fork(), cell));
         };
         for _ in 0..scenario.receivers {
@@ -329,20 +349,27 @@ impl Sim {
         };
         let in_cell = self.cells[cell].nodes.iter().copied();
         match spec.action {
-            Action::CrashRepairer => in_cell.filter(|&i| matches!(self.nodes[i].core, Role::Repairer(..))).collect(),
+            Action::CrashRepairer => {
+                in_cell.filter(|&i| matches!(self.nodes[i].core, Role::Repairer(..)) && !self.nodes[i].member).collect()
+            }
+            Action::Away => in_cell
+                .filter(|&i| self.nodes[i].member && self.nodes[i].on && !self.nodes[i].gone && !self.nodes[i].away)
+                .take(spec.count as usize)
+                .collect(),
+            Action::Back => in_cell.filter(|&i| self.nodes[i].away).take(spec.count as usize).collect(),
+            Action::Quit => in_cell
+                .filter(|&i| matches!(self.nodes[i].core, Role::Sender(_)) && !self.nodes[i].gone)
+                .take(spec.count as usize)
+                .collect(),
             Action::Join => in_cell
-                .filter(|&i| matches!(self.nodes[i].core, Role::Receiver(..)) && self.nodes[i].on)
+                .filter(|&i| self.nodes[i].member && self.nodes[i].on)
                 .collect::<Vec<_>>()
                 .into_iter()
                 .rev()
                 .take(spec.count as usize)
                 .collect(),
             Action::Leave => in_cell
-                .filter(|&i| {
-                    matches!(self.nodes[i].core, Role::Receiver(..))
-                        && !self.nodes[i].gone
-                        && (self.nodes[i].on || !present)
-                })
+                .filter(|&i| self.nodes[i].member && !self.nodes[i].gone && (self.nodes[i].on || !present))
                 .take(spec.count as usize)
                 .collect(),
         }
@@ -358,7 +385,7 @@ impl Sim {
                 }
             }
             Event::Deliver(i, bytes) => {
-                if self.live(i) {
+                if self.live(i) && !self.nodes[i].away {
                     self.deliveries += 1;
                     self.record(b'r', i, bytes.len());
                     self.nodes[i].datagram(self.now, &bytes);
@@ -391,6 +418,9 @@ impl Sim {
                 let (seed, bytes) = (self.scenario.seed, self.scenario.workload.chat_bytes);
                 for k in 0..self.senders.len() {
                     let si = self.senders[k];
+                    if self.nodes[si].gone {
+                        continue;
+                    }
                     if let Role::Sender(s) = &mut self.nodes[si].core {
                         let _ = s.send_bytes(ObjectKind::Chat, workload::chat(sender_seed(seed, k), i, bytes));
                     }
@@ -401,6 +431,9 @@ impl Sim {
                 let (seed, bytes) = (self.scenario.seed, self.scenario.workload.rekey_bytes);
                 for k in 0..self.senders.len() {
                     let si = self.senders[k];
+                    if self.nodes[si].gone {
+                        continue;
+                    }
                     if let Role::Sender(s) = &mut self.nodes[si].core {
                         let _ = s.send_bytes(ObjectKind::Rekey, workload::rekey(sender_seed(seed, k), i, bytes));
                     }
@@ -439,6 +472,23 @@ impl Sim {
                     self.pump(i);
                 }
             }
+            Action::Away => {
+                for i in self.pick(e, true) {
+                    self.nodes[i].away = true;
+                }
+            }
+            Action::Back => {
+                for i in self.pick(e, true) {
+                    self.nodes[i].away = false;
+                    self.pump(i);
+                }
+            }
+            Action::Quit => {
+                for i in self.pick(e, true) {
+                    self.nodes[i].gone = true;
+                    self.nodes[i].wake = None;
+                }
+            }
             Action::Leave | Action::CrashRepairer => {
                 for i in self.pick(e, true) {
                     self.nodes[i].gone = true;
@@ -460,6 +510,10 @@ impl Sim {
     fn pump(&mut self, i: usize) {
         let now = self.now;
         while let Some(t) = self.nodes[i].transmit(now, &mut self.buf) {
+            if self.nodes[i].away {
+                // Out of range: it sends into the void.
+                continue;
+            }
             let bytes: Rc<[u8]> = self.buf[..t.len].into();
             self.record(b't', i, t.len);
             self.send_from(i, bytes, t.scope);
@@ -501,7 +555,7 @@ impl Sim {
         let from_sender = f.node.is_some_and(|j| matches!(self.nodes[j].core, Role::Sender(_)));
         for k in 0..self.cells[cell].nodes.len() {
             let i = self.cells[cell].nodes[k];
-            if Some(i) == f.node || !self.live(i) {
+            if Some(i) == f.node || !self.live(i) || self.nodes[i].away {
                 continue;
             }
             let node = &mut self.nodes[i];
@@ -585,5 +639,20 @@ fn sender_seed(seed: u64, k: usize) -> u64 {
 }
 
 fn node(id: u32, core: Role, loss: Loss, rng: Rng, cell: usize) -> Node {
-    Node { id, core, loss, rng, wake: None, finished: false, cell, on: true, gone: false, heard: 0, lost_on_air: 0 }
+    let member = matches!(core, Role::Receiver(..)) || (matches!(core, Role::Repairer(..)) && id < REPAIRER_IDS);
+    Node {
+        id,
+        core,
+        loss,
+        rng,
+        wake: None,
+        finished: false,
+        cell,
+        on: true,
+        gone: false,
+        away: false,
+        member,
+        heard: 0,
+        lost_on_air: 0,
+    }
 }

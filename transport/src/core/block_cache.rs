@@ -49,6 +49,11 @@ impl<K: Copy + Eq + Hash> BlockCache<K> {
         self.bytes
     }
 
+    /// Every key held, in no order.
+    pub(super) fn keys(&self) -> impl Iterator<Item = &K> + '_ {
+        self.blocks.keys()
+    }
+
     /// True if `key` is held.
     pub(super) fn contains(&self, key: &K) -> bool {
         self.blocks.contains_key(key)

@@ -17,6 +17,8 @@ pub enum PacketType {
     Command = 3,
     /// A repair symbol of another node's object, sent by a repairer to its region.
     Repair = 4,
+    /// What a holder can still repair of senders gone silent.
+    Holdings = 5,
 }
 
 impl PacketType {
@@ -26,6 +28,7 @@ impl PacketType {
             2 => PacketType::Feedback,
             3 => PacketType::Command,
             4 => PacketType::Repair,
+            5 => PacketType::Holdings,
             _ => return Err(WireError::PacketType(v)),
         })
     }

@@ -1,7 +1,8 @@
 //! The packet format on the wire (documented in `transport/WIRE.md`).
 //!
 //! Owns encoding and decoding of every packet: the common header, data
-//! symbols, feedback (NACKs and probe replies) and sender commands, and the
+//! symbols, feedback (NACKs and probe replies), sender commands and
+//! holders' summaries of silent senders, and the
 //! order in which a packet is sealed and opened. It bounds every length it
 //! reads and never panics on any input; it knows nothing of protocol state.
 
@@ -14,6 +15,7 @@ mod command;
 mod data;
 mod feedback;
 mod header;
+mod holdings;
 mod packet;
 #[cfg(any(test, feature = "strategies"))]
 pub mod strategies;
@@ -25,6 +27,7 @@ pub use command::{Command, Frontier, Probe};
 pub use data::{DataFrame, DataHeader, ObjectInfo, ObjectKind};
 pub use feedback::{Echo, Feedback, NackEntry};
 pub use header::{Header, PacketType, Peek};
+pub use holdings::{HOLDING_LEN, Holding, Holdings, MAX_HOLDINGS};
 pub use packet::{Body, open_packet, open_peeked, peek_header, seal_packet, seal_packet_as};
 
 /// Wire format version carried in every packet (the high four bits of its first byte).

@@ -19,6 +19,8 @@ pub enum Body<'a> {
     /// A repair symbol of `origin`'s object, relayed by a repairer (always
     /// with the object info).
     Repair(u32, DataFrame, &'a [u8]),
+    /// A holder's summary of silent senders it can still repair.
+    Holdings(Holdings),
 }
 
 impl Body<'_> {
@@ -29,6 +31,7 @@ impl Body<'_> {
             Body::Feedback(_) => PacketType::Feedback,
             Body::Command(_) => PacketType::Command,
             Body::Repair(..) => PacketType::Repair,
+            Body::Holdings(_) => PacketType::Holdings,
         }
     }
 
@@ -45,6 +48,7 @@ impl Body<'_> {
                 h.encode(out);
                 out.extend_from_slice(symbol);
             }
+            Body::Holdings(h) => h.encode(out),
         }
     }
 
@@ -73,6 +77,7 @@ impl Body<'_> {
                 }
                 Body::Repair(origin, f, symbol)
             }
+            PacketType::Holdings => Body::Holdings(Holdings::read(&mut r)?),
         })
     }
 }

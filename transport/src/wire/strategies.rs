@@ -12,7 +12,8 @@
 use proptest::prelude::*;
 
 use super::{
-    Command, DataHeader, Echo, Feedback, Frontier, Header, MAX_REPAIR_SYMBOLS, NackEntry, ObjectKind, PacketType, Probe,
+    Command, DataHeader, Echo, Feedback, Frontier, Header, Holding, Holdings, MAX_HOLDINGS, MAX_REPAIR_SYMBOLS,
+    NackEntry, ObjectKind, PacketType, Probe,
 };
 use crate::geometry::Geometry;
 
@@ -132,6 +133,22 @@ pub fn feedback(spread: Spread) -> impl Strategy<Value = Feedback> {
             received,
             entries,
         })
+}
+
+/// A holder's summary: 1 to 64 silent senders ([`Spread::Full`]) or 1 to 8.
+pub fn holdings(spread: Spread) -> impl Strategy<Value = Holdings> {
+    let n = match spread {
+        Spread::Full => 1..=MAX_HOLDINGS,
+        Spread::Narrow => 1..=8,
+    };
+    let holding = (below(spread, 8), below(spread, 8), below(spread, 8), below(spread, 8)).prop_map(
+        |(origin, object, blocks_sent, back)| Holding {
+            origin,
+            frontier: Frontier { object, blocks_sent },
+            oldest: object.saturating_sub(back),
+        },
+    );
+    prop::collection::vec(holding, n).prop_map(|entries| Holdings { entries })
 }
 
 /// A sender's command.

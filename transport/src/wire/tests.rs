@@ -4,7 +4,7 @@
 //! transport's fuzz tests (`tests/fuzz.rs`) cover hostile input.
 
 use super::strategies::Spread::Full;
-use super::strategies::{Symbols, command, data_header, entry, feedback, header};
+use super::strategies::{Symbols, command, data_header, entry, feedback, header, holdings};
 use super::*;
 use crate::seal::KeyedSum as SumSeal;
 use proptest::prelude::*;
@@ -47,6 +47,11 @@ proptest! {
         let d = DataHeader { esi: k + d.esi % 1000, ..d };
         let h = Header { seq: h.seq | RECEIVER_SEQ_BIT, ..h };
         round_trip(h, Body::Repair(origin, d.frame(true), &sym));
+    }
+
+    #[test]
+    fn holdings_round_trip(h in header(PacketType::Holdings, Full), s in holdings(Full)) {
+        round_trip(h, Body::Holdings(s));
     }
 
     #[test]

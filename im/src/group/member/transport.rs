@@ -144,11 +144,24 @@ impl Transport {
             seed: u64::from(node) ^ 0x5eed,
             ..DriverConfig::default()
         };
+        let region = cfg.repairer.is_some();
         let rcfg = RepairerConfig {
+            // A region's repairer has one of the eight ranges of 2^16 repair
+            // symbols; a member holding what it received (for senders gone
+            // silent) one of 64 ranges of 2^13 in the same space, by node.
+            first_repair: if region {
+                (1 << 19) + cfg.repairer_index.min(7) * (1 << 16)
+            } else {
+                (1 << 19) + (rcfg.node % 64) * (1 << 13)
+            },
+            range: if region { 1 << 16 } else { 1 << 13 },
             receiver: rcfg,
-            first_repair: (1 << 19) + cfg.repairer_index.min(7) * (1 << 16),
-            // Not a repairer: nothing kept, nothing answered.
-            cache_bytes: if cfg.repairer.is_some() { 64 << 20 } else { 0 },
+            cache_bytes: if region { 64 << 20 } else { HOLD_BYTES },
+            // Files for other members are dropped unread, unless a region relies on us.
+            keep_declined: region,
+            // Repair for a silent sender is background work: half the
+            // fastest rate data ever came in at.
+            hold_pace: (!region).then_some(0.5),
             ..RepairerConfig::default()
         };
         let mut rdriver = Driver::new(Repairer::new(rcfg, seal()?), open(&mc)?, dcfg);
@@ -316,6 +329,10 @@ fn event_sender(e: &ReceiverEvent) -> u32 {
         | ReceiverEvent::SenderRestarted { sender } => sender,
     }
 }
+
+/// Bytes of received blocks a member keeps to repair others from when
+/// their sender has gone silent (`Holdings`, in the transport).
+pub const HOLD_BYTES: usize = 32 << 20;
 
 /// How long packets under the epoch before a rekey are still opened: data
 /// in flight, and senders whose copy of the rekey is still being repaired

@@ -41,6 +41,10 @@ pub struct ReceiverConfig {
     /// previous one before falling back to the sender. Anything heard from the
     /// repairer later makes it the first choice again.
     pub repairer_patience: u32,
+    /// A sender not heard from for this long is silent (gone, or out of
+    /// range): a holder's summary of its objects is believed, and what is
+    /// missing of them is asked of that holder instead (`Holdings`).
+    pub silent_after: Duration,
 }
 
 impl Default for ReceiverConfig {
@@ -61,6 +65,7 @@ impl Default for ReceiverConfig {
             first_seq: 0,
             repairer: None,
             repairer_patience: 3,
+            silent_after: Duration::from_secs(5),
         }
     }
 }

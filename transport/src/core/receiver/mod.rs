@@ -33,7 +33,9 @@ use crate::rng::Rng;
 use crate::seal::Seal;
 use crate::stats::{DropReason, Stats};
 use crate::time::Time;
-use crate::wire::{self, Body, Command, DataFrame, DataHeader, Feedback, Frontier, NackEntry, ObjectInfo, ObjectKind};
+use crate::wire::{
+    self, Body, Command, DataFrame, DataHeader, Feedback, Frontier, Holdings, NackEntry, ObjectInfo, ObjectKind,
+};
 
 /// What a receiver tells the `Repairer` that runs it, besides its events.
 pub(in crate::core) enum Internal {
@@ -44,6 +46,8 @@ pub(in crate::core) enum Internal {
     Started { sender: u32, object: u32, kind: ObjectKind, geometry: Geometry },
     /// `sender` restarted: what was kept of its last run must go.
     Restarted { sender: u32 },
+    /// A holder's summary: the running holder need not repeat it.
+    Holdings { holdings: Holdings },
 }
 
 /// Requests a repairer may have waiting; past this they are dropped
@@ -207,6 +211,7 @@ impl<S: Seal> Receiver<S> {
                 Body::Data(f, symbol) => {
                     self.sender_packets += 1;
                     if let Some(r) = self.remote(header.node) {
+                        r.heard_from_itself(now);
                         r.loss.on_seq(header.seq);
                         r.delivery.on_datagram(now, datagram.len());
                         if let Some(h) = self.complete(header.node, &f, symbol.len()) {
@@ -217,6 +222,7 @@ impl<S: Seal> Receiver<S> {
                 Body::Command(c) => {
                     self.sender_packets += 1;
                     if let Some(r) = self.remote(header.node) {
+                        r.heard_from_itself(now);
                         r.loss.on_seq(header.seq);
                         self.on_command(now, header.node, c);
                     }
@@ -237,6 +243,16 @@ impl<S: Seal> Receiver<S> {
                     }
                 }
                 Body::Repair(origin, f, symbol) => {
+                    if let Some(r) = self.remotes.get_mut(&origin)
+                        && let Some((proxy, asked)) = r.proxy.as_mut()
+                        && *proxy == header.node
+                    {
+                        // The holder works through what we asked (paced,
+                        // behind live traffic): asking again meanwhile
+                        // would only repeat it.
+                        *asked = 0;
+                        r.quiet_until = now + (r.grtt * 4).max(Duration::from_millis(50));
+                    }
                     if origin != self.cfg.node && self.remotes.contains_key(&origin) {
                         if let Some(h) = self.complete(origin, &f, symbol.len()) {
                             self.on_data(now, origin, h, symbol);
@@ -245,9 +261,61 @@ impl<S: Seal> Receiver<S> {
                         self.stats.drop(DropReason::Stale);
                     }
                 }
+                Body::Holdings(h) => {
+                    self.on_holdings(now, header.node, &h);
+                    if let Some(queue) = self.internal.as_mut()
+                        && queue.len() < MAX_INTERNAL
+                    {
+                        queue.push_back(Internal::Holdings { holdings: h });
+                    }
+                }
             }
         }
         self.scratch = scratch;
+    }
+
+    /// A holder's summary of silent senders: for each one silent here too,
+    /// what it holds beyond what we have becomes missing, asked of it.
+    /// Senders never heard of here are left alone (what they sent before we
+    /// first heard them is not ours to fetch).
+    fn on_holdings(&mut self, now: Time, from: u32, h: &Holdings) {
+        let silent_after = self.cfg.silent_after;
+        for e in &h.entries {
+            if e.origin == self.cfg.node || e.origin == from {
+                continue;
+            }
+            let Some(r) = self.remotes.get_mut(&e.origin) else { continue };
+            if now.saturating_since(r.heard) < silent_after {
+                continue;
+            }
+            let moved = advance(&mut r.frontier, e.frontier);
+            if r.proxy.is_none() {
+                r.proxy = Some((from, 0));
+            }
+            if moved {
+                self.stats.holdings_taken += 1;
+            }
+            self.sweep(now, e.origin);
+        }
+    }
+
+    /// The senders silent here for `silent_after`, each with what this
+    /// receiver knows of its stream: its frontier and the lowest object it
+    /// delivers (for a holder's summary).
+    pub(in crate::core) fn silent_senders(&self, now: Time) -> Vec<(u32, Frontier, u32)> {
+        let mut out: Vec<(u32, Frontier, u32)> = self
+            .remotes
+            .iter()
+            .filter(|(_, r)| now.saturating_since(r.heard) >= self.cfg.silent_after)
+            .filter_map(|(&n, r)| r.frontier.map(|f| (n, f, r.base)))
+            .collect();
+        out.sort_by_key(|e| e.0);
+        out
+    }
+
+    /// When `sender` was last heard itself.
+    pub(in crate::core) fn heard_at(&self, sender: u32) -> Option<Time> {
+        self.remotes.get(&sender).map(|r| r.heard)
     }
 
     fn note_unknown_epoch(&mut self, datagram: &[u8]) {
@@ -357,6 +425,9 @@ impl<S: Seal> Receiver<S> {
             missing: Nack::Idle,
             loss: LossMeter::default(),
             delivery: Delivery::default(),
+            heard: self.now,
+            proxy: None,
+            quiet_until: Time::ZERO,
         }))
     }
 

@@ -79,6 +79,15 @@ pub(super) struct RepairerWatch {
     pub(super) fallen_back: bool,
 }
 
+/// The holdoff after a NACK: the usual one, or, for a sender silent with
+/// no holder known (gone, or we are out of range), `silent_after`: a
+/// device out of range asks into the void once per `silent_after`, not
+/// every round trip, and a holder's summary or the sender's return starts
+/// the usual pace again.
+fn holdoff_for(silent: bool, usual: std::time::Duration, silent_after: std::time::Duration) -> std::time::Duration {
+    if silent { usual.max(silent_after) } else { usual }
+}
+
 impl<S: Seal> Receiver<S> {
     /// Another receiver's feedback: suppress our NACKs it already covers.
     pub(super) fn on_peer_feedback(&mut self, now: Time, fb: &Feedback) {
@@ -151,13 +160,21 @@ impl<S: Seal> Receiver<S> {
         let (k, gsize) = (self.cfg.backoff_k, self.cfg.group_size);
         let r = self.remotes.get_mut(&sender)?;
         let (grtt, loss) = (r.grtt, r.loss.estimate.max(r.group_loss));
+        let silent = r.proxy.is_none() && now.saturating_since(r.heard) >= self.cfg.silent_after;
         let block = r.objects.get_mut(&object)?.blocks.get_mut(&b)?;
         if block.decoded.is_some() {
             return None;
         }
+        let quiet = r.proxy.is_some().then_some(r.quiet_until).filter(|&q| q > now);
         match block.nack {
+            Nack::Waiting(t) if t <= now && quiet.is_some() => {
+                let q = quiet.unwrap_or(now);
+                block.nack = Nack::Waiting(q);
+                self.timers.set(TimerKey::Block { sender, object, block: b }, q);
+                None
+            }
             Nack::Waiting(t) if t <= now => {
-                let until = now + backoff::nack_holdoff(grtt, k);
+                let until = now + holdoff_for(silent, backoff::nack_holdoff(grtt, k), self.cfg.silent_after);
                 block.nack = Nack::Holdoff(until);
                 self.timers.set(TimerKey::Block { sender, object, block: b }, until);
                 self.stats.nacks_sent += 1;
@@ -183,7 +200,13 @@ impl<S: Seal> Receiver<S> {
         let (k, gsize) = (self.cfg.backoff_k, self.cfg.group_size);
         let Some(r) = self.remotes.get_mut(&sender) else { return Vec::new() };
         let mut entries = Vec::new();
+        let quiet = r.proxy.is_some().then_some(r.quiet_until).filter(|&q| q > now);
         match r.missing {
+            Nack::Waiting(t) if t <= now && quiet.is_some() => {
+                let q = quiet.unwrap_or(now);
+                r.missing = Nack::Waiting(q);
+                self.timers.set(TimerKey::Missing { sender }, q);
+            }
             Nack::Waiting(t) if t <= now => {
                 let missing = r.missing_objects(32 * 8);
                 for o in &missing {
@@ -195,7 +218,8 @@ impl<S: Seal> Receiver<S> {
                     }
                 }
                 self.stats.nacks_sent += entries.len() as u64;
-                let until = now + backoff::nack_holdoff(r.grtt, k);
+                let silent = r.proxy.is_none() && now.saturating_since(r.heard) >= self.cfg.silent_after;
+                let until = now + holdoff_for(silent, backoff::nack_holdoff(r.grtt, k), self.cfg.silent_after);
                 r.missing = Nack::Holdoff(until);
                 self.timers.set(TimerKey::Missing { sender }, until);
             }
@@ -225,7 +249,21 @@ impl<S: Seal> Receiver<S> {
         });
         let loss = (r.loss.estimate.clamp(0.0, 1.0) * 65_535.0) as u16;
         let received = r.delivery.report(now);
-        let relay = if entries.is_empty() { None } else { self.repairer_to_ask() };
+        // A silent sender's missing objects are asked of the holder that
+        // told of them, until it leaves `repairer_patience` rounds unanswered.
+        let patience = self.cfg.repairer_patience;
+        let proxied = match r.proxy.as_mut() {
+            Some((holder, asked)) if !entries.is_empty() && *asked <= patience => {
+                *asked += 1;
+                Some(*holder)
+            }
+            Some(_) if !entries.is_empty() => {
+                r.proxy = None;
+                None
+            }
+            _ => None,
+        };
+        let relay = if entries.is_empty() { None } else { proxied.or_else(|| self.repairer_to_ask()) };
         let overflow = self.overflow;
         let extra = [relay.is_some(), overflow.is_some(), received.is_some()].iter().filter(|&&x| x).count() * 4;
         let room = self.cfg.max_datagram.saturating_sub(extra);

@@ -116,9 +116,24 @@ pub(super) struct Remote {
     pub(super) missing: Nack,
     pub(super) loss: LossMeter,
     pub(super) delivery: Delivery,
+    /// When a packet of the sender itself last arrived.
+    pub(super) heard: Time,
+    /// While the sender is silent: the holder its missing objects are
+    /// asked of (the one whose summary told of them), and NACK rounds sent
+    /// to it with none of its repair heard since.
+    pub(super) proxy: Option<(u32, u32)>,
+    /// Repair from the holder is flowing: NACKs for this sender wait until then.
+    pub(super) quiet_until: Time,
 }
 
 impl Remote {
+    /// A packet of the sender itself arrived: it is not silent, and its
+    /// missing objects are asked of it again.
+    pub(super) fn heard_from_itself(&mut self, now: Time) {
+        self.heard = now;
+        self.proxy = None;
+    }
+
     pub(super) fn is_done(&self, object: u32) -> bool {
         object < self.done_below || self.done.contains(&object)
     }

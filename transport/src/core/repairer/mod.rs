@@ -10,8 +10,17 @@
 //! block; one for a block it no longer holds is passed upstream as one NACK
 //! per block carrying the largest count its region asked for. It sends no
 //! source data and no commands of its own. No clock, no socket.
+//!
+//! It is also a holder: a sender silent for `silent_after` (gone, or out of
+//! range) cannot repair what it sent, so a repairer that holds blocks of it
+//! says so every `summary_interval` in a `Holdings` packet (unless another
+//! holder just said as much). A receiver that missed those objects learns
+//! from it that they exist and asks this holder, which answers from its
+//! cache as for its region: the group heals without its sender (RMTP's
+//! designated receivers, generalised to any member that holds the data).
 
 use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
 
 use super::block_cache::BlockCache;
 use super::receiver::{Held, Internal};
@@ -23,7 +32,7 @@ use crate::pacing::Pacer;
 use crate::seal::Seal;
 use crate::stats::{DropReason, Stats};
 use crate::time::Time;
-use crate::wire::{self, Body, DataHeader, Feedback, NackEntry, ObjectKind};
+use crate::wire::{self, Body, DataHeader, Feedback, Holding, Holdings, MAX_HOLDINGS, NackEntry, ObjectKind};
 
 /// How a repairer behaves.
 #[derive(Clone, Debug)]
@@ -60,6 +69,18 @@ pub struct RepairerConfig {
     pub rate: u64,
     /// Pacer burst in bytes.
     pub burst: u64,
+    /// Keep receiving objects the application declined (a region's
+    /// repairer: its region may want them); off, a member that holds only
+    /// what it reads.
+    pub keep_declined: bool,
+    /// Say what it holds of silent senders (`Holdings`) this often (zero: never).
+    pub summary_interval: Duration,
+    /// Stop saying so once a sender has been silent this long.
+    pub hold_for: Duration,
+    /// Pace repair at this share of the fastest rate any sender's data
+    /// arrived here at (never under `rate::FLOOR`), instead of `rate`: a
+    /// member repairing for a sender gone silent, behind live traffic.
+    pub hold_pace: Option<f64>,
 }
 
 impl Default for RepairerConfig {
@@ -74,6 +95,10 @@ impl Default for RepairerConfig {
             follow: false,
             rate: 0,
             burst: 8 * 1500,
+            keep_declined: true,
+            summary_interval: Duration::from_secs(3),
+            hold_for: Duration::from_secs(30 * 60),
+            hold_pace: None,
         }
     }
 }
@@ -106,6 +131,16 @@ pub struct Repairer<S> {
     acks: VecDeque<u32>,
     last_ack: Option<Time>,
     events: VecDeque<ReceiverEvent>,
+    /// When our next summary of silent senders is due, and whether it is.
+    summary_at: Option<Time>,
+    summary_ready: bool,
+    /// When silence was last looked for (it is, every `summary_interval`,
+    /// while anything is cached).
+    last_check: Time,
+    /// The fastest any sender's data arrived here, bytes per second.
+    peak_arrival: f64,
+    /// What other holders said lately, per silent sender: how far, and when.
+    peer_summaries: HashMap<u32, (wire::Frontier, Time)>,
 }
 
 impl<S: Seal> Repairer<S> {
@@ -134,6 +169,11 @@ impl<S: Seal> Repairer<S> {
             acks: VecDeque::new(),
             last_ack: None,
             events: VecDeque::new(),
+            summary_at: None,
+            summary_ready: false,
+            last_check: Time::ZERO,
+            peak_arrival: 0.0,
+            peer_summaries: HashMap::new(),
         }
     }
 
@@ -173,11 +213,11 @@ impl<S: Seal> Repairer<S> {
     }
 
     /// The application does not want `object` of `sender` (see
-    /// `Receiver::decline`). A repairer that serves others keeps receiving
-    /// it, since its region may need its repairs; one that serves nobody
+    /// `Receiver::decline`). A region's repairer (`keep_declined`) keeps
+    /// receiving it, since its region may need its repairs; anyone else
     /// declines it.
     pub fn decline(&mut self, sender: u32, object: u32) {
-        if !self.serving() {
+        if !self.serving() || !self.cfg.keep_declined {
             self.inner.decline(sender, object);
         }
     }
@@ -203,11 +243,26 @@ impl<S: Seal> Repairer<S> {
         self.now = self.now.max(now);
         self.inner.handle_timeout(now);
         self.absorb(now);
+        if self.summary_at.is_some_and(|t| t <= now) {
+            self.summary_at = None;
+            self.summary_ready = true;
+        }
+        self.plan_summary(now);
     }
 
     /// When `handle_timeout` should next be called.
     pub fn poll_timeout(&self) -> Option<Time> {
         let mut t = self.inner.poll_timeout();
+        if let Some(s) = self.summary_at {
+            t = Some(t.map_or(s, |t| t.min(s)));
+        }
+        if self.summary_ready {
+            t = Some(self.now);
+        }
+        if self.summary_at.is_none() && !self.cfg.summary_interval.is_zero() && self.cache.bytes() > 0 {
+            let check = self.last_check + self.cfg.summary_interval;
+            t = Some(t.map_or(check, |t| t.min(check)));
+        }
         if self.plan.has_jobs() {
             let ready = self.pacer.next_ready(self.now, self.max_packet());
             t = Some(t.map_or(ready, |t| t.min(ready)));
@@ -220,6 +275,14 @@ impl<S: Seal> Repairer<S> {
         self.now = self.now.max(now);
         if let Some(t) = self.inner.poll_transmit(now, buf) {
             return Some(t);
+        }
+        if self.summary_ready {
+            self.summary_ready = false;
+            if let Some(h) = self.summary(now) {
+                let len = self.inner.framer.write(&Body::Holdings(h), buf, &mut self.inner.stats).ok()?;
+                self.inner.stats.holdings_sent += 1;
+                return Some(Transmit { len, packet_type: wire::PacketType::Holdings, scope: Scope::Group });
+            }
         }
         if let Some(origin) = self.acks.pop_front() {
             // "Heard you, still collecting": keeps members from giving up on us.
@@ -241,6 +304,12 @@ impl<S: Seal> Repairer<S> {
             && let Some((origin, _, _)) = self.plan.front()
         {
             let rate = self.follow_rate(now, origin);
+            if rate != self.pacer.rate() {
+                self.pacer.set_rate(rate);
+            }
+        }
+        if let Some(share) = self.cfg.hold_pace {
+            let rate = ((self.peak_arrival * share) as u64).max(crate::rate::FLOOR);
             if rate != self.pacer.rate() {
                 self.pacer.set_rate(rate);
             }
@@ -271,6 +340,11 @@ impl<S: Seal> Repairer<S> {
                     self.remember_object(sender, object, kind, geometry)
                 }
                 Internal::Request { from, feedback } => requests.push((from, feedback)),
+                Internal::Holdings { holdings } => {
+                    for h in holdings.entries {
+                        self.peer_summaries.insert(h.origin, (h.frontier, now));
+                    }
+                }
             }
         }
         while let Some(e) = self.inner.poll_event() {
@@ -282,6 +356,57 @@ impl<S: Seal> Repairer<S> {
         for (from, fb) in requests {
             self.on_request(now, from, &fb);
         }
+    }
+
+    /// Arms the next summary while some silent sender has blocks here.
+    fn plan_summary(&mut self, now: Time) {
+        self.last_check = now;
+        if self.summary_at.is_some() || self.summary_ready || self.cfg.summary_interval.is_zero() || !self.serving() {
+            return;
+        }
+        if self.held_silent(now).is_empty() {
+            return;
+        }
+        // Holders spread over the interval by node id: the first to speak
+        // usually silences the rest for the round.
+        let spread = f64::from(self.cfg.receiver.node % 97) / 97.0;
+        self.summary_at = Some(now + self.cfg.summary_interval.mul_f64(1.0 + spread));
+    }
+
+    /// Silent senders with blocks in our cache (not silent past `hold_for`):
+    /// what we hold of each.
+    fn held_silent(&self, now: Time) -> Vec<Holding> {
+        let mut out = Vec::new();
+        for (origin, frontier, base) in self.inner.silent_senders(now) {
+            let silent_for = self.inner.heard_at(origin).map_or(Duration::ZERO, |t| now.saturating_since(t));
+            if silent_for >= self.cfg.hold_for {
+                continue;
+            }
+            let oldest = self.cache.keys().filter(|k| k.0 == origin).map(|k| k.1).min();
+            let Some(oldest) = oldest else { continue };
+            out.push(Holding { origin, frontier, oldest: oldest.max(base).min(frontier.object) });
+            if out.len() == MAX_HOLDINGS {
+                break;
+            }
+        }
+        out
+    }
+
+    /// Our summary, without what another holder said as much of within the interval.
+    fn summary(&mut self, now: Time) -> Option<Holdings> {
+        let interval = self.cfg.summary_interval;
+        self.peer_summaries.retain(|_, (_, at)| now.saturating_since(*at) < interval);
+        let entries: Vec<Holding> = self
+            .held_silent(now)
+            .into_iter()
+            .filter(|h| {
+                self.peer_summaries
+                    .get(&h.origin)
+                    .is_none_or(|(f, _)| (f.object, f.blocks_sent) < (h.frontier.object, h.frontier.blocks_sent))
+            })
+            .collect();
+        self.plan_summary(now);
+        (!entries.is_empty()).then_some(Holdings { entries })
     }
 
     fn remember_object(&mut self, origin: u32, object: u32, kind: ObjectKind, g: Geometry) {
@@ -310,6 +435,9 @@ impl<S: Seal> Repairer<S> {
         let Ok(block) = u32::try_from(offset / full.max(1)) else { return };
         if block >= g.blocks() {
             return;
+        }
+        if let Some(rate) = self.inner.arrival_rate(origin, now) {
+            self.peak_arrival = self.peak_arrival.max(rate);
         }
         let mut padded = data.to_vec();
         padded.resize(g.padded_block_len(block), 0);
@@ -480,5 +608,7 @@ impl<S: Seal> Repairer<S> {
     }
 }
 
+#[cfg(test)]
+mod holders;
 #[cfg(test)]
 mod tests;
