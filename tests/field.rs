@@ -21,35 +21,13 @@
 
 use std::time::{Duration, Instant};
 
-use lsim_tests::{Proc, Testbed, binary, can_run_testbed, command_starting, pattern, readme_commands, substitute};
+use lsim_tests::crew::{Crew, SECTION, chat_seen, who_until};
+use lsim_tests::{Proc, Testbed, can_run_testbed, command_starting, pattern, readme_commands, substitute};
 
 const MEMBERS: [&str; 3] = ["alice", "bob", "carol"];
-const SECTION: &str = "Run a real group";
 
 fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
-}
-
-/// The `/who` answer of `m` once it names everyone in `want` (and nobody
-/// under a stranger's `~` nick), asking again until `limit`.
-fn who_until(m: &mut Proc, want: &[&str], limit: Duration) -> String {
-    let deadline = Instant::now() + limit;
-    loop {
-        let mark = m.mark();
-        m.say("/who");
-        let line = m.wait_from(mark, secs(5), "a /who answer", |l| l.starts_with("-- here:"));
-        let names: Vec<&str> = line.trim_start_matches("-- here:").split(',').map(str::trim).collect();
-        if want.iter().all(|w| names.contains(w)) && !line.contains('~') {
-            return line;
-        }
-        assert!(Instant::now() < deadline, "{}: /who says {line:?}, wanted {want:?}", m.name);
-        std::thread::sleep(Duration::from_millis(500));
-    }
-}
-
-fn chat_seen(m: &Proc, from: usize, sender: &str, text: &str, limit: Duration) -> String {
-    let tag = format!("<{sender}>");
-    m.wait_from(from, limit, &format!("{sender}'s {text:?}"), |l| l.contains(&tag) && l.contains(text))
 }
 
 #[test]
@@ -57,60 +35,28 @@ fn the_readme_group_across_four_hosts() {
     if !can_run_testbed("the field test") {
         return;
     }
-    let lsim = binary("lsim").display().to_string();
-    let tb = Testbed::up("field", 4);
+    let (crew, mut server) = Crew::up("field", 4, &MEMBERS);
+    let tb = &crew.tb;
     for h in 1..=3 {
         tb.loss(h, 10);
     }
-    let work = tempfile::Builder::new().prefix("lsim-field-").tempdir().unwrap();
-    let data = work.path().join("server");
-    let data = data.display().to_string();
-
-    // The command post: the README's server block, with our binary and a scratch data directory.
-    let block = readme_commands(SECTION, "server --data-dir");
-    let on_post = |words: &[String]| substitute(words, &[("$L", &lsim), ("/var/lib/lsim", &data)]);
-    let add = command_starting(&block, &["user", "add"]);
-    let add: Vec<String> = add.iter().skip_while(|w| *w != "|").skip(1).cloned().collect();
-    let password = |user: &str| format!("{user}-field-{}", std::process::id());
-    for user in MEMBERS {
-        let argv = on_post(&substitute(&add, &[("alice", user)]));
-        let o = tb.run(0, &argv, &format!("{}\n", password(user)));
-        assert!(o.status.success(), "{argv:?}: {}", String::from_utf8_lossy(&o.stderr));
-    }
-    let server_argv = on_post(&command_starting(&block, &["server"]));
-    let start_server = || {
-        let s = Proc::start("server", tb.command(0, &server_argv), "");
-        s.wait(secs(30), "the group line", |l| l.starts_with("group "));
-        s
-    };
-    let mut server = start_server();
-    let fingerprint = server.wait(secs(5), "the certificate", |l| l.starts_with("XMPP TLS"));
-    let fingerprint = fingerprint.split_whitespace().last().unwrap().to_string();
+    let (work, data, lsim) = (&crew.work, crew.data.clone(), crew.lsim.clone());
+    let password = Crew::password;
     let keys = server.wait(secs(5), "the key server line", |l| l.starts_with("keys "));
     assert!(keys.contains("10.1.0.1:4433"), "the key server is announced where members can reach it: {keys}");
 
     // The members: the README's chat command, each with its own user, address and directory.
-    let member_cmd = command_starting(&readme_commands(SECTION, "lsim chat"), &["lsim", "chat"]);
-    let dirs: Vec<std::path::PathBuf> = MEMBERS.iter().map(|u| work.path().join(u)).collect();
+    let dirs: Vec<std::path::PathBuf> = MEMBERS.iter().map(|u| crew.downloads(u)).collect();
     let mut members: Vec<Proc> = Vec::new();
     let mut carol_argv = Vec::new();
     for (i, user) in MEMBERS.iter().enumerate() {
         let h = i as u8 + 1;
-        let dir = dirs[i].display().to_string();
-        let mut argv = substitute(
-            &member_cmd,
-            &[("alice", user), ("10.1.0.2", &Testbed::addr(h)), ("<fingerprint>", &fingerprint), ("~/incoming", &dir)],
-        );
-        argv[0] = lsim.clone();
+        let mut argv = crew.member_argv(user, h);
         if *user == "carol" {
             argv.extend(["--chat-via".to_string(), "xmpp".to_string()]);
-        }
-        if *user == "carol" {
             carol_argv = argv.clone();
         }
-        let m = Proc::start(user, tb.command(h, &argv), &format!("{}\n", password(user)));
-        m.wait(secs(60), "the join", |l| l.starts_with("-- in the group"));
-        members.push(m);
+        members.push(crew.join(user, h, &argv));
     }
 
     // Everyone sees everyone, whoever came first.
@@ -170,7 +116,7 @@ fn the_readme_group_across_four_hosts() {
     // The server restarted: everyone back in the room within 10 s, under its own nick.
     let marks: Vec<usize> = members.iter().map(Proc::mark).collect();
     server.signal_and_wait("-INT");
-    server = start_server();
+    server = crew.start_server();
     let back = Instant::now();
     server.wait(secs(10), "all three back in the room", |l| {
         l.contains("in the room:") && MEMBERS.iter().all(|u| l.contains(u)) && !l.contains('~')

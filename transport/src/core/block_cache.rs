@@ -2,8 +2,9 @@
 //!
 //! Owns `BlockCache`: the padded bytes of source blocks under a byte bound,
 //! each with an encoder built the first time a repair symbol of it is asked
-//! for (an encoder holds about as much again as its block, and is counted),
-//! dropped least recently used first. The sender keeps the blocks it reads
+//! for (an encoder holds about as much again as its block, and is counted):
+//! over the bound, encoders go first (they can be built again), then
+//! blocks, least recently used first. The sender keeps the blocks it reads
 //! from its objects here, a repairer the blocks it decoded. It knows nothing
 //! of rounds, budgets or the wire: which symbol to make is the planner's
 //! (`repair`), how to frame it the caller's.
@@ -120,9 +121,21 @@ impl<K: Copy + Eq + Hash> BlockCache<K> {
         self.bytes -= dropped;
     }
 
-    /// Drops least recently used blocks other than `touched` and those
-    /// `keep` names until the bound holds.
+    /// Drops encoders (they can be built again), then least recently used
+    /// blocks, other than `touched`'s and those `keep` names, until the
+    /// bound holds.
     fn evict(&mut self, touched: K, keep: impl Fn(&K) -> bool) -> Vec<K> {
+        while self.bytes > self.limit {
+            let oldest = self
+                .blocks
+                .iter_mut()
+                .filter(|(k, b)| **k != touched && b.encoder.is_some())
+                .min_by_key(|(_, b)| b.used)
+                .map(|(_, b)| b);
+            let Some(b) = oldest else { break };
+            b.encoder = None;
+            self.bytes -= b.data.len();
+        }
         let mut dropped = Vec::new();
         while self.bytes > self.limit {
             let oldest = self
@@ -176,6 +189,21 @@ mod tests {
         c.retain(|k| *k != 1);
         assert_eq!(c.bytes(), 800);
         assert!(c.repair(1, 0, |_| false).is_none(), "a block not held has no repair");
+    }
+
+    #[test]
+    fn encoders_go_before_blocks() {
+        let mut c = BlockCache::new(1_000);
+        c.insert(1, block(1), 100, 0, |_| false);
+        c.repair(1, 0, |_| false).unwrap();
+        assert_eq!(c.bytes(), 800, "block 1 and its encoder");
+        // Block 2 takes it over the bound: 1's encoder goes, 1 stays.
+        assert!(c.insert(2, block(2), 100, 0, |_| false).is_empty());
+        assert_eq!(c.bytes(), 800);
+        assert!(c.contains(&1) && c.contains(&2));
+        // Repair of 1 again builds its encoder anew; 2 has none to drop, so 2 goes.
+        let (_, dropped) = c.repair(1, 1, |_| false).unwrap();
+        assert_eq!(dropped, vec![2]);
     }
 
     #[test]
