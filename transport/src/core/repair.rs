@@ -131,6 +131,17 @@ impl<K: Copy + Eq + Hash> RepairPlan<K> {
         }
     }
 
+    /// Moves `key`'s queued symbols ahead of every other block's (a chat
+    /// message is not to wait behind a file's repair).
+    pub(super) fn hurry(&mut self, key: K) {
+        if let Some(i) = self.jobs.iter().position(|(k, _)| *k == key)
+            && i > 0
+            && let Some(job) = self.jobs.remove(i)
+        {
+            self.jobs.push_front(job);
+        }
+    }
+
     /// The block whose symbol goes next.
     pub(super) fn front(&self) -> Option<K> {
         self.jobs.front().map(|&(k, _)| k)
@@ -217,6 +228,23 @@ mod tests {
         // In flight when the round ended: still covered; after the linger, a new round.
         assert_eq!(p.request(t + 5 * MS, 7, ask(4, 8), 64, 0, 1000), Ok(Planned::Nothing));
         assert_eq!(p.request(t + 11 * MS, 7, ask(4, 2), 64, 0, 1000), Ok(Planned::Round(2)));
+    }
+
+    #[test]
+    fn a_hurried_block_goes_first() {
+        let mut p = plan();
+        let t = Time::ZERO;
+        for key in [1, 2, 3] {
+            p.request(t, key, ask(key, 4), 64, 0, 1000).unwrap();
+        }
+        p.hurry(3);
+        assert_eq!(p.front(), Some(3));
+        for _ in 0..4 {
+            p.sent(t, MS);
+        }
+        assert_eq!(p.front(), Some(1), "then the others, in their order");
+        p.hurry(9);
+        assert_eq!(p.front(), Some(1), "a block with nothing queued changes nothing");
     }
 
     #[test]

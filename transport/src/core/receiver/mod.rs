@@ -428,6 +428,7 @@ impl<S: Seal> Receiver<S> {
             heard: self.now,
             proxy: None,
             quiet_until: Time::ZERO,
+            proxy_nacked: Time::ZERO,
         }))
     }
 

@@ -161,11 +161,11 @@ impl<S: Seal> Receiver<S> {
         let r = self.remotes.get_mut(&sender)?;
         let (grtt, loss) = (r.grtt, r.loss.estimate.max(r.group_loss));
         let silent = r.proxy.is_none() && now.saturating_since(r.heard) >= self.cfg.silent_after;
+        let quiet = r.quiet(now);
         let block = r.objects.get_mut(&object)?.blocks.get_mut(&b)?;
         if block.decoded.is_some() {
             return None;
         }
-        let quiet = r.proxy.is_some().then_some(r.quiet_until).filter(|&q| q > now);
         match block.nack {
             Nack::Waiting(t) if t <= now && quiet.is_some() => {
                 let q = quiet.unwrap_or(now);
@@ -200,7 +200,7 @@ impl<S: Seal> Receiver<S> {
         let (k, gsize) = (self.cfg.backoff_k, self.cfg.group_size);
         let Some(r) = self.remotes.get_mut(&sender) else { return Vec::new() };
         let mut entries = Vec::new();
-        let quiet = r.proxy.is_some().then_some(r.quiet_until).filter(|&q| q > now);
+        let quiet = r.quiet(now);
         match r.missing {
             Nack::Waiting(t) if t <= now && quiet.is_some() => {
                 let q = quiet.unwrap_or(now);
@@ -255,6 +255,7 @@ impl<S: Seal> Receiver<S> {
         let proxied = match r.proxy.as_mut() {
             Some((holder, asked)) if !entries.is_empty() && *asked <= patience => {
                 *asked += 1;
+                r.proxy_nacked = now;
                 Some(*holder)
             }
             Some(_) if !entries.is_empty() => {

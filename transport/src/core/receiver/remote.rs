@@ -122,9 +122,16 @@ pub(super) struct Remote {
     /// asked of (the one whose summary told of them), and NACK rounds sent
     /// to it with none of its repair heard since.
     pub(super) proxy: Option<(u32, u32)>,
-    /// Repair from the holder is flowing: NACKs for this sender wait until then.
+    /// Repair from the holder is flowing: NACKs for this sender wait until
+    /// then, but a round still goes every `QUIET_MAX` (what was lost of the
+    /// holder's repair is asked again; a chat does not wait out a file).
     pub(super) quiet_until: Time,
+    /// When NACKs last went to the holder.
+    pub(super) proxy_nacked: Time,
 }
+
+/// The longest NACKs for a silent sender wait while its holder's repair flows.
+pub(super) const QUIET_MAX: Duration = Duration::from_millis(500);
 
 impl Remote {
     /// A packet of the sender itself arrived: it is not silent, and its
@@ -132,6 +139,14 @@ impl Remote {
     pub(super) fn heard_from_itself(&mut self, now: Time) {
         self.heard = now;
         self.proxy = None;
+    }
+
+    /// Until when NACKs for this sender wait, if they do now (see `quiet_until`).
+    pub(super) fn quiet(&self, now: Time) -> Option<Time> {
+        if self.proxy.is_none() || self.quiet_until <= now {
+            return None;
+        }
+        Some(self.quiet_until.min(self.proxy_nacked + QUIET_MAX)).filter(|&q| q > now)
     }
 
     pub(super) fn is_done(&self, object: u32) -> bool {

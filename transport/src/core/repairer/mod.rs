@@ -564,7 +564,7 @@ impl<S: Seal> Repairer<S> {
     /// Plans repair of a cached block: a new round, or a top-up of the
     /// open one. A member's request (`from`) is charged to its budget.
     fn answer(&mut self, now: Time, from: Option<u32>, loss: u16, key: Key, needed: u32) {
-        let Some(&(_, g)) = self.objects.get(&(key.0, key.1)) else { return };
+        let Some(&(kind, g)) = self.objects.get(&(key.0, key.1)) else { return };
         if !self.cache.contains(&key) {
             return;
         }
@@ -573,6 +573,11 @@ impl<S: Seal> Repairer<S> {
         let k = u32::from(g.symbols_in(key.2));
         if self.plan.request(now, key, ask, k, rate, g.symbol_size()).is_err() {
             self.inner.stats.drop(DropReason::Invalid);
+        }
+        // Chat and rekeys are small and waited for (the member shows each
+        // sender's chat in order): they go before any file's repair.
+        if kind != ObjectKind::File {
+            self.plan.hurry(key);
         }
         self.inner.stats.repair_refused = self.plan.refused();
     }
