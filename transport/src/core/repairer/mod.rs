@@ -247,7 +247,11 @@ impl<S: Seal> Repairer<S> {
             self.summary_at = None;
             self.summary_ready = true;
         }
-        self.plan_summary(now);
+        // Silence is looked for once per interval, not on every timeout
+        // (they come thousands a second while data flows).
+        if self.summary_at.is_none() && now.saturating_since(self.last_check) >= self.cfg.summary_interval {
+            self.plan_summary(now);
+        }
     }
 
     /// When `handle_timeout` should next be called.
