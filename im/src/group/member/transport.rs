@@ -182,8 +182,12 @@ impl Transport {
                 .refusing(Box::new(move |user: &str| revoked(&refused, user)));
             let result = rdriver
                 .run(|core: &mut Repairer<GroupSeal>, e| {
-                    // Our own objects come back on loopback: already shown.
+                    // Our own objects come back on loopback: already shown,
+                    // and not held either (our sender repairs them itself).
                     if event_sender(&e) == node {
+                        if let ReceiverEvent::ObjectStarted { object, .. } = e {
+                            core.decline(node, object);
+                        }
                         return ControlFlow::Continue(());
                     }
                     if let Some(ev) = inbox.handle(&e) {
