@@ -533,6 +533,7 @@ async fn key_service_with_prosody_accounts() {
         room: t.room(),
         grace: Duration::from_secs(30),
         guard: None,
+        archive: None,
     };
     let service = KeyService::start(cfg, Arc::new(XmppLogin::new(t.config("template", "unused")))).await.unwrap();
     let mut members = two_quiet_members(&t).await;

@@ -95,10 +95,22 @@ pub type FileKeyOpener = Arc<dyn Fn(&[Wrap]) -> Option<FileKey> + Send + Sync>;
 
 /// A logged-in member.
 pub struct Registration {
-    client: Client,
+    /// The channel in use (replaced when it fails and a new login works).
+    client: std::sync::Mutex<Arc<Client>>,
     member: MemberId,
     individual: SecretKey,
     server: VerifyingKey,
+    /// How to log in again after the channel failed (the key server
+    /// restarted, or the member was out of range past its idle timeout).
+    again: Relogin,
+}
+
+/// What a new login needs; the password is wiped on drop.
+struct Relogin {
+    addr: SocketAddr,
+    pin: [u8; 32],
+    user: String,
+    password: zeroize::Zeroizing<String>,
 }
 
 fn refused(resp: Response) -> ClientError {
@@ -116,14 +128,29 @@ impl Registration {
         user: &str,
         password: &str,
     ) -> Result<Registration, ClientError> {
-        let client = Client::connect(addr, pin).await?;
-        match client.call(&Request::Hello { user: user.into(), password: password.into() }).await? {
-            Response::Welcome { member, individual_key, server_key } => {
-                let server = VerifyingKey::from_bytes(&server_key)
-                    .map_err(|_| ClientError::Unexpected("invalid server key".into()))?;
-                Ok(Registration { client, member: MemberId(member), individual: individual_key, server })
+        let again = Relogin { addr, pin, user: user.into(), password: zeroize::Zeroizing::new(password.into()) };
+        let (client, member, individual, server) = again.hello().await?;
+        Ok(Registration { client: std::sync::Mutex::new(Arc::new(client)), member, individual, server, again })
+    }
+
+    /// Sends `req`; if the channel has failed, logs in again on a new one
+    /// (as the same member, to the same server key) and sends it once more.
+    async fn call(&self, req: &Request) -> Result<Response, ClientError> {
+        let client = self.channel();
+        match client.call(req).await {
+            Ok(r) => Ok(r),
+            Err(ChannelError::Stream(_) | ChannelError::Connect { .. }) => {
+                let (fresh, member, _, server) = self.again.hello().await?;
+                if member != self.member || server != self.server {
+                    return Err(ClientError::Unexpected("a new login answered as another member or server".into()));
+                }
+                let fresh = Arc::new(fresh);
+                if let Ok(mut c) = self.client.lock() {
+                    *c = fresh.clone();
+                }
+                Ok(fresh.call(req).await?)
             }
-            other => Err(refused(other)),
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -137,13 +164,16 @@ impl Registration {
         &self.server
     }
 
-    /// The raw channel (for tests of the server's error handling).
-    pub fn channel(&self) -> &Client {
-        &self.client
+    /// The channel in use (for tests of the server's error handling).
+    pub fn channel(&self) -> Arc<Client> {
+        match self.client.lock() {
+            Ok(c) => c.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
     }
 
     async fn keys(&self, req: Request) -> Result<GroupKeys, ClientError> {
-        match self.client.call(&req).await? {
+        match self.call(&req).await? {
             Response::Keys { suite, path } => {
                 let suite = SuiteId::from_u8(suite).map_err(|_| ClientError::Suite(suite))?;
                 let mut keys = MemberKeys::new(path.group, self.member, self.individual.clone());
@@ -168,7 +198,7 @@ impl Registration {
     /// certificate is checked against the server's key before it is returned.
     pub async fn certify(&self, key: ed25519_dalek::SigningKey) -> Result<Signer, ClientError> {
         let public = key.verifying_key().to_bytes();
-        match self.client.call(&Request::Certify { key: public }).await? {
+        match self.call(&Request::Certify { key: public }).await? {
             Response::Certified { cert } => {
                 let (cert, _) = MemberCert::decode(&cert).map_err(|e| ClientError::Unexpected(e.to_string()))?;
                 cert.verify(&self.server, crate::cert::now_ms()).map_err(|e| ClientError::Unexpected(e.to_string()))?;
@@ -189,7 +219,7 @@ impl Registration {
             return Err(FileKeyError::TooManyRecipients { count: to.len(), max: MAX_RECIPIENTS }.into());
         }
         let req = Request::WrapFileKey { group: group.into(), to: to.to_vec(), key: key.clone() };
-        match self.client.call(&req).await? {
+        match self.call(&req).await? {
             Response::FileKeyWraps { wraps } if wraps.len() == to.len() => Ok(wraps),
             Response::FileKeyWraps { wraps } => {
                 Err(ClientError::Unexpected(format!("{} file key wraps for {} recipients", wraps.len(), to.len())))
@@ -214,8 +244,24 @@ impl Registration {
 
     /// Leaves `group`; returns the epoch the rest of the group moved to.
     pub async fn leave(&self, group: &str) -> Result<u32, ClientError> {
-        match self.client.call(&Request::Leave { group: group.into() }).await? {
+        match self.call(&Request::Leave { group: group.into() }).await? {
             Response::Left { epoch } => Ok(epoch),
+            other => Err(refused(other)),
+        }
+    }
+}
+
+impl Relogin {
+    /// Connects (trusting only the pinned certificate) and logs in.
+    async fn hello(&self) -> Result<(Client, MemberId, SecretKey, VerifyingKey), ClientError> {
+        let client = Client::connect(self.addr, self.pin).await?;
+        let hello = Request::Hello { user: self.user.clone(), password: self.password.to_string() };
+        match client.call(&hello).await? {
+            Response::Welcome { member, individual_key, server_key } => {
+                let server = VerifyingKey::from_bytes(&server_key)
+                    .map_err(|_| ClientError::Unexpected("invalid server key".into()))?;
+                Ok((client, MemberId(member), individual_key, server))
+            }
             other => Err(refused(other)),
         }
     }

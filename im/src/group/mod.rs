@@ -8,6 +8,7 @@
 //! [`crate::xmpp`].
 
 pub mod admin;
+pub mod archive;
 pub mod audit;
 pub mod chat;
 pub mod envelope;

@@ -21,6 +21,7 @@ use tokio::task::JoinHandle;
 
 use super::admin::enroll::{Contact, Enrollment};
 use super::admin::{self, Admin};
+use super::archive::{Archive, ArchiveConfig, ArchiveEvent, Limits};
 use super::presence::{KeyServerPresence, PresenceConfig, PresenceEvent};
 use crate::xmpp::client::{ClientConfig, TlsMode};
 use crate::xmpp::jid::Jid;
@@ -65,6 +66,8 @@ pub struct GroupServerConfig {
     pub room: String,
     /// How long a member may be out of the room before it is removed.
     pub grace: Duration,
+    /// The group's archive on this host and its bounds (`None`: no archive).
+    pub archive: Option<Limits>,
 }
 
 impl GroupServerConfig {
@@ -87,6 +90,7 @@ impl GroupServerConfig {
             suite: SuiteId::Aes256Gcm,
             room: "lsim".into(),
             grace: Duration::from_secs(30),
+            archive: Some(Limits::default()),
         }
     }
 }
@@ -112,6 +116,9 @@ pub enum GroupServerError {
     /// Members would be told an address they cannot reach.
     #[error(transparent)]
     Unreachable(#[from] Unreachable),
+    /// The archive could not start.
+    #[error("archive: {0}")]
+    Archive(String),
     /// No randomness for the key server's password.
     #[error("no system randomness")]
     Random,
@@ -134,6 +141,8 @@ pub enum ServerEvent {
     Presence(PresenceEvent),
     /// User administration: who, what, which user, how it ended.
     Admin(String),
+    /// The archive: what it holds, what its bounds dropped.
+    Archive(ArchiveEvent),
 }
 
 impl std::fmt::Display for ServerEvent {
@@ -141,6 +150,7 @@ impl std::fmt::Display for ServerEvent {
         match self {
             ServerEvent::Presence(p) => p.fmt(f),
             ServerEvent::Admin(a) => f.write_str(a),
+            ServerEvent::Archive(a) => a.fmt(f),
         }
     }
 }
@@ -155,6 +165,8 @@ pub struct GroupServer {
     pub params: GroupParams,
     /// The room's JID.
     pub room: Jid,
+    /// The group's archive, if it keeps one.
+    pub archive: Option<Archive>,
     presence: KeyServerPresence,
     /// The admin socket's task (`admin`), and its path.
     admin: (JoinHandle<()>, PathBuf),
@@ -211,9 +223,10 @@ impl GroupServer {
             room: room.clone(),
             grace: cfg.grace,
             guard: Some(guard),
+            archive: cfg.archive,
         };
         let passwords = Arc::new(XmppPasswords(UserStore::open(&cfg.data_dir)?));
-        let KeyService { keys, params, presence } = KeyService::start(service, passwords).await?;
+        let KeyService { keys, params, presence, archive } = KeyService::start(service, passwords).await?;
         // Every rekey carries the revoked names (members refuse what they signed).
         keys.set_revoked(admin::revoked::Revoked::new(&cfg.data_dir).names().unwrap_or_default());
         let group = room.local.clone().unwrap_or_default();
@@ -239,7 +252,7 @@ impl GroupServer {
                 return Err(GroupServerError::Admin(e));
             }
         };
-        Ok(GroupServer { xmpp, keys, params, room, presence, admin, admin_events })
+        Ok(GroupServer { xmpp, keys, params, room, archive, presence, admin, admin_events })
     }
 
     /// What the key server's room presence reports (evictions, outages).
@@ -252,6 +265,7 @@ impl GroupServer {
     pub async fn next_event(&mut self) -> Option<ServerEvent> {
         tokio::select! {
             Some(did) = self.admin_events.recv() => Some(ServerEvent::Admin(did)),
+            Some(a) = super::archive::next_event(&mut self.archive) => Some(ServerEvent::Archive(a)),
             ev = self.presence.events.recv() => ev.map(ServerEvent::Presence),
         }
     }
@@ -261,6 +275,9 @@ impl GroupServer {
         self.admin.0.abort();
         let _ = std::fs::remove_file(&self.admin.1);
         self.presence.stop();
+        if let Some(a) = &self.archive {
+            a.stop();
+        }
         self.keys.close();
         self.xmpp.stop().await;
     }
@@ -297,6 +314,8 @@ pub struct KeyServiceConfig {
     /// The failed-login accounting, when shared with another service that
     /// checks the same passwords; `None`: the key server's own.
     pub guard: Option<Arc<LoginGuard>>,
+    /// The group's archive (in `data_dir`) and its bounds; `None`: none.
+    pub archive: Option<Limits>,
 }
 
 /// A running key service.
@@ -307,6 +326,8 @@ pub struct KeyService {
     pub params: GroupParams,
     /// Its room presence.
     pub presence: KeyServerPresence,
+    /// The group's archive, if it keeps one.
+    pub archive: Option<Archive>,
 }
 
 impl KeyService {
@@ -318,20 +339,26 @@ impl KeyService {
     ) -> Result<KeyService, GroupServerError> {
         let name =
             cfg.room.local.clone().ok_or_else(|| GroupServerError::Presence("the room JID needs a name".into()))?;
-        let mc = MulticastConfig {
-            group: cfg.group,
-            interface: cfg.interface,
-            ttl: cfg.ttl,
-            loopback: Loopback::WhenShared { own: 1 },
-            recv_buffer: 4 << 20,
-            send_buffer: 4 << 20,
-        };
+        let archive_mc = mc_of(&cfg);
+        let mut mc = mc_of(&cfg);
+        // The archive on this host hears our rekeys; members here too.
+        mc.loopback = Loopback::WhenShared { own: 1 };
         let group = GroupConfig { name: name.clone(), suite: cfg.suite, multicast: Some(mc), allowed: None };
         let mut kcfg = KeyConfig::new(cfg.data_dir.clone(), vec![group]);
         kcfg.listen = cfg.listen;
         kcfg.passwords = Some(passwords);
         kcfg.guard = cfg.guard;
         let keys = Arc::new(KeyServer::start(kcfg).await?);
+        let archive = match cfg.archive {
+            Some(limits) => match start_archive(&keys, &name, &cfg.data_dir, archive_mc, limits).await {
+                Ok(a) => Some(a),
+                Err(e) => {
+                    keys.close();
+                    return Err(e);
+                }
+            },
+            None => None,
+        };
         let listen = keys.addr()?;
         let advertise = match announced(listen, cfg.advertise, cfg.host, cfg.interface) {
             Ok(a) => a,
@@ -363,9 +390,41 @@ impl KeyService {
             Ok(None) => return Err(GroupServerError::Presence("its XMPP client stopped".into())),
             Err(_) => return Err(GroupServerError::Presence("no answer from the room within 20 s".into())),
         }
-        Ok(KeyService { keys, params, presence })
+        Ok(KeyService { keys, params, presence, archive })
     }
 }
+
+/// The group's multicast as the key service's host joins it. The archive's
+/// socket and the rekeys' are two of this process's own: its repair loops
+/// back only for members on this host.
+fn mc_of(cfg: &KeyServiceConfig) -> MulticastConfig {
+    MulticastConfig {
+        group: cfg.group,
+        interface: cfg.interface,
+        ttl: cfg.ttl,
+        loopback: Loopback::WhenShared { own: 2 },
+        recv_buffer: 4 << 20,
+        send_buffer: 4 << 20,
+    }
+}
+
+/// Starts the group's archive at `data_dir/archive.redb`, following the key server's epochs.
+async fn start_archive(
+    keys: &KeyServer,
+    group: &str,
+    data_dir: &Path,
+    multicast: MulticastConfig,
+    limits: Limits,
+) -> Result<Archive, GroupServerError> {
+    let (suite, session, epochs) =
+        keys.follow(group).await.ok_or_else(|| GroupServerError::Archive(format!("no key group {group}")))?;
+    let at_rest = keys.secret("archive-key")?;
+    let cfg = ArchiveConfig { path: data_dir.join(ARCHIVE_FILE), limits, multicast, session, suite };
+    Archive::start(cfg, &at_rest, epochs).map_err(|e| GroupServerError::Archive(e.to_string()))
+}
+
+/// The archive's file in the data directory.
+pub const ARCHIVE_FILE: &str = "archive.redb";
 
 /// The address members would be told, which they cannot reach.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]

@@ -111,6 +111,8 @@ struct Group {
     waiting: Vec<Waiter>,
     batch_due: bool,
     rekeys: Option<Handle<Sender<GroupSeal>>>,
+    /// The current epoch and group key, for a holder on this host (the archive).
+    epochs: tokio::sync::watch::Sender<(u32, SecretKey)>,
 }
 
 const GROUP_FORMAT: u8 = 1;
@@ -224,6 +226,23 @@ impl KeyServer {
         self.inner.groups.lock().await.get(name).map(|g| g.tree.group_key().clone())
     }
 
+    /// A group's suite, transport session, and its epochs as they change
+    /// (current epoch and group key): what a holder on this host (the
+    /// archive) needs to open and seal the group's packets.
+    pub async fn follow(&self, name: &str) -> Option<(SuiteId, u32, tokio::sync::watch::Receiver<(u32, SecretKey)>)> {
+        self.inner.groups.lock().await.get(name).map(|g| (g.suite, g.tree.group(), g.epochs.subscribe()))
+    }
+
+    /// A named 32-byte secret of this server, made at random on first use
+    /// and kept in its store (e.g. the archive's key at rest).
+    pub fn secret(&self, name: &str) -> Result<Zeroizing<Vec<u8>>, ServerError> {
+        let v = self.inner.store.secret(name, || {
+            let k = SecretKey::random().map_err(|e| StoreError::Corrupt { what: "random", key: e.0 })?;
+            Ok(Zeroizing::new(k.as_bytes().to_vec()))
+        })?;
+        Ok(v)
+    }
+
     /// Removes `user` from `group` as if it had left, so the rest are
     /// rekeyed: for a member that vanished without leaving (its room
     /// presence gone past the grace period). `Ok(None)` if the user is not
@@ -310,8 +329,16 @@ fn load_group(store: &Store, cfg: &GroupConfig, id: u32) -> Result<Group, Server
     if suite != cfg.suite {
         return Err(bad(format!("stored with suite {suite}, configured {}", cfg.suite)));
     }
-    let group =
-        Group { suite, tree, allowed: cfg.allowed.clone(), waiting: Vec::new(), batch_due: false, rekeys: None };
+    let epochs = tokio::sync::watch::Sender::new((tree.epoch(), tree.group_key().clone()));
+    let group = Group {
+        suite,
+        tree,
+        allowed: cfg.allowed.clone(),
+        waiting: Vec::new(),
+        batch_due: false,
+        rekeys: None,
+        epochs,
+    };
     store.put_group(&cfg.name, &group.record())?;
     Ok(group)
 }
@@ -473,6 +500,7 @@ impl Inner {
             g.tree = before;
             return fail(waiting, &e);
         }
+        g.epochs.send_replace((g.tree.epoch(), g.tree.group_key().clone()));
         let mut rekey = batch.rekey.clone();
         rekey.revoked = self.revoked.lock().map(|r| r.clone()).unwrap_or_default();
         let signed = SignedRekey::sign(&rekey, &self.signing).encode();

@@ -15,7 +15,7 @@ use lsim_im::group::server::{KeyService, KeyServiceConfig, XmppLogin};
 use lsim_im::xmpp::jid::Jid;
 use lsim_keymgmt::suite::SuiteId;
 
-use super::{check_iface, log_time, read_password, xmpp_config};
+use super::{ArchiveArgs, check_iface, log_time, read_password, xmpp_config};
 
 /// `lsim keyserver`: the key server for a group on an external XMPP server.
 #[derive(clap::Args)]
@@ -59,6 +59,8 @@ pub struct KeyserverArgs {
     /// Seconds a member may be out of the room before it is removed.
     #[arg(long, default_value_t = 30.0)]
     grace: f64,
+    #[command(flatten)]
+    archive: ArchiveArgs,
 }
 
 /// Runs the key service until interrupted. Member passwords are checked
@@ -80,6 +82,7 @@ pub async fn keyserver(a: KeyserverArgs) -> Result<()> {
         room: Jid::parse(&a.room).map_err(|e| anyhow!("--room: {e}"))?,
         grace: Duration::from_secs_f64(a.grace),
         guard: None,
+        archive: a.archive.limits()?,
     };
     let mut service =
         KeyService::start(cfg, Arc::new(XmppLogin::new(xmpp))).await.context("starting the key service")?;
@@ -92,6 +95,7 @@ pub async fn keyserver(a: KeyserverArgs) -> Result<()> {
     loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
+            Some(ev) = lsim_im::group::archive::next_event(&mut service.archive) => println!("{} {ev}", log_time()),
             ev = service.presence.events.recv() => match ev {
                 Some(ev) => println!("{} {ev}", log_time()),
                 None => break,

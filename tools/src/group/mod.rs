@@ -94,6 +94,36 @@ fn xmpp_config(
     Ok(cfg)
 }
 
+/// The group archive's flags (`lsim server`, `lsim keyserver`).
+#[derive(clap::Args, Clone, Debug)]
+pub struct ArchiveArgs {
+    /// Hours the archive keeps the group's objects for members who missed them.
+    #[arg(long, default_value_t = 24.0)]
+    archive_hours: f64,
+    /// MiB the archive keeps at most (beyond, the oldest files go first).
+    #[arg(long, default_value_t = 1024)]
+    archive_mib: u64,
+    /// Keep no archive.
+    #[arg(long)]
+    no_archive: bool,
+}
+
+impl ArchiveArgs {
+    /// The archive's bounds, or none.
+    pub fn limits(&self) -> Result<Option<lsim_im::group::archive::Limits>> {
+        if self.no_archive {
+            return Ok(None);
+        }
+        if !(self.archive_hours > 0.0 && self.archive_hours <= 24.0 * 365.0) || self.archive_mib == 0 {
+            bail!("--archive-hours must be more than 0 and at most a year, --archive-mib at least 1");
+        }
+        Ok(Some(lsim_im::group::archive::Limits {
+            max_age: Duration::from_secs_f64(self.archive_hours * 3600.0),
+            max_bytes: self.archive_mib.saturating_mul(1 << 20),
+        }))
+    }
+}
+
 fn read_password(stdin: bool) -> Result<String> {
     if stdin {
         let mut line = String::new();

@@ -13,7 +13,7 @@ use anyhow::{Context, Result};
 use lsim_im::group::server::{GroupServer, GroupServerConfig};
 use lsim_keymgmt::suite::SuiteId;
 
-use super::{check_iface, log_time};
+use super::{ArchiveArgs, check_iface, log_time};
 
 /// `lsim server`.
 #[derive(clap::Args)]
@@ -59,6 +59,8 @@ pub struct ServerArgs {
     /// Seconds a member may be out of the room before it is removed.
     #[arg(long, default_value_t = 30.0)]
     grace: f64,
+    #[command(flatten)]
+    archive: ArchiveArgs,
 }
 
 /// Runs the group server until interrupted.
@@ -78,6 +80,8 @@ pub async fn server(a: ServerArgs) -> Result<()> {
     cfg.suite = a.suite;
     cfg.room = a.room;
     cfg.grace = Duration::from_secs_f64(a.grace);
+    cfg.archive = a.archive.limits()?;
+    let cfg_archive = cfg.archive;
     let mut s = GroupServer::start(cfg).await.context("starting the group server")?;
     println!("XMPP      {} (domain {domain}), room {}", s.xmpp.local_addr(), s.room);
     if let Some(fp) = s.xmpp.fingerprint() {
@@ -89,6 +93,15 @@ pub async fn server(a: ServerArgs) -> Result<()> {
         lsim_im::xmpp::tls::fingerprint_hex(&s.params.fingerprint)
     );
     println!("group     {} ({})", s.params.group, s.params.suite);
+    match &cfg_archive {
+        Some(l) => println!(
+            "archive   {} (the group's objects for members who missed them: {} h, {} MiB)",
+            a.data_dir.join(lsim_im::group::server::ARCHIVE_FILE).display(),
+            l.max_age.as_secs_f64() / 3600.0,
+            l.max_bytes >> 20
+        ),
+        None => println!("archive   none (--no-archive)"),
+    }
     println!("users     lsim user add NAME --data-dir {} --password-stdin", a.data_dir.display());
     if a.tls {
         println!(

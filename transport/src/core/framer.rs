@@ -54,6 +54,23 @@ impl<S: Seal> Framer<S> {
         Framer { seal, session, node, seq, sealed: 0, replay: HashMap::new(), restarted: Vec::new() }
     }
 
+    /// The highest packet counter accepted from sender `node` (its run's
+    /// position: a restarted sender starts far past it).
+    pub(crate) fn counter_of(&self, node: u32) -> Option<u64> {
+        self.replay.get(&(node, false)).and_then(ReplayWindow::top)
+    }
+
+    /// Remembers that sender `node` had got to `counter` (a holder's store,
+    /// after a restart): its next packet tells whether it restarted since.
+    pub(crate) fn recall(&mut self, node: u32, counter: u64) {
+        if self.replay.len() < MAX_PEERS {
+            let window = self.replay.entry((node, false)).or_default();
+            if window.top().is_none_or(|t| t < counter) {
+                window.accept(counter & !RECEIVER_SEQ_BIT);
+            }
+        }
+    }
+
     /// True if the next symbol of a file sealed goes with the long header
     /// (the sender then adds the object info: a peer that can rebuild nothing
     /// else of this node can start from that packet).

@@ -38,6 +38,7 @@ mod receipts;
 mod room;
 mod running;
 mod transport;
+pub use transport::EPOCH_GRACE;
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};

@@ -148,11 +148,12 @@ impl Transport {
         let rcfg = RepairerConfig {
             // A region's repairer has one of the eight ranges of 2^16 repair
             // symbols; a member holding what it received (for senders gone
-            // silent) one of 64 ranges of 2^13 in the same space, by node.
+            // silent) one of 63 ranges of 2^13 in the same space, by node
+            // (the 64th is the command post's archive).
             first_repair: if region {
                 (1 << 19) + cfg.repairer_index.min(7) * (1 << 16)
             } else {
-                (1 << 19) + (rcfg.node % 64) * (1 << 13)
+                (1 << 19) + (rcfg.node % 63) * (1 << 13)
             },
             range: if region { 1 << 16 } else { 1 << 13 },
             receiver: rcfg,

@@ -350,11 +350,14 @@ impl<S: Seal> Receiver<S> {
     /// A sender restarted (`Framer::restarted`): its object numbers start
     /// again, so what this receiver knew of its last run must not catch the
     /// new one. Objects of the last run still incomplete are lost.
+    /// (A sender only recalled, `Framer::recall`, has nothing here but is
+    /// reported all the same: a holder's store keeps its last run.)
     fn forget_sender(&mut self, node: u32) {
-        let Some(r) = self.remotes.remove(&node) else { return };
-        for (object, o) in r.objects {
-            self.buffered -= o.blocks.values().map(InBlock::bytes).sum::<usize>();
-            self.events.push_back(ReceiverEvent::ObjectLost { sender: node, object });
+        if let Some(r) = self.remotes.remove(&node) {
+            for (object, o) in r.objects {
+                self.buffered -= o.blocks.values().map(InBlock::bytes).sum::<usize>();
+                self.events.push_back(ReceiverEvent::ObjectLost { sender: node, object });
+            }
         }
         self.events.push_back(ReceiverEvent::SenderRestarted { sender: node });
         if let Some(queue) = self.internal.as_mut() {

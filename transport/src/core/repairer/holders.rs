@@ -7,6 +7,7 @@
 use super::*;
 use crate::core::{Sender, SenderConfig};
 use crate::seal::KeyedSum;
+use std::collections::HashMap;
 
 const KEY: KeyedSum = KeyedSum(0x5eed);
 const SECOND: u64 = 1_000_000;
@@ -21,6 +22,8 @@ struct World {
     /// Packets on the air (all of them, in order): (type, from).
     air: Vec<(wire::PacketType, u32)>,
     now: Time,
+    /// Member 20's store, when it is an archive: every block it decoded.
+    store: Option<HashMap<Key, Vec<u8>>>,
 }
 
 impl World {
@@ -51,6 +54,18 @@ impl World {
             sender_gone_at: Time::from_micros(u64::MAX / 2),
             air: Vec::new(),
             now: Time::ZERO,
+            store: None,
+        }
+    }
+
+    /// Member 20's store answers what its repairer wants.
+    fn archive(&mut self, now: Time) {
+        let Some(store) = &self.store else { return };
+        while let Some(key) = self.members[0].poll_wanted() {
+            match store.get(&key) {
+                Some(b) => self.members[0].restore(now, key.0, key.1, key.2, b),
+                None => self.members[0].unarchived(key.0, key.1),
+            }
         }
     }
 
@@ -89,7 +104,18 @@ impl World {
                     self.air.push((t.packet_type, 20 + i as u32));
                     self.deliver(now, &p, Some(i));
                 }
+                if i == 0 {
+                    self.archive(now);
+                }
                 while let Some(e) = self.members[i].poll_event() {
+                    if let (0, Some(store), ReceiverEvent::ObjectData { sender, object, offset, data }) =
+                        (i, self.store.as_mut(), &e)
+                        && let Some((kind, g)) = self.members[0].object_info(*sender, *object)
+                    {
+                        let block = (offset / (u64::from(g.symbol_size()) * u64::from(g.block_symbols()))) as u32;
+                        store.insert((*sender, *object, block), data.clone());
+                        self.members[0].archived(*sender, *object, kind, g);
+                    }
                     if let ReceiverEvent::ObjectData { object, data, .. } = e {
                         match self.got[i].iter_mut().find(|(o, _)| *o == object) {
                             Some((_, bytes)) => bytes.extend(data),
@@ -169,4 +195,139 @@ fn without_holders_saying_so_the_member_gets_nothing_it_missed() {
     assert_eq!(w.got[0].len(), objects.len(), "a member present throughout has all");
     assert_eq!(w.got[2].len(), 1, "the member away got only what came before it left");
     assert_eq!(w.air.iter().filter(|(t, _)| *t == wire::PacketType::Holdings).count(), 0);
+}
+
+/// Member 20 is an archive: it keeps every block in a store and little in
+/// memory, and restarts (losing its memory) after the sender left and
+/// while member 22 is still away; member 21 holds nothing. Back, 22 gets
+/// everything from the restarted archive's store.
+#[test]
+fn a_restarted_archive_serves_from_its_store() {
+    let mut w = World::new(Duration::from_secs(3));
+    w.store = Some(HashMap::new());
+    w.members[1] = Repairer::new(
+        RepairerConfig {
+            receiver: ReceiverConfig { node: 21, seed: 1, ..Default::default() },
+            cache_bytes: 0,
+            ..Default::default()
+        },
+        KEY,
+    );
+    let objects = vec![bytes(300, 1), bytes(200, 2), bytes(60_000, 3), bytes(250, 4)];
+    w.tx.send_bytes(ObjectKind::Chat, objects[0].clone()).unwrap();
+    w.run_until(Time::from_micros(SECOND / 2));
+    w.away = Some((2, Time::from_micros(SECOND / 2), Time::from_micros(20 * SECOND)));
+    for (i, o) in objects.iter().enumerate().skip(1) {
+        let kind = if i == 2 { ObjectKind::File } else { ObjectKind::Chat };
+        w.tx.send_bytes(kind, o.clone()).unwrap();
+    }
+    w.sender_gone_at = Time::from_micros(10 * SECOND);
+    w.run_until(Time::from_micros(15 * SECOND));
+    assert_eq!(w.got[2].len(), 1, "the member away got only the first object");
+    // The restart: what survives is the store, its index and the sender's counter.
+    let counter = w.members[0].sender_counter(1).unwrap();
+    let index: Vec<_> = (0..4u32).map(|o| (o, w.members[0].object_info(1, o).unwrap())).collect();
+    let receiver = ReceiverConfig { node: 20, seed: 9, ..Default::default() };
+    w.members[0] = Repairer::new(
+        RepairerConfig {
+            receiver,
+            cache_bytes: 20_000,
+            summary_interval: Duration::from_secs(3),
+            ..Default::default()
+        },
+        KEY,
+    );
+    w.members[0].recall_sender(1, counter);
+    for (o, (kind, g)) in index {
+        w.members[0].archived(1, o, kind, g);
+    }
+    assert_eq!(w.members[0].archived_objects(), 4);
+    w.run_until(Time::from_micros(60 * SECOND));
+    let mut got = w.got[2].clone();
+    got.sort_by_key(|g| g.0);
+    let got: Vec<Vec<u8>> = got.into_iter().map(|g| g.1).collect();
+    assert_eq!(got, objects, "the member back holds every object, byte for byte");
+    assert!(w.members[0].cached_bytes() <= 20_000 + 60_000, "the archive keeps little in memory");
+    let from_archive = w.air.iter().filter(|(t, from)| *t == wire::PacketType::Repair && *from == 20).count();
+    assert!(from_archive > 0, "the archive repaired");
+}
+
+/// The archive hears its sender again after a restart, and the sender has
+/// restarted meanwhile: what the store holds of the last run is dropped.
+#[test]
+fn an_archive_forgets_a_sender_that_restarted() {
+    let mut r = Repairer::new(RepairerConfig::default(), KEY);
+    let g = Geometry::new(300, 100, 16).unwrap();
+    r.recall_sender(1, 1_000);
+    r.archived(1, 0, ObjectKind::Chat, g);
+    let mut tx = Sender::new(
+        SenderConfig {
+            node: 1,
+            rate: 0,
+            symbol_size: 100,
+            block_symbols: 16,
+            first_seq: 1 << 40,
+            ..Default::default()
+        },
+        KEY,
+    )
+    .unwrap();
+    tx.send_bytes(ObjectKind::Chat, bytes(300, 7)).unwrap();
+    let mut buf = Vec::new();
+    let now = Time::from_micros(SECOND);
+    while let Some(t) = tx.poll_transmit(now, &mut buf) {
+        let p = buf[..t.len].to_vec();
+        r.handle_datagram(now, &p);
+    }
+    let mut restarted = false;
+    while let Some(e) = r.poll_event() {
+        restarted |= e == ReceiverEvent::SenderRestarted { sender: 1 };
+    }
+    assert!(restarted);
+    assert_eq!(r.archived_objects(), 0);
+}
+
+/// Member 22 heard only the sender's heartbeats before it went away: it
+/// knows the sender but none of its objects. The archive still serves it.
+#[test]
+fn a_member_that_knew_only_heartbeats_gets_everything_from_a_restarted_archive() {
+    let mut w = World::new(Duration::from_secs(3));
+    w.store = Some(HashMap::new());
+    w.members[1] = Repairer::new(
+        RepairerConfig {
+            receiver: ReceiverConfig { node: 21, seed: 1, ..Default::default() },
+            cache_bytes: 0,
+            ..Default::default()
+        },
+        KEY,
+    );
+    w.run_until(Time::from_micros(3 * SECOND));
+    w.away = Some((2, Time::from_micros(3 * SECOND), Time::from_micros(20 * SECOND)));
+    let objects = vec![bytes(300, 1), bytes(60_000, 3), bytes(250, 4)];
+    for o in &objects {
+        w.tx.send_bytes(ObjectKind::Chat, o.clone()).unwrap();
+    }
+    w.sender_gone_at = Time::from_micros(10 * SECOND);
+    w.run_until(Time::from_micros(15 * SECOND));
+    let counter = w.members[0].sender_counter(1).unwrap();
+    let index: Vec<_> = (0..3u32).map(|o| (o, w.members[0].object_info(1, o).unwrap())).collect();
+    let receiver = ReceiverConfig { node: 20, seed: 9, ..Default::default() };
+    w.members[0] = Repairer::new(
+        RepairerConfig {
+            receiver,
+            cache_bytes: 20_000,
+            summary_interval: Duration::from_secs(3),
+            ..Default::default()
+        },
+        KEY,
+    );
+    w.members[0].recall_sender(1, counter);
+    for (o, (kind, g)) in index {
+        w.members[0].archived(1, o, kind, g);
+    }
+    w.run_until(Time::from_micros(60 * SECOND));
+    let mut got = w.got[2].clone();
+    got.sort_by_key(|g| g.0);
+    let got: Vec<Vec<u8>> = got.into_iter().map(|g| g.1).collect();
+    assert_eq!(got, objects, "stats {:?}", w.members[2].stats());
 }

@@ -141,6 +141,8 @@ pub struct Repairer<S> {
     peak_arrival: f64,
     /// What other holders said lately, per silent sender: how far, and when.
     peer_summaries: HashMap<u32, (wire::Frontier, Time)>,
+    /// What the layer above's store holds (an archive; empty otherwise).
+    archive: archive::Index,
 }
 
 impl<S: Seal> Repairer<S> {
@@ -174,6 +176,7 @@ impl<S: Seal> Repairer<S> {
             last_check: Time::ZERO,
             peak_arrival: 0.0,
             peer_summaries: HashMap::new(),
+            archive: archive::Index::default(),
         }
     }
 
@@ -263,7 +266,8 @@ impl<S: Seal> Repairer<S> {
         if self.summary_ready {
             t = Some(self.now);
         }
-        if self.summary_at.is_none() && !self.cfg.summary_interval.is_zero() && self.cache.bytes() > 0 {
+        let holds = self.cache.bytes() > 0 || !self.archive.is_empty();
+        if self.summary_at.is_none() && !self.cfg.summary_interval.is_zero() && holds {
             let check = self.last_check + self.cfg.summary_interval;
             t = Some(t.map_or(check, |t| t.min(check)));
         }
@@ -313,7 +317,9 @@ impl<S: Seal> Repairer<S> {
             }
         }
         if let Some(share) = self.cfg.hold_pace {
-            let rate = ((self.peak_arrival * share) as u64).max(crate::rate::FLOOR);
+            // Nothing arrived yet (an archive just restarted): its fixed rate.
+            let rate = if self.peak_arrival > 0.0 { (self.peak_arrival * share) as u64 } else { self.cfg.rate };
+            let rate = rate.max(crate::rate::FLOOR);
             if rate != self.pacer.rate() {
                 self.pacer.set_rate(rate);
             }
@@ -386,13 +392,22 @@ impl<S: Seal> Repairer<S> {
             if silent_for >= self.cfg.hold_for {
                 continue;
             }
-            let oldest = self.cache.keys().filter(|k| k.0 == origin).map(|k| k.1).min();
-            let Some(oldest) = oldest else { continue };
+            let cached = self.cache.keys().filter(|k| k.0 == origin).map(|k| k.1).min();
+            let oldest = match (cached, self.archive.oldest(origin)) {
+                (Some(a), Some(b)) => a.min(b),
+                (a, b) => match a.or(b) {
+                    Some(o) => o,
+                    None => continue,
+                },
+            };
             out.push(Holding { origin, frontier, oldest: oldest.max(base).min(frontier.object) });
             if out.len() == MAX_HOLDINGS {
-                break;
+                return out;
             }
         }
+        // An archive's senders unheard since it started: silent as far as it knows.
+        let room = MAX_HOLDINGS - out.len();
+        out.extend(self.archived_unheard().into_iter().take(room));
         out
     }
 
@@ -464,6 +479,7 @@ impl<S: Seal> Repairer<S> {
         self.plan.forget(|k| k.0 == origin);
         self.pending.retain(|k, _| k.0 != origin);
         self.forwarded.retain(|k, _| k.0 != origin);
+        self.archive.forget_origin(origin);
     }
 
     /// Blocks the cache dropped: their rounds and indices go too.
@@ -487,6 +503,8 @@ impl<S: Seal> Repairer<S> {
                     let key = (origin, object, block);
                     if self.cache.contains(&key) {
                         self.answer(now, Some(from), fb.loss, key, needed);
+                    } else if self.archive.holds(origin, object) {
+                        waiting |= self.want(key, needed, fb.loss);
                     } else if self.wait_or_forward(now, key, (needed, fb.loss), &mut upstream) {
                         waiting = true;
                     }
@@ -499,6 +517,9 @@ impl<S: Seal> Repairer<S> {
                             Some((_, g)) if self.cache.contains(&key) => {
                                 let k = u32::from(g.symbols_in(0));
                                 self.answer(now, Some(from), fb.loss, key, k);
+                            }
+                            _ if self.archive.holds(origin, object) => {
+                                waiting |= self.want(key, u32::MAX, fb.loss);
                             }
                             _ => {
                                 if self.inner.block_state(origin, object, 0) == Held::Coming {
@@ -617,6 +638,7 @@ impl<S: Seal> Repairer<S> {
     }
 }
 
+mod archive;
 #[cfg(test)]
 mod holders;
 #[cfg(test)]
