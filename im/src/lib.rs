@@ -4,5 +4,6 @@
 #![forbid(unsafe_code)]
 
 pub mod group;
+pub mod tak;
 pub mod text;
 pub mod xmpp;

@@ -89,11 +89,12 @@ fn user_add_then_server_then_a_member_chats() {
         std::thread::sleep(Duration::from_millis(20));
     }
     // Two members with `lsim chat`, talking through stdin/stdout.
-    let chat = |user: &str, pw: &str| {
+    let chat = |user: &str, pw: &str, extra: &[&str]| {
         let mut c = lsim()
             .args(["chat", "--jid", &format!("{user}@localhost"), "--room", "lsim@conference.localhost"])
             .args(["--server", &format!("127.0.0.1:{xmpp}"), "--tls", "disabled", "--allow-plain", "--no-open"])
             .args(["--iface", "127.0.0.1", "--password-stdin"])
+            .args(extra)
             .arg("--download-dir")
             .arg(dir.join(user))
             .stdin(Stdio::piped())
@@ -104,8 +105,9 @@ fn user_add_then_server_then_a_member_chats() {
         writeln!(stdin, "{pw}").unwrap();
         (c, stdin)
     };
-    let (mut ann, mut ann_in) = chat("ann", "ann-pw");
-    let (mut ben, mut ben_in) = chat("ben", "ben-pw");
+    // ann is a fixed post: her position goes out when she is in.
+    let (mut ann, mut ann_in) = chat("ann", "ann-pw", &["--position", "47.6205,-122.3493"]);
+    let (mut ben, mut ben_in) = chat("ben", "ben-pw", &[]);
     // Read ben's output on a thread until ann's line shows up.
     let ben_out = ben.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
@@ -133,6 +135,22 @@ fn user_add_then_server_then_a_member_chats() {
             said = true;
         }
     }
+    // Positions: ben shares his with /pos, and /who lists both, signed by
+    // their members (ann's shared again every minute; once is enough here).
+    writeln!(ben_in, "/pos -33.5, 151.25").unwrap();
+    writeln!(ben_in, "/pos 91,0").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut lines = Vec::new();
+    let want = ["-- position: ann at 47.62050, -122.34930", "-- position: ben at -33.50000, 151.25000"];
+    while !want.iter().all(|w| lines.iter().any(|l: &String| l.starts_with(w))) {
+        assert!(Instant::now() < deadline, "ben's /who never listed both positions: {lines:?}");
+        writeln!(ben_in, "/who").unwrap();
+        while let Ok(line) = rx.recv_timeout(Duration::from_millis(300)) {
+            lines.push(line);
+        }
+    }
+    assert!(lines.iter().any(|l| l.starts_with("!! position off the globe")), "{lines:?}");
+    assert!(!lines.iter().any(|l| l.contains("POS1")), "a position shown as chat: {lines:?}");
     writeln!(ann_in, "/quit").unwrap();
     writeln!(ben_in, "/quit").unwrap();
     assert!(ann.wait().unwrap().success());

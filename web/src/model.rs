@@ -196,6 +196,8 @@ impl Model {
                     "{user}'s key changed ({was} → {now}): a new device, or someone else holding {user}'s password"
                 ),
             ),
+            // Not on the page yet (issue 22): the terminal's /who lists them.
+            MemberEvent::Position { .. } => Vec::new(),
             MemberEvent::FileOffered { .. } => Vec::new(),
             MemberEvent::FileSending { path, object } => {
                 let Some(id) = self.uploads.get(path).cloned() else { return Vec::new() };

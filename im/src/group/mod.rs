@@ -18,6 +18,7 @@ pub mod invite;
 pub mod landing;
 pub mod member;
 pub mod order;
+pub mod position;
 pub mod presence;
 pub mod private;
 pub mod receipt;

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use lsim_im::group::member::{Member, MemberConfig, MemberEvent, Via, Viewer};
+use lsim_im::group::position::Position;
 use lsim_im::text;
 use lsim_im::xmpp::client::ClientConfig;
 use lsim_im::xmpp::jid::Jid;
@@ -22,7 +23,7 @@ use lsim_im::xmpp::tls::parse_fingerprint;
 use zeroize::Zeroizing;
 
 use super::profile::Profile;
-use super::view::{show, who_is};
+use super::view::{positions_lines, show, who_is};
 use super::{ParamsArgs, RegionArgs, check_iface, read_password, xmpp_config};
 
 /// `lsim chat`.
@@ -101,6 +102,11 @@ pub struct ChatArgs {
     /// is still being repaired, before it is shown without it.
     #[arg(long, default_value_t = 2.0)]
     chat_order_wait: f64,
+    /// Share this fixed position (LAT,LON in decimal degrees: a command
+    /// post, a staging area) when joined and every minute; `/pos` in the
+    /// chat shares a new one.
+    #[arg(long, value_parser = parse_position)]
+    position: Option<Position>,
     #[command(flatten)]
     params: ParamsArgs,
     #[command(flatten)]
@@ -211,9 +217,13 @@ pub async fn chat(a: ChatArgs) -> Result<()> {
         return serve_web(member, web, &nick, !a.no_open).await;
     }
     println!(
-        "commands: /send FILE, /send --to USER,USER FILE, /msg USER,USER TEXT, /who, /files, /leave, /quit; \
-         anything else is chat"
+        "commands: /send FILE, /send --to USER,USER FILE, /msg USER,USER TEXT, /pos LAT,LON, /who, /files, /leave, \
+         /quit; anything else is chat"
     );
+    let mut own_position = a.position.clone();
+    // At most one position a minute, unless typed.
+    let mut position_tick = tokio::time::interval(POSITION_EVERY);
+    let mut positions = std::collections::BTreeMap::new();
     let (tx, mut lines) = tokio::sync::mpsc::channel::<String>(16);
     std::thread::spawn(move || {
         for line in std::io::stdin().lock().lines() {
@@ -243,7 +253,20 @@ pub async fn chat(a: ChatArgs) -> Result<()> {
                         Some((path, to)) => member.send_file_to(Path::new(path), &to).await,
                         None => println!("!! usage: /send FILE or /send --to USER,USER FILE"),
                     },
-                    ("/who", _) => println!("-- here: {}", who.iter().cloned().collect::<Vec<String>>().join(", ")),
+                    ("/pos", rest) => match Position::typed(rest) {
+                        Ok(p) => {
+                            member.share_position(&p).await;
+                            own_position = Some(p);
+                            position_tick.reset();
+                        }
+                        Err(e) => println!("!! {e}; usage: /pos LAT,LON (decimal degrees)"),
+                    },
+                    ("/who", _) => {
+                        println!("-- here: {}", who.iter().cloned().collect::<Vec<String>>().join(", "));
+                        for line in positions_lines(&positions) {
+                            println!("{line}");
+                        }
+                    }
                     ("/files", _) => println!("-- files: {}", if files.is_empty() { "none yet".into() } else { files.join(", ") }),
                     ("/leave", _) | ("/quit", _) => break,
                     ("", _) => {}
@@ -251,9 +274,18 @@ pub async fn chat(a: ChatArgs) -> Result<()> {
                     _ => member.chat(line).await,
                 }
             }
+            _ = position_tick.tick(), if own_position.is_some() => {
+                if let Some(p) = &own_position {
+                    member.share_position(p).await;
+                }
+            }
             ev = member.next_event() => {
                 let Some(ev) = ev else { break };
                 match &ev {
+                    MemberEvent::Position { from, position, .. } => {
+                        let who = position.subject.clone().unwrap_or_else(|| from.clone());
+                        positions.insert(who, (position.clone(), from.clone(), std::time::Instant::now()));
+                    }
                     MemberEvent::RoomJoined(present) => who = present.iter().map(who_is).collect(),
                     MemberEvent::PresenceIn(o) => { who.insert(who_is(o)); }
                     MemberEvent::PresenceOut(o) => { who.remove(&who_is(o)); }
@@ -302,6 +334,13 @@ async fn serve_web(member: Member, web: Web, nick: &str, open: bool) -> Result<(
     })
     .await?;
     Ok(())
+}
+
+/// How often a fixed position (`--position`) is shared again.
+const POSITION_EVERY: Duration = Duration::from_secs(60);
+
+fn parse_position(s: &str) -> Result<Position, String> {
+    Position::typed(s).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

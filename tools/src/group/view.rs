@@ -40,6 +40,8 @@ fn chat_lines(prefix: &str, body: &str, suffix: &str) -> String {
 pub(super) fn show(ev: &MemberEvent) -> Option<String> {
     let v = text::visible;
     Some(match ev {
+        // Quiet (they come every minute): `/who` lists the latest.
+        MemberEvent::Position { .. } => return None,
         MemberEvent::Chat { from, sent_ms, text: body, via, private, placement, history, .. } => {
             let mut before = String::new();
             if let Placement::AfterMissing(n) = placement {
@@ -105,6 +107,27 @@ pub(super) fn show(ev: &MemberEvent) -> Option<String> {
         MemberEvent::Error(e) => format!("!! {}", v(e)),
         MemberEvent::Left { epoch } => format!("-- left the group (the others moved to epoch {epoch})"),
     })
+}
+
+/// One line per shared position for `/who`: whose, where, how long ago,
+/// and for a relayed unit who relayed it.
+pub(super) fn positions_lines(
+    positions: &std::collections::BTreeMap<String, (lsim_im::group::position::Position, String, std::time::Instant)>,
+) -> Vec<String> {
+    positions
+        .iter()
+        .map(|(who, (p, from, at))| {
+            let via = if p.subject.is_some() { format!(" (via {})", text::visible(from)) } else { String::new() };
+            let acc = p.accuracy_m.map_or_else(String::new, |a| format!(" ±{a:.0} m"));
+            format!(
+                "-- position: {} at {:.5}, {:.5}{acc}, {} s ago{via}",
+                text::visible(who),
+                p.lat,
+                p.lon,
+                at.elapsed().as_secs()
+            )
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -111,6 +111,11 @@ pub(super) fn key_seen(trust: &mut KnownKeys, cert: &lsim_keymgmt::cert::MemberC
 }
 
 pub(super) fn chat_event(m: &ChatMessage, via: Via, private: bool, placement: Placement) -> MemberEvent {
+    match crate::group::position::Position::decode(&m.text) {
+        Some(Ok(position)) => return MemberEvent::Position { from: m.from.clone(), position, sent_ms: m.sent_ms, via },
+        Some(Err(e)) => return MemberEvent::Unreadable { from: m.from.clone(), via, why: e.to_string() },
+        None => {}
+    }
     let (id, from, text) = (m.id_hex(), m.from.clone(), m.text.clone());
     MemberEvent::Chat { id, from, sent_ms: m.sent_ms, text, via, private, placement, history: false }
 }

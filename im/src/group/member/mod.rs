@@ -248,6 +248,18 @@ pub enum MemberEvent {
         /// The new key's short fingerprint.
         now: String,
     },
+    /// A position shared: a member's own (`/pos`, `--position`) or a unit
+    /// a bridge relays (a TAK client's position report).
+    Position {
+        /// The member that signed it (for a relayed unit, the bridge).
+        from: String,
+        /// Where, and whose when it is not `from`'s own.
+        position: crate::group::position::Position,
+        /// When it was sent (sender's clock), ms since the Unix epoch.
+        sent_ms: u64,
+        /// How it came.
+        via: Via,
+    },
     /// A message that could not be decrypted or read: shown, not dropped.
     Unreadable {
         /// Who sent it, as far as known.
@@ -490,6 +502,12 @@ impl Member {
     /// not its name. Empty `to`: the whole group, as [`Member::send_file`].
     pub async fn send_file_to(&self, path: &Path, to: &[String]) {
         let _ = self.commands.send(Command::File(path.to_path_buf(), to.to_vec())).await;
+    }
+
+    /// Shares a position with the group (signed, as chat is; what
+    /// [`MemberEvent::Position`] reports at every member, this one too).
+    pub async fn share_position(&self, position: &crate::group::position::Position) {
+        let _ = self.commands.send(Command::Chat(position.encode(), Vec::new())).await;
     }
 
     /// Sends a chat message to the group.
