@@ -7,6 +7,7 @@
 //! must not touch the group's keys or sockets: what crosses between the
 //! two networks is the bridge's decision.
 
+pub mod bridge;
 pub mod cot;
 pub mod proto;
 pub mod xml;

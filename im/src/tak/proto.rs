@@ -214,6 +214,26 @@ mod tests {
         assert_eq!(decode_any(chat.to_xml().as_bytes()).unwrap(), chat);
     }
 
+    /// What takproto 2.x (PyPI) writes for an ATAK position report with
+    /// `xml2proto(..., TAKProtoVer.MESH)`: a vector from a library no one
+    /// here wrote (its `__group` detail in a field we skip).
+    const TAKPROTO_PLI: &str = "bf01bf128b010a09612d662d472d552d432a09414e44524f49442d313089dbe190a5343889dbe190a53440e1ccf890a5344a036d2d67518fc2f5285ccf4740596666666666965ec061000000e0cf12634169000000e0cf12634171000000e0cf1263417a2c12150a092a3a2d313a737463701208454e47494e4520371a130a044379616e120b5465616d204d656d626572";
+
+    #[test]
+    fn what_takproto_writes_reads() {
+        let bytes: Vec<u8> = (0..TAKPROTO_PLI.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&TAKPROTO_PLI[i..i + 2], 16).unwrap())
+            .collect();
+        let e = decode_any(&bytes).unwrap();
+        assert_eq!(
+            (e.uid.as_str(), e.kind.as_str(), e.callsign.as_deref()),
+            ("ANDROID-1", "a-f-G-U-C", Some("ENGINE 7"))
+        );
+        assert!((e.point.lat - 47.62).abs() < 1e-9 && (e.point.lon + 122.35).abs() < 1e-9);
+        assert_eq!(super::super::cot::format_time(e.time_ms), "2026-12-07T20:01:02.345Z");
+    }
+
     #[test]
     fn hostile_v1_is_refused() {
         assert!(decode(b"\xbf\x01\xbf\xff\xff\xff").is_err(), "malformed protobuf");

@@ -14,6 +14,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow, bail};
 use lsim_im::group::member::{Member, MemberConfig, MemberEvent, Via, Viewer};
 use lsim_im::group::position::Position;
+use lsim_im::tak::bridge::{Bridge, BridgeConfig, Format, ToGroup};
 use lsim_im::text;
 use lsim_im::xmpp::client::ClientConfig;
 use lsim_im::xmpp::jid::Jid;
@@ -107,6 +108,16 @@ pub struct ChatArgs {
     /// chat shares a new one.
     #[arg(long, value_parser = parse_position)]
     position: Option<Position>,
+    /// Bridge the group to a TAK network (ATAK, WinTAK, iTAK) on the
+    /// interface with this address: the group's chat and positions go out
+    /// in the clear there, TAK's GeoChat and positions come in signed by
+    /// this member (see the README's "TAK" section).
+    #[arg(long)]
+    tak: Option<Ipv4Addr>,
+    /// What the bridge sends to TAK: xml (CoT XML, every TAK client reads
+    /// it) or v1 (TAK Protocol version 1).
+    #[arg(long, default_value = "xml", value_parser = ["xml", "v1"])]
+    tak_format: String,
     #[command(flatten)]
     params: ParamsArgs,
     #[command(flatten)]
@@ -177,6 +188,9 @@ pub async fn chat(a: ChatArgs) -> Result<()> {
     check_iface("--iface", a.iface)?;
     let Account { xmpp, room, keyserver_pin } = account(&a).await?;
     let nick = a.nick.clone().or_else(|| xmpp.jid.local.clone()).unwrap_or_else(|| "member".into());
+    // What the bridge needs: the name our chat is signed with, and the group's.
+    let user_name = xmpp.jid.local.clone().unwrap_or_default();
+    let room_name = room.local.clone().unwrap_or_else(|| "lsim".into());
     // The page's port first: a taken one fails before anyone sees us join.
     let web = match a.web {
         Some(listen) => {
@@ -224,6 +238,19 @@ pub async fn chat(a: ChatArgs) -> Result<()> {
     // At most one position a minute, unless typed.
     let mut position_tick = tokio::time::interval(POSITION_EVERY);
     let mut positions = std::collections::BTreeMap::new();
+    let mut tak = match a.tak {
+        Some(iface) => {
+            let net = super::tak::TakNet::open(iface).context("--tak")?;
+            let mut cfg = BridgeConfig::new(&room_name, &user_name);
+            cfg.format = if a.tak_format == "v1" { Format::V1 } else { Format::Xml };
+            println!(
+                "-- bridging to TAK on {iface} (chatroom {room_name}, {}): what crosses is in the clear there",
+                a.tak_format
+            );
+            Some((net, Bridge::new(cfg)))
+        }
+        None => None,
+    };
     let (tx, mut lines) = tokio::sync::mpsc::channel::<String>(16);
     std::thread::spawn(move || {
         for line in std::io::stdin().lock().lines() {
@@ -274,6 +301,15 @@ pub async fn chat(a: ChatArgs) -> Result<()> {
                     _ => member.chat(line).await,
                 }
             }
+            Some(datagram) = tak_datagram(&mut tak) => {
+                if let Some((_, bridge)) = tak.as_mut() {
+                    match bridge.from_tak(lsim_keymgmt::cert::now_ms(), &datagram) {
+                        Some(ToGroup::Chat(text)) => member.chat(&text).await,
+                        Some(ToGroup::Position(p)) => member.share_position(&p).await,
+                        None => {}
+                    }
+                }
+            }
             _ = position_tick.tick(), if own_position.is_some() => {
                 if let Some(p) = &own_position {
                     member.share_position(p).await;
@@ -293,11 +329,24 @@ pub async fn chat(a: ChatArgs) -> Result<()> {
                     MemberEvent::FileReceived { path, .. } => files.push(path.display().to_string()),
                     _ => {}
                 }
+                if let Some((net, bridge)) = tak.as_mut()
+                    && let Some(out) = bridge.from_group(lsim_keymgmt::cert::now_ms(), &ev)
+                    && let Err(e) = net.send(&out).await
+                {
+                    println!("!! TAK: {e}");
+                }
                 if let Some(text) = show(&ev) {
                     println!("{text}");
                 }
             }
         }
+    }
+    if let Some((_, bridge)) = &tak {
+        let s = bridge.stats();
+        println!(
+            "-- TAK bridge: {} in, {} out; dropped {} malformed, {} looped, {} over the rate, {} not for the group",
+            s.from_tak, s.to_tak, s.malformed, s.looped, s.rate_limited, s.ignored
+        );
     }
     for ev in member.leave().await.events {
         if let Some(text) = show(&ev) {
@@ -334,6 +383,14 @@ async fn serve_web(member: Member, web: Web, nick: &str, open: bool) -> Result<(
     })
     .await?;
     Ok(())
+}
+
+/// The next datagram from the TAK network; never, without a bridge.
+async fn tak_datagram(tak: &mut Option<(super::tak::TakNet, Bridge)>) -> Option<Vec<u8>> {
+    match tak {
+        Some((net, _)) => net.incoming.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// How often a fixed position (`--position`) is shared again.

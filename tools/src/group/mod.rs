@@ -20,6 +20,7 @@ mod profile;
 mod qr;
 mod room;
 mod server;
+mod tak;
 mod user;
 mod view;
 
