@@ -4,8 +4,10 @@
 //! bridge to it (`lsim chat --tak`): bob in CoT XML, carol in TAK Protocol
 //! v1. The TAK device's position report and GeoChat reach alice, signed by
 //! a bridge; alice's chat and position reach the TAK device in both forms,
-//! parsed by takproto; and the two bridges never echo each other or
-//! themselves.
+//! parsed by takproto; the two bridges never echo each other or
+//! themselves; and hostile CoT (a DTD with entities, 60 KB of garbage, a
+//! wrong type, a position off the globe, malformed v1) is counted and
+//! never reaches the group.
 //!
 //! Needs root, ip, nft, python3 with takproto (`.ci/run` installs them);
 //! elsewhere it says so and passes, unless `LSIM_REQUIRE_SERVERS=1`.
@@ -101,11 +103,14 @@ fn a_tak_device_and_the_group_share_chat_and_positions_through_two_bridges() {
     assert!((1..=2).contains(&relayed), "{relayed} copies: {lines:?}");
     assert!(!lines.iter().any(|l| l.contains("(TAK): hello TAK team")), "the group's chat came back: {lines:?}");
     assert!(!lines.iter().any(|l| l.contains("(TAK): ENGINE 7 (TAK)")), "a bridge relayed a bridge: {lines:?}");
+    assert!(!lines.iter().any(|l| l.contains("EVIL")), "hostile CoT reached the group: {lines:?}");
     for p in [&mut bob, &mut carol] {
         p.say("/quit");
         let stats = p.wait(secs(20), "the bridge's counters", |l| l.starts_with("-- TAK bridge:"));
         eprintln!("{}: {stats}", p.name);
         assert!(!stats.contains(" 0 looped"), "the other bridge's events were not seen and refused: {stats}");
+        let malformed: u64 = stats.split("dropped ").nth(1).and_then(|r| r.split(' ').next()).unwrap().parse().unwrap();
+        assert!(malformed >= 5, "the hostile datagrams were not all refused as malformed: {stats}");
     }
     let echoed: Vec<String> = device.lines().into_iter().filter(|l| l.contains("(TAK): ")).collect();
     assert!(echoed.is_empty(), "the device's own chat came back to it: {echoed:?}");

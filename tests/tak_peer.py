@@ -3,7 +3,9 @@
 one on the lsim project wrote: it sends a position report (CoT XML, as ATAK
 writes it) and a GeoChat message (TAK Protocol v1, through takproto's
 xml2proto), and prints every event it hears on the TAK groups as takproto
-parses it, one line each:
+parses it, one line each (it sends hostile datagrams first, as callsign EVIL:
+a DTD with entities, 60 KB of garbage, a wrong type, a position off the
+globe, malformed v1):
 
   GOT <form> uid=<uid> type=<type> callsign=<callsign> chatroom=<room> text=<text>
 
@@ -43,6 +45,9 @@ def main():
     out = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_UDP)
     out.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(iface))
     out.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 1)
+    # What it hears is others' only (takproto itself expands a DTD's entities
+    # and stops on malformed v1: it must not read its own hostile datagrams).
+    out.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)
     now = time.time()
     pli = (
         f'<?xml version="1.0" encoding="UTF-8" standalone="yes"?><event version="2.0" uid="ANDROID-e7" '
@@ -61,11 +66,23 @@ def main():
         f"</detail></event>"
     ).encode()
     chat_v1 = bytes(takproto.xml2proto(chat, TAKProtoVer.MESH))
+    # Hostile first, as callsign EVIL: none of it may reach the group.
+    hostile = [
+        b'<?xml version="1.0"?><!DOCTYPE e [<!ENTITY a "EVILEVIL"><!ENTITY b "&a;&a;&a;&a;&a;&a;">]>'
+        b'<event uid="&b;"/>',
+        b"<" + b"E" * 60000,
+        pli.replace(b'type="a-f-G-U-C"', b'type="a f<G"').replace(b"ENGINE 7", b"EVIL"),
+        pli.replace(b'lat="-33.8568"', b'lat="123.0"').replace(b"ENGINE 7", b"EVIL"),
+        b"\xbf\x01\xbf\xff\xff\xff\xff\x0f" + b"EVIL" * 10,
+    ]
     end = now + seconds
     next_send, sends = now + 2, 0
     while time.time() < end:
         if sends < 3 and time.time() >= next_send:
             # Three times: the radio loses some (ATAK repeats too).
+            for h in hostile:
+                out.sendto(h, PLI)
+                out.sendto(h, CHAT)
             out.sendto(pli, PLI)
             out.sendto(chat_v1, CHAT)
             sends += 1

@@ -39,6 +39,8 @@ use crate::xmpp::room::{Occupant, RoomEvent};
 
 /// The member task's state between two turns of its loop.
 pub(super) struct Running {
+    /// When our last positions went (at most `POSITIONS_PER_SECOND` a second).
+    positions_sent: std::collections::VecDeque<std::time::Instant>,
     cfg: MemberConfig,
     /// Our XMPP connection: the room, and chat through it.
     xmpp: Client,
@@ -108,6 +110,7 @@ pub(super) fn spawn(
             shown: Vec::new(),
             beacon: tokio::time::interval(cfg.beacon_interval.max(Duration::from_millis(50))),
             resync: ResyncGate::default(),
+            positions_sent: std::collections::VecDeque::new(),
             repairer: None,
             cfg,
             xmpp,
@@ -174,8 +177,26 @@ impl Running {
         }
     }
 
+    /// True (and counted) if one more position may go now: a bridge
+    /// relaying many TAK units, or a client gone wrong, cannot flood the group.
+    fn position_allowed(&mut self) -> bool {
+        let now = std::time::Instant::now();
+        while self.positions_sent.front().is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(1)) {
+            self.positions_sent.pop_front();
+        }
+        if self.positions_sent.len() >= POSITIONS_PER_SECOND {
+            return false;
+        }
+        self.positions_sent.push_back(now);
+        true
+    }
+
     /// Our chat for the whole group.
     async fn chat(&mut self, text: &str) {
+        if crate::group::position::Position::decode(text).is_some() && !self.position_allowed() {
+            self.emit(MemberEvent::Error("position not shared: more than 5 a second".into())).await;
+            return;
+        }
         // Signed as our user: that is the name others verify and show.
         let msg = ChatMessage::new(&self.transport.signer.cert().user, text);
         self.dedup.first_time(msg.id);
@@ -401,3 +422,6 @@ async fn order_due(at: Option<std::time::Instant>) {
         None => std::future::pending().await,
     }
 }
+
+/// Positions a member shares in a second at most.
+const POSITIONS_PER_SECOND: usize = 5;
