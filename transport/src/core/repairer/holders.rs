@@ -58,6 +58,34 @@ impl World {
         }
     }
 
+    /// Member 20 keeps a store (an archive), member 21 holds nothing.
+    fn with_archive() -> World {
+        let mut w = World::new(Duration::from_secs(3));
+        w.store = Some(HashMap::new());
+        let receiver = ReceiverConfig { node: 21, seed: 1, ..Default::default() };
+        w.members[1] = Repairer::new(RepairerConfig { receiver, cache_bytes: 0, ..Default::default() }, KEY);
+        w
+    }
+
+    /// Member 20, an archive, restarts: what survives is its store, the
+    /// index of its `objects` objects of sender 1 and that sender's counter.
+    fn restart_archive(&mut self, objects: u32) {
+        let counter = self.members[0].sender_counter(1).unwrap();
+        let index: Vec<_> = (0..objects).map(|o| (o, self.members[0].object_info(1, o).unwrap())).collect();
+        let receiver = ReceiverConfig { node: 20, seed: 9, ..Default::default() };
+        let cfg = RepairerConfig {
+            receiver,
+            cache_bytes: 20_000,
+            summary_interval: Duration::from_secs(3),
+            ..Default::default()
+        };
+        self.members[0] = Repairer::new(cfg, KEY);
+        self.members[0].recall_sender(1, counter);
+        for (o, (kind, g)) in index {
+            self.members[0].archived(1, o, kind, g);
+        }
+    }
+
     /// Member 20's store answers what its repairer wants.
     fn archive(&mut self, now: Time) {
         let Some(store) = &self.store else { return };
@@ -203,16 +231,7 @@ fn without_holders_saying_so_the_member_gets_nothing_it_missed() {
 /// everything from the restarted archive's store.
 #[test]
 fn a_restarted_archive_serves_from_its_store() {
-    let mut w = World::new(Duration::from_secs(3));
-    w.store = Some(HashMap::new());
-    w.members[1] = Repairer::new(
-        RepairerConfig {
-            receiver: ReceiverConfig { node: 21, seed: 1, ..Default::default() },
-            cache_bytes: 0,
-            ..Default::default()
-        },
-        KEY,
-    );
+    let mut w = World::with_archive();
     let objects = vec![bytes(300, 1), bytes(200, 2), bytes(60_000, 3), bytes(250, 4)];
     w.tx.send_bytes(ObjectKind::Chat, objects[0].clone()).unwrap();
     w.run_until(Time::from_micros(SECOND / 2));
@@ -224,23 +243,7 @@ fn a_restarted_archive_serves_from_its_store() {
     w.sender_gone_at = Time::from_micros(10 * SECOND);
     w.run_until(Time::from_micros(15 * SECOND));
     assert_eq!(w.got[2].len(), 1, "the member away got only the first object");
-    // The restart: what survives is the store, its index and the sender's counter.
-    let counter = w.members[0].sender_counter(1).unwrap();
-    let index: Vec<_> = (0..4u32).map(|o| (o, w.members[0].object_info(1, o).unwrap())).collect();
-    let receiver = ReceiverConfig { node: 20, seed: 9, ..Default::default() };
-    w.members[0] = Repairer::new(
-        RepairerConfig {
-            receiver,
-            cache_bytes: 20_000,
-            summary_interval: Duration::from_secs(3),
-            ..Default::default()
-        },
-        KEY,
-    );
-    w.members[0].recall_sender(1, counter);
-    for (o, (kind, g)) in index {
-        w.members[0].archived(1, o, kind, g);
-    }
+    w.restart_archive(4);
     assert_eq!(w.members[0].archived_objects(), 4);
     w.run_until(Time::from_micros(60 * SECOND));
     let mut got = w.got[2].clone();
@@ -291,16 +294,7 @@ fn an_archive_forgets_a_sender_that_restarted() {
 /// knows the sender but none of its objects. The archive still serves it.
 #[test]
 fn a_member_that_knew_only_heartbeats_gets_everything_from_a_restarted_archive() {
-    let mut w = World::new(Duration::from_secs(3));
-    w.store = Some(HashMap::new());
-    w.members[1] = Repairer::new(
-        RepairerConfig {
-            receiver: ReceiverConfig { node: 21, seed: 1, ..Default::default() },
-            cache_bytes: 0,
-            ..Default::default()
-        },
-        KEY,
-    );
+    let mut w = World::with_archive();
     w.run_until(Time::from_micros(3 * SECOND));
     w.away = Some((2, Time::from_micros(3 * SECOND), Time::from_micros(20 * SECOND)));
     let objects = vec![bytes(300, 1), bytes(60_000, 3), bytes(250, 4)];
@@ -309,22 +303,7 @@ fn a_member_that_knew_only_heartbeats_gets_everything_from_a_restarted_archive()
     }
     w.sender_gone_at = Time::from_micros(10 * SECOND);
     w.run_until(Time::from_micros(15 * SECOND));
-    let counter = w.members[0].sender_counter(1).unwrap();
-    let index: Vec<_> = (0..3u32).map(|o| (o, w.members[0].object_info(1, o).unwrap())).collect();
-    let receiver = ReceiverConfig { node: 20, seed: 9, ..Default::default() };
-    w.members[0] = Repairer::new(
-        RepairerConfig {
-            receiver,
-            cache_bytes: 20_000,
-            summary_interval: Duration::from_secs(3),
-            ..Default::default()
-        },
-        KEY,
-    );
-    w.members[0].recall_sender(1, counter);
-    for (o, (kind, g)) in index {
-        w.members[0].archived(1, o, kind, g);
-    }
+    w.restart_archive(3);
     w.run_until(Time::from_micros(60 * SECOND));
     let mut got = w.got[2].clone();
     got.sort_by_key(|g| g.0);
