@@ -282,8 +282,7 @@ impl<R: AsyncRead + Unpin> StreamReader<R> {
 }
 
 /// The five entities XML predefines (the only ones RFC 6120 allows).
-/// The five entities XML predefines (the only ones read: no DTD is).
-pub(crate) fn predefined_entity(name: &str) -> Option<char> {
+fn predefined_entity(name: &str) -> Option<char> {
     match name {
         "lt" => Some('<'),
         "gt" => Some('>'),
