@@ -174,10 +174,12 @@ impl Registration {
 
     async fn keys(&self, req: Request) -> Result<GroupKeys, ClientError> {
         match self.call(&req).await? {
-            Response::Keys { suite, path } => {
+            Response::Keys { suite, path, revoked } => {
                 let suite = SuiteId::from_u8(suite).map_err(|_| ClientError::Suite(suite))?;
                 let mut keys = MemberKeys::new(path.group, self.member, self.individual.clone());
                 keys.install_path(&path)?;
+                // Keys that did not come from a rekey refuse the revoked too.
+                keys.set_revoked(revoked);
                 Ok(GroupKeys { suite, keys })
             }
             other => Err(refused(other)),

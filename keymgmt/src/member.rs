@@ -93,6 +93,12 @@ impl MemberKeys {
         self.revoked.contains(user)
     }
 
+    /// Replaces the revoked users with the key server's list as its
+    /// registrar gave it (with a path on join or resync, which carries no rekey).
+    pub fn set_revoked(&mut self, names: impl IntoIterator<Item = String>) {
+        self.revoked = names.into_iter().collect();
+    }
+
     /// The group.
     pub fn group(&self) -> u32 {
         self.group

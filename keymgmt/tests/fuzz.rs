@@ -253,8 +253,9 @@ fn response() -> impl Strategy<Value = Response> {
             individual_key: key(member),
             server_key
         }),
-        (any::<u8>(), path).prop_map(|(suite, path)| Response::Keys { suite, path }),
-        Just(Response::Keys { suite: 2, path: world().path0.clone() }),
+        (any::<u8>(), path, prop::collection::vec("[a-z]{1,8}", 0..3))
+            .prop_map(|(suite, path, revoked)| Response::Keys { suite, path, revoked }),
+        Just(Response::Keys { suite: 2, path: world().path0.clone(), revoked: vec!["carol".into()] }),
         any::<u32>().prop_map(|epoch| Response::Left { epoch }),
         text().prop_map(|message| Response::Error { code: ErrorCode::State, message }),
         text().prop_map(|message| Response::Error { code: ErrorCode::NotMember, message }),

@@ -220,6 +220,36 @@ async fn the_key_server_certifies_a_members_signing_key() {
     server.close();
 }
 
+/// Keys handed over by the registrar (a resync after a missed rekey, a
+/// join after a revocation) know who is revoked as well as a rekey does:
+/// otherwise a member that resynced at the moment of a revocation (a packet
+/// under the new epoch came before the rekey) refused nothing of the
+/// revoked member's within the old epoch's grace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_from_the_registrar_carry_the_revoked_names() {
+    let dir = data_dir("revoked");
+    let cfg = ServerConfig::new(dir.path().into(), vec![GroupConfig::loopback("lsim", SuiteId::Aes256Gcm, group(7))]);
+    let server = KeyServer::start(cfg).await.unwrap();
+    let (addr, pin) = (server.addr().unwrap(), server.fingerprint());
+    for u in ["alice", "carol", "dave"] {
+        server.add_user(u, "pw", CHEAP).unwrap();
+    }
+    let alice = Registration::login(addr, pin, "alice", "pw").await.unwrap();
+    let carol = Registration::login(addr, pin, "carol", "pw").await.unwrap();
+    let joined = alice.join("lsim").await.unwrap();
+    assert!(!joined.keys.is_revoked("carol"));
+    carol.join("lsim").await.unwrap();
+    let epoch = server.revoke("lsim", "carol").await.unwrap().expect("carol was in the group");
+    let fresh = alice.resync("lsim").await.unwrap();
+    assert_eq!(fresh.keys.epoch(), Some(epoch));
+    assert!(fresh.keys.is_revoked("carol"), "a resync forgot the revocation");
+    assert!(!fresh.keys.is_revoked("alice"));
+    let dave = Registration::login(addr, pin, "dave", "pw").await.unwrap();
+    let late = dave.join("lsim").await.unwrap();
+    assert!(late.keys.is_revoked("carol"), "a member joining after the revocation does not know it");
+    server.close();
+}
+
 /// The code and words of a refusal.
 fn refusal(r: Result<Vec<Wrap>, ClientError>) -> (ErrorCode, String) {
     match r {

@@ -33,6 +33,9 @@ pub const MAX_MESSAGE: usize = 72 * 1024;
 pub const MAX_STRING: usize = 1024;
 /// Most path keys in one message (a path of a tree of degree ≥ 2 with 2^32 members is shorter).
 pub const MAX_PATH: usize = 64;
+/// Most revoked user names a `Keys` answer carries (the newest ones; the
+/// next rekey carries the whole list, up to `rekey::MAX_REVOKED`).
+pub const MAX_KEYS_REVOKED: usize = 1024;
 
 /// A message that could not be read.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -62,10 +65,15 @@ pub enum MsgError {
     /// A string that is not UTF-8.
     #[error("{0} is not UTF-8")]
     Utf8(&'static str),
+    /// A field that may not be empty is.
+    #[error("{0} is empty")]
+    Empty(&'static str),
 }
 
 // The largest answer to a file key request fits in a message.
 const _: () = assert!(2 + 2 + MAX_RECIPIENTS * WRAP_ENCODED_LEN <= MAX_MESSAGE);
+// So does the largest `Keys` answer: a full path and the most revoked names.
+const _: () = assert!(2 + 25 + 1 + MAX_PATH * 40 + 2 + MAX_KEYS_REVOKED * (1 + crate::users::MAX_NAME) <= MAX_MESSAGE);
 // So does the largest request naming valid users.
 const _: () = assert!(2 + 2 + MAX_STRING + 32 + 2 + MAX_RECIPIENTS * (2 + crate::users::MAX_NAME) <= MAX_MESSAGE);
 
@@ -145,6 +153,10 @@ pub enum Response {
         suite: u8,
         /// The member's path (group id, epoch, leaf, keys up to the group key).
         path: MemberPath,
+        /// The users the key server revoked (at most `MAX_KEYS_REVOKED`
+        /// names of 1..=`users::MAX_NAME` bytes): a member that got its
+        /// keys here rather than from a rekey must refuse what they signed too.
+        revoked: Vec<String>,
     },
     /// Left; the rest of the group was rekeyed to this epoch.
     Left {
@@ -390,7 +402,7 @@ impl Codec for Response {
                 out.extend_from_slice(individual_key.as_bytes());
                 out.extend_from_slice(server_key);
             }
-            Response::Keys { suite, path } => {
+            Response::Keys { suite, path, revoked } => {
                 start(out, 2);
                 out.extend_from_slice(&path.group.to_be_bytes());
                 out.extend_from_slice(&path.epoch.to_be_bytes());
@@ -404,6 +416,17 @@ impl Codec for Response {
                     out.extend_from_slice(&p.node.0.to_be_bytes());
                     out.extend_from_slice(&p.version.to_be_bytes());
                     out.extend_from_slice(p.key.as_bytes());
+                }
+                // Names past the bounds are not carried (the key server never makes them).
+                let names: Vec<&String> = revoked
+                    .iter()
+                    .filter(|n| (1..=crate::users::MAX_NAME).contains(&n.len()))
+                    .take(MAX_KEYS_REVOKED)
+                    .collect();
+                out.extend_from_slice(&(names.len() as u16).to_be_bytes());
+                for name in names {
+                    out.push(name.len() as u8);
+                    out.extend_from_slice(name.as_bytes());
                 }
             }
             Response::Left { epoch } => {
@@ -460,7 +483,20 @@ impl Codec for Response {
                         key: SecretKey::from_bytes(r.key("path key")?),
                     });
                 }
-                Response::Keys { suite, path: MemberPath { group, epoch, member, leaf, leaf_version, keys } }
+                let (n, capacity) = r.count("revoked names", MAX_KEYS_REVOKED, 2)?;
+                let mut revoked = Vec::with_capacity(capacity);
+                for _ in 0..n {
+                    let len = usize::from(r.u8("revoked name length")?);
+                    if len == 0 {
+                        return Err(MsgError::Empty("revoked name"));
+                    }
+                    if len > crate::users::MAX_NAME {
+                        return Err(MsgError::TooLong { what: "revoked name", len, max: crate::users::MAX_NAME });
+                    }
+                    let name = r.take(len, "revoked name")?;
+                    revoked.push(String::from_utf8(name.to_vec()).map_err(|_| MsgError::Utf8("revoked name"))?);
+                }
+                Response::Keys { suite, path: MemberPath { group, epoch, member, leaf, leaf_version, keys }, revoked }
             }
             3 => Response::Left { epoch: r.u32("epoch")? },
             4 => Response::Error { code: ErrorCode::from_u8(r.u8("code")?), message: r.string("message")? },
@@ -537,7 +573,8 @@ mod tests {
                 individual_key,
                 server_key
             }),
-            (any::<u8>(), path).prop_map(|(suite, path)| Response::Keys { suite, path }),
+            (any::<u8>(), path, prop::collection::vec("[a-z]{1,64}", 0..4))
+                .prop_map(|(suite, path, revoked)| Response::Keys { suite, path, revoked }),
             any::<u32>().prop_map(|epoch| Response::Left { epoch }),
             (1u8..10, text()).prop_map(|(c, message)| Response::Error { code: ErrorCode::from_u8(c), message }),
             prop::collection::vec(any::<u8>(), 0..=crate::cert::MAX_CERT).prop_map(|cert| Response::Certified { cert }),

@@ -459,7 +459,7 @@ impl Inner {
             }
             if join && g.tree.contains(*member) && !g.waiting.iter().any(|w| w.member == *member) {
                 // Already in (e.g. logged in again after a restart): hand over the current path.
-                return keys(g, *member);
+                return keys(g, *member, self.revoked_names());
             }
             let queued = if join { g.tree.request_join(*member, key.clone()) } else { g.tree.request_leave(*member) };
             if let Err(e) = queued {
@@ -516,7 +516,9 @@ impl Inner {
         for w in waiting {
             let resp = if w.join {
                 match batch.joiner_paths.iter().find(|p| p.member == w.member) {
-                    Some(p) => Response::Keys { suite: g.suite.to_u8(), path: p.clone() },
+                    Some(p) => {
+                        Response::Keys { suite: g.suite.to_u8(), path: p.clone(), revoked: self.revoked_names() }
+                    }
                     None => error(ErrorCode::Internal, "joiner missing from batch".into()),
                 }
             } else {
@@ -585,14 +587,21 @@ impl Inner {
         };
         match groups.get(group) {
             None => error(ErrorCode::UnknownGroup, format!("no group {group:?}")),
-            Some(g) => keys(g, *member),
+            Some(g) => keys(g, *member, self.revoked_names()),
         }
+    }
+
+    /// The revoked users a `Keys` answer carries: the newest, as many as fit.
+    fn revoked_names(&self) -> Vec<String> {
+        let all = self.revoked.lock().map(|r| r.clone()).unwrap_or_default();
+        let skip = all.len().saturating_sub(crate::registrar::msg::MAX_KEYS_REVOKED);
+        all.into_iter().skip(skip).collect()
     }
 }
 
-fn keys(g: &Group, member: MemberId) -> Response {
+fn keys(g: &Group, member: MemberId, revoked: Vec<String>) -> Response {
     match g.tree.path_keys(member) {
-        Ok(path) => Response::Keys { suite: g.suite.to_u8(), path },
+        Ok(path) => Response::Keys { suite: g.suite.to_u8(), path, revoked },
         Err(e) => error(ErrorCode::State, e.to_string()),
     }
 }

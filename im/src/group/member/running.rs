@@ -139,6 +139,7 @@ impl Running {
                     }
                 }
                 () = order_due(order_deadline(&self.order)) => self.on_order_due().await,
+                () = order_due(self.resync.ahead_due_at()) => self.on_epoch_claim_due().await,
                 _ = self.beacon.tick(), if !self.xmpp_online => self.on_beacon().await,
                 Some(msg) = self.transport.from_transport.recv() => self.on_transport(msg).await,
                 ev = self.xmpp.next_event(), if !self.xmpp_ended => self.on_xmpp(ev).await,
@@ -332,16 +333,27 @@ impl Running {
                 self.held.push((epoch, key));
                 self.emit(MemberEvent::Epoch(epoch)).await;
             }
-            FromTransport::NeedsResync => self.resync().await,
+            FromTransport::NeedsResync => {
+                // Epoch claims are not authenticated: the gate lets few through.
+                if self.resync.may_ask(std::time::Instant::now()) {
+                    self.resync().await;
+                }
+            }
+            FromTransport::EpochAhead(epoch) => self.resync.ahead(epoch, std::time::Instant::now()),
+        }
+    }
+
+    /// A packet's later epoch waited for its rekey: ask the key server if
+    /// the rekey did not come.
+    async fn on_epoch_claim_due(&mut self) {
+        let current = self.transport.keys.lock().ok().and_then(|k| k.keys.epoch());
+        if self.resync.ahead_due(std::time::Instant::now(), current) {
+            self.resync().await;
         }
     }
 
     /// Asks the key server for the group's keys again.
     async fn resync(&mut self) {
-        // Epoch claims are not authenticated: the gate lets few through.
-        if !self.resync.may_ask(std::time::Instant::now()) {
-            return;
-        }
         match self.registration.resync(&self.cfg.group).await {
             Ok(fresh) => {
                 if let Some((epoch, key)) = self.transport.resynced(fresh) {

@@ -45,7 +45,10 @@ pub(super) enum FromTransport {
     /// A sender restarted: its objects are numbered anew.
     Restarted(u32),
     Epoch(u32, SecretKey),
+    /// A rekey showed we missed earlier ones: ask the key server now.
     NeedsResync,
+    /// A packet claimed this later epoch (its rekey may be on its way).
+    EpochAhead(u32),
     File(InboxEvent),
     /// Our sender sent every source symbol of this object.
     Sent(u32),
@@ -404,9 +407,9 @@ fn on_receiver_event(
             partial.remove(&(sender, object));
             let _ = tx.send(FromTransport::Lost(sender, object));
         }
-        ReceiverEvent::EpochAhead { sender, .. } => {
+        ReceiverEvent::EpochAhead { sender, epoch } => {
             if sender != own_node {
-                let _ = tx.send(FromTransport::NeedsResync);
+                let _ = tx.send(FromTransport::EpochAhead(epoch));
             }
         }
         ReceiverEvent::SenderRestarted { sender } => {
