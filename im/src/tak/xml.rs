@@ -10,7 +10,8 @@
 use quick_xml::events::Event;
 use quick_xml::{Reader, XmlVersion};
 
-use crate::xmpp::element::{Element, Node};
+use crate::xmpp::element::{Element, Node, is_xml_char};
+use crate::xmpp::stream::predefined_entity;
 
 /// The largest document read: ATAK's events are a few KiB.
 pub const MAX_DOCUMENT: usize = 64 * 1024;
@@ -33,10 +34,6 @@ pub enum XmlError {
     /// Not well-formed XML, or not UTF-8.
     #[error("CoT document is not well-formed: {0}")]
     Malformed(String),
-}
-
-fn is_xml_char(c: char) -> bool {
-    matches!(c, '\u{9}' | '\u{A}' | '\u{D}' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
 }
 
 fn checked(s: String) -> Result<String, XmlError> {
@@ -119,13 +116,9 @@ pub fn parse(bytes: &[u8]) -> Result<Element, XmlError> {
                         None => return Err(XmlError::Malformed("an empty character reference".into())),
                     }
                 } else {
-                    match &*r.into_inner() {
-                        "lt" => "<".into(),
-                        "gt" => ">".into(),
-                        "amp" => "&".into(),
-                        "apos" => "'".into(),
-                        "quot" => "\"".into(),
-                        _ => return Err(XmlError::Refused("an entity reference")),
+                    match predefined_entity(&r.into_inner()) {
+                        Some(c) => c.to_string(),
+                        None => return Err(XmlError::Refused("an entity reference")),
                     }
                 };
                 push_text(&mut stack, checked(s)?)?;

@@ -50,6 +50,7 @@ mod tests;
 
 pub use self::error::{StreamError, stream_error_xml};
 pub use self::reader::StreamReader;
+pub(crate) use self::reader::predefined_entity;
 pub use self::task::{Handback, StreamEvents, spawn_reader, spawn_reader_until};
 use super::element::Element;
 

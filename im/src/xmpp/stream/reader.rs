@@ -282,7 +282,8 @@ impl<R: AsyncRead + Unpin> StreamReader<R> {
 }
 
 /// The five entities XML predefines (the only ones RFC 6120 allows).
-fn predefined_entity(name: &str) -> Option<char> {
+/// The five entities XML predefines (the only ones read: no DTD is).
+pub(crate) fn predefined_entity(name: &str) -> Option<char> {
     match name {
         "lt" => Some('<'),
         "gt" => Some('>'),
