@@ -1,8 +1,8 @@
 //! Speak TAK (issue 22), across hosts: the README's group on a namespace
 //! testbed, a TAK device on its own host made of takproto (PyPI, a library
 //! no one here wrote: `tests/tak_peer.py`), and two lsim members that
-//! bridge to it (`lsim chat --tak`): bob in CoT XML, carol in TAK Protocol
-//! v1. The TAK device's position report and GeoChat reach alice, signed by
+//! bridge to it: bob from his chat client (`lsim chat --tak`) in CoT XML,
+//! carol's host as a service (`lsim tak-bridge`) in TAK Protocol v1. The TAK device's position report and GeoChat reach alice, signed by
 //! a bridge; alice's chat and position reach the TAK device in both forms,
 //! parsed by takproto; the two bridges never echo each other or
 //! themselves; and hostile CoT (a DTD with entities, 60 KB of garbage, a
@@ -46,10 +46,15 @@ fn a_tak_device_and_the_group_share_chat_and_positions_through_two_bridges() {
         1,
         &[crew.member_argv("alice", 1), vec!["--position".into(), "47.6205,-122.3493".into()]].concat(),
     );
+    // bob bridges from his chat client, carol's host runs the bridge as a
+    // service (`lsim tak-bridge`: no terminal input, ends on SIGTERM).
     let bridge = |user: &str, h: u8, format: &str| {
-        let argv =
-            [crew.member_argv(user, h), vec!["--tak".into(), Testbed::addr(h), "--tak-format".into(), format.into()]]
-                .concat();
+        let mut member = crew.member_argv(user, h);
+        if user == "carol" {
+            let chat = member.iter().position(|w| w == "chat").unwrap();
+            member[chat] = "tak-bridge".into();
+        }
+        let argv = [member, vec!["--tak".into(), Testbed::addr(h), "--tak-format".into(), format.into()]].concat();
         let p = crew.join(user, h, &argv);
         p.wait(secs(10), "the bridge", |l| l.starts_with("-- bridging to TAK"));
         p
@@ -105,7 +110,11 @@ fn a_tak_device_and_the_group_share_chat_and_positions_through_two_bridges() {
     assert!(!lines.iter().any(|l| l.contains("(TAK): ENGINE 7 (TAK)")), "a bridge relayed a bridge: {lines:?}");
     assert!(!lines.iter().any(|l| l.contains("EVIL")), "hostile CoT reached the group: {lines:?}");
     for p in [&mut bob, &mut carol] {
-        p.say("/quit");
+        if p.name == "carol" {
+            p.signal_and_wait("-TERM");
+        } else {
+            p.say("/quit");
+        }
         let stats = p.wait(secs(20), "the bridge's counters", |l| l.starts_with("-- TAK bridge:"));
         eprintln!("{}: {stats}", p.name);
         assert!(!stats.contains(" 0 looped"), "the other bridge's events were not seen and refused: {stats}");

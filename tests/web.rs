@@ -92,6 +92,10 @@ fn three_pages_chat_show_a_png_refuse_strangers_and_see_a_member_leave() {
             .args(["--server", &format!("127.0.0.1:{xmpp}"), "--tls", "disabled", "--allow-plain"])
             .args(["--iface", "127.0.0.1", "--password-stdin", "--web", "--no-open", "--download-dir"])
             .arg(dir.path().join(u));
+        if u == "alice" {
+            // A fixed post: its position on every page.
+            c.args(["--position", "47.6205,-122.3493"]);
+        }
         let p = Proc::start(u, c, &format!("{u}-secret\n"));
         let line = p.wait(Duration::from_secs(30), "the page's URL", |l| l.starts_with("web client: "));
         let url = line.trim_start_matches("web client: ").to_string();

@@ -70,6 +70,13 @@ def file_entry(d, name):
                  "return null;", name)
 
 
+def positions(d):
+    return js(d, "return [...document.querySelectorAll('#positions li')].map(li => ({"
+                 "who: li.dataset.who, where: li.querySelector('a.where').textContent,"
+                 "href: li.querySelector('a.where').getAttribute('href'), own: li.classList.contains('own'),"
+                 "age: li.querySelector('.age').textContent}))")
+
+
 def no_script_ran(d, who):
     assert js(d, "return window.__pwned === undefined"), f"{who}: a script from group content ran"
     assert js(d, "return document.querySelectorAll('#timeline script, #timeline img:not(.shown), #timeline a[href^=javascript]').length") == 0, \
@@ -202,6 +209,12 @@ def main():
             assert m["from"] == "alice" and not m["private"], m
             assert "multicast" in m["title"] or "XMPP" in m["title"], f"origin on hover: {m['title']!r}"
 
+        # alice's post (--position): listed on every page with its age, and a geo: link.
+        for n in names:
+            p = until(d[n], f"alice's position at {n}", lambda n=n: next((p for p in positions(d[n]) if p["who"] == "alice"), None))
+            assert p["where"] == "47.62050, -122.34930" and p["href"] == "geo:47.6205,-122.3493", p
+            assert p["own"] == (n == "alice") and p["age"].endswith("ago"), p
+
         # Hostile chat is shown as text and runs nothing.
         evil = '<script>window.__pwned=1</script><img src=x onerror="window.__pwned=1"> <a href="javascript:window.__pwned=1">click</a> javascript:window.__pwned=1'
         say(a, evil)
@@ -285,7 +298,7 @@ def main():
         no_script_ran(a, "alice")
         if cfg.get("bench"):
             bench(a, b, urls["alice"], files)
-        print(f"OK: chat, hostile text, PNG shown (progress 100 %), SVG and HTML as downloads, private message, a file for bob only with his receipt, {n} request checks, leave")
+        print(f"OK: chat, positions, hostile text, PNG shown (progress 100 %), SVG and HTML as downloads, private message, a file for bob only with his receipt, {n} request checks, leave")
         return 0
     except AssertionError as e:
         print(f"FAILED: {e}")

@@ -3,6 +3,7 @@
 //! default; they go on the multicast transport.
 #![forbid(unsafe_code)]
 
+pub mod gpsd;
 pub mod group;
 pub mod tak;
 pub mod text;

@@ -1,7 +1,7 @@
 //! `lsim`: the command line.
 //!
 //! Standalone file transfer over encrypted multicast (`keygen`, `send`,
-//! `recv`); the group commands (server, chat, demo) come with the group client.
+//! `recv`); the group commands (server, chat, tak-bridge, demo) come with the group client.
 //!
 //! Every error ends the process with status 2 and one line that names the
 //! input or flag to fix (clap's own usage errors exit 2 too). Inputs are
@@ -236,6 +236,9 @@ enum Command {
     },
     /// Join a group: chat, and send and receive files (interactive).
     Chat(group::ChatArgs),
+    /// Bridge a group to a TAK network as a service: `lsim chat`'s options, --tak required, no terminal
+    /// input; runs until SIGINT or SIGTERM.
+    TakBridge(group::ChatArgs),
     /// Everything on loopback, no set-up: a server, members, chat, a file, a leave and a join, and the
     /// original system's tables measured now.
     Demo(group::DemoArgs),
@@ -258,7 +261,9 @@ fn main() -> ExitCode {
     // CPU went to context switches with a multi-threaded runtime).
     // The group commands run a server and members side by side: those get the threads.
     let group = match &cli.command {
-        Command::Server(_) | Command::Keyserver(_) | Command::Chat(_) | Command::Demo(_) => true,
+        Command::Server(_) | Command::Keyserver(_) | Command::Chat(_) | Command::TakBridge(_) | Command::Demo(_) => {
+            true
+        }
         Command::Send { net, .. } | Command::Recv { net, .. } => net.room.room.is_some(),
         _ => false,
     };
@@ -291,6 +296,7 @@ fn main() -> ExitCode {
             Command::Keyserver(a) => group::keyserver(a).await,
             Command::User { action } => group::user(action),
             Command::Chat(a) => group::chat(a).await,
+            Command::TakBridge(a) => group::tak_bridge(a).await,
             Command::Demo(a) => group::demo(a).await,
         }
     });

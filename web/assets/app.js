@@ -11,7 +11,7 @@ const el = (tag, cls, text) => {
   return e;
 };
 
-const state = { nick: '', left: false, files: new Map(), users: [], chosen: new Set() };
+const state = { nick: '', left: false, files: new Map(), users: [], chosen: new Set(), positions: [] };
 
 function scrolled(fn) {
   const w = $('timeline-wrap');
@@ -197,6 +197,40 @@ function onFile(f) {
   show(v, f);
 }
 
+// The last position of each member (and each TAK unit a bridge relays),
+// with its age, redrawn every few seconds; a geo: link opens it in the
+// device's map application.
+function ago(ms) {
+  const s = Math.max(0, Math.round((Date.now() - ms) / 1000));
+  return s < 120 ? s + ' s ago' : Math.round(s / 60) + ' min ago';
+}
+
+function drawPositions() {
+  const list = $('positions');
+  list.replaceChildren();
+  for (const p of state.positions) {
+    const li = el('li', 'position' + (p.own ? ' own' : ''));
+    li.dataset.who = p.who;
+    li.appendChild(el('span', 'from', p.who));
+    const where = Number(p.lat).toFixed(5) + ', ' + Number(p.lon).toFixed(5);
+    const a = el('a', 'where', where);
+    a.setAttribute('href', 'geo:' + Number(p.lat) + ',' + Number(p.lon));
+    li.appendChild(a);
+    if (p.accuracy_m !== null && p.accuracy_m !== undefined) li.appendChild(el('span', 'tag', '±' + Math.round(p.accuracy_m) + ' m'));
+    li.appendChild(el('span', 'tag age', ago(p.at_ms)));
+    if (p.via) li.appendChild(el('span', 'tag', 'via ' + p.via));
+    list.appendChild(li);
+  }
+  const none = state.positions.length === 0;
+  list.hidden = none;
+  $('positions-title').hidden = none;
+}
+
+function onPositions(m) {
+  state.positions = Array.isArray(m.list) ? m.list : [];
+  drawPositions();
+}
+
 function onLeft() {
   state.left = true;
   for (const id of ['text', 'send', 'file', 'leave']) $(id).disabled = true;
@@ -209,6 +243,7 @@ function reset() {
 }
 
 const handlers = { reset, chat: onChat, unreadable: onUnreadable, group: onGroup, members: onMembers, file: onFile, left: onLeft,
+  positions: onPositions,
   notice: (n) => say(el('li', 'notice ' + (n.level || ''), n.text)) };
 
 function connect() {
@@ -272,6 +307,7 @@ function start() {
     if (state.left) return;
     for (const f of e.dataTransfer.files) upload(f);
   });
+  setInterval(drawPositions, 5000);
   connect();
 }
 

@@ -111,6 +111,7 @@ impl Web {
         member: Member,
         nick: &str,
         stop: impl Future<Output = ()> + Unpin,
+        positions: tokio::sync::mpsc::Receiver<lsim_im::group::position::Position>,
         on_event: impl FnMut(&MemberEvent),
     ) -> Result<(), WebError> {
         make_private_dir(&self.cfg.uploads)?;
@@ -125,7 +126,7 @@ impl Web {
                 })
                 .await
         });
-        relay::run(member, shared, actions, stop, on_event).await;
+        relay::run(member, shared, actions, positions, stop, on_event).await;
         tokio::time::sleep(Duration::from_millis(1500)).await;
         let _ = done_tx.send(());
         // Open event streams never end by themselves: give up on them after a moment.

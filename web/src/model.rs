@@ -1,5 +1,6 @@
 //! What the page shows, built from the member's events: the timeline, who
-//! is here, the group's state and every file with its progress.
+//! is here, the group's state, every file with its progress and the last
+//! position of everyone who shares one.
 //!
 //! Owns turning `MemberEvent`s into the JSON updates the page applies (one
 //! object per change, with a `type`), the snapshot a newly connected page
@@ -12,6 +13,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 
 use lsim_im::group::member::{MemberEvent, Placement, Via};
+use lsim_im::group::position::Position;
 use lsim_im::xmpp::payload::Payload;
 use lsim_im::xmpp::room::Occupant;
 use serde_json::{Value, json};
@@ -44,8 +46,13 @@ pub struct Model {
     /// Our uploads by path, then by transport object once sending.
     uploads: HashMap<PathBuf, String>,
     outgoing: HashMap<u32, String>,
+    /// The last position of each member or relayed unit, by name.
+    positions: BTreeMap<String, Value>,
     left: bool,
 }
+
+/// Most positions listed (a bridge may relay many TAK units).
+pub const MAX_POSITIONS: usize = 500;
 
 fn via(v: Via) -> &'static str {
     match v {
@@ -75,6 +82,7 @@ impl Model {
     pub fn snapshot(&self) -> Vec<Value> {
         let mut out = vec![json!({"type": "reset"}), self.group_update(), self.members_update()];
         out.extend(self.files.values().map(|f| f.view.clone()));
+        out.push(self.positions_update());
         out.extend(self.timeline.iter().cloned());
         if self.left {
             out.push(json!({"type": "left"}));
@@ -132,6 +140,31 @@ impl Model {
             })
             .collect();
         json!({"type": "members", "room": room, "multicast": self.multicast})
+    }
+
+    fn positions_update(&self) -> Value {
+        json!({"type": "positions", "list": self.positions.values().collect::<Vec<_>>()})
+    }
+
+    /// A position of `who` (signed by `from`; relayed by it when `who` is
+    /// another unit) arrived at `now_ms`.
+    fn position(&mut self, who: &str, from: &str, p: &Position, now_ms: u64) -> Vec<Value> {
+        if !self.positions.contains_key(who) && self.positions.len() >= MAX_POSITIONS {
+            return Vec::new();
+        }
+        let via = p.subject.is_some().then_some(from);
+        let entry = json!({
+            "who": who, "lat": p.lat, "lon": p.lon, "accuracy_m": p.accuracy_m, "via": via,
+            "at_ms": now_ms, "own": who == self.nick,
+        });
+        self.positions.insert(who.to_string(), entry);
+        vec![self.positions_update()]
+    }
+
+    /// We shared our own position.
+    pub fn own_position(&mut self, p: &Position, now_ms: u64) -> Vec<Value> {
+        let nick = self.nick.clone();
+        self.position(&nick, &nick, p, now_ms)
     }
 
     fn say(&mut self, entry: Value) -> Vec<Value> {
@@ -196,8 +229,10 @@ impl Model {
                     "{user}'s key changed ({was} → {now}): a new device, or someone else holding {user}'s password"
                 ),
             ),
-            // Not on the page yet (issue 22): the terminal's /who lists them.
-            MemberEvent::Position { .. } => Vec::new(),
+            MemberEvent::Position { from, position, .. } => {
+                let who = position.subject.clone().unwrap_or_else(|| from.clone());
+                self.position(&who, from, position, now_ms)
+            }
             MemberEvent::FileOffered { .. } => Vec::new(),
             MemberEvent::FileSending { path, object } => {
                 let Some(id) = self.uploads.get(path).cloned() else { return Vec::new() };
@@ -361,6 +396,43 @@ mod tests {
         assert_eq!(chats[0]["text"], "m10");
         assert_eq!(chats[TIMELINE - 1]["text"], format!("m{}", TIMELINE + 9));
         assert_eq!(snap[0]["type"], "reset");
+    }
+
+    #[test]
+    fn positions_list_each_member_and_relayed_unit_once_with_its_newest_place() {
+        let mut m = Model::new("alice");
+        let at = |lat: f64, subject: Option<&str>| {
+            let mut p = Position::new(lat, 151.2153, Some(5.0)).unwrap();
+            p.subject = subject.map(str::to_string);
+            p
+        };
+        let ev = |from: &str, p: Position| MemberEvent::Position {
+            from: from.into(),
+            position: p,
+            sent_ms: 0,
+            via: Via::Multicast,
+        };
+        m.apply(&ev("bob", at(-33.8568, None)), 1_000, never);
+        m.apply(&ev("bob", at(-33.9, Some("ENGINE 7 (TAK)"))), 2_000, never);
+        let out = m.apply(&ev("bob", at(-33.8570, None)), 3_000, never);
+        m.own_position(&at(-33.0, None), 4_000);
+        let list = &m.snapshot().into_iter().find(|v| v["type"] == "positions").unwrap()["list"];
+        assert_eq!(out[0]["list"].as_array().unwrap().len(), 2, "bob's newest replaced his first");
+        let list = list.as_array().unwrap();
+        assert_eq!(list.len(), 3);
+        let engine = list.iter().find(|p| p["who"] == "ENGINE 7 (TAK)").unwrap();
+        assert_eq!((engine["via"].as_str(), engine["at_ms"].as_u64()), (Some("bob"), Some(2_000)));
+        let bob = list.iter().find(|p| p["who"] == "bob").unwrap();
+        assert_eq!(
+            (bob["lat"].as_f64(), bob["via"].is_null(), bob["own"].as_bool()),
+            (Some(-33.857), true, Some(false))
+        );
+        assert_eq!(list.iter().find(|p| p["who"] == "alice").unwrap()["own"], true);
+        // A bridge relaying thousands of units does not grow the page without bound.
+        for k in 0..MAX_POSITIONS + 50 {
+            m.apply(&ev("bob", at(1.0, Some(&format!("UNIT {k}")))), 5_000, never);
+        }
+        assert_eq!(m.positions.len(), MAX_POSITIONS);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The task between the member and the pages: the member's events go into
 //! the model and out to every connected page; what a page asks for (chat,
-//! private chat, a file, leaving) goes to the member.
+//! private chat, a file, leaving) and our own positions go to the member.
 //!
 //! Owns the member for the life of the web client, the shared model, and
 //! the broadcast of updates. It must not touch HTTP (`routes`) or decide
@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use lsim_im::group::member::{Member, MemberEvent};
+use lsim_im::group::position::Position;
 use serde_json::Value;
 use tokio::sync::{broadcast, mpsc};
 
@@ -92,11 +93,13 @@ pub fn sniff(path: &Path, name: &str) -> Display {
 }
 
 /// Runs the member until it leaves (asked by a page or by `stop`), passing
-/// every event to `on_event` too (the terminal's log).
+/// every event to `on_event` too (the terminal's log), and sharing each of
+/// our own positions that `positions` brings (`--position`).
 pub async fn run(
     mut member: Member,
     shared: Arc<Shared>,
     mut actions: mpsc::Receiver<Action>,
+    mut positions: mpsc::Receiver<Position>,
     mut stop: impl std::future::Future<Output = ()> + Unpin,
     mut on_event: impl FnMut(&MemberEvent),
 ) {
@@ -109,6 +112,10 @@ pub async fn run(
                 Some(Action::File { path, to }) => member.send_file_to(&path, &to).await,
                 Some(Action::Leave) | None => break,
             },
+            Some(p) = positions.recv() => {
+                member.share_position(&p).await;
+                shared.publish(|m| m.own_position(&p, now_ms()));
+            }
             ev = member.next_event() => {
                 let Some(ev) = ev else { return };
                 on_event(&ev);

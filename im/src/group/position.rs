@@ -97,11 +97,69 @@ impl Position {
     }
 }
 
+/// A moving member's position goes out when it moved this far since the last one shared...
+pub const MOVED_M: f64 = 25.0;
+/// ...but not sooner than this after it...
+pub const MIN_GAP: std::time::Duration = std::time::Duration::from_secs(5);
+/// ...and again after this, moved or not, while fixes keep coming.
+pub const MAX_GAP: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// When a member whose position comes from a receiver (gpsd, a fix every
+/// second) shares it: the first fix at once, then when it moved `MOVED_M`
+/// (at most every `MIN_GAP`), and every `MAX_GAP` regardless. Time is an
+/// argument; it sends nothing.
+#[derive(Debug, Default)]
+pub struct Sharing {
+    last: Option<(std::time::Instant, Position)>,
+}
+
+impl Sharing {
+    /// A fix at `now`: whether to share it (and then it counts as shared).
+    pub fn offer(&mut self, now: std::time::Instant, fix: &Position) -> bool {
+        let share = match &self.last {
+            None => true,
+            Some((at, was)) => {
+                let since = now.saturating_duration_since(*at);
+                since >= MAX_GAP || (since >= MIN_GAP && metres_between(was, fix) >= MOVED_M)
+            }
+        };
+        if share {
+            self.last = Some((now, fix.clone()));
+        }
+        share
+    }
+}
+
+/// The great-circle distance between two positions, in metres.
+pub fn metres_between(a: &Position, b: &Position) -> f64 {
+    const EARTH_M: f64 = 6_371_008.8;
+    let (la, lb) = (a.lat.to_radians(), b.lat.to_radians());
+    let (dlat, dlon) = (lb - la, (b.lon - a.lon).to_radians());
+    let h = (dlat / 2.0).sin().powi(2) + la.cos() * lb.cos() * (dlon / 2.0).sin().powi(2);
+    2.0 * EARTH_M * h.sqrt().min(1.0).asin()
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_moving_receiver_shares_when_it_moved_and_every_minute_when_it_did_not() {
+        let t0 = std::time::Instant::now();
+        let s = std::time::Duration::from_secs;
+        let at = |lat: f64| Position::new(lat, 151.2153, Some(5.0)).unwrap();
+        // 0.0001 degree of latitude is about 11 m.
+        assert!((metres_between(&at(-33.8568), &at(-33.8569)) - 11.1).abs() < 0.1);
+        let mut g = Sharing::default();
+        assert!(g.offer(t0, &at(-33.8568)), "the first fix");
+        assert!(!g.offer(t0 + s(1), &at(-33.8578)), "moved 111 m, but 1 s after");
+        assert!(g.offer(t0 + s(5), &at(-33.8578)), "moved, 5 s after");
+        let shared = (6..64).filter(|k| g.offer(t0 + s(*k), &at(-33.8579))).count();
+        assert_eq!(shared, 0, "11 m is standing still");
+        assert!(g.offer(t0 + s(65), &at(-33.8579)), "a minute after the last one");
+    }
 
     #[test]
     fn typed_positions_read_and_round_trip() {

@@ -408,6 +408,9 @@ mod tests {
         assert!(CotEvent::from_xml(entity.as_bytes()).is_err());
         let huge = format!("<event>{}</event>", "a".repeat(xml::MAX_DOCUMENT));
         assert_eq!(CotEvent::from_xml(huge.as_bytes()), Err(CotError::Xml(XmlError::TooLarge("bytes"))));
+        // A 1 MiB event (over TCP or reassembled, bigger than a datagram) is refused before it is read.
+        let mib = ATAK_PLI.replace("<detail>", &format!("<detail><remarks>{}</remarks>", "x".repeat(1 << 20)));
+        assert_eq!(CotEvent::from_xml(mib.as_bytes()), Err(CotError::Xml(XmlError::TooLarge("bytes"))));
         let deep = format!("{}{}", "<a>".repeat(40), "</a>".repeat(40));
         assert_eq!(CotEvent::from_xml(deep.as_bytes()), Err(CotError::Xml(XmlError::TooLarge("depth"))));
         let wide = format!("<event>{}</event>", "<x/>".repeat(xml::MAX_ELEMENTS + 1));

@@ -19,6 +19,7 @@ use lsim_im::text;
 use lsim_im::xmpp::client::ClientConfig;
 use lsim_im::xmpp::jid::Jid;
 use lsim_web::{Web, WebConfig};
+use tokio::sync::mpsc;
 
 use lsim_im::xmpp::tls::parse_fingerprint;
 use zeroize::Zeroizing;
@@ -103,11 +104,13 @@ pub struct ChatArgs {
     /// is still being repaired, before it is shown without it.
     #[arg(long, default_value_t = 2.0)]
     chat_order_wait: f64,
-    /// Share this fixed position (LAT,LON in decimal degrees: a command
-    /// post, a staging area) when joined and every minute; `/pos` in the
-    /// chat shares a new one.
-    #[arg(long, value_parser = parse_position)]
-    position: Option<Position>,
+    /// Share this member's position with the group: LAT,LON in decimal
+    /// degrees (a command post, a staging area: when joined and every
+    /// minute), or `gpsd` (the GPS receiver gpsd reads, at 127.0.0.1:2947;
+    /// `gpsd:HOST:PORT` elsewhere: when it moved 25 m, at most every 5 s,
+    /// and every minute). `/pos` in the chat shares a new fixed one instead.
+    #[arg(long, value_parser = super::gps::parse_source)]
+    position: Option<super::gps::PositionSource>,
     /// Bridge the group to a TAK network (ATAK, WinTAK, iTAK) on the
     /// interface with this address: the group's chat and positions go out
     /// in the clear there, TAK's GeoChat and positions come in signed by
@@ -185,6 +188,22 @@ fn open_with(cmd: &str) -> Result<Vec<String>> {
 
 /// The interactive line client.
 pub async fn chat(a: ChatArgs) -> Result<()> {
+    run(a, false).await
+}
+
+/// `lsim tak-bridge`: the same member with its bridge, reading no terminal
+/// input (a service's standard input is closed), until SIGINT or SIGTERM.
+pub async fn tak_bridge(a: ChatArgs) -> Result<()> {
+    if a.tak.is_none() {
+        bail!("tak-bridge needs --tak ADDR: this host's address on the TAK network");
+    }
+    if a.web.is_some() {
+        bail!("tak-bridge has no web client: use lsim chat --web --tak");
+    }
+    run(a, true).await
+}
+
+async fn run(a: ChatArgs, headless: bool) -> Result<()> {
     check_iface("--iface", a.iface)?;
     let Account { xmpp, room, keyserver_pin } = account(&a).await?;
     let nick = a.nick.clone().or_else(|| xmpp.jid.local.clone()).unwrap_or_else(|| "member".into());
@@ -227,16 +246,16 @@ pub async fn chat(a: ChatArgs) -> Result<()> {
     // Only once in: a failed start writes nothing.
     std::fs::create_dir_all(&a.download_dir)
         .with_context(|| format!("--download-dir {}: cannot create it", a.download_dir.display()))?;
+    let mut own = a.position.clone().map(super::gps::start);
     if let Some(web) = web {
-        return serve_web(member, web, &nick, !a.no_open).await;
+        return serve_web(member, web, &nick, !a.no_open, own).await;
     }
-    println!(
-        "commands: /send FILE, /send --to USER,USER FILE, /msg USER,USER TEXT, /pos LAT,LON, /who, /files, /leave, \
-         /quit; anything else is chat"
-    );
-    let mut own_position = a.position.clone();
-    // At most one position a minute, unless typed.
-    let mut position_tick = tokio::time::interval(POSITION_EVERY);
+    if !headless {
+        println!(
+            "commands: /send FILE, /send --to USER,USER FILE, /msg USER,USER TEXT, /pos LAT,LON, /who, /files, \
+             /leave, /quit; anything else is chat"
+        );
+    }
     let mut positions = std::collections::BTreeMap::new();
     let mut tak = match a.tak {
         Some(iface) => {
@@ -252,14 +271,22 @@ pub async fn chat(a: ChatArgs) -> Result<()> {
         None => None,
     };
     let (tx, mut lines) = tokio::sync::mpsc::channel::<String>(16);
-    std::thread::spawn(move || {
-        for line in std::io::stdin().lock().lines() {
-            let Ok(line) = line else { break };
-            if tx.blocking_send(line).is_err() {
-                break;
+    // A service ends on a signal, not at the end of its input.
+    let mut stop = Box::pin(stopped(headless));
+    // Headless, nothing is read: the sender is kept, unused, so the loop waits for a signal.
+    let _no_input = if headless {
+        Some(tx)
+    } else {
+        std::thread::spawn(move || {
+            for line in std::io::stdin().lock().lines() {
+                let Ok(line) = line else { break };
+                if tx.blocking_send(line).is_err() {
+                    break;
+                }
             }
-        }
-    });
+        });
+        None
+    };
     let mut who = std::collections::BTreeSet::new();
     let mut files: Vec<String> = Vec::new();
     loop {
@@ -281,11 +308,8 @@ pub async fn chat(a: ChatArgs) -> Result<()> {
                         None => println!("!! usage: /send FILE or /send --to USER,USER FILE"),
                     },
                     ("/pos", rest) => match Position::typed(rest) {
-                        Ok(p) => {
-                            member.share_position(&p).await;
-                            own_position = Some(p);
-                            position_tick.reset();
-                        }
+                        // From now on this fixed one, instead of --position's source.
+                        Ok(p) => own = Some(super::gps::start(super::gps::PositionSource::Fixed(p))),
                         Err(e) => println!("!! {e}; usage: /pos LAT,LON (decimal degrees)"),
                     },
                     ("/who", _) => {
@@ -301,6 +325,7 @@ pub async fn chat(a: ChatArgs) -> Result<()> {
                     _ => member.chat(line).await,
                 }
             }
+            () = &mut stop => break,
             Some(datagram) = tak_datagram(&mut tak) => {
                 if let Some((_, bridge)) = tak.as_mut() {
                     match bridge.from_tak(lsim_keymgmt::cert::now_ms(), &datagram) {
@@ -310,11 +335,11 @@ pub async fn chat(a: ChatArgs) -> Result<()> {
                     }
                 }
             }
-            _ = position_tick.tick(), if own_position.is_some() => {
-                if let Some(p) = &own_position {
-                    member.share_position(p).await;
-                }
-            }
+            o = own_position(&mut own) => match o {
+                Some(super::gps::Own::Share(p)) => member.share_position(&p).await,
+                Some(super::gps::Own::Note(line)) => println!("{line}"),
+                None => own = None,
+            },
             ev = member.next_event() => {
                 let Some(ev) = ev else { break };
                 match &ev {
@@ -358,7 +383,13 @@ pub async fn chat(a: ChatArgs) -> Result<()> {
 
 /// `--web`: the member's page, until it leaves (from the page, or Ctrl-C);
 /// its events are logged here as in the terminal client.
-async fn serve_web(member: Member, web: Web, nick: &str, open: bool) -> Result<()> {
+async fn serve_web(
+    member: Member,
+    web: Web,
+    nick: &str,
+    open: bool,
+    own: Option<mpsc::Receiver<super::gps::Own>>,
+) -> Result<()> {
     println!("web client: {}", web.url());
     if let Some(addr) = web.local_addr().filter(|a| !a.ip().is_loopback()) {
         eprintln!("warning: the web client listens on {addr}: anyone who reaches it with the URL can use this member");
@@ -376,7 +407,23 @@ async fn serve_web(member: Member, web: Web, nick: &str, open: bool) -> Result<(
     let stop = Box::pin(async {
         let _ = tokio::signal::ctrl_c().await;
     });
-    web.run(member, nick, stop, |ev| {
+    // Our own position (--position): notes to this log, positions to the member.
+    let (positions, shared) = mpsc::channel(16);
+    if let Some(mut own) = own {
+        tokio::spawn(async move {
+            while let Some(o) = own.recv().await {
+                match o {
+                    super::gps::Own::Share(p) => {
+                        if positions.send(p).await.is_err() {
+                            return;
+                        }
+                    }
+                    super::gps::Own::Note(line) => println!("{line}"),
+                }
+            }
+        });
+    }
+    web.run(member, nick, stop, shared, |ev| {
         if let Some(text) = show(ev) {
             println!("{text}");
         }
@@ -393,11 +440,32 @@ async fn tak_datagram(tak: &mut Option<(super::tak::TakNet, Bridge)>) -> Option<
     }
 }
 
-/// How often a fixed position (`--position`) is shared again.
-const POSITION_EVERY: Duration = Duration::from_secs(60);
+/// SIGINT or SIGTERM, for a service (`headless`); never otherwise (the
+/// terminal client ends with /quit, or with its input).
+async fn stopped(headless: bool) {
+    if !headless {
+        return std::future::pending().await;
+    }
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
 
-fn parse_position(s: &str) -> Result<Position, String> {
-    Position::typed(s).map_err(|e| e.to_string())
+/// The next word from our own position's source; never, without one.
+async fn own_position(own: &mut Option<mpsc::Receiver<super::gps::Own>>) -> Option<super::gps::Own> {
+    match own {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 #[cfg(test)]

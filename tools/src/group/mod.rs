@@ -14,6 +14,7 @@
 
 mod chat;
 mod demo;
+mod gps;
 mod invite;
 mod keyserver;
 mod profile;
@@ -35,7 +36,7 @@ use lsim_im::xmpp::client::{ClientConfig, TlsMode};
 use lsim_im::xmpp::jid::Jid;
 use lsim_im::xmpp::tls::{Trust, parse_fingerprint};
 
-pub use chat::{ChatArgs, chat};
+pub use chat::{ChatArgs, chat, tak_bridge};
 pub use demo::{DemoArgs, demo};
 pub use keyserver::{KeyserverArgs, keyserver};
 pub use room::{RoomArgs, receive_from_room, send_to_room};
