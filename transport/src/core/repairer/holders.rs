@@ -310,3 +310,54 @@ fn a_member_that_knew_only_heartbeats_gets_everything_from_a_restarted_archive()
     let got: Vec<Vec<u8>> = got.into_iter().map(|g| g.1).collect();
     assert_eq!(got, objects, "stats {:?}", w.members[2].stats());
 }
+
+/// A holder paced by `hold_pace` grants a requester repair at that pace,
+/// not at the low fixed `rate` it starts from (an archive's, for before
+/// anything arrived): member 20 holds, starts from `rate::FLOOR`, and
+/// received the sender's data at 1 MB/s; member 22, back after the sender
+/// left, has the 400 kB file it missed within 6 s (4.1 s: the next
+/// summary, up to 3 s, then the repair). Budgeted at the fixed rate, as it
+/// was, it took 9.2 s (on the command post's archive across hosts: 57 s
+/// for 20 MiB, against 7 s from a member).
+#[test]
+fn a_paced_holder_grants_repair_at_its_pace_not_its_starting_rate() {
+    let mut w = World::new(Duration::from_secs(3));
+    w.tx = Sender::new(
+        SenderConfig { node: 1, rate: 1_000_000, symbol_size: 100, block_symbols: 16, ..Default::default() },
+        KEY,
+    )
+    .unwrap();
+    let receiver = ReceiverConfig { node: 20, seed: 0, ..Default::default() };
+    w.members[0] = Repairer::new(
+        RepairerConfig {
+            receiver,
+            first_repair: 1 << 19,
+            summary_interval: Duration::from_secs(3),
+            hold_pace: Some(0.5),
+            rate: crate::rate::FLOOR,
+            ..Default::default()
+        },
+        KEY,
+    );
+    let receiver = ReceiverConfig { node: 21, seed: 1, ..Default::default() };
+    w.members[1] = Repairer::new(RepairerConfig { receiver, cache_bytes: 0, ..Default::default() }, KEY);
+    w.tx.send_bytes(ObjectKind::Chat, bytes(300, 1)).unwrap();
+    w.run_until(Time::from_micros(SECOND / 2));
+    let back = 20 * SECOND;
+    w.away = Some((2, Time::from_micros(SECOND / 2), Time::from_micros(back)));
+    let file = bytes(400_000, 2);
+    w.tx.send_bytes(ObjectKind::File, file.clone()).unwrap();
+    w.sender_gone_at = Time::from_micros(5 * SECOND);
+    w.run_until(Time::from_micros(back));
+    assert!(w.got[0].iter().any(|(_, b)| *b == file), "the holder has the file");
+    let mut done = None;
+    for step in 1..=100u64 {
+        w.run_until(Time::from_micros(back + step * SECOND / 10));
+        if w.got[2].iter().any(|(_, b)| *b == file) {
+            done = Some(step);
+            break;
+        }
+    }
+    let done = done.unwrap_or_else(|| panic!("member 22 never got the file: {:?}", w.members[2].stats()));
+    assert!(done <= 60, "the file took {:.1} s after 22 was back", done as f64 / 10.0);
+}

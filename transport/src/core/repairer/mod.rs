@@ -316,13 +316,10 @@ impl<S: Seal> Repairer<S> {
                 self.pacer.set_rate(rate);
             }
         }
-        if let Some(share) = self.cfg.hold_pace {
-            // Nothing arrived yet (an archive just restarted): its fixed rate.
-            let rate = if self.peak_arrival > 0.0 { (self.peak_arrival * share) as u64 } else { self.cfg.rate };
-            let rate = rate.max(crate::rate::FLOOR);
-            if rate != self.pacer.rate() {
-                self.pacer.set_rate(rate);
-            }
+        if let Some(rate) = self.hold_rate()
+            && rate != self.pacer.rate()
+        {
+            self.pacer.set_rate(rate);
         }
         if !self.plan.has_jobs() || !self.pacer.ready(now, self.max_packet()) {
             return None;
@@ -568,6 +565,15 @@ impl<S: Seal> Repairer<S> {
         false
     }
 
+    /// With `hold_pace`: the rate repair goes at, `hold_pace` of the fastest
+    /// data ever arrived here (before any arrived, an archive just
+    /// restarted: the fixed `rate`), never under `rate::FLOOR`.
+    fn hold_rate(&self) -> Option<u64> {
+        let share = self.cfg.hold_pace?;
+        let rate = if self.peak_arrival > 0.0 { (self.peak_arrival * share) as u64 } else { self.cfg.rate };
+        Some(rate.max(crate::rate::FLOOR))
+    }
+
     /// The rate `origin`'s data arrives here, never under `rate::FLOOR`.
     fn follow_rate(&self, now: Time, origin: u32) -> u64 {
         let arriving = self.inner.arrival_rate(origin, now).map_or(0, |r| r as u64);
@@ -593,7 +599,10 @@ impl<S: Seal> Repairer<S> {
         if !self.cache.contains(&key) {
             return;
         }
-        let rate = if self.cfg.follow { self.follow_rate(now, key.0) } else { self.cfg.rate };
+        // A requester's budget is sized by the rate its repair goes at
+        // (a holder's: its pace, not the fixed rate it starts from).
+        let rate =
+            if self.cfg.follow { self.follow_rate(now, key.0) } else { self.hold_rate().unwrap_or(self.cfg.rate) };
         let ask = Ask { from, loss, block: key.2, needed };
         let k = u32::from(g.symbols_in(key.2));
         if self.plan.request(now, key, ask, k, rate, g.symbol_size()).is_err() {
