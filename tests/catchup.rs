@@ -166,3 +166,66 @@ fn the_archive_serves_a_member_back_after_it_was_killed_and_restarted() {
     assert!(at.windows(2).all(|w| w[0] < w[1]), "alice's chats out of order at carol: {:?}", &lines[carol_mark..]);
     drop(server);
 }
+
+/// A member's process is killed (`kill -9`: a crash, a handheld whose
+/// battery died) and started again within the room's grace, so it is still
+/// a member: it fetches what was sent while it was down (alice's chats and
+/// a file, alice gone by then, served by the command post's archive) and
+/// nothing it had already (its progress, kept beside its signing key).
+#[test]
+fn a_member_killed_and_started_again_gets_what_it_missed_and_nothing_twice() {
+    if !can_run_testbed("the restart test") {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let users = ["alice", "carol"];
+    let (crew, server) = Crew::up("restart", 3, &users);
+    for h in 1..=2 {
+        crew.tb.loss(h, 5);
+    }
+    let argv: Vec<Vec<String>> = (0..2).map(|i| crew.member_argv(users[i], i as u8 + 1)).collect();
+    let mut m: Vec<_> = users.iter().enumerate().map(|(i, u)| crew.join(u, i as u8 + 1, &argv[i])).collect();
+    who_until(&mut m[0], &["carol"], secs(20));
+    who_until(&mut m[1], &["alice"], secs(20));
+    let hello = m[1].mark();
+    m[0].say("before the crash");
+    chat_seen(&m[1], hello, "alice", "before the crash", secs(20));
+    // Her progress is written every 2 s.
+    std::thread::sleep(secs(3));
+    m[1].signal_and_wait("-KILL");
+    let killed = Instant::now();
+
+    let said: Vec<String> = (0..3).map(|k| format!("while carol is down, {k}")).collect();
+    for text in &said {
+        m[0].say(text);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let file = crew.work.path().join("restart-map.bin");
+    let bytes = pattern(2 << 20, 13);
+    std::fs::write(&file, &bytes).unwrap();
+    let post_mark = server.mark();
+    m[0].say(&format!("/send {}", file.display()));
+    server.wait_from(post_mark, secs(120), "the archive's copy", |l| l.contains("archive: kept a file of 2.0 MiB"));
+    std::thread::sleep(secs(2));
+    m[0].say("/quit");
+    m[0].wait(secs(60), "alice gone", |l| l.starts_with("-- left the group") || l.contains("leave:"));
+    // Well within the room's 30 s grace: still a member.
+    std::thread::sleep(secs(15).saturating_sub(killed.elapsed()));
+    let carol = crew.join("carol", 2, &argv[1]);
+    let back = Instant::now();
+    let got = carol.wait(secs(120), "the file", |l| l.starts_with("-- received restart-map.bin from alice"));
+    eprintln!("restart: carol had the file {:?} after she started again ({got})", back.elapsed());
+    assert!(std::fs::read(crew.downloads("carol").join("restart-map.bin")).unwrap() == bytes, "carol's copy differs");
+    for text in &said {
+        chat_seen(&carol, 0, "alice", text, secs(30));
+    }
+    std::thread::sleep(secs(3));
+    let lines = carol.lines();
+    assert!(!lines.iter().any(|l| l.contains("before the crash")), "carol was shown again what she had: {lines:?}");
+    let shown = |text: &str| lines.iter().position(|l| l.contains("<alice>") && l.contains(text));
+    let at: Vec<usize> = said.iter().map(|t| shown(t).unwrap()).collect();
+    assert!(at.windows(2).all(|w| w[0] < w[1]), "alice's chats out of order at carol: {lines:?}");
+    let removed = server.lines().iter().any(|l| l.contains("carol") && l.contains("past the grace"));
+    assert!(!removed, "carol was removed from the group");
+    drop(server);
+}

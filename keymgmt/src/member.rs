@@ -109,6 +109,12 @@ impl MemberKeys {
         self.member
     }
 
+    /// The epoch this member joined in (its leaf key's version), once a
+    /// path is installed: the same across logins while it stays a member.
+    pub fn joined_epoch(&self) -> Option<u32> {
+        self.path.as_ref().map(|p| p.leaf.version)
+    }
+
     /// The current epoch, once a path is installed.
     pub fn epoch(&self) -> Option<u32> {
         self.path.as_ref().map(|p| p.epoch)

@@ -222,6 +222,15 @@ async fn run(a: ChatArgs, headless: bool) -> Result<()> {
     cfg.download_dir = a.download_dir.clone();
     cfg.keyserver_pin = keyserver_pin;
     let (identity, known) = super::profile::device_files(&cfg.xmpp.jid, a.profile.as_deref())?;
+    // What this device received in this room, for a restart after a crash.
+    let room_file: String = cfg
+        .room
+        .bare()
+        .to_string()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || "@.-_".contains(c) { c } else { '_' })
+        .collect();
+    cfg.progress = identity.parent().map(|d| d.join(format!("progress-{room_file}")));
     (cfg.identity, cfg.known_keys) = (Some(identity), Some(known));
     cfg.viewer = match (&a.open_with, a.no_open) {
         (_, true) => Viewer::Never,

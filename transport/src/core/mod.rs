@@ -18,7 +18,7 @@ mod sender;
 #[cfg(test)]
 mod tests;
 
-pub use receiver::{Receiver, ReceiverConfig, ReceiverEvent};
+pub use receiver::{Receiver, ReceiverConfig, ReceiverEvent, SenderProgress};
 pub use repairer::{Repairer, RepairerConfig};
 pub use sender::{
     ConfigError, DEFAULT_CEILING, DEFAULT_SYMBOL_SIZE, ReadError, SendError, Sender, SenderConfig, SenderEvent,

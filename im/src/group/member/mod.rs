@@ -34,6 +34,7 @@ mod error;
 mod files;
 mod login;
 mod messages;
+mod progress;
 mod receipts;
 mod room;
 mod running;
@@ -135,6 +136,11 @@ pub struct MemberConfig {
     /// Where the keys other users signed with are remembered (to flag a
     /// changed one across runs); `None`: for this run only.
     pub known_keys: Option<PathBuf>,
+    /// Where what this device received of each sender is kept across runs,
+    /// so that after a crash or a reboot it fetches what it missed
+    /// meanwhile and nothing it had; `None`: nothing kept (a restarted
+    /// member fetches only what is sent from then on).
+    pub progress: Option<PathBuf>,
 }
 
 /// What shows a received file on arrival (the original's "remote display").
@@ -187,6 +193,7 @@ impl MemberConfig {
             keyserver_pin: None,
             identity: None,
             known_keys: None,
+            progress: None,
             room_history: 20,
             linger: LingerConfig::default(),
         }

@@ -28,6 +28,7 @@ use lsim_transport::{ReceiverConfig, ReceiverEvent, Repairer, RepairerConfig, Se
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+use super::progress::{self, Membership};
 use super::{MemberConfig, MemberError, MemberEvent, RECEIVER_NODE_BIT};
 use crate::group::inbox::{Inbox, InboxEvent};
 use crate::group::private;
@@ -168,7 +169,17 @@ impl Transport {
             hold_pace: (!region).then_some(0.5),
             ..RepairerConfig::default()
         };
-        let mut rdriver = Driver::new(Repairer::new(rcfg, seal()?), open(&mc)?, dcfg);
+        let mut rcore = Repairer::new(rcfg, seal()?);
+        // What this device had of each sender in this membership, before a
+        // crash or a reboot: fetched from where it left off.
+        let server_id = server.to_bytes()[..8].iter().fold(0u64, |a, b| a << 8 | u64::from(*b));
+        let membership = keys.keys.joined_epoch().map(|joined| Membership { server: server_id, session, joined });
+        if let (Some(path), Some(of)) = (&cfg.progress, membership) {
+            for p in progress::load(path, of).iter().filter(|p| p.origin != node) {
+                rcore.resume_sender(lsim_transport::Time::ZERO, p);
+            }
+        }
+        let mut rdriver = Driver::new(rcore, open(&mc)?, dcfg);
         let receiver = rdriver.handle();
         let keys = Arc::new(Mutex::new(keys));
         let (tx, from_transport) = mpsc::unbounded_channel();
@@ -231,6 +242,10 @@ impl Transport {
                 })
                 .await;
         });
+        let mut tasks = vec![rtask, stask];
+        if let (Some(path), Some(of)) = (cfg.progress.clone(), membership) {
+            tasks.push(tokio::spawn(keep_progress(receiver.clone(), path, of)));
+        }
         Ok(Transport {
             sender,
             receiver,
@@ -238,7 +253,7 @@ impl Transport {
             seal: own_seal,
             from_transport,
             lull,
-            tasks: vec![rtask, stask],
+            tasks,
             node,
             initial,
             signer,
@@ -335,6 +350,33 @@ fn event_sender(e: &ReceiverEvent) -> u32 {
         | ReceiverEvent::ObjectProgress { sender, .. }
         | ReceiverEvent::EpochAhead { sender, .. }
         | ReceiverEvent::SenderRestarted { sender } => sender,
+    }
+}
+
+/// How often what this device received of each sender is written down.
+const PROGRESS_EVERY: Duration = Duration::from_secs(2);
+
+/// Writes our receiver's progress to `path` every `PROGRESS_EVERY` while it
+/// changes (off the runtime's threads: a write ends with an fsync).
+async fn keep_progress(receiver: Handle<Repairer<GroupSeal>>, path: std::path::PathBuf, of: Membership) {
+    let mut last = Vec::new();
+    loop {
+        tokio::time::sleep(PROGRESS_EVERY).await;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if !receiver.with(move |core| {
+            let _ = tx.send(core.progress());
+        }) {
+            return;
+        }
+        let Ok(now) = rx.await else { return };
+        if now == last {
+            continue;
+        }
+        let (p, keep) = (path.clone(), now.clone());
+        // A member that cannot write it tries again; it loses only this.
+        if let Ok(Ok(())) = tokio::task::spawn_blocking(move || progress::save(&p, of, &keep)).await {
+            last = now;
+        }
     }
 }
 

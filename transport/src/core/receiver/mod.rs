@@ -17,9 +17,11 @@ mod event;
 mod holdings;
 mod nack;
 mod remote;
+mod resume;
 
 pub use config::ReceiverConfig;
 pub use event::ReceiverEvent;
+pub use resume::SenderProgress;
 
 pub(in crate::core) use block::Held;
 

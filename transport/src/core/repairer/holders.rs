@@ -361,3 +361,54 @@ fn a_paced_holder_grants_repair_at_its_pace_not_its_starting_rate() {
     let done = done.unwrap_or_else(|| panic!("member 22 never got the file: {:?}", w.members[2].stats()));
     assert!(done <= 60, "the file took {:.1} s after 22 was back", done as f64 / 10.0);
 }
+
+/// Member 22 restarts (its process killed; memory gone) while away, and
+/// takes back its last run's `progress`: back after the sender left, it
+/// fetches from the holders every object it missed and none it had.
+/// Without the progress a restarted member knows nothing of the sender,
+/// and gets nothing.
+#[test]
+fn a_restarted_member_takes_back_its_progress_and_fetches_only_what_it_missed() {
+    for resume in [true, false] {
+        let mut w = World::new(Duration::from_secs(3));
+        let objects = [bytes(300, 1), bytes(200, 2), bytes(60_000, 3), bytes(250, 4)];
+        w.tx.send_bytes(ObjectKind::Chat, objects[0].clone()).unwrap();
+        w.run_until(Time::from_micros(SECOND / 2));
+        assert_eq!(w.got[2].len(), 1);
+        let progress = w.members[2].progress();
+        assert_eq!(progress.len(), 1, "{progress:?}");
+        assert_eq!((progress[0].origin, progress[0].next), (1, 1), "object 0 delivered");
+        // Killed: a new process, nothing in memory.
+        let receiver = ReceiverConfig { node: 22, seed: 7, ..Default::default() };
+        let cfg = RepairerConfig {
+            receiver,
+            first_repair: (1 << 19) + 2 * (1 << 16),
+            summary_interval: Duration::from_secs(3),
+            ..Default::default()
+        };
+        w.members[2] = Repairer::new(cfg, KEY);
+        w.got[2].clear();
+        w.away = Some((2, Time::from_micros(SECOND / 2), Time::from_micros(20 * SECOND)));
+        for (i, o) in objects.iter().enumerate().skip(1) {
+            let kind = if i == 2 { ObjectKind::File } else { ObjectKind::Chat };
+            w.tx.send_bytes(kind, o.clone()).unwrap();
+        }
+        w.sender_gone_at = Time::from_micros(10 * SECOND);
+        w.run_until(Time::from_micros(15 * SECOND));
+        if resume {
+            for p in &progress {
+                w.members[2].resume_sender(Time::from_micros(15 * SECOND), p);
+            }
+        }
+        w.run_until(Time::from_micros(60 * SECOND));
+        let mut got = w.got[2].clone();
+        got.sort_by_key(|g| g.0);
+        if resume {
+            let want: Vec<(u32, Vec<u8>)> =
+                objects.iter().cloned().enumerate().skip(1).map(|(i, o)| (i as u32, o)).collect();
+            assert_eq!(got, want, "every object missed, byte for byte, and not the one it had");
+        } else {
+            assert!(got.is_empty(), "without its progress it knew nothing of the sender");
+        }
+    }
+}

@@ -225,6 +225,16 @@ impl<S: Seal> Repairer<S> {
         }
     }
 
+    /// What its receiver has of each sender (see `Receiver::progress`).
+    pub fn progress(&self) -> Vec<crate::core::SenderProgress> {
+        self.inner.progress()
+    }
+
+    /// Takes back an earlier run's progress (see `Receiver::resume_sender`).
+    pub fn resume_sender(&mut self, now: Time, p: &crate::core::SenderProgress) {
+        self.inner.resume_sender(now, p);
+    }
+
     /// The next event of its receiver (see `Receiver::poll_event`).
     pub fn poll_event(&mut self) -> Option<ReceiverEvent> {
         let e = self.events.pop_front();
