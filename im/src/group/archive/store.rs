@@ -161,12 +161,18 @@ pub fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
+/// redb's page cache for the archive (see `ArchiveStore::open`).
+const DB_CACHE: usize = 4 << 20;
+
 impl ArchiveStore {
     /// Opens (or creates) the store at `path`, its blocks sealed under `key`.
     pub fn open(path: &Path, key: &[u8], limits: Limits) -> Result<ArchiveStore, StoreError> {
         let unbound =
             UnboundKey::new(&CHACHA20_POLY1305, key).map_err(|_| StoreError::Key("the key is not 32 bytes"))?;
-        let db = Database::create(path).map_err(dberr)?;
+        // redb caches up to 1 GiB of pages by default: what the archive
+        // wrote would stay resident. Its B-tree's inner pages fit in this;
+        // hot blocks are in the repairer's own cache.
+        let db = redb::Builder::new().set_cache_size(DB_CACHE).create(path).map_err(dberr)?;
         let txn = db.begin_write().map_err(dberr)?;
         {
             txn.open_table(BLOCKS).map_err(dberr)?;
