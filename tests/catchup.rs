@@ -15,7 +15,7 @@
 use std::time::{Duration, Instant};
 
 use lsim_tests::crew::{Crew, chat_seen, who_until};
-use lsim_tests::{can_run_testbed, pattern};
+use lsim_tests::{Proc, can_run_testbed, pattern};
 
 fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
@@ -102,6 +102,34 @@ fn catch_up(name: &str, post_down: bool) {
     assert_eq!(late, 0, "{:?}", &lines[carol_mark..]);
 }
 
+/// alice says each of `said`, sends a file of `mib` MiB called `name`,
+/// waits for the command post's archive to keep it and quits; the file's bytes.
+fn talk_send_and_quit(
+    crew: &Crew,
+    server: &Proc,
+    alice: &mut Proc,
+    said: &[String],
+    name: &str,
+    mib: usize,
+) -> Vec<u8> {
+    for text in said {
+        alice.say(text);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let file = crew.work.path().join(name);
+    let bytes = pattern(mib << 20, mib as u32);
+    std::fs::write(&file, &bytes).unwrap();
+    let post_mark = server.mark();
+    alice.say(&format!("/send {}", file.display()));
+    let kept = format!("archive: kept a file of {mib}.0 MiB");
+    server.wait_from(post_mark, secs(120), "the archive's copy", |l| l.contains(&kept));
+    // Its last blocks committed (a batch is milliseconds).
+    std::thread::sleep(secs(2));
+    alice.say("/quit");
+    alice.wait(secs(60), "alice gone", |l| l.starts_with("-- left the group") || l.contains("leave:"));
+    bytes
+}
+
 /// The archive at the command post: carol is cut off while alice chats and
 /// sends a 4 MiB file and quits, and nobody else is on the network; the
 /// command post is then killed (`kill -9`) and started again. carol, back,
@@ -122,8 +150,7 @@ fn the_archive_serves_a_member_back_after_it_was_killed_and_restarted() {
         users.iter().enumerate().map(|(i, u)| crew.join(u, i as u8 + 1, &crew.member_argv(u, i as u8 + 1))).collect();
     who_until(&mut m[0], &["carol"], secs(20));
     who_until(&mut m[1], &["alice"], secs(20));
-    // carol hears alice once before she goes (a member that never heard a
-    // sender does not fetch its past: see the README's history policy).
+    // carol hears alice once before she goes.
     let hello = m[1].mark();
     m[0].say("going out, the map follows");
     chat_seen(&m[1], hello, "alice", "going out, the map follows", secs(20));
@@ -132,20 +159,7 @@ fn the_archive_serves_a_member_back_after_it_was_killed_and_restarted() {
     crew.tb.cut(2);
     let cut_at = Instant::now();
     let said: Vec<String> = (0..5).map(|k| format!("for the archive, {k}")).collect();
-    for text in &said {
-        m[0].say(text);
-        std::thread::sleep(Duration::from_millis(300));
-    }
-    let file = crew.work.path().join("archive-map.bin");
-    let bytes = pattern(4 << 20, 12);
-    std::fs::write(&file, &bytes).unwrap();
-    let post_mark = server.mark();
-    m[0].say(&format!("/send {}", file.display()));
-    server.wait_from(post_mark, secs(120), "the archive's copy", |l| l.contains("archive: kept a file of 4.0 MiB"));
-    // Its last blocks committed (a batch is milliseconds).
-    std::thread::sleep(secs(2));
-    m[0].say("/quit");
-    m[0].wait(secs(60), "alice gone", |l| l.starts_with("-- left the group") || l.contains("leave:"));
+    let bytes = talk_send_and_quit(&crew, &server, &mut m[0], &said, "archive-map.bin", 4);
     server.signal_and_wait("-KILL");
     let server = crew.start_server();
     let opened = server.wait(secs(10), "the archive opened", |l| l.contains("archive:") && l.contains("objects"));
@@ -196,19 +210,7 @@ fn a_member_killed_and_started_again_gets_what_it_missed_and_nothing_twice() {
     let killed = Instant::now();
 
     let said: Vec<String> = (0..3).map(|k| format!("while carol is down, {k}")).collect();
-    for text in &said {
-        m[0].say(text);
-        std::thread::sleep(Duration::from_millis(300));
-    }
-    let file = crew.work.path().join("restart-map.bin");
-    let bytes = pattern(2 << 20, 13);
-    std::fs::write(&file, &bytes).unwrap();
-    let post_mark = server.mark();
-    m[0].say(&format!("/send {}", file.display()));
-    server.wait_from(post_mark, secs(120), "the archive's copy", |l| l.contains("archive: kept a file of 2.0 MiB"));
-    std::thread::sleep(secs(2));
-    m[0].say("/quit");
-    m[0].wait(secs(60), "alice gone", |l| l.starts_with("-- left the group") || l.contains("leave:"));
+    let bytes = talk_send_and_quit(&crew, &server, &mut m[0], &said, "restart-map.bin", 2);
     // Well within the room's 30 s grace: still a member.
     std::thread::sleep(secs(15).saturating_sub(killed.elapsed()));
     let carol = crew.join("carol", 2, &argv[1]);

@@ -225,6 +225,18 @@ fn without_holders_saying_so_the_member_gets_nothing_it_missed() {
     assert_eq!(w.air.iter().filter(|(t, _)| *t == wire::PacketType::Holdings).count(), 0);
 }
 
+/// Member 22 away from 0.5 s to 20 s while the sender sends `objects`
+/// after the first (the second of them a file) and leaves at 10 s; run to 15 s.
+fn away_while_the_rest_is_sent(w: &mut World, objects: &[Vec<u8>]) {
+    w.away = Some((2, Time::from_micros(SECOND / 2), Time::from_micros(20 * SECOND)));
+    for (i, o) in objects.iter().enumerate().skip(1) {
+        let kind = if i == 2 { ObjectKind::File } else { ObjectKind::Chat };
+        w.tx.send_bytes(kind, o.clone()).unwrap();
+    }
+    w.sender_gone_at = Time::from_micros(10 * SECOND);
+    w.run_until(Time::from_micros(15 * SECOND));
+}
+
 /// Member 20 is an archive: it keeps every block in a store and little in
 /// memory, and restarts (losing its memory) after the sender left and
 /// while member 22 is still away; member 21 holds nothing. Back, 22 gets
@@ -235,13 +247,7 @@ fn a_restarted_archive_serves_from_its_store() {
     let objects = vec![bytes(300, 1), bytes(200, 2), bytes(60_000, 3), bytes(250, 4)];
     w.tx.send_bytes(ObjectKind::Chat, objects[0].clone()).unwrap();
     w.run_until(Time::from_micros(SECOND / 2));
-    w.away = Some((2, Time::from_micros(SECOND / 2), Time::from_micros(20 * SECOND)));
-    for (i, o) in objects.iter().enumerate().skip(1) {
-        let kind = if i == 2 { ObjectKind::File } else { ObjectKind::Chat };
-        w.tx.send_bytes(kind, o.clone()).unwrap();
-    }
-    w.sender_gone_at = Time::from_micros(10 * SECOND);
-    w.run_until(Time::from_micros(15 * SECOND));
+    away_while_the_rest_is_sent(&mut w, &objects);
     assert_eq!(w.got[2].len(), 1, "the member away got only the first object");
     w.restart_archive(4);
     assert_eq!(w.members[0].archived_objects(), 4);
@@ -388,13 +394,7 @@ fn a_restarted_member_takes_back_its_progress_and_fetches_only_what_it_missed() 
         };
         w.members[2] = Repairer::new(cfg, KEY);
         w.got[2].clear();
-        w.away = Some((2, Time::from_micros(SECOND / 2), Time::from_micros(20 * SECOND)));
-        for (i, o) in objects.iter().enumerate().skip(1) {
-            let kind = if i == 2 { ObjectKind::File } else { ObjectKind::Chat };
-            w.tx.send_bytes(kind, o.clone()).unwrap();
-        }
-        w.sender_gone_at = Time::from_micros(10 * SECOND);
-        w.run_until(Time::from_micros(15 * SECOND));
+        away_while_the_rest_is_sent(&mut w, &objects);
         if resume {
             for p in &progress {
                 w.members[2].resume_sender(Time::from_micros(15 * SECOND), p);
