@@ -344,9 +344,8 @@ async fn run(a: ChatArgs, headless: bool) -> Result<()> {
                     }
                 }
             }
-            o = own_position(&mut own) => match o {
-                Some(super::gps::Own::Share(p)) => member.share_position(&p).await,
-                Some(super::gps::Own::Note(line)) => println!("{line}"),
+            p = own_position(&mut own) => match p {
+                Some(p) => member.share_position(&p).await,
                 None => own = None,
             },
             ev = member.next_event() => {
@@ -397,7 +396,7 @@ async fn serve_web(
     web: Web,
     nick: &str,
     open: bool,
-    own: Option<mpsc::Receiver<super::gps::Own>>,
+    own: Option<mpsc::Receiver<Position>>,
 ) -> Result<()> {
     println!("web client: {}", web.url());
     if let Some(addr) = web.local_addr().filter(|a| !a.ip().is_loopback()) {
@@ -416,23 +415,9 @@ async fn serve_web(
     let stop = Box::pin(async {
         let _ = tokio::signal::ctrl_c().await;
     });
-    // Our own position (--position): notes to this log, positions to the member.
-    let (positions, shared) = mpsc::channel(16);
-    if let Some(mut own) = own {
-        tokio::spawn(async move {
-            while let Some(o) = own.recv().await {
-                match o {
-                    super::gps::Own::Share(p) => {
-                        if positions.send(p).await.is_err() {
-                            return;
-                        }
-                    }
-                    super::gps::Own::Note(line) => println!("{line}"),
-                }
-            }
-        });
-    }
-    web.run(member, nick, stop, shared, |ev| {
+    // Our own positions (--position); without any, a channel that never yields.
+    let (_none, nothing) = mpsc::channel(1);
+    web.run(member, nick, stop, own.unwrap_or(nothing), |ev| {
         if let Some(text) = show(ev) {
             println!("{text}");
         }
@@ -470,7 +455,7 @@ async fn stopped(headless: bool) {
 }
 
 /// The next word from our own position's source; never, without one.
-async fn own_position(own: &mut Option<mpsc::Receiver<super::gps::Own>>) -> Option<super::gps::Own> {
+async fn own_position(own: &mut Option<mpsc::Receiver<Position>>) -> Option<Position> {
     match own {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,

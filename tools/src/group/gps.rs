@@ -44,15 +44,10 @@ pub(super) fn parse_source(s: &str) -> Result<PositionSource, String> {
     }
 }
 
-/// What the source task reports: a position to share now, or a line for the user.
-#[derive(Debug)]
-pub(super) enum Own {
-    Share(Position),
-    Note(String),
-}
-
-/// Starts the task that says when to share the member's own position.
-pub(super) fn start(source: PositionSource) -> mpsc::Receiver<Own> {
+/// Starts the task that says when to share the member's own position:
+/// each position to share comes out of the channel; what the user should
+/// know (gpsd found, lost, a fix, none) it prints itself.
+pub(super) fn start(source: PositionSource) -> mpsc::Receiver<Position> {
     let (tx, rx) = mpsc::channel(16);
     tokio::spawn(async move {
         match source {
@@ -60,7 +55,7 @@ pub(super) fn start(source: PositionSource) -> mpsc::Receiver<Own> {
                 let mut tick = tokio::time::interval(FIXED_EVERY);
                 loop {
                     tick.tick().await;
-                    if tx.send(Own::Share(p.clone())).await.is_err() {
+                    if tx.send(p.clone()).await.is_err() {
                         return;
                     }
                 }
@@ -73,11 +68,11 @@ pub(super) fn start(source: PositionSource) -> mpsc::Receiver<Own> {
 
 /// Follows gpsd at `addr` until the receiver is dropped: each fix the
 /// sharing rule lets through is sent; connection changes and fix changes
-/// are noted once each.
-async fn follow_gpsd(addr: &str, tx: &mpsc::Sender<Own>) {
+/// are said once each.
+async fn follow_gpsd(addr: &str, tx: &mpsc::Sender<Position>) {
     let mut sharing = Sharing::default();
     let mut away_noted = false;
-    loop {
+    while !tx.is_closed() {
         let why = match tokio::time::timeout(RETRY, TcpStream::connect(addr)).await {
             Ok(Ok(stream)) => {
                 away_noted = false;
@@ -91,13 +86,7 @@ async fn follow_gpsd(addr: &str, tx: &mpsc::Sender<Own>) {
         };
         if !away_noted {
             away_noted = true;
-            let note = format!("!! gpsd at {addr}: {why}; trying again every {} s", RETRY.as_secs());
-            if tx.send(Own::Note(note)).await.is_err() {
-                return;
-            }
-        }
-        if tx.is_closed() {
-            return;
+            println!("!! gpsd at {addr}: {why}; trying again every {} s", RETRY.as_secs());
         }
         tokio::time::sleep(RETRY).await;
     }
@@ -108,7 +97,7 @@ async fn read_reports(
     addr: &str,
     mut stream: TcpStream,
     sharing: &mut Sharing,
-    tx: &mpsc::Sender<Own>,
+    tx: &mpsc::Sender<Position>,
 ) -> Result<(), String> {
     stream.write_all(WATCH).await.map_err(|e| e.to_string())?;
     let mut reader = GpsdReader::new();
@@ -120,32 +109,26 @@ async fn read_reports(
             return Err("gpsd closed the connection".into());
         }
         for e in reader.push(&buf[..n]) {
-            let out = match e {
-                GpsdEvent::Version(release) => Some(Own::Note(format!("-- gpsd {release} at {addr}"))),
+            match e {
+                GpsdEvent::Version(release) => println!("-- gpsd {release} at {addr}"),
                 GpsdEvent::Fix(p) => {
-                    let note = (fixed != Some(true))
-                        .then(|| Own::Note(format!("-- gpsd: a fix at {:.5}, {:.5}", p.lat, p.lon)));
+                    if fixed != Some(true) {
+                        println!("-- gpsd: a fix at {:.5}, {:.5}", p.lat, p.lon);
+                    }
                     fixed = Some(true);
-                    if let Some(n) = note
-                        && tx.send(n).await.is_err()
-                    {
+                    if sharing.offer(std::time::Instant::now(), &p) && tx.send(p).await.is_err() {
                         return Ok(());
                     }
-                    sharing.offer(std::time::Instant::now(), &p).then_some(Own::Share(p))
                 }
-                GpsdEvent::NoFix if fixed != Some(false) => {
+                GpsdEvent::NoFix => {
+                    if fixed != Some(false) {
+                        println!("-- gpsd: no fix (nothing shared until there is one)");
+                    }
                     fixed = Some(false);
-                    Some(Own::Note("-- gpsd: no fix (nothing shared until there is one)".into()))
                 }
-                GpsdEvent::NoFix => None,
                 // Counted; the first few are worth a line.
-                GpsdEvent::Malformed(why) if reader.malformed <= 3 => Some(Own::Note(format!("!! gpsd: {why}"))),
-                GpsdEvent::Malformed(_) => None,
-            };
-            if let Some(o) = out
-                && tx.send(o).await.is_err()
-            {
-                return Ok(());
+                GpsdEvent::Malformed(why) if reader.malformed <= 3 => println!("!! gpsd: {why}"),
+                GpsdEvent::Malformed(_) => {}
             }
         }
     }
