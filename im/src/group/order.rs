@@ -207,6 +207,19 @@ impl ChatOrder {
         }
     }
 
+    /// A complete object of `sender` that is never shown (a beacon, a
+    /// receipt): it settles its place like a file, holding nothing back and
+    /// held back by nothing. Otherwise a catch-up that brought such an
+    /// object before an earlier message would give that message up.
+    pub fn not_shown(&mut self, sender: u32, object: u32, now: Instant) {
+        let line = line_of(&mut self.lines, sender, object, now);
+        if line.passed(object) {
+            return;
+        }
+        line.slots.insert(object, Slot::NotChat);
+        line.release(sender, now, self.wait, &mut self.out);
+    }
+
     /// A chat object of `sender` is complete.
     pub fn complete(&mut self, sender: u32, object: u32, bytes: Vec<u8>, now: Instant) {
         let line = line_of(&mut self.lines, sender, object, now);
@@ -272,6 +285,25 @@ mod tests {
 
     fn drain(o: &mut ChatOrder) -> Vec<(u32, Placement)> {
         std::iter::from_fn(|| o.poll()).map(|r| (r.object, r.placement)).collect()
+    }
+
+    #[test]
+    fn an_object_never_shown_neither_holds_back_nor_gives_up_an_earlier_message() {
+        let t0 = Instant::now();
+        let mut o = ChatOrder::new(DEFAULT_WAIT);
+        o.started(1, 0, ObjectKind::Chat, t0);
+        o.started(1, 1, ObjectKind::Chat, t0);
+        // Object 1 (a beacon) completes first; object 0 comes much later.
+        o.not_shown(1, 1, t0);
+        o.handle_timeout(t0 + DEFAULT_WAIT * 10);
+        assert!(drain(&mut o).is_empty());
+        o.complete(1, 0, b"m".to_vec(), t0 + DEFAULT_WAIT * 10);
+        assert_eq!(drain(&mut o), [(0, Placement::InOrder)]);
+        // And a beacon after the cursor frees the message behind it.
+        o.started(1, 2, ObjectKind::Chat, t0);
+        o.complete(1, 3, b"n".to_vec(), t0);
+        o.not_shown(1, 2, t0);
+        assert_eq!(drain(&mut o), [(3, Placement::InOrder)]);
     }
 
     #[test]

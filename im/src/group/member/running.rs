@@ -28,9 +28,9 @@ use super::receipts::{self, Awaiting};
 use super::room::{RoomKeys, on_room_event, repairer_change, use_repairer};
 use super::transport::{FromTransport, Transport, flush};
 use super::{Command, MemberConfig, MemberEvent, Placement, Via};
-use crate::group::chat::{ChatMessage, Dedup, encode_beacon};
+use crate::group::chat::{ChatMessage, Dedup, decode_beacon, encode_beacon};
 use crate::group::inbox::InboxEvent;
-use crate::group::order::ChatOrder;
+use crate::group::order::{ChatOrder, Released};
 use crate::group::trust::KnownKeys;
 use crate::group::{receipt, signed};
 use crate::xmpp::client::{Client, ClientEvent};
@@ -263,19 +263,18 @@ impl Running {
     /// Shows the chat objects whose turn has come.
     async fn release_chat(&mut self) {
         while let Some(r) = self.order.poll() {
-            let reading = Reading::of(&self.transport);
-            let mut notes = Vec::new();
-            let ev = reading.chat_object(
-                r,
-                &mut self.awaiting,
-                &mut self.dedup,
-                &mut self.heard,
-                &mut self.trust,
-                &mut notes,
-            );
-            for ev in notes.into_iter().chain(ev) {
-                self.emit(ev).await;
-            }
+            self.read_object(r).await;
+        }
+    }
+
+    /// Reads one chat object and says what it holds.
+    async fn read_object(&mut self, r: Released) {
+        let reading = Reading::of(&self.transport);
+        let mut notes = Vec::new();
+        let ev =
+            reading.chat_object(r, &mut self.awaiting, &mut self.dedup, &mut self.heard, &mut self.trust, &mut notes);
+        for ev in notes.into_iter().chain(ev) {
+            self.emit(ev).await;
         }
     }
 
@@ -297,7 +296,14 @@ impl Running {
     async fn on_transport(&mut self, msg: FromTransport) {
         match msg {
             FromTransport::Chat(bytes, sender, object) => {
-                self.order.complete(sender, object, bytes, Instant::now().into_std());
+                let now = Instant::now().into_std();
+                if decode_beacon(&bytes).is_some() || receipt::is_receipt(&bytes) {
+                    // Never shown: read at once, and out of the order's way.
+                    self.order.not_shown(sender, object, now);
+                    self.read_object(Released { sender, object, bytes, placement: Placement::InOrder }).await;
+                } else {
+                    self.order.complete(sender, object, bytes, now);
+                }
                 self.release_chat().await;
             }
             FromTransport::Started(sender, object, chat, first) => {
