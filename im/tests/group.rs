@@ -609,3 +609,120 @@ async fn a_repairer_found_through_the_room_repairs_its_region() {
     }
     server.stop().await;
 }
+
+/// The history policy `joined`, against a member that asks on purpose:
+/// bob joins (with the key server directly) after alice sent a map, and
+/// listens with a receiver that takes every sender's backlog and asks for
+/// it: of alice while she is there, of the archive once she has left. The
+/// archive refuses him; what repair of the map alice sent for him is
+/// sealed under the map's epoch, which he never held: he hears it and
+/// cannot open it, and a replay of the same packets with the map's epoch
+/// reads the map.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_added_after_a_file_cannot_get_it() {
+    use lsim_keymgmt::server::member_node;
+    use lsim_transport::net::driver::wall_clock_seq;
+    use lsim_transport::net::{Driver, DriverConfig, MulticastSocket};
+    use lsim_transport::stats::DropReason;
+    use lsim_transport::{Receiver, ReceiverConfig, ReceiverEvent};
+
+    let (server, t, scratch) = all_in_one("policy", 8).await;
+    let captured = Capture::loopback(group_addr(8)).unwrap();
+    let mut cfg = MemberConfig::new(t.config("alice", "alice-pw"), t.room(), "alice");
+    cfg.viewer = Viewer::Never;
+    cfg.download_dir = scratch.path().into();
+    let mut alice = Member::start(cfg).await.unwrap();
+    let MemberEvent::Joined { session, node: alice_node, .. } =
+        next(&mut alice, "joined", |e| matches!(e, MemberEvent::Joined { .. })).await
+    else {
+        unreachable!()
+    };
+    let map = scratch.path().join("map.txt");
+    std::fs::write(&map, "SECRET-MAP of the ridge. ".repeat(8_000)).unwrap();
+    alice.send_file(&map).await;
+    next(&mut alice, "map sent", |e| matches!(e, MemberEvent::FileSent { .. })).await;
+    let (map_epoch, _) = server.keys.group_state("lsim").await.unwrap();
+    let map_key = server.keys.group_key("lsim").await.unwrap();
+    let archive = server.archive.as_ref().unwrap();
+    for _ in 0..50 {
+        if archive.objects().await.unwrap_or(0) > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // bob joins after the map: his keys hold nothing of its epoch.
+    let (addr, fp) = (server.params.keyserver, server.params.fingerprint);
+    let bob = Registration::login(addr, fp, "bob", "bob-pw").await.unwrap();
+    let keys = bob.join("lsim").await.unwrap();
+    let bob_epoch = keys.keys.epoch().unwrap();
+    assert!(bob_epoch > map_epoch && keys.keys.history().next().is_none());
+    next(&mut alice, "bob's epoch", |e| matches!(e, MemberEvent::Epoch(n) if *n >= bob_epoch)).await;
+    let mark = captured.mark();
+    let rcfg = ReceiverConfig {
+        session,
+        node: member_node(bob.member()) | lsim_im::group::member::RECEIVER_NODE_BIT,
+        seed: 8,
+        accept_backlog: true,
+        first_seq: wall_clock_seq(),
+        ..ReceiverConfig::default()
+    };
+    let socket = MulticastSocket::open(&MulticastConfig::loopback(group_addr(8))).unwrap();
+    let mut driver = Driver::new(Receiver::new(rcfg, keys.seal().unwrap()), socket, DriverConfig::default());
+    let handle = driver.handle();
+    let got = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let into = got.clone();
+    let task = tokio::spawn(async move {
+        let _ = driver
+            .run(move |_: &mut Receiver<GroupSeal>, e| {
+                if let ReceiverEvent::ObjectData { sender, data, .. } = e
+                    && sender == alice_node
+                {
+                    into.lock().unwrap().extend(data);
+                }
+                std::ops::ControlFlow::<()>::Continue(())
+            })
+            .await;
+    });
+    // alice's heartbeats tell him what she holds; then she goes.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let left = alice.leave().await;
+    let left = left.events.iter().find_map(|e| if let MemberEvent::Left { epoch } = e { Some(*epoch) } else { None });
+    // Her leave rekeyed the group: bob resyncs, as a member would.
+    let left = left.unwrap();
+    let fresh = bob.resync("lsim").await.unwrap();
+    assert_eq!(fresh.keys.epoch(), Some(left));
+    assert!(fresh.keys.history().all(|(e, _)| e >= bob_epoch), "his history begins at his join");
+    let key = fresh.keys.group_key().unwrap().clone();
+    handle.with(move |r: &mut Receiver<GroupSeal>| {
+        let _ = r.seal_mut().install(left, &key);
+    });
+    // The archive says what it holds of alice once she is silent; bob asks it.
+    for _ in 0..40 {
+        if archive.stats().await.is_some_and(|s| s.repair_refused_policy > 0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    handle.with(move |r: &mut Receiver<GroupSeal>| {
+        let _ = tx.send(r.stats().clone());
+    });
+    let bob_stats = rx.await.unwrap();
+    handle.stop();
+    task.abort();
+
+    let archive_stats = archive.stats().await.unwrap();
+    let refused = archive_stats.repair_refused_policy;
+    assert!(refused > 0, "the archive refused nothing: bob {bob_stats:?}, archive {archive_stats:?}");
+    let got = got.lock().unwrap();
+    assert!(!got.windows(10).any(|w| w == b"SECRET-MAP"), "bob read the map");
+    let unopened = bob_stats.dropped(DropReason::UnknownEpoch);
+    assert!(unopened > 0, "bob heard nothing he could not open: {bob_stats:?}");
+    let after = captured.since(mark);
+    let control = read_with(session, SuiteId::Aes256Gcm, &[(map_epoch, map_key)], &after);
+    assert!(control.contains(b"SECRET-MAP"), "the map's repair went by after bob joined, under the map's epoch");
+    eprintln!("policy: archive refused {refused} requests; bob could not open {unopened} packets");
+    server.keys.close();
+}

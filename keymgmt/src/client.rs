@@ -73,10 +73,16 @@ pub struct GroupKeys {
 }
 
 impl GroupKeys {
-    /// A transport seal at the member's current epoch.
+    /// A transport seal at the member's current epoch, remembering the
+    /// history the registrar gave (past epochs of this membership, for
+    /// repair of what was sent in them).
     pub fn seal(&self) -> Option<GroupSeal> {
         let epoch = self.keys.epoch()?;
-        Some(GroupSeal::new(self.suite, epoch, self.keys.group_key()?))
+        let mut seal = GroupSeal::new(self.suite, epoch, self.keys.group_key()?);
+        for (epoch, key) in self.keys.history() {
+            seal.remember(epoch, key);
+        }
+        Some(seal)
     }
 }
 
@@ -174,10 +180,11 @@ impl Registration {
 
     async fn keys(&self, req: Request) -> Result<GroupKeys, ClientError> {
         match self.call(&req).await? {
-            Response::Keys { suite, path, revoked } => {
+            Response::Keys { suite, path, revoked, history } => {
                 let suite = SuiteId::from_u8(suite).map_err(|_| ClientError::Suite(suite))?;
                 let mut keys = MemberKeys::new(path.group, self.member, self.individual.clone());
                 keys.install_path(&path)?;
+                keys.set_history(history)?;
                 // Keys that did not come from a rekey refuse the revoked too.
                 keys.set_revoked(revoked);
                 Ok(GroupKeys { suite, keys })

@@ -2,9 +2,12 @@
 //!
 //! Owns `MemberKeys`: the member's individual key, the keys on its path from
 //! its leaf to the root (node → version and key), the current group key and
-//! epoch, and a short window of past epochs' group keys for data still in
-//! flight. It applies signed rekeys (signature first, then epochs, then
-//! unwrapping bottom-up) and installs paths from the registrar. A refused
+//! epoch, a short window of past epochs' group keys for data still in
+//! flight, and the history: past epochs' group keys of its membership that
+//! the registrar handed over (epochs it missed, away), for repair of what
+//! was sent in them. It applies signed rekeys (signature first, then
+//! epochs, then unwrapping bottom-up) and installs paths (and their
+//! history) from the registrar. A refused
 //! rekey never changes the keys or the epoch. It must not touch the network
 //! or the tree: it sees only the bytes a rekey arrives in and the paths the
 //! registrar hands over.
@@ -15,6 +18,7 @@ use ed25519_dalek::VerifyingKey;
 
 use crate::key::SecretKey;
 use crate::rekey::{KeyId, Rekey, RekeyError, SignedRekey};
+use crate::suite::MAX_HISTORY_EPOCHS;
 use crate::tree::{MemberId, MemberPath, NodeId};
 
 /// Past epochs' group keys a member keeps by default.
@@ -63,6 +67,8 @@ pub struct MemberKeys {
     /// Newest first.
     past: VecDeque<(u32, Box<SecretKey>)>,
     window: usize,
+    /// Past epochs' group keys of this membership from the registrar, by epoch.
+    history: BTreeMap<u32, Box<SecretKey>>,
     resync: bool,
     /// The users the key server revoked, as its last applied rekey said.
     revoked: BTreeSet<String>,
@@ -83,6 +89,7 @@ impl MemberKeys {
             path: None,
             past: VecDeque::new(),
             window,
+            history: BTreeMap::new(),
             resync: false,
             revoked: BTreeSet::new(),
         }
@@ -131,6 +138,36 @@ impl MemberKeys {
             Some(p) if p.epoch == epoch => p.group_key(),
             _ => self.past.iter().find(|(e, _)| *e == epoch).map(|(_, k)| &**k),
         }
+    }
+
+    /// Replaces the history with the past epochs' group keys the registrar
+    /// gave with the installed path (`Response::Keys`'s history), the
+    /// newest `MAX_HISTORY_EPOCHS`. Every epoch must be before the current
+    /// one (which past epochs belong to this membership is the key
+    /// server's to say: a member back after an eviction for absence gets
+    /// those before its new leaf too): otherwise nothing changes and the
+    /// history is refused.
+    pub fn set_history(&mut self, history: impl IntoIterator<Item = (u32, SecretKey)>) -> Result<(), RekeyError> {
+        let Some(path) = &self.path else { return Err(RekeyError::NoKeys { group: self.group }) };
+        let current = path.epoch;
+        let mut kept = BTreeMap::new();
+        for (epoch, key) in history {
+            if epoch >= current {
+                return Err(RekeyError::Malformed(format!("history epoch {epoch} is not before epoch {current}")));
+            }
+            kept.insert(epoch, Box::new(key));
+            if kept.len() > MAX_HISTORY_EPOCHS {
+                kept.pop_first();
+            }
+        }
+        self.history = kept;
+        Ok(())
+    }
+
+    /// The history's epochs and group keys, oldest first (for the member's
+    /// seals to `remember`; `group_key_for` does not look there).
+    pub fn history(&self) -> impl Iterator<Item = (u32, &SecretKey)> + '_ {
+        self.history.iter().map(|(&e, k)| (e, &**k))
     }
 
     /// Whether the member must resync over the registrar: a rekey showed it
@@ -463,6 +500,31 @@ mod tests {
         assert!(m.group_key_for(6).is_some());
         assert!((3..=5).all(|e| m.group_key_for(e).is_some()));
         assert!(m.group_key_for(2).is_none() && m.group_key_for(1).is_none());
+    }
+
+    #[test]
+    fn the_history_holds_only_past_epochs() {
+        let mut w = World::new(4);
+        let r = w.join(&[10]);
+        w.apply_all(&r, &[]);
+        for i in 0..3 {
+            let r = w.leave(&[i]);
+            w.apply_all(&r, &[]);
+        }
+        let m = w.members.get_mut(&10).unwrap();
+        assert_eq!((m.joined_epoch(), m.epoch()), (Some(2), Some(5)));
+        let key = |e: u32| SecretKey::from_bytes([e as u8; 32]);
+        m.set_history((2..5).map(|e| (e, key(e)))).unwrap();
+        assert_eq!(
+            m.history().map(|(e, k)| (e, k.clone())).collect::<Vec<_>>(),
+            [(2, key(2)), (3, key(3)), (4, key(4))]
+        );
+        for bad in [5, 9] {
+            assert!(matches!(m.set_history([(3, key(3)), (bad, key(bad))]), Err(RekeyError::Malformed(_))), "{bad}");
+        }
+        assert_eq!(m.history().count(), 3, "a refused history changes nothing");
+        let mut fresh = MemberKeys::new(GROUP, MemberId(50), SecretKey::random().unwrap());
+        assert_eq!(fresh.set_history([(1, key(1))]), Err(RekeyError::NoKeys { group: GROUP }));
     }
 
     #[test]

@@ -2,11 +2,15 @@
 //!
 //! Owns the on-disk state in an embedded ACID store (redb): users and their
 //! password verifiers, members (id and individual key), groups (their
-//! serialized key tree and settings) and the server's own secrets (signing
-//! key, TLS identity). Every change is one transaction: a kill -9 at any
-//! point leaves either the old state or the new one, never half of each. It
-//! does not interpret group records; the server does.
+//! serialized key tree and settings), each group's keys of its newest
+//! `MAX_HISTORY_EPOCHS` epochs (written with the group record of the epoch,
+//! so the server never holds an epoch whose key it forgot) and the server's
+//! own secrets (signing key, TLS identity). Every change is one
+//! transaction: a kill -9 at any point leaves either the old state or the
+//! new one, never half of each. It does not interpret group records; the
+//! server does.
 
+use std::ops::Range;
 use std::path::Path;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
@@ -14,6 +18,7 @@ use thiserror::Error;
 use zeroize::Zeroizing;
 
 use crate::key::SecretKey;
+use crate::suite::MAX_HISTORY_EPOCHS;
 use crate::users::{PasswordVerifier, UserError};
 
 const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
@@ -21,6 +26,25 @@ const MEMBERS: TableDefinition<&str, &[u8]> = TableDefinition::new("members");
 const GROUPS: TableDefinition<&str, &[u8]> = TableDefinition::new("groups");
 const SECRETS: TableDefinition<&str, &[u8]> = TableDefinition::new("secrets");
 const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
+/// (group name, epoch) → that epoch's group key.
+const EPOCH_KEYS: TableDefinition<(&str, u32), &[u8; 32]> = TableDefinition::new("epoch-keys");
+/// (group name, member id) → its membership run: since (epoch, 4 bytes),
+/// and when it was evicted for absence, if it was (unix seconds, 8 bytes).
+const RUNS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("runs");
+
+/// A member's run of membership in a group: the epoch it began at, and,
+/// while it is out of the group after an eviction for absence, since when
+/// (unix seconds). A run outlives such an eviction, so that the member,
+/// back, is a member since the same epoch (the history policy `joined`
+/// counts the time it was away or briefly evicted as membership); a leave,
+/// an eviction by an administrator or a revocation ends it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Run {
+    /// The epoch the run began at.
+    pub since: u32,
+    /// Evicted for absence at this time (unix seconds), not back yet.
+    pub absent_since: Option<u64>,
+}
 
 /// The store failed or holds something unreadable.
 #[derive(Debug, Error)]
@@ -70,6 +94,7 @@ impl Store {
             txn.open_table(GROUPS).map_err(dberr)?;
             txn.open_table(SECRETS).map_err(dberr)?;
             txn.open_table(COUNTERS).map_err(dberr)?;
+            txn.open_table(EPOCH_KEYS).map_err(dberr)?;
         }
         txn.commit().map_err(dberr)?;
         Ok(Store { db: database })
@@ -166,9 +191,78 @@ impl Store {
         self.get(GROUPS, name)
     }
 
-    /// Writes a group's record (atomically: the old one or this one survive a crash).
-    pub fn put_group(&self, name: &str, record: &[u8]) -> Result<(), StoreError> {
-        self.put(GROUPS, name, record)
+    /// Writes a group's record at `epoch` and that epoch's group key, in one
+    /// transaction (the old record or this one survive a crash, and this one
+    /// only with its key), and drops the keys of epochs `MAX_HISTORY_EPOCHS`
+    /// or more before `epoch`: a group keeps its newest `MAX_HISTORY_EPOCHS`.
+    pub fn put_group(&self, name: &str, record: &[u8], epoch: u32, group_key: &SecretKey) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(dberr)?;
+        {
+            txn.open_table(GROUPS).map_err(dberr)?.insert(name, record).map_err(dberr)?;
+            let mut keys = txn.open_table(EPOCH_KEYS).map_err(dberr)?;
+            keys.insert((name, epoch), group_key.as_bytes()).map_err(dberr)?;
+            let oldest_kept = epoch.saturating_sub(MAX_HISTORY_EPOCHS as u32 - 1);
+            keys.retain_in((name, 0)..(name, oldest_kept), |_, _| false).map_err(dberr)?;
+        }
+        txn.commit().map_err(dberr)?;
+        Ok(())
+    }
+
+    /// The group keys `name` still holds for the epochs in `epochs`, oldest first.
+    pub fn epoch_keys(&self, name: &str, epochs: Range<u32>) -> Result<Vec<(u32, SecretKey)>, StoreError> {
+        if epochs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let txn = self.db.begin_read().map_err(dberr)?;
+        let t = txn.open_table(EPOCH_KEYS).map_err(dberr)?;
+        let mut out = Vec::new();
+        for row in t.range((name, epochs.start)..(name, epochs.end)).map_err(dberr)? {
+            let (k, v) = row.map_err(dberr)?;
+            out.push((k.value().1, SecretKey::from_bytes(*v.value())));
+        }
+        Ok(out)
+    }
+
+    /// `member`'s run of membership in `group`, if one is kept.
+    pub fn run(&self, group: &str, member: u64) -> Result<Option<Run>, StoreError> {
+        let txn = self.db.begin_read().map_err(dberr)?;
+        let t = match txn.open_table(RUNS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(dberr(e)),
+        };
+        let Some(v) = t.get((group, member)).map_err(dberr)? else { return Ok(None) };
+        let b = v.value();
+        let corrupt = || StoreError::Corrupt { what: "run", key: format!("{group}/{member}") };
+        let since = u32::from_be_bytes(b.get(..4).and_then(|b| b.try_into().ok()).ok_or_else(corrupt)?);
+        let absent_since = match b.len() {
+            4 => None,
+            12 => Some(u64::from_be_bytes(b[4..12].try_into().map_err(|_| corrupt())?)),
+            _ => return Err(corrupt()),
+        };
+        Ok(Some(Run { since, absent_since }))
+    }
+
+    /// Keeps `member`'s run in `group` (`None`: ends it).
+    pub fn put_run(&self, group: &str, member: u64, run: Option<Run>) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(dberr)?;
+        {
+            let mut t = txn.open_table(RUNS).map_err(dberr)?;
+            match run {
+                Some(r) => {
+                    let mut v = r.since.to_be_bytes().to_vec();
+                    if let Some(at) = r.absent_since {
+                        v.extend_from_slice(&at.to_be_bytes());
+                    }
+                    t.insert((group, member), v.as_slice()).map_err(dberr)?;
+                }
+                None => {
+                    t.remove((group, member)).map_err(dberr)?;
+                }
+            }
+        }
+        txn.commit().map_err(dberr)?;
+        Ok(())
     }
 
     /// Every group name.
@@ -229,7 +323,7 @@ mod tests {
         let (ayen, sig) = {
             let s = Store::open(&path).unwrap();
             s.put_user("ayen", &PasswordVerifier::new("pw", cheap).unwrap()).unwrap();
-            s.put_group("lsim", b"tree bytes").unwrap();
+            s.put_group("lsim", b"tree bytes", 4, &SecretKey::from_bytes([4; 32])).unwrap();
             let ayen = s.member("ayen").unwrap();
             assert_eq!(s.member("ayen").unwrap(), ayen, "created once");
             let sig = s.secret("signing", || Ok(Zeroizing::new(vec![7; 32]))).unwrap();
@@ -248,6 +342,51 @@ mod tests {
         let again = s.secret("signing", || panic!("must not be made twice")).unwrap();
         assert_eq!(again, sig);
         assert_eq!(s.next_start().unwrap(), 2, "starts are counted across reopening");
+        assert_eq!(s.epoch_keys("lsim", 0..9).unwrap(), [(4, SecretKey::from_bytes([4; 32]))]);
+        std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
+    }
+
+    #[test]
+    fn each_group_keeps_the_keys_of_its_newest_epochs() {
+        let path = temp("epochs");
+        let s = Store::open(&path).unwrap();
+        let key = |e: u32| SecretKey::from_bytes([e as u8; 32]);
+        let last = MAX_HISTORY_EPOCHS as u32 + 5;
+        for e in 0..=last {
+            s.put_group("lsim", b"tree", e, &key(e)).unwrap();
+        }
+        s.put_group("lsim-b", b"tree", 2, &key(2)).unwrap();
+        s.put_group("lsim-b", b"tree", 3, &key(3)).unwrap();
+        let kept = s.epoch_keys("lsim", 0..u32::MAX).unwrap();
+        assert_eq!(kept.len(), MAX_HISTORY_EPOCHS);
+        assert_eq!(kept.first().map(|k| k.0), Some(last + 1 - MAX_HISTORY_EPOCHS as u32), "the oldest went first");
+        assert!(kept.iter().all(|(e, k)| *k == key(*e)));
+        assert_eq!(
+            s.epoch_keys("lsim", 1000..1003).unwrap().iter().map(|k| k.0).collect::<Vec<_>>(),
+            [1000, 1001, 1002]
+        );
+        assert_eq!(s.epoch_keys("lsim-b", 0..9).unwrap(), [(2, key(2)), (3, key(3))], "groups apart");
+        assert!(s.epoch_keys("lsim-b", 3..3).unwrap().is_empty());
+        // Writing an epoch again (a restart at the same epoch) keeps one key for it.
+        s.put_group("lsim-b", b"tree", 3, &key(3)).unwrap();
+        assert_eq!(s.epoch_keys("lsim-b", 0..9).unwrap().len(), 2);
+        std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
+    }
+
+    #[test]
+    fn a_run_of_membership_is_kept_across_reopening_and_ends_when_told() {
+        let path = temp("runs");
+        let s = Store::open(&path).unwrap();
+        assert_eq!(s.run("lsim", 7).unwrap(), None);
+        s.put_run("lsim", 7, Some(Run { since: 3, absent_since: None })).unwrap();
+        s.put_run("lsim", 8, Some(Run { since: 5, absent_since: Some(1_700_000_000) })).unwrap();
+        drop(s);
+        let s = Store::open(&path).unwrap();
+        assert_eq!(s.run("lsim", 7).unwrap(), Some(Run { since: 3, absent_since: None }));
+        assert_eq!(s.run("lsim", 8).unwrap(), Some(Run { since: 5, absent_since: Some(1_700_000_000) }));
+        assert_eq!(s.run("other", 7).unwrap(), None, "groups apart");
+        s.put_run("lsim", 7, None).unwrap();
+        assert_eq!(s.run("lsim", 7).unwrap(), None);
         std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
     }
 }

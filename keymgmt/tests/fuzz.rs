@@ -253,9 +253,23 @@ fn response() -> impl Strategy<Value = Response> {
             individual_key: key(member),
             server_key
         }),
-        (any::<u8>(), path, prop::collection::vec("[a-z]{1,8}", 0..3))
-            .prop_map(|(suite, path, revoked)| Response::Keys { suite, path, revoked }),
-        Just(Response::Keys { suite: 2, path: world().path0.clone(), revoked: vec!["carol".into()] }),
+        (any::<u8>(), path, prop::collection::vec("[a-z]{1,8}", 0..3), prop::collection::btree_set(0u32..40, 0..6))
+            .prop_map(|(suite, path, revoked, after)| {
+                // Past epochs of the membership: from the join, before the path's epoch.
+                let history = after
+                    .into_iter()
+                    .filter_map(|a| path.leaf_version.checked_add(a))
+                    .filter(|e| *e < path.epoch)
+                    .map(|e| (e, key(u64::from(e))))
+                    .collect();
+                Response::Keys { suite, path, revoked, history }
+            }),
+        Just(Response::Keys {
+            suite: 2,
+            path: world().path0.clone(),
+            revoked: vec!["carol".into()],
+            history: Vec::new()
+        }),
         any::<u32>().prop_map(|epoch| Response::Left { epoch }),
         text().prop_map(|message| Response::Error { code: ErrorCode::State, message }),
         text().prop_map(|message| Response::Error { code: ErrorCode::NotMember, message }),

@@ -9,10 +9,12 @@ use std::time::Duration;
 use common::{CHEAP, KeyServerProcess};
 use lsim_keymgmt::client::{ClientError, Followed, Follower, GroupKeys, Registration, follow_rekeys};
 use lsim_keymgmt::filekey::{FileKey, FileKeyError, MAX_RECIPIENTS, Wrap};
+use lsim_keymgmt::key::SecretKey;
 use lsim_keymgmt::registrar::msg::{ErrorCode, Request, Response};
 use lsim_keymgmt::server::{GroupConfig, KeyServer, ServerConfig};
-use lsim_keymgmt::suite::SuiteId;
+use lsim_keymgmt::suite::{GroupSeal, MAX_HISTORY_EPOCHS, SuiteId};
 use lsim_transport::net::MulticastConfig;
+use lsim_transport::seal::{Nonce, Seal};
 use tokio::sync::watch;
 
 fn data_dir(name: &str) -> tempfile::TempDir {
@@ -247,6 +249,273 @@ async fn keys_from_the_registrar_carry_the_revoked_names() {
     let dave = Registration::login(addr, pin, "dave", "pw").await.unwrap();
     let late = dave.join("lsim").await.unwrap();
     assert!(late.keys.is_revoked("carol"), "a member joining after the revocation does not know it");
+    server.close();
+}
+
+/// The history (epochs and group keys) a member's resync brings, as the
+/// key server sent it.
+async fn history(reg: &Registration) -> Vec<(u32, SecretKey)> {
+    match reg.channel().call(&Request::Resync { group: "lsim".into() }).await.unwrap() {
+        Response::Keys { history, .. } => history,
+        other => panic!("expected keys, got {other:?}"),
+    }
+}
+
+fn epochs(history: &[(u32, SecretKey)]) -> Vec<u32> {
+    history.iter().map(|h| h.0).collect()
+}
+
+/// The group key of `epoch` as the server's tree had it (recorded after
+/// each rekey).
+fn recorded(keys: &[(u32, SecretKey)], epoch: u32) -> &SecretKey {
+    &keys.iter().find(|k| k.0 == epoch).unwrap_or_else(|| panic!("no key recorded for epoch {epoch}")).1
+}
+
+/// A member out of range during four rekeys resyncs and gets the group
+/// keys of every epoch from its join to before now: the same bytes the
+/// other members derived from the rekeys, or were given at their join.
+/// With them its seal opens repair sent under an epoch it missed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_back_from_away_gets_the_keys_of_the_epochs_it_missed() {
+    let mc = MulticastConfig::loopback(group(8));
+    let dir = data_dir("history");
+    let cfg = ServerConfig::new(dir.path().into(), vec![GroupConfig::loopback("lsim", SuiteId::Aes256Gcm, group(8))]);
+    let server = KeyServer::start(cfg).await.unwrap();
+    let (addr, pin) = (server.addr().unwrap(), server.fingerprint());
+    for u in ["alice", "bob", "carol", "dave"] {
+        server.add_user(u, "pw", CHEAP).unwrap();
+    }
+    let login = |n: &'static str| Registration::login(addr, pin, n, "pw");
+    let (alice, bob, carol, dave) = (
+        login("alice").await.unwrap(),
+        login("bob").await.unwrap(),
+        login("carol").await.unwrap(),
+        login("dave").await.unwrap(),
+    );
+    let mut at_server = Vec::new();
+    let mut record = async |epoch: u32| at_server.push((epoch, server.group_key("lsim").await.unwrap()));
+
+    let alice_keys = alice.join("lsim").await.unwrap();
+    let joined = alice_keys.keys.epoch().unwrap();
+    assert_eq!(alice_keys.keys.joined_epoch(), Some(joined));
+    assert!(alice_keys.keys.history().next().is_none(), "a joiner's membership has no past yet");
+    record(joined).await;
+    let bob_keys = bob.join("lsim").await.unwrap();
+    let bob_joined = bob_keys.keys.epoch().unwrap();
+    let bob_join_key = bob_keys.keys.group_key().unwrap().clone();
+    record(bob_joined).await;
+
+    // Alice goes out of range; bob follows four rekeys over multicast.
+    let mut follower = follow_rekeys(&mc, 500, bob_keys, *bob.server_key()).unwrap();
+    let mut missed = Vec::new();
+    for step in 0..4 {
+        let epoch = match step {
+            0 => carol.join("lsim").await.unwrap().keys.epoch().unwrap(),
+            1 => carol.leave("lsim").await.unwrap(),
+            2 => dave.join("lsim").await.unwrap().keys.epoch().unwrap(),
+            _ => dave.leave("lsim").await.unwrap(),
+        };
+        record(epoch).await;
+        assert_eq!(wait_epoch(&mut follower.epochs, epoch).await, Followed::Epoch(epoch));
+        missed.push(epoch);
+    }
+    follower.handle.stop();
+    let bob_held = follower.task.await.unwrap();
+    let now = *missed.last().unwrap();
+
+    let fresh = alice.resync("lsim").await.unwrap();
+    assert_eq!((fresh.keys.epoch(), fresh.keys.joined_epoch()), (Some(now), Some(joined)));
+    let got: Vec<(u32, SecretKey)> = fresh.keys.history().map(|(e, k)| (e, k.clone())).collect();
+    assert_eq!(epochs(&got), (joined..now).collect::<Vec<_>>(), "every epoch from the join to before now");
+    assert_eq!(got, history(&alice).await, "the client keeps what the server sent");
+    for (epoch, key) in &got {
+        assert_eq!(key, recorded(&at_server, *epoch), "epoch {epoch}: the server's tree had another key");
+    }
+    // The same bytes the other members hold: alice's own join, bob's join,
+    // and the epochs bob derived from the rekeys (his window keeps the last three).
+    assert_eq!(recorded(&got, joined), alice_keys.keys.group_key().unwrap());
+    assert_eq!(recorded(&got, bob_joined), &bob_join_key);
+    for &epoch in &missed[..3] {
+        assert_eq!(Some(recorded(&got, epoch)), bob_held.keys.group_key_for(epoch), "epoch {epoch}");
+    }
+    assert_eq!(bob_held.keys.group_key(), fresh.keys.group_key());
+
+    // Her seal remembers them (for repair only: they are not live) and
+    // opens what bob sealed under an epoch she missed.
+    let mut seal = fresh.seal().unwrap();
+    assert_eq!(seal.history().collect::<Vec<_>>(), (joined..now).collect::<Vec<_>>());
+    let epoch = missed[1];
+    assert!(!seal.is_live(epoch));
+    let mut bobs = GroupSeal::new(SuiteId::Aes256Gcm, epoch, bob_held.keys.group_key_for(epoch).unwrap());
+    let nonce = Nonce { node: 9, seq: 1 };
+    let (mut body, mut tag) = (b"repair of an old object".to_vec(), vec![0u8; bobs.tag_len()]);
+    bobs.seal(epoch, nonce, b"header", &mut body, &mut tag).unwrap();
+    seal.open(epoch, nonce, b"header", &mut body, &tag).unwrap();
+    assert_eq!(body, b"repair of an old object");
+    server.close();
+}
+
+/// A member that joins late gets no epoch from before its join, and one
+/// that left and came back nothing from its earlier membership nor from
+/// while it was out: its current membership began at the rejoin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_member_gets_the_key_of_an_epoch_before_its_join() {
+    let dir = data_dir("no-history");
+    let cfg = ServerConfig::new(dir.path().into(), vec![GroupConfig::loopback("lsim", SuiteId::Aes256Gcm, group(9))]);
+    let server = KeyServer::start(cfg).await.unwrap();
+    let (addr, pin) = (server.addr().unwrap(), server.fingerprint());
+    for u in ["alice", "bob", "carol", "dave"] {
+        server.add_user(u, "pw", CHEAP).unwrap();
+    }
+    let login = |n: &'static str| Registration::login(addr, pin, n, "pw");
+    let (alice, bob, carol, dave) = (
+        login("alice").await.unwrap(),
+        login("bob").await.unwrap(),
+        login("carol").await.unwrap(),
+        login("dave").await.unwrap(),
+    );
+    let first = alice.join("lsim").await.unwrap().keys.epoch().unwrap();
+    let carol_first = carol.join("lsim").await.unwrap().keys.epoch().unwrap();
+    bob.join("lsim").await.unwrap();
+    carol.leave("lsim").await.unwrap();
+    let late = dave.join("lsim").await.unwrap();
+    let dave_joined = late.keys.epoch().unwrap();
+    assert!(late.keys.history().next().is_none(), "nothing from before the join");
+    bob.leave("lsim").await.unwrap();
+    let carol_again = carol.join("lsim").await.unwrap();
+    let rejoined = carol_again.keys.epoch().unwrap();
+    assert_eq!(carol_again.keys.joined_epoch(), Some(rejoined), "a rejoin is a new leaf, a new membership");
+    assert!(carol_again.keys.history().next().is_none());
+    let now = bob.join("lsim").await.unwrap().keys.epoch().unwrap();
+    assert!(first < carol_first && carol_first < dave_joined && dave_joined < rejoined && rejoined < now);
+
+    assert_eq!(epochs(&history(&dave).await), (dave_joined..now).collect::<Vec<_>>());
+    assert_eq!(epochs(&history(&carol).await), (rejoined..now).collect::<Vec<_>>(), "nothing of carol's first stay");
+    assert_eq!(epochs(&history(&alice).await), (first..now).collect::<Vec<_>>());
+    assert!(history(&bob).await.is_empty(), "bob's join is now: his membership has no past");
+    // One who left gets no keys at all.
+    dave.leave("lsim").await.unwrap();
+    let gone = dave.channel().call(&Request::Resync { group: "lsim".into() }).await.unwrap();
+    assert!(matches!(gone, Response::Error { code: ErrorCode::State, .. }), "{gone:?}");
+    server.close();
+}
+
+/// A member evicted for absence (its room presence gone past the grace)
+/// and back goes on with the same run of membership: it gets the keys of
+/// the epochs since it first joined, those while it was out too, and the
+/// archive's table lists it since then. An administrator's eviction ends
+/// the run like a leave: back, it is a member only from then on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_evicted_for_absence_and_back_keeps_its_run_of_membership() {
+    let dir = data_dir("absence-run");
+    let cfg = ServerConfig::new(dir.path().into(), vec![GroupConfig::loopback("lsim", SuiteId::Aes256Gcm, group(11))]);
+    let server = KeyServer::start(cfg).await.unwrap();
+    let (addr, pin) = (server.addr().unwrap(), server.fingerprint());
+    for u in ["alice", "bob", "carol"] {
+        server.add_user(u, "pw", CHEAP).unwrap();
+    }
+    let login = |n: &'static str| Registration::login(addr, pin, n, "pw");
+    let (alice, bob, carol) =
+        (login("alice").await.unwrap(), login("bob").await.unwrap(), login("carol").await.unwrap());
+    alice.join("lsim").await.unwrap();
+    let carol_first = carol.join("lsim").await.unwrap().keys.epoch().unwrap();
+    let node_of = |r: &Registration| lsim_keymgmt::server::member_node(r.member());
+    let carol_node = node_of(&carol);
+
+    // Away: evicted; bob joins meanwhile; carol back.
+    let out = server.evict_absent("lsim", "carol").await.unwrap().unwrap();
+    bob.join("lsim").await.unwrap();
+    let back = carol.join("lsim").await.unwrap();
+    let back_at = back.keys.epoch().unwrap();
+    assert!(carol_first < out && out < back_at);
+    assert_eq!(
+        epochs(&back.keys.history().map(|(e, k)| (e, k.clone())).collect::<Vec<_>>()),
+        (carol_first..back_at).collect::<Vec<_>>(),
+        "every epoch since she first joined, those while out too"
+    );
+    let table = server.joined_epochs("lsim").await;
+    assert!(table.contains(&(carol_node, carol_first)), "{table:?}");
+    assert_eq!(epochs(&history(&carol).await), (carol_first..back_at).collect::<Vec<_>>(), "a resync says the same");
+
+    // An administrator's eviction ends the run.
+    server.evict("lsim", "carol").await.unwrap().unwrap();
+    let again = carol.join("lsim").await.unwrap();
+    let again_at = again.keys.epoch().unwrap();
+    assert!(again.keys.history().next().is_none(), "nothing from before the administrator's eviction");
+    assert!(server.joined_epochs("lsim").await.contains(&(carol_node, again_at)));
+    server.close();
+}
+
+/// The key server killed (-9) and restarted still serves the history: the
+/// keys were written with each epoch's group state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_history_survives_a_restart_of_the_key_server() {
+    let dir = data_dir("history-restart");
+    let mc = group(10);
+    let s = KeyServerProcess::start(dir.path(), mc, "alice,bob,carol");
+    let pin = s.pin;
+    let alice = Registration::login(s.addr, pin, "alice", "pw").await.unwrap();
+    let joined = alice.join("lsim").await.unwrap().keys.epoch().unwrap();
+    for u in ["bob", "carol"] {
+        Registration::login(s.addr, pin, u, "pw").await.unwrap().join("lsim").await.unwrap();
+    }
+    let carol = Registration::login(s.addr, pin, "carol", "pw").await.unwrap();
+    let now = carol.leave("lsim").await.unwrap();
+    let before = history(&alice).await;
+    assert_eq!(epochs(&before), (joined..now).collect::<Vec<_>>());
+    let current = alice.resync("lsim").await.unwrap().keys.group_key().unwrap().clone();
+    s.kill();
+
+    let s = KeyServerProcess::start(dir.path(), mc, "");
+    let alice = Registration::login(s.addr, pin, "alice", "pw").await.unwrap();
+    assert_eq!(history(&alice).await, before, "the same epochs and keys after the restart");
+    let bob = Registration::login(s.addr, pin, "bob", "pw").await.unwrap();
+    let next = bob.leave("lsim").await.unwrap();
+    let fresh = alice.resync("lsim").await.unwrap();
+    assert_eq!(fresh.keys.epoch(), Some(next));
+    let after: Vec<(u32, SecretKey)> = fresh.keys.history().map(|(e, k)| (e, k.clone())).collect();
+    assert_eq!(epochs(&after), (joined..next).collect::<Vec<_>>());
+    assert_eq!(&after[..before.len()], &before[..]);
+    assert_eq!(recorded(&after, now), &current, "the epoch current at the kill is history now");
+    s.kill();
+}
+
+/// The key server keeps the keys of a group's newest `MAX_HISTORY_EPOCHS`
+/// epochs (the current one among them), no more: a member in the group for
+/// longer gets the newest of its past epochs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_key_server_keeps_at_most_max_history_epochs() {
+    let dir = data_dir("history-bound");
+    // No multicast: a thousand rekeys nobody follows.
+    let lsim = GroupConfig { name: "lsim".into(), suite: SuiteId::ChaCha20Poly1305, multicast: None, allowed: None };
+    let mut cfg = ServerConfig::new(dir.path().into(), vec![lsim]);
+    cfg.batch_window = Duration::ZERO;
+    let server = KeyServer::start(cfg).await.unwrap();
+    let (addr, pin) = (server.addr().unwrap(), server.fingerprint());
+    for u in ["alice", "bob"] {
+        server.add_user(u, "pw", CHEAP).unwrap();
+    }
+    let alice = Registration::login(addr, pin, "alice", "pw").await.unwrap();
+    let bob = Registration::login(addr, pin, "bob", "pw").await.unwrap();
+    let joined = alice.join("lsim").await.unwrap().keys.epoch().unwrap();
+    let mut last_key = None;
+    let mut now = joined;
+    while now < joined + MAX_HISTORY_EPOCHS as u32 + 3 {
+        let key = server.group_key("lsim").await;
+        now = if now % 2 == joined % 2 {
+            bob.join("lsim").await.unwrap().keys.epoch().unwrap()
+        } else {
+            bob.leave("lsim").await.unwrap()
+        };
+        last_key = key;
+    }
+    let got = history(&alice).await;
+    assert_eq!(got.len(), MAX_HISTORY_EPOCHS - 1, "the newest MAX_HISTORY_EPOCHS epochs, the current one among them");
+    assert_eq!(epochs(&got), (now + 1 - MAX_HISTORY_EPOCHS as u32..now).collect::<Vec<_>>());
+    assert_eq!(Some(&got.last().unwrap().1), last_key.as_ref());
+    let fresh = alice.resync("lsim").await.unwrap();
+    assert_eq!(fresh.keys.history().count(), MAX_HISTORY_EPOCHS - 1);
+    assert_eq!(fresh.seal().unwrap().history().count(), MAX_HISTORY_EPOCHS - 1);
     server.close();
 }
 

@@ -57,7 +57,7 @@ pub mod wire;
 
 pub use crate::core::policy::{backoff, budget, grtt, linger, overrun, pacing, rate, replay};
 pub use crate::core::{
-    ConfigError, Core, DEFAULT_SYMBOL_SIZE, ReadError, Receiver, ReceiverConfig, ReceiverEvent, Repairer,
+    ConfigError, Core, DEFAULT_SYMBOL_SIZE, HeldObject, ReadError, Receiver, ReceiverConfig, ReceiverEvent, Repairer,
     RepairerConfig, Scope, SendError, Sender, SenderConfig, SenderEvent, SenderProgress, Transmit,
 };
 pub use crate::time::Time;

@@ -33,6 +33,14 @@ pub trait Seal {
     fn tag_len(&self) -> usize;
     /// The epoch new packets are sealed under.
     fn current_epoch(&self) -> u32;
+    /// Whether new traffic may go under `epoch`: the current one, or one
+    /// still in its grace after a rekey. An epoch held only for repair of
+    /// what was sent in it (a seal's history) is not live: the receiver
+    /// takes nothing under it but repair of objects it knows of.
+    fn is_live(&self, epoch: u32) -> bool {
+        let _ = epoch;
+        true
+    }
     /// Encrypts `payload` in place and writes the tag.
     fn seal(
         &mut self,
@@ -79,6 +87,9 @@ impl<S: Seal + ?Sized> Seal for Box<S> {
     }
     fn current_epoch(&self) -> u32 {
         (**self).current_epoch()
+    }
+    fn is_live(&self, epoch: u32) -> bool {
+        (**self).is_live(epoch)
     }
     fn seal(
         &mut self,
@@ -135,5 +146,68 @@ impl Seal for KeyedSum {
     }
     fn open(&mut self, e: u32, n: Nonce, h: &[u8], p: &mut [u8], t: &[u8]) -> Result<(), SealError> {
         if self.mac(e, n, h, p) == t { Ok(()) } else { Err(SealError::BadTag) }
+    }
+}
+
+/// `KeyedSum` with epochs, for tests of what goes under which epoch: a
+/// live window (`install`, `retire_before`) and a history of retired
+/// epochs, like the group's seal. An epoch neither live nor in the history
+/// is `UnknownEpoch`.
+#[cfg(test)]
+#[derive(Clone)]
+pub(crate) struct EpochSum {
+    key: u64,
+    current: u32,
+    live_from: u32,
+    history: Vec<u32>,
+}
+
+#[cfg(test)]
+impl EpochSum {
+    /// Epoch 0 only.
+    pub(crate) const fn new(key: u64) -> EpochSum {
+        EpochSum { key, current: 0, live_from: 0, history: Vec::new() }
+    }
+    /// Only `epoch`: a member that joined at it.
+    pub(crate) fn joined_at(key: u64, epoch: u32) -> EpochSum {
+        EpochSum { key, current: epoch, live_from: epoch, history: Vec::new() }
+    }
+    /// `epoch` becomes current; the older live ones stay live (their grace).
+    pub(crate) fn install(&mut self, epoch: u32) {
+        self.current = epoch;
+    }
+    /// The live epochs before `epoch` go to the history.
+    pub(crate) fn retire_before(&mut self, epoch: u32) {
+        let epoch = epoch.min(self.current);
+        self.history.extend(self.live_from..epoch);
+        self.live_from = self.live_from.max(epoch);
+    }
+    fn holds(&self, epoch: u32) -> Result<u64, SealError> {
+        let live = (self.live_from..=self.current).contains(&epoch);
+        if live || self.history.contains(&epoch) {
+            Ok(self.key ^ u64::from(epoch).rotate_left(17))
+        } else {
+            Err(SealError::UnknownEpoch(epoch))
+        }
+    }
+}
+
+#[cfg(test)]
+impl Seal for EpochSum {
+    fn tag_len(&self) -> usize {
+        8
+    }
+    fn current_epoch(&self) -> u32 {
+        self.current
+    }
+    fn is_live(&self, epoch: u32) -> bool {
+        (self.live_from..=self.current).contains(&epoch)
+    }
+    fn seal(&mut self, e: u32, n: Nonce, h: &[u8], p: &mut [u8], t: &mut [u8]) -> Result<(), SealError> {
+        t.copy_from_slice(&KeyedSum(self.holds(e)?).mac(e, n, h, p));
+        Ok(())
+    }
+    fn open(&mut self, e: u32, n: Nonce, h: &[u8], p: &mut [u8], t: &[u8]) -> Result<(), SealError> {
+        if KeyedSum(self.holds(e)?).mac(e, n, h, p) == t { Ok(()) } else { Err(SealError::BadTag) }
     }
 }

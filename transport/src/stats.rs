@@ -38,11 +38,16 @@ pub enum DropReason {
     /// has not heard yet: it missed every packet of the object that carried
     /// it. Repaired like a lost symbol.
     NoInfo,
+    /// Authentic under an epoch past its grace, kept only for repair of
+    /// what was sent in it, but not repair of an object this receiver knows
+    /// of from live traffic: what a member removed by a rekey would send
+    /// under the key it kept.
+    PastEpoch,
 }
 
 impl DropReason {
     /// Every reason, in report order.
-    pub const ALL: [DropReason; 11] = [
+    pub const ALL: [DropReason; 12] = [
         DropReason::Malformed,
         DropReason::BadSeal,
         DropReason::UnknownEpoch,
@@ -54,6 +59,7 @@ impl DropReason {
         DropReason::Replay,
         DropReason::NoReference,
         DropReason::NoInfo,
+        DropReason::PastEpoch,
     ];
 
     /// The reason a decode error maps to.
@@ -115,6 +121,14 @@ pub struct Stats {
     pub repairer_fallbacks: u64,
     /// Repair symbols a repairer sent to its region for other nodes' objects.
     pub local_repairs: u64,
+    /// Repair symbols not sent because the key of the epoch their object was
+    /// sent in is no longer held (repair goes only under that epoch, so that
+    /// a member that joined later cannot read it).
+    pub repair_unsealable: u64,
+    /// Requests a holder refused because of the group's history policy: from
+    /// a node it does not know as a member, or for an object sent before the
+    /// requester joined (`Repairer::set_members`).
+    pub repair_refused_policy: u64,
     /// NACK entries a repairer passed up to the sender for its region.
     pub forwarded_nacks: u64,
     /// Holders' summaries that told this receiver of objects of a silent

@@ -23,6 +23,11 @@ use lsim_transport::wire::ObjectKind;
 
 /// The default bound on how long a message waits for an earlier one.
 pub const DEFAULT_WAIT: Duration = Duration::from_secs(2);
+/// The bound while a sender's objects come from holders (it went silent
+/// and this member catches up): repair of old objects, one request after
+/// another, takes longer than a live sender's, and nobody is waiting on a
+/// live conversation.
+pub const CATCH_UP_WAIT: Duration = Duration::from_secs(15);
 /// Senders tracked at once; the one heard from longest ago is forgotten first.
 pub const MAX_SENDERS: usize = 1024;
 /// Completed messages held behind a gap, per sender, before the gap is given up at once.
@@ -76,11 +81,13 @@ struct Line {
     slots: BTreeMap<u32, Slot>,
     /// When it was last heard from.
     touched: Instant,
+    /// Its objects come from holders (`CATCH_UP_WAIT`).
+    catching_up: bool,
 }
 
 impl Line {
     fn new(first: u32, now: Instant) -> Line {
-        Line { next: first, slots: BTreeMap::new(), touched: now }
+        Line { next: first, slots: BTreeMap::new(), touched: now, catching_up: false }
     }
 
     /// Whether `object` is below the cursor (already passed).
@@ -98,6 +105,7 @@ impl Line {
     /// Releases what can go, in order; gives up on a gap once the oldest
     /// message waiting behind it has waited `wait` (or too many wait).
     fn release(&mut self, sender: u32, now: Instant, wait: Duration, out: &mut Vec<Released>) {
+        let wait = self.patience(wait);
         let mut missing = 0u32;
         loop {
             match self.slots.remove(&self.next) {
@@ -142,7 +150,14 @@ impl Line {
         }
     }
 
+    /// The bound for this line: `wait`, or longer while catching up (a
+    /// zero `wait`, a restart's, stays zero).
+    fn patience(&self, wait: Duration) -> Duration {
+        if self.catching_up && !wait.is_zero() { wait.max(CATCH_UP_WAIT) } else { wait }
+    }
+
     fn deadline(&self, wait: Duration) -> Option<Instant> {
+        let wait = self.patience(wait);
         if matches!(self.slots.get(&self.next), Some(Slot::Ready { .. })) {
             return None;
         }
@@ -218,6 +233,15 @@ impl ChatOrder {
         }
         line.slots.insert(object, Slot::NotChat);
         line.release(sender, now, self.wait, &mut self.out);
+    }
+
+    /// Whether `sender`'s objects now come from holders (it went silent and
+    /// this member catches up) or from itself again: while they do, a gap
+    /// is waited for up to `CATCH_UP_WAIT`.
+    pub fn catching_up(&mut self, sender: u32, from_holders: bool) {
+        if let Some(line) = self.lines.get_mut(&sender) {
+            line.catching_up = from_holders;
+        }
     }
 
     /// A chat object of `sender` is complete.
@@ -304,6 +328,26 @@ mod tests {
         o.complete(1, 3, b"n".to_vec(), t0);
         o.not_shown(1, 2, t0);
         assert_eq!(drain(&mut o), [(3, Placement::InOrder)]);
+    }
+
+    #[test]
+    fn while_catching_up_a_gap_is_waited_for_longer() {
+        let t0 = Instant::now();
+        let mut o = ChatOrder::new(DEFAULT_WAIT);
+        o.started(1, 0, ObjectKind::Chat, t0);
+        o.catching_up(1, true);
+        o.complete(1, 1, b"b".to_vec(), t0);
+        o.handle_timeout(t0 + DEFAULT_WAIT * 3);
+        assert!(drain(&mut o).is_empty(), "still waiting for object 0");
+        assert_eq!(o.poll_timeout(), Some(t0 + CATCH_UP_WAIT));
+        o.complete(1, 0, b"a".to_vec(), t0 + DEFAULT_WAIT * 3);
+        assert_eq!(drain(&mut o), [(0, Placement::InOrder), (1, Placement::InOrder)]);
+        // Live again: the default bound.
+        o.catching_up(1, false);
+        o.started(1, 2, ObjectKind::Chat, t0);
+        o.complete(1, 3, b"d".to_vec(), t0);
+        o.handle_timeout(t0 + DEFAULT_WAIT);
+        assert_eq!(drain(&mut o), [(3, Placement::AfterMissing(1))]);
     }
 
     #[test]

@@ -195,7 +195,7 @@ async fn run(cfg: PresenceConfig, keys: Arc<KeyServer>, events: mpsc::Sender<Pre
                 for user in due {
                     missing.remove(&user);
                     known.remove(&user);
-                    match keys.evict(&cfg.group, &user).await {
+                    match keys.evict_absent(&cfg.group, &user).await {
                         Ok(Some(epoch)) => {
                             let _ = events.send(PresenceEvent::Evicted { user, epoch }).await;
                         }

@@ -408,19 +408,34 @@ fn mc_of(cfg: &KeyServiceConfig) -> MulticastConfig {
     }
 }
 
-/// Starts the group's archive at `data_dir/archive.redb`, following the key server's epochs.
+/// Starts the group's archive at `data_dir/archive.redb`, following the
+/// key server's epochs (with the past ones it keeps: repair of what the
+/// archive stored goes under the epoch it was sent in) and its members
+/// (whom the archive serves what, under the history policy `joined`).
 async fn start_archive(
-    keys: &KeyServer,
+    keys: &Arc<KeyServer>,
     group: &str,
     data_dir: &Path,
     multicast: MulticastConfig,
     limits: Limits,
 ) -> Result<Archive, GroupServerError> {
-    let (suite, session, epochs) =
-        keys.follow(group).await.ok_or_else(|| GroupServerError::Archive(format!("no key group {group}")))?;
+    let no_group = || GroupServerError::Archive(format!("no key group {group}"));
+    let (suite, session, epochs) = keys.follow(group).await.ok_or_else(no_group)?;
+    let (_, _, mut changes) = keys.follow(group).await.ok_or_else(no_group)?;
+    let past = keys.past_epochs(group).await?;
     let at_rest = keys.secret("archive-key")?;
     let cfg = ArchiveConfig { path: data_dir.join(ARCHIVE_FILE), limits, multicast, session, suite };
-    Archive::start(cfg, &at_rest, epochs).map_err(|e| GroupServerError::Archive(e.to_string()))
+    let mut archive =
+        Archive::start(cfg, &at_rest, epochs, &past).map_err(|e| GroupServerError::Archive(e.to_string()))?;
+    // Every epoch is a join or a leave: the table follows.
+    archive.set_members(keys.joined_epochs(group).await);
+    let (keys, group, members) = (keys.clone(), group.to_string(), archive.members());
+    archive.follow(tokio::spawn(async move {
+        while changes.changed().await.is_ok() {
+            members(keys.joined_epochs(&group).await);
+        }
+    }));
+    Ok(archive)
 }
 
 /// The archive's file in the data directory.

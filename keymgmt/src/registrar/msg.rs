@@ -6,6 +6,20 @@
 //! reader that never panics (the shared `Codec` over the bounded
 //! `codec::Reader`). It does not know the server's state.
 //!
+//! The keys message (response 2):
+//!
+//! ```text
+//! Keys:  group id (u32) | epoch (u32) | member (u64) | leaf (u32) | leaf version (u32)
+//!        | suite (u8) | path length (u8, ≤ MAX_PATH) | length × (node (u32) | version (u32) | key (32))
+//!        | revoked count (u16, ≤ MAX_KEYS_REVOKED) | count × name (u8 length 1..=64, UTF-8)
+//!        | history count (u16, ≤ MAX_KEYS_HISTORY) | count × (epoch (u32) | group key (32))
+//! ```
+//!
+//! The history's epochs strictly increase, none before the leaf version
+//! (the epoch the member's membership began) and each before the path's
+//! epoch: a `Keys` answer cannot carry the key of an epoch the member was
+//! not in the group for.
+//!
 //! The file key messages:
 //!
 //! ```text
@@ -24,11 +38,12 @@ use crate::key::SecretKey;
 use crate::tree::{MemberId, MemberPath, NodeId, PathKey};
 
 /// Protocol version carried in every message.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 /// Largest message either side reads: room for a file key request naming
-/// `MAX_RECIPIENTS` users of the longest valid name (64 bytes) and for its
-/// answer (`MAX_RECIPIENTS` wraps of 68 bytes).
-pub const MAX_MESSAGE: usize = 72 * 1024;
+/// `MAX_RECIPIENTS` users of the longest valid name (64 bytes), for its
+/// answer (`MAX_RECIPIENTS` wraps of 68 bytes) and for the largest `Keys`
+/// answer (a full path, `MAX_KEYS_REVOKED` names, `MAX_KEYS_HISTORY` keys).
+pub const MAX_MESSAGE: usize = 104 * 1024;
 /// Longest string field (user names, passwords, group names, error text).
 pub const MAX_STRING: usize = 1024;
 /// Most path keys in one message (a path of a tree of degree ≥ 2 with 2^32 members is shorter).
@@ -36,6 +51,11 @@ pub const MAX_PATH: usize = 64;
 /// Most revoked user names a `Keys` answer carries (the newest ones; the
 /// next rekey carries the whole list, up to `rekey::MAX_REVOKED`).
 pub const MAX_KEYS_REVOKED: usize = 1024;
+/// Most past epochs' group keys a `Keys` answer carries (the key server
+/// keeps no more than `suite::MAX_HISTORY_EPOCHS` per group).
+pub const MAX_KEYS_HISTORY: usize = 1024;
+/// Bytes of one history entry: epoch and group key.
+const HISTORY_ENTRY_LEN: usize = 4 + 32;
 
 /// A message that could not be read.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -68,12 +88,39 @@ pub enum MsgError {
     /// A field that may not be empty is.
     #[error("{0} is empty")]
     Empty(&'static str),
+    /// History epochs that do not strictly increase.
+    #[error("history epoch {epoch} does not follow history epoch {after}")]
+    HistoryOrder {
+        /// The epoch out of order.
+        epoch: u32,
+        /// The epoch before it.
+        after: u32,
+    },
+    /// A history epoch not before the path's epoch.
+    #[error("history epoch {epoch} is not before the path's epoch {current}")]
+    HistoryRange {
+        /// The epoch.
+        epoch: u32,
+        /// The path's epoch.
+        current: u32,
+    },
 }
 
 // The largest answer to a file key request fits in a message.
 const _: () = assert!(2 + 2 + MAX_RECIPIENTS * WRAP_ENCODED_LEN <= MAX_MESSAGE);
-// So does the largest `Keys` answer: a full path and the most revoked names.
-const _: () = assert!(2 + 25 + 1 + MAX_PATH * 40 + 2 + MAX_KEYS_REVOKED * (1 + crate::users::MAX_NAME) <= MAX_MESSAGE);
+// So does the largest `Keys` answer: a full path, the most revoked names and the longest history.
+const _: () = assert!(
+    2 + 25
+        + 1
+        + MAX_PATH * 40
+        + 2
+        + MAX_KEYS_REVOKED * (1 + crate::users::MAX_NAME)
+        + 2
+        + MAX_KEYS_HISTORY * HISTORY_ENTRY_LEN
+        <= MAX_MESSAGE
+);
+// Every epoch a key server keeps fits one answer.
+const _: () = assert!(crate::suite::MAX_HISTORY_EPOCHS <= MAX_KEYS_HISTORY);
 // So does the largest request naming valid users.
 const _: () = assert!(2 + 2 + MAX_STRING + 32 + 2 + MAX_RECIPIENTS * (2 + crate::users::MAX_NAME) <= MAX_MESSAGE);
 
@@ -157,6 +204,14 @@ pub enum Response {
         /// names of 1..=`users::MAX_NAME` bytes): a member that got its
         /// keys here rather than from a rekey must refuse what they signed too.
         revoked: Vec<String>,
+        /// The group keys of past epochs of the member's membership (at
+        /// most `MAX_KEYS_HISTORY`, oldest first): those of the epochs from
+        /// the start of its run of membership (`path.leaf_version`, or
+        /// earlier for a member back after an eviction for absence: the
+        /// key server's `Run`) to before `path.epoch` that the key server
+        /// still holds, so that it can open repair of what was sent in
+        /// epochs it missed.
+        history: Vec<(u32, SecretKey)>,
     },
     /// Left; the rest of the group was rekeyed to this epoch.
     Left {
@@ -402,7 +457,7 @@ impl Codec for Response {
                 out.extend_from_slice(individual_key.as_bytes());
                 out.extend_from_slice(server_key);
             }
-            Response::Keys { suite, path, revoked } => {
+            Response::Keys { suite, path, revoked, history } => {
                 start(out, 2);
                 out.extend_from_slice(&path.group.to_be_bytes());
                 out.extend_from_slice(&path.epoch.to_be_bytes());
@@ -427,6 +482,12 @@ impl Codec for Response {
                 for name in names {
                     out.push(name.len() as u8);
                     out.extend_from_slice(name.as_bytes());
+                }
+                let history = carried_history(path, history);
+                out.extend_from_slice(&(history.len() as u16).to_be_bytes());
+                for (epoch, key) in history {
+                    out.extend_from_slice(&epoch.to_be_bytes());
+                    out.extend_from_slice(key.as_bytes());
                 }
             }
             Response::Left { epoch } => {
@@ -496,7 +557,9 @@ impl Codec for Response {
                     let name = r.take(len, "revoked name")?;
                     revoked.push(String::from_utf8(name.to_vec()).map_err(|_| MsgError::Utf8("revoked name"))?);
                 }
-                Response::Keys { suite, path: MemberPath { group, epoch, member, leaf, leaf_version, keys }, revoked }
+                let history = read_history(r, epoch)?;
+                let path = MemberPath { group, epoch, member, leaf, leaf_version, keys };
+                Response::Keys { suite, path, revoked, history }
             }
             3 => Response::Left { epoch: r.u32("epoch")? },
             4 => Response::Error { code: ErrorCode::from_u8(r.u8("code")?), message: r.string("message")? },
@@ -520,6 +583,42 @@ impl Codec for Response {
         r.finish("message")?;
         Ok(resp)
     }
+}
+
+/// The history entries a `Keys` answer carries: the newest
+/// `MAX_KEYS_HISTORY` of those `read_history` accepts (entries out of
+/// order or outside the membership are not carried; the key server never
+/// makes them).
+fn carried_history<'a>(path: &MemberPath, history: &'a [(u32, SecretKey)]) -> Vec<&'a (u32, SecretKey)> {
+    let mut kept: Vec<&(u32, SecretKey)> = Vec::with_capacity(history.len().min(MAX_KEYS_HISTORY));
+    for entry in history {
+        if entry.0 < path.epoch && kept.last().is_none_or(|last| last.0 < entry.0) {
+            kept.push(entry);
+        }
+    }
+    let skip = kept.len().saturating_sub(MAX_KEYS_HISTORY);
+    kept.split_off(skip)
+}
+
+/// Reads a `Keys` answer's history: epochs strictly increasing, each
+/// before `current` (the path's epoch). Which past epochs a member may have
+/// is the key server's to decide, not the wire's.
+fn read_history(r: &mut Reader<'_>, current: u32) -> Result<Vec<(u32, SecretKey)>, MsgError> {
+    let (n, capacity) = r.count("history", MAX_KEYS_HISTORY, HISTORY_ENTRY_LEN)?;
+    let mut history: Vec<(u32, SecretKey)> = Vec::with_capacity(capacity);
+    for _ in 0..n {
+        let epoch = r.u32("history epoch")?;
+        if let Some(&(after, _)) = history.last()
+            && epoch <= after
+        {
+            return Err(MsgError::HistoryOrder { epoch, after });
+        }
+        if epoch >= current {
+            return Err(MsgError::HistoryRange { epoch, current });
+        }
+        history.push((epoch, SecretKey::from_bytes(r.key("history key")?)));
+    }
+    Ok(history)
 }
 
 #[cfg(test)]
@@ -552,6 +651,12 @@ mod tests {
         })
     }
 
+    /// Strictly increasing epochs from 0 (added to a join epoch), with keys.
+    fn history() -> impl Strategy<Value = Vec<(u32, SecretKey)>> {
+        prop::collection::btree_map(0u32..64, any::<[u8; 32]>().prop_map(SecretKey::from_bytes), 0..6)
+            .prop_map(|m| m.into_iter().collect())
+    }
+
     fn response() -> impl Strategy<Value = Response> {
         let key = any::<[u8; 32]>().prop_map(SecretKey::from_bytes);
         let keys = prop::collection::vec((any::<u32>(), any::<u32>(), key.clone()), 0..20).prop_map(|v| {
@@ -573,8 +678,17 @@ mod tests {
                 individual_key,
                 server_key
             }),
-            (any::<u8>(), path, prop::collection::vec("[a-z]{1,64}", 0..4))
-                .prop_map(|(suite, path, revoked)| Response::Keys { suite, path, revoked }),
+            (any::<u8>(), path, prop::collection::vec("[a-z]{1,64}", 0..4), history()).prop_map(
+                |(suite, path, revoked, history)| {
+                    // Epochs from the member's join on, before the path's epoch.
+                    let history = history
+                        .into_iter()
+                        .filter_map(|(after, key)| Some((path.leaf_version.checked_add(after)?, key)))
+                        .filter(|(e, _)| *e < path.epoch)
+                        .collect();
+                    Response::Keys { suite, path, revoked, history }
+                }
+            ),
             any::<u32>().prop_map(|epoch| Response::Left { epoch }),
             (1u8..10, text()).prop_map(|(c, message)| Response::Error { code: ErrorCode::from_u8(c), message }),
             prop::collection::vec(any::<u8>(), 0..=crate::cert::MAX_CERT).prop_map(|cert| Response::Certified { cert }),
@@ -675,6 +789,94 @@ mod tests {
         assert_eq!(Response::decode(&short), Err(MsgError::Truncated("wrap member")));
         short[3] = 0xff;
         assert!(matches!(Response::decode(&short), Err(MsgError::TooLong { what: "wraps", .. })));
+    }
+
+    fn path(leaf_version: u32, epoch: u32) -> MemberPath {
+        MemberPath {
+            group: 5,
+            epoch,
+            member: MemberId(7),
+            leaf: NodeId(11),
+            leaf_version,
+            keys: vec![PathKey { node: NodeId(0), version: epoch, key: SecretKey::from_bytes([1; 32]) }],
+        }
+    }
+
+    fn past(epochs: impl IntoIterator<Item = u32>) -> Vec<(u32, SecretKey)> {
+        epochs.into_iter().map(|e| (e, SecretKey::from_bytes([e as u8; 32]))).collect()
+    }
+
+    fn keys(path: MemberPath, history: Vec<(u32, SecretKey)>) -> Response {
+        Response::Keys { suite: 1, path, revoked: vec!["carol".into()], history }
+    }
+
+    /// A `Keys` answer's bytes, and where its history (the count) starts.
+    fn keys_bytes(resp: &Response) -> (Vec<u8>, usize) {
+        let mut b = Vec::new();
+        resp.encode(&mut b);
+        let Response::Keys { path, revoked, .. } = resp else { unreachable!() };
+        let at = 2 + 25 + 1 + path.keys.len() * 40 + 2 + revoked.iter().map(|n| 1 + n.len()).sum::<usize>();
+        (b, at)
+    }
+
+    #[test]
+    fn keys_carry_the_history_of_the_membership() {
+        let full = keys(path(3, 9), past(3..9));
+        let (b, at) = keys_bytes(&full);
+        assert_eq!(b.len(), at + 2 + 6 * HISTORY_ENTRY_LEN);
+        assert_eq!(Response::decode(&b), Ok(full));
+        let none = keys(path(9, 9), Vec::new());
+        assert_eq!(Response::decode(&keys_bytes(&none).0), Ok(none));
+        // The largest answer fits a message and reads back.
+        let long = keys(path(0, 5000), past(5000 - MAX_KEYS_HISTORY as u32..5000));
+        let (b, _) = keys_bytes(&long);
+        assert!(b.len() <= MAX_MESSAGE);
+        assert_eq!(Response::decode(&b), Ok(long));
+        // The encoder carries only what the decoder takes: the newest
+        // MAX_KEYS_HISTORY, before the path's epoch, in order.
+        let over = keys(path(0, 5000), past(3000..5000));
+        let Ok(Response::Keys { history, .. }) = Response::decode(&keys_bytes(&over).0) else { panic!() };
+        assert_eq!(history.len(), MAX_KEYS_HISTORY);
+        assert_eq!(history.first().map(|h| h.0), Some(5000 - MAX_KEYS_HISTORY as u32));
+        let stray = keys(path(3, 9), past([1, 2, 3, 5, 4, 9, 12]));
+        let Ok(Response::Keys { history, .. }) = Response::decode(&keys_bytes(&stray).0) else { panic!() };
+        assert_eq!(history.iter().map(|h| h.0).collect::<Vec<_>>(), [1, 2, 3, 5]);
+    }
+
+    #[test]
+    fn keys_with_a_bad_history_are_refused() {
+        let (good, at) = keys_bytes(&keys(path(3, 9), past([3, 5])));
+        let entry = |b: &mut Vec<u8>, i: usize, epoch: u32| {
+            let o = at + 2 + i * HISTORY_ENTRY_LEN;
+            b[o..o + 4].copy_from_slice(&epoch.to_be_bytes());
+        };
+        let mut b = good.clone();
+        entry(&mut b, 1, 3);
+        assert_eq!(Response::decode(&b), Err(MsgError::HistoryOrder { epoch: 3, after: 3 }));
+        entry(&mut b, 0, 4);
+        assert_eq!(Response::decode(&b), Err(MsgError::HistoryOrder { epoch: 3, after: 4 }));
+        let mut b = good.clone();
+        entry(&mut b, 1, 9);
+        assert_eq!(Response::decode(&b), Err(MsgError::HistoryRange { epoch: 9, current: 9 }));
+        entry(&mut b, 1, u32::MAX);
+        assert_eq!(Response::decode(&b), Err(MsgError::HistoryRange { epoch: u32::MAX, current: 9 }));
+        // Too many entries: refused on the count, before any is read.
+        let mut b = good[..at].to_vec();
+        b.extend_from_slice(&(MAX_KEYS_HISTORY as u16 + 1).to_be_bytes());
+        assert_eq!(
+            Response::decode(&b),
+            Err(MsgError::TooLong { what: "history", len: MAX_KEYS_HISTORY + 1, max: MAX_KEYS_HISTORY })
+        );
+        // A count past the data is a truncation, not an allocation.
+        b[at..at + 2].copy_from_slice(&1000u16.to_be_bytes());
+        b.extend_from_slice(&3u32.to_be_bytes());
+        assert_eq!(Response::decode(&b), Err(MsgError::Truncated("history key")));
+        // Every cut of a good answer is refused, without a panic.
+        for len in 0..good.len() {
+            assert!(Response::decode(&good[..len]).is_err(), "cut at {len}");
+        }
+        assert!(matches!(Response::decode(&good[..at + 1]), Err(MsgError::Truncated("history"))));
+        assert!(matches!(Response::decode(&good[..at + 4]), Err(MsgError::Truncated("history epoch"))));
     }
 
     #[test]

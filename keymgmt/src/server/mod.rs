@@ -3,10 +3,12 @@
 //! Owns the server's state and its rules: who may log in (password check,
 //! rate-limited), who may join which group, the batching of join and leave
 //! requests into one rekey per window, persisting every committed batch
-//! before anyone hears of it (so a restart never loses a member or reuses an
-//! epoch), signing each rekey and multicasting it to the group on the
-//! transport (sealed under the epoch the members still hold, with proactive
-//! FEC). It also wraps file keys for members named by another member of the
+//! with its epoch's group key before anyone hears of it (so a restart never
+//! loses a member, reuses an epoch or forgets an epoch's key), handing a
+//! member that resyncs the group keys of the past epochs of its membership
+//! (never one from before it joined), signing each rekey and multicasting
+//! it to the group on the transport (sealed under the epoch the members
+//! still hold, with proactive FEC). It also wraps file keys for members named by another member of the
 //! same group (`filekey`), keeping none of them. The channel
 //! (`registrar::quic`) and the tree (`tree`) do the rest.
 
@@ -32,7 +34,7 @@ use crate::key::SecretKey;
 use crate::registrar::msg::{ErrorCode, Request, Response};
 use crate::registrar::quic::{self, ChannelError, Identity};
 use crate::rekey::SignedRekey;
-use crate::store::{Store, StoreError};
+use crate::store::{Run, Store, StoreError};
 use crate::suite::{GroupSeal, SuiteId};
 use crate::tree::{DEFAULT_DEGREE, KeyTree, MemberId};
 use crate::users::{Cost, PasswordVerifier, UserError, check_name};
@@ -233,6 +235,30 @@ impl KeyServer {
         self.inner.groups.lock().await.get(name).map(|g| (g.suite, g.tree.group(), g.epochs.subscribe()))
     }
 
+    /// A group's members, each by its transport node id (`member_node`)
+    /// with the epoch its run of membership began at (see `keys`): what a
+    /// holder on this host (the archive) needs to refuse a member what was
+    /// sent before it joined.
+    pub async fn joined_epochs(&self, name: &str) -> Vec<(u32, u32)> {
+        let groups = self.inner.groups.lock().await;
+        let Some(g) = groups.get(name) else { return Vec::new() };
+        g.tree
+            .members()
+            .filter_map(|m| {
+                let p = g.tree.path_keys(m).ok()?;
+                Some((member_node(m), run_since(&self.inner.store, name, m, p.leaf_version)))
+            })
+            .collect()
+    }
+
+    /// The group keys this server keeps of a group's past epochs, oldest
+    /// first: a holder on this host started again (the archive) seals
+    /// repair of what it stored under the epoch it was sent in.
+    pub async fn past_epochs(&self, name: &str) -> Result<Vec<(u32, SecretKey)>, ServerError> {
+        let Some(epoch) = self.group_state(name).await.map(|(epoch, _)| epoch) else { return Ok(Vec::new()) };
+        Ok(self.inner.store.epoch_keys(name, 0..epoch)?)
+    }
+
     /// A named 32-byte secret of this server, made at random on first use
     /// and kept in its store (e.g. the archive's key at rest).
     pub fn secret(&self, name: &str) -> Result<Zeroizing<Vec<u8>>, ServerError> {
@@ -244,13 +270,25 @@ impl KeyServer {
     }
 
     /// Removes `user` from `group` as if it had left, so the rest are
-    /// rekeyed: for a member that vanished without leaving (its room
-    /// presence gone past the grace period). `Ok(None)` if the user is not
-    /// in the group.
+    /// rekeyed: an administrator's eviction, which ends its run of
+    /// membership (back, it is a member only from then on). `Ok(None)` if
+    /// the user is not in the group.
     pub async fn evict(&self, group: &str, user: &str) -> Result<Option<u32>, ServerError> {
+        self.remove(group, user, false).await
+    }
+
+    /// `evict` for a member that vanished without leaving (its room
+    /// presence gone past the grace period): its run of membership is kept,
+    /// so that back within `ABSENCE_KEEPS_RUN` it is a member since it
+    /// first joined, and gets what was sent while it was away.
+    pub async fn evict_absent(&self, group: &str, user: &str) -> Result<Option<u32>, ServerError> {
+        self.remove(group, user, true).await
+    }
+
+    async fn remove(&self, group: &str, user: &str, absent: bool) -> Result<Option<u32>, ServerError> {
         let rec = self.inner.store.member(user)?;
         let member = MemberId(rec.id);
-        {
+        let since = {
             let groups = self.inner.groups.lock().await;
             let Some(g) = groups.get(group) else {
                 return Err(ServerError::Group { group: group.into(), why: "no such group".into() });
@@ -258,9 +296,15 @@ impl KeyServer {
             if !g.tree.contains(member) {
                 return Ok(None);
             }
-        }
+            let leaf_version = g.tree.path_keys(member).map(|p| p.leaf_version).unwrap_or(g.tree.epoch());
+            run_since(&self.inner.store, group, member, leaf_version)
+        };
         match self.inner.request(group.to_string(), user, member, &rec.key, false).await {
-            Response::Left { epoch } => Ok(Some(epoch)),
+            Response::Left { epoch } => {
+                let run = absent.then_some(Run { since, absent_since: Some(unix_now()) });
+                self.inner.store.put_run(group, member.0, run)?;
+                Ok(Some(epoch))
+            }
             Response::Error { message, .. } => Err(ServerError::Group { group: group.into(), why: message }),
             _ => Err(ServerError::Group { group: group.into(), why: "unexpected answer to a leave".into() }),
         }
@@ -339,7 +383,7 @@ fn load_group(store: &Store, cfg: &GroupConfig, id: u32) -> Result<Group, Server
         rekeys: None,
         epochs,
     };
-    store.put_group(&cfg.name, &group.record())?;
+    store.put_group(&cfg.name, &group.record(), group.tree.epoch(), group.tree.group_key())?;
     Ok(group)
 }
 
@@ -435,7 +479,14 @@ impl Inner {
         let Some((user, member, key)) = &session.user else {
             return error(ErrorCode::NotLoggedIn, "log in first (Hello)".into());
         };
-        self.request(group, user, *member, key, join).await
+        let resp = self.request(group.clone(), user, *member, key, join).await;
+        if let Response::Left { .. } = resp {
+            // A leave ends its run of membership.
+            if let Err(e) = self.store.put_run(&group, member.0, None) {
+                return error(ErrorCode::Internal, e.to_string());
+            }
+        }
+        resp
     }
 
     /// Queues a join or leave of `member` (user `user`) in the group's next
@@ -459,7 +510,7 @@ impl Inner {
             }
             if join && g.tree.contains(*member) && !g.waiting.iter().any(|w| w.member == *member) {
                 // Already in (e.g. logged in again after a restart): hand over the current path.
-                return keys(g, *member, self.revoked_names());
+                return keys(&self.store, &group, g, *member, self.revoked_names());
             }
             let queued = if join { g.tree.request_join(*member, key.clone()) } else { g.tree.request_leave(*member) };
             if let Err(e) = queued {
@@ -496,7 +547,7 @@ impl Inner {
         // Persist before anyone hears of the new epoch: a crash after this point
         // replays nothing and reuses no epoch; a crash before it loses only
         // requests nobody was answered for.
-        if let Err(e) = self.store.put_group(name, &g.record()) {
+        if let Err(e) = self.store.put_group(name, &g.record(), g.tree.epoch(), g.tree.group_key()) {
             g.tree = before;
             return fail(waiting, &e);
         }
@@ -516,8 +567,20 @@ impl Inner {
         for w in waiting {
             let resp = if w.join {
                 match batch.joiner_paths.iter().find(|p| p.member == w.member) {
+                    // Its run of membership begins at this epoch, or goes on
+                    // from before an eviction for absence: the history of it.
                     Some(p) => {
-                        Response::Keys { suite: g.suite.to_u8(), path: p.clone(), revoked: self.revoked_names() }
+                        let since = joiner_since(&self.store, name, w.member, batch.epoch);
+                        let _ = self.store.put_run(name, w.member.0, Some(Run { since, absent_since: None }));
+                        match self.store.epoch_keys(name, since..batch.epoch) {
+                            Ok(history) => Response::Keys {
+                                suite: g.suite.to_u8(),
+                                path: p.clone(),
+                                revoked: self.revoked_names(),
+                                history,
+                            },
+                            Err(e) => error(ErrorCode::Internal, e.to_string()),
+                        }
                     }
                     None => error(ErrorCode::Internal, "joiner missing from batch".into()),
                 }
@@ -587,7 +650,7 @@ impl Inner {
         };
         match groups.get(group) {
             None => error(ErrorCode::UnknownGroup, format!("no group {group:?}")),
-            Some(g) => keys(g, *member, self.revoked_names()),
+            Some(g) => keys(&self.store, group, g, *member, self.revoked_names()),
         }
     }
 
@@ -599,10 +662,51 @@ impl Inner {
     }
 }
 
-fn keys(g: &Group, member: MemberId, revoked: Vec<String>) -> Response {
-    match g.tree.path_keys(member) {
-        Ok(path) => Response::Keys { suite: g.suite.to_u8(), path, revoked },
-        Err(e) => error(ErrorCode::State, e.to_string()),
+/// How long a member evicted for absence may stay away and, back, go on
+/// with the same run of membership (`store::Run`): the archive's default age.
+pub const ABSENCE_KEEPS_RUN: Duration = Duration::from_secs(24 * 3600);
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// The epoch a current member's run of membership began at: its kept run,
+/// else its leaf's version (the epoch it joined in: a leaf is made by the
+/// join's commit and never rekeyed; a member that left and came back has a
+/// new leaf).
+fn run_since(store: &Store, name: &str, member: MemberId, leaf_version: u32) -> u32 {
+    match store.run(name, member.0) {
+        Ok(Some(Run { since, absent_since: None })) if since <= leaf_version => since,
+        _ => leaf_version,
+    }
+}
+
+/// The epoch a member joining at `epoch` is a member since: that of its
+/// run before an eviction for absence within `ABSENCE_KEEPS_RUN`, else `epoch`.
+fn joiner_since(store: &Store, name: &str, member: MemberId, epoch: u32) -> u32 {
+    match store.run(name, member.0) {
+        Ok(Some(Run { since, absent_since: Some(at) }))
+            if since <= epoch && unix_now().saturating_sub(at) <= ABSENCE_KEEPS_RUN.as_secs() =>
+        {
+            since
+        }
+        _ => epoch,
+    }
+}
+
+/// A current member's keys: its path, and the group keys of the past
+/// epochs of its run of membership still held (`run_since`): no epoch
+/// before it joined, or before it came back after a leave, an
+/// administrator's eviction or a long absence, is handed over.
+fn keys(store: &Store, name: &str, g: &Group, member: MemberId, revoked: Vec<String>) -> Response {
+    let path = match g.tree.path_keys(member) {
+        Ok(path) => path,
+        Err(e) => return error(ErrorCode::State, e.to_string()),
+    };
+    let since = run_since(store, name, member, path.leaf_version);
+    match store.epoch_keys(name, since..path.epoch) {
+        Ok(history) => Response::Keys { suite: g.suite.to_u8(), path, revoked, history },
+        Err(e) => error(ErrorCode::Internal, e.to_string()),
     }
 }
 

@@ -2,10 +2,15 @@
 //!
 //! Owns `GroupSeal`: the group's cipher and a short window of epoch keys, the
 //! newest one sealing new packets and the older ones still opening data in
-//! flight when the group was rekeyed. It must not decide when to rekey or
-//! where group keys come from: the member's key store calls `install`.
+//! flight when the group was rekeyed, and the history: epochs past that
+//! window, kept only so that repair of an object is sealed, and opened,
+//! under the epoch the object was sent in (the history policy `joined`: a
+//! member that joined later cannot read it). It must not decide when to
+//! rekey or where group keys come from (the member's key store calls
+//! `install` and `remember`), nor what a packet under a history epoch may
+//! carry (the transport's receiver asks `is_live`).
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 
 use lsim_transport::seal::{Nonce, Seal, SealError};
@@ -18,6 +23,9 @@ use crate::key::SecretKey;
 
 /// Older epochs a `GroupSeal` keeps besides the current one, unless told otherwise.
 pub const DEFAULT_PAST_EPOCHS: usize = 3;
+
+/// Epochs kept in the history, at most; the oldest goes first.
+pub const MAX_HISTORY_EPOCHS: usize = 1024;
 
 /// Bytes of epoch number in front of a group message.
 const EPOCH_LEN: usize = 4;
@@ -48,6 +56,9 @@ pub struct GroupSeal {
     current: EpochKeys,
     /// Older epochs, oldest first; epochs strictly increase up to `current`.
     past: VecDeque<EpochKeys>,
+    /// Epochs held but not live (retired, or given by the key server):
+    /// they seal and open repair of the objects sent in them, nothing else.
+    history: BTreeMap<u32, EpochKeys>,
 }
 
 impl GroupSeal {
@@ -64,6 +75,7 @@ impl GroupSeal {
             past_epochs,
             current: EpochKeys::derive(suite, epoch, group_key),
             past: VecDeque::new(),
+            history: BTreeMap::new(),
         }
     }
 
@@ -72,9 +84,37 @@ impl GroupSeal {
         self.cipher.suite()
     }
 
-    /// The epochs whose keys are held, oldest first.
+    /// The live epochs (the current one and those in their grace), oldest first.
     pub fn epochs(&self) -> impl Iterator<Item = u32> + '_ {
         self.past.iter().chain([&self.current]).map(EpochKeys::epoch)
+    }
+
+    /// The history's epochs (held for repair of old objects only), oldest first.
+    pub fn history(&self) -> impl Iterator<Item = u32> + '_ {
+        self.history.keys().copied()
+    }
+
+    /// Keeps `epoch`'s key in the history (from the key server: an epoch
+    /// this member was in the group for but missed, away). An epoch held
+    /// already (live or in the history), or not older than the current one,
+    /// is left alone; an epoch missed between two live ones (a resync
+    /// jumped over it) is kept like any other.
+    pub fn remember(&mut self, epoch: u32, group_key: &SecretKey) {
+        if epoch >= self.current.epoch() || self.keys(epoch).is_some() || self.history.contains_key(&epoch) {
+            return;
+        }
+        let keys = EpochKeys::derive(self.suite(), epoch, group_key);
+        self.keep_in_history(keys);
+    }
+
+    /// Moves `keys` into the history, dropping (and wiping) the oldest past its bound.
+    fn keep_in_history(&mut self, keys: EpochKeys) {
+        self.history.insert(keys.epoch(), keys);
+        while self.history.len() > MAX_HISTORY_EPOCHS {
+            if let Some((_, old)) = self.history.pop_first() {
+                self.cipher.forget(&old);
+            }
+        }
     }
 
     /// Makes `epoch`, with its group key, the current epoch. Refuses an epoch that is
@@ -88,26 +128,28 @@ impl GroupSeal {
         self.past.push_back(std::mem::replace(&mut self.current, newest));
         while self.past.len() > self.past_epochs {
             if let Some(old) = self.past.pop_front() {
-                self.cipher.forget(&old);
+                self.keep_in_history(old);
             }
         }
         Ok(())
     }
 
-    /// Drops (and wipes) every past epoch older than `epoch`: once a rekey
-    /// has had time to reach everyone, packets under the epochs before it
-    /// are refused, so a member removed by it cannot go on sending under
-    /// the key it still holds. The caller decides when (`lsim_im`'s member:
-    /// a grace after installing `epoch`); the current epoch is never dropped.
+    /// Ends the grace of every past epoch older than `epoch`: once a rekey
+    /// has had time to reach everyone, they are no longer live, so the
+    /// transport refuses new traffic under them (a member removed by the
+    /// rekey cannot go on sending under the key it still holds); they stay
+    /// in the history for repair of what was sent in them. The caller
+    /// decides when (`lsim_im`'s member: a grace after installing `epoch`);
+    /// the current epoch is never retired.
     pub fn retire_before(&mut self, epoch: u32) {
         while self.past.front().is_some_and(|k| k.epoch() < epoch) {
             if let Some(old) = self.past.pop_front() {
-                self.cipher.forget(&old);
+                self.keep_in_history(old);
             }
         }
     }
 
-    /// The keys of `epoch`, if held.
+    /// The keys of a live `epoch`, if held.
     pub fn keys(&self, epoch: u32) -> Option<&EpochKeys> {
         if self.current.epoch() == epoch {
             return Some(&self.current);
@@ -138,13 +180,18 @@ impl GroupSeal {
     }
 }
 
-/// The keys of `epoch` among the held ones (a free function so the cipher can be
-/// borrowed mutably beside them).
-fn held<'a>(current: &'a EpochKeys, past: &'a VecDeque<EpochKeys>, epoch: u32) -> Result<&'a EpochKeys, SealError> {
+/// The keys of `epoch` among the held ones, live or history (a free
+/// function so the cipher can be borrowed mutably beside them).
+fn held<'a>(
+    current: &'a EpochKeys,
+    past: &'a VecDeque<EpochKeys>,
+    history: &'a BTreeMap<u32, EpochKeys>,
+    epoch: u32,
+) -> Result<&'a EpochKeys, SealError> {
     if current.epoch() == epoch {
         return Ok(current);
     }
-    past.iter().find(|k| k.epoch() == epoch).ok_or(SealError::UnknownEpoch(epoch))
+    past.iter().find(|k| k.epoch() == epoch).or_else(|| history.get(&epoch)).ok_or(SealError::UnknownEpoch(epoch))
 }
 
 impl Seal for GroupSeal {
@@ -154,6 +201,10 @@ impl Seal for GroupSeal {
 
     fn current_epoch(&self) -> u32 {
         self.current.epoch()
+    }
+
+    fn is_live(&self, epoch: u32) -> bool {
+        self.keys(epoch).is_some()
     }
 
     /// Errors other than an unknown epoch mean the caller broke the contract (a
@@ -168,7 +219,7 @@ impl Seal for GroupSeal {
         payload: &mut [u8],
         tag: &mut [u8],
     ) -> Result<(), SealError> {
-        let keys = held(&self.current, &self.past, epoch)?;
+        let keys = held(&self.current, &self.past, &self.history, epoch)?;
         self.cipher.seal_packet(keys, nonce, header, payload, tag).map_err(|e| SealError::Exhausted(e.to_string()))
     }
 
@@ -180,7 +231,7 @@ impl Seal for GroupSeal {
         payload: &mut [u8],
         tag: &[u8],
     ) -> Result<(), SealError> {
-        let keys = held(&self.current, &self.past, epoch)?;
+        let keys = held(&self.current, &self.past, &self.history, epoch)?;
         self.cipher.open_packet(keys, nonce, header, payload, tag).map_err(|_| SealError::BadTag)
     }
 }
@@ -191,6 +242,7 @@ impl fmt::Debug for GroupSeal {
             .field("suite", &self.suite())
             .field("epochs", &self.epochs().collect::<Vec<_>>())
             .field("past_epochs", &self.past_epochs)
+            .field("history", &self.history.len())
             .finish()
     }
 }

@@ -44,7 +44,7 @@ mod tests;
 
 pub use blowfish::{BLOWFISH_MAX_MESSAGE, BLOWFISH_MAX_PAYLOAD, BLOWFISH_PACKETS_PER_SUBKEY};
 pub use epoch_keys::EpochKeys;
-pub use group_seal::{DEFAULT_PAST_EPOCHS, GroupSeal, InstallError};
+pub use group_seal::{DEFAULT_PAST_EPOCHS, GroupSeal, InstallError, MAX_HISTORY_EPOCHS};
 pub use id::{SuiteId, SuiteIdError};
 
 /// Why a packet or message could not be sealed or opened.

@@ -78,15 +78,24 @@ impl<S: Seal> Framer<S> {
         self.sealed < wire::LONG_EVERY || (self.seq & !RECEIVER_SEQ_BIT).is_multiple_of(wire::LONG_EVERY)
     }
 
-    /// Seals `body` into `out`; returns the packet's length.
+    /// Seals `body` into `out` under the current epoch; returns the packet's length.
     pub(crate) fn write(&mut self, body: &Body<'_>, out: &mut Vec<u8>, stats: &mut Stats) -> Result<usize, SealError> {
-        let header = Header {
-            packet_type: body.packet_type(),
-            session: self.session,
-            node: self.node,
-            epoch: self.seal.current_epoch(),
-            seq: self.seq,
-        };
+        let epoch = self.seal.current_epoch();
+        self.write_under(epoch, body, out, stats)
+    }
+
+    /// Seals `body` into `out` under `epoch` (repair: the epoch its object
+    /// was sent in); returns the packet's length. An epoch whose key is not
+    /// held is `SealError::UnknownEpoch`, and nothing is counted.
+    pub(crate) fn write_under(
+        &mut self,
+        epoch: u32,
+        body: &Body<'_>,
+        out: &mut Vec<u8>,
+        stats: &mut Stats,
+    ) -> Result<usize, SealError> {
+        let header =
+            Header { packet_type: body.packet_type(), session: self.session, node: self.node, epoch, seq: self.seq };
         let long = self.next_is_long() || !bulk(body);
         wire::seal_packet_as(&mut self.seal, &header, long, body, out)?;
         self.sealed += 1;

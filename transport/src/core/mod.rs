@@ -19,7 +19,7 @@ mod sender;
 mod tests;
 
 pub use receiver::{Receiver, ReceiverConfig, ReceiverEvent, SenderProgress};
-pub use repairer::{Repairer, RepairerConfig};
+pub use repairer::{HeldObject, Repairer, RepairerConfig};
 pub use sender::{
     ConfigError, DEFAULT_CEILING, DEFAULT_SYMBOL_SIZE, ReadError, SendError, Sender, SenderConfig, SenderEvent,
 };

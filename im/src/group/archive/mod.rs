@@ -26,7 +26,9 @@ use lsim_keymgmt::suite::{GroupSeal, SuiteId};
 use lsim_transport::net::driver::wall_clock_seq;
 use lsim_transport::net::{Driver, DriverConfig, Handle, MulticastConfig, MulticastSocket};
 use lsim_transport::wire::ObjectKind;
-use lsim_transport::{ReceiverConfig, ReceiverEvent, Repairer, RepairerConfig};
+use lsim_transport::{HeldObject, ReceiverConfig, ReceiverEvent, Repairer, RepairerConfig};
+
+use crate::group::member::RECEIVER_NODE_BIT;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
@@ -139,10 +141,15 @@ impl Archive {
         cfg: ArchiveConfig,
         at_rest: &[u8],
         mut epochs: watch::Receiver<(u32, SecretKey)>,
+        past: &[(u32, SecretKey)],
     ) -> Result<Archive, ArchiveError> {
         let store = ArchiveStore::open(&cfg.path, at_rest, cfg.limits)?;
         let (epoch, key) = epochs.borrow_and_update().clone();
-        let seal = GroupSeal::new(cfg.suite, epoch, &key);
+        let mut seal = GroupSeal::new(cfg.suite, epoch, &key);
+        // What it stored goes out under the epoch it was sent in.
+        for (e, k) in past {
+            seal.remember(*e, k);
+        }
         let rcfg = RepairerConfig {
             receiver: ReceiverConfig {
                 session: cfg.session,
@@ -164,7 +171,7 @@ impl Archive {
         let mut core = Repairer::new(rcfg, seal);
         let held = store.objects()?;
         for &((origin, object), m) in &held {
-            core.archived(origin, object, m.kind, m.geometry);
+            core.archived(origin, object, HeldObject { kind: m.kind, geometry: m.geometry, epoch: m.epoch });
         }
         for (origin, counter) in store.counters()? {
             core.recall_sender(origin, counter);
@@ -190,31 +197,32 @@ impl Archive {
         let put_jobs = jobs.clone();
         let kept = etx.clone();
         tasks.push(tokio::spawn(async move {
-            let epoch_of = |core: &mut Repairer<GroupSeal>| lsim_transport::seal::Seal::current_epoch(core.seal_mut());
             let _ = driver
                 .run(|core: &mut Repairer<GroupSeal>, e| {
                     match e {
                         ReceiverEvent::ObjectData { sender, object, offset, data } => {
-                            if let Some((kind, g)) = core.object_info(sender, object) {
+                            if let Some(held) = core.object_info(sender, object) {
+                                let g = held.geometry;
                                 let full = u64::from(g.symbol_size()) * u64::from(g.block_symbols());
                                 let block = u32::try_from(offset / full.max(1)).unwrap_or(u32::MAX);
-                                let epoch = epoch_of(core);
                                 let counter = core.sender_counter(sender);
                                 let put = Put {
                                     key: (sender, object, block),
-                                    kind,
+                                    kind: held.kind,
                                     geometry: g,
-                                    epoch,
+                                    epoch: held.epoch,
                                     bytes: data,
                                     counter,
                                 };
                                 if put_jobs.send(Job::Put(put)).is_ok() {
-                                    core.archived(sender, object, kind, g);
+                                    core.archived(sender, object, held);
                                 }
                             }
                         }
                         ReceiverEvent::ObjectComplete { sender, object } => {
-                            if let Some((ObjectKind::File, g)) = core.object_info(sender, object) {
+                            if let Some(HeldObject { kind: ObjectKind::File, geometry: g, .. }) =
+                                core.object_info(sender, object)
+                            {
                                 let _ = kept.send(ArchiveEvent::Kept { sender, len: g.len() });
                             }
                         }
@@ -281,6 +289,39 @@ impl Archive {
             }
         }));
         Ok(Archive { handle, tasks, events })
+    }
+
+    /// The group's members, each by its transport node id with the epoch
+    /// its membership began at (the key server's `joined_epochs`): from
+    /// now on the archive serves a member only what was sent since, and
+    /// nobody else (the history policy `joined`).
+    pub fn set_members(&self, members: Vec<(u32, u32)>) {
+        (self.members())(members);
+    }
+
+    /// `set_members`, as a function a task can keep.
+    pub fn members(&self) -> impl Fn(Vec<(u32, u32)>) + Send + 'static {
+        let handle = self.handle.clone();
+        move |members: Vec<(u32, u32)>| {
+            // Members ask from their receiver's node.
+            let table = members.into_iter().map(|(node, since)| (node | RECEIVER_NODE_BIT, since)).collect();
+            handle.with(move |core| core.set_members(table));
+        }
+    }
+
+    /// Keeps `task` (one that follows the key server) and ends it with the archive.
+    pub fn follow(&mut self, task: JoinHandle<()>) {
+        self.tasks.push(task);
+    }
+
+    /// The archive's transport counters (`None` if it has stopped): what
+    /// it repaired, and what it refused (`repair_refused_policy`).
+    pub async fn stats(&self) -> Option<lsim_transport::stats::Stats> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.handle.with(move |core| {
+            let _ = tx.send(core.stats().clone());
+        });
+        rx.await.ok()
     }
 
     /// Objects the archive offers (`None` if it has stopped).

@@ -295,8 +295,9 @@ impl Running {
     /// What the transport's receiver task reports.
     async fn on_transport(&mut self, msg: FromTransport) {
         match msg {
-            FromTransport::Chat(bytes, sender, object) => {
+            FromTransport::Chat(bytes, sender, object, from_holders) => {
                 let now = Instant::now().into_std();
+                self.order.catching_up(sender, from_holders);
                 if decode_beacon(&bytes).is_some() || receipt::is_receipt(&bytes) {
                     // Never shown: read at once, and out of the order's way.
                     self.order.not_shown(sender, object, now);

@@ -36,8 +36,9 @@ use crate::xmpp::payload::GroupParams;
 
 /// What the transport tasks (our receiver's and our sender's) tell the member task.
 pub(super) enum FromTransport {
-    /// A chat object complete: bytes, sender, object.
-    Chat(Vec<u8>, u32, u32),
+    /// A chat object complete: bytes, sender, object, and whether the
+    /// sender's objects come from holders now (catch-up).
+    Chat(Vec<u8>, u32, u32, bool),
     /// A sender's object was heard of: sender, object, whether it is chat
     /// we read, and the sender's first object the transport delivers.
     Started(u32, u32, bool, u32),
@@ -116,6 +117,10 @@ impl Transport {
         };
         let session = keys.keys.group();
         let initial = keys.keys.epoch().zip(keys.keys.group_key().cloned());
+        // Each seal (ours, our sender's, our receiver's) remembers the history
+        // the key server gave with our keys (`GroupKeys::seal`): a member
+        // back in the group after a restart can open repair of what was sent
+        // in the epochs of its membership it missed.
         let seal = || keys.seal().ok_or_else(|| MemberError::Params("no group key".into()));
         let own_seal = seal()?;
         let open = |mc: &MulticastConfig| MulticastSocket::open(mc).map_err(|e| MemberError::Multicast(e.to_string()));
@@ -283,16 +288,25 @@ impl Transport {
         });
     }
 
-    /// Installs the keys a resync got everywhere, the receiver too; the
-    /// epoch and group key now in use, if they hold one.
+    /// Installs the keys a resync got everywhere, the receiver too, and
+    /// remembers its history (the past epochs of our membership we missed,
+    /// away: for repair of what was sent in them); the epoch and group key
+    /// now in use, if they hold one.
     pub(super) fn resynced(&mut self, fresh: GroupKeys) -> Option<(u32, SecretKey)> {
         let (epoch, key) = (fresh.keys.epoch(), fresh.keys.group_key().cloned());
         let (Some(epoch), Some(key)) = (epoch, key) else { return None };
         self.install(epoch, &key);
+        let history: Vec<(u32, SecretKey)> = fresh.keys.history().map(|(e, k)| (e, k.clone())).collect();
+        remember(&mut self.seal, &history);
+        self.sender.with({
+            let history = history.clone();
+            move |s| remember(s.seal_mut(), &history)
+        });
         self.receiver.with({
             let key = key.clone();
             move |r| {
                 let _ = r.seal_mut().install(epoch, &key);
+                remember(r.seal_mut(), &history);
             }
         });
         if let Ok(mut k) = self.keys.lock() {
@@ -314,6 +328,15 @@ impl Drop for Transport {
         for t in &self.tasks {
             t.abort();
         }
+    }
+}
+
+/// Keeps `history` (past epochs' group keys from the key server) in
+/// `seal`, after the epoch that came with them is installed (an epoch it
+/// jumped over is not newer than the current one then).
+fn remember(seal: &mut GroupSeal, history: &[(u32, SecretKey)]) {
+    for (epoch, key) in history {
+        seal.remember(*epoch, key);
     }
 }
 
@@ -427,7 +450,8 @@ fn on_receiver_event(
         ReceiverEvent::ObjectComplete { sender, object } => {
             let Some((kind, bytes)) = partial.remove(&(sender, object)) else { return };
             if kind == ObjectKind::Chat {
-                let _ = tx.send(FromTransport::Chat(bytes, sender, object));
+                let from_holders = core.receiver().from_holders(sender);
+                let _ = tx.send(FromTransport::Chat(bytes, sender, object, from_holders));
                 return;
             }
             let Ok(mut keys) = keys.lock() else { return };

@@ -45,8 +45,9 @@ pub(in crate::core) enum Internal {
     /// Feedback addressed to this node as a repairer: not a peer's NACK to
     /// the sender, so it suppresses nothing of ours.
     Request { from: u32, feedback: Feedback },
-    /// An object of `sender` started, with its geometry.
-    Started { sender: u32, object: u32, kind: ObjectKind, geometry: Geometry },
+    /// An object of `sender` started, with its geometry and the epoch of
+    /// the packet that started it here.
+    Started { sender: u32, object: u32, kind: ObjectKind, geometry: Geometry, epoch: u32 },
     /// `sender` restarted: what was kept of its last run must go.
     Restarted { sender: u32 },
     /// A holder's summary: the running holder need not repeat it.
@@ -116,6 +117,13 @@ impl<S: Seal> Receiver<S> {
     /// The next note for the `Repairer` running this receiver.
     pub(in crate::core) fn poll_internal(&mut self) -> Option<Internal> {
         self.internal.as_mut()?.pop_front()
+    }
+
+    /// Whether `sender`'s missing objects are asked of a holder (it went
+    /// silent, and a holder said what it holds of it): what comes of it now
+    /// is catch-up, not live traffic.
+    pub fn from_holders(&self, sender: u32) -> bool {
+        self.remotes.get(&sender).is_some_and(|r| r.proxy.is_some())
     }
 
     /// Authentic data and command packets taken from senders so far. Unlike
@@ -205,6 +213,11 @@ impl<S: Seal> Receiver<S> {
             self.note_unknown_epoch(datagram);
         }
         if let Some((header, body)) = opened {
+            if !self.framer.seal.is_live(header.epoch) && !self.old_repair(header.node, &body) {
+                self.stats.drop(DropReason::PastEpoch);
+                self.scratch = scratch;
+                return;
+            }
             if Some(header.node) == self.cfg.repairer {
                 self.watch.heard = true;
                 self.watch.unanswered = 0;
@@ -218,7 +231,7 @@ impl<S: Seal> Receiver<S> {
                         r.loss.on_seq(header.seq);
                         r.delivery.on_datagram(now, datagram.len());
                         if let Some(h) = self.complete(header.node, &f, symbol.len()) {
-                            self.on_data(now, header.node, h, symbol);
+                            self.on_data(now, header.node, header.epoch, h, symbol);
                         }
                     }
                 }
@@ -258,7 +271,7 @@ impl<S: Seal> Receiver<S> {
                     }
                     if origin != self.cfg.node && self.remotes.contains_key(&origin) {
                         if let Some(h) = self.complete(origin, &f, symbol.len()) {
-                            self.on_data(now, origin, h, symbol);
+                            self.on_data(now, origin, header.epoch, h, symbol);
                         }
                     } else {
                         self.stats.drop(DropReason::Stale);
@@ -275,6 +288,24 @@ impl<S: Seal> Receiver<S> {
             }
         }
         self.scratch = scratch;
+    }
+
+    /// Whether a packet under an epoch past its grace (kept for repair of
+    /// what was sent in it) is such repair: a repair symbol, from the sender
+    /// or a holder, of an object this receiver knows its sender reached
+    /// from live traffic (its own packets, or a holder's summary). Anything
+    /// else under such an epoch is what a member removed by a rekey could
+    /// send: new objects, commands, feedback, summaries.
+    fn old_repair(&self, node: u32, body: &Body<'_>) -> bool {
+        let (sender, f) = match body {
+            Body::Data(f, _) => (node, f),
+            Body::Repair(origin, f, _) => (*origin, f),
+            _ => return false,
+        };
+        let Some(r) = self.remotes.get(&sender) else { return false };
+        let known = r.objects.get(&f.object).map(|o| o.geometry).or_else(|| f.info.map(|i| i.geometry));
+        let is_repair = known.is_some_and(|g| f.block < g.blocks() && f.esi >= u32::from(g.symbols_in(f.block)));
+        is_repair && r.frontier.is_some_and(|fr| f.object <= fr.object)
     }
 
     fn note_unknown_epoch(&mut self, datagram: &[u8]) {
@@ -418,7 +449,7 @@ impl<S: Seal> Receiver<S> {
         }
     }
 
-    fn on_data(&mut self, now: Time, sender: u32, h: DataHeader, symbol: &[u8]) {
+    fn on_data(&mut self, now: Time, sender: u32, epoch: u32, h: DataHeader, symbol: &[u8]) {
         let cfg_max_objects = self.cfg.max_objects;
         let max_blocks = self.cfg.max_blocks as u32;
         let Some(r) = self.remotes.get_mut(&sender) else { return };
@@ -461,7 +492,13 @@ impl<S: Seal> Receiver<S> {
                 },
             );
             if let Some(queue) = self.internal.as_mut() {
-                queue.push_back(Internal::Started { sender, object: h.object, kind: h.kind, geometry: h.geometry });
+                queue.push_back(Internal::Started {
+                    sender,
+                    object: h.object,
+                    kind: h.kind,
+                    geometry: h.geometry,
+                    epoch,
+                });
             }
             self.events.push_back(ReceiverEvent::ObjectStarted {
                 sender,

@@ -10,12 +10,11 @@
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
 
-use super::{Key, Repairer};
-use crate::geometry::Geometry;
+use super::{HeldObject, Key, Repairer};
 use crate::seal::Seal;
 use crate::stats::DropReason;
 use crate::time::Time;
-use crate::wire::{Frontier, Holding, ObjectKind};
+use crate::wire::{Frontier, Holding};
 
 /// Blocks asked of the store and not yet restored, at most.
 const MAX_WANTED: usize = 4096;
@@ -23,8 +22,8 @@ const MAX_WANTED: usize = 4096;
 /// What the layer above's store holds, as the repairer needs to know it.
 #[derive(Default)]
 pub(super) struct Index {
-    /// Every stored object: its kind and geometry.
-    objects: BTreeMap<(u32, u32), (ObjectKind, Geometry)>,
+    /// Every stored object: its kind, geometry and epoch.
+    objects: BTreeMap<(u32, u32), HeldObject>,
     /// Blocks to ask the store for, and those asked and not yet back.
     wanted: VecDeque<Key>,
     asked: HashSet<Key>,
@@ -33,6 +32,10 @@ pub(super) struct Index {
 impl Index {
     pub(super) fn holds(&self, origin: u32, object: u32) -> bool {
         self.objects.contains_key(&(origin, object))
+    }
+
+    pub(super) fn get(&self, origin: u32, object: u32) -> Option<&HeldObject> {
+        self.objects.get(&(origin, object))
     }
 
     pub(super) fn is_empty(&self) -> bool {
@@ -48,7 +51,7 @@ impl Index {
     /// wholly sent) and oldest object.
     pub(super) fn origins(&self) -> Vec<Holding> {
         let mut out: Vec<Holding> = Vec::new();
-        for (&(origin, object), (_, g)) in &self.objects {
+        for (&(origin, object), HeldObject { geometry: g, .. }) in &self.objects {
             match out.last_mut() {
                 Some(h) if h.origin == origin => h.frontier = Frontier { object, blocks_sent: g.blocks() },
                 _ => {
@@ -71,8 +74,8 @@ impl<S: Seal> Repairer<S> {
     /// found there after a restart): while `origin` is silent this holder
     /// names it in its summaries, and a block asked for that is not in
     /// memory is wanted from the store (`poll_wanted`).
-    pub fn archived(&mut self, origin: u32, object: u32, kind: ObjectKind, geometry: Geometry) {
-        self.archive.objects.insert((origin, object), (kind, geometry));
+    pub fn archived(&mut self, origin: u32, object: u32, held: HeldObject) {
+        self.archive.objects.insert((origin, object), held);
     }
 
     /// The store dropped `object` of `origin` (its bounds): no longer offered.
@@ -84,7 +87,7 @@ impl<S: Seal> Repairer<S> {
 
     /// What `object` of `origin` is, if this holder has heard of it: its
     /// kind and geometry (what a store keeps beside the blocks).
-    pub fn object_info(&self, origin: u32, object: u32) -> Option<(ObjectKind, Geometry)> {
+    pub fn object_info(&self, origin: u32, object: u32) -> Option<HeldObject> {
         self.objects.get(&(origin, object)).or_else(|| self.archive.objects.get(&(origin, object))).copied()
     }
 
@@ -119,20 +122,21 @@ impl<S: Seal> Repairer<S> {
     pub fn restore(&mut self, now: Time, origin: u32, object: u32, block: u32, bytes: &[u8]) {
         let key = (origin, object, block);
         self.archive.asked.remove(&key);
-        let Some(&(kind, g)) = self.archive.objects.get(&(origin, object)) else { return };
+        let Some(&held) = self.archive.objects.get(&(origin, object)) else { return };
+        let g = held.geometry;
         if block >= g.blocks() || bytes.len() != g.block_len(block) {
             self.inner.stats.drop(DropReason::Invalid);
             self.pending.remove(&key);
             return;
         }
-        self.remember_object(origin, object, kind, g);
+        self.remember_object(origin, object, held);
         self.keep_block(now, origin, object, g.block_offset(block), bytes);
     }
 
     /// A block of a stored object that is not in memory: asked of the
     /// store, with the request waiting for it (true if it waits).
     pub(super) fn want(&mut self, key: Key, needed: u32, loss: u16) -> bool {
-        let Some(&(_, g)) = self.archive.objects.get(&(key.0, key.1)) else { return false };
+        let Some(g) = self.archive.objects.get(&(key.0, key.1)).map(|h| h.geometry) else { return false };
         if key.2 >= g.blocks() {
             return false;
         }

@@ -6,16 +6,16 @@
 
 use super::*;
 use crate::core::{Sender, SenderConfig};
-use crate::seal::KeyedSum;
+use crate::seal::EpochSum;
 use std::collections::HashMap;
 
-const KEY: KeyedSum = KeyedSum(0x5eed);
+const KEY: EpochSum = EpochSum::new(0x5eed);
 const SECOND: u64 = 1_000_000;
 
 struct World {
-    tx: Sender<KeyedSum>,
+    tx: Sender<EpochSum>,
     /// Members 20, 21, 22: each a repairer holding what it received.
-    members: Vec<Repairer<KeyedSum>>,
+    members: Vec<Repairer<EpochSum>>,
     got: Vec<Vec<(u32, Vec<u8>)>>,
     away: Option<(usize, Time, Time)>,
     sender_gone_at: Time,
@@ -81,8 +81,8 @@ impl World {
         };
         self.members[0] = Repairer::new(cfg, KEY);
         self.members[0].recall_sender(1, counter);
-        for (o, (kind, g)) in index {
-            self.members[0].archived(1, o, kind, g);
+        for (o, held) in index {
+            self.members[0].archived(1, o, held);
         }
     }
 
@@ -138,11 +138,12 @@ impl World {
                 while let Some(e) = self.members[i].poll_event() {
                     if let (0, Some(store), ReceiverEvent::ObjectData { sender, object, offset, data }) =
                         (i, self.store.as_mut(), &e)
-                        && let Some((kind, g)) = self.members[0].object_info(*sender, *object)
+                        && let Some(held) = self.members[0].object_info(*sender, *object)
                     {
+                        let g = held.geometry;
                         let block = (offset / (u64::from(g.symbol_size()) * u64::from(g.block_symbols()))) as u32;
                         store.insert((*sender, *object, block), data.clone());
-                        self.members[0].archived(*sender, *object, kind, g);
+                        self.members[0].archived(*sender, *object, held);
                     }
                     if let ReceiverEvent::ObjectData { object, data, .. } = e {
                         match self.got[i].iter_mut().find(|(o, _)| *o == object) {
@@ -268,7 +269,7 @@ fn an_archive_forgets_a_sender_that_restarted() {
     let mut r = Repairer::new(RepairerConfig::default(), KEY);
     let g = Geometry::new(300, 100, 16).unwrap();
     r.recall_sender(1, 1_000);
-    r.archived(1, 0, ObjectKind::Chat, g);
+    r.archived(1, 0, HeldObject { kind: ObjectKind::Chat, geometry: g, epoch: 0 });
     let mut tx = Sender::new(
         SenderConfig {
             node: 1,
@@ -411,4 +412,104 @@ fn a_restarted_member_takes_back_its_progress_and_fetches_only_what_it_missed() 
             assert!(got.is_empty(), "without its progress it knew nothing of the sender");
         }
     }
+}
+
+/// The history policy `joined`, in the transport: member 22 is away while
+/// the sender sends a file at epoch 0; the group is rekeyed to epoch 1 and
+/// member 21 replaced by a newcomer that joined at epoch 1 (it never held
+/// epoch 0); the sender sends a chat at epoch 1 and is gone. Back, 22 gets
+/// both from holder 20: the file's repair under epoch 0 (kept in the
+/// history), the chat's under epoch 1. The newcomer hears the file's repair
+/// and cannot open it. A member removed at the rekey, still holding epoch
+/// 0, sends a new object under it: 22 takes nothing of it.
+#[test]
+fn repair_goes_under_its_objects_epoch_so_a_later_joiner_cannot_read_it() {
+    let mut w = World::new(Duration::from_secs(3));
+    let (hello, file, chat) = (bytes(100, 6), bytes(20_000, 7), bytes(200, 8));
+    w.tx.send_bytes(ObjectKind::Chat, hello.clone()).unwrap();
+    w.run_until(Time::from_micros(SECOND / 2));
+    w.away = Some((2, Time::from_micros(SECOND / 2), Time::from_micros(20 * SECOND)));
+    w.tx.send_bytes(ObjectKind::File, file.clone()).unwrap();
+    w.run_until(Time::from_micros(2 * SECOND));
+    assert!(w.got[0] == [(0, hello.clone()), (1, file.clone())]);
+
+    // The rekey: everyone still a member moves to epoch 1, then retires 0.
+    w.tx.seal_mut().install(1);
+    w.tx.seal_mut().retire_before(1);
+    for i in [0, 2] {
+        w.members[i].seal_mut().install(1);
+        w.members[i].seal_mut().retire_before(1);
+    }
+    let receiver = ReceiverConfig { node: 21, seed: 5, ..Default::default() };
+    let cfg = RepairerConfig { receiver, keep_declined: false, ..Default::default() };
+    w.members[1] = Repairer::new(cfg, EpochSum::joined_at(0x5eed, 1));
+    w.got[1].clear();
+    w.tx.send_bytes(ObjectKind::Chat, chat.clone()).unwrap();
+    w.sender_gone_at = Time::from_micros(4 * SECOND);
+    w.run_until(Time::from_micros(60 * SECOND));
+
+    let mut back = w.got[2].clone();
+    back.sort_by_key(|g| g.0);
+    let objects = |got: &[(u32, Vec<u8>)]| got.iter().map(|g| g.0).collect::<Vec<_>>();
+    assert_eq!(objects(&back), [0, 1, 2], "22, back, holds every object");
+    assert!(back == [(0, hello), (1, file), (2, chat.clone())], "byte for byte");
+    assert_eq!(objects(&w.got[1]), [2], "the newcomer has the chat sent after it joined, and not the file");
+    assert!(w.got[1][0].1 == chat);
+    let newcomer = w.members[1].stats();
+    assert!(
+        newcomer.dropped(DropReason::UnknownEpoch) > 0,
+        "the newcomer heard the file's repair and could not open it"
+    );
+    assert_eq!(w.members[0].stats().repair_unsealable, 0);
+    let old_repair = w.air.iter().filter(|(t, from)| *t == wire::PacketType::Repair && *from == 20).count();
+    assert!(old_repair > 0);
+
+    // Removed at the rekey, still holding epoch 0: a new object under it,
+    // in the sender's name and past its counter (no replay), and as itself.
+    let removed_as = |node| {
+        let cfg = SenderConfig { node, rate: 0, symbol_size: 100, first_seq: 1 << 40, ..Default::default() };
+        Sender::new(cfg, KEY).unwrap()
+    };
+    let mut removed = removed_as(1);
+    let before = w.members[2].stats().dropped(DropReason::PastEpoch);
+    removed.send_bytes(ObjectKind::Chat, bytes(100, 9)).unwrap();
+    let mut buf = Vec::new();
+    let now = Time::from_micros(61 * SECOND);
+    let mut itself = removed_as(30);
+    itself.send_bytes(ObjectKind::Chat, bytes(100, 10)).unwrap();
+    for tx in [&mut removed, &mut itself] {
+        while let Some(t) = tx.poll_transmit(now, &mut buf) {
+            w.members[2].handle_datagram(now, &buf[..t.len]);
+        }
+    }
+    assert!(w.members[2].stats().dropped(DropReason::PastEpoch) >= before + 2);
+    while let Some(e) = w.members[2].poll_event() {
+        assert!(!matches!(e, ReceiverEvent::ObjectData { .. }), "took {e:?} from a removed member");
+    }
+}
+
+/// Holders told the members' join epochs (`set_members`) refuse a member
+/// that asks for what was sent before it joined, and serve it otherwise.
+#[test]
+fn holders_refuse_what_was_sent_before_the_requester_joined() {
+    let run = |joined_22: u32| {
+        let mut w = World::new(Duration::from_secs(3));
+        let (hello, file) = (bytes(100, 1), bytes(20_000, 2));
+        w.tx.send_bytes(ObjectKind::Chat, hello).unwrap();
+        w.run_until(Time::from_micros(SECOND / 2));
+        w.away = Some((2, Time::from_micros(SECOND / 2), Time::from_micros(20 * SECOND)));
+        w.tx.send_bytes(ObjectKind::File, file.clone()).unwrap();
+        w.sender_gone_at = Time::from_micros(5 * SECOND);
+        for m in &mut w.members[..2] {
+            m.set_members(HashMap::from([(20, 0), (21, 0), (22, joined_22)]));
+        }
+        w.run_until(Time::from_micros(60 * SECOND));
+        let refused: u64 = w.members[..2].iter().map(|m| m.stats().repair_refused_policy).sum();
+        let got_file = w.got[2].iter().any(|(o, b)| *o == 1 && *b == file);
+        (got_file, refused)
+    };
+    let (got, refused) = run(1);
+    assert!(!got && refused > 0, "a member that joined at epoch 1 got the file of epoch 0 ({refused} refused)");
+    let (got, refused) = run(0);
+    assert!(got && refused == 0, "a member since epoch 0 did not get it ({refused} refused)");
 }

@@ -109,14 +109,27 @@ const BUDGET_FLOOR: u32 = 2 * crate::geometry::DEFAULT_MAX_BLOCK as u32;
 /// (origin sender, object, block).
 type Key = (u32, u32, u32);
 
+/// What a holder knows of an object it may repair.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HeldObject {
+    /// Chat, file, rekey.
+    pub kind: ObjectKind,
+    /// Its size and blocks.
+    pub geometry: Geometry,
+    /// The epoch it was sent in (the first packet of it heard here): its
+    /// repair is sealed under that epoch and no other, so a member that
+    /// joined since cannot read it.
+    pub epoch: u32,
+}
+
 /// The repairer core (see the module doc). Its events are its receiver's.
 pub struct Repairer<S> {
     cfg: RepairerConfig,
     inner: Receiver<S>,
     now: Time,
     pacer: Pacer,
-    /// Objects heard of: their kind and geometry (bounded).
-    objects: HashMap<(u32, u32), (ObjectKind, Geometry)>,
+    /// Objects heard of: their kind, geometry and epoch (bounded).
+    objects: HashMap<(u32, u32), HeldObject>,
     object_order: VecDeque<(u32, u32)>,
     /// Decoded blocks kept to answer from.
     cache: BlockCache<Key>,
@@ -125,6 +138,9 @@ pub struct Repairer<S> {
     /// Requests for blocks still being collected: the largest count asked,
     /// and the largest loss reported by those asking.
     pending: HashMap<Key, (u32, u16)>,
+    /// Who may be repaired what (`set_members`): each member's receiver node
+    /// and the epoch it joined at. `None`: whoever asks.
+    members: Option<HashMap<u32, u32>>,
     /// When each block was last passed upstream.
     forwarded: HashMap<Key, Time>,
     /// Acknowledgements owed to members whose NACKs wait (one per sender).
@@ -167,6 +183,7 @@ impl<S: Seal> Repairer<S> {
             cache,
             plan,
             pending: HashMap::new(),
+            members: None,
             forwarded: HashMap::new(),
             acks: VecDeque::new(),
             last_ack: None,
@@ -353,8 +370,8 @@ impl<S: Seal> Repairer<S> {
         while let Some(note) = self.inner.poll_internal() {
             match note {
                 Internal::Restarted { sender } => self.forget_origin(sender),
-                Internal::Started { sender, object, kind, geometry } => {
-                    self.remember_object(sender, object, kind, geometry)
+                Internal::Started { sender, object, kind, geometry, epoch } => {
+                    self.remember_object(sender, object, HeldObject { kind, geometry, epoch })
                 }
                 Internal::Request { from, feedback } => requests.push((from, feedback)),
                 Internal::Holdings { holdings } => {
@@ -435,11 +452,11 @@ impl<S: Seal> Repairer<S> {
         (!entries.is_empty()).then_some(Holdings { entries })
     }
 
-    fn remember_object(&mut self, origin: u32, object: u32, kind: ObjectKind, g: Geometry) {
+    fn remember_object(&mut self, origin: u32, object: u32, held: HeldObject) {
         if !self.serving() {
             return;
         }
-        if self.objects.insert((origin, object), (kind, g)).is_none() {
+        if self.objects.insert((origin, object), held).is_none() {
             self.object_order.push_back((origin, object));
             while self.object_order.len() > self.cfg.receiver.max_objects.max(16) {
                 if let Some(old) = self.object_order.pop_front() {
@@ -456,7 +473,7 @@ impl<S: Seal> Repairer<S> {
         if !self.serving() {
             return;
         }
-        let Some(&(_, g)) = self.objects.get(&(origin, object)) else { return };
+        let Some(g) = self.objects.get(&(origin, object)).map(|h| h.geometry) else { return };
         let full = u64::from(g.symbol_size()) * u64::from(g.block_symbols());
         let Ok(block) = u32::try_from(offset / full.max(1)) else { return };
         if block >= g.blocks() {
@@ -496,6 +513,34 @@ impl<S: Seal> Repairer<S> {
         }
     }
 
+    /// The group's members as the key server knows them: each one's
+    /// receiver node and the epoch it joined at (the history policy
+    /// `joined`). From then on a request is refused (and counted,
+    /// `repair_refused_policy`) when it comes from a node not listed or
+    /// asks for an object sent before its member joined. The repair's seal
+    /// (the object's epoch) already keeps such a member from reading it;
+    /// this spares the air. Replaced whole on every call.
+    pub fn set_members(&mut self, joined: HashMap<u32, u32>) {
+        self.members = Some(joined);
+    }
+
+    /// Whether `from` may be repaired `object` of `origin` (see `set_members`).
+    fn may_serve(&mut self, from: u32, origin: u32, object: u32) -> bool {
+        let Some(members) = &self.members else { return true };
+        let epoch = self.objects.get(&(origin, object)).or_else(|| self.archive.get(origin, object)).map(|h| h.epoch);
+        let ok = match (members.get(&from), epoch) {
+            (None, _) => false,
+            (Some(&joined), Some(epoch)) => epoch >= joined,
+            // Not held here: nothing to serve (and what is passed upstream
+            // is sealed by whoever holds it).
+            (Some(_), None) => true,
+        };
+        if !ok {
+            self.inner.stats.repair_refused_policy += 1;
+        }
+        ok
+    }
+
     /// A member's NACKs, addressed to us.
     fn on_request(&mut self, now: Time, from: u32, fb: &Feedback) {
         if !self.serving() {
@@ -506,6 +551,7 @@ impl<S: Seal> Repairer<S> {
         let mut waiting = false;
         for e in &fb.entries {
             match *e {
+                NackEntry::Block { object, .. } if !self.may_serve(from, origin, object) => {}
                 NackEntry::Block { object, block, needed } => {
                     let key = (origin, object, block);
                     if self.cache.contains(&key) {
@@ -519,10 +565,13 @@ impl<S: Seal> Repairer<S> {
                 NackEntry::Objects { first, bitmap } => {
                     for i in (0..32).filter(|i| bitmap & (1 << i) != 0) {
                         let object = first.wrapping_add(i);
+                        if !self.may_serve(from, origin, object) {
+                            continue;
+                        }
                         let key = (origin, object, 0);
                         match self.objects.get(&(origin, object)) {
-                            Some((_, g)) if self.cache.contains(&key) => {
-                                let k = u32::from(g.symbols_in(0));
+                            Some(h) if self.cache.contains(&key) => {
+                                let k = u32::from(h.geometry.symbols_in(0));
                                 self.answer(now, Some(from), fb.loss, key, k);
                             }
                             _ if self.archive.holds(origin, object) => {
@@ -605,7 +654,7 @@ impl<S: Seal> Repairer<S> {
     /// Plans repair of a cached block: a new round, or a top-up of the
     /// open one. A member's request (`from`) is charged to its budget.
     fn answer(&mut self, now: Time, from: Option<u32>, loss: u16, key: Key, needed: u32) {
-        let Some(&(kind, g)) = self.objects.get(&(key.0, key.1)) else { return };
+        let Some(&HeldObject { kind, geometry: g, .. }) = self.objects.get(&(key.0, key.1)) else { return };
         if !self.cache.contains(&key) {
             return;
         }
@@ -641,7 +690,7 @@ impl<S: Seal> Repairer<S> {
 
     /// One fresh repair symbol of a cached block from our range, sealed for the region.
     fn repair_symbol(&mut self, key: Key, buf: &mut Vec<u8>) -> Option<Transmit> {
-        let &(kind, g) = self.objects.get(&(key.0, key.1))?;
+        let &HeldObject { kind, geometry: g, epoch } = self.objects.get(&(key.0, key.1))?;
         if !self.cache.contains(&key) {
             return None;
         }
@@ -651,7 +700,12 @@ impl<S: Seal> Repairer<S> {
         let esi = packet.payload_id().encoding_symbol_id();
         let header = DataHeader { object: key.1, kind, geometry: g, block: key.2, esi };
         let body = Body::Repair(key.0, header.frame(true), packet.data());
-        let len = self.inner.framer.write(&body, buf, &mut self.inner.stats).ok()?;
+        // Under the object's own epoch: a member that joined since cannot
+        // read it (the history policy `joined`); without that key, nothing.
+        let Ok(len) = self.inner.framer.write_under(epoch, &body, buf, &mut self.inner.stats) else {
+            self.inner.stats.repair_unsealable += 1;
+            return None;
+        };
         self.inner.stats.local_repairs += 1;
         Some(Transmit { len, packet_type: wire::PacketType::Repair, scope: Scope::Region })
     }

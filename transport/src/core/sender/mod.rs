@@ -60,6 +60,9 @@ struct OutObject {
     /// Blocks that were NACKed at least once.
     nacked: HashSet<u32>,
     failed: bool,
+    /// The epoch its first symbol went under: its repair goes under it too
+    /// (a member that joined since cannot read it).
+    epoch: Option<u32>,
     /// Source symbols sent, and the last twentieth reported.
     sent: u64,
     reported: u64,
@@ -179,6 +182,7 @@ impl<S: Seal> Sender<S> {
             source,
             nacked: HashSet::new(),
             failed: false,
+            epoch: None,
             sent: 0,
             reported: 0,
         });
@@ -593,7 +597,9 @@ impl<S: Seal> Sender<S> {
         // The object info goes with every symbol of chat and rekeys, and with
         // a file's first symbol of each block and its long-header packets.
         let info = o.kind != ObjectKind::File || c.esi == 0 || self.framer.next_is_long();
-        let len = self.framer.write(&Body::Data(header.frame(info), symbol), buf, &mut self.stats).ok()?;
+        let epoch = self.framer.seal.current_epoch();
+        let len = self.framer.write_under(epoch, &Body::Data(header.frame(info), symbol), buf, &mut self.stats).ok()?;
+        self.objects[ix].epoch.get_or_insert(epoch);
         self.stats.source_sent += 1;
         self.progress(ix);
         // Advance in the interleaved order; a group done gets its proactive share.
@@ -656,7 +662,9 @@ impl<S: Seal> Sender<S> {
     /// used up its repair symbols; `Err(Some(_))`: the object cannot be read.
     fn repair_symbol(&mut self, ix: usize, block: u32, buf: &mut Vec<u8>) -> Result<Transmit, Option<ReadError>> {
         self.load_block(ix, block).map_err(Some)?;
-        let (id, kind, g) = (self.objects[ix].id, self.objects[ix].kind, self.objects[ix].geometry);
+        let o = &self.objects[ix];
+        let (id, kind, g) = (o.id, o.kind, o.geometry);
+        let epoch = o.epoch.unwrap_or_else(|| self.framer.seal.current_epoch());
         let index = self.plan.next_index((id, block), 0, wire::MAX_REPAIR_SYMBOLS).ok_or(None)?;
         let keep = self.sending_group();
         let (packet, _) = self.cache.repair((id, block), index, keep).ok_or(None)?;
@@ -664,7 +672,13 @@ impl<S: Seal> Sender<S> {
         // Repair always carries the object info: it is what a receiver that
         // missed every source symbol of the object (an Objects NACK) hears.
         let body = Body::Data(header.frame(true), packet.data());
-        let len = self.framer.write(&body, buf, &mut self.stats).map_err(|_| None)?;
+        let len = match self.framer.write_under(epoch, &body, buf, &mut self.stats) {
+            Ok(len) => len,
+            Err(_) => {
+                self.stats.repair_unsealable += 1;
+                return Err(None);
+            }
+        };
         self.stats.repair_sent += 1;
         Ok(Transmit { len, packet_type: wire::PacketType::Data, scope: Scope::Group })
     }
