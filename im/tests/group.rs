@@ -534,6 +534,7 @@ async fn key_service_with_prosody_accounts() {
         grace: Duration::from_secs(30),
         guard: None,
         archive: None,
+        history: Default::default(),
     };
     let service = KeyService::start(cfg, Arc::new(XmppLogin::new(t.config("template", "unused")))).await.unwrap();
     let mut members = two_quiet_members(&t).await;
@@ -724,5 +725,66 @@ async fn a_member_added_after_a_file_cannot_get_it() {
     let control = read_with(session, SuiteId::Aes256Gcm, &[(map_epoch, map_key)], &after);
     assert!(control.contains(b"SECRET-MAP"), "the map's repair went by after bob joined, under the map's epoch");
     eprintln!("policy: archive refused {refused} requests; bob could not open {unopened} packets");
+    server.keys.close();
+}
+
+/// The history policy `shared:2`: alice says two things and sends a map;
+/// carol, who joins after all three, gets the last two from the archive
+/// (re-sealed for the group of now) while alice is still there, and not
+/// the first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_shared_a_new_member_gets_the_last_n_objects() {
+    let (server, t, scratch) =
+        group_support::all_in_one_with("shared", 9, lsim_im::xmpp::payload::History::Shared(2)).await;
+    assert_eq!(server.params.history, lsim_im::xmpp::payload::History::Shared(2));
+    let member = |user: &str, pw: &str| {
+        let mut cfg = MemberConfig::new(t.config(user, pw), t.room(), user);
+        cfg.viewer = Viewer::Never;
+        cfg.download_dir = scratch.path().join(user);
+        std::fs::create_dir_all(&cfg.download_dir).unwrap();
+        cfg
+    };
+    let mut alice = Member::start(member("alice", "alice-pw")).await.unwrap();
+    next(&mut alice, "joined", |e| matches!(e, MemberEvent::Joined { .. })).await;
+    alice.chat("first, from before the shared history").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    alice.chat("second, in the shared history").await;
+    let map = scratch.path().join("shared-map.txt");
+    std::fs::write(&map, "MAP of the river landing. ".repeat(4_000)).unwrap();
+    alice.send_file(&map).await;
+    next(&mut alice, "map sent", |e| matches!(e, MemberEvent::FileSent { .. })).await;
+    let archive = server.archive.as_ref().unwrap();
+    for _ in 0..50 {
+        if archive.objects().await.unwrap_or(0) >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let mut carol = Member::start(member("carol", "carol-pw")).await.unwrap();
+    next(&mut carol, "joined", |e| matches!(e, MemberEvent::Joined { .. })).await;
+    let mut seen = Vec::new();
+    let got = loop {
+        let Ok(ev) = tokio::time::timeout(Duration::from_secs(40), carol.next_event()).await else {
+            panic!("carol got no shared history in 40 s: {seen:?}; the archive: {:?}", archive.stats().await);
+        };
+        let ev = ev.expect("carol ended");
+        if let MemberEvent::FileReceived { path, .. } = &ev {
+            break std::fs::read(path).unwrap();
+        }
+        seen.push(ev);
+    };
+    assert_eq!(got, std::fs::read(&map).unwrap(), "the map, byte for byte");
+    // Whatever else comes within a few seconds.
+    while let Ok(Some(ev)) = tokio::time::timeout(Duration::from_secs(3), carol.next_event()).await {
+        seen.push(ev);
+    }
+    let chats: Vec<&str> = seen
+        .iter()
+        .filter_map(|e| if let MemberEvent::Chat { text, .. } = e { Some(text.as_str()) } else { None })
+        .collect();
+    assert_eq!(chats, ["second, in the shared history"], "carol got exactly the last two objects: {seen:?}");
+    let served = archive.stats().await.unwrap();
+    assert!(served.local_repairs > 0 && served.repair_refused_policy == 0, "{served:?}");
     server.keys.close();
 }

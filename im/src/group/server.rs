@@ -25,7 +25,7 @@ use super::archive::{Archive, ArchiveConfig, ArchiveEvent, Limits};
 use super::presence::{KeyServerPresence, PresenceConfig, PresenceEvent};
 use crate::xmpp::client::{ClientConfig, TlsMode};
 use crate::xmpp::jid::Jid;
-use crate::xmpp::payload::GroupParams;
+use crate::xmpp::payload::{GroupParams, History};
 use crate::xmpp::server::{Server, ServerConfig as XmppConfig, ServerHandle};
 use crate::xmpp::tls::Trust;
 use crate::xmpp::users::UserStore;
@@ -68,6 +68,8 @@ pub struct GroupServerConfig {
     pub grace: Duration,
     /// The group's archive on this host and its bounds (`None`: no archive).
     pub archive: Option<Limits>,
+    /// The history policy, announced in the room and kept by the archive.
+    pub history: History,
 }
 
 impl GroupServerConfig {
@@ -91,6 +93,7 @@ impl GroupServerConfig {
             room: "lsim".into(),
             grace: Duration::from_secs(30),
             archive: Some(Limits::default()),
+            history: History::Joined,
         }
     }
 }
@@ -224,6 +227,7 @@ impl GroupServer {
             grace: cfg.grace,
             guard: Some(guard),
             archive: cfg.archive,
+            history: cfg.history,
         };
         let passwords = Arc::new(XmppPasswords(UserStore::open(&cfg.data_dir)?));
         let KeyService { keys, params, presence, archive } = KeyService::start(service, passwords).await?;
@@ -316,6 +320,8 @@ pub struct KeyServiceConfig {
     pub guard: Option<Arc<LoginGuard>>,
     /// The group's archive (in `data_dir`) and its bounds; `None`: none.
     pub archive: Option<Limits>,
+    /// The history policy: announced in the room, kept by the archive.
+    pub history: History,
 }
 
 /// A running key service.
@@ -350,7 +356,7 @@ impl KeyService {
         kcfg.guard = cfg.guard;
         let keys = Arc::new(KeyServer::start(kcfg).await?);
         let archive = match cfg.archive {
-            Some(limits) => match start_archive(&keys, &name, &cfg.data_dir, archive_mc, limits).await {
+            Some(limits) => match start_archive(&keys, &name, &cfg.data_dir, archive_mc, limits, cfg.history).await {
                 Ok(a) => Some(a),
                 Err(e) => {
                     keys.close();
@@ -373,6 +379,7 @@ impl KeyService {
             fingerprint: keys.fingerprint(),
             suite: cfg.suite.name().into(),
             epoch: 0,
+            history: cfg.history,
         };
         let nick = cfg.xmpp.jid.local.clone().unwrap_or_else(|| KEYSERVER_USER.into());
         let pcfg = PresenceConfig {
@@ -418,13 +425,18 @@ async fn start_archive(
     data_dir: &Path,
     multicast: MulticastConfig,
     limits: Limits,
+    history: History,
 ) -> Result<Archive, GroupServerError> {
     let no_group = || GroupServerError::Archive(format!("no key group {group}"));
     let (suite, session, epochs) = keys.follow(group).await.ok_or_else(no_group)?;
     let (_, _, mut changes) = keys.follow(group).await.ok_or_else(no_group)?;
     let past = keys.past_epochs(group).await?;
     let at_rest = keys.secret("archive-key")?;
-    let cfg = ArchiveConfig { path: data_dir.join(ARCHIVE_FILE), limits, multicast, session, suite };
+    let shared = match history {
+        History::Joined => None,
+        History::Shared(n) => Some(n),
+    };
+    let cfg = ArchiveConfig { path: data_dir.join(ARCHIVE_FILE), limits, multicast, session, suite, shared };
     let mut archive =
         Archive::start(cfg, &at_rest, epochs, &past).map_err(|e| GroupServerError::Archive(e.to_string()))?;
     // Every epoch is a join or a leave: the table follows.

@@ -34,6 +34,44 @@ pub enum PayloadError {
     Invalid(&'static str, &'static str),
 }
 
+/// Who may read what was sent before they joined (the group's history
+/// policy), as the room announces it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum History {
+    /// A member gets only what was sent while it was a member.
+    #[default]
+    Joined,
+    /// A new member also gets the last N objects the group sent (chat and
+    /// files), re-sealed for the group of now by the command post's archive.
+    Shared(u32),
+}
+
+/// The largest N of `shared:N`.
+pub const MAX_SHARED: u32 = 10_000;
+
+impl std::fmt::Display for History {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            History::Joined => f.write_str("joined"),
+            History::Shared(n) => write!(f, "shared:{n}"),
+        }
+    }
+}
+
+impl std::str::FromStr for History {
+    type Err = String;
+    fn from_str(s: &str) -> Result<History, String> {
+        match s.split_once(':') {
+            None if s == "joined" => Ok(History::Joined),
+            Some(("shared", n)) => match n.parse::<u32>() {
+                Ok(n) if (1..=MAX_SHARED).contains(&n) => Ok(History::Shared(n)),
+                _ => Err(format!("shared:N needs N from 1 to {MAX_SHARED}, not {n:?}")),
+            },
+            _ => Err(format!("{s:?}: the history policy is joined or shared:N")),
+        }
+    }
+}
+
 /// The group's parameters, published in the room by the key server or an
 /// operator.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,6 +86,8 @@ pub struct GroupParams {
     pub suite: String,
     /// The group key epoch current when this was sent.
     pub epoch: u64,
+    /// The history policy (attribute `history`; absent: `joined`).
+    pub history: History,
 }
 
 /// A file about to be streamed to the group.
@@ -139,6 +179,10 @@ impl Payload {
                 fingerprint: digest(e, "group", "fingerprint")?,
                 suite: text(e, "group", "suite")?.to_string(),
                 epoch: parsed(e, "group", "epoch")?,
+                history: match e.get_attr("history") {
+                    Some(h) => h.parse().map_err(|_| PayloadError::Invalid("group", "history"))?,
+                    None => History::Joined,
+                },
             })),
             "file" => Ok(Payload::File(FileOffer {
                 id: text(e, "file", "id")?.to_string(),
@@ -184,7 +228,8 @@ impl Payload {
                 .attr("keyserver", g.keyserver.to_string())
                 .attr("fingerprint", hex(&g.fingerprint))
                 .attr("suite", g.suite.as_str())
-                .attr("epoch", g.epoch.to_string()),
+                .attr("epoch", g.epoch.to_string())
+                .attr("history", g.history.to_string()),
             Payload::File(f) => Element::new("file", NS_LSIM)
                 .attr("id", f.id.as_str())
                 .attr("name", f.name.as_str())
@@ -218,6 +263,7 @@ mod tests {
                 fingerprint: [7; 32],
                 suite: "aes-256-gcm".into(),
                 epoch: 42,
+                history: History::Shared(50),
             }),
             Payload::File(FileOffer {
                 id: "f1".into(),

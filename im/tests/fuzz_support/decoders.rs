@@ -82,7 +82,8 @@ pub fn valid_payload() -> impl Strategy<Value = Payload> {
                 keyserver,
                 fingerprint,
                 suite,
-                epoch
+                epoch,
+                history: lsim_im::xmpp::payload::History::Joined,
             })
         ),
         (any::<String>(), any::<String>(), any::<u64>(), any::<Option<[u8; 32]>>(), any::<u32>(), any::<u64>())

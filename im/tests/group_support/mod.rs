@@ -70,6 +70,7 @@ pub async fn key_server(target: &Target, test: u8) -> (Arc<KeyServer>, KeyServer
         fingerprint: ks.fingerprint(),
         suite: SuiteId::Aes256Gcm.name().into(),
         epoch: 0,
+        history: lsim_im::xmpp::payload::History::Joined,
     };
     // The key server logs into XMPP as a user of its own (dave here).
     let cfg = PresenceConfig {
@@ -102,6 +103,15 @@ pub async fn two_quiet_members(t: &Target) -> Vec<Member> {
 /// Starts the all-in-one server (embedded XMPP with the users, key server,
 /// its room presence) on loopback in a fresh directory.
 pub async fn all_in_one(name: &str, test: u8) -> (GroupServer, Target, tempfile::TempDir) {
+    all_in_one_with(name, test, lsim_im::xmpp::payload::History::Joined).await
+}
+
+/// `all_in_one` under the history policy `history`.
+pub async fn all_in_one_with(
+    name: &str,
+    test: u8,
+    history: lsim_im::xmpp::payload::History,
+) -> (GroupServer, Target, tempfile::TempDir) {
     let scratch = scratch(name);
     let dir = scratch.path();
     let users = lsim_im::xmpp::users::UserStore::open(dir).unwrap();
@@ -113,6 +123,7 @@ pub async fn all_in_one(name: &str, test: u8) -> (GroupServer, Target, tempfile:
     cfg.keyserver_listen = "127.0.0.1:0".parse().unwrap();
     cfg.allow_plain_unencrypted = true;
     cfg.group = group_addr(test);
+    cfg.history = history;
     let server = GroupServer::start(cfg).await.unwrap();
     let t = Target {
         addr: server.xmpp.local_addr().to_string(),

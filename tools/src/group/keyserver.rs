@@ -83,6 +83,7 @@ pub async fn keyserver(a: KeyserverArgs) -> Result<()> {
         grace: Duration::from_secs_f64(a.grace),
         guard: None,
         archive: a.archive.limits()?,
+        history: a.archive.history,
     };
     let mut service =
         KeyService::start(cfg, Arc::new(XmppLogin::new(xmpp))).await.context("starting the key service")?;

@@ -108,12 +108,21 @@ pub struct ArchiveArgs {
     /// Keep no archive.
     #[arg(long)]
     no_archive: bool,
+    /// Who may read what was sent before they joined: `joined` (a member
+    /// gets only what was sent while it was a member) or `shared:N` (a new
+    /// member also gets the group's last N objects from the archive; the
+    /// README says what that costs).
+    #[arg(long, default_value = "joined")]
+    pub history: lsim_im::xmpp::payload::History,
 }
 
 impl ArchiveArgs {
     /// The archive's bounds, or none.
     pub fn limits(&self) -> Result<Option<lsim_im::group::archive::Limits>> {
         if self.no_archive {
+            if self.history != lsim_im::xmpp::payload::History::Joined {
+                bail!("--history {} needs the archive (leave out --no-archive)", self.history);
+            }
             return Ok(None);
         }
         if !(self.archive_hours > 0.0 && self.archive_hours <= 24.0 * 365.0) || self.archive_mib == 0 {
@@ -189,6 +198,7 @@ impl ParamsArgs {
             fingerprint,
             suite: String::new(),
             epoch: 0,
+            history: lsim_im::xmpp::payload::History::Joined,
         }))
     }
 }

@@ -81,6 +81,7 @@ pub async fn server(a: ServerArgs) -> Result<()> {
     cfg.room = a.room;
     cfg.grace = Duration::from_secs_f64(a.grace);
     cfg.archive = a.archive.limits()?;
+    cfg.history = a.archive.history;
     let cfg_archive = cfg.archive;
     let mut s = GroupServer::start(cfg).await.context("starting the group server")?;
     println!("XMPP      {} (domain {domain}), room {}", s.xmpp.local_addr(), s.room);

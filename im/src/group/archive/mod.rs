@@ -17,6 +17,7 @@
 
 pub mod store;
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::mpsc as std_mpsc;
 use std::time::Duration;
@@ -71,6 +72,29 @@ pub struct ArchiveConfig {
     pub session: u32,
     /// The group's suite.
     pub suite: SuiteId,
+    /// The history policy `shared:N`: the last N objects it holds (chat and
+    /// files, not rekeys) are served to every member and re-sealed under
+    /// the current epoch. `None`: the policy `joined`.
+    pub shared: Option<u32>,
+}
+
+/// The last N objects the archive took (the history policy `shared`), in
+/// the order they came.
+struct Recent {
+    n: usize,
+    objects: VecDeque<(u32, u32)>,
+}
+
+impl Recent {
+    fn add(&mut self, key: (u32, u32)) {
+        if self.n == 0 || self.objects.contains(&key) {
+            return;
+        }
+        self.objects.push_back(key);
+        while self.objects.len() > self.n {
+            self.objects.pop_front();
+        }
+    }
 }
 
 /// What the archive reports (one line each in the server's log).
@@ -173,6 +197,15 @@ impl Archive {
         for &((origin, object), m) in &held {
             core.archived(origin, object, HeldObject { kind: m.kind, geometry: m.geometry, epoch: m.epoch });
         }
+        let mut recent = Recent { n: cfg.shared.map_or(0, |n| n as usize), objects: VecDeque::new() };
+        let mut by_arrival: Vec<_> = held.iter().filter(|(_, m)| m.kind != ObjectKind::Rekey).collect();
+        by_arrival.sort_by_key(|(key, m)| (m.arrived, *key));
+        for (key, _) in by_arrival {
+            recent.add(*key);
+        }
+        if cfg.shared.is_some() {
+            core.set_shared(recent.objects.iter().copied());
+        }
         for (origin, counter) in store.counters()? {
             core.recall_sender(origin, counter);
         }
@@ -220,14 +253,21 @@ impl Archive {
                             }
                         }
                         ReceiverEvent::ObjectComplete { sender, object } => {
-                            if let Some(HeldObject { kind: ObjectKind::File, geometry: g, .. }) =
-                                core.object_info(sender, object)
-                            {
+                            let held = core.object_info(sender, object);
+                            if let Some(HeldObject { kind: ObjectKind::File, geometry: g, .. }) = held {
                                 let _ = kept.send(ArchiveEvent::Kept { sender, len: g.len() });
+                            }
+                            if recent.n > 0 && held.is_some_and(|h| h.kind != ObjectKind::Rekey) {
+                                recent.add((sender, object));
+                                core.set_shared(recent.objects.iter().copied());
                             }
                         }
                         ReceiverEvent::SenderRestarted { sender } => {
                             let _ = put_jobs.send(Job::Forget(sender));
+                            if recent.n > 0 {
+                                recent.objects.retain(|k| k.0 != sender);
+                                core.set_shared(recent.objects.iter().copied());
+                            }
                         }
                         _ => {}
                     }

@@ -30,9 +30,10 @@ use tokio::task::JoinHandle;
 
 use super::progress::{self, Membership};
 use super::{MemberConfig, MemberError, MemberEvent, RECEIVER_NODE_BIT};
+use crate::group::archive::ARCHIVE_NODE;
 use crate::group::inbox::{Inbox, InboxEvent};
 use crate::group::private;
-use crate::xmpp::payload::GroupParams;
+use crate::xmpp::payload::{GroupParams, History};
 
 /// What the transport tasks (our receiver's and our sender's) tell the member task.
 pub(super) enum FromTransport {
@@ -146,6 +147,8 @@ impl Transport {
             seed: u64::from(node),
             accept_backlog: false,
             first_seq: wall_clock_seq(),
+            // Under `shared:N`, the archive's offer of the group's last N objects.
+            history_from: matches!(params.history, History::Shared(_)).then_some(ARCHIVE_NODE),
             ..ReceiverConfig::default()
         };
         let dcfg = DriverConfig {

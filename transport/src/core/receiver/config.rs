@@ -45,6 +45,11 @@ pub struct ReceiverConfig {
     /// range): a holder's summary of its objects is believed, and what is
     /// missing of them is asked of that holder instead (`Holdings`).
     pub silent_after: Duration,
+    /// The holder whose summaries offer the group's history (the archive,
+    /// under the history policy `shared`): the objects it names older than
+    /// what this receiver has of a sender are fetched too, asked of it
+    /// alone. `None`: no history is taken.
+    pub history_from: Option<u32>,
 }
 
 impl Default for ReceiverConfig {
@@ -66,6 +71,7 @@ impl Default for ReceiverConfig {
             repairer: None,
             repairer_patience: 3,
             silent_after: Duration::from_secs(5),
+            history_from: None,
         }
     }
 }

@@ -37,7 +37,8 @@ use crate::seal::Seal;
 use crate::stats::{DropReason, Stats};
 use crate::time::Time;
 use crate::wire::{
-    self, Body, Command, DataFrame, DataHeader, Feedback, Frontier, Holdings, NackEntry, ObjectInfo, ObjectKind,
+    self, Body, Command, DataFrame, DataHeader, Feedback, Frontier, Holding, Holdings, NackEntry, ObjectInfo,
+    ObjectKind,
 };
 
 /// What a receiver tells the `Repairer` that runs it, besides its events.
@@ -422,6 +423,7 @@ impl<S: Seal> Receiver<S> {
             proxy: None,
             quiet_until: Time::ZERO,
             proxy_nacked: Time::ZERO,
+            history: None,
         }))
     }
 

@@ -240,9 +240,37 @@ impl<S: Seal> Receiver<S> {
         entries
     }
 
-    pub(in crate::core) fn queue_feedback(&mut self, now: Time, sender: u32, entries: Vec<NackEntry>) {
+    pub(in crate::core) fn queue_feedback(&mut self, now: Time, sender: u32, mut entries: Vec<NackEntry>) {
         let Some(r) = self.remotes.get_mut(&sender) else { return };
         r.reply_due = None;
+        // The group's history is asked of the archive that offered it, and
+        // of nobody else (others would repair it under epochs we never had).
+        if let Some(archive) = self.cfg.history_from
+            && r.history.is_some()
+        {
+            let (history, live): (Vec<NackEntry>, Vec<NackEntry>) = entries.into_iter().partition(|e| match *e {
+                NackEntry::Block { object, .. } | NackEntry::Objects { first: object, .. } => r.is_history(object),
+            });
+            entries = live;
+            if !history.is_empty() {
+                let per_packet = Feedback::max_entries(self.cfg.max_datagram - 4, self.framer.seal.tag_len()).max(1);
+                for chunk in history.chunks(per_packet) {
+                    self.stats.relayed_feedback += 1;
+                    self.outbox.push_back(Feedback {
+                        target: sender,
+                        echo: None,
+                        loss: 0,
+                        relay: Some(archive),
+                        overflow: None,
+                        received: None,
+                        entries: chunk.to_vec(),
+                    });
+                }
+                if entries.is_empty() {
+                    return;
+                }
+            }
+        }
         let echo = r.probe.map(|(probe_time, at)| Echo {
             probe_time,
             hold_us: u32::try_from(now.saturating_since(at).as_micros()).unwrap_or(u32::MAX),

@@ -128,6 +128,9 @@ pub(super) struct Remote {
     pub(super) quiet_until: Time,
     /// When NACKs last went to the holder.
     pub(super) proxy_nacked: Time,
+    /// Objects of the group's history taken from `history_from`'s summary
+    /// (from, below): asked of it, whoever else is heard.
+    pub(super) history: Option<(u32, u32)>,
 }
 
 /// The longest NACKs for a silent sender wait while its holder's repair flows.
@@ -147,6 +150,11 @@ impl Remote {
             return None;
         }
         Some(self.quiet_until.min(self.proxy_nacked + QUIET_MAX)).filter(|&q| q > now)
+    }
+
+    /// Whether `object` is of the history taken from the archive.
+    pub(super) fn is_history(&self, object: u32) -> bool {
+        self.history.is_some_and(|(from, below)| object >= from && object < below)
     }
 
     pub(super) fn is_done(&self, object: u32) -> bool {

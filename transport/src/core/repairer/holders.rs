@@ -513,3 +513,56 @@ fn holders_refuse_what_was_sent_before_the_requester_joined() {
     let (got, refused) = run(0);
     assert!(got && refused == 0, "a member since epoch 0 did not get it ({refused} refused)");
 }
+
+/// The history policy `shared`: the archive (member 20) shares the last two
+/// of the sender's three objects. A newcomer that joined at epoch 1, after
+/// all three went at epoch 0, takes the archive's offer: it gets those two
+/// (re-sealed under epoch 1) and not the first; whether the sender left
+/// or is still there (its own repair would be under epoch 0).
+#[test]
+fn the_shared_history_reaches_a_newcomer_and_no_more() {
+    shared_history(true);
+    shared_history(false);
+}
+
+fn shared_history(sender_leaves: bool) {
+    let mut w = World::with_archive();
+    let objects = [bytes(300, 1), bytes(20_000, 2), bytes(250, 3)];
+    for (i, o) in objects.iter().enumerate() {
+        let kind = if i == 1 { ObjectKind::File } else { ObjectKind::Chat };
+        w.tx.send_bytes(kind, o.clone()).unwrap();
+    }
+    if sender_leaves {
+        w.sender_gone_at = Time::from_micros(2 * SECOND);
+    }
+    w.run_until(Time::from_micros(3 * SECOND));
+    assert_eq!(w.got[0].len(), 3);
+    if !sender_leaves {
+        w.tx.seal_mut().install(1);
+        w.tx.seal_mut().retire_before(1);
+    }
+    // The rekey for the newcomer's join.
+    for i in [0, 1] {
+        w.members[i].seal_mut().install(1);
+        w.members[i].seal_mut().retire_before(1);
+    }
+    // As a member's receiver: nothing from before it first heard a sender, but what the archive shares.
+    let receiver =
+        ReceiverConfig { node: 22, seed: 7, accept_backlog: false, history_from: Some(20), ..Default::default() };
+    let cfg = RepairerConfig { receiver, keep_declined: false, ..Default::default() };
+    w.members[2] = Repairer::new(cfg, EpochSum::joined_at(0x5eed, 1));
+    w.got[2].clear();
+    w.members[0].set_members(HashMap::from([(20, 0), (21, 0), (22, 1)]));
+    w.members[0].set_shared([(1, 1), (1, 2)]);
+    w.run_until(Time::from_micros(40 * SECOND));
+
+    let mut got = w.got[2].clone();
+    got.sort_by_key(|g| g.0);
+    assert_eq!(
+        got.iter().map(|g| g.0).collect::<Vec<_>>(),
+        [1, 2],
+        "the newcomer has the shared two, not the first (the sender left: {sender_leaves})"
+    );
+    assert!(got[0].1 == objects[1] && got[1].1 == objects[2], "byte for byte");
+    assert_eq!(w.members[0].stats().repair_unsealable, 0);
+}

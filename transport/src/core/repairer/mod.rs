@@ -19,7 +19,7 @@
 //! cache as for its region: the group heals without its sender (RMTP's
 //! designated receivers, generalised to any member that holds the data).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::Duration;
 
 use super::block_cache::BlockCache;
@@ -32,7 +32,7 @@ use crate::pacing::Pacer;
 use crate::seal::Seal;
 use crate::stats::{DropReason, Stats};
 use crate::time::Time;
-use crate::wire::{self, Body, DataHeader, Feedback, Holding, Holdings, MAX_HOLDINGS, NackEntry, ObjectKind};
+use crate::wire::{self, Body, DataHeader, Feedback, Frontier, Holding, Holdings, MAX_HOLDINGS, NackEntry, ObjectKind};
 
 /// How a repairer behaves.
 #[derive(Clone, Debug)]
@@ -141,6 +141,9 @@ pub struct Repairer<S> {
     /// Who may be repaired what (`set_members`): each member's receiver node
     /// and the epoch it joined at. `None`: whoever asks.
     members: Option<HashMap<u32, u32>>,
+    /// The group's shared history (`set_shared`): served to every member,
+    /// sealed under the current epoch. `None`: the policy `joined`.
+    shared: Option<BTreeSet<(u32, u32)>>,
     /// When each block was last passed upstream.
     forwarded: HashMap<Key, Time>,
     /// Acknowledgements owed to members whose NACKs wait (one per sender).
@@ -184,6 +187,7 @@ impl<S: Seal> Repairer<S> {
             plan,
             pending: HashMap::new(),
             members: None,
+            shared: None,
             forwarded: HashMap::new(),
             acks: VecDeque::new(),
             last_ack: None,
@@ -398,7 +402,7 @@ impl<S: Seal> Repairer<S> {
         if self.summary_at.is_some() || self.summary_ready || self.cfg.summary_interval.is_zero() || !self.serving() {
             return;
         }
-        if self.held_silent(now).is_empty() {
+        if self.held_silent(now).is_empty() && self.shared.as_ref().is_none_or(BTreeSet::is_empty) {
             return;
         }
         // Holders spread over the interval by node id: the first to speak
@@ -435,11 +439,12 @@ impl<S: Seal> Repairer<S> {
         out
     }
 
-    /// Our summary, without what another holder said as much of within the interval.
+    /// Our summary, without what another holder said as much of within the
+    /// interval; and the shared history, whatever others said.
     fn summary(&mut self, now: Time) -> Option<Holdings> {
         let interval = self.cfg.summary_interval;
         self.peer_summaries.retain(|_, (_, at)| now.saturating_since(*at) < interval);
-        let entries: Vec<Holding> = self
+        let mut entries: Vec<Holding> = self
             .held_silent(now)
             .into_iter()
             .filter(|h| {
@@ -448,8 +453,39 @@ impl<S: Seal> Repairer<S> {
                     .is_none_or(|(f, _)| (f.object, f.blocks_sent) < (h.frontier.object, h.frontier.blocks_sent))
             })
             .collect();
+        if self.shared.is_some() {
+            // Under `shared`, what is held of a sender is named as no history...
+            for e in &mut entries {
+                e.oldest = e.frontier.object.wrapping_add(1);
+            }
+            // ...but what is shared of it.
+            for h in self.shared_holdings() {
+                if let Some(e) = entries.iter_mut().find(|e| e.origin == h.origin) {
+                    e.oldest = h.oldest;
+                    if (h.frontier.object, h.frontier.blocks_sent) > (e.frontier.object, e.frontier.blocks_sent) {
+                        e.frontier = h.frontier;
+                    }
+                } else if entries.len() < MAX_HOLDINGS {
+                    entries.push(h);
+                }
+            }
+        }
         self.plan_summary(now);
         (!entries.is_empty()).then_some(Holdings { entries })
+    }
+
+    /// The shared history, per sender: its oldest and newest shared object.
+    fn shared_holdings(&self) -> Vec<Holding> {
+        let mut out: Vec<Holding> = Vec::new();
+        for &(origin, object) in self.shared.iter().flatten() {
+            let Some(g) = self.object_info(origin, object).map(|h| h.geometry) else { continue };
+            let frontier = Frontier { object, blocks_sent: g.blocks() };
+            match out.last_mut() {
+                Some(h) if h.origin == origin => h.frontier = frontier,
+                _ => out.push(Holding { origin, frontier, oldest: object }),
+            }
+        }
+        out
     }
 
     fn remember_object(&mut self, origin: u32, object: u32, held: HeldObject) {
@@ -524,12 +560,31 @@ impl<S: Seal> Repairer<S> {
         self.members = Some(joined);
     }
 
+    /// The history policy `shared`: these objects (the last N the group
+    /// sent, as the layer above counts them) are served to every member,
+    /// whenever it joined, and their repair is sealed under the current
+    /// epoch, so that a member that joined since can read it: every member
+    /// of now can. This holder's summaries name them all the time (as the
+    /// oldest object of their sender it offers), for members to fetch
+    /// (`ReceiverConfig::history_from`); what it holds of other senders it
+    /// names as offering no history (`oldest` past the frontier). Replaced
+    /// whole on every call.
+    pub fn set_shared(&mut self, objects: impl IntoIterator<Item = (u32, u32)>) {
+        self.shared = Some(objects.into_iter().collect());
+    }
+
+    fn is_shared(&self, origin: u32, object: u32) -> bool {
+        self.shared.as_ref().is_some_and(|s| s.contains(&(origin, object)))
+    }
+
     /// Whether `from` may be repaired `object` of `origin` (see `set_members`).
     fn may_serve(&mut self, from: u32, origin: u32, object: u32) -> bool {
         let Some(members) = &self.members else { return true };
         let epoch = self.objects.get(&(origin, object)).or_else(|| self.archive.get(origin, object)).map(|h| h.epoch);
+        let shared = self.is_shared(origin, object);
         let ok = match (members.get(&from), epoch) {
             (None, _) => false,
+            (Some(_), _) if shared => true,
             (Some(&joined), Some(epoch)) => epoch >= joined,
             // Not held here: nothing to serve (and what is passed upstream
             // is sealed by whoever holds it).
@@ -702,6 +757,8 @@ impl<S: Seal> Repairer<S> {
         let body = Body::Repair(key.0, header.frame(true), packet.data());
         // Under the object's own epoch: a member that joined since cannot
         // read it (the history policy `joined`); without that key, nothing.
+        // The shared history goes under the current one.
+        let epoch = if self.is_shared(key.0, key.1) { self.inner.framer.seal.current_epoch() } else { epoch };
         let Ok(len) = self.inner.framer.write_under(epoch, &body, buf, &mut self.inner.stats) else {
             self.inner.stats.repair_unsealable += 1;
             return None;
