@@ -39,6 +39,9 @@ use crate::xmpp::room::{Occupant, RoomEvent};
 
 /// The member task's state between two turns of its loop.
 pub(super) struct Running {
+    /// Our last shared position (its text), shared again at each rekey: a
+    /// member that just joined cannot read what was sent before.
+    own_position: Option<String>,
     /// When our last positions went (at most `POSITIONS_PER_SECOND` a second).
     positions_sent: std::collections::VecDeque<std::time::Instant>,
     cfg: MemberConfig,
@@ -111,6 +114,7 @@ pub(super) fn spawn(
             beacon: tokio::time::interval(cfg.beacon_interval.max(Duration::from_millis(50))),
             resync: ResyncGate::default(),
             positions_sent: std::collections::VecDeque::new(),
+            own_position: None,
             repairer: None,
             cfg,
             xmpp,
@@ -194,9 +198,12 @@ impl Running {
 
     /// Our chat for the whole group.
     async fn chat(&mut self, text: &str) {
-        if crate::group::position::Position::decode(text).is_some() && !self.position_allowed() {
-            self.emit(MemberEvent::Error("position not shared: more than 5 a second".into())).await;
-            return;
+        if crate::group::position::Position::decode(text).is_some() {
+            if !self.position_allowed() {
+                self.emit(MemberEvent::Error("position not shared: more than 5 a second".into())).await;
+                return;
+            }
+            self.own_position = Some(text.to_string());
         }
         // Signed as our user: that is the name others verify and show.
         let msg = ChatMessage::new(&self.transport.signer.cert().user, text);
@@ -339,6 +346,10 @@ impl Running {
                 self.transport.retire_later(epoch);
                 self.held.push((epoch, key));
                 self.emit(MemberEvent::Epoch(epoch)).await;
+                // Someone may have joined: our position again, under the new key.
+                if let Some(text) = self.own_position.clone() {
+                    self.chat(&text).await;
+                }
             }
             FromTransport::NeedsResync => {
                 // Epoch claims are not authenticated: the gate lets few through.
