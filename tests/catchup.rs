@@ -231,3 +231,41 @@ fn a_member_killed_and_started_again_gets_what_it_missed_and_nothing_twice() {
     assert!(!removed, "carol was removed from the group");
     drop(server);
 }
+
+/// The history policy `shared:3` across hosts: the README's server block
+/// with `--history shared:3`. alice says five things and quits; dave, who
+/// joins afterwards from another host, is shown the last three (the
+/// archive re-sealed them for the group of now), in order, and not the
+/// first two.
+#[test]
+fn under_shared_a_member_joining_later_is_shown_the_last_three() {
+    if !can_run_testbed("the shared history test") {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let (crew, mut server) = Crew::up_with("shared", 3, &["alice", "dave"], &["--history", "shared:3"]);
+    let mut alice = crew.join("alice", 1, &crew.member_argv("alice", 1));
+    let said: Vec<String> = (0..5).map(|k| format!("before dave came, {k}")).collect();
+    for text in &said {
+        alice.say(text);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    // The archive has them (chat is a packet or two each).
+    std::thread::sleep(secs(2));
+    alice.say("/quit");
+    alice.wait(secs(60), "alice gone", |l| l.starts_with("-- left the group") || l.contains("leave:"));
+    let dave = crew.join("dave", 2, &crew.member_argv("dave", 2));
+    for text in &said[2..] {
+        chat_seen(&dave, 0, "alice", text, secs(60));
+    }
+    std::thread::sleep(secs(5));
+    let lines = dave.lines();
+    let shown = |text: &str| lines.iter().position(|l| l.contains("<alice>") && l.contains(text));
+    let at: Vec<usize> = said[2..].iter().map(|t| shown(t).unwrap()).collect();
+    assert!(at.windows(2).all(|w| w[0] < w[1]), "out of order at dave: {lines:?}");
+    assert!(
+        shown(&said[0]).is_none() && shown(&said[1]).is_none(),
+        "dave was shown more than the last three: {lines:?}"
+    );
+    server.signal_and_wait("-TERM");
+}

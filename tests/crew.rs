@@ -39,6 +39,11 @@ impl Crew {
     /// A testbed of `hosts` (host 0 the command post), `users` added with
     /// the README's `lsim user add`, and the server started.
     pub fn up(name: &str, hosts: u8, users: &[&str]) -> (Crew, Proc) {
+        Crew::up_with(name, hosts, users, &[])
+    }
+
+    /// [`Crew::up`], with `extra` after the README's server command.
+    pub fn up_with(name: &str, hosts: u8, users: &[&str], extra: &[&str]) -> (Crew, Proc) {
         let lsim = binary("lsim").display().to_string();
         let tb = Testbed::up(name, hosts);
         let work = tempfile::Builder::new().prefix(&format!("lsim-{name}-")).tempdir().unwrap();
@@ -52,7 +57,8 @@ impl Crew {
             let o = tb.run(0, &argv, &format!("{}\n", Crew::password(user)));
             assert!(o.status.success(), "{argv:?}: {}", String::from_utf8_lossy(&o.stderr));
         }
-        let server_argv = on_post(&command_starting(&block, &["server"]));
+        let mut server_argv = on_post(&command_starting(&block, &["server"]));
+        server_argv.extend(extra.iter().map(|w| w.to_string()));
         let member_cmd = command_starting(&readme_commands(SECTION, "lsim chat"), &["lsim", "chat"]);
         let mut crew = Crew { tb, work, lsim, data, fingerprint: String::new(), server_argv, member_cmd };
         let server = crew.start_server();

@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::{CHEAP, KeyServerProcess};
@@ -23,6 +24,30 @@ fn data_dir(name: &str) -> tempfile::TempDir {
 
 fn group(test: u8) -> std::net::SocketAddrV4 {
     common::group(78, test)
+}
+
+/// `names` logged in (password "pw"), in order.
+async fn logins<const N: usize>(addr: SocketAddr, pin: [u8; 32], names: [&str; N]) -> [Registration; N] {
+    let mut out = Vec::with_capacity(N);
+    for n in names {
+        out.push(Registration::login(addr, pin, n, "pw").await.unwrap());
+    }
+    out.try_into().unwrap_or_else(|_| unreachable!())
+}
+
+/// A key server with the group "lsim" (AES-256-GCM) on `group(test)` in a
+/// fresh directory (`name`), and `users` (password "pw"); its address and
+/// certificate pin.
+async fn with_users(name: &str, test: u8, users: &[&str]) -> (KeyServer, SocketAddr, [u8; 32], tempfile::TempDir) {
+    let dir = data_dir(name);
+    let cfg =
+        ServerConfig::new(dir.path().into(), vec![GroupConfig::loopback("lsim", SuiteId::Aes256Gcm, group(test))]);
+    let server = KeyServer::start(cfg).await.unwrap();
+    let (addr, pin) = (server.addr().unwrap(), server.fingerprint());
+    for u in users {
+        server.add_user(u, "pw", CHEAP).unwrap();
+    }
+    (server, addr, pin, dir)
 }
 
 async fn wait_epoch(w: &mut watch::Receiver<Followed>, epoch: u32) -> Followed {
@@ -229,13 +254,7 @@ async fn the_key_server_certifies_a_members_signing_key() {
 /// revoked member's within the old epoch's grace.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_from_the_registrar_carry_the_revoked_names() {
-    let dir = data_dir("revoked");
-    let cfg = ServerConfig::new(dir.path().into(), vec![GroupConfig::loopback("lsim", SuiteId::Aes256Gcm, group(7))]);
-    let server = KeyServer::start(cfg).await.unwrap();
-    let (addr, pin) = (server.addr().unwrap(), server.fingerprint());
-    for u in ["alice", "carol", "dave"] {
-        server.add_user(u, "pw", CHEAP).unwrap();
-    }
+    let (server, addr, pin, _dir) = with_users("revoked", 7, &["alice", "carol", "dave"]).await;
     let alice = Registration::login(addr, pin, "alice", "pw").await.unwrap();
     let carol = Registration::login(addr, pin, "carol", "pw").await.unwrap();
     let joined = alice.join("lsim").await.unwrap();
@@ -278,20 +297,8 @@ fn recorded(keys: &[(u32, SecretKey)], epoch: u32) -> &SecretKey {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_back_from_away_gets_the_keys_of_the_epochs_it_missed() {
     let mc = MulticastConfig::loopback(group(8));
-    let dir = data_dir("history");
-    let cfg = ServerConfig::new(dir.path().into(), vec![GroupConfig::loopback("lsim", SuiteId::Aes256Gcm, group(8))]);
-    let server = KeyServer::start(cfg).await.unwrap();
-    let (addr, pin) = (server.addr().unwrap(), server.fingerprint());
-    for u in ["alice", "bob", "carol", "dave"] {
-        server.add_user(u, "pw", CHEAP).unwrap();
-    }
-    let login = |n: &'static str| Registration::login(addr, pin, n, "pw");
-    let (alice, bob, carol, dave) = (
-        login("alice").await.unwrap(),
-        login("bob").await.unwrap(),
-        login("carol").await.unwrap(),
-        login("dave").await.unwrap(),
-    );
+    let (server, addr, pin, _dir) = with_users("history", 8, &["alice", "bob", "carol", "dave"]).await;
+    let [alice, bob, carol, dave] = logins(addr, pin, ["alice", "bob", "carol", "dave"]).await;
     let mut at_server = Vec::new();
     let mut record = async |epoch: u32| at_server.push((epoch, server.group_key("lsim").await.unwrap()));
 
@@ -360,20 +367,8 @@ async fn a_member_back_from_away_gets_the_keys_of_the_epochs_it_missed() {
 /// while it was out: its current membership began at the rejoin.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_member_gets_the_key_of_an_epoch_before_its_join() {
-    let dir = data_dir("no-history");
-    let cfg = ServerConfig::new(dir.path().into(), vec![GroupConfig::loopback("lsim", SuiteId::Aes256Gcm, group(9))]);
-    let server = KeyServer::start(cfg).await.unwrap();
-    let (addr, pin) = (server.addr().unwrap(), server.fingerprint());
-    for u in ["alice", "bob", "carol", "dave"] {
-        server.add_user(u, "pw", CHEAP).unwrap();
-    }
-    let login = |n: &'static str| Registration::login(addr, pin, n, "pw");
-    let (alice, bob, carol, dave) = (
-        login("alice").await.unwrap(),
-        login("bob").await.unwrap(),
-        login("carol").await.unwrap(),
-        login("dave").await.unwrap(),
-    );
+    let (server, addr, pin, _dir) = with_users("no-history", 9, &["alice", "bob", "carol", "dave"]).await;
+    let [alice, bob, carol, dave] = logins(addr, pin, ["alice", "bob", "carol", "dave"]).await;
     let first = alice.join("lsim").await.unwrap().keys.epoch().unwrap();
     let carol_first = carol.join("lsim").await.unwrap().keys.epoch().unwrap();
     bob.join("lsim").await.unwrap();
@@ -407,16 +402,8 @@ async fn no_member_gets_the_key_of_an_epoch_before_its_join() {
 /// the run like a leave: back, it is a member only from then on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_evicted_for_absence_and_back_keeps_its_run_of_membership() {
-    let dir = data_dir("absence-run");
-    let cfg = ServerConfig::new(dir.path().into(), vec![GroupConfig::loopback("lsim", SuiteId::Aes256Gcm, group(11))]);
-    let server = KeyServer::start(cfg).await.unwrap();
-    let (addr, pin) = (server.addr().unwrap(), server.fingerprint());
-    for u in ["alice", "bob", "carol"] {
-        server.add_user(u, "pw", CHEAP).unwrap();
-    }
-    let login = |n: &'static str| Registration::login(addr, pin, n, "pw");
-    let (alice, bob, carol) =
-        (login("alice").await.unwrap(), login("bob").await.unwrap(), login("carol").await.unwrap());
+    let (server, addr, pin, _dir) = with_users("absence-run", 11, &["alice", "bob", "carol"]).await;
+    let [alice, bob, carol] = logins(addr, pin, ["alice", "bob", "carol"]).await;
     alice.join("lsim").await.unwrap();
     let carol_first = carol.join("lsim").await.unwrap().keys.epoch().unwrap();
     let node_of = |r: &Registration| lsim_keymgmt::server::member_node(r.member());
@@ -537,13 +524,7 @@ async fn a_file_key_is_wrapped_for_the_named_members_only() {
     for n in ["ayen", "ganesh", "crew0", "crew1"] {
         server.add_user(n, "pw", CHEAP).unwrap();
     }
-    let login = |n: &'static str| Registration::login(addr, pin, n, "pw");
-    let (ayen, ganesh, crew0, crew1) = (
-        login("ayen").await.unwrap(),
-        login("ganesh").await.unwrap(),
-        login("crew0").await.unwrap(),
-        login("crew1").await.unwrap(),
-    );
+    let [ayen, ganesh, crew0, crew1] = logins(addr, pin, ["ayen", "ganesh", "crew0", "crew1"]).await;
     for r in [&ayen, &ganesh, &crew0] {
         r.join("lsim").await.unwrap();
     }
