@@ -631,13 +631,7 @@ impl<S: Seal> Receiver<S> {
             r.got_command = true;
             let fresh = r.objects.is_empty() && r.done.is_empty() && r.frontier.is_none();
             if fresh {
-                r.base = match c.frontier {
-                    // An idle heartbeat: its newest object is all sent, and
-                    // none of it reached us: from before we heard the sender.
-                    Some(f) if !c.flush && !accept_backlog => f.object.wrapping_add(1),
-                    Some(f) => f.object,
-                    None => c.oldest,
-                };
+                r.base = c.frontier.map_or(c.oldest, |f| f.object);
                 r.done_below = r.base;
             }
             if accept_backlog && c.oldest < r.base {
