@@ -38,6 +38,8 @@ use crate::store::{Run, Store, StoreError};
 use crate::suite::{GroupSeal, SuiteId};
 use crate::tree::{DEFAULT_DEGREE, KeyTree, MemberId};
 use crate::users::{Cost, PasswordVerifier, UserError, check_name};
+pub use runs::ABSENCE_KEEPS_RUN;
+use runs::{joiner_since, run_since, unix_now};
 
 /// The transport node id the key server sends rekeys from at its first
 /// start; later starts use the others of [`KEY_SERVER_NODES`] in turn (see
@@ -68,6 +70,7 @@ pub fn is_key_server_node(node: u32) -> bool {
 pub use crate::guard::{LOGIN_WINDOW, LoginGuard, MAX_FAILED_LOGINS};
 
 mod config;
+mod runs;
 pub use config::{GroupConfig, PasswordCheck, ServerConfig};
 
 /// Why the server could not start or act.
@@ -659,38 +662,6 @@ impl Inner {
         let all = self.revoked.lock().map(|r| r.clone()).unwrap_or_default();
         let skip = all.len().saturating_sub(crate::registrar::msg::MAX_KEYS_REVOKED);
         all.into_iter().skip(skip).collect()
-    }
-}
-
-/// How long a member evicted for absence may stay away and, back, go on
-/// with the same run of membership (`store::Run`): the archive's default age.
-pub const ABSENCE_KEEPS_RUN: Duration = Duration::from_secs(24 * 3600);
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
-
-/// The epoch a current member's run of membership began at: its kept run,
-/// else its leaf's version (the epoch it joined in: a leaf is made by the
-/// join's commit and never rekeyed; a member that left and came back has a
-/// new leaf).
-fn run_since(store: &Store, name: &str, member: MemberId, leaf_version: u32) -> u32 {
-    match store.run(name, member.0) {
-        Ok(Some(Run { since, absent_since: None })) if since <= leaf_version => since,
-        _ => leaf_version,
-    }
-}
-
-/// The epoch a member joining at `epoch` is a member since: that of its
-/// run before an eviction for absence within `ABSENCE_KEEPS_RUN`, else `epoch`.
-fn joiner_since(store: &Store, name: &str, member: MemberId, epoch: u32) -> u32 {
-    match store.run(name, member.0) {
-        Ok(Some(Run { since, absent_since: Some(at) }))
-            if since <= epoch && unix_now().saturating_sub(at) <= ABSENCE_KEEPS_RUN.as_secs() =>
-        {
-            since
-        }
-        _ => epoch,
     }
 }
 

@@ -34,10 +34,6 @@ impl Index {
         self.objects.contains_key(&(origin, object))
     }
 
-    pub(super) fn get(&self, origin: u32, object: u32) -> Option<&HeldObject> {
-        self.objects.get(&(origin, object))
-    }
-
     pub(super) fn is_empty(&self) -> bool {
         self.objects.is_empty()
     }

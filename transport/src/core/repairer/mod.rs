@@ -19,7 +19,7 @@
 //! cache as for its region: the group heals without its sender (RMTP's
 //! designated receivers, generalised to any member that holds the data).
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use super::block_cache::BlockCache;
@@ -32,7 +32,8 @@ use crate::pacing::Pacer;
 use crate::seal::Seal;
 use crate::stats::{DropReason, Stats};
 use crate::time::Time;
-use crate::wire::{self, Body, DataHeader, Feedback, Frontier, Holding, Holdings, MAX_HOLDINGS, NackEntry, ObjectKind};
+use crate::wire::{self, Body, DataHeader, Feedback, Holding, Holdings, MAX_HOLDINGS, NackEntry, ObjectKind};
+use history::Readers;
 
 /// How a repairer behaves.
 #[derive(Clone, Debug)]
@@ -138,12 +139,8 @@ pub struct Repairer<S> {
     /// Requests for blocks still being collected: the largest count asked,
     /// and the largest loss reported by those asking.
     pending: HashMap<Key, (u32, u16)>,
-    /// Who may be repaired what (`set_members`): each member's receiver node
-    /// and the epoch it joined at. `None`: whoever asks.
-    members: Option<HashMap<u32, u32>>,
-    /// The group's shared history (`set_shared`): served to every member,
-    /// sealed under the current epoch. `None`: the policy `joined`.
-    shared: Option<BTreeSet<(u32, u32)>>,
+    /// Who may be repaired what (`history.rs`).
+    readers: Readers,
     /// When each block was last passed upstream.
     forwarded: HashMap<Key, Time>,
     /// Acknowledgements owed to members whose NACKs wait (one per sender).
@@ -186,8 +183,7 @@ impl<S: Seal> Repairer<S> {
             cache,
             plan,
             pending: HashMap::new(),
-            members: None,
-            shared: None,
+            readers: Readers::default(),
             forwarded: HashMap::new(),
             acks: VecDeque::new(),
             last_ack: None,
@@ -402,7 +398,7 @@ impl<S: Seal> Repairer<S> {
         if self.summary_at.is_some() || self.summary_ready || self.cfg.summary_interval.is_zero() || !self.serving() {
             return;
         }
-        if self.held_silent(now).is_empty() && self.shared.as_ref().is_none_or(BTreeSet::is_empty) {
+        if self.held_silent(now).is_empty() && !self.readers.shares() {
             return;
         }
         // Holders spread over the interval by node id: the first to speak
@@ -453,39 +449,9 @@ impl<S: Seal> Repairer<S> {
                     .is_none_or(|(f, _)| (f.object, f.blocks_sent) < (h.frontier.object, h.frontier.blocks_sent))
             })
             .collect();
-        if self.shared.is_some() {
-            // Under `shared`, what is held of a sender is named as no history...
-            for e in &mut entries {
-                e.oldest = e.frontier.object.wrapping_add(1);
-            }
-            // ...but what is shared of it.
-            for h in self.shared_holdings() {
-                if let Some(e) = entries.iter_mut().find(|e| e.origin == h.origin) {
-                    e.oldest = h.oldest;
-                    if (h.frontier.object, h.frontier.blocks_sent) > (e.frontier.object, e.frontier.blocks_sent) {
-                        e.frontier = h.frontier;
-                    }
-                } else if entries.len() < MAX_HOLDINGS {
-                    entries.push(h);
-                }
-            }
-        }
+        self.offer_shared(&mut entries);
         self.plan_summary(now);
         (!entries.is_empty()).then_some(Holdings { entries })
-    }
-
-    /// The shared history, per sender: its oldest and newest shared object.
-    fn shared_holdings(&self) -> Vec<Holding> {
-        let mut out: Vec<Holding> = Vec::new();
-        for &(origin, object) in self.shared.iter().flatten() {
-            let Some(g) = self.object_info(origin, object).map(|h| h.geometry) else { continue };
-            let frontier = Frontier { object, blocks_sent: g.blocks() };
-            match out.last_mut() {
-                Some(h) if h.origin == origin => h.frontier = frontier,
-                _ => out.push(Holding { origin, frontier, oldest: object }),
-            }
-        }
-        out
     }
 
     fn remember_object(&mut self, origin: u32, object: u32, held: HeldObject) {
@@ -547,53 +513,6 @@ impl<S: Seal> Repairer<S> {
         if !dropped.is_empty() {
             self.plan.forget(|k| dropped.contains(k));
         }
-    }
-
-    /// The group's members as the key server knows them: each one's
-    /// receiver node and the epoch it joined at (the history policy
-    /// `joined`). From then on a request is refused (and counted,
-    /// `repair_refused_policy`) when it comes from a node not listed or
-    /// asks for an object sent before its member joined. The repair's seal
-    /// (the object's epoch) already keeps such a member from reading it;
-    /// this spares the air. Replaced whole on every call.
-    pub fn set_members(&mut self, joined: HashMap<u32, u32>) {
-        self.members = Some(joined);
-    }
-
-    /// The history policy `shared`: these objects (the last N the group
-    /// sent, as the layer above counts them) are served to every member,
-    /// whenever it joined, and their repair is sealed under the current
-    /// epoch, so that a member that joined since can read it: every member
-    /// of now can. This holder's summaries name them all the time (as the
-    /// oldest object of their sender it offers), for members to fetch
-    /// (`ReceiverConfig::history_from`); what it holds of other senders it
-    /// names as offering no history (`oldest` past the frontier). Replaced
-    /// whole on every call.
-    pub fn set_shared(&mut self, objects: impl IntoIterator<Item = (u32, u32)>) {
-        self.shared = Some(objects.into_iter().collect());
-    }
-
-    fn is_shared(&self, origin: u32, object: u32) -> bool {
-        self.shared.as_ref().is_some_and(|s| s.contains(&(origin, object)))
-    }
-
-    /// Whether `from` may be repaired `object` of `origin` (see `set_members`).
-    fn may_serve(&mut self, from: u32, origin: u32, object: u32) -> bool {
-        let Some(members) = &self.members else { return true };
-        let epoch = self.objects.get(&(origin, object)).or_else(|| self.archive.get(origin, object)).map(|h| h.epoch);
-        let shared = self.is_shared(origin, object);
-        let ok = match (members.get(&from), epoch) {
-            (None, _) => false,
-            (Some(_), _) if shared => true,
-            (Some(&joined), Some(epoch)) => epoch >= joined,
-            // Not held here: nothing to serve (and what is passed upstream
-            // is sealed by whoever holds it).
-            (Some(_), None) => true,
-        };
-        if !ok {
-            self.inner.stats.repair_refused_policy += 1;
-        }
-        ok
     }
 
     /// A member's NACKs, addressed to us.
@@ -769,6 +688,7 @@ impl<S: Seal> Repairer<S> {
 }
 
 mod archive;
+mod history;
 #[cfg(test)]
 mod holders;
 #[cfg(test)]
